@@ -1,0 +1,85 @@
+"""The tensors one Hulu-Med call feeds to transformers' native VideoLLaMA3 model, plus token counts.
+
+Hulu-Med has ONE placeholder token (``<image>``), used for images, video frames and 3D slices
+alike, so the checkpoint config sets ``image_token_id == video_token_id``. Every visual item of a
+call (an image, a video, a 3D stack) is one row of ``grid_thw`` ``[t, h, w]`` (in 14-pixel patches,
+before merging) with its own merge size; the model turns it into ``t * (h/m) * (w/m)`` features
+that replace the ``<image>`` ids of ``input_ids`` in order.
+
+Without token reduction everything goes through the model's *image* path (``pixel_values``,
+``image_grid_thw``, ``image_merge_sizes``). With reduction the same tensors go through the *video*
+path, the only one that accepts ``video_compression_mask`` (one bool per merged token, before
+reduction; pruned ``<image>`` ids are already removed from ``input_ids``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ModelInputs:
+    """Batch-of-one inputs for ``VideoLlama3ForConditionalGeneration.forward/generate``.
+
+    ``input_ids``/``attention_mask``: (1, L) int64. ``pixel_values``: (num_patches, 3*14*14)
+    float32, or None for a text-only call. ``image_grid_thw``: (items, 3) int64 patch grid per item.
+    ``image_merge_sizes``: (items,) int64. ``video_compression_mask``: (visual_tokens,) bool or None.
+    Counters: ``visual_tokens`` before reduction, ``visual_tokens_after_reduction`` (what the LLM
+    sees), ``text_tokens`` (prompt tokens that are not ``<image>``), ``frames`` (2D images handed to
+    the vision encoder: 1 per image, t per video/3D item).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    pixel_values: torch.Tensor | None
+    image_grid_thw: torch.Tensor | None
+    image_merge_sizes: torch.Tensor | None
+    video_compression_mask: torch.Tensor | None
+    visual_tokens: int
+    visual_tokens_after_reduction: int
+    text_tokens: int
+    frames: int
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Length of the prompt the LLM prefills."""
+        return int(self.input_ids.shape[-1])
+
+    def as_model_kwargs(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Keyword arguments for ``model.generate(**kwargs)`` / ``model(**kwargs)``.
+
+        ``device`` moves every tensor; ``dtype`` casts only ``pixel_values`` (the vision weights'
+        dtype, e.g. bfloat16).
+        """
+        kwargs: dict[str, torch.Tensor] = {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+        }
+        if self.pixel_values is not None:
+            pixels = self.pixel_values if dtype is None else self.pixel_values.to(dtype)
+            if self.video_compression_mask is None:
+                kwargs["pixel_values"] = pixels
+                kwargs["image_grid_thw"] = self.image_grid_thw
+                kwargs["image_merge_sizes"] = self.image_merge_sizes
+            else:
+                kwargs["pixel_values_videos"] = pixels
+                kwargs["video_grid_thw"] = self.image_grid_thw
+                kwargs["video_merge_sizes"] = self.image_merge_sizes
+                kwargs["video_compression_mask"] = self.video_compression_mask
+        if device is not None:
+            kwargs = {k: v.to(device) for k, v in kwargs.items()}
+        return kwargs
+
+    def counts(self) -> dict[str, int]:
+        """The token/frame counters as a JSON-ready dict."""
+        return {
+            "visual_tokens": self.visual_tokens,
+            "visual_tokens_after_reduction": self.visual_tokens_after_reduction,
+            "text_tokens": self.text_tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "frames": self.frames,
+        }
