@@ -1,0 +1,118 @@
+"""Measurement math on a displayed plane (pure numpy, no Qt).
+
+Points are continuous pixel coordinates ``(column, row)`` of a 2D plane whose pixel centres sit at
+integer coordinates; ``spacing`` is ``(column spacing, row spacing)`` in mm. Values are in the
+plane's modality units (HU for CT), so ROI statistics read directly as HU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+Point = tuple[float, float]
+
+
+def _mm(point: Point, spacing: Sequence[float]) -> np.ndarray:
+    return np.asarray(point, dtype=np.float64) * np.asarray(spacing[:2], dtype=np.float64)
+
+
+def length_mm(p0: Point, p1: Point, spacing: Sequence[float]) -> float:
+    """Distance between two points in mm (anisotropic pixels handled)."""
+    return float(np.linalg.norm(_mm(p1, spacing) - _mm(p0, spacing)))
+
+
+def angle_deg(a: Point, vertex: Point, b: Point, spacing: Sequence[float]) -> float:
+    """Angle a-vertex-b in degrees (0..180), measured in mm space."""
+    u = _mm(a, spacing) - _mm(vertex, spacing)
+    v = _mm(b, spacing) - _mm(vertex, spacing)
+    nu, nv = np.linalg.norm(u), np.linalg.norm(v)
+    if nu == 0 or nv == 0:
+        raise ValueError("an angle needs three distinct points")
+    return math.degrees(math.acos(float(np.clip(np.dot(u, v) / (nu * nv), -1.0, 1.0))))
+
+
+def pixel_value(image: np.ndarray, point: Point) -> float | None:
+    """Value of the pixel containing ``point`` (nearest centre), or None outside the image."""
+    col, row = (int(math.floor(c + 0.5)) for c in point)
+    if 0 <= row < image.shape[0] and 0 <= col < image.shape[1]:
+        return float(image[row, col])
+    return None
+
+
+@dataclass(frozen=True)
+class RoiStats:
+    mean: float
+    sd: float
+    minimum: float
+    maximum: float
+    area_mm2: float
+    pixel_count: int
+
+
+def roi_mask(shape: tuple[int, int], p0: Point, p1: Point, kind: str) -> np.ndarray:
+    """Pixels whose centres lie in the rectangle/ellipse spanned by corners ``p0`` and ``p1``."""
+    (c0, r0), (c1, r1) = p0, p1
+    cmin, cmax, rmin, rmax = min(c0, c1), max(c0, c1), min(r0, r1), max(r0, r1)
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    if kind == "rectangle":
+        return (cols >= cmin) & (cols <= cmax) & (rows >= rmin) & (rows <= rmax)
+    if kind == "ellipse":
+        a, b = (cmax - cmin) / 2, (rmax - rmin) / 2
+        if a == 0 or b == 0:
+            return np.zeros(shape, dtype=bool)
+        return ((cols - (cmin + cmax) / 2) / a) ** 2 + ((rows - (rmin + rmax) / 2) / b) ** 2 <= 1.0
+    raise ValueError(f"unknown ROI kind {kind!r} (rectangle or ellipse)")
+
+
+def roi_stats(image: np.ndarray, p0: Point, p1: Point, spacing: Sequence[float], kind: str = "rectangle") -> RoiStats:
+    """Mean/SD/min/max of the pixels inside the ROI and its geometric area in mm^2."""
+    mask = roi_mask(image.shape[:2], p0, p1, kind)
+    if not mask.any():
+        raise ValueError("the ROI contains no pixel centre")
+    values = image[mask].astype(np.float64)
+    width = abs(p1[0] - p0[0]) * spacing[0]
+    height = abs(p1[1] - p0[1]) * spacing[1]
+    area = width * height if kind == "rectangle" else math.pi * width * height / 4
+    return RoiStats(float(values.mean()), float(values.std()), float(values.min()), float(values.max()),
+                    float(area), int(mask.sum()))
+
+
+@dataclass
+class Measurement:
+    """One measurement drawn on a plane: ``kind`` is length, angle, rectangle or ellipse."""
+
+    kind: str
+    points: list[Point]
+    plane_key: tuple[object, ...]  # identifies the slice/plane it was drawn on
+    value: float | RoiStats
+
+    def text(self, unit: str = "") -> str:
+        if self.kind == "length":
+            return f"{self.value:.1f} mm"
+        if self.kind == "angle":
+            return f"{self.value:.1f}\N{DEGREE SIGN}"
+        s = self.value
+        assert isinstance(s, RoiStats)
+        return (f"mean {s.mean:.1f} SD {s.sd:.1f} {unit}".rstrip()
+                + f"\nmin {s.minimum:.0f} max {s.maximum:.0f}  area {s.area_mm2:.1f} mm\N{SUPERSCRIPT TWO}")
+
+
+POINTS_NEEDED = {"length": 2, "angle": 3, "rectangle": 2, "ellipse": 2}
+
+
+def measure(kind: str, points: list[Point], image: np.ndarray, spacing: Sequence[float],
+            plane_key: tuple[object, ...]) -> Measurement:
+    """Build a finished measurement of ``kind`` from its points on ``image``."""
+    if len(points) != POINTS_NEEDED.get(kind, -1):
+        raise ValueError(f"{kind} needs {POINTS_NEEDED.get(kind)} points, got {len(points)}")
+    if kind == "length":
+        value: float | RoiStats = length_mm(points[0], points[1], spacing)
+    elif kind == "angle":
+        value = angle_deg(points[0], points[1], points[2], spacing)
+    else:
+        value = roi_stats(image, points[0], points[1], spacing, kind)
+    return Measurement(kind, list(points), plane_key, value)
