@@ -1,0 +1,397 @@
+"""The local archive: DICOM files exactly as received plus an SQLite index (WAL).
+
+Layout under the archive root::
+
+    index.sqlite                     the index (patients, studies, series, instances, changes)
+    studies/<study>/<series>/<sop>.dcm            first version of each SOP instance
+    studies/<study>/<series>/<sop>~<sha256:16>.dcm  a later object with the same UID but other bytes
+    tmp/<pid>-<random>.part          files being written (removed on failure, swept when stale)
+    trash/                           studies being deleted
+
+Crash safety: a file gets its final name only by ``link(2)`` of a complete, fsynced temp file,
+and its index row is committed only after that, so the index never points at a missing or
+partial file. Killing a writer can at worst leave a complete file without a row, which
+:meth:`Archive.reindex` picks up. ``link`` fails when the name exists, which makes concurrent
+writers in several processes safe without a lock around the slow part. A shared ``flock`` on
+``.layout.lock`` keeps :meth:`Archive.delete_study` from moving a study away between a writer's
+link and its index commit.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from dicom_net import archive_index as idx
+from dicom_net.archive_index import InstanceRecord, SeriesRecord, StudyRecord
+from dicom_net.validation import ArchiveError, HeaderInfo, InvalidDataset, inspect_part10
+
+__all__ = [
+    "Archive", "ArchiveError", "InvalidDataset", "StorageFull", "StoreOutcome", "StudyRecord", "SeriesRecord",
+    "InstanceRecord",
+]
+
+log = logging.getLogger(__name__)
+
+INDEX_NAME = "index.sqlite"
+DEFAULT_MIN_FREE_BYTES = 16 * 1024 * 1024
+_SAFE_NAME = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class StorageFull(ArchiveError):
+    """No room for the object (disk or quota full): C-STORE status 0xA700, out of resources."""
+
+    status = 0xA700
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """What happened to one stored object: 'stored', 'duplicate' (same bytes) or 'version'."""
+
+    status: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    path: Path
+
+
+def _safe_name(uid: str) -> str:
+    """A file name for a UID: the UID itself when harmless, else a stable hash of it."""
+    return uid if _SAFE_NAME.match(uid) else "x" + hashlib.sha256(uid.encode()).hexdigest()[:40]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
+class Archive:
+    """Files + SQLite index. Thread-safe within a process; several processes may write at once."""
+
+    def __init__(self, root: Path, *, min_free_bytes: int = DEFAULT_MIN_FREE_BYTES) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.studies_dir = self.root / "studies"
+        self.tmp_dir = self.root / "tmp"
+        self.trash_dir = self.root / "trash"
+        self.min_free_bytes = min_free_bytes
+        for folder in (self.studies_dir, self.tmp_dir, self.trash_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._layout_fd = os.open(self.root / ".layout.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._db = self._open_index()
+        self._sweep_leftovers()
+
+    # ---------------------------------------------------------------- set-up and tear-down
+
+    def _open_index(self) -> sqlite3.Connection:
+        db_path = self.root / INDEX_NAME
+        try:
+            conn = idx.connect(db_path)
+            idx.create_schema(conn)
+            return conn
+        except sqlite3.DatabaseError as exc:
+            if _is_disk_full(exc) or isinstance(exc, sqlite3.OperationalError):
+                raise
+            aside = db_path.with_name(f"{INDEX_NAME}.corrupt-{int(time.time())}")
+            log.error("archive index unreadable (%s); moved aside to %s, rebuild with reindex", exc, aside.name)
+            conn.close()
+            os.replace(db_path, aside)
+            for suffix in ("-wal", "-shm"):
+                Path(str(db_path) + suffix).unlink(missing_ok=True)
+            conn = idx.connect(db_path)
+            idx.create_schema(conn)
+            return conn
+
+    def _sweep_leftovers(self) -> None:
+        """Remove temp files of dead writers and studies left in the trash by an interrupted delete."""
+        for part in self.tmp_dir.glob("*.part"):
+            pid_text = part.name.split("-", 1)[0]
+            if not pid_text.isdigit() or not _pid_alive(int(pid_text)):
+                part.unlink(missing_ok=True)
+        for entry in self.trash_dir.iterdir():
+            shutil.rmtree(entry, ignore_errors=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+            if self._layout_fd >= 0:
+                os.close(self._layout_fd)
+                self._layout_fd = -1
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- locking helpers
+
+    @contextmanager
+    def _layout(self, exclusive: bool) -> Iterator[None]:
+        fcntl.flock(self._layout_fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._layout_fd, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ---------------------------------------------------------------- storing
+
+    def store_file(self, path: Path, *, source: str = "") -> StoreOutcome:
+        """Store a Part-10 file (its bytes unchanged)."""
+        return self.store_bytes(Path(path).read_bytes(), source=source)
+
+    def store_bytes(
+        self,
+        part10: bytes,
+        *,
+        source: str = "",
+        info: HeaderInfo | None = None,
+        expected_sop_class: str | None = None,
+        expected_sop_instance: str | None = None,
+    ) -> StoreOutcome:
+        """Validate and store a complete Part-10 file's bytes.
+
+        ``info`` skips the parse when the caller already ran :func:`inspect_part10` on these
+        bytes. Raises :class:`InvalidDataset` (nothing stored) or :class:`StorageFull`.
+        """
+        if info is None:
+            info = inspect_part10(part10, expected_sop_class=expected_sop_class,
+                                  expected_sop_instance=expected_sop_instance)
+        series_dir = self.studies_dir / _safe_name(info.study_uid) / _safe_name(info.series_uid)
+        primary = series_dir / f"{_safe_name(info.sop_instance_uid)}.dcm"
+        if _same_bytes(primary, part10):  # fast path for a re-sent object: no write at all
+            with self._lock, self._layout(exclusive=False):
+                if primary.exists():
+                    self._index(info, primary, len(part10), 1, source)
+                    return StoreOutcome("duplicate", info.sop_instance_uid, info.study_uid, info.series_uid, primary)
+        tmp = self._write_temp(part10)
+        try:
+            with self._lock, self._layout(exclusive=False):
+                status, final = self._link_into_place(tmp, series_dir, primary, part10)
+                try:
+                    self._index(info, final, len(part10), 1 if final == primary else None, source)
+                except BaseException:
+                    if status != "duplicate":
+                        final.unlink(missing_ok=True)
+                    raise
+        except BaseException as exc:
+            if _is_disk_full(exc):
+                raise StorageFull("archive disk is full") from exc
+            raise
+        finally:
+            tmp.unlink(missing_ok=True)
+        if status == "version":
+            log.warning("SOP instance %s received again with different bytes: kept both (%s)",
+                        info.sop_instance_uid, final.name)
+        return StoreOutcome(status, info.sop_instance_uid, info.study_uid, info.series_uid, final)
+
+    def _write_temp(self, data: bytes) -> Path:
+        if shutil.disk_usage(self.tmp_dir).free < len(data) + self.min_free_bytes:
+            raise StorageFull("archive disk is nearly full")
+        tmp = self.tmp_dir / f"{os.getpid()}-{uuid.uuid4().hex}.part"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if _is_disk_full(exc):
+                raise StorageFull("archive disk is full") from exc
+            raise
+        return tmp
+
+    def _link_into_place(self, tmp: Path, series_dir: Path, primary: Path, data: bytes) -> tuple[str, Path]:
+        """Give the complete temp file its final name without ever replacing another file."""
+        series_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(tmp, primary)
+            _fsync_dir(series_dir)
+            return "stored", primary
+        except FileExistsError:
+            pass
+        if _same_bytes(primary, data):
+            return "duplicate", primary
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        versioned = primary.with_name(f"{primary.stem}~{digest}.dcm")
+        try:
+            os.link(tmp, versioned)
+            _fsync_dir(series_dir)
+            return "version", versioned
+        except FileExistsError:
+            if _same_bytes(versioned, data):
+                return "duplicate", versioned
+            raise ArchiveError(f"hash collision for {versioned.name}") from None
+
+    def _index(self, info: HeaderInfo, path: Path, size: int, version: int | None, source: str) -> bool:
+        rel = path.relative_to(self.root).as_posix()
+        with self._transaction() as conn:
+            if version is None:
+                version = conn.execute(
+                    "SELECT coalesce(max(version), 1) + 1 FROM instances WHERE sop_instance_uid = ?",
+                    (info.sop_instance_uid,)).fetchone()[0]
+            return idx.insert_instance(conn, info, rel, size, version, source, time.time())
+
+    # ---------------------------------------------------------------- queries
+
+    def studies(self, **filters: object) -> list[StudyRecord]:
+        """Studies, newest first. Filters: patient_name, patient_id, accession, description
+        (case-insensitive substrings), date_from, date_to (inclusive, date or 'YYYYMMDD'), modality."""
+        with self._lock:
+            return idx.query_studies(self._db, filters)
+
+    def study(self, study_uid: str) -> StudyRecord | None:
+        with self._lock:
+            found = idx.query_studies(self._db, {"study_uid": study_uid})
+        return found[0] if found else None
+
+    def series(self, study_uid: str) -> list[SeriesRecord]:
+        with self._lock:
+            return idx.query_series(self._db, study_uid=study_uid)
+
+    def find_series(self, series_uid: str) -> SeriesRecord | None:
+        with self._lock:
+            found = idx.query_series(self._db, series_uid=series_uid)
+        return found[0] if found else None
+
+    def instances(self, series_uid: str, *, all_versions: bool = False) -> list[InstanceRecord]:
+        """Instances sorted by instance number, newest version of each SOP instance only."""
+        with self._lock:
+            return idx.query_instances(self._db, self.root, series_uid, all_versions)
+
+    def instance_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM instances").fetchone()[0])
+
+    # ---------------------------------------------------------------- live updates
+
+    def change_cursor(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT value FROM counter WHERE name = 'changes'").fetchone()[0])
+
+    def changes_since(self, cursor: int) -> tuple[int, list[str]]:
+        """(new cursor, study UIDs stored into or deleted since ``cursor``)."""
+        with self._lock, self._transaction() as conn:
+            now = int(conn.execute("SELECT value FROM counter WHERE name = 'changes'").fetchone()[0])
+            rows = conn.execute("SELECT study_uid FROM changes WHERE seq > ? ORDER BY seq", (cursor,)).fetchall()
+        return now, [r[0] for r in rows]
+
+    # ---------------------------------------------------------------- maintenance
+
+    def delete_study(self, study_uid: str) -> int:
+        """Remove a study's index rows, then its files; returns the number of instances removed."""
+        study_dir = self.studies_dir / _safe_name(study_uid)
+        trash = self.trash_dir / f"{uuid.uuid4().hex}"
+        with self._lock, self._layout(exclusive=True):
+            with self._transaction() as conn:
+                removed = conn.execute("DELETE FROM instances WHERE study_uid = ?", (study_uid,)).rowcount
+                conn.execute("DELETE FROM series WHERE study_uid = ?", (study_uid,))
+                conn.execute("DELETE FROM studies WHERE study_uid = ?", (study_uid,))
+                idx.prune_empty(conn)
+                idx.touch_study(conn, study_uid)
+            if study_dir.exists():
+                os.rename(study_dir, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        log.info("deleted study %s (%d instances)", study_uid, removed)
+        return removed
+
+    def reindex(self) -> int:
+        """Bring the index in line with the files after a crash; returns the instances indexed.
+
+        Rows whose file is gone are dropped, complete files without a row are added, files that
+        are not valid DICOM are moved to ``quarantine/``.
+        """
+        self._sweep_leftovers()
+        with self._lock:
+            indexed = {row[0]: row[1] for row in self._db.execute("SELECT path, size FROM instances")}
+        on_disk = sorted(self.studies_dir.glob("*/*/*.dcm"), key=lambda p: (p.name.count("~"), p.stat().st_mtime))
+        parsed: list[tuple[HeaderInfo, Path, int]] = []
+        for path in on_disk:
+            rel = path.relative_to(self.root).as_posix()
+            size = path.stat().st_size
+            if indexed.get(rel) == size:
+                continue
+            try:
+                parsed.append((inspect_part10(path.read_bytes()), path, size))
+            except InvalidDataset as exc:
+                self._quarantine(path, str(exc))
+        with self._lock, self._layout(exclusive=False), self._transaction() as conn:
+            for rel in list(indexed):
+                if not (self.root / rel).is_file():
+                    study = conn.execute("SELECT study_uid FROM instances WHERE path = ?", (rel,)).fetchone()
+                    conn.execute("DELETE FROM instances WHERE path = ?", (rel,))
+                    if study:
+                        idx.touch_study(conn, study[0])
+            for info, path, size in parsed:
+                rel = path.relative_to(self.root).as_posix()
+                conn.execute("DELETE FROM instances WHERE path = ?", (rel,))  # size changed: re-read it
+                version = 1 if "~" not in path.name else conn.execute(
+                    "SELECT coalesce(max(version), 1) + 1 FROM instances WHERE sop_instance_uid = ?",
+                    (info.sop_instance_uid,)).fetchone()[0]
+                idx.insert_instance(conn, info, rel, size, version, "reindex", path.stat().st_mtime)
+            idx.prune_empty(conn)
+            total = int(conn.execute("SELECT count(*) FROM instances").fetchone()[0])
+        log.info("reindex: %d instances indexed, %d files (re)read", total, len(parsed))
+        return total
+
+    def _quarantine(self, path: Path, reason: str) -> None:
+        target = self.root / "quarantine" / f"{uuid.uuid4().hex}-{path.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        log.error("reindex: moved an invalid file to quarantine/%s (%s)", target.name, reason)
