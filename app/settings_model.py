@@ -1,0 +1,200 @@
+"""Workstation settings as plain, validated values (no Qt): parse a whole form or refuse it.
+
+The settings dialog collects every field as text and calls :func:`parse_settings`; either all
+values are valid and a new :class:`AppSettings` is returned, or :class:`SettingsError` names every
+bad field and nothing is applied. Storage lives in :mod:`app.settings_store`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE VR: 16 chars, no backslash
+HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-:]{0,252})$")
+HL7_NAME_RE = re.compile(r"^[^|^~\\&\r\n]{1,180}$")  # must not contain HL7 delimiters
+
+DEVICES = ("auto", "cuda", "cpu")
+QUANTIZATIONS = ("none", "int8", "nf4")
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    """Our C-STORE SCP: the called AE title, port, allowed calling AEs, optional TLS files."""
+
+    aet: str = "HULUWS"
+    port: int = 11112
+    allowed_aets: tuple[str, ...] = ()
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert and self.tls_key)
+
+
+@dataclass(frozen=True)
+class RisSettings:
+    """The RIS that receives HL7 ORU results over MLLP (empty host: no RIS configured)."""
+
+    host: str = ""
+    port: int = 2575
+    sending_application: str = "HULUWS"
+    sending_facility: str = "RADIOLOGY"
+    receiving_application: str = "RIS"
+    receiving_facility: str = "HOSPITAL"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Where the Hulu-Med weights live and how to run them."""
+
+    folder: str = ""
+    device: str = "auto"
+    quantization: str = "nf4"
+
+
+@dataclass(frozen=True)
+class GeneralSettings:
+    create_demo_if_empty: bool = False  # True: generate the demo study without asking
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    listener: ListenerSettings = field(default_factory=ListenerSettings)
+    ris: RisSettings = field(default_factory=RisSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    general: GeneralSettings = field(default_factory=GeneralSettings)
+
+    def to_form(self) -> dict[str, str]:
+        """Every value as the text a form field shows, keyed ``section.name``."""
+        form: dict[str, str] = {}
+        for section, values in asdict(self).items():
+            for name, value in values.items():
+                if isinstance(value, (list, tuple)):
+                    value = ", ".join(value)
+                elif isinstance(value, bool):
+                    value = "true" if value else "false"
+                form[f"{section}.{name}"] = str(value)
+        return form
+
+
+class SettingsError(ValueError):
+    """Some fields are invalid; ``errors`` maps ``section.name`` to a message for the user."""
+
+    def __init__(self, errors: Mapping[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+def form_keys() -> list[str]:
+    """All ``section.name`` keys of the settings form, in display order."""
+    keys = []
+    for section in fields(AppSettings):
+        for f in fields(section.default_factory()):  # type: ignore[misc]
+            keys.append(f"{section.name}.{f.name}")
+    return keys
+
+
+def _port(text: str, errors: dict[str, str], key: str) -> int:
+    text = text.strip()
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        errors[key] = "a port number from 1 to 65535"
+        return 0
+    return int(text)
+
+
+def _ae(text: str, errors: dict[str, str], key: str) -> str:
+    text = text.strip()
+    if not AE_TITLE_RE.match(text) or not text.strip():
+        errors[key] = "an AE title of 1-16 printable characters, no backslash"
+    return text
+
+
+def _existing_file(text: str, errors: dict[str, str], key: str) -> str:
+    text = text.strip()
+    if text and not Path(text).is_file():
+        errors[key] = f"file not found: {text}"
+    return text
+
+
+def _bool(text: str, errors: dict[str, str], key: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    errors[key] = "true or false"
+    return False
+
+
+def _hl7_name(text: str, errors: dict[str, str], key: str) -> str:
+    text = text.strip()
+    if not HL7_NAME_RE.match(text):
+        errors[key] = "a name without HL7 delimiters (| ^ ~ \\ &)"
+    return text
+
+
+def parse_settings(form: Mapping[str, str], base: AppSettings | None = None) -> AppSettings:
+    """Validate a whole form (``section.name`` -> text) and return the settings it describes.
+
+    Keys absent from ``form`` keep their value from ``base``. Raises :class:`SettingsError`
+    listing every invalid field; nothing is partially applied.
+    """
+    merged = (base or AppSettings()).to_form()
+    unknown = set(form) - set(merged)
+    errors: dict[str, str] = {k: "unknown setting" for k in sorted(unknown)}
+    merged.update({k: v for k, v in form.items() if k in merged})
+    g = merged.get
+
+    allowed = tuple(a.strip() for a in re.split(r"[,\s]+", g("listener.allowed_aets", "")) if a.strip())
+    for a in allowed:
+        if not AE_TITLE_RE.match(a):
+            errors["listener.allowed_aets"] = f"not a valid AE title: {a!r}"
+    cert = _existing_file(g("listener.tls_cert", ""), errors, "listener.tls_cert")
+    key = _existing_file(g("listener.tls_key", ""), errors, "listener.tls_key")
+    if bool(cert) != bool(key):
+        errors.setdefault("listener.tls_key" if cert else "listener.tls_cert",
+                          "TLS needs both a certificate and a key")
+    listener = ListenerSettings(
+        aet=_ae(g("listener.aet", ""), errors, "listener.aet"),
+        port=_port(g("listener.port", ""), errors, "listener.port"),
+        allowed_aets=allowed,
+        tls_cert=cert,
+        tls_key=key,
+        tls_ca=_existing_file(g("listener.tls_ca", ""), errors, "listener.tls_ca"),
+    )
+
+    host = g("ris.host", "").strip()
+    if host and not HOST_RE.match(host):
+        errors["ris.host"] = "a host name or IP address"
+    ris = RisSettings(
+        host=host,
+        port=_port(g("ris.port", ""), errors, "ris.port"),
+        sending_application=_hl7_name(g("ris.sending_application", ""), errors, "ris.sending_application"),
+        sending_facility=_hl7_name(g("ris.sending_facility", ""), errors, "ris.sending_facility"),
+        receiving_application=_hl7_name(g("ris.receiving_application", ""), errors,
+                                        "ris.receiving_application"),
+        receiving_facility=_hl7_name(g("ris.receiving_facility", ""), errors, "ris.receiving_facility"),
+    )
+
+    folder = g("model.folder", "").strip()
+    if folder and not Path(folder).is_dir():
+        errors["model.folder"] = f"folder not found: {folder}"
+    device = g("model.device", "").strip().lower()
+    if device not in DEVICES:
+        errors["model.device"] = f"one of {', '.join(DEVICES)}"
+    quant = g("model.quantization", "").strip().lower()
+    if quant not in QUANTIZATIONS:
+        errors["model.quantization"] = f"one of {', '.join(QUANTIZATIONS)}"
+    model = ModelSettings(folder=folder, device=device, quantization=quant)
+
+    general = GeneralSettings(
+        create_demo_if_empty=_bool(g("general.create_demo_if_empty", ""), errors,
+                                   "general.create_demo_if_empty"))
+    if errors:
+        raise SettingsError(errors)
+    return AppSettings(listener=listener, ris=ris, model=model, general=general)

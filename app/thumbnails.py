@@ -1,0 +1,102 @@
+"""Cheap series thumbnails: the middle image (or middle frame), windowed, downsampled, cached.
+
+Reads one file with pydicom, applies the rescale and the stored window (or the 1st-99th
+percentile range when none is stored) and keeps a small uint8 array; cached as ``.npy`` under
+the data directory keyed by series UID and image size, so a second request costs a file read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pydicom
+
+from dicom_net.paths import data_dir
+
+log = logging.getLogger(__name__)
+
+THUMB_SIZE = 96
+
+
+def _first(value: object) -> float:
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        value = value[0]
+    return float(value)
+
+
+def window_to_uint8(image: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM linear window (PS3.3 C.11.2.1.2, simplified) to 0..255."""
+    low = center - width / 2.0
+    out = (image.astype(np.float32) - low) / max(width, 1.0) * 255.0
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def downsample(image: np.ndarray, size: int) -> np.ndarray:
+    """Block-average an image (H, W[, 3]) so its longer side is at most ``size`` pixels."""
+    h, w = image.shape[:2]
+    factor = max(1, int(np.ceil(max(h, w) / size)))
+    if factor == 1:
+        return image
+    hh, ww = h // factor * factor, w // factor * factor
+    blocks = image[:hh, :ww].reshape(hh // factor, factor, ww // factor, factor, *image.shape[2:])
+    return blocks.astype(np.float32).mean(axis=(1, 3)).round().astype(np.uint8)
+
+
+def render_thumbnail(path: Path, size: int = THUMB_SIZE) -> np.ndarray:
+    """A uint8 grey (H, W) or RGB (H, W, 3) thumbnail of one DICOM file's middle frame."""
+    ds = pydicom.dcmread(path)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    pixels = ds.pixel_array
+    if frames > 1:
+        pixels = pixels[frames // 2]
+    if pixels.ndim == 3 and pixels.shape[-1] == 3:  # colour (pydicom converts YBR to RGB)
+        return downsample(pixels.astype(np.uint8), size)
+    values = pixels.astype(np.float32) * float(ds.get("RescaleSlope", 1) or 1) + float(
+        ds.get("RescaleIntercept", 0) or 0)
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    else:
+        lo, hi = np.percentile(values, (1, 99))
+        center, width = (lo + hi) / 2, max(hi - lo, 1.0)
+    grey = window_to_uint8(values, center, width)
+    if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
+        grey = 255 - grey
+    return downsample(grey, size)
+
+
+class ThumbnailCache:
+    """Thumbnails of series by UID, computed once and kept as ``.npy`` files."""
+
+    def __init__(self, folder: Path | None = None, size: int = THUMB_SIZE):
+        self.folder = Path(folder) if folder else data_dir() / "thumbnails"
+        self.size = size
+
+    def _path(self, series_uid: str) -> Path:
+        return self.folder / f"{series_uid}-{self.size}.npy"
+
+    def get(self, series_uid: str, instance_paths: Sequence[Path]) -> np.ndarray | None:
+        """The series thumbnail (middle instance), or None if no instance can be decoded."""
+        cached = self._path(series_uid)
+        if cached.exists():
+            try:
+                return np.load(cached)
+            except (OSError, ValueError):
+                cached.unlink(missing_ok=True)
+        if not instance_paths:
+            return None
+        try:
+            image = render_thumbnail(Path(instance_paths[len(instance_paths) // 2]), self.size)
+        except Exception as exc:  # undecodable pixel data: the browser shows a text tile
+            log.warning("no thumbnail for series %s: %s", series_uid, type(exc).__name__)
+            return None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".npy.part")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, image)
+        os.replace(tmp, cached)
+        return image

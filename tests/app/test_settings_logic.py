@@ -1,0 +1,68 @@
+"""Settings: whole-form validation without widgets, QSettings round trip, refusal leaves old values."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.settings_model import AppSettings, SettingsError, parse_settings
+from app.settings_store import SettingsStore
+
+
+def test_valid_form_parses_every_section(tmp_path):
+    (tmp_path / "cert.pem").write_text("x")
+    (tmp_path / "key.pem").write_text("x")
+    s = parse_settings({
+        "listener.aet": "READROOM1", "listener.port": "11113", "listener.allowed_aets": "CT1, MR_2 PACS",
+        "listener.tls_cert": str(tmp_path / "cert.pem"), "listener.tls_key": str(tmp_path / "key.pem"),
+        "ris.host": "ris.example.org", "ris.port": "2576", "ris.sending_facility": "RAD",
+        "model.folder": str(tmp_path), "model.device": "CPU", "model.quantization": "int8",
+        "general.create_demo_if_empty": "yes",
+    })
+    assert s.listener.aet == "READROOM1" and s.listener.port == 11113
+    assert s.listener.allowed_aets == ("CT1", "MR_2", "PACS")
+    assert s.listener.tls_enabled
+    assert (s.ris.host, s.ris.port, s.ris.sending_facility) == ("ris.example.org", 2576, "RAD")
+    assert (s.model.device, s.model.quantization) == ("cpu", "int8")
+    assert s.general.create_demo_if_empty is True
+
+
+def test_invalid_form_names_every_bad_field(tmp_path):
+    with pytest.raises(SettingsError) as info:
+        parse_settings({
+            "listener.aet": "A" * 17, "listener.port": "70000", "listener.allowed_aets": "OK, BAD\\AE",
+            "listener.tls_cert": str(tmp_path / "cert.pem"),
+            "ris.port": "abc", "ris.sending_facility": "RAD|X",
+            "model.folder": str(tmp_path / "missing"), "model.device": "tpu", "model.quantization": "q3",
+        })
+    assert set(info.value.errors) == {
+        "listener.aet", "listener.port", "listener.allowed_aets", "listener.tls_cert", "listener.tls_key",
+        "ris.port",
+        "ris.sending_facility", "model.folder", "model.device", "model.quantization"}
+    assert "65535" in info.value.errors["listener.port"]
+
+
+def test_tls_key_without_certificate_is_refused(tmp_path):
+    (tmp_path / "key.pem").write_text("x")
+    with pytest.raises(SettingsError) as info:
+        parse_settings({"listener.tls_key": str(tmp_path / "key.pem")})
+    assert "listener.tls_cert" in info.value.errors
+
+
+def test_round_trip_through_qsettings_and_refusal_keeps_old_values(tmp_path):
+    store = SettingsStore()
+    assert store.load() == AppSettings()
+    saved = store.apply_form({"listener.aet": "ROOM7", "listener.port": "10400", "ris.host": "10.1.2.3",
+                              "listener.allowed_aets": "CT1 CT2"})
+    reloaded = SettingsStore().load()  # a fresh QSettings reads the INI file back
+    assert reloaded == saved
+    assert reloaded.listener.allowed_aets == ("CT1", "CT2") and reloaded.ris.host == "10.1.2.3"
+    with pytest.raises(SettingsError):
+        store.apply_form({"listener.aet": "NEWNAME", "listener.port": "0"})  # one valid, one bad field
+    assert SettingsStore().load().listener.aet == "ROOM7"  # nothing half-applied
+
+
+def test_hand_edited_invalid_file_falls_back_to_defaults():
+    store = SettingsStore()
+    store.qsettings.setValue("listener/port", "not-a-port")
+    store.qsettings.sync()
+    assert SettingsStore().load() == AppSettings()

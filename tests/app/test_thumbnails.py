@@ -1,0 +1,39 @@
+"""Series thumbnails: middle image, stored window applied, block-averaged, cached."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.thumbnails import ThumbnailCache, render_thumbnail, window_to_uint8
+from dicom_net.synthetic import demo_study
+
+
+def test_window_maps_bounds_to_black_and_white():
+    out = window_to_uint8(np.array([-1000, -160, 40, 240, 3000]), center=40, width=400)
+    assert out.tolist() == [0, 0, 128, 255, 255]
+
+
+def test_ct_thumbnail_shows_soft_tissue_air_and_bone_at_known_places(tmp_path):
+    demo = demo_study(tmp_path / "d", ct_slices=5, ct_matrix=128)
+    ct = sorted(p for p in demo.files if p.parent.name == "ct")
+    thumb = render_thumbnail(ct[2], size=64)  # 128 px, 2.5 mm pixels -> 64 px, 5 mm each
+    assert thumb.shape == (64, 64) and thumb.dtype == np.uint8
+    assert thumb[0, 0] == 0  # air at the corner, window 40/400
+    assert thumb[32, 32] == 128  # soft tissue (40 HU) at the centre
+    # bone ring at |x| in 134..142 mm; thumbnail column c spans x = -160 + 5c .. -155 + 5c mm
+    assert thumb[32, 59] == 255 and thumb[32, 4] == 255
+    # patient-left marker (x = +60 mm, 1500 HU) on the image's right half only
+    assert thumb[32, 44] == 255 and thumb[32, 64 - 1 - 44] == 128
+
+
+def test_cache_returns_the_same_pixels_without_reading_the_file(tmp_path):
+    demo = demo_study(tmp_path / "d", ct_slices=3, ct_matrix=64)
+    dx = [p for p in demo.files if p.parent.name == "dx"]
+    us = [p for p in demo.files if p.parent.name == "us"]
+    cache = ThumbnailCache(tmp_path / "cache", size=48)
+    first = cache.get("dx-uid", dx)
+    assert first is not None and max(first.shape) <= 48
+    dx[0].unlink()
+    np.testing.assert_array_equal(cache.get("dx-uid", dx), first)
+    colour = cache.get("us-uid", us)
+    assert colour is not None and colour.shape[-1] in (3, 48)
