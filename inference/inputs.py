@@ -15,8 +15,15 @@ reduction; pruned ``<image>`` ids are already removed from ``input_ids``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
+
+from inference.preprocess import preprocess_items
+from inference.preprocess_budget import MAX_TOKENS, MIN_TOKENS
+from inference.prompting import Conversation, render_prompt, tokenize_prompt
+from inference.token_reduction import DEFAULT_THRESHOLD, ReductionMode, reduce_tokens
 
 
 @dataclass
@@ -83,3 +90,48 @@ class ModelInputs:
             "prompt_tokens": self.prompt_tokens,
             "frames": self.frames,
         }
+
+
+def build_model_inputs(
+    tokenizer: Any,
+    conversation: Conversation,
+    *,
+    max_tokens: int = MAX_TOKENS,
+    min_tokens: int = MIN_TOKENS,
+    reduction: ReductionMode = "off",
+    threshold: float = DEFAULT_THRESHOLD,
+) -> ModelInputs:
+    """Preprocess every visual item of ``conversation``, reduce tokens if asked, build the prompt.
+
+    All items share one ``max_tokens`` budget; if any item is a video or 3D stack every item uses
+    2x2 merging. ``reduction`` is ``"off"`` by default (see :mod:`inference.token_reduction`).
+    """
+    text = render_prompt(tokenizer, conversation)
+    items = conversation.visual_items()
+    if not items:
+        ids = tokenize_prompt(tokenizer, text, [])
+        return ModelInputs(
+            input_ids=torch.tensor([ids], dtype=torch.long),
+            attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
+            pixel_values=None, image_grid_thw=None, image_merge_sizes=None, video_compression_mask=None,
+            visual_tokens=0, visual_tokens_after_reduction=0, text_tokens=len(ids), frames=0,
+        )
+    visuals = preprocess_items(items, max_tokens=max_tokens, min_tokens=min_tokens)
+    reduced = reduce_tokens(
+        visuals.pixel_values, visuals.grid_thw, visuals.merge_sizes, visuals.frame_tokens,
+        [item.kind for item in items], mode=reduction, threshold=threshold,
+    )
+    ids = tokenize_prompt(tokenizer, text, [n for tokens in reduced.frame_tokens for n in tokens])
+    mask = None if reduced.mask is None else torch.from_numpy(np.ascontiguousarray(reduced.mask))
+    return ModelInputs(
+        input_ids=torch.tensor([ids], dtype=torch.long),
+        attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
+        pixel_values=torch.from_numpy(visuals.pixel_values),
+        image_grid_thw=torch.from_numpy(visuals.grid_thw),
+        image_merge_sizes=torch.from_numpy(visuals.merge_sizes),
+        video_compression_mask=mask,
+        visual_tokens=visuals.visual_tokens,
+        visual_tokens_after_reduction=reduced.kept,
+        text_tokens=len(ids) - reduced.kept,
+        frames=visuals.frames,
+    )
