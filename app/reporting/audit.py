@@ -1,0 +1,117 @@
+"""The audit record kept with every report: which model wrote what from which inputs, with which
+prompt and settings, when, who signed, and what was sent where. Persisted atomically beside the
+report in the data directory (``<data_dir>/reports/<report_id>/``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from app.reporting.atomic import read_json, write_json_atomic
+from app.reporting.report import Report
+from dicom_net.paths import data_dir
+
+
+def now_iso() -> str:
+    return datetime.now().astimezone().isoformat()
+
+
+@dataclass
+class SentInput:
+    """One visual input handed to the model (never pixels: where they came from and how shown)."""
+
+    series_instance_uid: str
+    kind: str  # "image", "volume" or "cine"
+    plane: str = ""
+    slices: list[int] = field(default_factory=list)
+    window_center: float | None = None
+    window_width: float | None = None
+    frames: int = 0
+
+
+@dataclass
+class Generation:
+    """One model call that wrote text into the report (or answered in chat)."""
+
+    purpose: str  # "draft" or "chat"
+    model_id: str
+    model_checksum: str
+    prompt: str
+    settings: dict[str, Any]
+    inputs: list[SentInput]
+    started_at: str
+    finished_at: str = ""
+    outcome: str = ""  # "completed", "cancelled" or "failed: <reason>"
+    output_chars: int = 0
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+
+
+@dataclass
+class AuditRecord:
+    report_id: str
+    study_instance_uid: str
+    generations: list[Generation] = field(default_factory=list)
+    events: list[dict[str, str]] = field(default_factory=list)
+
+    def add_event(self, kind: str, **details: str) -> None:
+        """A signature, export, ACK ... ``details`` carry names/ids, never report text."""
+        self.events.append({"at": now_iso(), "kind": kind, **{k: str(v) for k, v in details.items()}})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AuditRecord:
+        generations = []
+        for g in data.get("generations", []):
+            g = dict(g)
+            g["inputs"] = [SentInput(**i) for i in g.get("inputs", [])]
+            generations.append(Generation(**g))
+        return cls(data["report_id"], data["study_instance_uid"], generations, list(data.get("events", [])))
+
+
+def reports_dir() -> Path:
+    return data_dir() / "reports"
+
+
+class ReportStore:
+    """Reports and their audit records on disk, one folder per report, written atomically."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root else reports_dir()
+
+    def _folder(self, report_id: str) -> Path:
+        if not report_id.isalnum():
+            raise ValueError(f"report id must be alphanumeric, got {report_id!r}")
+        return self.root / report_id
+
+    def save(self, report: Report, audit: AuditRecord) -> None:
+        if audit.report_id != report.report_id:
+            raise ValueError("audit record belongs to another report")
+        folder = self._folder(report.report_id)
+        write_json_atomic(folder / "audit.json", audit.to_dict())
+        write_json_atomic(folder / "report.json", report.to_dict())
+
+    def load(self, report_id: str) -> tuple[Report, AuditRecord]:
+        folder = self._folder(report_id)
+        report = Report.from_dict(read_json(folder / "report.json"))
+        audit_path = folder / "audit.json"
+        audit = (
+            AuditRecord.from_dict(read_json(audit_path))
+            if audit_path.exists()
+            else AuditRecord(report.report_id, report.study.study_instance_uid)
+        )
+        return report, audit
+
+    def reports_for_study(self, study_instance_uid: str) -> list[Report]:
+        """The study's reports, oldest first."""
+        found = []
+        if self.root.is_dir():
+            for path in self.root.glob("*/report.json"):
+                data = read_json(path)
+                if data["study"]["study_instance_uid"] == study_instance_uid:
+                    found.append(Report.from_dict(data))
+        return sorted(found, key=lambda r: r.created_at)

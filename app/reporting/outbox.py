@@ -1,0 +1,278 @@
+"""Persistent outbox for signed reports: HL7 messages to the RIS and SR objects to the PACS.
+
+Guarantees: a message is on disk (payload, then its record, both atomic) before anything is sent;
+its record says ``sending`` before the bytes leave, so after a crash it is sent again with the
+SAME payload (same MSH-10 / SOP Instance UID) and the receiver de-duplicates. Outcomes:
+
+- delivered (AA / C-STORE success): done, never sent again;
+- AE or a DICOM failure status: retried with backoff, at most ``max_error_attempts`` times, then
+  ``failed`` (visible; :meth:`Outbox.retry` re-queues it by hand);
+- AR: ``rejected``, not retried;
+- no ACK / receiver down: retried with backoff (capped), without limit - never lost.
+
+Several processes may share one outbox (the app and the CLI): a file lock lets one deliver at a time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from app.reporting.atomic import read_json, write_bytes_atomic, write_json_atomic
+from app.reporting.mllp import MllpEndpoint, NoAck, send_message
+from dicom_net.paths import data_dir
+
+log = logging.getLogger(__name__)
+
+
+class State(str, Enum):
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class Outcome(str, Enum):
+    DELIVERED = "delivered"
+    UNKNOWN = "unknown"  # no answer: resend, unbounded
+    ERROR = "error"  # receiver error: resend, bounded
+    REJECTED = "rejected"  # do not resend
+
+
+@dataclass
+class Result:
+    outcome: Outcome
+    detail: str = ""
+
+
+@dataclass
+class OutboxMessage:
+    message_id: str  # the MSH-10 for HL7, the SOP Instance UID's key for DICOM
+    kind: str  # "hl7" or "dicom"
+    destination: str  # "host:port" for HL7, a PACS node name for DICOM
+    report_id: str
+    study_instance_uid: str
+    result_status: str  # P, F or C
+    state: State = State.PENDING
+    attempts: int = 0
+    error_attempts: int = 0
+    next_attempt_at: float = 0.0
+    last_error: str = ""
+    created_at: float = field(default_factory=time.time)
+    delivered_at: float | None = None
+    history: list[dict[str, object]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> OutboxMessage:
+        data = dict(data)
+        data["state"] = State(data["state"])
+        return cls(**data)
+
+
+Transport = Callable[[OutboxMessage, Path], Result]
+
+
+def hl7_transport(timeout: float = 10.0) -> Transport:
+    """Deliver an HL7 payload over MLLP and map the ACK to an outcome."""
+
+    def deliver(message: OutboxMessage, payload: Path) -> Result:
+        try:
+            ack = send_message(MllpEndpoint.parse(message.destination), payload.read_bytes(), timeout=timeout)
+        except NoAck as exc:
+            return Result(Outcome.UNKNOWN, str(exc))
+        if ack.control_id != message.message_id:
+            return Result(Outcome.UNKNOWN, f"ACK for another message ({ack.control_id!r})")
+        if ack.accepted:
+            return Result(Outcome.DELIVERED, ack.code)
+        if ack.rejected:
+            return Result(Outcome.REJECTED, f"{ack.code} {ack.text}".strip())
+        return Result(Outcome.ERROR, f"{ack.code} {ack.text}".strip())
+
+    return deliver
+
+
+def outbox_dir() -> Path:
+    return data_dir() / "outbox"
+
+
+class Outbox:
+    """Messages on disk in ``root`` (``<id>.json`` record + ``<id>.payload``)."""
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        transports: dict[str, Transport] | None = None,
+        max_error_attempts: int = 5,
+        base_delay: float = 5.0,
+        max_delay: float = 300.0,
+    ) -> None:
+        self.root = Path(root) if root else outbox_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.transports = {"hl7": hl7_transport(), **(transports or {})}
+        self.max_error_attempts = max_error_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+
+    # -- storage -----------------------------------------------------------------------------
+
+    def _record(self, message_id: str) -> Path:
+        if not message_id.replace(".", "").isalnum():
+            raise ValueError(f"bad outbox message id {message_id!r}")
+        return self.root / f"{message_id}.json"
+
+    def payload_path(self, message_id: str) -> Path:
+        return self.root / f"{message_id}.payload"
+
+    def _save(self, message: OutboxMessage) -> None:
+        write_json_atomic(self._record(message.message_id), message.to_dict())
+
+    def enqueue(self, message: OutboxMessage, payload: bytes) -> OutboxMessage:
+        """Persist a new message; it is sent by the next :meth:`process_due`."""
+        if message.result_status not in ("P", "F", "C"):
+            raise ValueError("only preliminary, final or corrected reports are sent")
+        if message.kind not in self.transports:
+            raise ValueError(f"no transport for {message.kind!r} messages")
+        if self._record(message.message_id).exists():
+            raise ValueError(f"message {message.message_id} is already queued")
+        write_bytes_atomic(self.payload_path(message.message_id), payload)
+        message.history.append({"at": time.time(), "event": "queued"})
+        self._save(message)
+        log.info("outbox: queued %s %s for study %s", message.kind, message.message_id,
+                 message.study_instance_uid)
+        return message
+
+    def get(self, message_id: str) -> OutboxMessage:
+        return OutboxMessage.from_dict(read_json(self._record(message_id)))
+
+    def messages(self, report_id: str | None = None) -> list[OutboxMessage]:
+        found = [OutboxMessage.from_dict(read_json(p)) for p in self.root.glob("*.json")]
+        if report_id is not None:
+            found = [m for m in found if m.report_id == report_id]
+        return sorted(found, key=lambda m: m.created_at)
+
+    def retry(self, message_id: str) -> OutboxMessage:
+        """Re-queue a failed message by hand (same payload, same id)."""
+        with self._lock(blocking=True):
+            message = self.get(message_id)
+            if message.state is not State.FAILED:
+                raise ValueError(f"only failed messages are retried by hand, this one is {message.state.value}")
+            message.state, message.error_attempts, message.next_attempt_at = State.PENDING, 0, 0.0
+            message.history.append({"at": time.time(), "event": "manual retry"})
+            self._save(message)
+            return message
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _lock(self, *, blocking: bool) -> Iterator[bool]:
+        with open(self.root / ".lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _delay(self, attempts: int) -> float:
+        return min(self.max_delay, self.base_delay * 2 ** max(0, attempts - 1))
+
+    def process_due(self, now: float | None = None) -> list[OutboxMessage]:
+        """Try every due message once; returns those attempted (empty if another process is busy)."""
+        attempted = []
+        with self._lock(blocking=False) as locked:
+            if not locked:
+                return []
+            for message in self.messages():
+                current = time.time() if now is None else now
+                due = message.state is State.SENDING or (
+                    message.state is State.PENDING and message.next_attempt_at <= current
+                )
+                if due:
+                    attempted.append(self._attempt(message, current))
+        return attempted
+
+    def _attempt(self, message: OutboxMessage, now: float) -> OutboxMessage:
+        message.state = State.SENDING
+        message.attempts += 1
+        self._save(message)  # a crash from here on means "resend the same payload"
+        try:
+            result = self.transports[message.kind](message, self.payload_path(message.message_id))
+        except Exception as exc:  # a transport bug must not lose the message
+            result = Result(Outcome.ERROR, f"{type(exc).__name__}: {exc}")
+        message.last_error = "" if result.outcome is Outcome.DELIVERED else result.detail
+        if result.outcome is Outcome.DELIVERED:
+            message.state, message.delivered_at = State.DELIVERED, time.time()
+        elif result.outcome is Outcome.REJECTED:
+            message.state = State.REJECTED
+        elif result.outcome is Outcome.ERROR:
+            message.error_attempts += 1
+            exhausted = message.error_attempts >= self.max_error_attempts
+            message.state = State.FAILED if exhausted else State.PENDING
+            message.next_attempt_at = now + self._delay(message.error_attempts)
+        else:
+            message.state = State.PENDING
+            message.next_attempt_at = now + self._delay(message.attempts)
+        message.history.append({"at": time.time(), "event": result.outcome.value, "detail": result.detail})
+        self._save(message)
+        log.info("outbox: %s %s attempt %d -> %s", message.kind, message.message_id, message.attempts,
+                 message.state.value)
+        return message
+
+    def deliver_now(self, message_id: str, *, attempts: int = 1, wait: float = 0.0) -> OutboxMessage:
+        """Send one message immediately, up to ``attempts`` tries ``wait`` seconds apart (CLI use)."""
+        message = self.get(message_id)
+        for attempt in range(attempts):
+            with self._lock(blocking=True):
+                message = self.get(message_id)
+                if message.state not in (State.PENDING, State.SENDING):
+                    return message
+                message = self._attempt(message, time.time())
+            if message.state is not State.PENDING:
+                return message
+            if attempt + 1 < attempts:
+                time.sleep(wait)
+        return message
+
+
+class OutboxWorker(threading.Thread):
+    """Background delivery loop for the app: processes due messages every ``interval`` seconds."""
+
+    def __init__(self, outbox: Outbox, interval: float = 5.0) -> None:
+        super().__init__(name="report-outbox", daemon=True)
+        self.outbox = outbox
+        self.interval = interval
+        self._stop_event = threading.Event()
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self.outbox.process_due()
+            except Exception:  # keep delivering; the message records carry the details
+                log.exception("outbox: delivery loop error")
+            self._wake.wait(self.interval)
+            self._wake.clear()

@@ -1,0 +1,115 @@
+"""The report's status machine and AI marks: what the rules allow and refuse."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.reporting.audit import AuditRecord, ReportStore, SentInput, Generation
+from app.reporting.report import Report, ReportError, ReportStatus, Span, StudyInfo
+
+
+def make_report() -> Report:
+    return Report(StudyInfo(study_instance_uid="1.2.3.4", accession_number="ACC1", patient_id="P1"))
+
+
+def test_report_needs_a_study_uid():
+    with pytest.raises(ReportError, match="StudyInstanceUID"):
+        Report(StudyInfo(study_instance_uid=""))
+
+
+def test_ai_text_is_marked_per_line_and_signing_refused_until_reviewed():
+    report = make_report()
+    for piece in ["Liver norm", "al.\nNo effusion", ".\n"]:
+        report.append_ai_text("findings", piece)
+    assert report.text("findings") == "Liver normal.\nNo effusion.\n"
+    assert [(s.text, s.ai) for s in report.spans("findings")] == [
+        ("Liver normal.\n", True), ("No effusion.\n", True)]
+    with pytest.raises(ReportError, match="2 AI-written passage"):
+        report.sign("final", "Müller, Anna")
+    assert report.status is ReportStatus.DRAFT
+
+
+def test_editing_one_ai_line_unmarks_only_that_line():
+    report = make_report()
+    report.append_ai_text("findings", "Liver normal.\nNo effusion.\n")
+    report.set_text("findings", "Liver normal.\nSmall left effusion.\nBones intact.")
+    spans = report.spans("findings")
+    assert [(s.text, s.ai) for s in spans] == [
+        ("Liver normal.\n", True), ("Small left effusion.\nBones intact.", False)]
+    assert report.unreviewed_ai_spans() == 1
+    # a pure insertion between two lines leaves both AI lines marked
+    report2 = make_report()
+    report2.append_ai_text("impression", "A.\nB.\n")
+    report2.set_text("impression", "A.\nMine.\nB.\n")
+    assert [(s.text, s.ai) for s in report2.spans("impression")] == [
+        ("A.\n", True), ("Mine.\n", False), ("B.\n", True)]
+
+
+def test_accept_unmarks_and_then_final_needs_a_named_radiologist():
+    report = make_report()
+    report.append_ai_text("impression", "No acute findings.")
+    assert report.accept_ai("impression") == 1
+    assert report.spans("impression") == [Span("No acute findings.", False)]
+    with pytest.raises(ReportError, match="named radiologist"):
+        report.sign("final", "  ")
+    report.sign("final", "Müller, Anna")
+    assert report.status is ReportStatus.FINAL and report.radiologist == "Müller, Anna"
+
+
+def test_illegal_transitions_are_refused():
+    report = make_report()
+    report.set_text("findings", "Normal.")
+    with pytest.raises(ReportError, match="illegal transition draft -> corrected"):
+        report.sign("corrected", "Dr A")
+    report.sign("preliminary")
+    with pytest.raises(ReportError, match="illegal transition preliminary -> preliminary"):
+        report.sign("preliminary")
+    report.sign("final", "Dr A")
+    with pytest.raises(ReportError, match="illegal transition final -> final"):
+        report.sign("final", "Dr A")
+    with pytest.raises(ReportError, match="needs an open amendment"):
+        report.sign("corrected", "Dr A")
+
+
+def test_final_is_locked_and_corrected_only_through_an_amendment():
+    report = make_report()
+    report.set_text("findings", "Normal.")
+    with pytest.raises(ReportError, match="only a final report can be amended"):
+        report.open_amendment()
+    report.sign("final", "Dr A")
+    with pytest.raises(ReportError, match="locked"):
+        report.set_text("findings", "Changed.")
+    with pytest.raises(ReportError, match="locked"):
+        report.append_ai_text("findings", "AI.")
+    report.open_amendment()
+    assert report.version == 2
+    report.set_text("findings", "Normal. Addendum: rib fracture.")
+    report.sign("corrected", "Dr B")
+    assert report.status is ReportStatus.CORRECTED
+    assert [s.status for s in report.signatures] == [ReportStatus.FINAL, ReportStatus.CORRECTED]
+    assert not report.editable
+
+
+def test_empty_report_cannot_be_signed_and_draft_has_no_hl7_status():
+    report = make_report()
+    with pytest.raises(ReportError, match="empty"):
+        report.sign("preliminary")
+    with pytest.raises(ReportError, match="cannot be sent"):
+        ReportStatus.DRAFT.hl7_code
+
+
+def test_report_and_audit_round_trip_through_the_store(tmp_path):
+    report = make_report()
+    report.append_ai_text("findings", "Línea 1 | ^ & ~ \\\nLine 2")
+    audit = AuditRecord(report.report_id, "1.2.3.4")
+    audit.generations.append(Generation(
+        purpose="draft", model_id="tiny", model_checksum="abc", prompt="p", settings={"max_new_tokens": 8},
+        inputs=[SentInput("1.2.3.5", "volume", "axial", [0, 5], 40.0, 400.0, 2)], started_at="t0"))
+    audit.add_event("signed", radiologist="Dr A")
+    store = ReportStore(tmp_path)
+    store.save(report, audit)
+    loaded, loaded_audit = store.load(report.report_id)
+    assert loaded.to_dict() == report.to_dict()
+    assert loaded_audit.to_dict() == audit.to_dict()
+    assert [r.report_id for r in store.reports_for_study("1.2.3.4")] == [report.report_id]
+    assert not list(tmp_path.rglob("*.tmp"))
