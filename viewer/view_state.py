@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from viewer.orientation import direction_label
+
 ROTATIONS = (0, 90, 180, 270)
 
 
@@ -33,27 +35,6 @@ class Event:
     def emit(self, *args: object) -> None:
         for callback in list(self._callbacks):
             callback(*args)
-
-
-_POSITIVE = "LPH"  # LPS +x is patient left, +y posterior, +z head
-_NEGATIVE = "RAF"
-
-
-def direction_label(vector: np.ndarray, min_fraction: float = 0.3) -> str:
-    """Patient-direction letters (L/R, A/P, H/F) of an LPS vector, strongest component first.
-
-    A component joins the label when it is at least ``min_fraction`` of the strongest one, so an
-    oblique direction reads e.g. ``"LA"``.
-    """
-    v = np.asarray(vector, dtype=np.float64)
-    strongest = float(np.max(np.abs(v)))
-    if strongest == 0.0:
-        return ""
-    letters = []
-    for axis in np.argsort(-np.abs(v), kind="stable"):
-        if abs(v[axis]) >= min_fraction * strongest and abs(v[axis]) > 1e-6:
-            letters.append(_POSITIVE[axis] if v[axis] > 0 else _NEGATIVE[axis])
-    return "".join(letters)
 
 
 @dataclass(frozen=True)
@@ -223,3 +204,46 @@ class Crosshair:
     def reset_rotation(self) -> None:
         for plane in self.angles:
             self.rotate(plane, 0.0)
+
+
+@dataclass
+class DisplayPlane:
+    """A 2D image in patient space, as a view displays it.
+
+    ``pixels[row, col]`` in modality units; pixel (0, 0) is centred at ``origin`` (LPS mm);
+    ``column_dir``/``row_dir`` are the LPS unit vectors of increasing column/row index;
+    ``spacing`` is (column spacing, row spacing) in mm; ``thickness`` is the slab or slice
+    thickness in mm.
+    """
+
+    pixels: np.ndarray
+    origin: np.ndarray
+    column_dir: np.ndarray
+    row_dir: np.ndarray
+    spacing: tuple[float, float]
+    thickness: float = 0.0
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.column_dir, self.row_dir)
+
+    def pixel_to_lps(self, col: float, row: float) -> np.ndarray:
+        return (np.asarray(self.origin, float) + col * self.spacing[0] * np.asarray(self.column_dir, float)
+                + row * self.spacing[1] * np.asarray(self.row_dir, float))
+
+    def lps_to_pixel(self, lps: np.ndarray) -> tuple[float, float]:
+        d = np.asarray(lps, float) - np.asarray(self.origin, float)
+        return (float(d @ self.column_dir) / self.spacing[0], float(d @ self.row_dir) / self.spacing[1])
+
+
+def native_plane(volume: object, k: int, thickness: float | None = None) -> DisplayPlane:
+    """Slice ``k`` of a volume as acquired (rows and columns as stored, the usual stack display)."""
+    direction = np.asarray(volume.direction, dtype=np.float64)  # type: ignore[attr-defined]
+    spacing = volume.spacing  # type: ignore[attr-defined]
+    return DisplayPlane(
+        pixels=volume.voxels[k],  # type: ignore[attr-defined]
+        origin=volume.index_to_lps(np.array([0.0, 0.0, float(k)])),  # type: ignore[attr-defined]
+        column_dir=direction[:, 0], row_dir=direction[:, 1],
+        spacing=(float(spacing[0]), float(spacing[1])),
+        thickness=float(thickness if thickness is not None else spacing[2]),
+    )

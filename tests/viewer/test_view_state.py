@@ -1,9 +1,7 @@
 """The plain-Python view model: slices, W/L, transforms and orientation labels without Qt."""
 
 import numpy as np
-import pytest
-
-from viewer.view_state import Crosshair, ViewState, direction_label
+from viewer.view_state import Crosshair, ViewState
 
 X, Y, Z = np.eye(3)
 
@@ -28,12 +26,6 @@ def test_window_drag_moves_width_and_level_by_step_per_pixel():
     assert (state.window_width, state.window_center) == (440.0, 20.0)
     state.drag_window(-1000, 0)
     assert state.window_width == 1.0  # never zero or negative
-
-
-@pytest.mark.parametrize("vector,label", [(X, "L"), (-X, "R"), (Y, "P"), (-Y, "A"), (Z, "H"), (-Z, "F"),
-                                         ((0.8, -0.6, 0.0), "LA"), ((0.95, 0.1, 0.0), "L")])
-def test_direction_label(vector, label):
-    assert direction_label(np.asarray(vector)) == label
 
 
 def test_axial_labels_radiological_then_follow_flip_and_rotation():

@@ -1,0 +1,149 @@
+"""The Qt views on a phantom CT whose every voxel is known: pixels, W/L, tools, labels, MPR, cine.
+
+Views are 512x512 and the phantom spans 256 mm, so one screen pixel is 0.5 mm at zoom 1 and
+plane pixel (col, row) of a 2 mm grid is centred at screen (4*col + 2, 4*row + 2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from dicom_net.synthetic import DEFAULT_MARKERS, SeriesGeometry, ct_phantom_hu
+from viewer.qt.slice_view import StackView
+from viewer.volume import Volume
+
+LEFT_MARKER = DEFAULT_MARKERS[0]  # (60, 0, 0) mm, radius 8, 1500 HU
+
+
+def phantom_volume(geometry: SeriesGeometry | None = None) -> Volume:
+    """The synthetic CT phantom sampled on ``geometry`` directly (no files), in HU."""
+    g = geometry or SeriesGeometry()
+    positions = g.slice_positions()
+    voxels = np.stack([ct_phantom_hu(g.pixel_lps(p)) for p in positions]).astype(np.int16)
+    direction = np.stack([g.row_dir(), g.col_dir(), g.normal()], axis=1)
+    return Volume(voxels, (g.pixel_spacing[1], g.pixel_spacing[0], g.slice_step), tuple(positions[0]), direction,
+                  metadata={"modality": "CT", "file_windows": [(400.0, 40.0, "")], "patient_name": "PHANTOM^CT",
+                            "series_description": "Phantom CT"})
+
+
+def grey(value: float, width: float, center: float) -> float:
+    """The grey level linear windowing gives a value (0..255)."""
+    return float(np.clip((value - (center - width / 2)) / width * 255.0, 0, 255))
+
+
+def screen(col: float, row: float) -> tuple[int, int]:
+    return int(4 * col + 2), int(4 * row + 2)
+
+
+@pytest.fixture
+def stack(qtbot):
+    view = StackView()
+    qtbot.addWidget(view)
+    view.resize(512, 512)
+    view.show()
+    view.set_volume(phantom_volume())
+    return view
+
+
+def wheel(widget, notches: int) -> None:
+    pos = QPointF(256, 256)
+    event = QWheelEvent(pos, widget.mapToGlobal(pos), QPoint(0, 0), QPoint(0, 120 * notches),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_wheel_scrolls_slices_and_the_marker_appears_where_geometry_says(stack):
+    # 64 axial slices 2.5 mm apart centred on z=0: slice k is at z = -78.75 + 2.5 k; the left marker
+    # (sphere r=8 mm at z=0) is seen on slices 29..34 only; its centre x=60 mm is column 93.5.
+    x, y = screen(93.5, 63.5)
+    changes = []
+    stack.slice_changed.connect(changes.append)
+    stack.set_slice(20)
+    assert tuple(stack.render_to_array(overlays=False)[y, x]) == (128, 128, 128)  # soft tissue at W400/L40
+    wheel(stack, -11)  # towards the user: next slices
+    assert stack.current_slice_index() == 31 and changes == [20, 31]
+    image = stack.render_to_array(overlays=False)
+    assert tuple(image[y, x]) == (255, 255, 255)  # 1500 HU marker, patient left = screen right
+    assert tuple(image[y, 512 - x]) == (128, 128, 128)  # mirror position (patient right) is tissue
+    QTest.keyClick(stack, Qt.Key.Key_Up)
+    assert stack.current_slice_index() == 30
+
+
+def test_window_drag_changes_wl_by_step_and_grey_as_computed(stack, qtbot):
+    stack.set_slice(31)
+    step = stack.state.wl_step_per_pixel
+    assert step == pytest.approx((1500 - -1000) / 512)
+    seen = []
+    stack.window_changed.connect(lambda w, c: seen.append((w, c)))
+    QTest.mousePress(stack, Qt.MouseButton.LeftButton, pos=QPoint(100, 100))
+    QTest.mouseMove(stack, QPoint(140, 100))  # +40 px right: wider
+    QTest.mouseMove(stack, QPoint(140, 60))  # -40 px up: lower level
+    QTest.mouseRelease(stack, Qt.MouseButton.LeftButton, pos=QPoint(140, 60))
+    width, center = stack.window_level()
+    assert width == pytest.approx(400 + 40 * step) and center == pytest.approx(40 - 40 * step)
+    assert seen[-1] == (width, center)
+    x, y = screen(40, 63.5)  # soft tissue (40 HU)
+    assert abs(int(stack.render_to_array(overlays=False)[y, x, 0]) - grey(40, width, center)) <= 1
+    stack.set_window(100, 0)
+    assert abs(int(stack.render_to_array(overlays=False)[y, x, 0]) - grey(40, 100, 0)) <= 1  # 178
+
+
+def test_invert_and_file_and_modality_presets(stack):
+    names = [p.name for p in stack.presets()]
+    assert names[0] == "File 1" and len(names) > 1
+    stack.set_slice(31)
+    x, y = screen(40, 63.5)
+    stack.set_window(100, 0)
+    before = int(stack.render_to_array(overlays=False)[y, x, 0])
+    stack.state.toggle_invert()
+    assert abs(int(stack.render_to_array(overlays=False)[y, x, 0]) - (255 - before)) <= 1
+
+
+def test_length_tool_measures_a_known_distance_in_mm(stack):
+    measured = []
+    stack.measurement_added.connect(measured.append)
+    stack.set_tool("length")
+    QTest.mouseClick(stack, Qt.MouseButton.LeftButton, pos=QPoint(*screen(10, 20)))
+    QTest.mouseClick(stack, Qt.MouseButton.LeftButton, pos=QPoint(*screen(40, 60)))
+    # 30 columns and 40 rows of 2 mm: 100 mm (to within the half-pixel of a mouse position)
+    assert measured[0].kind == "length" and measured[0].value == pytest.approx(100.0, abs=0.3)
+
+
+def test_rectangle_roi_on_uniform_tissue_reads_its_hu(stack):
+    stack.set_slice(20)
+    measured = []
+    stack.measurement_added.connect(measured.append)
+    stack.set_tool("rectangle")
+    QTest.mousePress(stack, Qt.MouseButton.LeftButton, pos=QPoint(*screen(40, 50)))
+    QTest.mouseMove(stack, QPoint(*screen(55, 70)))
+    QTest.mouseRelease(stack, Qt.MouseButton.LeftButton, pos=QPoint(*screen(55, 70)))
+    stats = measured[0].value
+    assert (stats.mean, stats.sd, stats.minimum, stats.maximum) == (40.0, 0.0, 40.0, 40.0)
+    assert stats.pixel_count == 16 * 21 and stats.area_mm2 == pytest.approx(30 * 40, rel=0.02)
+    assert "HU" in measured[0].text(stack.unit)
+
+
+def test_orientation_labels_follow_flip_and_rotation(stack):
+    plane = stack.current_plane()
+    labels = stack.state.orientation_labels(plane.column_dir, plane.row_dir)
+    assert (labels.left, labels.right, labels.top, labels.bottom) == ("R", "L", "A", "P")
+    QTest.keyClick(stack, Qt.Key.Key_H)  # flip horizontally
+    labels = stack.state.orientation_labels(plane.column_dir, plane.row_dir)
+    assert (labels.left, labels.right) == ("L", "R")
+    stack.set_slice(31)
+    x, y = screen(93.5, 63.5)
+    image = stack.render_to_array(overlays=False)
+    assert tuple(image[y, 512 - x]) == (255, 255, 255) and tuple(image[y, x]) == (128, 128, 128)
+
+
+def test_cursor_reports_pixel_value_in_hu(stack):
+    values = []
+    stack.cursor_value_changed.connect(values.append)
+    stack.set_slice(31)
+    QTest.mouseMove(stack, QPoint(*screen(93, 63)))
+    assert values[-1]["value"] == 1500.0 and (values[-1]["col"], values[-1]["row"]) == (93, 63)

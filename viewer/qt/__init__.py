@@ -1,0 +1,1 @@
+"""Qt widgets around VTK (docstring completed below)."""
