@@ -1,0 +1,110 @@
+"""Choose where the model runs and how it is stored, from the memory free right now.
+
+The viewer shares the GPU, so the plan looks at *free* VRAM (``cudaMemGetInfo``), not the card's
+size. Automatic choice on CUDA: bf16 everywhere when weights + KV cache + activations for a full
+16k-token prompt fit, else NF4 for the decoder, else the CPU. int8 is only used when asked for:
+bitsandbytes' LLM.int8 decodes markedly slower than NF4 or bf16. Without a GPU the model runs on
+the CPU ("slow mode") through the same code path, in fp32 when RAM allows (CPUs without bf16
+units are slower in bf16), else bf16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psutil
+import torch
+
+from inference.checkpoint import CheckpointInfo
+from inference.quantization import QUANTIZATIONS, estimated_weight_bytes
+
+DEFAULT_CONTEXT_TOKENS = 16384
+_MARGIN_BYTES = 1 << 30  # CUDA context, allocator fragmentation, vision encoder activations
+SLOW_MODE_NOTICE = ("No usable GPU: Hulu-Med runs on the CPU in slow mode (minutes per answer for the 7B "
+                    "model). Results are the same, only slower.")
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """Where and how to load: ``device`` (``cuda:N``/``cpu``), weight ``dtype``, ``quantization``."""
+
+    device: str
+    dtype: torch.dtype
+    quantization: str
+    slow_mode: bool
+    reason: str
+    free_bytes: int | None  # free VRAM (CUDA) or available RAM (CPU) when planned
+    needed_bytes: int  # estimated weights + runtime reserve for the chosen variant
+
+
+def runtime_reserve_bytes(info: CheckpointInfo, context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> int:
+    """KV cache and prefill activations for one ``context_tokens`` prompt, plus a fixed margin."""
+    cfg = info.config
+    heads = int(cfg["num_attention_heads"])
+    head_dim = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // heads)
+    kv_heads = int(cfg.get("num_key_value_heads") or heads)
+    kv_cache = 2 * int(cfg["num_hidden_layers"]) * kv_heads * head_dim * 2 * context_tokens
+    mlp_activations = 3 * context_tokens * int(cfg["intermediate_size"]) * 2
+    return kv_cache + mlp_activations + _MARGIN_BYTES
+
+
+def cuda_free_bytes(device: str = "cuda:0") -> int | None:
+    """Free memory on a CUDA device, or None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    return int(free)
+
+
+def _normalise_device(device: str) -> str:
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        return "cuda:0"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available (no GPU or CPU-only torch)")
+    if device != "cpu" and not device.startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    return device
+
+
+def _cpu_plan(info: CheckpointInfo, quantization: str, reserve: int, why: str) -> DevicePlan:
+    available = int(psutil.virtual_memory().available)
+    kind = "none" if quantization == "auto" else quantization
+    fp32_need = estimated_weight_bytes(info, kind, bytes_per_unquantized=4) + reserve
+    dtype = torch.float32 if fp32_need < available else torch.bfloat16
+    needed = estimated_weight_bytes(info, kind, bytes_per_unquantized=dtype.itemsize) + reserve
+    return DevicePlan("cpu", dtype, kind, True, f"{why}; {SLOW_MODE_NOTICE}", available, needed)
+
+
+def plan_device(info: CheckpointInfo, device: str = "auto", quantization: str = "auto",
+                context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> DevicePlan:
+    """Pick device, dtype and quantization (``auto`` or an explicit override for each)."""
+    if quantization != "auto" and quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be auto or one of {QUANTIZATIONS}, not {quantization!r}")
+    requested = device
+    device = _normalise_device(device)
+    reserve = runtime_reserve_bytes(info, context_tokens)
+    if device == "cpu":
+        why = "CPU requested" if requested == "cpu" else "no CUDA device"
+        return _cpu_plan(info, quantization, reserve, why)
+
+    free = cuda_free_bytes(device) or 0
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    needs = {kind: estimated_weight_bytes(info, kind) + reserve for kind in QUANTIZATIONS}
+    if quantization != "auto":
+        fits = needs[quantization] <= free
+        note = "fits" if fits else "may NOT fit"
+        return DevicePlan(device, dtype, quantization, False,
+                          f"{quantization} requested; needs ~{needs[quantization] / 2**30:.1f} GiB, "
+                          f"{free / 2**30:.1f} GiB free ({note})", free, needs[quantization])
+    for kind in ("none", "nf4"):
+        if needs[kind] <= free:
+            label = "bf16 everywhere" if kind == "none" else "NF4 decoder, bf16 vision/projector"
+            return DevicePlan(device, dtype, kind, False, f"{label}: needs ~{needs[kind] / 2**30:.1f} GiB of "
+                              f"{free / 2**30:.1f} GiB free VRAM", free, needs[kind])
+    if requested == "auto":
+        return _cpu_plan(info, "none", reserve, f"only {free / 2**30:.1f} GiB VRAM free, NF4 needs "
+                         f"~{needs['nf4'] / 2**30:.1f} GiB")
+    return DevicePlan(device, dtype, "nf4", False, f"{device} requested with only {free / 2**30:.1f} GiB free; "
+                      f"NF4 needs ~{needs['nf4'] / 2**30:.1f} GiB (may NOT fit)", free, needs["nf4"])

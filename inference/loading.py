@@ -1,0 +1,148 @@
+"""Load a Hulu-Med checkpoint onto transformers' native VideoLLaMA3 classes, offline, no remote code.
+
+``load_model(folder, device='auto', quantization='auto')`` validates the folder
+(:mod:`inference.checkpoint`), translates its config (:mod:`inference.config_translation`), picks
+device/dtype/quantization from free memory (:mod:`inference.devices`) and loads the safetensors
+weights with their names mapped by ``key_mapping``. Python files inside the folder are never
+imported (``trust_remote_code`` is never set) and the Hugging Face hub is switched off before
+transformers looks at anything, so a checkpoint cannot make the workstation reach the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inference.checkpoint import IMAGE_TOKEN, CheckpointError, CheckpointInfo, validate_checkpoint
+from inference.config_translation import KEY_MAPPING, translate_config
+from inference.devices import DevicePlan, plan_device
+from inference.quantization import bitsandbytes_config
+
+log = logging.getLogger(__name__)
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+               "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What was loaded where, for the status bar and logs (no patient data)."""
+
+    device: str
+    dtype: str
+    quantization: str
+    memory_bytes: int  # model weights resident (parameters + buffers)
+    slow_mode: bool
+    checksum: str
+    reason: str = ""
+    decoder: str = ""
+    load_seconds: float = 0.0
+    warnings: tuple[str, ...] = field(default=())
+
+    def summary(self) -> str:
+        """One line: 'cuda:0 bf16 none 16.1 GiB (verified 11 files)'."""
+        mode = " SLOW MODE" if self.slow_mode else ""
+        return (f"{self.device} {self.dtype} quantization={self.quantization} "
+                f"{self.memory_bytes / 2**30:.2f} GiB ({self.checksum}){mode}")
+
+
+@dataclass
+class LoadedModel:
+    """A resident model with its tokenizer and Hulu-Med preprocessing settings."""
+
+    model: Any  # VideoLlama3ForConditionalGeneration
+    tokenizer: Any  # transformers tokenizer
+    processor_config: dict[str, Any]
+    report: LoadReport
+    image_token_id: int
+    chat_template: str | None
+    info: CheckpointInfo
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def vision_dtype(self) -> torch.dtype:
+        """dtype that ``pixel_values`` must have (the vision encoder's weights)."""
+        return self.model.model.vision_model.embeddings.patch_embedding.weight.dtype
+
+
+def enforce_offline() -> None:
+    """Switch every Hugging Face hub access off for this process (before transformers reads env)."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ[key] = value
+    try:  # huggingface_hub caches the flag at import; keep it consistent when already imported
+        from huggingface_hub import constants
+
+        constants.HF_HUB_OFFLINE = True
+    except (ImportError, AttributeError):
+        pass
+
+
+def load_tokenizer(folder: Path) -> Any:
+    """The checkpoint's own tokenizer, from local files only."""
+    enforce_offline()
+    from transformers import AutoTokenizer
+
+    # Every Hulu-Med variant uses Qwen's byte-level BPE; naming the type keeps transformers from
+    # reading config.json (whose hulumed_* model_type it does not know).
+    return AutoTokenizer.from_pretrained(str(folder), tokenizer_type="qwen2", local_files_only=True,
+                                         trust_remote_code=False)
+
+
+def _load_weights(info: CheckpointInfo, config: Any, plan: DevicePlan) -> Any:
+    from transformers import VideoLlama3ForConditionalGeneration
+
+    quantization_config = bitsandbytes_config(plan.quantization, compute_dtype=plan.dtype)
+    kwargs: dict[str, Any] = dict(config=config, key_mapping=KEY_MAPPING, dtype=plan.dtype, local_files_only=True,
+                                  use_safetensors=True, output_loading_info=True, device_map={"": plan.device})
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+    model, loading = VideoLlama3ForConditionalGeneration.from_pretrained(str(info.folder), **kwargs)
+    problems = {k: sorted(v)[:5] for k, v in loading.items() if v and k != "error_msgs"}
+    if problems or loading.get("error_msgs"):
+        raise CheckpointError(info.folder / "model.safetensors.index.json",
+                              f"weights do not fit the Hulu-Med architecture {problems or loading['error_msgs']}",
+                              "use an unmodified Hulu-Med checkpoint")
+    return model.eval()
+
+
+def load_model(folder: Path | str, device: str = "auto", quantization: str = "auto",
+               check_sums: bool = True) -> LoadedModel:
+    """Validate and load a Hulu-Med checkpoint; see the module docstring."""
+    enforce_offline()
+    started = time.perf_counter()
+    info = validate_checkpoint(folder, check_sums=check_sums)
+    tokenizer = load_tokenizer(info.folder)
+    image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    if image_token_id != info.image_token_id:
+        raise CheckpointError(info.folder / "tokenizer_config.json", f"{IMAGE_TOKEN} is id {image_token_id} for "
+                              f"transformers but {info.image_token_id} in tokenizer.json",
+                              "use the tokenizer files shipped with the checkpoint")
+    config = translate_config(info.config, image_token_id, info.decoder)
+    plan = plan_device(info, device=device, quantization=quantization)
+    if plan.slow_mode:
+        log.warning("%s", plan.reason)
+    if plan.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(plan.device)
+    model = _load_weights(info, config, plan)
+    gen_path = info.folder / "generation_config.json"
+    if gen_path.is_file():
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(str(info.folder), local_files_only=True)
+    report = LoadReport(
+        device=plan.device, dtype=str(plan.dtype).removeprefix("torch."), quantization=plan.quantization,
+        memory_bytes=int(model.get_memory_footprint()), slow_mode=plan.slow_mode, checksum=info.checksum,
+        reason=plan.reason, decoder=info.decoder, load_seconds=time.perf_counter() - started,
+        warnings=info.warnings,
+    )
+    log.info("Hulu-Med loaded: %s in %.1f s", report.summary(), report.load_seconds)
+    return LoadedModel(model=model, tokenizer=tokenizer, processor_config=dict(info.preprocessor), report=report,
+                       image_token_id=image_token_id, chat_template=info.chat_template, info=info)
