@@ -61,6 +61,7 @@ class OutboxMessage:
     report_id: str
     study_instance_uid: str
     result_status: str  # P, F or C
+    signature_count: int = 0  # which signature of the report this message carries
     state: State = State.PENDING
     attempts: int = 0
     error_attempts: int = 0

@@ -39,10 +39,13 @@ class Receiver:
 
 
 @contextlib.contextmanager
-def python_hl7_receiver(mode: str = "AA") -> Iterator[Receiver]:
-    """python-hl7's asyncio MLLP server (UTF-8 passed explicitly: its default is ASCII)."""
+def python_hl7_receiver(mode: str = "AA", port: int = 0) -> Iterator[Receiver]:
+    """python-hl7's asyncio MLLP server (UTF-8 passed explicitly: its default is ASCII).
+
+    Mode ``hold`` records the message and never answers (the sender waits or dies).
+    """
     loop = asyncio.new_event_loop()
-    receiver = Receiver("127.0.0.1", 0, mode)
+    receiver = Receiver("127.0.0.1", port, mode)
     started = threading.Event()
     holder: dict[str, object] = {}
 
@@ -53,6 +56,8 @@ def python_hl7_receiver(mode: str = "AA") -> Iterator[Receiver]:
                 receiver.record(str(message))
                 if receiver.mode == "drop":
                     break
+                if receiver.mode == "hold":
+                    continue
                 writer.writemessage(message.create_ack(ack_code=receiver.mode))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -61,7 +66,7 @@ def python_hl7_receiver(mode: str = "AA") -> Iterator[Receiver]:
             writer.close()
 
     async def main() -> None:
-        server = await hl7.mllp.start_hl7_server(handle, "127.0.0.1", 0, encoding="utf-8")
+        server = await hl7.mllp.start_hl7_server(handle, "127.0.0.1", port, encoding="utf-8")
         holder["server"] = server
         receiver.port = server.sockets[0].getsockname()[1]
         started.set()
