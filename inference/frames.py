@@ -1,0 +1,172 @@
+"""What the model is shown: displayed frames as RGB uint8 visual items (image, 3D stack, video).
+
+Inputs are numpy arrays already in display orientation: either RGB/grey uint8 as displayed, or
+modality values (HU for CT) with a window (width, level) to apply here.
+
+- 2D: the displayed frame with the current window, at full acquisition resolution (radiographs
+  keep as much resolution as the token budget allows; the budget does the downsizing).
+- 3D: N slices sampled uniformly from an already resliced stack, never duplicated (N is capped at
+  the stack depth), shown to the model as a video without timestamps (2x2 token merging).
+- Video: a multi-frame cine sampled at 1 frame/s (configurable) with "Time X.Xs:" timestamps
+  taken from the recorded frame timing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from inference.preprocess import VisualItem
+
+DEFAULT_VOLUME_SLICES = 64
+DEFAULT_VIDEO_FPS = 1.0
+MAX_VIDEO_FRAMES = 128
+
+
+def apply_window(values: np.ndarray, width: float, level: float) -> np.ndarray:
+    """DICOM linear VOI window (PS3.3 C.11.2.1.2.1) of modality values to uint8 0..255.
+
+    Values at or below the window's lower edge become 0, above its upper edge 255.
+    """
+    if width < 1:
+        raise ValueError(f"window width must be >= 1, got {width}")
+    x = np.asarray(values, dtype=np.float64)
+    scaled = ((x - (level - 0.5)) / (width - 1) + 0.5) * 255.0 if width > 1 else np.where(x > level - 0.5, 255.0, 0.0)
+    lower, upper = level - 0.5 - (width - 1) / 2, level - 0.5 + (width - 1) / 2
+    scaled = np.where(x <= lower, 0.0, np.where(x > upper, 255.0, scaled))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def to_rgb_uint8(
+    frame: np.ndarray, window: tuple[float, float] | None = None, invert: bool = False
+) -> np.ndarray:
+    """One frame as (H, W, 3) uint8 RGB.
+
+    ``frame`` is (H, W) grey or (H, W, 3) RGB. uint8 input is taken as displayed unless a window
+    is given; any other dtype needs ``window`` = (width, level). ``invert`` flips grey levels
+    (MONOCHROME1 or the viewer's invert).
+    """
+    frame = np.asarray(frame)
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[-1] != 3):
+        raise ValueError(f"a frame must be (H, W) or (H, W, 3), got shape {frame.shape}")
+    if window is not None:
+        grey = apply_window(frame, *window)
+    elif frame.dtype == np.uint8:
+        grey = frame
+    else:
+        raise ValueError(f"{frame.dtype} pixels need a window (width, level) to become display levels")
+    if invert:
+        grey = 255 - grey
+    return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=-1) if grey.ndim == 2 else grey)
+
+
+def image_item(
+    frame: np.ndarray, window: tuple[float, float] | None = None, invert: bool = False, source: str = ""
+) -> VisualItem:
+    """A 2D image item from the displayed frame."""
+    return VisualItem(to_rgb_uint8(frame, window, invert)[None], kind="image", source=source)
+
+
+def sample_slice_indices(depth: int, count: int) -> np.ndarray:
+    """``min(count, depth)`` distinct slice indices spread uniformly from first to last slice.
+
+    Uses the reference's ``linspace`` + floor; with count <= depth the step is >= 1, so no index
+    repeats.
+    """
+    if depth < 1 or count < 1:
+        raise ValueError("depth and slice count must be >= 1")
+    count = min(count, depth)
+    indices = np.linspace(0, depth - 1, count).astype(np.int64)
+    assert len(np.unique(indices)) == count
+    return indices
+
+
+def volume_item(
+    stack: np.ndarray,
+    slices: int = DEFAULT_VOLUME_SLICES,
+    window: tuple[float, float] | None = None,
+    invert: bool = False,
+    per_slice_minmax: bool = False,
+    source: str = "",
+) -> VisualItem:
+    """A 3D item: ``slices`` uniformly sampled slices of a (D, H, W[, 3]) stack, as a video.
+
+    ``per_slice_minmax`` reproduces the reference's intensity mapping (clip to the window, then
+    stretch each slice's min..max to 0..255); by default the displayed window is applied as is.
+    """
+    stack = np.asarray(stack)
+    if stack.ndim not in (3, 4):
+        raise ValueError(f"a 3D stack must be (D, H, W) or (D, H, W, 3), got shape {stack.shape}")
+    indices = sample_slice_indices(stack.shape[0], slices)
+    frames = []
+    for index in indices:
+        plane = stack[index]
+        if per_slice_minmax:
+            plane = _clip_then_minmax(plane, window)
+            frames.append(to_rgb_uint8(plane, None, invert))
+        else:
+            frames.append(to_rgb_uint8(plane, window, invert))
+    return VisualItem(np.stack(frames), kind="volume", source=source, sampled_indices=indices.tolist())
+
+
+def _clip_then_minmax(plane: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
+    """Reference 3D intensity mapping: optional window clip, per-slice min-max to uint8 (floor)."""
+    values = np.asarray(plane, dtype=np.float64)
+    if window is not None:
+        width, level = window
+        values = np.clip(values, level - width / 2, level + width / 2)
+    low, high = values.min(), values.max()
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    return ((values - low) / (high - low) * 255.0).astype(np.uint8)
+
+
+def frame_start_times_s(frame_durations_ms: Sequence[float]) -> np.ndarray:
+    """Start time (s) of each frame from per-frame display durations (Frame Time / Vector)."""
+    durations = np.asarray(frame_durations_ms, dtype=np.float64)
+    if durations.ndim != 1 or len(durations) == 0 or np.any(durations <= 0):
+        raise ValueError("frame durations must be a non-empty list of positive milliseconds")
+    return np.concatenate([[0.0], np.cumsum(durations[:-1])]) / 1000.0
+
+
+def sample_video_indices(
+    frame_durations_ms: Sequence[float], fps: float = DEFAULT_VIDEO_FPS, max_frames: int = MAX_VIDEO_FRAMES
+) -> np.ndarray:
+    """Frames shown at ``fps``: for each sampling time k/fps within the cine, the frame on screen.
+
+    When that exceeds ``max_frames``, ``max_frames`` of them are kept, spread uniformly.
+    """
+    if fps <= 0 or max_frames < 1:
+        raise ValueError("fps and max_frames must be positive")
+    starts = frame_start_times_s(frame_durations_ms)
+    duration = starts[-1] + frame_durations_ms[-1] / 1000.0
+    times = np.arange(0.0, duration - 1e-9, 1.0 / fps)
+    indices = np.unique(np.searchsorted(starts, times + 1e-9, side="right") - 1)
+    if len(indices) > max_frames:
+        indices = indices[np.linspace(0, len(indices) - 1, max_frames).astype(np.int64)]
+    return indices
+
+
+def video_item(
+    frames: np.ndarray,
+    frame_durations_ms: Sequence[float],
+    fps: float = DEFAULT_VIDEO_FPS,
+    max_frames: int = MAX_VIDEO_FRAMES,
+    window: tuple[float, float] | None = None,
+    invert: bool = False,
+    source: str = "",
+) -> VisualItem:
+    """A video item from a (T, H, W[, 3]) cine sampled at ``fps`` with each frame's start time."""
+    frames = np.asarray(frames)
+    if frames.ndim not in (3, 4) or len(frames) != len(frame_durations_ms):
+        raise ValueError("a cine needs (T, H, W[, 3]) frames and one duration per frame")
+    indices = sample_video_indices(frame_durations_ms, fps, max_frames)
+    starts = frame_start_times_s(frame_durations_ms)
+    return VisualItem(
+        np.stack([to_rgb_uint8(frames[i], window, invert) for i in indices]),
+        kind="video",
+        timestamps_s=[float(starts[i]) for i in indices],
+        source=source,
+        sampled_indices=indices.tolist(),
+    )
