@@ -1,0 +1,203 @@
+"""Pixel decoding: stored pixels -> modality values (HU for CT), one frame or many at a time.
+
+Two paths:
+
+* **native fast path** for uncompressed little-endian greyscale/RGB data: the frame's bytes are
+  read straight from the file offset found by the header scan (no second parse) and rescaled
+  into the caller's output array with numpy (which releases the GIL, so a thread pool scales);
+* **pydicom path** for everything else: every compressed transfer syntax pydicom decodes with
+  pylibjpeg / openjpeg / gdcm / pyjpegls (JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000,
+  HTJ2K, RLE, deflate), big endian, YBR colour (converted to RGB by pydicom) and palette colour
+  (expanded to RGB here).
+
+The modality transform is Rescale Slope/Intercept (classic or Enhanced per-frame Pixel Value
+Transformation) or a Modality LUT. The output dtype is the smallest exact one: the stored type
+when there is no rescale, int16/int32 for integral slope/intercept, float32 otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+NATIVE_LITTLE_ENDIAN = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
+
+
+class DecodeError(ValueError):
+    """A frame that cannot be decoded (unsupported syntax, truncated data ...)."""
+
+
+@dataclass(frozen=True)
+class PixelLayout:
+    """How one instance's pixels are stored."""
+
+    rows: int
+    columns: int
+    samples: int
+    frames: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    photometric: str
+    planar_configuration: int
+    transfer_syntax: str
+    pixel_offset: int | None  # file offset of native Pixel Data, None when not readable directly
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.rows * self.columns * self.samples * self.bits_allocated // 8
+
+    @property
+    def is_color(self) -> bool:
+        return self.samples > 1 or self.photometric == "PALETTE COLOR"
+
+    @property
+    def native_fast_path(self) -> bool:
+        return (
+            self.pixel_offset is not None
+            and self.transfer_syntax in NATIVE_LITTLE_ENDIAN
+            and self.bits_allocated in (8, 16, 32)
+            and self.photometric in ("MONOCHROME1", "MONOCHROME2", "RGB")
+        )
+
+
+def pixel_layout(ds: Dataset) -> PixelLayout:
+    """Layout of a dataset read by the header scan (``dcmread(..., defer_size=...)``)."""
+    missing = [k for k in ("Rows", "Columns", "BitsAllocated") if k not in ds]
+    if missing or "PixelData" not in ds:
+        raise DecodeError(f"no image pixels (missing {', '.join(missing) or 'Pixel Data'})")
+    tsyntax = str(ds.file_meta.get("TransferSyntaxUID", ImplicitVRLittleEndian)) if hasattr(ds, "file_meta") \
+        else str(ImplicitVRLittleEndian)
+    raw = ds.get_item(0x7FE00010, keep_deferred=True)
+    offset = getattr(raw, "value_tell", None) if getattr(raw, "value", b"") is None else None
+    bits_allocated = int(ds.BitsAllocated)
+    return PixelLayout(
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        samples=int(ds.get("SamplesPerPixel", 1) or 1),
+        frames=int(ds.get("NumberOfFrames", 1) or 1),
+        bits_allocated=bits_allocated,
+        bits_stored=int(ds.get("BitsStored", bits_allocated) or bits_allocated),
+        signed=int(ds.get("PixelRepresentation", 0) or 0) == 1,
+        photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper(),
+        planar_configuration=int(ds.get("PlanarConfiguration", 0) or 0),
+        transfer_syntax=tsyntax,
+        pixel_offset=offset,
+    )
+
+
+def stored_range(layout: PixelLayout) -> tuple[int, int]:
+    """Smallest and largest value the stored pixels can hold."""
+    bits = layout.bits_stored
+    if layout.signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def _stored_dtype(layout: PixelLayout) -> np.dtype:
+    kind = "i" if layout.signed else "u"
+    return np.dtype(f"<{kind}{layout.bits_allocated // 8}")
+
+
+def modality_dtype(layout: PixelLayout, rescales: list[tuple[float, float]]) -> np.dtype:
+    """Smallest dtype that holds ``stored * slope + intercept`` exactly for every frame's rescale."""
+    if layout.is_color:
+        return np.dtype(np.uint8) if layout.bits_allocated == 8 else np.dtype(np.uint16)
+    if all(s == 1 and b == 0 for s, b in rescales):
+        return _stored_dtype(layout).newbyteorder("=")
+    if not all(float(s).is_integer() and float(b).is_integer() for s, b in rescales):
+        return np.dtype(np.float32)
+    lo, hi = stored_range(layout)
+    ends = [v for s, b in rescales for v in (lo * s + b, hi * s + b)]
+    for dtype in (np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= min(ends) and max(ends) <= info.max:
+            return np.dtype(dtype)
+    return np.dtype(np.float64)
+
+
+def read_native_frame(path: str | Path, layout: PixelLayout, frame: int = 0) -> np.ndarray:
+    """Stored values of one frame read straight from the file (native syntaxes only)."""
+    if not layout.native_fast_path:
+        raise DecodeError("frame is not stored natively")
+    count = layout.frame_bytes
+    with open(path, "rb") as fh:
+        fh.seek(int(layout.pixel_offset) + frame * count)  # type: ignore[arg-type]
+        data = fh.read(count)
+    if len(data) != count:
+        raise DecodeError(f"pixel data truncated: frame {frame} has {len(data)} of {count} bytes")
+    arr = np.frombuffer(data, dtype=_stored_dtype(layout))
+    if layout.bits_stored < layout.bits_allocated:
+        arr = _mask_to_bits_stored(arr, layout)
+    if layout.samples == 1:
+        return arr.reshape(layout.rows, layout.columns)
+    if layout.planar_configuration == 1:
+        return arr.reshape(layout.samples, layout.rows, layout.columns).transpose(1, 2, 0)
+    return arr.reshape(layout.rows, layout.columns, layout.samples)
+
+
+def _mask_to_bits_stored(arr: np.ndarray, layout: PixelLayout) -> np.ndarray:
+    """Drop bits above Bits Stored (overlays, garbage) and sign-extend signed values."""
+    shift = layout.bits_allocated - layout.bits_stored
+    if layout.signed:
+        return (arr << shift) >> shift  # arithmetic shift on the signed type sign-extends
+    return arr & np.array((1 << layout.bits_stored) - 1, dtype=arr.dtype)
+
+
+def decode_with_pydicom(ds: Dataset, frames: list[int] | None = None) -> np.ndarray:
+    """Stored values (frames, rows, cols[, 3]) decoded by pydicom's plug-ins; colour as RGB."""
+    try:
+        if frames is None:
+            arr = pixel_array(ds, as_rgb=True)
+            nframes = int(ds.get("NumberOfFrames", 1) or 1)
+            if nframes == 1:
+                arr = arr[None]
+        else:
+            arr = np.stack([pixel_array(ds, index=f, as_rgb=True) for f in frames])
+    except Exception as exc:  # pydicom raises several types; callers need one clear error
+        tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "?")
+        raise DecodeError(f"cannot decode pixels ({getattr(tsyntax, 'name', tsyntax)}): {exc}") from exc
+    if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR":
+        arr = apply_color_lut(arr, ds)
+    return arr
+
+
+def to_modality(stored: np.ndarray, slope: float, intercept: float, dtype: np.dtype,
+                out: np.ndarray | None = None) -> np.ndarray:
+    """``stored * slope + intercept`` in ``dtype``, written into ``out`` when given."""
+    if out is None:
+        out = np.empty(stored.shape, dtype=dtype)
+    if slope == 1 and intercept == 0:
+        np.copyto(out, stored, casting="unsafe")
+    elif dtype.kind == "f":
+        np.multiply(stored, np.float32(slope) if dtype == np.float32 else slope, out=out, casting="unsafe")
+        out += intercept
+    else:
+        np.copyto(out, stored, casting="unsafe")
+        if slope != 1:
+            out *= int(slope)
+        out += int(intercept)
+    return out
+
+
+def has_modality_lut(ds: Dataset) -> bool:
+    return "ModalityLUTSequence" in ds
+
+
+def apply_lut(stored: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Modality LUT Sequence transform (rare; used instead of rescale)."""
+    return apply_modality_lut(stored, ds)
+
+
+def read_dataset(path: str | Path) -> Dataset:
+    """Full parse of a file, for the pydicom decode path."""
+    try:
+        return pydicom.dcmread(path)
+    except Exception as exc:
+        raise DecodeError(f"cannot read {Path(path).name}: {exc}") from exc

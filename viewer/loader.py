@@ -1,0 +1,362 @@
+"""Files -> geometry-correct :class:`~viewer.volume.Volume` objects, progressively and in parallel.
+
+Public API (used by the Qt viewer, the snapshot command and the AI input)::
+
+    result = load_series(paths, on_slice=callback, workers=None, memory_budget_bytes=None)
+    result.volumes   # list[Volume], largest geometric stack of each series first
+    result.warnings  # list[str] for the user: tilt, irregular spacing, split series, bad files
+
+Progress: ``on_slice(SliceEvent)`` is called in the *calling* thread (run ``load_series`` in a
+worker thread and forward the events to the GUI thread). The first event (``preview=True``)
+carries one decoded image from the middle of the file list before any other header is read,
+so something appears within milliseconds. Then the headers are scanned, stacks built, and each
+volume is filled middle slice first, outwards, with one event per slice (``event.volume`` is
+the volume being filled; slices not yet loaded are zero). If the stack needs geometry correction
+the volume given at the end (in ``LoadResult``) is the resampled one.
+
+Decoding runs in a thread pool (numpy and the JPEG/J2K decoders release the GIL). The volume is
+allocated once in its final dtype (int16 for usual CT); no float copy is made unless rescale
+slope/intercept are not integral. ``memory_budget_bytes`` (default: half the available RAM)
+refuses a series whose volumes would not fit, with a clear :class:`MemoryBudgetError`.
+
+``Volume.metadata`` keys: ``modality``, ``series_uid``, ``study_uid``, ``series_number``,
+``series_description``, ``frame_of_reference_uid``, ``sop_instance_uids`` (per slice, sorted
+order), ``sources`` (per slice ``(path, frame)``), ``file_windows`` (``[(width, centre, name)]``),
+``photometric``, ``invert`` (MONOCHROME1), ``has_patient_geometry`` (False for cine/projection
+images: the direction is then identity and planes other than the native one are meaningless),
+``rescale_type`` (e.g. ``"HU"``), ``patient_orientation`` (projection images), ``warnings``,
+``geometry_corrected`` and ``tilt_degrees``. ``Volume.frame_times_ms`` holds, for cine, the
+time of each frame from the start of the cine (ms).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from viewer.decode import (
+    DecodeError,
+    apply_lut,
+    decode_with_pydicom,
+    has_modality_lut,
+    modality_dtype,
+    read_dataset,
+    read_native_frame,
+    to_modality,
+)
+from viewer.geometry import analyse_positions, resample_to_regular
+from viewer.series import FrameRef, InstanceHeader, Stack, build_stacks, read_header, scan_headers
+from viewer.volume import Volume
+
+log = logging.getLogger(__name__)
+
+_CHUNK_FRAMES = 8  # compressed multi-frame: frames decoded per task
+
+
+class MemoryBudgetError(MemoryError):
+    """The series would need more memory than allowed."""
+
+
+class LoadError(ValueError):
+    """Nothing loadable in the given files."""
+
+
+@dataclass
+class SliceEvent:
+    """Progress: one slice is ready."""
+
+    volume_index: int  # index into the final LoadResult.volumes; -1 for the preview
+    k: int  # slice index in ``volume.voxels`` (sorted order)
+    pixels: np.ndarray  # modality values of that slice
+    volume: Volume | None  # the volume being filled (None for the preview)
+    loaded: int
+    total: int
+    preview: bool = False
+
+
+@dataclass
+class LoadResult:
+    volumes: list[Volume]
+    warnings: list[str] = field(default_factory=list)
+
+
+SliceCallback = Callable[[SliceEvent], None]
+
+
+def default_workers() -> int:
+    return max(2, min(16, os.cpu_count() or 2))
+
+
+def load_series(paths: Sequence[str | Path], *, on_slice: SliceCallback | None = None, workers: int | None = None,
+                memory_budget_bytes: int | None = None) -> LoadResult:
+    """Load the image files of one or more series into volumes (see the module docstring)."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise LoadError("no files given")
+    workers = workers or default_workers()
+    if on_slice is not None:
+        _emit_preview(paths[len(paths) // 2], on_slice)
+    headers, warnings = scan_headers(paths, workers)
+    if not headers:
+        raise LoadError("no DICOM image in the given files" + (f": {warnings[0]}" if warnings else ""))
+    stacks = build_stacks(headers)
+    plans = [_plan(s) for s in stacks]
+    budget = memory_budget_bytes if memory_budget_bytes is not None else psutil.virtual_memory().available // 2
+    needed = sum(p.nbytes for p in plans)
+    if needed > budget:
+        raise MemoryBudgetError(f"series needs {needed / 2**20:.0f} MiB, budget is {budget / 2**20:.0f} MiB")
+    volumes: list[Volume] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for index, plan in enumerate(plans):
+            try:
+                _fill(plan, index, pool, on_slice)
+            except DecodeError as exc:
+                warnings.append(f"series {plan.stack.series_uid}: {exc}; stack skipped")
+                continue
+            volume = _finish(plan)
+            volumes.append(volume)
+    for v in volumes:
+        warnings.extend(str(w) for w in v.metadata.get("warnings", []))  # type: ignore[union-attr]
+    if not volumes:
+        raise LoadError("no volume could be decoded: " + "; ".join(warnings[:3]))
+    for w in warnings:
+        log.warning("load: %s", w)
+    return LoadResult(volumes, list(dict.fromkeys(warnings)))
+
+
+def load_volume(paths: Sequence[str | Path], **kwargs: object) -> tuple[Volume, list[str]]:
+    """The main volume (largest stack of the first series) and all warnings."""
+    result = load_series(paths, **kwargs)  # type: ignore[arg-type]
+    return result.volumes[0], result.warnings
+
+
+@dataclass
+class _Plan:
+    stack: Stack
+    volume: Volume
+    nbytes: int
+
+
+def _plan(stack: Stack) -> _Plan:
+    first = stack.first
+    layout = first.header.layout
+    ds = first.header.ds
+    n = len(stack.frames)
+    if has_modality_lut(ds):
+        dtype = np.dtype(np.int32)
+    else:
+        dtype = modality_dtype(layout, sorted({(f.slope, f.intercept) for f in stack.frames}))
+    shape: tuple[int, ...] = (n, layout.rows, layout.columns)
+    if layout.is_color:
+        shape += (3,)
+    voxels = np.zeros(shape, dtype=dtype)
+    metadata = _metadata(stack)
+    if stack.has_geometry:
+        positions = np.stack([f.position for f in stack.frames])
+        geom = analyse_positions(positions, first.row_dir, first.col_dir, first.pixel_spacing,
+                                 _fallback_slice_spacing(ds))
+        metadata["warnings"] = stack.warnings + geom.warnings
+        metadata["geometry_corrected"] = geom.needs_resampling
+        metadata["tilt_degrees"] = geom.tilt_degrees
+        metadata["_geometry"] = geom
+        direction = np.column_stack([first.row_dir, first.col_dir, first.normal])
+        spacing = (first.pixel_spacing[1], first.pixel_spacing[0], geom.slice_spacing)
+        volume = Volume(voxels, spacing, tuple(float(x) for x in first.position), direction, None, metadata)
+        extra = 0
+        if geom.needs_resampling:
+            extra = voxels.nbytes * 2  # resampled copy (possibly wider) + float work planes
+    else:
+        spacing2 = _projection_spacing(ds) or (1.0, 1.0)
+        if _projection_spacing(ds) is None:
+            metadata["warnings"] = stack.warnings + ["no pixel spacing in the file: distances are in pixels"]
+        volume = Volume(voxels, (spacing2[1], spacing2[0], 1.0), (0.0, 0.0, 0.0), np.eye(3),
+                        _frame_times(ds, n), metadata)
+        extra = 0
+    return _Plan(stack, volume, voxels.nbytes + extra)
+
+
+def _fallback_slice_spacing(ds: object) -> float:
+    for key in ("SpacingBetweenSlices", "SliceThickness"):
+        try:
+            value = float(getattr(ds, key))
+            if value > 0:
+                return value
+        except (AttributeError, TypeError, ValueError):
+            continue
+    return 1.0
+
+
+def _projection_spacing(ds: object) -> tuple[float, float] | None:
+    for key in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
+        value = getattr(ds, key, None)
+        if value is not None and len(value) == 2 and float(value[0]) > 0 and float(value[1]) > 0:
+            return float(value[0]), float(value[1])
+    regions = getattr(ds, "SequenceOfUltrasoundRegions", None)
+    if regions:
+        r = regions[0]
+        if int(r.get("PhysicalUnitsXDirection", 0) or 0) == 3 and int(r.get("PhysicalUnitsYDirection", 0) or 0) == 3:
+            dx, dy = abs(float(r.PhysicalDeltaX)) * 10.0, abs(float(r.PhysicalDeltaY)) * 10.0  # cm -> mm
+            if dx > 0 and dy > 0:
+                return dy, dx
+    return None
+
+
+def _frame_times(ds: object, n: int) -> list[float] | None:
+    vector = getattr(ds, "FrameTimeVector", None)
+    if vector is not None and len(vector) == n:
+        return [float(x) for x in np.cumsum([0.0] + [float(v) for v in vector[1:]])]
+    frame_time = getattr(ds, "FrameTime", None)
+    if frame_time is None and getattr(ds, "CineRate", None):
+        frame_time = 1000.0 / float(ds.CineRate)  # type: ignore[attr-defined]
+    if frame_time is None or n < 2:
+        return None
+    return [i * float(frame_time) for i in range(n)]
+
+
+def _metadata(stack: Stack) -> dict[str, object]:
+    ds = stack.first.header.ds
+    windows: list[tuple[float, float, str]] = []
+    wc, ww = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if stack.first.window is not None:
+        windows.append((stack.first.window[0], stack.first.window[1], ""))
+    if wc is not None and ww is not None:
+        centres = list(wc) if hasattr(wc, "__len__") and not isinstance(wc, str) else [wc]
+        widths = list(ww) if hasattr(ww, "__len__") and not isinstance(ww, str) else [ww]
+        names = ds.get("WindowCenterWidthExplanation") or []
+        names = [names] if isinstance(names, str) else list(names)
+        for i, (c, w) in enumerate(zip(centres, widths)):
+            entry = (float(w), float(c), str(names[i]) if i < len(names) else "")
+            if not windows or (windows[0][0], windows[0][1]) != entry[:2]:
+                windows.append(entry)
+    return {
+        "modality": str(ds.get("Modality", "")),
+        "series_uid": str(ds.get("SeriesInstanceUID", "")),
+        "study_uid": str(ds.get("StudyInstanceUID", "")),
+        "series_number": ds.get("SeriesNumber"),
+        "series_description": str(ds.get("SeriesDescription", "")),
+        "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")),
+        "sop_instance_uids": [str(f.header.ds.get("SOPInstanceUID", "")) for f in stack.frames],
+        "sources": [(str(f.header.path), f.frame) for f in stack.frames],
+        "file_windows": windows,
+        "photometric": stack.first.header.layout.photometric,
+        "invert": stack.first.header.layout.photometric == "MONOCHROME1",
+        "has_patient_geometry": stack.has_geometry,
+        "rescale_type": str(ds.get("RescaleType", "HU" if ds.get("Modality") == "CT" else "")),
+        "patient_orientation": [str(x) for x in (ds.get("PatientOrientation") or [])],
+        "warnings": list(stack.warnings),
+        "geometry_corrected": False,
+        "tilt_degrees": 0.0,
+    }
+
+
+def _decode_task(frames: list[tuple[int, FrameRef]], out: np.ndarray, dataset: object = None) -> list[int]:
+    """Decode frames into ``out[k]``; returns the slice indices written."""
+    header = frames[0][1].header
+    if header.layout.native_fast_path and not has_modality_lut(header.ds):
+        for k, fr in frames:
+            stored = read_native_frame(header.path, header.layout, fr.frame)
+            to_modality(stored, fr.slope, fr.intercept, out.dtype, out=out[k])
+        return [k for k, _ in frames]
+    ds = dataset if dataset is not None else read_dataset(header.path)
+    nframes = header.layout.frames
+    stored = decode_with_pydicom(ds, None if nframes == 1 else [fr.frame for _, fr in frames])  # type: ignore[arg-type]
+    for (k, fr), arr in zip(frames, stored):
+        if has_modality_lut(header.ds):
+            np.copyto(out[k], apply_lut(arr, header.ds), casting="unsafe")
+        else:
+            to_modality(arr, fr.slope, fr.intercept, out.dtype, out=out[k])
+    return [k for k, _ in frames]
+
+
+def _middle_out(n: int) -> list[int]:
+    mid = n // 2
+    order = [mid]
+    for step in range(1, n):
+        for k in (mid + step, mid - step):
+            if 0 <= k < n:
+                order.append(k)
+        if len(order) >= n:
+            break
+    return order
+
+
+def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCallback | None) -> None:
+    frames = plan.stack.frames
+    voxels = plan.volume.voxels
+    order = _middle_out(len(frames))
+    tasks: list[list[tuple[int, FrameRef]]] = []
+    shared: dict[Path, object] = {}
+    current: list[tuple[int, FrameRef]] = []
+    for k in order:
+        fr = frames[k]
+        multi_compressed = fr.header.layout.frames > 1 and not fr.header.layout.native_fast_path
+        if multi_compressed:
+            if fr.header.path not in shared:
+                ds = read_dataset(fr.header.path)
+                _ = ds.PixelData  # parse once here, not concurrently in the workers
+                shared[fr.header.path] = ds
+            if current and (current[0][1].header is not fr.header or len(current) >= _CHUNK_FRAMES):
+                tasks.append(current)
+                current = []
+            current.append((k, fr))
+        else:
+            if current:
+                tasks.append(current)
+                current = []
+            tasks.append([(k, fr)])
+    if current:
+        tasks.append(current)
+    pending: set[Future] = {
+        pool.submit(_decode_task, t, voxels, shared.get(t[0][1].header.path)) for t in tasks
+    }
+    loaded = 0
+    try:
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                for k in fut.result():
+                    loaded += 1
+                    if on_slice is not None:
+                        on_slice(SliceEvent(index, k, voxels[k], plan.volume, loaded, len(frames)))
+    except BaseException:
+        for fut in pending:
+            fut.cancel()
+        raise
+
+
+def _finish(plan: _Plan) -> Volume:
+    volume = plan.volume
+    geom = volume.metadata.pop("_geometry", None)
+    if geom is None or not geom.needs_resampling:
+        return volume
+    first = plan.stack.first
+    grid = resample_to_regular(volume.voxels, geom, np.asarray(volume.origin), first.row_dir, first.col_dir,
+                               first.pixel_spacing)
+    metadata = dict(volume.metadata)
+    # Slices were resampled: per-slice sources no longer map one to one.
+    metadata["sources"] = []
+    metadata["sop_instance_uids"] = []
+    metadata["acquired_positions_mm"] = [float(x) for x in geom.normal_positions]
+    return Volume(grid.voxels, grid.spacing, tuple(float(x) for x in grid.origin), grid.direction,
+                  volume.frame_times_ms, metadata)
+
+
+def _emit_preview(path: Path, on_slice: SliceCallback) -> None:
+    """Decode one image from the middle of the list before anything else is read."""
+    try:
+        header: InstanceHeader = read_header(path)
+        stack = build_stacks([header])[0]
+        fr = stack.frames[len(stack.frames) // 2]
+        plan = _plan(Stack(stack.series_uid, [fr]))
+        _decode_task([(0, fr)], plan.volume.voxels)
+    except (DecodeError, ValueError) as exc:
+        log.debug("preview skipped: %s", exc)
+        return
+    on_slice(SliceEvent(-1, 0, plan.volume.voxels[0], None, 0, 0, preview=True))

@@ -1,0 +1,304 @@
+"""Instances -> stacks: header scan, grouping, sorting and splitting of a series.
+
+A *stack* is the set of frames that can form one volume: same series, same frame of reference,
+same image orientation (within 1e-3), same matrix size, pixel spacing and sample format, sorted
+by position along the slice normal (never by Instance Number, which scanners get wrong).
+A series that mixes orientations or image sizes (a scout plus axials, a 3-plane localiser) is
+split into several stacks instead of being forced into one volume. Frames repeated at the same
+position (dynamic/multi-echo series) are split into one stack per repetition.
+
+Frames come from classic single-frame instances (Image Position/Orientation (Patient)), from
+Enhanced CT/MR multi-frames (Per-Frame and Shared Functional Groups: Plane Position, Plane
+Orientation, Pixel Measures, Pixel Value Transformation, Frame Content) and from multi-frame
+instances without patient geometry (ultrasound cine, XA, secondary capture), which become one
+stack per instance with frames in file order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from viewer.decode import DecodeError, PixelLayout, pixel_layout
+
+log = logging.getLogger(__name__)
+
+ORIENTATION_TOLERANCE = 1e-3
+POSITION_TOLERANCE_MM = 1e-3
+_DEFER_SIZE = 2048  # bytes: larger element values (Pixel Data) are skipped and read later
+
+
+@dataclass
+class InstanceHeader:
+    """One file's header (pixels not read) and how its pixels are laid out."""
+
+    path: Path
+    ds: Dataset
+    layout: PixelLayout
+
+
+@dataclass
+class FrameRef:
+    """One frame of one instance, with its geometry when the instance has patient geometry."""
+
+    header: InstanceHeader
+    frame: int
+    position: np.ndarray | None  # Image Position (Patient), LPS mm
+    row_dir: np.ndarray | None  # direction of increasing column index
+    col_dir: np.ndarray | None  # direction of increasing row index
+    pixel_spacing: tuple[float, float] | None  # (between rows, between columns) mm
+    slope: float = 1.0
+    intercept: float = 0.0
+    order_key: tuple = ()  # acquisition / temporal / instance ordering of repeated positions
+    stack_id: str = ""
+    window: tuple[float, float] | None = None  # (width, centre) from the frame's VOI
+
+    @property
+    def has_geometry(self) -> bool:
+        return self.position is not None and self.row_dir is not None and self.pixel_spacing is not None
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.row_dir, self.col_dir)  # type: ignore[arg-type]
+
+
+@dataclass
+class Stack:
+    """Frames that form one volume, sorted along the slice normal (geometry) or in file order."""
+
+    series_uid: str
+    frames: list[FrameRef]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def has_geometry(self) -> bool:
+        return self.frames[0].has_geometry
+
+    @property
+    def first(self) -> FrameRef:
+        return self.frames[0]
+
+
+def _floats(value: object, n: int) -> np.ndarray | None:
+    try:
+        arr = np.asarray([float(v) for v in value], dtype=np.float64)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return arr if arr.shape == (n,) and np.all(np.isfinite(arr)) else None
+
+
+def _item(ds: Dataset, keyword: str) -> Dataset | None:
+    seq = ds.get(keyword)
+    return seq[0] if seq else None
+
+
+def _functional_group(ds: Dataset, frame: int, keyword: str) -> Dataset | None:
+    """The frame's item of a functional group macro, per-frame first, then shared."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame and frame < len(per_frame):
+        item = _item(per_frame[frame], keyword)
+        if item is not None:
+            return item
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        return _item(shared[0], keyword)
+    return None
+
+
+def _windows(src: Dataset) -> tuple[float, float] | None:
+    width, centre = src.get("WindowWidth"), src.get("WindowCenter")
+    if width is None or centre is None:
+        return None
+    first = (lambda v: v[0] if isinstance(v, pydicom.multival.MultiValue) else v)  # noqa: E731
+    try:
+        return float(first(width)), float(first(centre))
+    except (TypeError, ValueError):
+        return None
+
+
+def _rescale(src: Dataset | None) -> tuple[float, float] | None:
+    if src is None or "RescaleSlope" not in src and "RescaleIntercept" not in src:
+        return None
+    return float(src.get("RescaleSlope", 1) or 1), float(src.get("RescaleIntercept", 0) or 0)
+
+
+def _spacing(values: object) -> tuple[float, float] | None:
+    arr = _floats(values, 2) if values is not None else None
+    return (float(arr[0]), float(arr[1])) if arr is not None and np.all(arr > 0) else None
+
+
+def frames_of(header: InstanceHeader) -> list[FrameRef]:
+    """Every frame of an instance with its geometry, rescale and ordering keys."""
+    ds, layout = header.ds, header.layout
+    enhanced = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+    base_order = (
+        int(ds.get("AcquisitionNumber", 0) or 0),
+        int(ds.get("TemporalPositionIdentifier", 0) or 0),
+        _first_int(ds.get("EchoNumbers")),
+        int(ds.get("InstanceNumber", 0) or 0),
+    )
+    frames = []
+    for f in range(layout.frames):
+        if enhanced:
+            pos = _functional_group(ds, f, "PlanePositionSequence")
+            ori = _functional_group(ds, f, "PlaneOrientationSequence")
+            meas = _functional_group(ds, f, "PixelMeasuresSequence")
+            content = _functional_group(ds, f, "FrameContentSequence")
+            voi = _functional_group(ds, f, "FrameVOILUTSequence")
+            position = _floats(pos.get("ImagePositionPatient"), 3) if pos is not None else None
+            iop = _floats(ori.get("ImageOrientationPatient"), 6) if ori is not None else None
+            spacing = _spacing(meas.get("PixelSpacing")) if meas is not None else None
+            rescale = _rescale(_functional_group(ds, f, "PixelValueTransformationSequence")) or _rescale(ds)
+            stack_id = str(content.get("StackID", "")) if content is not None else ""
+            dims = tuple(int(v) for v in (content.get("DimensionIndexValues") or [])) if content is not None else ()
+            order = base_order + (int(content.get("TemporalPositionIndex", 0) or 0) if content is not None else 0,
+                                  *dims, f)
+            window = _windows(voi) if voi is not None else _windows(ds)
+        else:
+            position = _floats(ds.get("ImagePositionPatient"), 3) if layout.frames == 1 else None
+            iop = _floats(ds.get("ImageOrientationPatient"), 6) if layout.frames == 1 else None
+            spacing = _spacing(ds.get("PixelSpacing"))
+            rescale = _rescale(ds)
+            stack_id = ""
+            order = base_order + (f,)
+            window = _windows(ds)
+        row_dir = col_dir = None
+        if iop is not None:
+            row_dir, col_dir = _orthonormal(iop)
+        if row_dir is None or position is None:
+            position = row_dir = col_dir = None
+        slope, intercept = rescale or (1.0, 0.0)
+        frames.append(FrameRef(header, f, position, row_dir, col_dir, spacing, slope, intercept,
+                               order, stack_id, window))
+    return frames
+
+
+def _first_int(value: object) -> int:
+    if value is None or value == "":
+        return 0
+    if isinstance(value, pydicom.multival.MultiValue):
+        value = value[0] if value else 0
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+
+
+def _orthonormal(iop: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    row, col = iop[:3], iop[3:]
+    nr, nc = np.linalg.norm(row), np.linalg.norm(col)
+    if nr < 1e-6 or nc < 1e-6 or abs(np.dot(row / nr, col / nc)) > 1e-2:
+        return None, None
+    return row / nr, col / nc
+
+
+def read_header(path: str | Path) -> InstanceHeader:
+    """Parse a file's header; Pixel Data is skipped (its offset kept) when stored natively."""
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE)
+    except Exception as exc:
+        raise DecodeError(f"{path.name}: not a readable DICOM file ({exc})") from exc
+    return InstanceHeader(path, ds, pixel_layout(ds))
+
+
+def scan_headers(paths: Sequence[str | Path], workers: int | None = None
+                 ) -> tuple[list[InstanceHeader], list[str]]:
+    """Headers of all image files; non-image or unreadable files give a warning each."""
+    workers = workers or min(8, os.cpu_count() or 2)
+    headers: list[InstanceHeader] = []
+    warnings: list[str] = []
+
+    def attempt(p: str | Path) -> InstanceHeader | str:
+        try:
+            return read_header(p)
+        except DecodeError as exc:
+            return str(exc) if Path(p).name in str(exc) else f"{Path(p).name}: {exc}"
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for result in pool.map(attempt, paths):
+            (warnings if isinstance(result, str) else headers).append(result)  # type: ignore[arg-type]
+    return headers, warnings
+
+
+def _same_plane_family(a: FrameRef, b: FrameRef) -> bool:
+    return (
+        np.max(np.abs(a.row_dir - b.row_dir)) < ORIENTATION_TOLERANCE  # type: ignore[operator]
+        and np.max(np.abs(a.col_dir - b.col_dir)) < ORIENTATION_TOLERANCE  # type: ignore[operator]
+        and np.allclose(a.pixel_spacing, b.pixel_spacing, rtol=0, atol=1e-4)  # type: ignore[arg-type]
+    )
+
+
+def _format_key(f: FrameRef) -> tuple:
+    ds, lay = f.header.ds, f.header.layout
+    return (str(ds.get("SeriesInstanceUID", "")), str(ds.get("FrameOfReferenceUID", "")), lay.rows, lay.columns,
+            lay.samples, lay.photometric == "PALETTE COLOR", f.stack_id)
+
+
+def build_stacks(headers: Iterable[InstanceHeader]) -> list[Stack]:
+    """Group frames into stacks: split by format and orientation, sort along the normal, split
+    repeated positions into one stack per repetition."""
+    groups: list[list[FrameRef]] = []
+    stacks: list[Stack] = []
+    by_key: dict[tuple, list[list[FrameRef]]] = {}
+    for header in headers:
+        frames = frames_of(header)
+        if not all(f.has_geometry for f in frames):
+            stacks.append(Stack(str(header.ds.get("SeriesInstanceUID", "")), frames))
+            continue
+        for fr in frames:
+            families = by_key.setdefault(_format_key(fr), [])
+            for fam in families:
+                if _same_plane_family(fam[0], fr):
+                    fam.append(fr)
+                    break
+            else:
+                families.append([fr])
+                groups.append(families[-1])
+    geometric = [s for g in groups for s in _sort_and_split(g)]
+    split_note = []
+    series_counts: dict[str, int] = {}
+    for s in geometric:
+        series_counts[s.series_uid] = series_counts.get(s.series_uid, 0) + 1
+    for uid, count in series_counts.items():
+        if count > 1:
+            split_note.append(f"series {uid} was split into {count} stacks (different orientation, "
+                              "image size or repeated positions)")
+    for s in geometric:
+        if series_counts[s.series_uid] > 1:
+            s.warnings.extend(n for n in split_note if s.series_uid in n)
+    # Largest stacks first within each series so the main volume comes before scouts.
+    geometric.sort(key=lambda s: (s.series_uid, -len(s.frames)))
+    return geometric + stacks
+
+
+def _sort_and_split(frames: list[FrameRef]) -> list[Stack]:
+    normal = frames[0].normal
+    frames = sorted(frames, key=lambda f: (round(float(np.dot(f.position, normal)) / POSITION_TOLERANCE_MM),
+                                           f.order_key))
+    positions: list[list[FrameRef]] = []
+    last = None
+    for fr in frames:
+        d = float(np.dot(fr.position, normal))
+        if last is not None and abs(d - last) <= POSITION_TOLERANCE_MM and \
+                np.linalg.norm(fr.position - positions[-1][0].position) <= 10 * POSITION_TOLERANCE_MM:
+            positions[-1].append(fr)
+        else:
+            positions.append([fr])
+        last = d
+    repeats = max(len(p) for p in positions)
+    uid = str(frames[0].header.ds.get("SeriesInstanceUID", ""))
+    out = [Stack(uid, [p[r] for p in positions if len(p) > r]) for r in range(repeats)]
+    if repeats > 1:
+        for s in out:
+            s.warnings.append(f"{repeats} frames share each slice position: split into {repeats} volumes "
+                              "(dynamic, multi-echo or repeated acquisition)")
+    return out
