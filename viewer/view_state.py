@@ -17,7 +17,7 @@ import numpy as np
 
 from viewer.orientation import direction_label
 
-ROTATIONS = (0, 90, 180, 270)
+_QUARTER_TURN = np.array([[0.0, -1.0], [1.0, 0.0]])  # 90 deg clockwise on a y-down screen
 
 
 class Event:
@@ -64,9 +64,7 @@ class ViewState:
         self.wl_step_per_pixel = 1.0  # modality units per mouse pixel when dragging W/L
         self.zoom = 1.0  # relative to "fit the plane in the view"
         self.pan_mm = (0.0, 0.0)  # screen-aligned offset of the view centre from the plane centre
-        self.flip_h = False
-        self.flip_v = False
-        self.rotation = 0  # degrees clockwise, one of ROTATIONS
+        self._display = np.eye(2)  # image (col, row) offsets -> screen (x, y) offsets
         self.invert = False
         self.plane = "native"
 
@@ -109,19 +107,32 @@ class ViewState:
         self.changed.emit("camera")
 
     # -- transforms -----------------------------------------------------------------------
+    # Flips and rotations act on the image as currently displayed, in the order the user gives them.
     def flip_horizontal(self) -> None:
-        self.flip_h = not self.flip_h
-        self.changed.emit("transform")
+        self._apply(np.diag([-1.0, 1.0]))
 
     def flip_vertical(self) -> None:
-        self.flip_v = not self.flip_v
-        self.changed.emit("transform")
+        self._apply(np.diag([1.0, -1.0]))
 
     def rotate_clockwise(self, degrees: int = 90) -> None:
         if degrees % 90:
             raise ValueError("rotation must be a multiple of 90 degrees")
-        self.rotation = (self.rotation + degrees) % 360
+        self._apply(np.linalg.matrix_power(_QUARTER_TURN, (degrees // 90) % 4))
+
+    def _apply(self, screen_op: np.ndarray) -> None:
+        self._display = np.rint(screen_op @ self._display)
         self.changed.emit("transform")
+
+    @property
+    def flip_h(self) -> bool:
+        """The display is mirrored: equal to a horizontal flip after ``rotation``."""
+        return bool(np.linalg.det(self._display) < 0)
+
+    @property
+    def rotation(self) -> int:
+        """Clockwise rotation in degrees (applied before the horizontal flip when ``flip_h``)."""
+        m = np.diag([-1.0, 1.0]) @ self._display if self.flip_h else self._display
+        return int(round(np.degrees(np.arctan2(m[1, 0], m[0, 0])))) % 360
 
     def toggle_invert(self) -> None:
         self.invert = not self.invert
@@ -130,21 +141,15 @@ class ViewState:
     def reset(self) -> None:
         """Back to the series' own window, fit zoom, no flip/rotation/inversion."""
         self.zoom, self.pan_mm = 1.0, (0.0, 0.0)
-        self.flip_h = self.flip_v = self.invert = False
-        self.rotation = 0
+        self.invert = False
+        self._display = np.eye(2)
         self.window_width, self.window_center = self.default_window
         for what in ("window", "camera", "transform", "invert"):
             self.changed.emit(what)
 
     def display_matrix(self) -> np.ndarray:
-        """2x2 matrix taking image offsets (columns, rows) to screen offsets (x right, y down).
-
-        The image is first rotated clockwise by ``rotation``, then flipped on the screen.
-        """
-        quarter = np.array([[0.0, -1.0], [1.0, 0.0]])  # 90 deg clockwise with y pointing down
-        m = np.linalg.matrix_power(quarter, self.rotation // 90)
-        flip = np.diag([-1.0 if self.flip_h else 1.0, -1.0 if self.flip_v else 1.0])
-        return flip @ m
+        """2x2 matrix taking image offsets (columns, rows) to screen offsets (x right, y down)."""
+        return self._display.copy()
 
     def screen_axes_lps(self, column_dir: np.ndarray, row_dir: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """LPS unit vectors pointing to screen right and screen down for a plane with these axes."""
@@ -173,7 +178,7 @@ class ViewState:
         return {
             "plane": self.plane, "slice_index": self.slice_index, "slice_count": self.slice_count,
             "window_width": self.window_width, "window_center": self.window_center,
-            "zoom": self.zoom, "flip_h": self.flip_h, "flip_v": self.flip_v,
+            "zoom": self.zoom, "flip_h": self.flip_h,
             "rotation": self.rotation, "invert": self.invert,
         }
 
@@ -205,45 +210,3 @@ class Crosshair:
         for plane in self.angles:
             self.rotate(plane, 0.0)
 
-
-@dataclass
-class DisplayPlane:
-    """A 2D image in patient space, as a view displays it.
-
-    ``pixels[row, col]`` in modality units; pixel (0, 0) is centred at ``origin`` (LPS mm);
-    ``column_dir``/``row_dir`` are the LPS unit vectors of increasing column/row index;
-    ``spacing`` is (column spacing, row spacing) in mm; ``thickness`` is the slab or slice
-    thickness in mm.
-    """
-
-    pixels: np.ndarray
-    origin: np.ndarray
-    column_dir: np.ndarray
-    row_dir: np.ndarray
-    spacing: tuple[float, float]
-    thickness: float = 0.0
-
-    @property
-    def normal(self) -> np.ndarray:
-        return np.cross(self.column_dir, self.row_dir)
-
-    def pixel_to_lps(self, col: float, row: float) -> np.ndarray:
-        return (np.asarray(self.origin, float) + col * self.spacing[0] * np.asarray(self.column_dir, float)
-                + row * self.spacing[1] * np.asarray(self.row_dir, float))
-
-    def lps_to_pixel(self, lps: np.ndarray) -> tuple[float, float]:
-        d = np.asarray(lps, float) - np.asarray(self.origin, float)
-        return (float(d @ self.column_dir) / self.spacing[0], float(d @ self.row_dir) / self.spacing[1])
-
-
-def native_plane(volume: object, k: int, thickness: float | None = None) -> DisplayPlane:
-    """Slice ``k`` of a volume as acquired (rows and columns as stored, the usual stack display)."""
-    direction = np.asarray(volume.direction, dtype=np.float64)  # type: ignore[attr-defined]
-    spacing = volume.spacing  # type: ignore[attr-defined]
-    return DisplayPlane(
-        pixels=volume.voxels[k],  # type: ignore[attr-defined]
-        origin=volume.index_to_lps(np.array([0.0, 0.0, float(k)])),  # type: ignore[attr-defined]
-        column_dir=direction[:, 0], row_dir=direction[:, 1],
-        spacing=(float(spacing[0]), float(spacing[1])),
-        thickness=float(thickness if thickness is not None else spacing[2]),
-    )

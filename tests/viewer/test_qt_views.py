@@ -129,12 +129,15 @@ def test_rectangle_roi_on_uniform_tissue_reads_its_hu(stack):
 
 
 def test_orientation_labels_follow_flip_and_rotation(stack):
-    plane = stack.current_plane()
-    labels = stack.state.orientation_labels(plane.column_dir, plane.row_dir)
+    labels = stack.orientation_labels()
     assert (labels.left, labels.right, labels.top, labels.bottom) == ("R", "L", "A", "P")
     QTest.keyClick(stack, Qt.Key.Key_H)  # flip horizontally
-    labels = stack.state.orientation_labels(plane.column_dir, plane.row_dir)
-    assert (labels.left, labels.right) == ("L", "R")
+    labels = stack.orientation_labels()
+    assert (labels.left, labels.right, labels.top) == ("L", "R", "A")
+    stack.state.rotate_clockwise()  # the displayed image turns: top (A) goes right, left (L) goes up
+    labels = stack.orientation_labels()
+    assert (labels.left, labels.right, labels.top, labels.bottom) == ("P", "A", "L", "R")
+    stack.state.rotate_clockwise(270)
     stack.set_slice(31)
     x, y = screen(93.5, 63.5)
     image = stack.render_to_array(overlays=False)
@@ -147,3 +150,42 @@ def test_cursor_reports_pixel_value_in_hu(stack):
     stack.set_slice(31)
     QTest.mouseMove(stack, QPoint(*screen(93, 63)))
     assert values[-1]["value"] == 1500.0 and (values[-1]["col"], values[-1]["row"]) == (93, 63)
+
+
+@pytest.fixture
+def volume_view(qtbot):
+    from viewer.qt.volume_view import VolumeRenderView
+
+    view = VolumeRenderView()
+    qtbot.addWidget(view)
+    view.resize(512, 512)
+    view.show()
+    view.set_volume(phantom_volume())
+    return view
+
+
+def test_mip_volume_rendering_shows_markers_at_their_projections(volume_view):
+    volume_view.set_preset("MIP")  # grey ramp over -1000..1500 HU
+    image = volume_view.render_to_array(overlays=False)
+    for marker in DEFAULT_MARKERS:
+        x, y = volume_view.world_to_screen(np.asarray(marker.lps))
+        assert abs(int(image[int(y), int(x), 0]) - grey(marker.value, 2500, 250)) <= 2, marker
+    left_x, _ = volume_view.world_to_screen(np.asarray(DEFAULT_MARKERS[0].lps))
+    head_y = volume_view.world_to_screen(np.asarray(DEFAULT_MARKERS[2].lps))[1]
+    assert left_x > 300 and head_y < 236  # anterior view: patient left on the right, head up
+    volume_view.rotate(180, 0)  # posterior view: the left marker moves to the screen's left
+    assert volume_view.world_to_screen(np.asarray(DEFAULT_MARKERS[0].lps))[0] < 212
+    x, y = volume_view.world_to_screen(np.asarray(DEFAULT_MARKERS[0].lps))
+    assert int(volume_view.render_to_array(overlays=False)[int(y), int(x), 0]) >= 253
+
+
+def test_volume_drag_renders_coarse_then_full_quality(volume_view):
+    QTest.mousePress(volume_view, Qt.MouseButton.LeftButton, pos=QPoint(200, 256))
+    QTest.mouseMove(volume_view, QPoint(260, 256))
+    volume_view.render_to_array(overlays=False)
+    assert volume_view.interacting and volume_view.mapper.GetImageSampleDistance() == 2.0
+    QTest.mouseRelease(volume_view, Qt.MouseButton.LeftButton, pos=QPoint(260, 256))
+    volume_view.render_to_array(overlays=False)
+    assert not volume_view.interacting and volume_view.mapper.GetImageSampleDistance() == 1.0
+    volume_view.reset_camera()
+    assert volume_view.describe()["direction_of_projection_lps"] == [0.0, 1.0, 0.0]

@@ -85,3 +85,14 @@ def test_crosshair_emits_only_on_real_moves():
 def _labels(left, right, top, bottom):
     from viewer.view_state import OrientationLabels
     return OrientationLabels(left=left, right=right, top=top, bottom=bottom)
+
+
+def test_flip_then_rotate_acts_on_the_displayed_image():
+    state = ViewState()
+    state.flip_horizontal()
+    state.rotate_clockwise()
+    assert state.orientation_labels(X, Y) == _labels("P", "A", "L", "R")
+    assert (state.flip_h, state.rotation) == (True, 270)  # same as rotating 270 deg, then mirroring
+    state.flip_horizontal()
+    state.rotate_clockwise(90)  # mirror, turn, mirror, turn: back to the original display
+    assert (state.flip_h, state.rotation) == (False, 0)

@@ -1,6 +1,7 @@
-"""2D views: ``SliceView`` shows one ``DisplayPlane``; ``StackView`` scrolls a volume's slices.
+"""2D views: ``SliceView`` shows one ``viewer.reslice.PlaneImage``; ``StackView`` scrolls a volume's slices.
 
-The VTK scene is a single image actor windowed by ``vtkImageProperty``; flips and rotations are
+Planes are ``viewer.reslice.PlaneImage`` (radiological convention; ``row_dir`` is the LPS
+direction of increasing column, ``col_dir`` of increasing row). The VTK scene is a single image actor windowed by ``vtkImageProperty``; flips and rotations are
 the actor's matrix, zoom/pan the parallel camera. Text, orientation labels, scale bar,
 measurements and crosshair/reference lines are painted with QPainter over the frame.
 All state lives in ``self.state`` (``viewer.view_state.ViewState``); the widget only observes it.
@@ -21,7 +22,8 @@ from vtk.util import numpy_support
 from viewer.presets import WindowPreset, default_window, presets_for
 from viewer.qt.canvas import VtkCanvas
 from viewer.tools import POINTS_NEEDED, Measurement, Point, measure, pixel_value
-from viewer.view_state import DisplayPlane, ViewState, native_plane
+from viewer.reslice import PlaneImage, plane_image
+from viewer.view_state import OrientationLabels, ViewState
 
 MEASUREMENT_TOOLS = tuple(POINTS_NEEDED)
 TOOLS = ("window", "pan", "zoom", "crosshair") + MEASUREMENT_TOOLS
@@ -51,7 +53,7 @@ def nice_length(max_mm: float) -> float:
 
 
 class SliceView(VtkCanvas):
-    """Displays one plane; forwards mouse/keys to its ``ViewState`` and the active tool."""
+    """Displays one ``PlaneImage``; forwards mouse/keys to its ``ViewState`` and the active tool."""
 
     slice_changed = Signal(int)
     window_changed = Signal(float, float)
@@ -63,7 +65,7 @@ class SliceView(VtkCanvas):
         super().__init__(parent)
         self.state = ViewState()
         self.state.changed.connect(self._on_state_changed)
-        self.plane: DisplayPlane | None = None
+        self.plane: PlaneImage | None = None
         self.plane_key: tuple[object, ...] = ()
         self.metadata: dict[str, Any] = {}
         self.unit = ""
@@ -92,7 +94,7 @@ class SliceView(VtkCanvas):
         camera.ParallelProjectionOn()
 
     # -- public API -----------------------------------------------------------------------
-    def set_plane(self, plane: DisplayPlane, key: tuple[object, ...] = ()) -> None:
+    def set_plane(self, plane: PlaneImage, key: tuple[object, ...] = ()) -> None:
         """Show ``plane``; ``key`` identifies it so measurements reappear only on their plane."""
         pixels = np.ascontiguousarray(plane.pixels)
         rows, cols = pixels.shape[:2]
@@ -101,7 +103,7 @@ class SliceView(VtkCanvas):
         self.plane, self.plane_key = plane, key
         if not same_shape:
             self._image.SetDimensions(cols, rows, 1)
-        self._image.SetSpacing(plane.spacing[0], plane.spacing[1], 1.0)
+        self._image.SetSpacing(*self.spacing, 1.0)
         scalars = numpy_support.numpy_to_vtk(pixels.reshape(rows * cols, components), deep=True)
         self._image.GetPointData().SetScalars(scalars)
         self._image.Modified()
@@ -124,6 +126,22 @@ class SliceView(VtkCanvas):
 
     def value_at(self, col: float, row: float) -> float | None:
         return None if self.plane is None or self.plane.pixels.ndim != 2 else pixel_value(self.plane.pixels, (col, row))
+
+    @property
+    def spacing(self) -> tuple[float, float]:
+        """(column spacing, row spacing) of the shown plane in mm."""
+        assert self.plane is not None
+        return self.plane.pixel_spacing[1], self.plane.pixel_spacing[0]
+
+    def orientation_labels(self) -> OrientationLabels:
+        """Edge letters of the plane as displayed now (after flips and rotation)."""
+        assert self.plane is not None
+        return self.state.orientation_labels(self.plane.row_dir, self.plane.col_dir)
+
+    def lps_to_screen(self, lps: np.ndarray) -> QPointF:
+        assert self.plane is not None
+        row, col = self.plane.from_lps(lps)
+        return self.pixel_to_screen(col, row)
 
     # -- model -> view --------------------------------------------------------------------
     def _on_state_changed(self, what: str) -> None:
@@ -165,7 +183,7 @@ class SliceView(VtkCanvas):
         """Screen-aligned world point at the view centre (mm) and logical pixels per mm."""
         assert self.plane is not None
         rows, cols = self.plane.pixels.shape[:2]
-        sc, sr = self.plane.spacing
+        sc, sr = self.spacing
         m = self.state.display_matrix()
         extent = np.abs(m) @ np.array([cols * sc, rows * sr])
         fit = min(self.width() / extent[0], self.height() / extent[1])
@@ -178,12 +196,12 @@ class SliceView(VtkCanvas):
         world = centre + (np.array([x, y]) - np.array([self.width(), self.height()]) / 2) / ppmm
         mm = np.linalg.inv(self.state.display_matrix()) @ world
         assert self.plane is not None
-        return float(mm[0] / self.plane.spacing[0]), float(mm[1] / self.plane.spacing[1])
+        return float(mm[0] / self.spacing[0]), float(mm[1] / self.spacing[1])
 
     def pixel_to_screen(self, col: float, row: float) -> QPointF:
         assert self.plane is not None
         centre, ppmm = self._view_geometry()
-        world = self.state.display_matrix() @ np.array([col * self.plane.spacing[0], row * self.plane.spacing[1]])
+        world = self.state.display_matrix() @ np.array([col * self.spacing[0], row * self.spacing[1]])
         xy = (world - centre) * ppmm + np.array([self.width(), self.height()]) / 2
         return QPointF(float(xy[0]), float(xy[1]))
 
@@ -245,13 +263,13 @@ class SliceView(VtkCanvas):
     def _pick(self, pos: QPointF) -> None:
         assert self.plane is not None
         col, row = self._event_pixel(pos)
-        self.point_picked.emit(self.plane.pixel_to_lps(col, row))
+        self.point_picked.emit(self.plane.to_lps(row, col))
 
     def _add_point(self, point: Point) -> None:
         assert self.plane is not None
         self._pending.append(point)
         if len(self._pending) == POINTS_NEEDED[self.tool]:
-            m = measure(self.tool, list(self._pending), self.plane.pixels, self.plane.spacing, self.plane_key)
+            m = measure(self.tool, list(self._pending), self.plane.pixels, self.spacing, self.plane_key)
             self._pending.clear()
             self.measurements.append(m)
             self.measurement_added.emit(m)
@@ -263,7 +281,7 @@ class SliceView(VtkCanvas):
         col, row = self._event_pixel(pos)
         value = self.value_at(col, row)
         self._cursor = None if value is None else {
-            "col": int(round(col)), "row": int(round(row)), "value": value, "lps": self.plane.pixel_to_lps(col, row)}
+            "col": int(round(col)), "row": int(round(row)), "value": value, "lps": self.plane.to_lps(row, col)}
         self.cursor_value_changed.emit(self._cursor)
         self.update()
 
@@ -300,7 +318,7 @@ class SliceView(VtkCanvas):
             for n, text in enumerate(lines):
                 y = 4 + n * line if top else h - 4 - (len(lines) - n) * line
                 painter.drawText(4, y, w - 8, line, align, text)
-        labels = self.state.orientation_labels(self.plane.column_dir, self.plane.row_dir)
+        labels = self.orientation_labels()
         painter.setPen(_YELLOW)
         centre = Qt.AlignmentFlag.AlignCenter
         painter.drawText(2, h // 2 - 10, 30, 20, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, labels.left)
@@ -324,8 +342,7 @@ class SliceView(VtkCanvas):
         assert self.plane is not None
         for a, b, colour in self.lines_lps:
             painter.setPen(QPen(colour, 1))
-            painter.drawLine(self.pixel_to_screen(*self.plane.lps_to_pixel(a)),
-                             self.pixel_to_screen(*self.plane.lps_to_pixel(b)))
+            painter.drawLine(self.lps_to_screen(a), self.lps_to_screen(b))
 
     def _paint_measurements(self, painter: QPainter) -> None:
         painter.setPen(QPen(_YELLOW, 1.5))
@@ -360,7 +377,10 @@ class SliceView(VtkCanvas):
         info = self.state.describe()
         if self.plane is not None:
             info["plane_origin_lps"] = [round(float(v), 3) for v in self.plane.origin]
-            info["plane_normal_lps"] = [round(float(v), 4) for v in self.plane.normal]
+            info["plane_normal_lps"] = [round(float(v), 4) for v in np.cross(self.plane.row_dir, self.plane.col_dir)]
+            info["position_mm"] = round(float(self.plane.position_mm), 3)
+            if self.plane.slab_mm:
+                info["slab"] = {"thickness_mm": self.plane.slab_mm, "mode": self.plane.slab_mode}
         return info
 
 
@@ -375,7 +395,8 @@ class StackView(SliceView):
         """Show ``volume`` (a ``viewer.volume.Volume``) from its middle slice with its default window."""
         self.volume = volume
         self.metadata = {**volume.metadata, **(metadata or {})}
-        self.unit = "HU" if meta_text(self.metadata, "modality", "Modality").upper() == "CT" else ""
+        self.unit = meta_text(self.metadata, "rescale_type") or (
+            "HU" if meta_text(self.metadata, "modality", "Modality").upper() == "CT" else "")
         lo, hi = float(np.min(volume.voxels)), float(np.max(volume.voxels))
         preset = default_window(self.metadata, (lo, hi))
         self.state.default_window = (preset.window, preset.level)
@@ -385,6 +406,8 @@ class StackView(SliceView):
         self.state.slice_count = volume.voxels.shape[0]
         self.state.slice_index = volume.voxels.shape[0] // 2
         self.state.reset()
+        if self.metadata.get("invert"):  # MONOCHROME1: low values are displayed bright
+            self.state.toggle_invert()
         self._show_slice()
 
     def presets(self) -> list[WindowPreset]:
@@ -404,7 +427,7 @@ class StackView(SliceView):
     def current_slice_index(self) -> int:
         return self.state.slice_index
 
-    def current_plane(self) -> DisplayPlane | None:
+    def current_plane(self) -> PlaneImage | None:
         return self.plane
 
     def _on_state_changed(self, what: str) -> None:
@@ -414,9 +437,7 @@ class StackView(SliceView):
 
     def _show_slice(self) -> None:
         k = self.state.slice_index
-        thickness = self.metadata.get("slice_thickness")
-        plane = native_plane(self.volume, k, float(thickness) if thickness else None)
-        self.set_plane(plane, ("native", k))
+        self.set_plane(plane_image(self.volume, "native", index=k), ("native", k))
 
     def overlay_corners(self) -> dict[str, list[str]]:
         corners = super().overlay_corners()
@@ -429,6 +450,6 @@ class StackView(SliceView):
                                 f"{meta_text(md, 'modality', 'Modality')} Se: {meta_text(md, 'series_number', 'SeriesNumber') or '-'}",
                                 f"Im: {self.state.slice_index + 1}/{self.state.slice_count}"]
         if self.plane is not None:
-            position = float(self.plane.origin @ self.plane.normal)
-            corners["bottom_left"].insert(0, f"Pos: {position:.1f} mm  Thk: {self.plane.thickness:.1f} mm")
+            thickness = self.metadata.get("slice_thickness") or self.volume.spacing[2]
+            corners["bottom_left"].insert(0, f"Pos: {self.plane.position_mm:.1f} mm  Thk: {float(thickness):.1f} mm")
         return corners
