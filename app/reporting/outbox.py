@@ -105,6 +105,36 @@ def hl7_transport(timeout: float = 10.0) -> Transport:
     return deliver
 
 
+def dicom_transport() -> Transport:
+    """C-STORE a Part-10 payload to a configured PACS node (see ``dicom_net.pacs_nodes``).
+
+    Lost connections and timeouts are "unknown" (resent; the PACS keeps one copy per SOP
+    Instance UID); a refused association or a failure status is an error (bounded retries).
+    """
+
+    def deliver(message: OutboxMessage, payload: Path) -> Result:
+        from dicom_net.pacs_nodes import PacsNodes, UnknownNodeError
+        from dicom_net.scu import AssociationRejected, PacsError, send
+
+        try:
+            node = PacsNodes().get(message.destination)
+        except UnknownNodeError as exc:
+            return Result(Outcome.ERROR, str(exc))
+        try:
+            result = send(node, [payload])
+        except AssociationRejected as exc:
+            return Result(Outcome.ERROR, str(exc))
+        except PacsError as exc:
+            return Result(Outcome.UNKNOWN, str(exc))
+        if result.ok and result.sent == 1:
+            return Result(Outcome.DELIVERED, "C-STORE success")
+        failed = result.failed[0] if result.failed else None
+        status = f"0x{failed.status:04X}" if failed and failed.status is not None else "not sent"
+        return Result(Outcome.ERROR, f"C-STORE {status} {failed.message if failed else ''}".strip())
+
+    return deliver
+
+
 def outbox_dir() -> Path:
     return data_dir() / "outbox"
 
@@ -123,7 +153,7 @@ class Outbox:
     ) -> None:
         self.root = Path(root) if root else outbox_dir()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.transports = {"hl7": hl7_transport(), **(transports or {})}
+        self.transports = {"hl7": hl7_transport(), "dicom": dicom_transport(), **(transports or {})}
         self.max_error_attempts = max_error_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
