@@ -100,13 +100,15 @@ def build_model_inputs(
     min_tokens: int = MIN_TOKENS,
     reduction: ReductionMode = "off",
     threshold: float = DEFAULT_THRESHOLD,
+    chat_template: str | None = None,
 ) -> ModelInputs:
     """Preprocess every visual item of ``conversation``, reduce tokens if asked, build the prompt.
 
     All items share one ``max_tokens`` budget; if any item is a video or 3D stack every item uses
     2x2 merging. ``reduction`` is ``"off"`` by default (see :mod:`inference.token_reduction`).
+    ``chat_template`` overrides the tokenizer's own (the checkpoint's template file).
     """
-    text = render_prompt(tokenizer, conversation)
+    text = render_prompt(tokenizer, conversation, chat_template)
     items = conversation.visual_items()
     if not items:
         ids = tokenize_prompt(tokenizer, text, [])

@@ -11,12 +11,10 @@ id is read from the checkpoint's tokenizer.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from inference.preprocess import VisualItem
@@ -124,13 +122,21 @@ def image_token_id(tokenizer: Any) -> int:
     return int(token_id)
 
 
-def render_prompt(tokenizer: Any, conversation: Conversation, add_generation_prompt: bool = True) -> str:
-    """The prompt text with exactly one ``<image>`` per frame of every visual item."""
+def render_prompt(
+    tokenizer: Any, conversation: Conversation, chat_template: str | None = None, add_generation_prompt: bool = True
+) -> str:
+    """The prompt text with exactly one ``<image>`` per frame of every visual item.
+
+    ``chat_template``: the checkpoint's template when the tokenizer object does not carry it
+    (e.g. one read from ``chat_template.json``).
+    """
     messages = conversation.messages()
     expected = sum(item.frame_count for item in conversation.visual_items())
-    if getattr(tokenizer, "chat_template", None):
+    template = chat_template or getattr(tokenizer, "chat_template", None)
+    if template:
         text = tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=add_generation_prompt, image_token=IMAGE_TOKEN
+            messages, chat_template=template, tokenize=False, add_generation_prompt=add_generation_prompt,
+            image_token=IMAGE_TOKEN,
         )
         if text.count(IMAGE_TOKEN) == expected:
             return text
@@ -197,29 +203,3 @@ def strip_reasoning(text: str) -> str:
     """The answer only, with blank-line runs collapsed (what the reference returns by default)."""
     return re.sub(r"\n\s*\n", "\n\n", split_reasoning(text)[1])
 
-
-def load_tokenizer(folder: str | Path) -> Any:
-    """The checkpoint's tokenizer, read offline with transformers' own classes (no remote code).
-
-    A chat template found only in ``chat_template.json`` / ``chat_template.jinja`` is attached.
-    """
-    import transformers
-
-    folder = Path(folder)
-    config_path = folder / "tokenizer_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    class_name = str(config.get("tokenizer_class") or "PreTrainedTokenizerFast")
-    tokenizer_class = getattr(transformers, class_name, None) or getattr(transformers, class_name + "Fast", None)
-    if tokenizer_class is None:
-        if not (folder / "tokenizer.json").is_file():
-            raise ValueError(f"unknown tokenizer class {class_name!r} and no tokenizer.json in {folder}")
-        tokenizer_class = transformers.PreTrainedTokenizerFast
-    tokenizer = tokenizer_class.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-    if not getattr(tokenizer, "chat_template", None):
-        if (folder / "chat_template.jinja").is_file():
-            tokenizer.chat_template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
-        elif (folder / "chat_template.json").is_file():
-            template = json.loads((folder / "chat_template.json").read_text(encoding="utf-8"))
-            tokenizer.chat_template = template.get("chat_template")
-    image_token_id(tokenizer)
-    return tokenizer
