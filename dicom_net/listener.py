@@ -1,0 +1,299 @@
+"""The C-ECHO/C-STORE listener: receives studies into the archive, safely and fast.
+
+Every accepted object is validated (:mod:`dicom_net.validation`) and stored byte for byte as it
+arrived; a failure gets a DICOM failure status and leaves nothing behind. The received dataset
+is kept in memory until it is complete, so an aborted association never leaves a partial file.
+
+:func:`start_listener` runs it in the calling process (threads); :func:`run_listener_forever`
+is what ``hulu-workstation receive`` runs: its own process (or several sharing the port with
+``SO_REUSEPORT``), a status file for the GUI, and a clean exit on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
+from pynetdicom.events import Event
+from pynetdicom.sop_class import Verification
+
+from dicom_net.archive import Archive, StorageFull
+from dicom_net.listener_status import STATUS_FILE_NAME, ListenerStats, StatusWriter
+from dicom_net.listener_transport import ListenerServer
+from dicom_net.sockets import server_tls_context
+from dicom_net.validation import ArchiveError, InvalidDataset, inspect_part10
+
+log = logging.getLogger(__name__)
+
+STATUS_SUCCESS = 0x0000
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_CANNOT_UNDERSTAND = 0xC000
+DEFAULT_AET = "HULUWS"
+DEFAULT_PORT = 11112
+DEFAULT_MAX_PDU = 256 * 1024
+
+
+@dataclass
+class ListenerConfig:
+    """How the listener runs. ``allow`` entries are ``AET`` or ``AET@HOST``; empty allows all."""
+
+    aet: str = DEFAULT_AET
+    port: int = DEFAULT_PORT
+    archive_dir: Path = field(default_factory=lambda: _default_archive_dir())
+    host: str = "127.0.0.1"
+    allow: list[str] = field(default_factory=list)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    max_associations: int = 16
+    max_pdu: int = DEFAULT_MAX_PDU
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 60.0
+    network_timeout: float = 60.0
+    workers: int = 1
+    status_interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        self.archive_dir = Path(self.archive_dir)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and a key")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.workers > 1 and self.port == 0:
+            raise ValueError("several workers need a fixed port to share")
+
+
+def _default_archive_dir() -> Path:
+    from dicom_net.paths import default_archive_dir
+
+    return default_archive_dir()
+
+
+def parse_allow(entries: list[str]) -> list[tuple[str, str | None]]:
+    """``['PACS', 'CT1@10.0.0.5']`` -> ``[('PACS', None), ('CT1', '10.0.0.5')]``."""
+    rules = []
+    for entry in entries:
+        aet, _, host = entry.partition("@")
+        if not aet.strip() or len(aet.strip()) > 16:
+            raise ValueError(f"invalid AE title in allow-list entry {entry!r}")
+        rules.append((aet.strip(), host.strip() or None))
+    return rules
+
+
+class StoreHandler:
+    """Handles C-STORE requests: validate, store, answer with the right status, count."""
+
+    def __init__(self, archive: Archive, stats: ListenerStats) -> None:
+        self.archive = archive
+        self.stats = stats
+
+    def __call__(self, event: Event) -> int:
+        request = event.request
+        sop_instance = str(request.AffectedSOPInstanceUID or "")
+        try:
+            data = event.encoded_dataset(include_meta=True)
+            info = inspect_part10(data, expected_sop_class=str(request.AffectedSOPClassUID or ""),
+                                  expected_sop_instance=sop_instance)
+            outcome = self.archive.store_bytes(data, info=info, source=event.assoc.requestor.ae_title)
+        except InvalidDataset as exc:
+            return self._fail(exc.status, f"refused {sop_instance}: {exc}")
+        except StorageFull as exc:
+            return self._fail(STATUS_OUT_OF_RESOURCES, f"refused {sop_instance}: {exc}")
+        except OSError as exc:
+            return self._fail(STATUS_OUT_OF_RESOURCES, f"storing {sop_instance} failed: {type(exc).__name__} {exc.errno}")
+        except (ArchiveError, Exception) as exc:  # never let one object kill the association
+            log.exception("unexpected error storing %s", sop_instance)
+            self.stats.add("errors")
+            return self._fail(STATUS_CANNOT_UNDERSTAND, f"storing {sop_instance} failed: {type(exc).__name__}")
+        self.stats.add({"stored": "stored", "duplicate": "duplicates", "version": "versions"}[outcome.status])
+        self.stats.set_last_study(outcome.study_uid)
+        return STATUS_SUCCESS
+
+    def _fail(self, status: int, message: str) -> int:
+        log.warning("%s -> status 0x%04X", message, status)
+        self.stats.add("failed")
+        self.stats.set_last_error(message)
+        return status
+
+
+def _on_requested(event: Event, rules: list[tuple[str, str | None]], stats: ListenerStats) -> None:
+    """Reject associations from calling AE titles (and hosts) not on the allow-list."""
+    requestor = event.assoc.requestor
+    calling = requestor.ae_title.strip()
+    host = requestor.address
+    if rules and not any(aet == calling and (h is None or h == host) for aet, h in rules):
+        log.warning("rejected association from AE %s at %s: not on the allow-list", calling, host)
+        stats.add("rejected")
+        event.assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
+
+
+def _on_echo(event: Event, stats: ListenerStats) -> int:
+    stats.add("echoes")
+    return STATUS_SUCCESS
+
+
+def _on_established(event: Event, stats: ListenerStats) -> None:
+    stats.add("associations")
+
+
+def _on_rejected(event: Event, stats: ListenerStats) -> None:
+    stats.add("rejected")
+
+
+def build_ae(config: ListenerConfig) -> AE:
+    """An AE accepting Verification and every storage SOP class in every transfer syntax."""
+    _config.LOG_HANDLER_LEVEL = "none"  # no per-PDU logging work; pynetdicom's INFO lines stay off too
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    ae = AE(ae_title=config.aet)
+    ae.require_called_aet = True
+    ae.maximum_associations = config.max_associations
+    ae.maximum_pdu_size = config.max_pdu
+    ae.acse_timeout = config.acse_timeout
+    ae.dimse_timeout = config.dimse_timeout
+    ae.network_timeout = config.network_timeout
+    ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    return ae
+
+
+class ListenerHandle:
+    """A running in-process listener: ``.port``, ``.stats`` and ``.stop()``."""
+
+    def __init__(self, server: ListenerServer, archive: Archive, stats: ListenerStats,
+                 status: StatusWriter | None) -> None:
+        self.server = server
+        self.archive = archive
+        self.stats = stats
+        self._status = status
+        self.port: int = server.server_address[1]
+        self._stopped = False
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Stop accepting, let running associations finish for up to ``grace_s``, then abort them."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.server.stop(grace_s)
+        if self._status is not None:
+            self._status.stop()
+        self.archive.close()
+
+    def __enter__(self) -> ListenerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tuple[ListenerServer, Archive]:
+    archive = Archive(config.archive_dir)
+    rules = parse_allow(config.allow)
+    ae = build_ae(config)
+    ssl_context = (server_tls_context(config.tls_cert, config.tls_key, config.tls_ca)
+                   if config.tls_cert is not None and config.tls_key is not None else None)
+    handlers: list[Any] = [
+        (evt.EVT_C_STORE, StoreHandler(archive, stats)),
+        (evt.EVT_C_ECHO, _on_echo, [stats]),
+        (evt.EVT_REQUESTED, _on_requested, [rules, stats]),
+        (evt.EVT_ACCEPTED, _on_established, [stats]),
+        (evt.EVT_REJECTED, _on_rejected, [stats]),
+    ]
+    ListenerServer.reuse_port = reuse_port
+    server = ae.make_server((config.host, config.port), ssl_context=ssl_context, evt_handlers=handlers,
+                            server_class=ListenerServer)
+    ae._servers.append(server)  # pynetdicom's shutdown() removes it from there
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="listener-accept",
+                     daemon=True).start()
+    return server, archive
+
+
+def start_listener(config: ListenerConfig, *, write_status: bool = True) -> ListenerHandle:
+    """Start the listener in this process (threads); ``config.port = 0`` picks a free port."""
+    stats = ListenerStats()
+    server, archive = _serve(config, stats, reuse_port=False)
+    status = None
+    if write_status:
+        port = server.server_address[1]
+        status = StatusWriter(config.archive_dir / STATUS_FILE_NAME, stats, _identity(config, port),
+                              config.status_interval_s)
+        status.start()
+    log.info("listening as %s on %s:%d (archive %s)", config.aet, config.host, server.server_address[1],
+             config.archive_dir)
+    return ListenerHandle(server, archive, stats, status)
+
+
+def _identity(config: ListenerConfig, port: int) -> dict[str, Any]:
+    return {"aet": config.aet, "host": config.host, "port": port, "workers": config.workers,
+            "tls": config.tls_cert is not None, "archive": str(config.archive_dir)}
+
+
+def _wait_for_sigterm() -> None:
+    stop = threading.Event()
+
+    def _handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    while not stop.wait(0.5):
+        pass
+
+
+def _worker_main(config: ListenerConfig, stats: ListenerStats) -> None:
+    """One receiver process sharing the port; exits cleanly on SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    server, archive = _serve(config, stats, reuse_port=True)
+    try:
+        _wait_for_sigterm()
+    finally:
+        server.stop(10.0)
+        archive.close()
+
+
+def run_listener_forever(config: ListenerConfig) -> int:
+    """Receive until SIGTERM/SIGINT: one process, or ``config.workers`` processes sharing the port."""
+    config.archive_dir.mkdir(parents=True, exist_ok=True)
+    if config.workers == 1:
+        handle = start_listener(config)
+        try:
+            _wait_for_sigterm()
+        finally:
+            handle.stop()
+        log.info("listener stopped")
+        return 0
+    from dicom_net.listener_status import _mp
+
+    Archive(config.archive_dir).close()  # create the layout and index once, before the workers race
+    stats = ListenerStats()
+    workers = [_mp.Process(target=_worker_main, args=(config, stats), name=f"receiver-{i}", daemon=False)
+               for i in range(config.workers)]
+    for worker in workers:
+        worker.start()
+    status = StatusWriter(config.archive_dir / STATUS_FILE_NAME, stats, _identity(config, config.port),
+                          config.status_interval_s)
+    status.start()
+    log.info("listening as %s on %s:%d with %d receiver processes", config.aet, config.host, config.port,
+             config.workers)
+    try:
+        _wait_for_sigterm()
+    finally:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            worker.join(15.0)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+        status.stop()
+    log.info("listener stopped")
+    return 0

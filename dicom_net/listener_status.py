@@ -1,0 +1,112 @@
+"""Counters shared by the receiver processes and the status file the GUI reads.
+
+``<archive>/listener-status.json`` is replaced atomically (temp, fsync, rename) so a reader never
+sees half a file. It carries UIDs and counts only, never patient data.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import multiprocessing
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+STATUS_FILE_NAME = "listener-status.json"
+COUNTERS = ("associations", "rejected", "echoes", "stored", "duplicates", "versions", "failed", "errors")
+_UID_BYTES = 64
+_ERROR_BYTES = 200
+_mp = multiprocessing.get_context("fork")
+
+
+class ListenerStats:
+    """Counters in shared memory, so worker processes can update what the parent reports."""
+
+    def __init__(self) -> None:
+        self._counts = _mp.Array("q", len(COUNTERS))
+        self._last_study = _mp.Array("c", _UID_BYTES)
+        self._last_error = _mp.Array("c", _ERROR_BYTES)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._counts.get_lock():
+            self._counts[COUNTERS.index(name)] += n
+
+    def set_last_study(self, uid: str) -> None:
+        with self._last_study.get_lock():
+            self._last_study.value = uid.encode("ascii", "replace")[:_UID_BYTES - 1]
+
+    def set_last_error(self, text: str) -> None:
+        with self._last_error.get_lock():
+            self._last_error.value = text.encode("ascii", "replace")[:_ERROR_BYTES - 1]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._counts.get_lock():
+            counts = dict(zip(COUNTERS, self._counts[:]))
+        return {
+            "counts": counts,
+            "last_study_uid": self._last_study.value.decode("ascii") or None,
+            "last_error": self._last_error.value.decode("ascii") or None,
+        }
+
+
+def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_status(archive_dir: Path) -> dict[str, Any] | None:
+    """The listener's last status, or None when no listener has written one."""
+    try:
+        return json.loads((Path(archive_dir) / STATUS_FILE_NAME).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+class StatusWriter:
+    """Rewrites the status file when the counters change (and at start and stop)."""
+
+    def __init__(self, path: Path, stats: ListenerStats, identity: dict[str, Any], interval_s: float = 0.5) -> None:
+        self.path = path
+        self.stats = stats
+        self.identity = {**identity, "pid": os.getpid(),
+                         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last: dict[str, Any] | None = None
+
+    def write(self, state: str) -> None:
+        snap = self.stats.snapshot()
+        if snap == self._last and state == "running":
+            return
+        self._last = snap
+        payload = {**self.identity, **snap, "state": state,
+                   "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                   "updated_epoch": time.time()}
+        try:
+            write_json_atomically(self.path, payload)
+        except OSError:
+            pass  # a full disk must not stop the receiver; the counters still tell the story next time
+
+    def start(self) -> None:
+        self.write("running")
+        self._thread = threading.Thread(target=self._run, name="listener-status", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.write("running")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._last = None
+        self.write("stopped")

@@ -1,0 +1,202 @@
+"""pynetdicom's association server, tuned for receiving fast and bounded against hostile peers.
+
+pynetdicom does the DICOM upper layer; this module only changes how bytes move:
+
+- accepted sockets get TCP_NODELAY and a receive timeout; TLS handshakes happen in the
+  association's thread, so a silent client cannot stall the accept loop;
+- PDUs are read with large ``recv_into`` calls instead of 4 KiB ``recv`` slices, and a PDU whose
+  announced length exceeds the limit for its type is refused (A-ABORT, connection closed)
+  before anything is buffered;
+- the association reactor waits on its message queue instead of sleeping 1 ms per loop, and the
+  DUL polls its socket more often, which removes most of pynetdicom's per-message latency;
+- several processes may listen on one port (``SO_REUSEPORT``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import time
+from copy import deepcopy
+from typing import Any
+
+from pynetdicom import evt
+from pynetdicom.association import MODE_ACCEPTOR, Association
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+
+from dicom_net.sockets import enable_nodelay, enable_reuse_port
+
+log = logging.getLogger(__name__)
+
+# PDU types: 1 A-ASSOCIATE-RQ, 2 -AC, 3 -RJ, 4 P-DATA-TF, 5 A-RELEASE-RQ, 6 -RP, 7 A-ABORT
+_MAX_ASSOCIATE_PDU = 1024 * 1024  # presentation contexts and user identity; generous but bounded
+_MAX_SMALL_PDU = 64
+_ABORT_PDU = bytes([0x07, 0x00, 0, 0, 0, 4, 0, 0, 0x02, 0x00])  # A-ABORT, source: service provider
+_RECV_CHUNK = 1 << 20
+_DUL_POLL_S = 0.0002
+
+
+class BoundedAssociationSocket(AssociationSocket):
+    """An AssociationSocket that reads PDUs in large chunks and refuses oversized ones."""
+
+    def __init__(self, assoc: Association, client_socket: socket.socket, max_pdu: int) -> None:
+        super().__init__(assoc, client_socket=client_socket)
+        self._max_pdata = max_pdu + 6 if max_pdu else 0
+        self._expect_pdu_type: int | None = None
+
+    def _limit_for(self, pdu_type: int) -> int:
+        if pdu_type == 0x04:
+            return self._max_pdata or (1 << 32)
+        if pdu_type in (0x01, 0x02):
+            return _MAX_ASSOCIATE_PDU
+        return _MAX_SMALL_PDU
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        sock = self.socket
+        if sock is None:
+            return bytearray()
+        if nr_bytes == 6:  # pynetdicom reads the PDU header first, then its body
+            header = self._recv_exact(sock, 6)
+            self._expect_pdu_type = header[0] if len(header) == 6 else None
+            return header
+        if self._expect_pdu_type is not None and nr_bytes > self._limit_for(self._expect_pdu_type):
+            log.warning("peer announced a %d-byte PDU of type 0x%02X: over the limit, aborting",
+                        nr_bytes, self._expect_pdu_type)
+            self._abort_and_close(sock)
+            return bytearray()
+        self._expect_pdu_type = None
+        return self._recv_exact(sock, nr_bytes)
+
+    @staticmethod
+    def _recv_exact(sock: socket.socket, nr_bytes: int) -> bytearray:
+        buf = bytearray(nr_bytes)
+        view = memoryview(buf)
+        got = 0
+        while got < nr_bytes:
+            n = sock.recv_into(view[got:], min(nr_bytes - got, _RECV_CHUNK))
+            if n == 0:
+                del buf[got:]
+                break
+            got += n
+        return buf
+
+    def _abort_and_close(self, sock: socket.socket) -> None:
+        try:
+            sock.sendall(_ABORT_PDU)
+        except OSError:
+            pass
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class ListenerAssociation(Association):
+    """An acceptor whose reactor wakes when a DIMSE message arrives instead of polling every 1 ms."""
+
+    def _run_reactor(self) -> None:
+        msg_queue: queue.Queue = self.dimse.msg_queue
+        self._is_paused = False
+        while not self._kill:
+            with msg_queue.not_empty:  # wait for a message, but re-check release/abort/timeouts often
+                if not msg_queue._qsize():  # type: ignore[attr-defined]
+                    msg_queue.not_empty.wait(0.005)
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+            if self._reactor_step():
+                return
+
+    def _reactor_step(self) -> bool:
+        """One pass of pynetdicom's acceptor loop; True when the association is over."""
+        context_id, msg = self.dimse.get_msg(block=False)
+        if msg:
+            self._serve_request(msg, context_id)  # type: ignore[arg-type]
+        if self.is_established and self.acse.is_release_requested():
+            self.acse.send_release(is_response=True)
+            self.is_released = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_RELEASED, {})
+            self.kill()
+            return True
+        if self.acse.is_aborted():
+            self.dul.receive_pdu(wait=False)
+            self.is_aborted = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_ABORTED, {})
+            self.kill()
+            return True
+        if not self.dul.is_alive():
+            self.kill()
+            return True
+        if self.dul.idle_timer_expired():
+            log.warning("network timeout: aborting an idle association")
+            self.abort()
+            self.kill()
+            return True
+        return False
+
+
+class ListenerRequestHandler(RequestHandler):
+    """Creates our association and socket classes for each connection."""
+
+    def _create_association(self) -> Association:
+        assoc = ListenerAssociation(self.ae, MODE_ACCEPTOR)
+        assoc._server = self.server
+        assoc.name = f"AcceptorThread@{time.strftime('%Y%m%d%H%M%S')}"
+        sock = BoundedAssociationSocket(assoc, self.request, self.ae.maximum_pdu_size)
+        assoc.set_socket(sock)
+        assoc.dul._run_loop_delay = _DUL_POLL_S
+        assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
+        assoc.acceptor.ae_title = self.server.ae_title
+        assoc.acceptor.address_info = self.local
+        assoc.acceptor.implementation_class_uid = self.ae.implementation_class_uid
+        assoc.acceptor.implementation_version_name = self.ae.implementation_version_name
+        assoc.acceptor.supported_contexts = deepcopy(self.server.contexts)
+        assoc.requestor.address_info = self.remote
+        for event, handlers in self.server._handlers.items():
+            if event.is_intervention and handlers:
+                assoc.bind(event, *handlers)
+            elif isinstance(event, evt.NotificationEvent):
+                for handler, args in handlers:
+                    assoc.bind(event, handler, args)
+        return assoc
+
+
+class ListenerServer(ThreadedAssociationServer):
+    """The accept loop: shared port, Nagle off, receive timeouts, lazy TLS handshakes, clean stop."""
+
+    reuse_port = False
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("request_handler", ListenerRequestHandler)
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        if self.reuse_port:
+            enable_reuse_port(self.socket)
+        super().server_bind()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        client, address = self.socket.accept()
+        enable_nodelay(client)
+        client.settimeout(self.ae.network_timeout)
+        if self.ssl_context:
+            client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+        return client, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("error while serving a connection from %s", client_address[0] if client_address else "?")
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Stop accepting; give running associations ``grace_s`` to finish, then abort them."""
+        self.shutdown()
+        deadline = time.monotonic() + grace_s
+        while self.active_associations and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for assoc in self.active_associations:
+            assoc.abort()
+        for assoc in self.active_associations:
+            assoc.join(5.0)
