@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -112,12 +113,13 @@ def associate(
     except (OSError, ssl.SSLError) as exc:
         raise PacsConnectionError(f"{describe(node)}: cannot load TLS files: {exc}") from exc
     tls_args = (context, node.host) if context is not None else None
+    start = time.monotonic()
     assoc = ae.associate(
         node.host, node.port, ae_title=node.aet, ext_neg=list(ext_neg) or None, tls_args=tls_args,
         evt_handlers=[(evt.EVT_CONN_OPEN, _on_connection_open, [opened]), *handlers],
     )
     if not assoc.is_established:
-        _raise_for_failed_association(node, assoc, connected=bool(opened))
+        _raise_for_failed_association(node, assoc, connected=bool(opened), waited_s=time.monotonic() - start)
     try:
         yield assoc
     except BaseException:
@@ -131,8 +133,10 @@ def associate(
         ae.shutdown()
 
 
-def _raise_for_failed_association(node: PacsNode, assoc: Any, connected: bool) -> None:
+def _raise_for_failed_association(node: PacsNode, assoc: Any, connected: bool, waited_s: float) -> None:
     where = describe(node)
+    if connected and waited_s >= node.timeout_s * 0.9 and not assoc.is_rejected:
+        raise PacsTimeout(f"{where} did not answer the association request within {node.timeout_s:g} s")
     if not connected:
         raise PacsConnectionError(
             f"{where}: cannot connect (host unreachable, port closed, timed out or TLS handshake failed)")
