@@ -122,26 +122,34 @@ def _clip_then_minmax(plane: np.ndarray, window: tuple[float, float] | None) -> 
     return ((values - low) / (high - low) * 255.0).astype(np.uint8)
 
 
-def frame_start_times_s(frame_durations_ms: Sequence[float]) -> np.ndarray:
-    """Start time (s) of each frame from per-frame display durations (Frame Time / Vector)."""
+def frame_times_from_durations_ms(frame_durations_ms: Sequence[float]) -> np.ndarray:
+    """Start time (ms) of each frame from per-frame durations (Frame Time / Frame Time Vector)."""
     durations = np.asarray(frame_durations_ms, dtype=np.float64)
     if durations.ndim != 1 or len(durations) == 0 or np.any(durations <= 0):
         raise ValueError("frame durations must be a non-empty list of positive milliseconds")
-    return np.concatenate([[0.0], np.cumsum(durations[:-1])]) / 1000.0
+    return np.concatenate([[0.0], np.cumsum(durations[:-1])])
+
+
+def _start_times_s(frame_times_ms: Sequence[float]) -> np.ndarray:
+    times = np.asarray(frame_times_ms, dtype=np.float64)
+    if times.ndim != 1 or len(times) == 0 or np.any(np.diff(times) <= 0):
+        raise ValueError("frame times must be a non-empty, strictly increasing list of milliseconds")
+    return (times - times[0]) / 1000.0
 
 
 def sample_video_indices(
-    frame_durations_ms: Sequence[float], fps: float = DEFAULT_VIDEO_FPS, max_frames: int = MAX_VIDEO_FRAMES
+    frame_times_ms: Sequence[float], fps: float = DEFAULT_VIDEO_FPS, max_frames: int = MAX_VIDEO_FRAMES
 ) -> np.ndarray:
     """Frames shown at ``fps``: for each sampling time k/fps within the cine, the frame on screen.
 
-    When that exceeds ``max_frames``, ``max_frames`` of them are kept, spread uniformly.
+    ``frame_times_ms`` is each frame's start time; the last frame lasts as long as the one before
+    it. When more than ``max_frames`` result, ``max_frames`` of them are kept, spread uniformly.
     """
     if fps <= 0 or max_frames < 1:
         raise ValueError("fps and max_frames must be positive")
-    starts = frame_start_times_s(frame_durations_ms)
-    duration = starts[-1] + frame_durations_ms[-1] / 1000.0
-    times = np.arange(0.0, duration - 1e-9, 1.0 / fps)
+    starts = _start_times_s(frame_times_ms)
+    duration = starts[-1] + (starts[-1] - starts[-2] if len(starts) > 1 else 0.0)
+    times = np.arange(0.0, max(duration, 1e-6) - 1e-9, 1.0 / fps)
     indices = np.unique(np.searchsorted(starts, times + 1e-9, side="right") - 1)
     if len(indices) > max_frames:
         indices = indices[np.linspace(0, len(indices) - 1, max_frames).astype(np.int64)]
@@ -150,19 +158,19 @@ def sample_video_indices(
 
 def video_item(
     frames: np.ndarray,
-    frame_durations_ms: Sequence[float],
+    frame_times_ms: Sequence[float],
     fps: float = DEFAULT_VIDEO_FPS,
     max_frames: int = MAX_VIDEO_FRAMES,
     window: tuple[float, float] | None = None,
     invert: bool = False,
     source: str = "",
 ) -> VisualItem:
-    """A video item from a (T, H, W[, 3]) cine sampled at ``fps`` with each frame's start time."""
+    """A video item from a (T, H, W[, 3]) cine sampled at ``fps``, stamped with frame start times."""
     frames = np.asarray(frames)
-    if frames.ndim not in (3, 4) or len(frames) != len(frame_durations_ms):
-        raise ValueError("a cine needs (T, H, W[, 3]) frames and one duration per frame")
-    indices = sample_video_indices(frame_durations_ms, fps, max_frames)
-    starts = frame_start_times_s(frame_durations_ms)
+    if frames.ndim not in (3, 4) or len(frames) != len(frame_times_ms):
+        raise ValueError("a cine needs (T, H, W[, 3]) frames and one start time per frame")
+    indices = sample_video_indices(frame_times_ms, fps, max_frames)
+    starts = _start_times_s(frame_times_ms)
     return VisualItem(
         np.stack([to_rgb_uint8(frames[i], window, invert) for i in indices]),
         kind="video",

@@ -7,7 +7,7 @@ import pytest
 
 from inference.frames import (
     apply_window,
-    frame_start_times_s,
+    frame_times_from_durations_ms,
     image_item,
     sample_slice_indices,
     sample_video_indices,
@@ -83,13 +83,13 @@ def test_volume_reference_intensity_is_per_slice_minmax_after_clip() -> None:
 
 
 def test_frame_start_times_from_frame_durations() -> None:
-    assert frame_start_times_s([40, 40, 60, 60]).tolist() == pytest.approx([0.0, 0.04, 0.08, 0.14])
+    assert frame_times_from_durations_ms([40, 40, 60, 60]).tolist() == pytest.approx([0.0, 40.0, 80.0, 140.0])
 
 
 def test_cine_sampled_at_one_frame_per_second_with_timestamps() -> None:
     frames = np.zeros((120, 8, 8, 3), dtype=np.uint8)
     frames[:, 0, 0, 0] = np.arange(120)
-    item = video_item(frames, [40.0] * 120)  # 25 frames/s, 4.8 s
+    item = video_item(frames, np.arange(120) * 40.0)  # 25 frames/s, 4.8 s
     assert item.kind == "video"
     assert item.sampled_indices == [0, 25, 50, 75, 100]
     assert item.timestamps_s == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0])
@@ -98,19 +98,27 @@ def test_cine_sampled_at_one_frame_per_second_with_timestamps() -> None:
 
 def test_cine_sampling_follows_variable_frame_time_vector() -> None:
     durations = [100.0] * 10 + [500.0] * 4  # 1 s of fast frames then 2 s of slow ones
-    idx = sample_video_indices(durations, fps=1.0)
+    times = frame_times_from_durations_ms(durations)
+    idx = sample_video_indices(times, fps=1.0)
     assert idx.tolist() == [0, 10, 12]  # t=0 -> frame 0, t=1.0 -> frame 10, t=2.0 -> frame 12
-    fast = sample_video_indices(durations, fps=2.0)
+    fast = sample_video_indices(times, fps=2.0)
     assert fast.tolist() == [0, 5, 10, 11, 12, 13]
 
 
 def test_cine_sampling_is_capped_at_max_frames() -> None:
-    idx = sample_video_indices([1000.0] * 300, fps=1.0, max_frames=128)
+    idx = sample_video_indices(np.arange(300) * 1000.0, fps=1.0, max_frames=128)
     assert len(idx) == 128 and idx[0] == 0 and idx[-1] == 299 and len(set(idx.tolist())) == 128
 
 
 def test_bad_cine_timing_is_rejected() -> None:
     with pytest.raises(ValueError, match="positive"):
-        frame_start_times_s([40.0, 0.0])
-    with pytest.raises(ValueError, match="one duration per frame"):
-        video_item(np.zeros((3, 4, 4), dtype=np.uint8), [40.0, 40.0])
+        frame_times_from_durations_ms([40.0, 0.0])
+    with pytest.raises(ValueError, match="increasing"):
+        sample_video_indices([0.0, 40.0, 40.0])
+    with pytest.raises(ValueError, match="one start time per frame"):
+        video_item(np.zeros((3, 4, 4), dtype=np.uint8), [0.0, 40.0])
+
+
+def test_cine_timestamps_count_from_the_first_frame() -> None:
+    item = video_item(np.zeros((3, 4, 4), dtype=np.uint8), [5000.0, 5500.0, 6000.0])
+    assert item.sampled_indices == [0, 2] and item.timestamps_s == pytest.approx([0.0, 1.0])
