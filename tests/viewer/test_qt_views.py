@@ -6,6 +6,8 @@ plane pixel (col, row) of a 2 mm grid is centred at screen (4*col + 2, 4*row + 2
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
@@ -189,3 +191,61 @@ def test_volume_drag_renders_coarse_then_full_quality(volume_view):
     assert not volume_view.interacting and volume_view.mapper.GetImageSampleDistance() == 1.0
     volume_view.reset_camera()
     assert volume_view.describe()["direction_of_projection_lps"] == [0.0, 1.0, 0.0]
+
+
+@pytest.fixture
+def mpr(qtbot):
+    from viewer.qt.mpr_view import MprView
+
+    view = MprView()
+    qtbot.addWidget(view)
+    view.resize(1200, 400)
+    view.show()
+    view.set_volume(phantom_volume())
+    return view
+
+
+def _pixel(view, lps) -> int:
+    point = view.lps_to_screen(np.asarray(lps, dtype=float))
+    return int(view.render_to_array(overlays=False)[int(point.y()), int(point.x()), 0])
+
+
+def test_click_in_axial_moves_coronal_and_sagittal_to_that_point(mpr):
+    axial, coronal, sagittal = (mpr.views[n] for n in ("axial", "coronal", "sagittal"))
+    marker = np.asarray(LEFT_MARKER.lps)
+    assert _pixel(sagittal, marker) == 128  # sagittal starts at x = 0: tissue where the marker would be
+    moves = []
+    mpr.crosshair_moved.connect(moves.append)
+    target = axial.lps_to_screen(marker)
+    QTest.mouseClick(axial, Qt.MouseButton.LeftButton, pos=QPoint(int(target.x()), int(target.y())))
+    point = mpr.crosshair_position()
+    assert abs(point[0] - 60) < 1.5 and abs(point[1]) < 1.5 and point[2] == 0.0  # axial click keeps z
+    assert moves and np.allclose(moves[-1], point)
+    assert sagittal.current_position() == pytest.approx(point[0]) and coronal.current_position() == pytest.approx(point[1])
+    assert _pixel(sagittal, marker) == 255 and _pixel(coronal, marker) == 255  # 1500 HU marker in both
+    # the coronal view draws the sagittal plane's reference line through the crosshair
+    lines = {tuple(c.getRgb()): (a, b) for a, b, c in coronal.lines_lps}
+    a, b = lines[(255, 90, 90, 255)]
+    assert np.allclose(a[:2], point[:2]) and np.allclose(b[:2], point[:2]) and a[2] != b[2]
+
+
+def test_oblique_rotation_and_thick_slab(mpr):
+    mpr.set_crosshair((0.0, 0.0, 0.0))
+    mpr.rotate_crosshair("axial", math.pi / 2)  # coronal plane turned 90 deg about z: it becomes sagittal-like
+    right, down, normal = mpr.plane_axes("coronal")
+    assert np.allclose(right, (0, 1, 0), atol=1e-9) and np.allclose(down, (0, 0, -1), atol=1e-9)
+    assert _pixel(mpr.views["coronal"], DEFAULT_MARKERS[1].lps) == 255  # anterior marker now in it
+    mpr.reset_rotation()
+    # a 20 mm MIP slab of the axial view at z = 10 reaches down to z = 0, where the left marker sits
+    mpr.set_crosshair((0.0, 0.0, 10.0))
+    axial = mpr.views["axial"]
+    assert _pixel(axial, (60.0, 0.0, 10.0)) == 128  # thin plane at z=10 misses the sphere (r=8)
+    mpr.set_slab(20, "mip")
+    assert _pixel(axial, (60.0, 0.0, 10.0)) == 255
+    mpr.set_slab(20, "minip")
+    assert _pixel(axial, (60.0, 0.0, 10.0)) == 128
+
+
+def test_mpr_window_is_linked(mpr):
+    mpr.views["coronal"].set_window(1500, -600)
+    assert mpr.window_level() == (1500, -600) and mpr.views["sagittal"].window_level() == (1500, -600)

@@ -71,7 +71,8 @@ class VtkCanvas(QWidget):
             self.render_frame()
         frame = self._frame
         assert frame is not None
-        image = QImage(frame.data, frame.shape[1], frame.shape[0], frame.strides[0], QImage.Format.Format_RGBA8888)
+        # RGBX: VTK leaves alpha 0 on the background, which would let the widget show through
+        image = QImage(frame.data, frame.shape[1], frame.shape[0], frame.strides[0], QImage.Format.Format_RGBX8888)
         image.setDevicePixelRatio(self.devicePixelRatioF())
         painter = QPainter(self)
         painter.drawImage(0, 0, image)

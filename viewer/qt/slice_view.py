@@ -138,6 +138,10 @@ class SliceView(VtkCanvas):
         assert self.plane is not None
         return self.state.orientation_labels(self.plane.row_dir, self.plane.col_dir)
 
+    def current_position(self) -> float | None:
+        """Position (mm) of the shown plane along its axis (see ``viewer.reslice``)."""
+        return None if self.plane is None else float(self.plane.position_mm)
+
     def lps_to_screen(self, lps: np.ndarray) -> QPointF:
         assert self.plane is not None
         row, col = self.plane.from_lps(lps)
