@@ -1,0 +1,459 @@
+"""The generation engine: one resident model, one worker thread, streaming, cancel, prefix-cache reuse.
+
+Public API used by the app::
+
+    from inference.loading import load_model
+    from inference.engine import Engine, GenerationRequest
+
+    loaded = load_model(folder, device="auto", quantization="auto")
+    print(loaded.report.summary())          # device, dtype, quantization, memory, slow mode
+    engine = Engine(loaded)
+    handle = engine.submit(GenerationRequest(inputs=model_inputs,   # inference.inputs.ModelInputs
+                                             conversation_id=study_uid, max_new_tokens=512,
+                                             on_text=append_to_chat))  # called on the worker thread
+    for chunk in handle:                    # or iterate instead of a callback (blocks until done)
+        ...
+    handle.cancel()                         # stops within one decode step (or one prefill chunk)
+    result = handle.result()                # GenerationResult: text, finish_reason, timings, counts
+    engine.forget(study_uid); engine.close()
+
+Requests run one at a time in submission order on the engine's own thread (the model is never
+touched by two threads). A queued request that is cancelled never starts.
+
+Prefix cache: per ``conversation_id`` the engine keeps the KV cache of the last request (prompt
+and answer). A follow-up question's prompt repeats that conversation (same visual tokens, same
+earlier turns), so only the tokens after the longest common prefix are prefilled and the vision
+encoder is not run again unless new ``<image>`` tokens appear after the prefix. Greedy answers
+equal a from-scratch run. The cache is dropped when the prompt shares nothing, on ``forget`` and
+beyond ``max_conversations`` (least recently used first).
+
+The loop calls the native model's parts directly (vision tower + projector, decoder, last-position
+``lm_head``) instead of ``generate()``: that keeps logits for one position only (``generate`` on
+this class computes ``lm_head`` over the whole 15k-token prompt), prefills in chunks (bounded
+activation memory, cancellable between chunks) and lets the cache be cropped and reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from transformers import DynamicCache
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from inference.inputs import ModelInputs
+from inference.loading import LoadedModel
+
+log = logging.getLogger(__name__)
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+DEFAULT_PREFILL_CHUNK = 2048
+_STOP = object()
+
+
+@dataclass
+class GenerationRequest:
+    """One question to the model. ``temperature`` 0 means greedy (deterministic)."""
+
+    inputs: ModelInputs
+    conversation_id: str | None = None
+    max_new_tokens: int = 1024
+    temperature: float = 0.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+    on_text: Callable[[str], None] | None = None  # each new text chunk, on the engine thread
+    skip_special_tokens: bool = True
+    ignore_eos: bool = False  # run to max_new_tokens (benchmarks)
+
+
+@dataclass
+class GenerationResult:
+    """What came out, why it stopped and how long it took (no prompt text is kept)."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: FinishReason
+    prompt_tokens: int
+    prefill_tokens: int  # tokens actually run through the decoder for the prompt
+    reused_tokens: int  # prompt tokens served from the conversation's KV cache
+    vision_seconds: float
+    ttft_seconds: float  # submit->first token, excluding time spent waiting in the queue
+    decode_tokens_per_second: float
+    error: str | None = None
+
+    @property
+    def new_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class _Job:
+    request: GenerationRequest
+    handle: GenerationHandle
+
+
+class GenerationHandle:
+    """A submitted request: iterate for text chunks, ``cancel()``, ``result()``."""
+
+    def __init__(self, request_id: int) -> None:
+        self.request_id = request_id
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+        self._chunks: queue.Queue[object] = queue.Queue()
+        self._result: GenerationResult | None = None
+
+    def cancel(self) -> None:
+        """Ask the engine to stop this request as soon as possible (safe from any thread)."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            chunk = self._chunks.get()
+            if chunk is _STOP:
+                return
+            yield chunk  # type: ignore[misc]
+
+    def result(self, timeout: float | None = None) -> GenerationResult:
+        """Wait for the request to finish and return its result."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"request {self.request_id} still running after {timeout} s")
+        assert self._result is not None
+        return self._result
+
+    def _emit(self, text: str) -> None:
+        self._chunks.put(text)
+
+    def _finish(self, result: GenerationResult) -> None:
+        self._result = result
+        self._chunks.put(_STOP)
+        self._done.set()
+
+
+@dataclass
+class _CachedPrefix:
+    token_ids: list[int]  # every token whose keys/values are in ``cache``
+    cache: DynamicCache
+    visual: list[bytes]  # fingerprint of the content behind each <image> token, in order
+
+
+def visual_fingerprints(inputs: ModelInputs) -> list[bytes]:
+    """One fingerprint per ``<image>`` token the LLM sees: a hash of the item (pixels, grid, merge,
+    reduction mask) that the token's feature comes from."""
+    if inputs.pixel_values is None:
+        return []
+    prints: list[bytes] = []
+    patch_start = feature_start = 0
+    pixels = inputs.pixel_values.detach().cpu().contiguous()
+    mask = None if inputs.video_compression_mask is None else inputs.video_compression_mask.cpu()
+    for (t, h, w), merge in zip(inputs.image_grid_thw.tolist(), inputs.image_merge_sizes.tolist()):
+        patches, features = t * h * w, t * (h // merge) * (w // merge)
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(pixels[patch_start:patch_start + patches].numpy().tobytes())
+        digest.update(f"{t},{h},{w},{merge}".encode())
+        kept = features
+        if mask is not None:
+            item_mask = mask[feature_start:feature_start + features]
+            digest.update(item_mask.numpy().tobytes())
+            kept = int(item_mask.sum())
+        prints.extend([digest.digest()] * kept)
+        patch_start += patches
+        feature_start += features
+    return prints
+
+
+class _TextStream:
+    """Incremental detokenisation that never emits half a UTF-8 character."""
+
+    def __init__(self, tokenizer: Any, skip_special_tokens: bool) -> None:
+        self._tokenizer = tokenizer
+        self._skip = skip_special_tokens
+        self.text = ""
+
+    def push(self, token_ids: list[int], final: bool = False) -> str:
+        """New text since the last call; an incomplete character waits for its next token unless ``final``."""
+        decoded = self._tokenizer.decode(token_ids, skip_special_tokens=self._skip)
+        if decoded.endswith("\ufffd") and not final:
+            return ""
+        new, self.text = decoded[len(self.text):], decoded
+        return new
+
+
+def stop_token_ids(loaded: LoadedModel) -> set[int]:
+    """Token ids that end an answer: the checkpoint's generation_config eos ids + the tokenizer's eos."""
+    ids: set[int] = set()
+    eos = loaded.model.generation_config.eos_token_id
+    ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if loaded.tokenizer.eos_token_id is not None:
+        ids.add(int(loaded.tokenizer.eos_token_id))
+    return ids
+
+
+class Engine:
+    """Owns a loaded model and runs requests on its own thread; see the module docstring."""
+
+    def __init__(self, loaded: LoadedModel, max_conversations: int = 2,
+                 prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+                 vision_encoder: Callable[[ModelInputs], torch.Tensor] | None = None) -> None:
+        self.loaded = loaded
+        self.max_conversations = max_conversations
+        self.prefill_chunk = prefill_chunk
+        self._vision_encoder = vision_encoder
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._ids = itertools.count(1)
+        self._prefixes: OrderedDict[str, _CachedPrefix] = OrderedDict()
+        self._prefix_lock = threading.Lock()
+        self._stop_ids = stop_token_ids(loaded)
+        self._thread = threading.Thread(target=self._run, name="hulu-engine", daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------- public API
+    def submit(self, request: GenerationRequest) -> GenerationHandle:
+        """Queue ``request``; returns at once with a handle."""
+        if not self._thread.is_alive():
+            raise RuntimeError("engine is closed")
+        handle = GenerationHandle(next(self._ids))
+        self._jobs.put(_Job(request, handle))
+        return handle
+
+    def forget(self, conversation_id: str) -> None:
+        """Drop a conversation's cached KV (e.g. when its study is closed)."""
+        with self._prefix_lock:
+            self._prefixes.pop(conversation_id, None)
+
+    def cached_tokens(self, conversation_id: str) -> int:
+        """How many tokens of ``conversation_id`` are cached (0 when none)."""
+        with self._prefix_lock:
+            prefix = self._prefixes.get(conversation_id)
+            return 0 if prefix is None else len(prefix.token_ids)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Finish the running request, cancel the queued ones, stop the thread."""
+        pending: list[_Job] = []
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                pending.append(job)
+        for job in pending:
+            job.handle.cancel()
+            self._jobs.put(job)
+        self._jobs.put(None)
+        self._thread.join(timeout)
+        with self._prefix_lock:
+            self._prefixes.clear()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- worker
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            if job.handle.cancelled:
+                job.handle._finish(self._empty_result(job.request, "cancelled"))
+                continue
+            try:
+                with torch.inference_mode():
+                    result = self._generate(job.request, job.handle)
+            except Exception as exc:  # the thread must survive any single request
+                log.exception("generation %d failed", job.handle.request_id)
+                if job.request.conversation_id is not None:
+                    self.forget(job.request.conversation_id)
+                result = self._empty_result(job.request, "error")
+                result.error = f"{type(exc).__name__}: {exc}"
+            job.handle._finish(result)
+
+    def _empty_result(self, request: GenerationRequest, reason: FinishReason) -> GenerationResult:
+        return GenerationResult("", [], reason, request.inputs.prompt_tokens, 0, 0, 0.0, 0.0, 0.0)
+
+    @property
+    def _model(self) -> Any:
+        return self.loaded.model
+
+    def visual_features(self, inputs: ModelInputs) -> torch.Tensor:
+        """Projected visual features in ``<image>`` order (after token reduction), on the LLM device."""
+        device = self.loaded.device
+        if self._vision_encoder is not None:
+            vision_out = self._vision_encoder(inputs).to(device)
+            features = self._model.model.projector(vision_out.to(self._projector_dtype()))
+        else:
+            pixels = inputs.pixel_values.to(device, self.loaded.vision_dtype)
+            output = self._model.model.get_image_features(
+                pixels, inputs.image_grid_thw.to(device), inputs.image_merge_sizes.to(device), return_dict=True)
+            features = torch.cat(output.pooler_output, dim=0)
+        if inputs.video_compression_mask is not None:
+            features = features[inputs.video_compression_mask.to(features.device)]
+        return features
+
+    def _projector_dtype(self) -> torch.dtype:
+        return self._model.model.projector.readout[0].weight.dtype
+
+    def _embed(self, ids: torch.Tensor, inputs: ModelInputs, images_before: int) -> tuple[torch.Tensor, float]:
+        """Token embeddings of ``ids`` with visual features scattered into its ``<image>`` slots."""
+        embeds = self._model.get_input_embeddings()(ids)
+        mask = ids == self.loaded.image_token_id
+        count = int(mask.sum())
+        if count == 0:
+            return embeds, 0.0
+        if inputs.pixel_values is None:
+            raise ValueError(f"prompt has {count} <image> tokens but no pixel values")
+        started = time.perf_counter()
+        features = self.visual_features(inputs)
+        if images_before + count > features.shape[0]:
+            raise ValueError(f"prompt has {images_before + count} <image> tokens but the visuals give "
+                             f"{features.shape[0]} features")
+        features = features[images_before:images_before + count].to(embeds.dtype)
+        embeds = embeds.masked_scatter(mask.unsqueeze(-1), features)
+        return embeds, time.perf_counter() - started
+
+    def _reuse_prefix(self, conversation_id: str | None, ids: list[int],
+                      visual: list[bytes]) -> tuple[DynamicCache, int]:
+        """A cache holding the longest cached prefix of ``ids`` (at least one token left to run).
+
+        An ``<image>`` position only matches when it holds the same visual content (same item
+        fingerprint), so a different study behind identical placeholder ids is never reused.
+        """
+        with self._prefix_lock:
+            cached = self._prefixes.pop(conversation_id, None) if conversation_id is not None else None
+        if cached is None:
+            return DynamicCache(config=self._model.config.text_config), 0
+        image_id = self.loaded.image_token_id
+        common = ordinal = 0
+        limit = min(len(cached.token_ids), len(ids) - 1)
+        while common < limit and cached.token_ids[common] == ids[common]:
+            if ids[common] == image_id:
+                if ordinal >= len(visual) or ordinal >= len(cached.visual) or visual[ordinal] != cached.visual[ordinal]:
+                    break
+                ordinal += 1
+            common += 1
+        if common == 0:
+            return DynamicCache(config=self._model.config.text_config), 0
+        cached.cache.crop(common - cached.cache.get_seq_length())
+        return cached.cache, common
+
+    def _decoder_step(self, embeds: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+        """Run the decoder over ``embeds`` (appending to ``cache``); logits of the last position."""
+        total = cache.get_seq_length() + embeds.shape[1]
+        attention_mask = torch.ones((1, total), dtype=torch.long, device=embeds.device)
+        hidden = self._model.model.language_model(inputs_embeds=embeds, attention_mask=attention_mask,
+                                                  past_key_values=cache, use_cache=True).last_hidden_state
+        return self._model.lm_head(hidden[:, -1, :]).float()
+
+    def _logits_processors(self, request: GenerationRequest) -> LogitsProcessorList:
+        processors = LogitsProcessorList()
+        if request.repetition_penalty != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(request.repetition_penalty))
+        if request.temperature > 0:
+            processors.append(TemperatureLogitsWarper(request.temperature))
+            if request.top_p < 1.0:
+                processors.append(TopPLogitsWarper(request.top_p))
+        return processors
+
+    def _generate(self, request: GenerationRequest, handle: GenerationHandle) -> GenerationResult:
+        started = time.perf_counter()
+        inputs = request.inputs
+        device = self.loaded.device
+        ids = inputs.input_ids[0].tolist()
+        visual = visual_fingerprints(inputs) if request.conversation_id is not None else []
+        cache, reused = self._reuse_prefix(request.conversation_id, ids, visual)
+        images_before = sum(1 for t in ids[:reused] if t == self.loaded.image_token_id)
+        new_ids = torch.tensor([ids[reused:]], dtype=torch.long, device=device)
+        embeds, vision_seconds = self._embed(new_ids, inputs, images_before)
+
+        finish: FinishReason = "length"
+        logits = None
+        for start in range(0, embeds.shape[1], self.prefill_chunk):
+            if handle.cancelled:
+                finish = "cancelled"
+                break
+            logits = self._decoder_step(embeds[:, start:start + self.prefill_chunk], cache)
+        del embeds
+        fed = ids[:cache.get_seq_length()]
+        prefill_tokens = len(ids) - reused
+
+        generator = torch.Generator(device="cpu").manual_seed(request.seed)
+        processors = self._logits_processors(request)
+        stream = _TextStream(self.loaded.tokenizer, request.skip_special_tokens)
+        history = torch.tensor([ids], dtype=torch.long, device=device)
+        out: list[int] = []
+        ttft = 0.0
+        decode_started = time.perf_counter()
+        while logits is not None and finish != "cancelled" and len(out) < request.max_new_tokens:
+            if handle.cancelled:
+                finish = "cancelled"
+                break
+            scores = processors(history, logits) if processors else logits
+            if request.temperature > 0:
+                probs = torch.softmax(scores, dim=-1).cpu()
+                token = int(torch.multinomial(probs, 1, generator=generator)[0, 0])
+            else:
+                token = int(torch.argmax(scores, dim=-1)[0])
+            if not out:
+                ttft = time.perf_counter() - started
+                decode_started = time.perf_counter()
+            if token in self._stop_ids and not request.ignore_eos:
+                finish = "stop"
+                break
+            out.append(token)
+            history = torch.cat([history, torch.tensor([[token]], device=device)], dim=1)
+            text = stream.push(out)
+            if text:
+                handle._emit(text)
+                if request.on_text is not None:
+                    request.on_text(text)
+            if len(out) >= request.max_new_tokens:
+                break
+            next_embed = self._model.get_input_embeddings()(torch.tensor([[token]], device=device))
+            logits = self._decoder_step(next_embed, cache)
+            fed.append(token)
+        decode_seconds = time.perf_counter() - decode_started
+        tail = stream.push(out, final=True)
+        if tail:
+            handle._emit(tail)
+            if request.on_text is not None:
+                request.on_text(tail)
+        decoded_steps = max(len(out) - 1, 0)
+
+        if request.conversation_id is not None and finish != "cancelled" and len(fed) == cache.get_seq_length():
+            self._store_prefix(request.conversation_id, _CachedPrefix(fed, cache, visual))
+        return GenerationResult(
+            text=stream.text, token_ids=out, finish_reason=finish, prompt_tokens=len(ids),
+            prefill_tokens=prefill_tokens, reused_tokens=reused, vision_seconds=vision_seconds, ttft_seconds=ttft,
+            decode_tokens_per_second=decoded_steps / decode_seconds if decoded_steps and decode_seconds else 0.0,
+        )
+
+    def _store_prefix(self, conversation_id: str, prefix: _CachedPrefix) -> None:
+        with self._prefix_lock:
+            self._prefixes[conversation_id] = prefix
+            self._prefixes.move_to_end(conversation_id)
+            while len(self._prefixes) > self.max_conversations:
+                self._prefixes.popitem(last=False)
