@@ -127,7 +127,7 @@ def load_series(paths: Sequence[str | Path], *, on_slice: SliceCallback | None =
     if not volumes:
         raise LoadError("no volume could be decoded: " + "; ".join(warnings[:3]))
     for w in warnings:
-        log.warning("load: %s", w)
+        log.info("load: %s", w)
     return LoadResult(volumes, list(dict.fromkeys(warnings)))
 
 
