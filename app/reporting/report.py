@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -267,6 +267,22 @@ class Report:
             else:
                 spans.append(Span(piece, ai=True))
 
+    def human_spans(self, section: str) -> list[Span]:
+        """The radiologist's text of a section (AI spans left out)."""
+        return [span for span in self.spans(section) if not span.ai]
+
+    def set_ai_text(self, section: str, base: list[Span], ai_text: str) -> None:
+        """Section = ``base`` (the radiologist's spans) followed by ``ai_text`` marked AI, one span
+        per line. A streaming draft calls this with the whole text so far on every update."""
+        self._kind(section)
+        self._require_editable()
+        spans = [Span(span.text, span.ai) for span in base]
+        text = normalise_newlines(ai_text)
+        if spans and text and not spans[-1].text.endswith("\n"):
+            spans.append(Span("\n"))
+        spans.extend(Span(piece, ai=True) for piece in split_lines_keepends(text))
+        self.sections[section] = _merge_adjacent(spans)
+
     def set_text(self, section: str, new_text: str) -> None:
         """The radiologist's edit: the section becomes ``new_text`` (AI marks follow the diff)."""
         self._kind(section)
@@ -380,15 +396,3 @@ def _merge_adjacent(spans: list[Span]) -> list[Span]:
         elif span.text:
             merged.append(Span(span.text, span.ai))
     return merged
-
-
-def parse_signed_time(signature: Signature) -> datetime:
-    return datetime.fromisoformat(signature.at)
-
-
-def dicom_date(value: str) -> date | None:
-    """A DICOM DA string as a date, or None when empty or malformed."""
-    try:
-        return datetime.strptime(value[:8], "%Y%m%d").date() if value else None
-    except ValueError:
-        return None

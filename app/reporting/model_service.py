@@ -1,0 +1,126 @@
+"""The local Hulu-Med model as a service shared by the chat panel and the report drafter.
+
+States: ``absent`` (no weights folder configured or found: says how to fix it), ``loading``
+(in a background thread), ``ready``, ``failed`` (the reason). Nothing here touches Qt: the
+widgets observe :attr:`ModelService.state` through ``on_state`` callbacks (from any thread).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+HOW_TO_INSTALL = (
+    "No Hulu-Med model is installed. Put a Hulu-Med checkpoint folder (safetensors + SHA256SUMS) on "
+    "this machine and choose it in Settings > Model > folder. The rest of the workstation works without it."
+)
+
+
+@dataclass(frozen=True)
+class ModelState:
+    kind: str  # absent | loading | ready | failed
+    message: str
+
+    @property
+    def ready(self) -> bool:
+        return self.kind == "ready"
+
+
+def model_checksum(folder: Path) -> str:
+    """SHA-256 of the checkpoint's SHA256SUMS manifest (it pins every file), or a note when absent."""
+    manifest = Path(folder) / "SHA256SUMS"
+    if not manifest.is_file():
+        return "unverified: no SHA256SUMS"
+    return "sha256:" + hashlib.sha256(manifest.read_bytes()).hexdigest()
+
+
+class ModelService:
+    """Loads the model once in the background and owns its generation engine."""
+
+    def __init__(self, folder: str | Path | None, *, device: str = "auto", quantization: str = "auto") -> None:
+        self.folder = Path(folder) if folder else None
+        self.device = device
+        self.quantization = quantization
+        self.loaded: Any = None
+        self.engine: Any = None
+        self._listeners: list[Callable[[ModelState], None]] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        if self.folder is None or not self.folder.is_dir():
+            where = f" ({self.folder} not found)" if self.folder else ""
+            self._state = ModelState("absent", HOW_TO_INSTALL + where)
+        else:
+            self._state = ModelState("loading", "Model not loaded yet.")
+
+    @property
+    def state(self) -> ModelState:
+        return self._state
+
+    @property
+    def model_id(self) -> str:
+        if self.folder is None:
+            return ""
+        info = getattr(self.loaded, "info", None)
+        model_type = getattr(info, "model_type", "")
+        return f"{self.folder.name} ({model_type})" if model_type else self.folder.name
+
+    @property
+    def checksum(self) -> str:
+        return model_checksum(self.folder) if self.folder else ""
+
+    def on_state(self, callback: Callable[[ModelState], None]) -> None:
+        self._listeners.append(callback)
+
+    def _set_state(self, state: ModelState) -> None:
+        self._state = state
+        for callback in list(self._listeners):
+            callback(state)
+
+    def start_loading(self) -> None:
+        """Load in a background thread (no-op when absent, loading, ready)."""
+        with self._lock:
+            if self._state.kind == "absent" or self._thread is not None or self.engine is not None:
+                return
+            self._set_state(ModelState("loading", f"Loading the model from {self.folder.name} ..."))
+            self._thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
+            self._thread.start()
+
+    def wait_ready(self, timeout: float | None = None) -> ModelState:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return self._state
+
+    def load_now(self) -> ModelState:
+        """Load on the calling thread (CLI use)."""
+        if self._state.kind == "absent":
+            return self._state
+        self.start_loading()
+        return self.wait_ready()
+
+    def _load(self) -> None:
+        try:
+            from inference.engine import Engine
+            from inference.loading import load_model
+
+            loaded = load_model(self.folder, device=self.device, quantization=self.quantization)
+            self.loaded, self.engine = loaded, Engine(loaded)
+            log.info("model ready: %s", loaded.report.summary())
+            self._set_state(ModelState("ready", f"Model ready: {loaded.report.summary()}"))
+        except Exception as exc:  # a bad folder must not take the app down
+            log.exception("model loading failed")
+            self._set_state(ModelState("failed", f"The model could not be loaded: {exc}"))
+        finally:
+            self._thread = None
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
