@@ -1,0 +1,222 @@
+"""Settings dialog: a thin form over :func:`app.settings_model.parse_settings`.
+
+OK validates the whole form first; if any field is invalid a message lists every problem and
+nothing is saved. PACS nodes are edited in the same dialog but kept in ``dicom_net.pacs_nodes``'s
+file (shared with the `hulu-workstation pacs` command line); each node is validated on its own.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMessageBox,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.settings_model import DEVICES, QUANTIZATIONS, AppSettings, SettingsError
+from app.settings_store import SettingsStore
+from dicom_net.pacs_nodes import PacsNode, PacsNodeError, PacsNodes
+
+LABELS = {
+    "listener.aet": "AE title", "listener.port": "Port", "listener.allowed_aets": "Allowed calling AEs",
+    "listener.tls_cert": "TLS certificate", "listener.tls_key": "TLS private key", "listener.tls_ca": "TLS CA",
+    "ris.host": "Host", "ris.port": "Port", "ris.sending_application": "Sending application",
+    "ris.sending_facility": "Sending facility", "ris.receiving_application": "Receiving application",
+    "ris.receiving_facility": "Receiving facility", "model.folder": "Model folder", "model.device": "Device",
+    "model.quantization": "Quantization", "general.create_demo_if_empty": "Create demo study when archive is empty",
+}
+PAGES = (("listener", "Listener"), ("ris", "RIS"), ("model", "Model"), ("general", "General"))
+
+
+def node_from_fields(values: dict[str, str]) -> PacsNode:
+    """A validated PACS node from the node form's text fields (PacsNodeError names the problem)."""
+    port = values.get("port", "").strip()
+    if not port.isdigit():
+        raise PacsNodeError(f"port {port!r} must be a whole number from 1 to 65535")
+    return PacsNode(name=values.get("name", "").strip(), aet=values.get("aet", ""), host=values.get("host", ""),
+                    port=int(port), calling_aet=values.get("calling_aet", "") or "HULU",
+                    retrieve_method=values.get("retrieve_method", "move"))
+
+
+class PacsNodesPage(QWidget):
+    """List, add/replace, remove and C-ECHO the configured PACS nodes."""
+
+    echo_result = Signal(str)
+
+    def __init__(self, nodes: PacsNodes, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.nodes = nodes
+        self.list = QListWidget(self)
+        self.list.currentTextChanged.connect(self._show)
+        self.fields = {k: QLineEdit(self) for k in ("name", "aet", "host", "port", "calling_aet")}
+        self.method = QComboBox(self)
+        self.method.addItems(["move", "get"])
+        form = QFormLayout()
+        for key, label in (("name", "Name"), ("aet", "PACS AE title"), ("host", "Host"), ("port", "Port"),
+                           ("calling_aet", "Our AE title")):
+            self.fields[key].setObjectName(f"node_{key}")
+            form.addRow(label, self.fields[key])
+        form.addRow("Retrieve with", self.method)
+        self.status = QLabel("", self)
+        self.status.setWordWrap(True)
+        buttons = QHBoxLayout()
+        for text, slot in (("Save node", self.save_node), ("Remove", self.remove_node), ("Test (C-ECHO)", self.echo)):
+            b = QPushButton(text, self)
+            b.clicked.connect(slot)
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.list)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        self.reload()
+
+    def reload(self) -> None:
+        self.list.clear()
+        try:
+            self.list.addItems(sorted(self.nodes.load()))
+        except PacsNodeError as exc:
+            self.status.setText(str(exc))
+
+    def _show(self, name: str) -> None:
+        try:
+            node = self.nodes.load().get(name)
+        except PacsNodeError:
+            return
+        if node:
+            for key in self.fields:
+                self.fields[key].setText(str(getattr(node, key)))
+            self.method.setCurrentText(node.retrieve_method)
+
+    def field_values(self) -> dict[str, str]:
+        return {**{k: e.text() for k, e in self.fields.items()}, "retrieve_method": self.method.currentText()}
+
+    def save_node(self) -> bool:
+        try:
+            node = node_from_fields(self.field_values())
+            self.nodes.add(node, replace=True)
+        except PacsNodeError as exc:
+            self.status.setText(f"Not saved: {exc}")
+            return False
+        self.status.setText(f"Saved node {node.name}")
+        self.reload()
+        return True
+
+    def remove_node(self) -> None:
+        name = self.fields["name"].text().strip()
+        try:
+            self.nodes.remove(name)
+        except (KeyError, PacsNodeError) as exc:
+            self.status.setText(str(exc))
+            return
+        self.status.setText(f"Removed node {name}")
+        self.reload()
+
+    def echo(self) -> str:
+        """C-ECHO the node in the form (runs briefly on the GUI thread; echo has a short timeout)."""
+        try:
+            node = node_from_fields(self.field_values())
+            from dicom_net.scu import echo
+
+            result = echo(node)
+            text = f"C-ECHO {node.name}: OK ({result})"
+        except Exception as exc:  # every failure is shown, with its reason
+            text = f"C-ECHO failed: {exc}"
+        self.status.setText(text)
+        self.echo_result.emit(text)
+        return text
+
+
+class SettingsDialog(QDialog):
+    """Listener, PACS nodes, RIS, model and general settings."""
+
+    applied = Signal(object)  # the new AppSettings
+
+    def __init__(self, store: SettingsStore, nodes: PacsNodes | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.store = store
+        current = store.load().to_form()
+        self.inputs: dict[str, QLineEdit | QComboBox | QCheckBox] = {}
+        tabs = QTabWidget(self)
+        for section, title in PAGES:
+            page = QWidget(tabs)
+            form = QFormLayout(page)
+            for key, value in current.items():
+                if not key.startswith(section + "."):
+                    continue
+                widget: QLineEdit | QComboBox | QCheckBox
+                if key == "model.device":
+                    widget = QComboBox(page)
+                    widget.addItems(DEVICES)
+                    widget.setCurrentText(value)
+                elif key == "model.quantization":
+                    widget = QComboBox(page)
+                    widget.addItems(QUANTIZATIONS)
+                    widget.setCurrentText(value)
+                elif key.startswith("general."):
+                    widget = QCheckBox(page)
+                    widget.setChecked(value == "true")
+                else:
+                    widget = QLineEdit(value, page)
+                widget.setObjectName(key)
+                self.inputs[key] = widget
+                form.addRow(LABELS.get(key, key), widget)
+            tabs.addTab(page, title)
+            if section == "listener":
+                self.pacs_page = PacsNodesPage(nodes or PacsNodes(), tabs)
+                tabs.addTab(self.pacs_page, "PACS nodes")
+        self.tabs = tabs
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        self.error_label = QLabel("", self)
+        self.error_label.setObjectName("browserMessage")
+        self.error_label.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(tabs)
+        layout.addWidget(self.error_label)
+        layout.addWidget(buttons)
+        self.last_errors: dict[str, str] = {}
+
+    def form(self) -> dict[str, str]:
+        out = {}
+        for key, w in self.inputs.items():
+            if isinstance(w, QComboBox):
+                out[key] = w.currentText()
+            elif isinstance(w, QCheckBox):
+                out[key] = "true" if w.isChecked() else "false"
+            else:
+                out[key] = w.text()
+        return out
+
+    def try_apply(self) -> AppSettings | None:
+        """Validate and save the whole form; on any error show all messages and save nothing."""
+        try:
+            settings = self.store.apply_form(self.form())
+        except SettingsError as exc:
+            self.last_errors = exc.errors
+            self.error_label.setText("Not saved. Please correct:\n" + "\n".join(
+                f"- {LABELS.get(k, k)}: {m}" for k, m in exc.errors.items()))
+            return None
+        self.last_errors = {}
+        self.applied.emit(settings)
+        return settings
+
+    def accept(self) -> None:
+        if self.try_apply() is not None:
+            super().accept()
+        else:
+            QMessageBox.warning(self, "Settings not saved", self.error_label.text())
