@@ -59,13 +59,11 @@ def cuda_free_bytes(device: str = "cuda:0") -> int | None:
 def _normalise_device(device: str) -> str:
     if device == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        return "cuda:0"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} requested but CUDA is not available (no GPU or CPU-only torch)")
     if device != "cpu" and not device.startswith("cuda:"):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
-    return device
+    return "cuda:0" if device == "cuda" else device
 
 
 def _cpu_plan(info: CheckpointInfo, quantization: str, reserve: int, why: str) -> DevicePlan:
