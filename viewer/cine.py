@@ -73,6 +73,10 @@ class CinePlayer:
         return len(self._durations)
 
     @property
+    def frame_durations_ms(self) -> list[float]:
+        return list(self._durations)
+
+    @property
     def recorded_fps(self) -> float:
         return 1000.0 * self.frame_count / self._starts[-1]
 

@@ -249,3 +249,69 @@ def test_oblique_rotation_and_thick_slab(mpr):
 def test_mpr_window_is_linked(mpr):
     mpr.views["coronal"].set_window(1500, -600)
     assert mpr.window_level() == (1500, -600) and mpr.views["sagittal"].window_level() == (1500, -600)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def cine(qtbot, tmp_path):
+    from dicom_net.synthetic import ultrasound_cine, write_datasets
+    from viewer.loader import load_series
+    from viewer.qt.cine_view import CineView
+
+    clock = FakeClock()
+    view = CineView(clock=clock)
+    qtbot.addWidget(view)
+    view.resize(420, 400)
+    view.show()
+    volume = load_series(write_datasets([ultrasound_cine(frames=30, frame_time_ms=40.0)], tmp_path)).volumes[0]
+    view.set_volume(volume)
+    return view, clock
+
+
+def _disc_centre(frame: int) -> tuple[float, float]:
+    """Column, row of the ultrasound phantom's disc in a frame (30 frames, 320x240)."""
+    return 320 * (0.2 + 0.6 * frame / 29), 120.0
+
+
+def test_cine_plays_at_the_recorded_rate_on_a_fake_clock(cine):
+    view, clock = cine
+    frames = []
+    view.frame_changed.connect(frames.append)
+    assert view.player.recorded_fps == pytest.approx(25.0) and view.current_frame() == 0
+    view.play()
+    assert view.timer.isActive()
+    clock.now += 0.039
+    assert view.tick() == 0
+    clock.now += 0.371  # 410 ms: frame 10 is due
+    assert view.tick() == 10 and frames == [10] and view.scrubber.value() == 10
+    display = view.display
+    assert display.plane.pixels[0, 0, 0] == 10  # the phantom writes the frame number into pixel (0, 0)
+    image = view.render_to_array(overlays=False)
+    point = display.pixel_to_screen(*_disc_centre(10))
+    assert tuple(image[int(point.y()), int(point.x())]) == (220, 220, 220)
+    view.pause()
+    clock.now += 5
+    assert view.tick() == 10 and not view.timer.isActive()
+
+
+def test_cine_speed_loop_and_scrubber(cine):
+    view, clock = cine
+    view.scrubber.setValue(20)  # scrub
+    assert view.current_frame() == 20
+    view.speed_box.setCurrentIndex(3)  # 2x
+    view.set_loop("once")
+    view.play()
+    clock.now += 0.2  # 400 ms of cine time at 2x: from 800 ms to the end (1200 ms)
+    assert view.tick() == 29  # once: stops on the last frame
+    assert not view.player.playing and view.play_button.text() == "Play"
+    view.set_loop("loop")
+    view.play()  # from frame 29 (1160 ms); loop wraps around the 1200 ms cine
+    clock.now += 1.25  # 2500 ms of cine time at 2x: 3660 ms -> 60 ms into the cine -> frame 1
+    assert view.tick() == 1

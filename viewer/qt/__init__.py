@@ -1,1 +1,43 @@
-"""Qt widgets around VTK (docstring completed below)."""
+"""Qt widgets around VTK: the interactive views of the viewer.
+
+Rendering: every view is a plain QWidget (``canvas.VtkCanvas``) whose VTK scene renders into
+an offscreen render window and is painted as a QImage, with annotations drawn by QPainter.
+The same code runs under a real display, Xvfb and ``QT_QPA_PLATFORM=offscreen``;
+``QWidget.grab()`` captures everything. Without a DISPLAY, VTK is pointed at EGL here.
+
+State lives in plain-Python models (``viewer.view_state.ViewState``, ``Crosshair``,
+``viewer.cine.CinePlayer``); widgets observe them. Planes are ``viewer.reslice.PlaneImage``.
+
+Public API (for the app shell; every view also has ``render_to_array(overlays=True) ->
+np.ndarray (H, W, 3) uint8`` and ``describe() -> dict``, "what is on screen" for the AI):
+
+``slice_view.StackView`` - scroll a series' acquired slices.
+    ``set_volume(volume, metadata=None)``, ``set_slice(i)``, ``current_slice_index()``,
+    ``set_window(width, center)``, ``window_level()``, ``presets()``/``apply_preset(name)``
+    (file's WC/WW first, then the modality's), ``set_tool(name)`` with name in ``TOOLS``
+    (window, pan, zoom, crosshair, length, angle, rectangle, ellipse), ``measurements``,
+    ``current_plane()``, ``orientation_labels()``, ``state`` (flip/rotate/invert/zoom/pan).
+    Signals: ``slice_changed(int)``, ``window_changed(float, float)``,
+    ``measurement_added(Measurement)``, ``cursor_value_changed(dict | None)``.
+    Mouse: left = active tool (default W/L drag: right widens, down raises level), right drag
+    zoom, middle drag pan, wheel slices (Ctrl+wheel zoom). Keys: Up/Down/PageUp/PageDown/Home/
+    End, H/V flip, R rotate, I invert, +/- zoom, Esc reset.
+``mpr_view.MprView`` - linked axial/coronal/sagittal views (``views[name]`` are SliceViews).
+    ``set_volume``, ``set_crosshair(lps)``, ``crosshair_position()``,
+    ``rotate_crosshair(plane, radians)`` (oblique; also Shift+drag), ``reset_rotation()``,
+    ``set_slab(thickness_mm, "mip"|"minip"|"mean")``, ``set_window``, ``window_level``.
+    Signals: ``crosshair_moved(np.ndarray)``, ``window_changed``, ``slab_changed(float, str)``.
+``volume_view.VolumeRenderView`` - CPU ray-cast 3D: ``set_volume``, ``presets()``,
+    ``set_preset("CT bone"|"CT soft tissue"|"MIP")``, ``reset_camera()``, ``rotate(az, el)``,
+    ``zoom(f)``, ``world_to_screen(lps)``. Coarse rays while dragging. Signals:
+    ``preset_changed(str)``, ``camera_changed()``.
+``cine_view.CineView(clock=time.monotonic)`` - multi-frame playback at the recorded rate:
+    ``set_volume``, ``play()``, ``pause()``, ``toggle()``, ``set_speed(x)``,
+    ``set_loop("loop"|"once"|"bounce")``, ``seek(frame)``, ``current_frame()``, ``tick()``.
+    Signal: ``frame_changed(int)``.
+"""
+
+import os
+
+if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")

@@ -402,8 +402,11 @@ class StackView(SliceView):
         self.unit = meta_text(self.metadata, "rescale_type") or (
             "HU" if meta_text(self.metadata, "modality", "Modality").upper() == "CT" else "")
         lo, hi = float(np.min(volume.voxels)), float(np.max(volume.voxels))
-        preset = default_window(self.metadata, (lo, hi))
-        self.state.default_window = (preset.window, preset.level)
+        if volume.is_color:  # RGB is shown as stored: window 0..255 maps each channel to itself
+            self.state.default_window = (255.0, 127.5)
+        else:
+            preset = default_window(self.metadata, (lo, hi))
+            self.state.default_window = (preset.window, preset.level)
         self.state.wl_step_per_pixel = max(hi - lo, 1.0) / 512.0
         self.state.plane = "native"
         self.measurements.clear()
