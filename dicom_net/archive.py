@@ -120,23 +120,29 @@ class Archive:
             folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._layout_fd = os.open(self.root / ".layout.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._index_was_corrupt = False
         self._db = self._open_index()
         self._sweep_leftovers()
+        if self._index_was_corrupt:
+            self.reindex()
 
     # ---------------------------------------------------------------- set-up and tear-down
 
     def _open_index(self) -> sqlite3.Connection:
         db_path = self.root / INDEX_NAME
+        conn: sqlite3.Connection | None = None
         try:
             conn = idx.connect(db_path)
             idx.create_schema(conn)
             return conn
         except sqlite3.DatabaseError as exc:
-            if _is_disk_full(exc) or isinstance(exc, sqlite3.OperationalError):
-                raise
+            if isinstance(exc, sqlite3.OperationalError):
+                raise  # locked, disk full, permissions: not corruption
             aside = db_path.with_name(f"{INDEX_NAME}.corrupt-{int(time.time())}")
-            log.error("archive index unreadable (%s); moved aside to %s, rebuild with reindex", exc, aside.name)
-            conn.close()
+            log.error("archive index unreadable (%s); moved aside to %s and rebuilt", exc, aside.name)
+            if conn is not None:
+                conn.close()
+            self._index_was_corrupt = True
             os.replace(db_path, aside)
             for suffix in ("-wal", "-shm"):
                 Path(str(db_path) + suffix).unlink(missing_ok=True)
