@@ -203,3 +203,42 @@ def strip_reasoning(text: str) -> str:
     """The answer only, with blank-line runs collapsed (what the reference returns by default)."""
     return re.sub(r"\n\s*\n", "\n\n", split_reasoning(text)[1])
 
+
+
+class ReasoningStream:
+    """Splits a streamed output into reasoning and answer as chunks arrive.
+
+    ``push(chunk)`` returns (reasoning_delta, answer_delta); text that might be the start of a
+    ``<think>``/``</think>`` tag is held back until the next chunk (or ``final=True``).
+    """
+
+    def __init__(self) -> None:
+        self._pending = ""
+        self._in_think = False
+
+    def push(self, chunk: str, final: bool = False) -> tuple[str, str]:
+        text, self._pending = self._pending + chunk, ""
+        reasoning: list[str] = []
+        answer: list[str] = []
+        while text:
+            tag = _THINK_CLOSE if self._in_think else _THINK_OPEN
+            sink = reasoning if self._in_think else answer
+            pos = text.find(tag)
+            if pos >= 0:
+                sink.append(text[:pos])
+                text = text[pos + len(tag):]
+                self._in_think = not self._in_think
+                continue
+            hold = 0 if final else _partial_tag_suffix(text, tag)
+            sink.append(text[: len(text) - hold])
+            self._pending = text[len(text) - hold:]
+            break
+        return "".join(reasoning), "".join(answer)
+
+
+def _partial_tag_suffix(text: str, tag: str) -> int:
+    """Length of the longest end of ``text`` that is a proper beginning of ``tag``."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-size:]):
+            return size
+    return 0

@@ -15,6 +15,7 @@ from inference.prompting import (
     REPORT_PROMPT,
     THINK_INSTRUCTION,
     Conversation,
+    ReasoningStream,
     boxed_answer,
     image_token_id,
     render_prompt,
@@ -142,3 +143,14 @@ def test_boxed_answer_handles_nested_braces() -> None:
     assert boxed_answer("x \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
     assert boxed_answer("no box") is None
     assert strip_reasoning("<think>a</think>Line 1\n\n\n\nLine 2") == "Line 1\n\nLine 2"
+
+
+def test_reasoning_stream_splits_tags_across_chunks() -> None:
+    stream = ReasoningStream()
+    chunks = ["Sure. <th", "ink>the left", " lung</thi", "nk>Answer: ", "\\boxed{A}", "<"]
+    pieces = [stream.push(c) for c in chunks] + [stream.push("", final=True)]
+    reasoning = "".join(r for r, _ in pieces)
+    answer = "".join(a for _, a in pieces)
+    assert reasoning == "the left lung"
+    assert answer == "Sure. Answer: \\boxed{A}<"
+    assert pieces[0] == ("", "Sure. ")  # "<th" held back until it is known not to be text
