@@ -108,21 +108,33 @@ def _stored_dtype(layout: PixelLayout) -> np.dtype:
     return np.dtype(f"<{kind}{layout.bits_allocated // 8}")
 
 
-def modality_dtype(layout: PixelLayout, rescales: list[tuple[float, float]]) -> np.dtype:
-    """Smallest dtype that holds ``stored * slope + intercept`` exactly for every frame's rescale."""
+def modality_dtype(layout: PixelLayout, rescales: list[tuple[float, float]]) -> tuple[np.dtype, bool]:
+    """Output dtype for ``stored * slope + intercept`` over every frame's rescale, and whether
+    values must be range-checked.
+
+    Integral rescales give int16 even when the *declared* stored range would overflow it (a
+    signed 16-bit CT with intercept -1024): real CT values fit, so the volume stays half the
+    size; ``checked`` is then True and :func:`to_modality` raises :class:`RangeOverflow` for a
+    slice that does not fit, so the loader can redo the series in int32.
+    """
+    if layout.photometric == "PALETTE COLOR":
+        return np.dtype(np.uint8), False
     if layout.is_color:
-        return np.dtype(np.uint8) if layout.bits_allocated == 8 else np.dtype(np.uint16)
+        return (np.dtype(np.uint8) if layout.bits_allocated == 8 else np.dtype(np.uint16)), False
     if all(s == 1 and b == 0 for s, b in rescales):
-        return _stored_dtype(layout).newbyteorder("=")
+        return _stored_dtype(layout).newbyteorder("="), False
     if not all(float(s).is_integer() and float(b).is_integer() for s, b in rescales):
-        return np.dtype(np.float32)
+        return np.dtype(np.float32), False
     lo, hi = stored_range(layout)
     ends = [v for s, b in rescales for v in (lo * s + b, hi * s + b)]
-    for dtype in (np.int16, np.int32):
-        info = np.iinfo(dtype)
-        if info.min <= min(ends) and max(ends) <= info.max:
-            return np.dtype(dtype)
-    return np.dtype(np.float64)
+    info = np.iinfo(np.int16)
+    if info.min <= min(ends) and max(ends) <= info.max:
+        return np.dtype(np.int16), False
+    return np.dtype(np.int16), True
+
+
+class RangeOverflow(ValueError):
+    """A rescaled slice does not fit the optimistic int16 output."""
 
 
 def read_native_frame(path: str | Path, layout: PixelLayout, frame: int = 0) -> np.ndarray:
@@ -169,8 +181,16 @@ def decode_with_pydicom(ds: Dataset, frames: list[int] | None = None) -> np.ndar
         raise DecodeError(f"cannot decode pixels ({getattr(tsyntax, 'name', tsyntax)}): {exc}") from exc
     out = np.stack(decoded)
     if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR":
-        out = apply_color_lut(out, ds)
+        out = palette_to_rgb8(out, ds)
     return out
+
+
+def palette_to_rgb8(indices: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Palette colour -> 8-bit RGB (16-bit LUT entries keep their high byte, as viewers show them)."""
+    rgb = apply_color_lut(indices, ds)
+    if rgb.dtype.itemsize > 1:
+        rgb = (rgb >> 8).astype(np.uint8)
+    return rgb
 
 
 def _decode_frame(decoder: object, ds: Dataset, frame: int, tsyntax: str) -> tuple[np.ndarray, dict]:
@@ -205,19 +225,30 @@ def ybr_full_to_rgb(arr: np.ndarray) -> np.ndarray:
 
 
 def to_modality(stored: np.ndarray, slope: float, intercept: float, dtype: np.dtype,
-                out: np.ndarray | None = None) -> np.ndarray:
-    """``stored * slope + intercept`` in ``dtype``, written into ``out`` when given."""
+                out: np.ndarray | None = None, *, checked: bool = False) -> np.ndarray:
+    """``stored * slope + intercept`` in ``dtype``, written into ``out`` when given.
+
+    ``checked``: the integer result may not fit ``dtype``; compute wide, raise
+    :class:`RangeOverflow` if it does not fit."""
     if out is None:
         out = np.empty(stored.shape, dtype=dtype)
-    if slope == 1 and intercept == 0:
+    if slope == 1 and intercept == 0 and not checked:
         np.copyto(out, stored, casting="unsafe")
     elif dtype.kind == "f":
         np.multiply(stored, np.float32(slope) if dtype == np.float32 else slope, out=out, casting="unsafe")
         out += intercept
+    elif checked or slope != 1:
+        wide = stored.astype(np.int64 if stored.dtype.itemsize >= 4 else np.int32)
+        if slope != 1:
+            wide *= int(slope)
+        wide += int(intercept)
+        if checked:
+            info = np.iinfo(dtype)
+            if wide.min() < info.min or wide.max() > info.max:
+                raise RangeOverflow(f"rescaled values exceed {dtype}")
+        np.copyto(out, wide, casting="unsafe")
     else:
         np.copyto(out, stored, casting="unsafe")
-        if slope != 1:
-            out *= int(slope)
         out += int(intercept)
     return out
 

@@ -43,6 +43,7 @@ import psutil
 
 from viewer.decode import (
     DecodeError,
+    RangeOverflow,
     apply_lut,
     decode_with_pydicom,
     has_modality_lut,
@@ -116,7 +117,12 @@ def load_series(paths: Sequence[str | Path], *, on_slice: SliceCallback | None =
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for index, plan in enumerate(plans):
             try:
-                _fill(plan, index, pool, on_slice)
+                try:
+                    _fill(plan, index, pool, on_slice)
+                except RangeOverflow:
+                    log.info("series %s: values exceed int16, reloading as int32", plan.stack.series_uid)
+                    plan = _plan(plan.stack, wide=True)
+                    _fill(plan, index, pool, on_slice)
             except DecodeError as exc:
                 warnings.append(f"series {plan.stack.series_uid}: {exc}; stack skipped")
                 continue
@@ -142,17 +148,22 @@ class _Plan:
     stack: Stack
     volume: Volume
     nbytes: int
+    checked: bool = False  # int16 output of a wider declared range: range-check every slice
 
 
-def _plan(stack: Stack) -> _Plan:
+def _plan(stack: Stack, wide: bool = False) -> _Plan:
+    """Allocate the volume of a stack (``wide``: int32 after an int16 overflow)."""
     first = stack.first
     layout = first.header.layout
     ds = first.header.ds
     n = len(stack.frames)
-    if has_modality_lut(ds):
+    checked = False
+    if wide:
+        dtype = np.dtype(np.int32)
+    elif has_modality_lut(ds):
         dtype = np.dtype(np.int32)
     else:
-        dtype = modality_dtype(layout, sorted({(f.slope, f.intercept) for f in stack.frames}))
+        dtype, checked = modality_dtype(layout, sorted({(f.slope, f.intercept) for f in stack.frames}))
     shape: tuple[int, ...] = (n, layout.rows, layout.columns)
     if layout.is_color:
         shape += (3,)
@@ -179,7 +190,7 @@ def _plan(stack: Stack) -> _Plan:
         volume = Volume(voxels, (spacing2[1], spacing2[0], 1.0), (0.0, 0.0, 0.0), np.eye(3),
                         _frame_times(ds, n), metadata)
         extra = 0
-    return _Plan(stack, volume, voxels.nbytes + extra)
+    return _Plan(stack, volume, voxels.nbytes + extra, checked)
 
 
 def _fallback_slice_spacing(ds: object) -> float:
@@ -256,13 +267,14 @@ def _metadata(stack: Stack) -> dict[str, object]:
     }
 
 
-def _decode_task(frames: list[tuple[int, FrameRef]], out: np.ndarray, dataset: object = None) -> list[int]:
+def _decode_task(frames: list[tuple[int, FrameRef]], out: np.ndarray, dataset: object = None,
+                 checked: bool = False) -> list[int]:
     """Decode frames into ``out[k]``; returns the slice indices written."""
     header = frames[0][1].header
     if header.layout.native_fast_path and not has_modality_lut(header.ds):
         for k, fr in frames:
             stored = read_native_frame(header.path, header.layout, fr.frame)
-            to_modality(stored, fr.slope, fr.intercept, out.dtype, out=out[k])
+            to_modality(stored, fr.slope, fr.intercept, out.dtype, out=out[k], checked=checked)
         return [k for k, _ in frames]
     ds = dataset if dataset is not None else read_dataset(header.path)
     nframes = header.layout.frames
@@ -271,7 +283,7 @@ def _decode_task(frames: list[tuple[int, FrameRef]], out: np.ndarray, dataset: o
         if has_modality_lut(header.ds):
             np.copyto(out[k], apply_lut(arr, header.ds), casting="unsafe")
         else:
-            to_modality(arr, fr.slope, fr.intercept, out.dtype, out=out[k])
+            to_modality(arr, fr.slope, fr.intercept, out.dtype, out=out[k], checked=checked)
     return [k for k, _ in frames]
 
 
@@ -314,7 +326,7 @@ def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCall
     if current:
         tasks.append(current)
     pending: set[Future] = {
-        pool.submit(_decode_task, t, voxels, shared.get(t[0][1].header.path)) for t in tasks
+        pool.submit(_decode_task, t, voxels, shared.get(t[0][1].header.path), plan.checked) for t in tasks
     }
     loaded = 0
     try:

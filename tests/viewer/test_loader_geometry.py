@@ -179,3 +179,16 @@ def test_unreadable_files_are_reported_not_fatal(tmp_path: Path) -> None:
     result = load_series(files + [junk])
     assert result.volumes[0].voxels.shape == (5, 32, 32)
     assert any("junk.dcm" in w for w in result.warnings)
+
+
+def test_signed_ct_that_overflows_int16_is_reloaded_as_int32(tmp_path: Path) -> None:
+    datasets = list(ct_series(SeriesGeometry(rows=16, columns=16, slices=3)))
+    for n, ds in enumerate(datasets):
+        stored = np.full((16, 16), 100, dtype=np.int16)
+        stored[0, 0] = -32768 if n == 2 else 0  # only the last slice leaves int16 after rescale
+        ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 1, 16, 15
+        ds.PixelData = stored.tobytes()
+    volume = load_series(write_datasets(datasets, tmp_path)).volumes[0]
+    assert volume.voxels.dtype == np.int32
+    assert volume.voxels[2, 0, 0] == -32768 - 1024 and volume.voxels[0, 0, 0] == -1024
+    assert volume.voxels[1, 5, 5] == 100 - 1024

@@ -1,0 +1,119 @@
+"""Real files from pydicom-data: compressed syntaxes, colour, multi-frame cine and Enhanced CT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.pixels import apply_modality_lut, convert_color_space, pixel_array
+from viewer.decode import ybr_full_to_rgb
+from viewer.loader import load_series
+from viewer.reslice import plane_image
+
+
+def data(name: str) -> str:
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} not installed (pydicom-data)")
+    return str(path)
+
+
+def voxels(name: str) -> np.ndarray:
+    return load_series([data(name)]).volumes[0].voxels
+
+
+@pytest.mark.parametrize(
+    "reference, variants",
+    [
+        ("MR_small.dcm", ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm",
+                          "MR_small_bigendian.dcm", "MR_small_implicit.dcm"]),
+        ("emri_small.dcm", ["emri_small_RLE.dcm", "emri_small_jpeg_2k_lossless.dcm",
+                            "emri_small_jpeg_ls_lossless.dcm", "emri_small_big_endian.dcm"]),
+        ("693_UNCR.dcm", ["693_J2KR.dcm"]),
+        ("US1_UNCR.dcm", ["US1_J2KR.dcm"]),  # RGB vs JPEG 2000 lossless YBR_RCT
+        ("SC_rgb.dcm", ["SC_rgb_rle.dcm", "SC_rgb_jpeg_gdcm.dcm"]),  # RLE, JPEG lossless
+        ("SC_rgb_16bit.dcm", ["SC_rgb_rle_16bit.dcm"]),
+        ("OBXXXX1A.dcm", ["OBXXXX1A_rle.dcm"]),  # palette colour
+        ("JPEG2000_UNC.dcm", ["JPEG2000.dcm"]),
+        ("RG3_UNCR.dcm", ["RG3_J2KR.dcm"]),
+    ],
+)
+def test_lossless_variants_decode_to_the_same_values(reference: str, variants: list[str]) -> None:
+    expected = voxels(reference)
+    for name in variants:
+        got = voxels(name)
+        assert got.shape == expected.shape, name
+        assert np.array_equal(got.astype(np.int64), expected.astype(np.int64)), name
+
+
+def test_modality_values_match_pydicom_rescale() -> None:
+    for name in ("CT_small.dcm", "693_UNCR.dcm", "MR_small.dcm"):
+        ds = pydicom.dcmread(data(name))
+        expected = apply_modality_lut(ds.pixel_array, ds)
+        got = voxels(name)[0]
+        assert np.array_equal(got, expected), name
+        assert got.dtype == np.int16, name  # integral rescale stays integer
+
+
+def test_palette_colour_is_expanded_to_rgb() -> None:
+    ds = pydicom.dcmread(data("OBXXXX1A.dcm"))
+    from pydicom.pixels import apply_color_lut
+
+    expected = apply_color_lut(ds.pixel_array, ds)  # 16-bit LUT entries
+    assert expected.dtype == np.uint16
+    got = voxels("OBXXXX1A.dcm")[0]
+    expected = (expected >> 8).astype(np.uint8)
+    assert got.shape == (600, 800, 3) and np.array_equal(got, expected)
+
+
+def test_ultrasound_cine_120_frames_rgb_with_timing() -> None:
+    volume = load_series([data("color3d_jpeg_baseline.dcm")]).volumes[0]
+    ds = pydicom.dcmread(data("color3d_jpeg_baseline.dcm"))
+    assert volume.voxels.shape == (120, 480, 640, 3) and volume.voxels.dtype == np.uint8
+    assert volume.metadata["has_patient_geometry"] is False
+    for frame in (0, 59, 119):
+        # YBR_FULL_422 JPEG -> RGB: identical to pydicom with the same JPEG decoder ...
+        same_decoder = pixel_array(ds, index=frame, decoding_plugin="pylibjpeg")
+        assert np.array_equal(volume.voxels[frame], same_decoder)
+        # ... and within JPEG decoder tolerance (chroma upsampling) of an independent one (GDCM)
+        other = pixel_array(ds, index=frame, decoding_plugin="gdcm").astype(int)
+        diff = np.abs(volume.voxels[frame].astype(int) - other)
+        assert diff.max() <= 8 and diff.mean() < 0.1
+    step = float(ds.FrameTime)
+    assert volume.frame_times_ms is not None and len(volume.frame_times_ms) == 120
+    assert volume.frame_times_ms[1] == pytest.approx(step) and volume.frame_times_ms[-1] == pytest.approx(119 * step)
+    img = plane_image(volume, "native", index=59)
+    assert np.array_equal(img.pixels, volume.voxels[59])
+    with pytest.raises(ValueError, match="no patient geometry"):
+        plane_image(volume, "axial")
+
+
+def test_ybr_conversion_matches_pydicom() -> None:
+    rng = np.random.default_rng(1)
+    ybr = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    ours = ybr_full_to_rgb(ybr).astype(int)
+    theirs = convert_color_space(ybr, "YBR_FULL", "RGB").astype(int)
+    assert np.abs(ours - theirs).max() <= 1
+    assert np.mean(ours == theirs) > 0.999
+
+
+def test_enhanced_ct_geometry_from_functional_groups() -> None:
+    path = data("eCT_Supplemental.dcm")
+    ds = pydicom.dcmread(path)
+    volume = load_series([path]).volumes[0]
+    # Plane Orientation (-1,0,0 / 0,1,0): columns run to the patient's right, normal points to the feet,
+    # so slices sort from z=-149 down to z=-159.
+    assert np.allclose(volume.direction, [[-1, 0, 0], [0, 1, 0], [0, 0, -1]])
+    assert volume.origin == pytest.approx((99.5, -301.5, -149.0))
+    assert volume.spacing == pytest.approx((0.388672, 0.388672, 10.0))
+    frames = {round(float(f.PlanePositionSequence[0].ImagePositionPatient[2])): i
+              for i, f in enumerate(ds.PerFrameFunctionalGroupsSequence)}
+    raw = ds.pixel_array
+    assert np.array_equal(volume.voxels[0], raw[frames[-149]].astype(np.int32) - 1024)
+    assert np.array_equal(volume.voxels[1], raw[frames[-159]].astype(np.int32) - 1024)
+    # radiological axial display puts the patient's left on the right: columns are mirrored
+    axial = plane_image(volume, "axial", index=0)
+    assert np.array_equal(axial.pixels, volume.voxels[0][:, ::-1])
+    assert axial.labels == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    assert volume.metadata["file_windows"][0][:2] == (102.0, 49.0)
