@@ -315,3 +315,15 @@ def test_cine_speed_loop_and_scrubber(cine):
     view.play()  # from frame 29 (1160 ms); loop wraps around the 1200 ms cine
     clock.now += 1.25  # 2500 ms of cine time at 2x: 3660 ms -> 60 ms into the cine -> frame 1
     assert view.tick() == 1
+
+
+def test_thousands_of_signal_emissions_keep_reference_counts(stack):
+    """PySide6 6.12 on Python 3.11 drops a reference to True per Signal.emit; the views must not."""
+    import sys
+
+    seen = []
+    stack.slice_changed.connect(seen.append)
+    before = sys.getrefcount(True)
+    for i in range(3000):
+        stack.set_slice(i % 2)
+    assert len(seen) == 2999 and sys.getrefcount(True) - before >= -10
