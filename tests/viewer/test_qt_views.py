@@ -326,4 +326,4 @@ def test_thousands_of_signal_emissions_keep_reference_counts(stack):
     before = sys.getrefcount(True)
     for i in range(3000):
         stack.set_slice(i % 2)
-    assert len(seen) == 2999 and sys.getrefcount(True) - before >= -10
+    assert len(seen) == 3000 and sys.getrefcount(True) - before >= -10
