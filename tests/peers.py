@@ -463,6 +463,53 @@ def run_echoscu(host: str, port: int, called_aet: str, calling_aet: str = "ECHOS
 
 
 # ---------------------------------------------------------------------------------------------
+# TLS material
+# ---------------------------------------------------------------------------------------------
+
+
+_EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")  # fast to make, unlike RSA
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """A throw-away CA with one server and one client certificate it signed (PEM files)."""
+
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_material(folder: Path, server_ips: Sequence[str] = ("127.0.0.1",)) -> TlsMaterial:
+    """Create CA, server and client certificates with the ``openssl`` tool (ECDSA P-256, 2 days)."""
+    if shutil.which("openssl") is None:
+        raise PeerUnavailable("the openssl tool is not installed (Debian package 'openssl')")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        proc = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False, timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"openssl {args[0]} failed: {proc.stderr.strip()}")
+
+    ca_key, ca_cert = folder / "ca.key", folder / "ca.crt"
+    openssl("req", "-x509", *_EC_KEY, "-nodes", "-keyout", str(ca_key), "-out", str(ca_cert),
+            "-days", "2", "-subj", "/CN=Hulu test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    for role, san in (("server", ",".join(f"IP:{ip}" for ip in server_ips)), ("client", "DNS:hulu-client")):
+        key, csr, cert, ext = (folder / f"{role}.{s}" for s in ("key", "csr", "crt", "ext"))
+        openssl("req", *_EC_KEY, "-nodes", "-keyout", str(key), "-out", str(csr),
+                "-subj", f"/CN=hulu-test-{role}")
+        usage = "serverAuth" if role == "server" else "clientAuth"
+        ext.write_text(f"subjectAltName={san}\nextendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n")
+        openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
+                "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    return TlsMaterial(ca_cert, folder / "server.crt", folder / "server.key", folder / "client.crt",
+                       folder / "client.key")
+
+
+# ---------------------------------------------------------------------------------------------
 # Fixtures (import them into a test module: ``from tests.peers import orthanc_module``)
 # ---------------------------------------------------------------------------------------------
 
