@@ -23,7 +23,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification
 
-from dicom_net.archive import Archive, StorageFull
+from dicom_net.archive import DEFAULT_MIN_FREE_BYTES, Archive, StorageFull
 from dicom_net.listener_status import STATUS_FILE_NAME, ListenerStats, StatusWriter
 from dicom_net.listener_transport import ListenerServer
 from dicom_net.sockets import server_tls_context
@@ -58,6 +58,7 @@ class ListenerConfig:
     network_timeout: float = 60.0
     workers: int = 1
     status_interval_s: float = 0.5
+    min_free_bytes: int = DEFAULT_MIN_FREE_BYTES  # refuse objects (0xA700) before the disk is full
 
     def __post_init__(self) -> None:
         self.archive_dir = Path(self.archive_dir)
@@ -122,10 +123,29 @@ class StoreHandler:
         return status
 
 
+def _prefer_requestor_syntaxes(event: Event) -> None:
+    """Accept the transfer syntax the sender lists first, instead of pynetdicom's own order.
+
+    Senders put the syntax the data already has first; taking it means no transcoding on their
+    side (a JPEG-baseline cine cannot be sent at all if we insist on uncompressed) and the bytes
+    arrive as the modality made them.
+    """
+    proposed: dict[str, list[str]] = {}
+    for context in event.assoc.requestor.primitive.presentation_context_definition_list:
+        order = proposed.setdefault(str(context.abstract_syntax), [])
+        order.extend(str(ts) for ts in context.transfer_syntax if str(ts) not in order)
+    for context in event.assoc.acceptor.supported_contexts:
+        order = proposed.get(str(context.abstract_syntax))
+        if order:
+            ours = [str(ts) for ts in context.transfer_syntax]
+            context.transfer_syntax = [ts for ts in order if ts in ours] + [ts for ts in ours if ts not in order]
+
+
 def _on_requested(event: Event, rules: list[tuple[str, str | None]], stats: ListenerStats) -> None:
     """Reject associations from calling AE titles (and hosts) not on the allow-list."""
+    _prefer_requestor_syntaxes(event)
     requestor = event.assoc.requestor
-    calling = requestor.ae_title.strip()
+    calling = str(requestor.primitive.calling_ae_title or "").strip()
     host = requestor.address
     if rules and not any(aet == calling and (h is None or h == host) for aet, h in rules):
         log.warning("rejected association from AE %s at %s: not on the allow-list", calling, host)
@@ -195,7 +215,7 @@ class ListenerHandle:
 
 
 def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tuple[ListenerServer, Archive]:
-    archive = Archive(config.archive_dir)
+    archive = Archive(config.archive_dir, min_free_bytes=config.min_free_bytes)
     rules = parse_allow(config.allow)
     ae = build_ae(config)
     ssl_context = (server_tls_context(config.tls_cert, config.tls_key, config.tls_ca)

@@ -17,7 +17,7 @@ from typing import Any
 
 STATUS_FILE_NAME = "listener-status.json"
 COUNTERS = ("associations", "rejected", "echoes", "stored", "duplicates", "versions", "failed", "errors")
-_UID_BYTES = 64
+_UID_BYTES = 65  # a UID has up to 64 characters, plus the terminating NUL
 _ERROR_BYTES = 200
 _mp = multiprocessing.get_context("fork")
 

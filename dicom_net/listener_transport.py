@@ -76,9 +76,11 @@ class BoundedAssociationSocket(AssociationSocket):
         while got < nr_bytes:
             n = sock.recv_into(view[got:], min(nr_bytes - got, _RECV_CHUNK))
             if n == 0:
-                del buf[got:]
                 break
             got += n
+        view.release()
+        if got < nr_bytes:
+            del buf[got:]  # connection closed early: pynetdicom sees a short read and closes
         return buf
 
     def _abort_and_close(self, sock: socket.socket) -> None:
