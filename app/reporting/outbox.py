@@ -224,8 +224,9 @@ class Outbox:
     def _delay(self, attempts: int) -> float:
         return min(self.max_delay, self.base_delay * 2 ** max(0, attempts - 1))
 
-    def process_due(self, now: float | None = None) -> list[OutboxMessage]:
-        """Try every due message once; returns those attempted (empty if another process is busy)."""
+    def process_due(self, now: float | None = None, *, ignore_backoff: bool = False) -> list[OutboxMessage]:
+        """Try every due message once (every pending one with ``ignore_backoff``); returns those
+        attempted (empty if another process is delivering right now)."""
         attempted = []
         with self._lock(blocking=False) as locked:
             if not locked:
@@ -233,7 +234,7 @@ class Outbox:
             for message in self.messages():
                 current = time.time() if now is None else now
                 due = message.state is State.SENDING or (
-                    message.state is State.PENDING and message.next_attempt_at <= current
+                    message.state is State.PENDING and (ignore_backoff or message.next_attempt_at <= current)
                 )
                 if due:
                     attempted.append(self._attempt(message, current))

@@ -1,0 +1,232 @@
+"""``hulu-workstation report``: draft, sign and export reports without the GUI.
+
+    report draft --study UID [--model DIR] [--archive DIR] [--slices N] [--max-new-tokens N]
+    report send --study UID --text-file F --status P|F|C --radiologist NAME
+                [--ris HOST:PORT] [--pacs NODE] [--archive DIR]
+    report outbox [--process] [--retry ID]
+
+``draft`` prints an AI draft (stored as a draft report, never sent). ``send`` signs the text of
+the file (``Findings:`` / ``Impression:`` headers; without headers all of it is Findings) with the
+given status and queues it for the RIS (HL7 ORU over MLLP) and/or the PACS (DICOM SR) through the
+persistent outbox, trying each once now; what is not delivered stays queued for the app.
+Exit codes: 0 done, 1 rejected/failed, 2 bad input, 3 queued for a later retry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from app.reporting.audit import AuditRecord, ReportStore, SentInput
+from app.reporting.outbox import Outbox, OutboxMessage, State
+from app.reporting.report import Report, ReportError, ReportStatus, StudyInfo
+
+log = logging.getLogger(__name__)
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QUEUED = 1, 2, 3
+IMAGE_MODALITIES_LAST = ("SR", "KO", "PR", "SEG", "RTSTRUCT", "DOC")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    report = subparsers.add_parser("report", help="draft, sign and export reports (RIS HL7, PACS SR)")
+    sub = report.add_subparsers(dest="report_command", metavar="ACTION", required=True)
+
+    draft = sub.add_parser("draft", help="print an AI draft report for a study (never sent)")
+    draft.add_argument("--study", required=True, help="Study Instance UID in the archive")
+    draft.add_argument("--model", type=Path, help="Hulu-Med checkpoint folder (default: from Settings)")
+    draft.add_argument("--archive", type=Path, help="archive folder (default: the workstation's)")
+    draft.add_argument("--slices", type=int, default=32, help="slices sampled through a 3D series (default 32)")
+    draft.add_argument("--max-new-tokens", type=int, default=768)
+    draft.add_argument("--device", default="auto", help="auto, cuda or cpu")
+    draft.set_defaults(func=run_draft)
+
+    send = sub.add_parser("send", help="sign a report text and send it to the RIS and/or PACS")
+    send.add_argument("--study", required=True, help="Study Instance UID in the archive")
+    send.add_argument("--text-file", required=True, type=Path, help="UTF-8 text with Findings:/Impression:")
+    send.add_argument("--status", required=True, choices=("P", "F", "C"),
+                      help="P preliminary, F final, C correction of a final report")
+    send.add_argument("--radiologist", required=True, help='the signing radiologist, e.g. "Family, Given"')
+    send.add_argument("--ris", help="RIS MLLP address HOST:PORT")
+    send.add_argument("--pacs", help="PACS node name (see `hulu-workstation pacs`)")
+    send.add_argument("--archive", type=Path, help="archive folder (default: the workstation's)")
+    send.add_argument("--sending-application", default="HULUWS")
+    send.add_argument("--receiving-application", default="RIS")
+    send.set_defaults(func=run_send)
+
+    outbox = sub.add_parser("outbox", help="show queued report messages; deliver the due ones")
+    outbox.add_argument("--process", action="store_true", help="try every pending message once now")
+    outbox.add_argument("--retry", metavar="ID", help="re-queue a failed message")
+    outbox.set_defaults(func=run_outbox)
+
+
+# -- study lookup ------------------------------------------------------------------------------
+
+def _archive(path: Path | None):
+    from dicom_net.archive import INDEX_NAME, Archive
+    from dicom_net.paths import default_archive_dir
+
+    root = Path(path) if path else default_archive_dir()
+    if not (root / INDEX_NAME).is_file():
+        raise ValueError(f"no archive at {root}")
+    return Archive(root)
+
+
+def study_series_paths(study_uid: str, archive_dir: Path | None) -> list[tuple[str, str, list[Path]]]:
+    """(series UID, modality, files) of the study's series, image series with most files first."""
+    with _archive(archive_dir) as archive:
+        if archive.study(study_uid) is None:
+            raise ValueError(f"study {study_uid} is not in the archive")
+        found = [(s.series_uid, s.modality, [Path(i.path) for i in archive.instances(s.series_uid)])
+                 for s in archive.series(study_uid)]
+    return sorted(found, key=lambda s: (s[1] in IMAGE_MODALITIES_LAST, -len(s[2])))
+
+
+def study_info(paths: list[Path]) -> StudyInfo:
+    from pydicom import dcmread
+
+    return StudyInfo.from_dataset(dcmread(paths[0], stop_before_pixels=True))
+
+
+def _model_folder(given: Path | None) -> Path | None:
+    if given is not None:
+        return given
+    try:
+        from app.settings_store import SettingsStore
+
+        folder = SettingsStore().load().model.folder
+    except Exception:  # no Qt/settings: the caller reports the absent model
+        return None
+    return Path(folder) if folder else None
+
+
+# -- draft --------------------------------------------------------------------------------------
+
+def run_draft(args: argparse.Namespace) -> int:
+    from app.ai_inputs import AIView, load_main_volume, resolve_mode, resolve_plane, resolve_window, visual_item_for
+    from app.reporting.drafting import DraftError, DraftSettings, draft_report
+    from app.reporting.model_service import ModelService
+
+    try:
+        series = study_series_paths(args.study, args.archive)
+        series_uid, _, paths = series[0]
+        volume, _warnings = load_main_volume(paths)
+        view = AIView(slices=args.slices)
+        item = visual_item_for(volume, view)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    window = resolve_window(volume, view)
+    mode = resolve_mode(volume, view)
+    sent = SentInput(series_uid, {"2d": "image", "3d": "volume", "video": "cine"}[mode],
+                     resolve_plane(volume, view) if mode != "video" else "", list(item.sampled_indices),
+                     window[1] if window else None, window[0] if window else None, item.frame_count)
+    service = ModelService(_model_folder(args.model), device=args.device, quantization="auto")
+    state = service.load_now()
+    if not state.ready:
+        print(state.message, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    report = Report(study_info(paths))
+    audit = AuditRecord(report.report_id, report.study.study_instance_uid)
+    try:
+        generation = draft_report(service, report, audit, [item], [sent],
+                                  settings=DraftSettings(max_new_tokens=args.max_new_tokens))
+    except DraftError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        service.close()
+    ReportStore().save(report, audit)
+    print("AI DRAFT - not reviewed, not for diagnosis. Nothing has been sent.")
+    print(f"Report {report.report_id} ({generation.outcome}, {generation.new_tokens} tokens)")
+    for key, title in (("findings", "Findings"), ("impression", "Impression")):
+        print(f"\n{title}:\n{report.text(key)}")
+    return 0
+
+
+# -- send ---------------------------------------------------------------------------------------
+
+def parse_report_text(text: str) -> dict[str, str]:
+    """Findings/Impression of a radiologist's text file (no AI involved, nothing dropped)."""
+    from app.reporting.drafting import split_draft
+
+    return split_draft(text.replace("\r\n", "\n"), final=True)
+
+
+def _report_to_sign(store: ReportStore, info: StudyInfo, status: ReportStatus) -> Report:
+    existing = store.reports_for_study(info.study_instance_uid)
+    latest = existing[-1] if existing else None
+    if status is ReportStatus.CORRECTED:
+        if latest is None or latest.status not in (ReportStatus.FINAL, ReportStatus.CORRECTED):
+            raise ReportError("a correction (C) needs a final report of this study signed before")
+        latest.open_amendment()
+        return latest
+    if latest is not None and latest.status in (ReportStatus.FINAL, ReportStatus.CORRECTED):
+        raise ReportError("this study already has a final report: use a correction (--status C)")
+    if latest is not None and (latest.status is ReportStatus.DRAFT or status is ReportStatus.FINAL):
+        return latest
+    return Report(info)
+
+
+def _deliver(outbox: Outbox, message: OutboxMessage) -> OutboxMessage:
+    result = outbox.deliver_now(message.message_id)
+    print(f"{message.kind} {message.message_id} -> {message.destination}: {result.state.value}"
+          + (f" ({result.last_error})" if result.last_error else ""))
+    return result
+
+
+def run_send(args: argparse.Namespace) -> int:
+    from app.reporting.export import queue_report_to_pacs, queue_report_to_ris
+
+    if not args.ris and not args.pacs:
+        print("error: give --ris HOST:PORT and/or --pacs NODE", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    store, outbox = ReportStore(), Outbox()
+    try:
+        series = study_series_paths(args.study, args.archive)
+        all_paths = [p for _, _, paths in series for p in paths]
+        info = study_info(all_paths)
+        sections = parse_report_text(args.text_file.read_text(encoding="utf-8"))
+        status = ReportStatus.from_hl7_code(args.status)
+        report = _report_to_sign(store, info, status)
+        try:
+            audit = store.load(report.report_id)[1]
+        except FileNotFoundError:
+            audit = AuditRecord(report.report_id, info.study_instance_uid)
+        for key, text in sections.items():
+            report.set_text(key, text)
+        report.accept_ai()  # the radiologist signs the file's text as a whole
+        report.sign(status, args.radiologist)
+        audit.add_event("signed", status=status.value, radiologist=args.radiologist, via="cli")
+        messages = []
+        if args.ris:
+            messages.append(queue_report_to_ris(report, audit, outbox, args.ris,
+                                                sending_application=args.sending_application,
+                                                receiving_application=args.receiving_application))
+        if args.pacs:
+            messages.append(queue_report_to_pacs(report, audit, outbox, args.pacs, all_paths))
+        store.save(report, audit)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    log.info("report %s signed %s for study %s", report.report_id, status.value, info.study_instance_uid)
+    states = [_deliver(outbox, m).state for m in messages]
+    if any(s in (State.REJECTED, State.FAILED) for s in states):
+        return EXIT_FAILED
+    return 0 if all(s is State.DELIVERED for s in states) else EXIT_QUEUED
+
+
+def run_outbox(args: argparse.Namespace) -> int:
+    outbox = Outbox()
+    try:
+        if args.retry:
+            outbox.retry(args.retry)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.process or args.retry:
+        outbox.process_due(ignore_backoff=True)
+    for m in outbox.messages():
+        print(f"{m.message_id} {m.kind:5} {m.result_status} {m.state.value:9} attempts={m.attempts} "
+              f"-> {m.destination} study={m.study_instance_uid}" + (f" ({m.last_error})" if m.last_error else ""))
+    return 0
