@@ -26,7 +26,7 @@ def ct_volume(tmp_path_factory: pytest.TempPathFactory) -> Volume:
 
 def _pixel(volume: Volume, plane: str, index: int, lps: tuple[float, float, float]) -> tuple[int, int]:
     row, col = plane_image(volume, plane, index=index).from_lps(np.array(lps))
-    return int(round(row)), int(round(col))
+    return round(row), round(col)
 
 
 def test_axial_slice_is_radiological_with_window_applied(ct_volume: Volume) -> None:
