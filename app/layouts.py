@@ -100,7 +100,8 @@ def relayout(current: Sequence[str | None], layout: Layout, series: Sequence[Ser
     if layout is Layout.MPR_3D:
         first = next((uid for uid in current if uid), None) or (series[0].series_uid if series else None)
         return [first, first]
-    slots = list(current[:wanted]) + [None] * max(0, wanted - len(current))
+    unique = list(dict.fromkeys(uid for uid in current if uid))  # leaving MPR + 3D: one slot per series
+    slots = (unique + [None] * wanted)[:wanted]
     unused = [s.series_uid for s in sorted(series, key=_priority) if s.series_uid not in slots]
     for i, uid in enumerate(slots):
         if uid is None and unused:

@@ -196,7 +196,7 @@ class MainWindow(QMainWindow):
             action = QAction(sc.description, self)
             action.setShortcuts([QKeySequence(k) for k in sc.keys])
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            action.triggered.connect(handlers[sc.action])
+            action.triggered.connect(lambda _checked=False, fn=handlers[sc.action]: fn())
             self.addAction(action)
             self.shortcut_actions[sc.action] = action
 

@@ -113,9 +113,12 @@ class ReadingWidget(QWidget):
             return
         for vp in self.viewports:
             self.grid.removeWidget(vp)
+            vp.hide()
             vp.deleteLater()
         self.viewports = []
-        _, cols = session.layout.grid
+        rows, cols = session.layout.grid
+        for r in range(2):
+            self.grid.setRowStretch(r, 1 if r < rows else 0)
         for c in range(2):  # MPR (three planes side by side) gets 3/4 of the width beside the 3D view
             self.grid.setColumnStretch(c, 3 if (session.layout is Layout.MPR_3D and c == 0) else 1)
         for i, slot in enumerate(session.slots):

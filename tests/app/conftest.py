@@ -75,6 +75,10 @@ def make_window(themed_app, qtbot):
 
 def save_screenshot(widget, path: Path) -> Path:
     """Save what a widget shows (VTK canvases paint as QImages, so grab() includes them)."""
+    from PySide6.QtWidgets import QApplication
+
+    for _ in range(3):  # let pending layouts and deferred deletions run first
+        QApplication.processEvents()
     widget.grab().save(str(path))
     return path
 

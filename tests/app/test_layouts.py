@@ -26,6 +26,7 @@ def test_relayout_keeps_shown_series_and_fills_the_rest():
     assert relayout(["dx"], Layout.TWO_BY_TWO, [CT, DX, US, CT2]) == ["dx", "ct", "ct2", "us"]
     assert relayout(["us", "ct"], Layout.ONE, [CT, US]) == ["us"]
     assert relayout(["us", "ct"], Layout.MPR_3D, [CT, US]) == ["us", "us"]
+    assert relayout(["ct", "ct"], Layout.TWO_BY_TWO, [CT, DX, US]) == ["ct", "dx", "us", None]
 
 
 def test_series_sharing_a_frame_of_reference_are_linked():
