@@ -483,7 +483,7 @@ def send(
                     reason = "cancelled" if result.cancelled else "association lost before it was sent"
                     result.statuses.append(InstanceStatus(item.label, item.sop_uid, None, reason))
                 else:
-                    result.statuses.append(_send_one(assoc, item, index % 65535 + 1))
+                    result.statuses.append(_send_one(node, assoc, item, index % 65535 + 1))
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -493,16 +493,21 @@ def send(
     return result
 
 
-def _send_one(assoc: Any, item: _Item, msg_id: int) -> InstanceStatus:
+def _send_one(node: PacsNode, assoc: Any, item: _Item, msg_id: int) -> InstanceStatus:
     try:
         dataset = item.dataset if item.dataset is not None else dcmread(item.path)
     except (InvalidDicomError, OSError, ValueError) as exc:
         return InstanceStatus(item.label, item.sop_uid, None, f"cannot read: {type(exc).__name__}")
+    start = time.monotonic()
     try:
         rsp = assoc.send_c_store(dataset, msg_id=msg_id)
     except ValueError as exc:
         return InstanceStatus(item.label, item.sop_uid, None, f"not accepted by the PACS: {exc}")
+    except RuntimeError:  # pynetdicom: the association ended (peer abort) just before this request
+        return InstanceStatus(item.label, item.sop_uid, None, "association lost before it was sent")
     if "Status" not in rsp:
-        return InstanceStatus(item.label, item.sop_uid, None, "no response (timeout or association lost)")
+        timed_out = time.monotonic() - start >= node.timeout_s * 0.9
+        reason = f"no response within {node.timeout_s:g} s" if timed_out else "association aborted during the transfer"
+        return InstanceStatus(item.label, item.sop_uid, None, reason)
     status = int(rsp.Status)
     return InstanceStatus(item.label, item.sop_uid, status, "" if status == 0 else _error_comment(rsp).strip(" ()"))

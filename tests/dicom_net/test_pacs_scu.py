@@ -207,6 +207,19 @@ def test_send_reports_unreadable_items_and_sends_the_rest(pacs: Pacs, tmp_path: 
     assert stored == uids
 
 
+def test_send_to_a_peer_that_aborts_reports_every_item(pacs: Pacs, tmp_path: Path) -> None:
+    files = _small_ct(tmp_path, "abort", 3, 16)
+    with dcmtk_storescp(tmp_path, "ABORTER", network=pacs.network, extra_args=["--abort-after"]) as aborter:
+        node = PacsNode("aborter", "ABORTER", aborter.host, aborter.port, timeout_s=10)
+        result = scu.send(node, files)
+    assert [(Path(s.item).name, s.status, s.message) for s in result.statuses] == [
+        (files[0].name, None, "association aborted during the transfer"),
+        (files[1].name, None, "association lost before it was sent"),
+        (files[2].name, None, "association lost before it was sent"),
+    ]
+    assert result.sent == 0 and not result.ok
+
+
 # ---------------------------------------------------------------------------------------------
 # C-GET / C-MOVE
 # ---------------------------------------------------------------------------------------------
