@@ -90,20 +90,22 @@ def build_tokenizer() -> Tokenizer:
     return tokenizer
 
 
-def _native_config(decoder: str, vocab_size: int, image_token_id: int, eos_id: int, pad_id: int):
+def _native_config(decoder: str, vocab_size: int, image_token_id: int, eos_id: int, pad_id: int,
+                   text_shape: dict = TEXT, vision_shape: dict = VISION, max_positions: int = 4096):
     """The transformers-native config this checkpoint must translate to."""
     common = dict(
-        vocab_size=vocab_size, max_position_embeddings=4096, rms_norm_eps=1e-6, hidden_act="silu",
+        vocab_size=vocab_size, max_position_embeddings=max_positions, rms_norm_eps=1e-6, hidden_act="silu",
         rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA},
-        eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=None, **TEXT,
+        eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=None, **text_shape,
     )
     if decoder == "qwen2":
         text = Qwen2Config(tie_word_embeddings=False, **common)
     else:
-        text = Qwen3Config(tie_word_embeddings=True, head_dim=16, attention_bias=False, **common)
+        head_dim = text_shape["hidden_size"] // text_shape["num_attention_heads"]
+        text = Qwen3Config(tie_word_embeddings=True, head_dim=head_dim, attention_bias=False, **common)
     vision = VideoLlama3VisionConfig(
         num_channels=3, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6,
-        rope_parameters={"rope_type": "axial", "rope_theta": 10000.0}, **VISION,
+        rope_parameters={"rope_type": "axial", "rope_theta": 10000.0}, **vision_shape,
     )
     return VideoLlama3Config(
         text_config=text.to_dict(), vision_config=vision.to_dict(),
@@ -112,7 +114,8 @@ def _native_config(decoder: str, vocab_size: int, image_token_id: int, eos_id: i
     )
 
 
-def _hulu_config(decoder: str, vocab_size: int, image_token_id: int, eos_id: int, pad_id: int) -> dict:
+def _hulu_config(decoder: str, vocab_size: int, image_token_id: int, eos_id: int, pad_id: int,
+                 text_shape: dict = TEXT, vision_shape: dict = VISION, max_positions: int = 4096) -> dict:
     """config.json with Hulu-Med's field names (HulumedQwen2Config / Qwen3 variant)."""
     config = {
         "architectures": ["HulumedQwen2ForCausalLM" if decoder == "qwen2" else "HulumedQwen3ForCausalLM"],
@@ -122,7 +125,7 @@ def _hulu_config(decoder: str, vocab_size: int, image_token_id: int, eos_id: int
         },
         "model_type": f"hulumed_{decoder}",
         "vocab_size": vocab_size,
-        "max_position_embeddings": 4096,
+        "max_position_embeddings": max_positions,
         "rope_theta": ROPE_THETA,
         "rms_norm_eps": 1e-6,
         "hidden_act": "silu",
@@ -130,15 +133,15 @@ def _hulu_config(decoder: str, vocab_size: int, image_token_id: int, eos_id: int
         "initializer_range": 0.02,
         "use_cache": True,
         "use_sliding_window": False,
-        "sliding_window": 4096,
-        "max_window_layers": 2,
+        "sliding_window": max_positions,
+        "max_window_layers": text_shape["num_hidden_layers"],
         "bos_token_id": None,
         "eos_token_id": eos_id,
         "pad_token_id": pad_id,
         "torch_dtype": "bfloat16",
         "tie_word_embeddings": decoder == "qwen3",
         "transformers_version": "4.51.2",
-        **TEXT,
+        **text_shape,
         "vision_encoder": "DAMO-NLP-SG/SigLIP-NaViT",
         "vision_encoder_config": {
             "model_type": "hulumed_vision_encoder",
@@ -146,14 +149,14 @@ def _hulu_config(decoder: str, vocab_size: int, image_token_id: int, eos_id: int
             "hidden_act": "gelu_pytorch_tanh",
             "layer_norm_eps": 1e-6,
             "attention_dropout": 0.0,
-            **VISION,
+            **vision_shape,
         },
         "mm_projector_type": "mlp2x_gelu",
         "use_token_compression": True,
         "image_token_index": image_token_id,
     }
     if decoder == "qwen3":
-        config.update(head_dim=16, attention_bias=False)
+        config.update(head_dim=text_shape["hidden_size"] // text_shape["num_attention_heads"], attention_bias=False)
     return config
 
 
@@ -177,13 +180,8 @@ def write_sha256sums(folder: Path) -> None:
     (folder / "SHA256SUMS").write_text("".join(lines), encoding="utf-8")
 
 
-def write_tiny_checkpoint(folder: Path | str, decoder: str = "qwen2", seed: int = 0) -> Path:
-    """Write a tiny random Hulu-Med checkpoint (``decoder``: ``qwen2`` or ``qwen3``) into ``folder``."""
-    if decoder not in ("qwen2", "qwen3"):
-        raise ValueError(f"decoder must be qwen2 or qwen3, not {decoder!r}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-
+def _write_auxiliary_files(folder: Path) -> tuple[Tokenizer, int, int, int]:
+    """Tokenizer, chat template, preprocessor and generation configs; returns (tokenizer, image, eos, pad ids)."""
     tokenizer = build_tokenizer()
     tokenizer.save(str(folder / "tokenizer.json"))
     image_id = tokenizer.token_to_id(IMAGE_TOKEN)
@@ -208,6 +206,17 @@ def write_tiny_checkpoint(folder: Path | str, decoder: str = "qwen2", seed: int 
         "bos_token_id": None, "eos_token_id": [eos_id, pad_id], "pad_token_id": pad_id,
         "do_sample": False, "transformers_version": "4.51.2",
     })
+    return tokenizer, image_id, eos_id, pad_id
+
+
+def write_tiny_checkpoint(folder: Path | str, decoder: str = "qwen2", seed: int = 0) -> Path:
+    """Write a tiny random Hulu-Med checkpoint (``decoder``: ``qwen2`` or ``qwen3``) into ``folder``."""
+    if decoder not in ("qwen2", "qwen3"):
+        raise ValueError(f"decoder must be qwen2 or qwen3, not {decoder!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    tokenizer, image_id, eos_id, pad_id = _write_auxiliary_files(folder)
 
     # Real Qwen checkpoints pad the embedding matrix beyond the tokenizer's length.
     vocab_size = ((tokenizer.get_vocab_size() + 63) // 64) * 64
@@ -245,3 +254,47 @@ def native_config(folder: Path | str) -> VideoLlama3Config:
         hulu["model_type"].removeprefix("hulumed_"), hulu["vocab_size"], tokenizer.token_to_id(IMAGE_TOKEN),
         tokenizer.token_to_id("<|im_end|>"), tokenizer.token_to_id("<|endoftext|>"),
     )
+
+
+def write_random_checkpoint(folder: Path | str, text_shape: dict, vision_shape: dict, vocab_size: int,
+                            decoder: str = "qwen2", shard_bytes: int = 4 << 30, seed: int = 0) -> Path:
+    """A Hulu-Med-format folder of any size with N(0, 0.02) bf16 weights (norm weights 1, biases 0),
+    written shard by shard without building the model (benchmarks at the real 7B shape)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _tokenizer, image_id, eos_id, pad_id = _write_auxiliary_files(folder)
+    shape_args = dict(text_shape=text_shape, vision_shape=vision_shape, max_positions=32768)
+    native = _native_config(decoder, vocab_size, image_id, eos_id, pad_id, **shape_args)
+    _write_json(folder / "config.json", _hulu_config(decoder, vocab_size, image_id, eos_id, pad_id, **shape_args))
+    with torch.device("meta"):
+        shapes = {hulu_weight_name(k): tuple(v.shape)
+                  for k, v in VideoLlama3ForConditionalGeneration(native).state_dict().items()}
+    if native.tie_word_embeddings:
+        shapes.pop("lm_head.weight", None)
+    shards: list[list[str]] = [[]]
+    size = 0
+    for name, shape in shapes.items():
+        nbytes = 2 * torch.Size(shape).numel()
+        if shards[-1] and size + nbytes > shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    generator = torch.Generator().manual_seed(seed)
+    weight_map, total = {}, 0
+    for index, names in enumerate(shards, start=1):
+        shard = f"model-{index:05d}-of-{len(shards):05d}.safetensors"
+        tensors = {}
+        for name in names:
+            if re.search(r"(norm|layer_norm\d|layernorm)\.weight$", name):
+                tensors[name] = torch.ones(shapes[name], dtype=torch.bfloat16)
+            elif name.endswith(".bias"):
+                tensors[name] = torch.zeros(shapes[name], dtype=torch.bfloat16)
+            else:
+                tensors[name] = (torch.randn(shapes[name], generator=generator) * 0.02).to(torch.bfloat16)
+            weight_map[name] = shard
+            total += 2 * tensors[name].numel()
+        save_file(tensors, str(folder / shard), metadata={"format": "pt"})
+    _write_json(folder / "model.safetensors.index.json", {"metadata": {"total_size": total},
+                                                          "weight_map": weight_map})
+    return folder
