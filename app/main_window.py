@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.import_logic import import_into_archive
+from app.import_logic import describe_import, import_into_archive
 from app.layouts import Layout
 from app.listener_supervisor import ListenerState, ListenerSupervisor
 from app.reading_session import ReadingSession
@@ -298,7 +298,7 @@ class MainWindow(QMainWindow):
 
     def _import_done(self, summary) -> None:
         self.browser.poll()
-        self.statusBar().showMessage(summary.describe(), 10000)
+        self.statusBar().showMessage(describe_import(summary), 10000)
         self._update_demo_banner()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
