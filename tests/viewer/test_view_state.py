@@ -1,6 +1,7 @@
 """The plain-Python view model: slices, W/L, transforms and orientation labels without Qt."""
 
 import numpy as np
+
 from viewer.view_state import Crosshair, ViewState
 
 X, Y, Z = np.eye(3)

@@ -16,7 +16,6 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
 from viewer.cine import LOOP_MODES, CinePlayer, frame_times_ms
-from viewer.qt.signals import emit
 from viewer.qt.slice_view import StackView
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -146,7 +145,7 @@ class CineView(QWidget):
         self.scrubber.blockSignals(False)
         total = self.player.frame_count if self.player else 0
         self.frame_label.setText(f"{frame + 1}/{total}")
-        emit(self.frame_changed, frame)
+        self.frame_changed.emit(frame)
 
     def _scrubbed(self, frame: int) -> None:
         self.seek(frame)

@@ -17,7 +17,6 @@ from PySide6.QtGui import QColor, QMouseEvent
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from viewer.presets import default_window
-from viewer.qt.signals import emit
 from viewer.qt.slice_view import SliceView, meta_text
 from viewer.reslice import STANDARD_PLANES, Oblique, plane_image, plane_positions, value_range
 from viewer.view_state import Crosshair
@@ -50,7 +49,7 @@ class MprPlaneView(SliceView):
         if (self.tool == "crosshair" and self._button == Qt.MouseButton.LeftButton and self.plane is not None
                 and event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
             self._last = event.position()
-            emit(self.angle_picked, self._plane_angle(event.position()))
+            self.angle_picked.emit(self._plane_angle(event.position()))
             return
         super().mouseMoveEvent(event)
 
@@ -140,7 +139,7 @@ class MprView(QWidget):
             raise ValueError(f"slab mode must be one of {SLAB_MODES}")
         self.slab_mm, self.slab_mode = max(float(thickness_mm), 0.0), mode
         self._update_planes()
-        emit(self.slab_changed, self.slab_mm, mode)
+        self.slab_changed.emit(self.slab_mm, mode)
 
     def set_window(self, width: float, center: float) -> None:
         self.views["axial"].set_window(width, center)
@@ -204,7 +203,7 @@ class MprView(QWidget):
             positions = plane_positions(self.volume, name)
             view.state.set_slice(int(np.argmin(np.abs(positions - point @ np.asarray(STANDARD_PLANES[name][2])))))
             self._syncing = False
-        emit(self.crosshair_moved, point.copy())
+        self.crosshair_moved.emit(point.copy())
 
     # -- linking --------------------------------------------------------------------------
     def _on_view_state(self, name: str, what: str) -> None:
@@ -225,4 +224,4 @@ class MprView(QWidget):
         for view in self.views.values():
             view.set_window(width, center)
         self._syncing = False
-        emit(self.window_changed, width, center)
+        self.window_changed.emit(width, center)

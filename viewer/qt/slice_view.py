@@ -21,7 +21,6 @@ from vtk.util import numpy_support
 
 from viewer.presets import WindowPreset, default_window, presets_for
 from viewer.qt.canvas import VtkCanvas
-from viewer.qt.signals import emit
 from viewer.reslice import PlaneImage, plane_image
 from viewer.tools import POINTS_NEEDED, Measurement, Point, measure, pixel_value
 from viewer.view_state import OrientationLabels, ViewState
@@ -151,11 +150,11 @@ class SliceView(VtkCanvas):
     # -- model -> view --------------------------------------------------------------------
     def _on_state_changed(self, what: str) -> None:
         if what == "window":
-            emit(self.window_changed, self.state.window_width, self.state.window_center)
+            self.window_changed.emit(self.state.window_width, self.state.window_center)
         elif what == "invert":
             self._set_lut(self.state.invert)
         elif what == "slice":
-            emit(self.slice_changed, self.state.slice_index)
+            self.slice_changed.emit(self.state.slice_index)
         self.request_render()
 
     def _set_lut(self, inverted: bool) -> None:
@@ -268,7 +267,7 @@ class SliceView(VtkCanvas):
     def _pick(self, pos: QPointF) -> None:
         assert self.plane is not None
         col, row = self._event_pixel(pos)
-        emit(self.point_picked, self.plane.to_lps(row, col))
+        self.point_picked.emit(self.plane.to_lps(row, col))
 
     def _add_point(self, point: Point) -> None:
         assert self.plane is not None
@@ -277,7 +276,7 @@ class SliceView(VtkCanvas):
             m = measure(self.tool, list(self._pending), self.plane.pixels, self.spacing, self.plane_key)
             self._pending.clear()
             self.measurements.append(m)
-            emit(self.measurement_added, m)
+            self.measurement_added.emit(m)
         self.update()
 
     def _update_cursor(self, pos: QPointF) -> None:
@@ -287,7 +286,7 @@ class SliceView(VtkCanvas):
         value = self.value_at(col, row)
         self._cursor = None if value is None else {
             "col": int(round(col)), "row": int(round(row)), "value": value, "lps": self.plane.to_lps(row, col)}
-        emit(self.cursor_value_changed, self._cursor)
+        self.cursor_value_changed.emit(self._cursor)
         self.update()
 
     # -- overlay --------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import QWidget
 from vtk.util import numpy_support
 
 from viewer.qt.canvas import VtkCanvas
-from viewer.qt.signals import emit
 
 # (value, r, g, b) colour points and (value, opacity) points per preset; values in HU.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -115,7 +114,7 @@ class VolumeRenderView(VtkCanvas):
         self.property.SetColor(color)
         self.property.SetScalarOpacity(opacity)
         self.preset = name
-        emit(self.preset_changed, name)
+        self.preset_changed.emit(name)
         self.request_render()
 
     def reset_camera(self) -> None:
@@ -125,7 +124,7 @@ class VolumeRenderView(VtkCanvas):
         camera.SetPosition(0.0, -1.0, 0.0)
         camera.SetViewUp(0.0, 0.0, 1.0)
         self.renderer.ResetCamera()
-        emit(self.camera_changed)
+        self.camera_changed.emit()
         self.request_render()
 
     def rotate(self, azimuth_deg: float, elevation_deg: float) -> None:
@@ -133,13 +132,13 @@ class VolumeRenderView(VtkCanvas):
         camera.Azimuth(azimuth_deg)
         camera.Elevation(elevation_deg)
         camera.OrthogonalizeViewUp()
-        emit(self.camera_changed)
+        self.camera_changed.emit()
         self.request_render()
 
     def zoom(self, factor: float) -> None:
         self.renderer.GetActiveCamera().Dolly(factor)
         self.renderer.ResetCameraClippingRange()
-        emit(self.camera_changed)
+        self.camera_changed.emit()
         self.request_render()
 
     def set_interacting(self, interacting: bool) -> None:
@@ -183,7 +182,7 @@ class VolumeRenderView(VtkCanvas):
             shift = (-dx * right + dy * np.asarray(camera.GetViewUp())) * scale
             camera.SetFocalPoint(*(np.asarray(camera.GetFocalPoint()) + shift))
             camera.SetPosition(*(np.asarray(camera.GetPosition()) + shift))
-            emit(self.camera_changed)
+            self.camera_changed.emit()
             self.request_render()
         self._last = pos
 
