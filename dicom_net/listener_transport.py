@@ -53,6 +53,22 @@ class BoundedAssociationSocket(AssociationSocket):
         return _MAX_SMALL_PDU
 
     def recv(self, nr_bytes: int) -> bytearray:
+        try:
+            data = self._recv_pdu_part(nr_bytes)
+        except OSError:
+            self._wake_acceptor()
+            raise
+        if len(data) < nr_bytes:
+            self._wake_acceptor()
+        return data
+
+    def _wake_acceptor(self) -> None:
+        """The peer is gone before the association was set up (failed TLS handshake, port scan):
+        let the acceptor stop waiting for an A-ASSOCIATE-RQ now instead of after the ACSE timeout."""
+        if not self.assoc.is_established:
+            self.assoc.dul.to_user_queue.put(None)
+
+    def _recv_pdu_part(self, nr_bytes: int) -> bytearray:
         sock = self.socket
         if sock is None:
             return bytearray()
