@@ -275,8 +275,9 @@ def build_stacks(headers: Iterable[InstanceHeader]) -> list[Stack]:
     for s in geometric:
         if series_counts[s.series_uid] > 1:
             s.warnings.extend(n for n in split_note if s.series_uid in n)
-    # Largest stacks first within each series so the main volume comes before scouts.
-    geometric.sort(key=lambda s: (s.series_uid, -len(s.frames)))
+    # Largest stacks first within each series so the main volume comes before scouts; equal
+    # stacks (phases of a dynamic series) in acquisition order.
+    geometric.sort(key=lambda s: (s.series_uid, -len(s.frames), s.first.order_key))
     return geometric + stacks
 
 

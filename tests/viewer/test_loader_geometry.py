@@ -192,3 +192,21 @@ def test_signed_ct_that_overflows_int16_is_reloaded_as_int32(tmp_path: Path) -> 
     assert volume.voxels.dtype == np.int32
     assert volume.voxels[2, 0, 0] == -32768 - 1024 and volume.voxels[0, 0, 0] == -1024
     assert volume.voxels[1, 5, 5] == 100 - 1024
+
+
+def test_repeated_positions_split_into_phases_in_acquisition_order(tmp_path: Path) -> None:
+    from dicom_net.synthetic import ct_phantom_hu
+
+    uid, geometry = "1.2.826.0.1.3680043.8.498.777", SeriesGeometry(rows=32, columns=32, slices=6)
+    phases = []
+    for acquisition, offset in ((2, 100.0), (1, 0.0)):  # written late phase first
+        datasets = list(ct_series(geometry, series_uid=uid, frame_of_reference_uid=uid + ".1",
+                                  hu=lambda p, o=offset: ct_phantom_hu(p) + o))
+        for ds in datasets:
+            ds.AcquisitionNumber = acquisition
+        phases += write_datasets(datasets, tmp_path / str(acquisition))
+    result = load_series(phases)
+    assert [v.voxels.shape for v in result.volumes] == [(6, 32, 32), (6, 32, 32)]
+    early, late = result.volumes
+    assert np.array_equal(late.voxels.astype(int) - early.voxels.astype(int), np.full((6, 32, 32), 100))
+    assert any("share each slice position" in w for w in result.warnings)
