@@ -1,0 +1,336 @@
+"""The AI chat dock: ask the local Hulu-Med model about what is on screen.
+
+A thin Qt view over :mod:`app.reporting.chat`: chips show exactly what will be sent (series,
+plane, slices, window, image count, token estimate) and can be changed before sending; answers
+stream in, a Stop button cancels, follow-ups continue the study's conversation, thinking-mode
+reasoning is folded away (click to unfold). The model runs in the engine's worker thread and the
+inputs are prepared in a Python thread: the GUI thread never waits for the model.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.reporting.chat import (
+    AI_NOTICE,
+    AskScope,
+    ChatSession,
+    ScreenContext,
+    default_scope,
+    summarise,
+)
+from app.reporting.model_service import ModelService, ModelState
+from app.reporting.templates import quick_prompts
+
+log = logging.getLogger(__name__)
+KIND_LABELS = {"image": "Current image", "volume": "Series as volume", "cine": "Cine"}
+PLANES = ("axial", "coronal", "sagittal", "native")
+
+
+class ChatPanel(QWidget):
+    """Dock panel; ``context_provider`` returns what the active viewport shows (or None)."""
+
+    delta_arrived = Signal(str, str)  # reasoning, answer (from the worker thread)
+    answer_finished = Signal(str)  # error text or ""
+    model_state_changed = Signal(object)
+
+    def __init__(self, service: ModelService, context_provider: Callable[[], ScreenContext | None],
+                 parent: QWidget | None = None, *, max_new_tokens: int = 512, max_visual_tokens: int = 16384):
+        super().__init__(parent)
+        self.service = service
+        self.context_provider = context_provider
+        self.max_new_tokens = max_new_tokens
+        self.max_visual_tokens = max_visual_tokens
+        self.sessions: dict[str, ChatSession] = {}
+        self.context: ScreenContext | None = None
+        self.scope: AskScope | None = None
+        self._cancel: threading.Event | None = None
+        self._worker: threading.Thread | None = None
+        self._expanded: set[int] = set()
+        self._updating = False
+
+        self.notice = QLabel(AI_NOTICE, self)
+        self.notice.setObjectName("aiNotice")
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("background:#5a3d00;color:#ffe0a0;padding:4px;border-radius:3px;")
+        self.model_label = QLabel(self)
+        self.model_label.setWordWrap(True)
+        self.model_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.kind_box = QComboBox(self)
+        for kind, label in KIND_LABELS.items():
+            self.kind_box.addItem(label, kind)
+        self.plane_box = QComboBox(self)
+        self.plane_box.addItems(PLANES)
+        self.slice_spin = QSpinBox(self)
+        self.slice_spin.setPrefix("slice ")
+        self.slices_spin = QSpinBox(self)
+        self.slices_spin.setRange(2, 256)
+        self.slices_spin.setSuffix(" slices")
+        self.width_spin = QDoubleSpinBox(self)
+        self.width_spin.setRange(1, 100000)
+        self.width_spin.setPrefix("W ")
+        self.level_spin = QDoubleSpinBox(self)
+        self.level_spin.setRange(-100000, 100000)
+        self.level_spin.setPrefix("L ")
+        self.refresh_button = QPushButton("Use screen", self)
+        self.refresh_button.setToolTip("Take series, plane, slice and window from the active viewport")
+        self.chips = QLabel(self)
+        self.chips.setObjectName("chips")
+        self.chips.setWordWrap(True)
+        self.chips.setTextFormat(Qt.TextFormat.RichText)
+
+        self.history_view = QTextBrowser(self)
+        self.history_view.setOpenLinks(False)
+        self.history_view.anchorClicked.connect(self._toggle_reasoning)
+        self.quick_box = QComboBox(self)
+        self.quick_box.setPlaceholderText("Quick questions ...")
+        self.quick_box.activated.connect(self._use_quick_prompt)
+        self.input = QPlainTextEdit(self)
+        self.input.setPlaceholderText("Ask about what is on screen ...")
+        self.input.setMaximumHeight(70)
+        self.think_box = QCheckBox("Thinking mode", self)
+        self.send_button = QPushButton("Ask", self)
+        self.stop_button = QPushButton("Stop", self)
+        self.stop_button.setEnabled(False)
+
+        scope_row = QHBoxLayout()
+        for widget in (self.kind_box, self.plane_box, self.slice_spin, self.slices_spin):
+            scope_row.addWidget(widget)
+        window_row = QHBoxLayout()
+        for widget in (self.width_spin, self.level_spin, self.refresh_button):
+            window_row.addWidget(widget)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.think_box)
+        buttons.addStretch(1)
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.send_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.notice)
+        layout.addWidget(self.model_label)
+        layout.addLayout(scope_row)
+        layout.addLayout(window_row)
+        layout.addWidget(self.chips)
+        layout.addWidget(self.history_view, 1)
+        layout.addWidget(self.quick_box)
+        layout.addWidget(self.input)
+        layout.addLayout(buttons)
+
+        for signal in (self.kind_box.currentIndexChanged, self.plane_box.currentIndexChanged,
+                       self.slice_spin.valueChanged, self.slices_spin.valueChanged,
+                       self.width_spin.valueChanged, self.level_spin.valueChanged):
+            signal.connect(self._scope_edited)
+        self.refresh_button.clicked.connect(self.refresh_from_screen)
+        self.send_button.clicked.connect(lambda: self.ask(self.input.toPlainText()))
+        self.stop_button.clicked.connect(self.stop)
+        self.delta_arrived.connect(self._on_delta)
+        self.answer_finished.connect(self._on_finished)
+        self.model_state_changed.connect(self._show_model_state)
+        service.on_state(self.model_state_changed.emit)
+        self._show_model_state(service.state)
+        self.refresh_from_screen()
+
+    # -- model state -------------------------------------------------------------------------
+    def _show_model_state(self, state: ModelState) -> None:
+        self.model_label.setText(state.message)
+        self.model_label.setVisible(not state.ready)
+        self._update_enabled()
+
+    def _update_enabled(self) -> None:
+        busy = self._worker is not None
+        self.send_button.setEnabled(self.service.state.ready and not busy and self.scope is not None)
+        self.stop_button.setEnabled(busy)
+
+    # -- scope (chips) -----------------------------------------------------------------------
+    @property
+    def session(self) -> ChatSession | None:
+        if self.context is None:
+            return None
+        return self.sessions.setdefault(self.context.study_uid, ChatSession(self.context.study_uid))
+
+    def refresh_from_screen(self) -> None:
+        """Re-read the active viewport: series, plane, slice, window (the chips follow)."""
+        context = self.context_provider()
+        study_changed = context is None or self.context is None or context.study_uid != self.context.study_uid
+        self.context = context
+        kind = self.scope.kind if self.scope is not None and not study_changed else None
+        try:
+            self.scope = default_scope(context, kind) if context is not None else None
+        except ValueError:
+            self.scope = default_scope(context) if context is not None else None
+        if study_changed:
+            self._fill_quick_prompts()
+            self._render_history()
+        self._show_scope()
+
+    def _fill_quick_prompts(self) -> None:
+        self.quick_box.clear()
+        modality = self.context.modality if self.context else ""
+        self.quick_box.addItems(quick_prompts(modality))
+
+    def _use_quick_prompt(self, index: int) -> None:
+        self.input.setPlainText(self.quick_box.itemText(index))
+
+    def _show_scope(self) -> None:
+        self._updating = True
+        try:
+            scope = self.scope
+            for widget in (self.kind_box, self.plane_box, self.slice_spin, self.slices_spin,
+                           self.width_spin, self.level_spin):
+                widget.setEnabled(scope is not None)
+            if scope is None:
+                self.chips.setText("<i>Open a series to ask about it.</i>")
+                return
+            self.kind_box.setCurrentIndex(self.kind_box.findData(scope.kind))
+            self.plane_box.setCurrentText(scope.plane)
+            depth = self._depth(scope)
+            self.slice_spin.setRange(1, max(depth, 1))
+            self.slice_spin.setValue(scope.slice_index + 1)
+            self.slices_spin.setRange(2, max(depth, 2))
+            self.slices_spin.setValue(scope.slices)
+            self.slice_spin.setVisible(scope.kind == "image")
+            self.slices_spin.setVisible(scope.kind == "volume")
+            self.plane_box.setVisible(scope.kind != "cine")
+            has_window = scope.window is not None
+            self.width_spin.setVisible(has_window)
+            self.level_spin.setVisible(has_window)
+            if has_window:
+                self.width_spin.setValue(scope.window[0])
+                self.level_spin.setValue(scope.window[1])
+            summary = summarise(self.context.volume, scope, self.max_visual_tokens)
+            self.chips.setText(" ".join(
+                f"<span style='background:#2d4a6b;color:#e0f0ff;padding:2px 6px;'>&nbsp;{html.escape(c)}&nbsp;</span>"
+                for c in summary.chips()))
+        finally:
+            self._updating = False
+            self._update_enabled()
+
+    def _depth(self, scope: AskScope) -> int:
+        from viewer.reslice import plane_positions
+
+        if scope.kind == "cine":
+            return int(self.context.volume.voxels.shape[0])
+        return len(plane_positions(self.context.volume, scope.plane))
+
+    def _scope_edited(self) -> None:
+        if self._updating or self.scope is None or self.context is None:
+            return
+        kind = self.kind_box.currentData()
+        if kind != self.scope.kind:
+            try:
+                self.scope = default_scope(self.context, kind, slices=self.slices_spin.value())
+            except ValueError as exc:
+                self.chips.setText(html.escape(str(exc)))
+                return
+        else:
+            plane = self.plane_box.currentText()
+            self.scope.plane = plane
+            depth = self._depth(self.scope)
+            self.scope.slice_index = min(self.slice_spin.value() - 1, depth - 1)
+            self.scope.slices = min(self.slices_spin.value(), depth)
+            if self.scope.window is not None:
+                self.scope.window = (self.width_spin.value(), self.level_spin.value())
+        self._show_scope()
+
+    # -- asking ------------------------------------------------------------------------------
+    def ask(self, question: str) -> bool:
+        """Send ``question`` with the current scope; False (and a message) when it cannot."""
+        session, scope, context = self.session, self.scope, self.context
+        if not self.service.state.ready:
+            self._show_model_state(self.service.state)
+            return False
+        if session is None or scope is None or context is None or not question.strip() or self._worker:
+            return False
+        self.input.clear()
+        self._cancel = threading.Event()
+        cancel, volume = self._cancel, context.volume
+        asked_scope = AskScope(**vars(scope))
+        think = self.think_box.isChecked()
+
+        def work() -> None:
+            try:
+                session.ask(self.service, question, volume, asked_scope, think=think,
+                            max_new_tokens=self.max_new_tokens, max_tokens=self.max_visual_tokens,
+                            on_delta=self.delta_arrived.emit, cancel=cancel)
+                self.answer_finished.emit("")
+            except Exception as exc:  # shown in the panel; the app keeps working
+                log.exception("chat request failed")
+                self.answer_finished.emit(str(exc))
+
+        self._worker = threading.Thread(target=work, name="chat-request", daemon=True)
+        self._worker.start()
+        self._render_history()
+        self._update_enabled()
+        return True
+
+    def stop(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the running request (tests, shutdown); True when none is running."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+        return self._worker is None or not self._worker.is_alive()
+
+    def _on_delta(self, _reasoning: str, _answer: str) -> None:
+        self._render_history()
+
+    def _on_finished(self, error: str) -> None:
+        if self._worker is not None:
+            self._worker.join()
+        self._worker = None
+        self._cancel = None
+        if error:
+            self.history_view.append(f"<p style='color:#ff8080'>{html.escape(error)}</p>")
+        else:
+            self._render_history()
+        self._update_enabled()
+
+    # -- history -----------------------------------------------------------------------------
+    def _toggle_reasoning(self, url: QUrl) -> None:
+        index = int(url.toString().split(":")[-1])
+        self._expanded ^= {index}
+        self._render_history()
+
+    def _render_history(self) -> None:
+        session = self.session
+        parts = []
+        for index, message in enumerate(session.history if session else []):
+            text = html.escape(message.text).replace("\n", "<br>")
+            if message.role == "user":
+                chips = " · ".join(html.escape(c) for c in message.chips)
+                parts.append(f"<p><b>You:</b> {text}<br><small style='color:#8aa'>{chips}</small></p>")
+                continue
+            body = [f"<p><b>AI draft:</b> {text or '<i>...</i>'}"]
+            if message.reasoning:
+                if index in self._expanded:
+                    reasoning = html.escape(message.reasoning).replace("\n", "<br>")
+                    body.append(f"<br><a href='reason:{index}'>hide reasoning</a>"
+                                f"<br><small style='color:#999'>{reasoning}</small>")
+                else:
+                    body.append(f"<br><a href='reason:{index}'>show reasoning ({len(message.reasoning)} chars)</a>")
+            body.append("</p>")
+            parts.append("".join(body))
+        self.history_view.setHtml("".join(parts))
+        bar = self.history_view.verticalScrollBar()
+        bar.setValue(bar.maximum())

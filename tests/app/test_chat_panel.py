@@ -1,0 +1,116 @@
+"""The chat dock end to end with the tiny model: chips, streaming, stop, follow-ups, no model."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.ai_inputs import load_main_volume
+from app.chat_panel import ChatPanel
+from app.reporting.chat import AI_NOTICE, ScreenContext, default_scope, summarise
+from app.reporting.model_service import ModelService
+from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
+from app.ai_inputs import visual_item_for
+from inference.inputs import build_model_inputs
+from inference.prompting import Conversation
+from tests.reporting.model_fixtures import tiny_model_folder, tiny_model_service  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def ct_context(tmp_path_factory):
+    paths = write_datasets(list(ct_series(SeriesGeometry(rows=48, columns=48, slices=12))),
+                           tmp_path_factory.mktemp("chat-ct"))
+    volume, _ = load_main_volume(paths)
+    return ScreenContext("1.2.3.100", str(volume.metadata["series_uid"]), volume, modality="CT",
+                         series_label="Phantom CT", plane="axial", slice_index=5, window=(400.0, 40.0))
+
+
+def test_token_estimate_on_the_chips_matches_what_the_model_gets(ct_context, tiny_model_service):
+    tokenizer = tiny_model_service.loaded.tokenizer
+    for kind in ("image", "volume"):
+        scope = default_scope(ct_context, kind, slices=6)
+        conversation = Conversation()
+        conversation.add_user("q", [visual_item_for(ct_context.volume, scope.view())])
+        inputs = build_model_inputs(tokenizer, conversation, max_tokens=512,
+                                    chat_template=tiny_model_service.loaded.chat_template)
+        assert summarise(ct_context.volume, scope, 512).visual_tokens == inputs.visual_tokens
+
+
+def test_chips_show_what_will_be_sent_and_follow_edits(qtbot, ct_context, tiny_model_service):
+    panel = ChatPanel(tiny_model_service, lambda: ct_context, max_visual_tokens=512)
+    qtbot.addWidget(panel)
+    assert panel.notice.text() == AI_NOTICE
+    chips = panel.chips.text()
+    for chip in ("Series Phantom CT", "Plane axial", "slice 6", "W/L 400/40", "1 image(s)"):
+        assert chip in chips
+    panel.kind_box.setCurrentIndex(panel.kind_box.findData("volume"))
+    panel.slices_spin.setValue(8)
+    panel.width_spin.setValue(1500)
+    panel.level_spin.setValue(-600)
+    assert "8 slices" in panel.chips.text() and "W/L 1500/-600" in panel.chips.text()
+    assert panel.scope.kind == "volume" and panel.scope.window == (1500.0, -600.0)
+    assert panel.quick_box.itemText(0) == "Describe the findings on these CT slices."
+
+
+def test_ask_streams_then_follow_up_reuses_the_conversation(qtbot, ct_context, tiny_model_service):
+    panel = ChatPanel(tiny_model_service, lambda: ct_context, max_new_tokens=12, max_visual_tokens=256)
+    qtbot.addWidget(panel)
+    deltas = []
+    panel.delta_arrived.connect(lambda r, a: deltas.append(a))
+    assert panel.ask("What organ is this?")
+    assert not panel.send_button.isEnabled() and panel.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: panel._worker is None, timeout=60000)
+    session = panel.session
+    answer = session.history[-1]
+    assert answer.role == "assistant" and answer.finished and answer.text
+    assert answer.text == "".join(deltas)
+    assert "AI draft:" in panel.history_view.toPlainText() and "What organ is this?" in panel.history_view.toPlainText()
+    assert session.generations[-1].inputs[0].slices == [5]
+    first_prompt = session.generations[-1].prompt_tokens
+    assert panel.ask("And the other side?")
+    qtbot.waitUntil(lambda: panel._worker is None, timeout=60000)
+    assert session.generations[-1].inputs == []  # same scope: no new images attached
+    assert session.generations[-1].prompt_tokens > first_prompt
+    assert tiny_model_service.engine.cached_tokens(session.conversation_id) > first_prompt
+    assert len(session.history) == 4 and panel.send_button.isEnabled()
+
+
+def test_stop_cancels_the_answer(qtbot, ct_context, tiny_model_service):
+    panel = ChatPanel(tiny_model_service, lambda: ct_context, max_new_tokens=3000, max_visual_tokens=256)
+    qtbot.addWidget(panel)
+    panel.delta_arrived.connect(lambda r, a: panel.stop())
+    panel.ask("Describe.")
+    qtbot.waitUntil(lambda: panel._worker is None, timeout=60000)
+    generation = panel.session.generations[-1]
+    assert generation.outcome == "cancelled" and generation.new_tokens < 3000
+
+
+def test_thinking_reasoning_is_folded_until_clicked(qtbot, ct_context, tiny_model_service):
+    from PySide6.QtCore import QUrl
+
+    panel = ChatPanel(tiny_model_service, lambda: ct_context)
+    qtbot.addWidget(panel)
+    session = panel.session
+    from app.reporting.chat import ChatMessage
+
+    session.history += [ChatMessage("user", "q"), ChatMessage("assistant", "Answer", reasoning="step one")]
+    panel._render_history()
+    assert "show reasoning (8 chars)" in panel.history_view.toPlainText()
+    assert "step one" not in panel.history_view.toPlainText()
+    panel._toggle_reasoning(QUrl("reason:1"))
+    assert "step one" in panel.history_view.toPlainText()
+
+
+def test_without_a_model_the_panel_says_how_to_install_and_cannot_send(qtbot, ct_context):
+    panel = ChatPanel(ModelService(None), lambda: ct_context)
+    qtbot.addWidget(panel)
+    panel.show()
+    assert panel.model_label.isVisible() and "Settings > Model" in panel.model_label.text()
+    assert not panel.send_button.isEnabled()
+    assert panel.ask("anything?") is False
+    assert "Series Phantom CT" in panel.chips.text()  # the rest still works
+
+
+def test_without_an_open_series_nothing_is_offered(qtbot, tiny_model_service):
+    panel = ChatPanel(tiny_model_service, lambda: None)
+    qtbot.addWidget(panel)
+    assert "Open a series" in panel.chips.text() and not panel.send_button.isEnabled()
