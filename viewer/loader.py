@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -325,20 +325,18 @@ def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCall
             tasks.append([(k, fr)])
     if current:
         tasks.append(current)
-    pending: set[Future] = {
+    futures: list[Future] = [
         pool.submit(_decode_task, t, voxels, shared.get(t[0][1].header.path), plan.checked) for t in tasks
-    }
+    ]
     loaded = 0
     try:
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                for k in fut.result():
-                    loaded += 1
-                    if on_slice is not None:
-                        on_slice(SliceEvent(index, k, voxels[k], plan.volume, loaded, len(frames)))
+        for fut in futures:  # in submission order: events go middle slice first, then outwards
+            for k in fut.result():
+                loaded += 1
+                if on_slice is not None:
+                    on_slice(SliceEvent(index, k, voxels[k], plan.volume, loaded, len(frames)))
     except BaseException:
-        for fut in pending:
+        for fut in futures:
             fut.cancel()
         raise
 
