@@ -9,6 +9,8 @@ channel-first to 3*14*14 values. This is bit-identical to the reference for nump
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -92,8 +94,16 @@ def resize_bicubic(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BICUBIC))
 
 
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize every frame of a (T, H, W, 3) uint8 stack; Pillow frees the GIL, so frames run in parallel."""
+    if len(frames) < 8:
+        return np.stack([resize_bicubic(frame, height, width) for frame in frames])
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return np.stack(list(pool.map(lambda frame: resize_bicubic(frame, height, width), frames)))
+
+
 def patchify(frames: np.ndarray, merge_size: int, patch_size: int = PATCH_SIZE) -> np.ndarray:
-    """(T, H, W, 3) float32 -> (T*gh*gw, 3*p*p) with each merge block's m*m patches contiguous.
+    """(T, H, W, 3) -> (T*gh*gw, 3*p*p) with each merge block's m*m patches contiguous (any dtype).
 
     Order: frame, merged row, merged column, row within block, column within block; inside a
     patch: channel, pixel row, pixel column.
@@ -132,8 +142,9 @@ def preprocess_items(
             height, width, merge_size=merge, frame_count=frame_count,
             max_tokens=max_tokens, min_tokens=min_tokens, patch_size=patch_size,
         )
-        levels = np.stack([resize_bicubic(frame, new_h, new_w) for frame in item.frames])
-        pixel_chunks.append(patchify(NORMALISED_LEVELS[levels], merge, patch_size))
+        levels = resize_frames(item.frames, new_h, new_w)
+        # patch the uint8 levels (1 byte per value), then look the normalised floats up in place
+        pixel_chunks.append(NORMALISED_LEVELS[patchify(levels, merge, patch_size)])
         gh, gw = new_h // patch_size, new_w // patch_size
         grid_thw.append((item.frame_count, gh, gw))
         frame_tokens.append([(gh // merge) * (gw // merge)] * item.frame_count)
