@@ -136,6 +136,7 @@ class StudyBrowser(QWidget):
     export_requested = Signal(str, bool)  # study UID, as zip
     import_requested = Signal()
     query_pacs_requested = Signal()
+    studies_changed = Signal(list)  # study UIDs stored or deleted since the last poll
 
     def __init__(self, logic: StudyBrowserLogic, thumbnails: ThumbnailCache, parent: QWidget | None = None,
                  poll_ms: int = 1000):
@@ -155,6 +156,7 @@ class StudyBrowser(QWidget):
             edit = QLineEdit(self)
             edit.setPlaceholderText(hint)
             edit.setMaximumWidth(width + 60)
+            edit.setMinimumWidth(40)
             edit.setObjectName(f"filter_{key}")
             edit.returnPressed.connect(self.apply_filter)
             self.fields[key] = edit
@@ -244,6 +246,8 @@ class StudyBrowser(QWidget):
         changed = self.logic.poll()
         if changed or any(self.logic.receiving(r.study_uid) for r in self.logic.rows):
             self._refresh_view()
+        if changed:
+            self.studies_changed.emit(changed)
 
     def refresh(self) -> None:
         self.logic.refresh()

@@ -61,7 +61,8 @@ def make_window(themed_app, qtbot):
     def make(archive: Archive, supervisor=None, size=(1400, 860)):
         window = MainWindow(archive, SettingsStore(), supervisor, poll_ms=200)
         qtbot.addWidget(window)
-        window.resize(*size)
+        if size:
+            window.resize(*size)
         window.show()
         qtbot.waitExposed(window)
         windows.append(window)

@@ -1,0 +1,138 @@
+"""Main window workflows through the real widgets: demo study on first launch, drag-and-drop
+import, anonymised export, delete, settings dialog refusal, shortcut help, side dock, state memory."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pydicom
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QLabel
+
+from app.settings_store import SettingsStore
+from app.shortcuts import SHORTCUTS, conflicts
+from app.status_model import ModelState
+
+from .conftest import save_screenshot
+
+
+def test_first_launch_offers_and_creates_the_demo_study(archive, make_window, qtbot, screenshot_dir):
+    window = make_window(archive)
+    assert window.demo_banner.isVisible()
+    save_screenshot(window, screenshot_dir / "first_launch_empty.png")
+    window.create_demo_study()
+    qtbot.waitUntil(lambda: not window.tasks.active, timeout=120000)
+    qtbot.waitUntil(lambda: len(window.browser_logic.rows) == 1, timeout=5000)
+    study = window.browser_logic.rows[0]
+    assert sorted(study.modalities) == ["CT", "DX", "US"] and study.series_count == 3
+    assert not window.demo_banner.isVisible()
+
+
+def test_build_window_creates_demo_when_asked_by_setting(themed_app, qtbot):
+    from app.gui_main import build_window
+
+    store = SettingsStore()
+    store.apply_form({"general.create_demo_if_empty": "true"})
+    window = build_window(start_listener=False)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: not window.tasks.active, timeout=120000)
+    assert len(window.browser_logic.archive.studies()) == 1
+    window.archive.close()
+
+
+def test_drop_zip_imports_then_export_anonymised_and_delete(archive, demo_files, make_window, qtbot, tmp_path):
+    dx = [p for p in demo_files if p.parent.name == "dx"]
+    bundle = tmp_path / "incoming.zip"
+    with zipfile.ZipFile(bundle, "w") as zf:
+        zf.write(dx[0], "a/dx.dcm")
+        zf.writestr("a/readme.txt", "not dicom")
+    window = make_window(archive)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(bundle))])
+    window.dropEvent(QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier))
+    qtbot.waitUntil(lambda: len(window.browser_logic.rows) == 1, timeout=20000)
+    uid = window.browser_logic.rows[0].study_uid
+    out = tmp_path / "anon.zip"
+    window.export_study(uid, True, destination=out)
+    qtbot.waitUntil(lambda: out.exists() and not window.tasks.active, timeout=20000)
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        ds = pydicom.dcmread(zf.open(names[0]))
+    assert len(names) == 1 and ds.PatientName == "ANONYMOUS" and ds.StudyInstanceUID != uid
+    window.delete_study(uid, confirm=False)
+    assert window.browser_logic.rows == [] and archive.studies() == []
+
+
+def test_settings_dialog_refuses_invalid_form_and_applies_valid_one(make_window, archive, qtbot):
+    from app.settings_dialog import SettingsDialog
+
+    window = make_window(archive)
+    dialog = SettingsDialog(window.store, parent=window)
+    qtbot.addWidget(dialog)
+    dialog.inputs["listener.aet"].setText("NEWAET")
+    dialog.inputs["listener.port"].setText("99999")
+    dialog.inputs["ris.host"].setText("ris.local")
+    assert dialog.try_apply() is None
+    assert set(dialog.last_errors) == {"listener.port"}
+    assert "Port" in dialog.error_label.text()
+    assert SettingsStore().load().listener.aet == "HULUWS"  # nothing half-applied
+    dialog.inputs["listener.port"].setText("11500")
+    applied = []
+    dialog.applied.connect(applied.append)
+    settings = dialog.try_apply()
+    assert settings is not None and applied == [settings]
+    stored = SettingsStore().load()
+    assert (stored.listener.aet, stored.listener.port, stored.ris.host) == ("NEWAET", 11500, "ris.local")
+
+
+def test_pacs_node_form_validates_and_saves(make_window, archive, qtbot):
+    from app.settings_dialog import SettingsDialog
+    from dicom_net.pacs_nodes import PacsNodes
+
+    window = make_window(archive)
+    dialog = SettingsDialog(window.store, parent=window)
+    qtbot.addWidget(dialog)
+    page = dialog.pacs_page
+    for key, value in {"name": "main", "aet": "ORTHANC", "host": "127.0.0.1", "port": "notaport"}.items():
+        page.fields[key].setText(value)
+    assert not page.save_node() and "port" in page.status.text()
+    page.fields["port"].setText("4242")
+    assert page.save_node()
+    assert PacsNodes().get("main").port == 4242 and page.list.count() == 1
+
+
+def test_shortcut_table_has_no_conflicts_and_help_lists_every_key(make_window, archive):
+    assert conflicts() == {}
+    window = make_window(archive)
+    dialog = window.show_shortcuts()
+    text = dialog.layout().itemAt(0).widget().toPlainText()
+    for sc in SHORTCUTS:
+        assert sc.description in text
+        assert all(k in text for k in sc.keys)
+    dialog.close()
+
+
+def test_side_dock_placeholder_is_replaced_by_mounted_panels(make_window, archive):
+    window = make_window(archive)
+    assert window.side_tabs.count() == 1 and window.side_tabs.widget(0) is window.side_placeholder
+    index = window.add_side_panel(QLabel("chat"), "Assistant")
+    window.add_side_panel(QLabel("report"), "Report")
+    assert window.side_tabs.count() == 2 and window.side_tabs.tabText(index) == "Assistant"
+    window.set_model_state(ModelState.LOADING, "nf4")
+    assert window.model_label.text() == "Model: loading (nf4)"
+    assert window.gpu_label.text().startswith(("CPU", "GPU"))
+
+
+def test_window_state_is_remembered(make_window, archive, qtbot):
+    window = make_window(archive, size=(1100, 540))
+    size = (window.width(), window.height())
+    assert size != (1500, 920)  # not the default size
+    window.right_dock.hide()
+    window.close()
+    again = make_window(archive, size=None)
+    assert again.height() == size[1]
+    if size[0] < again.screen().availableGeometry().width():  # offscreen's 800 px screen clamps the width
+        assert again.width() == size[0]
+    assert not again.right_dock.isVisible()
