@@ -56,6 +56,7 @@ def generate(folder: Path, slices: int, matrix: int) -> list[Path]:
 
 def run_ours(folder: Path, workers: int | None) -> dict[str, float]:
     import numpy as np
+
     from viewer.loader import load_series
     from viewer.reslice import window_to_uint8
 

@@ -17,6 +17,7 @@ when there is no rescale, int16/int32 for integral slope/intercept, float32 othe
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit
+
+log = logging.getLogger(__name__)
 
 NATIVE_LITTLE_ENDIAN = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
 # pylibjpeg decodes 8/12-bit JPEG about twice as fast as the default (gdcm) here.
@@ -198,8 +201,8 @@ def _decode_frame(decoder: object, ds: Dataset, frame: int, tsyntax: str) -> tup
     if plugin:
         try:
             return decoder.as_array(ds, index=frame, as_rgb=False, decoding_plugin=plugin)  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - fall back to pydicom's own plug-in order
-            pass
+        except Exception as exc:  # noqa: BLE001 - fall back to pydicom's own plug-in order
+            log.debug("%s could not decode frame %d (%s); trying pydicom's default order", plugin, frame, exc)
     return decoder.as_array(ds, index=frame, as_rgb=False)  # type: ignore[attr-defined]
 
 

@@ -104,7 +104,7 @@ def load_series(paths: Sequence[str | Path], *, on_slice: SliceCallback | None =
     workers = workers or default_workers()
     if on_slice is not None:
         _emit_preview(paths[len(paths) // 2], on_slice)
-    headers, warnings = scan_headers(paths, workers)
+    headers, warnings = scan_headers(paths)
     if not headers:
         raise LoadError("no DICOM image in the given files" + (f": {warnings[0]}" if warnings else ""))
     stacks = build_stacks(headers)
@@ -158,9 +158,7 @@ def _plan(stack: Stack, wide: bool = False) -> _Plan:
     ds = first.header.ds
     n = len(stack.frames)
     checked = False
-    if wide:
-        dtype = np.dtype(np.int32)
-    elif has_modality_lut(ds):
+    if wide or has_modality_lut(ds):
         dtype = np.dtype(np.int32)
     else:
         dtype, checked = modality_dtype(layout, sorted({(f.slope, f.intercept) for f in stack.frames}))

@@ -26,13 +26,13 @@ import numpy as np
 if not os.environ.get("DISPLAY"):
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
-import vtk  # noqa: E402
-from vtk.util import numpy_support  # noqa: E402
+import vtk
+from vtk.util import numpy_support
 
-from viewer.loader import load_series  # noqa: E402
-from viewer.presets import default_window  # noqa: E402
-from viewer.reslice import Plane, PlaneImage, SlabMode, plane_image, value_range  # noqa: E402
-from viewer.volume import Volume  # noqa: E402
+from viewer.loader import load_series
+from viewer.presets import default_window
+from viewer.reslice import Plane, PlaneImage, SlabMode, plane_image, value_range
+from viewer.volume import Volume
 
 LABEL_COLOUR = (1.0, 0.85, 0.2)
 LABEL_FONT_PX = 18
@@ -155,7 +155,7 @@ def projection_labels(patient_orientation: Sequence[str]) -> dict[str, str]:
     if len(patient_orientation) != 2:
         return {}
     row, col = (str(x).upper() for x in patient_orientation)
-    flip = (lambda s: "".join(_OPPOSITE.get(c, c) for c in s))  # noqa: E731
+    flip = (lambda s: "".join(_OPPOSITE.get(c, c) for c in s))
     return {"right": row, "left": flip(row), "bottom": col, "top": flip(col)}
 
 

@@ -7,6 +7,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut, convert_color_space, pixel_array
+
 from viewer.decode import ybr_full_to_rgb
 from viewer.loader import load_series
 from viewer.reslice import plane_image

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from dicom_net.synthetic import (
     CORONAL,
     DEFAULT_MARKERS,
@@ -50,7 +51,7 @@ def expected_pixel(plane: str, marker_lps: np.ndarray, bbox_min: np.ndarray, bbo
     corner = np.where((right + down) == 0, 0.0, corner)
     col = float((marker_lps - corner) @ right) / spacing_rc[1]
     row = float((marker_lps - corner) @ down) / spacing_rc[0]
-    return int(round(row)), int(round(col))
+    return round(row), round(col)
 
 
 def assert_markers_in_all_planes(volume, geometry: SeriesGeometry) -> None:

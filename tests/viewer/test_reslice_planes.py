@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from dicom_net.synthetic import SeriesGeometry, ct_phantom_hu, ct_series, write_datasets
 from viewer.loader import load_series
 from viewer.orientation import direction_label, edge_labels
@@ -35,15 +36,15 @@ def test_oblique_plane_samples_the_phantom_where_it_says(axial_volume) -> None:
     agree = np.isclose(img.pixels, truth, atol=1.0)[inside]
     assert inside.sum() > 1000 and agree.mean() > 0.9  # disagreement only where interpolation blurs edges
     row, col = img.from_lps(np.array([60.0, 0.0, 0.0]))
-    assert img.pixels[int(round(row)), int(round(col))] == pytest.approx(1500.0)
+    assert img.pixels[round(row), round(col)] == pytest.approx(1500.0)
     # the marker (patient left) is right of the mirrored column
-    assert img.pixels[int(round(row)), cols - 1 - int(round(col))] != pytest.approx(1500.0)
+    assert img.pixels[round(row), cols - 1 - round(col)] != pytest.approx(1500.0)
 
 
 def test_thick_slab_mip_minip_mean(axial_volume) -> None:
     z = 26.0  # head marker spans z 33..47 at x = y = 0; a 20 mm slab around z=26 reaches z=36
     thin = plane_image(axial_volume, "axial", z)
-    r, c = (int(round(v)) for v in thin.from_lps(np.array([0.0, 0.0, z])))
+    r, c = (round(v) for v in thin.from_lps(np.array([0.0, 0.0, z])))
     assert thin.pixels[r, c] == 40
     mip = plane_image(axial_volume, "axial", z, slab_mm=20.0, slab_mode="mip")
     minip = plane_image(axial_volume, "axial", z, slab_mm=20.0, slab_mode="minip")

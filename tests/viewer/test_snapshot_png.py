@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import vtk
+from vtk.util import numpy_support
+
 from app.cli import main
 from dicom_net.synthetic import SeriesGeometry, ct_series, ultrasound_cine, write_datasets
-from vtk.util import numpy_support
 
 SIZE = "448x384"
 GEOMETRY = SeriesGeometry(rows=96, columns=112, slices=48, slice_step=2.0)
