@@ -1,0 +1,53 @@
+"""Query/retrieve from a real Orthanc through the PACS dialog; the retrieved study opens like a local one."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.pacs_dialog import PacsDialog
+from dicom_net.pacs_nodes import PacsNode, PacsNodes
+from tests.peers import OrthancServer, orthanc_module, peer_network
+
+__all__ = ["orthanc_module", "peer_network"]  # fixtures used below
+pytestmark = pytest.mark.network_peer
+
+CALLING = "HULUAPP"
+
+
+def test_query_then_retrieve_with_progress_opens_the_study(orthanc_module: OrthancServer, archive, demo_files,
+                                                           make_window, qtbot, screenshot_dir):
+    orthanc = orthanc_module
+    orthanc.clear()
+    orthanc.upload([p for p in demo_files if p.parent.name in ("dx", "us")])
+    orthanc.add_modality("huluapp", CALLING, orthanc.network.host_ip, 1)
+    PacsNodes().add(PacsNode("orthanc", orthanc.aet, orthanc.host, orthanc.dicom_port, calling_aet=CALLING,
+                             retrieve_method="get"))
+    window = make_window(archive)
+    dialog = PacsDialog(window.tasks, archive, "HULUWS", parent=window)
+    qtbot.addWidget(dialog)
+    dialog.retrieved.connect(window._retrieved)
+    assert dialog.node_box.currentText() == "orthanc"
+    dialog.fields["patient_name"].setText("demo")
+    dialog.fields["description"].setText("phantom")
+    dialog.query()
+    qtbot.waitUntil(lambda: dialog.results.rowCount() == 1, timeout=20000)
+    assert dialog.results.item(0, 1).text() == "DEMO0001"
+    dialog.fields["description"].setText("no such study")
+    dialog.query()
+    qtbot.waitUntil(lambda: "0 studies found" in dialog.status.text(), timeout=20000)
+    dialog.fields["description"].clear()
+    dialog.query()
+    qtbot.waitUntil(lambda: dialog.results.rowCount() == 1, timeout=20000)
+    progress = []
+    window.tasks._signals.progress.connect(lambda _id, done, total, _t: progress.append((done, total)))
+    dialog.results.selectRow(0)
+    with qtbot.waitSignal(dialog.retrieved, timeout=30000) as blocker:
+        dialog.retrieve_selected()
+    study_uid = blocker.args[0]
+    assert "Retrieved: 2 images, 0 failed" in dialog.status.text()
+    assert progress and progress[-1][0] == 2
+    qtbot.waitUntil(lambda: [r.study_uid for r in window.browser_logic.rows] == [study_uid], timeout=5000)
+    session = window.open_study(study_uid)
+    assert {s.modality for s in session.series} == {"DX", "US"}
+    qtbot.waitUntil(lambda: all(vp.view is not None for vp in window.reading.viewports), timeout=30000)
+    assert type(window.reading.viewports[0].view).__name__ == "StackView"  # DX hangs 1x1
