@@ -126,6 +126,7 @@ def associate(
     )
     if not assoc.is_established:
         _raise_for_failed_association(node, assoc, connected=bool(opened), waited_s=time.monotonic() - start)
+    _keep_stray_responses(assoc)
     try:
         yield assoc
     except BaseException:
@@ -137,6 +138,26 @@ def associate(
             assoc.release()
     finally:
         ae.shutdown()
+
+
+def _keep_stray_responses(assoc: Any) -> None:
+    """Work around a pynetdicom race that loses a reply and stalls the request for a DIMSE timeout.
+
+    ``send_c_*`` pauses the association's reactor thread before sending, but the pause check can
+    pass while the reactor is between ``checkpoint.wait()`` and its ``get_msg()``; the reactor
+    then takes the peer's reply, finds it is not a request and drops it, and the waiting request
+    times out (seen as an aborted C-STORE every few hundred sends on a loaded machine). A reply
+    reaching the reactor is put back on the queue the request is waiting on.
+    """
+    serve = assoc._serve_request
+
+    def serve_or_requeue(msg: Any, context_id: int) -> None:
+        if msg.is_valid_response:
+            assoc.dimse.msg_queue.put((context_id, msg))
+            return
+        serve(msg, context_id)
+
+    assoc._serve_request = serve_or_requeue
 
 
 def _raise_for_failed_association(node: PacsNode, assoc: Any, connected: bool, waited_s: float) -> None:
