@@ -3,11 +3,10 @@
     sudo .venv/bin/python bench/retrieve.py [--slices 100] [--matrix 256] [--repeat 3]
 
 Orthanc runs in a private network namespace (needs root, see tests/peers.py) holding one CT
-series (generated phantom, uncompressed). Figures are medians of ``--repeat`` runs:
-C-FIND study level; C-GET into a fresh archive (ours; and receiving only, nothing
-written) vs getscu into a folder; C-MOVE to our
-listener started by ``hulu-workstation`` code (ours, and movescu asking for the same move) and
-movescu receiving itself (DCMTK on both ends).
+series (generated phantom, uncompressed). Figures are medians of ``--repeat`` runs: C-STORE of
+the series (ours vs storescu); C-FIND study level (vs findscu); C-GET into a fresh archive, and
+receiving only with nothing written (vs getscu writing files); C-MOVE to our listener (ours, and
+movescu asking for the same move); movescu receiving itself (DCMTK on both ends).
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from dicom_net.archive import Archive
 from dicom_net.listener import ListenerConfig, start_listener
 from dicom_net.pacs_nodes import PacsNode
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
-from tests.peers import orthanc_server, private_network, run_dcmtk
+from tests.peers import orthanc_server, private_network, run_dcmtk, run_storescu
 
 CALLING = "BENCHSCU"
 LISTENER = "BENCHLSN"
@@ -78,6 +77,18 @@ def main() -> int:
         host, port = orthanc.host, str(orthanc.dicom_port)
         print(f"Orthanc in namespace {net.name}; series: {args.slices} x {args.matrix}^2 CT, {size_mb:.1f} MB; "
               f"median of {args.repeat}")
+
+        def store_ours(i: int) -> None:
+            orthanc.clear()
+            assert scu.send(node, files).sent == args.slices
+
+        def store_dcmtk(i: int) -> None:
+            orthanc.clear()
+            check(run_storescu(files, host, int(port), orthanc.aet, CALLING), "storescu")
+
+        store_ours_s = median_time(store_ours, args.repeat)
+        store_dcmtk_s = median_time(store_dcmtk, args.repeat)
+        assert orthanc.instance_count() == args.slices
 
         find_ours = median_time(lambda i: scu.find(node, "study", study_uid=study_uid), max(args.repeat, 10))
         find_dcmtk = median_time(lambda i: check(run_dcmtk(
@@ -147,6 +158,7 @@ def main() -> int:
         move_self = median_time(move_dcmtk_self, args.repeat)
 
     rows = [
+        (f"C-STORE {args.slices} images to Orthanc", store_ours_s, store_dcmtk_s, "storescu"),
         ("C-FIND study level", find_ours, find_dcmtk, "findscu"),
         (f"C-GET {args.slices} images", get_ours_s, get_dcmtk_s, "getscu"),
         (f"C-GET {args.slices} images, receive only", get_receive_s, get_dcmtk_s, "getscu (writes files)"),
