@@ -142,7 +142,7 @@ def _hulu_config(decoder: str, vocab_size: int, image_token_id: int, eos_id: int
         "tie_word_embeddings": decoder == "qwen3",
         "transformers_version": "4.51.2",
         **text_shape,
-        "vision_encoder": "DAMO-NLP-SG/SigLIP-NaViT",
+        "vision_encoder": None,  # the released configs are saved after the tower was built from config
         "vision_encoder_config": {
             "model_type": "hulumed_vision_encoder",
             "num_channels": 3,
