@@ -29,6 +29,7 @@ from inference.frames import (
 from inference.preprocess import VisualItem
 from viewer.presets import default_window
 from viewer.reslice import plane_image, plane_positions, value_range, window_to_uint8
+from viewer.view_state import ViewState
 from viewer.volume import Volume
 
 AIMode = Literal["auto", "2d", "3d", "video"]
@@ -48,6 +49,12 @@ class AIView:
     invert: bool | None = None  # None: MONOCHROME1 images are inverted, as displayed
     fps: float = DEFAULT_VIDEO_FPS
     max_frames: int = MAX_VIDEO_FRAMES
+
+    @classmethod
+    def from_view_state(cls, state: ViewState, mode: AIMode = "2d", slices: int = DEFAULT_VOLUME_SLICES) -> AIView:
+        """What a 2D view currently shows: its plane, slice, window and invert (not zoom/flips)."""
+        return cls(mode=mode, plane=state.plane, index=state.slice_index, slices=slices,
+                   window=state.window_width, level=state.window_center, invert=state.invert)
 
 
 def is_cine(volume: Volume) -> bool:

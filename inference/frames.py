@@ -17,9 +17,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inference.preprocess import VisualItem
+from inference.preprocess import VisualItem, resize_bicubic
 
 DEFAULT_VOLUME_SLICES = 64
+MAX_SEPARATE_IMAGES = 5  # report drafting: a study with more images goes in as one video
 DEFAULT_VIDEO_FPS = 1.0
 MAX_VIDEO_FRAMES = 128
 
@@ -178,3 +179,20 @@ def video_item(
         source=source,
         sampled_indices=indices.tolist(),
     )
+
+
+def study_items(frames: Sequence[np.ndarray], source: str = "") -> list[VisualItem]:
+    """A study's displayed images for report drafting, as the authors evaluated reports.
+
+    Up to ``MAX_SEPARATE_IMAGES`` frames become separate image items; more become one video-like
+    item without timestamps (2x2 merging), every frame resized (bicubic) to the first one's size.
+    Frames are display uint8, grey or RGB.
+    """
+    rgb = [to_rgb_uint8(frame) for frame in frames]
+    if not rgb:
+        raise ValueError("a study needs at least one image")
+    if len(rgb) <= MAX_SEPARATE_IMAGES:
+        return [VisualItem(frame[None], kind="image", source=source) for frame in rgb]
+    height, width = rgb[0].shape[:2]
+    stack = np.stack([resize_bicubic(frame, height, width) for frame in rgb])
+    return [VisualItem(stack, kind="volume", source=source, sampled_indices=list(range(len(rgb))))]

@@ -91,3 +91,20 @@ def test_series_files_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="neither a folder nor a series"):
         series_files("1.2.3.4", archive_dir=tmp_path / "missing")
     assert not (tmp_path / "missing").exists()  # a typo never creates an archive
+
+
+def test_view_state_gives_the_displayed_slice_and_window(ct_volume: Volume) -> None:
+    from viewer.view_state import ViewState
+
+    state = ViewState()
+    state.plane = "axial"
+    state.set_slice_count(20)
+    state.set_slice(3)
+    state.set_window(2000, 500)
+    state.invert = True
+    item = visual_item_for(ct_volume, AIView.from_view_state(state))
+    assert item.kind == "image" and item.sampled_indices == [3]
+    assert item.frames[0, 0, 0, 0] == 255  # air, window 2000/500 -> 0, inverted
+    z = float(plane_image(ct_volume, "axial", index=3).position_mm)
+    r, c = _pixel(ct_volume, "axial", 3, (-60.0, 0.0, z))
+    assert item.frames[0, r, c, 0] == 255 - 69

@@ -11,6 +11,7 @@ from inference.frames import (
     image_item,
     sample_slice_indices,
     sample_video_indices,
+    study_items,
     to_rgb_uint8,
     video_item,
     volume_item,
@@ -122,3 +123,17 @@ def test_bad_cine_timing_is_rejected() -> None:
 def test_cine_timestamps_count_from_the_first_frame() -> None:
     item = video_item(np.zeros((3, 4, 4), dtype=np.uint8), [5000.0, 5500.0, 6000.0])
     assert item.sampled_indices == [0, 2] and item.timestamps_s == pytest.approx([0.0, 1.0])
+
+
+def test_study_with_up_to_five_images_stays_separate_images() -> None:
+    frames = [np.full((20 + i, 30, 3), i * 10, dtype=np.uint8) for i in range(5)]
+    items = study_items(frames)
+    assert [item.kind for item in items] == ["image"] * 5
+    assert [item.frames.shape[1] for item in items] == [20, 21, 22, 23, 24]
+
+
+def test_study_with_more_than_five_images_becomes_one_video() -> None:
+    frames = [np.full((40, 30), i * 10, dtype=np.uint8) for i in range(5)] + [np.full((80, 60), 200, np.uint8)]
+    (item,) = study_items(frames)
+    assert item.kind == "volume" and item.frames.shape == (6, 40, 30, 3) and item.timestamps_s is None
+    assert item.frames[5, 10, 10].tolist() == [200, 200, 200]  # resized to the first image's size
