@@ -332,15 +332,16 @@ def orthanc_server(
     tmp_path: Path,
     *,
     aet: str = "ORTHANC",
-    modalities: Mapping[str, tuple[str, str | None, int]] | None = None,
+    modalities: Mapping[str, tuple[str, str | None, int] | tuple[str | None, int]] | None = None,
     network: PrivateNetwork | None = None,
     tls: Mapping[str, str] | None = None,
     timeout: float = 20.0,
 ) -> Iterator[OrthancServer]:
     """Run Orthanc in a private namespace for the duration of the ``with`` block.
 
-    ``modalities`` maps a name to ``(aet, host, port)``; a host of ``None`` means our side of
-    the veth pair (``network.host_ip``), where a test's own listener should bind. Modalities can
+    ``modalities`` maps a name to ``(aet, host, port)``, or an AE title to ``(host, port)``; a
+    host of ``None`` means our side of the veth pair (``network.host_ip``), where a test's own
+    listener should bind. Modalities can
     also be added later with :meth:`OrthancServer.add_modality`. ``tls`` (``cert``, ``key``,
     ``ca`` paths, optional ``require_client_cert``) switches its DICOM port to TLS only.
     """
@@ -352,7 +353,10 @@ def orthanc_server(
     tmp.mkdir(parents=True)
     with _network_or_new(network) as net:
         dicom_port, http_port = net.allocate_port(), net.allocate_port()
-        mods = {n: (a, h if h is not None else net.host_ip, p) for n, (a, h, p) in (modalities or {}).items()}
+        mods = {}
+        for name, entry in (modalities or {}).items():
+            aet, host, port = entry if len(entry) == 3 else (name, *entry)
+            mods[name] = (aet, host if host is not None else net.host_ip, port)
         config_path = tmp / "orthanc.json"
         config_path.write_text(json.dumps(_orthanc_config(tmp, aet, dicom_port, http_port, mods, tls), indent=1))
         log_path = tmp / "orthanc.log"

@@ -27,9 +27,14 @@ def _netns_of(pid: int) -> str:
 
 def test_orthanc_runs_inside_its_namespace_and_everything_is_removed_even_on_error(tmp_path: Path) -> None:
     try:
-        with pytest.raises(RuntimeError, match="test failure"), orthanc_server(tmp_path) as orthanc:
+        with pytest.raises(RuntimeError, match="test failure"), \
+                orthanc_server(tmp_path, modalities={"OURAE": (None, 104), "x": ("XAE", "127.0.0.1", 1)}) as orthanc:
             name, host_if = orthanc.network.name, orthanc.network.host_if
             assert _netns_of(orthanc.process.pid) == name  # not in the machine's own network
+            known = orthanc.rest("GET", "/modalities?expand")
+            assert (known["OURAE"]["AET"], known["OURAE"]["Host"], known["OURAE"]["Port"]) == (
+                "OURAE", orthanc.network.host_ip, 104)
+            assert (known["x"]["AET"], known["x"]["Port"]) == ("XAE", 1)
             assert run_echoscu(orthanc.host, orthanc.dicom_port, orthanc.aet).returncode == 0
             assert orthanc.instance_count() == 0
             process = orthanc.process
