@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -141,6 +141,12 @@ class ChatPanel(QWidget):
         self.refresh_button.clicked.connect(self.refresh_from_screen)
         self.send_button.clicked.connect(lambda: self.ask(self.input.toPlainText()))
         self.stop_button.clicked.connect(self.stop)
+        self.follow_screen = True
+        self._screen_key: tuple | None = None
+        self.screen_timer = QTimer(self)
+        self.screen_timer.setInterval(500)
+        self.screen_timer.timeout.connect(self._poll_screen)
+        self.screen_timer.start()
         self.delta_arrived.connect(self._on_delta)
         self.answer_finished.connect(self._on_finished)
         self.model_state_changed.connect(self._show_model_state)
@@ -166,9 +172,23 @@ class ChatPanel(QWidget):
             return None
         return self.sessions.setdefault(self.context.study_uid, ChatSession(self.context.study_uid))
 
+    @staticmethod
+    def _key(context: ScreenContext | None) -> tuple | None:
+        if context is None:
+            return None
+        return (context.study_uid, context.series_uid, context.plane, context.slice_index, context.window,
+                context.invert, context.frame_index)
+
+    def _poll_screen(self) -> None:
+        """Chips follow the screen until the user edits them ("Use screen" follows again)."""
+        if self.follow_screen and self._worker is None and self._key(self.context_provider()) != self._screen_key:
+            self.refresh_from_screen()
+
     def refresh_from_screen(self) -> None:
         """Re-read the active viewport: series, plane, slice, window (the chips follow)."""
         context = self.context_provider()
+        self.follow_screen = True
+        self._screen_key = self._key(context)
         study_changed = context is None or self.context is None or context.study_uid != self.context.study_uid
         self.context = context
         kind = self.scope.kind if self.scope is not None and not study_changed else None
@@ -233,6 +253,7 @@ class ChatPanel(QWidget):
     def _scope_edited(self) -> None:
         if self._updating or self.scope is None or self.context is None:
             return
+        self.follow_screen = False
         kind = self.kind_box.currentData()
         if kind != self.scope.kind:
             try:
@@ -334,3 +355,42 @@ class ChatPanel(QWidget):
         self.history_view.setHtml("".join(parts))
         bar = self.history_view.verticalScrollBar()
         bar.setValue(bar.maximum())
+
+
+class _StateBridge(QObject):
+    """Carries model-state changes from the loader thread to the GUI thread."""
+
+    changed = Signal(object)
+
+
+def shared_model_service(window) -> ModelService:
+    """One model service per main window, loading in the background from Settings > Model."""
+    service = getattr(window, "model_service", None)
+    if service is not None:
+        return service
+    from app.status_model import ModelState as StatusState
+
+    settings = window.settings.model
+    service = ModelService(settings.folder or None, device=settings.device,
+                           quantization=settings.quantization or "auto")
+    bridge = _StateBridge(window)
+    mapping = {"absent": StatusState.NOT_INSTALLED, "loading": StatusState.LOADING,
+               "ready": StatusState.READY, "failed": StatusState.ERROR}
+    bridge.changed.connect(lambda state: window.set_model_state(mapping[state.kind]))
+    service.on_state(bridge.changed.emit)
+    window.model_service = service
+    window.destroyed.connect(lambda *_: service.close())
+    service.start_loading()
+    return service
+
+
+def mount(window) -> ChatPanel:
+    """Add the chat panel to the main window's dock; it follows the active viewport."""
+    from app.reporting.chat import screen_context_from
+
+    panel = ChatPanel(shared_model_service(window), lambda: screen_context_from(window), window)
+    window.add_side_panel(panel, "Assistant")
+    window.reading.loaded.connect(lambda _index: panel.refresh_from_screen())
+    window.study_opened.connect(lambda _uid: panel.refresh_from_screen())
+    window.chat_panel = panel
+    return panel

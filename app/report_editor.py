@@ -1,0 +1,481 @@
+"""The report editor dock: draft with AI, edit, attach key images, sign, export, outbox status.
+
+A Qt view over :class:`app.reporting.workflow.ReportWorkflow`. AI-written text is shown on an
+amber background (tooltip "AI-written, not reviewed") until the radiologist edits that passage
+or presses "Accept AI text"; signing refuses while any remains. The draft streams from a worker
+thread into read-only editors; nothing is sent until a signed report's export button is pressed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QImage, QPixmap, QTextCharFormat, QTextCursor
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.reporting.chat import AI_NOTICE, ScreenContext, default_scope
+from app.reporting.drafting import DraftSettings, draft_report
+from app.reporting.key_images import capture_key_image
+from app.reporting.model_service import ModelService
+from app.reporting.outbox import State
+from app.reporting.report import ReportError, ReportStatus, Span, StudyInfo
+from app.reporting.templates import best_template, load_templates
+from app.reporting.workflow import ReportWorkflow
+
+log = logging.getLogger(__name__)
+AI_BACKGROUND = QColor("#7a4a00")
+AI_TOOLTIP = "AI-written, not reviewed: edit it or press Accept AI text"
+SECTIONS = (("findings", "Findings"), ("impression", "Impression"))
+
+
+class ReportEditor(QWidget):
+    """``context_provider``: what the active viewport shows; ``ris_address``: HOST:PORT or ""."""
+
+    draft_updated = Signal()
+    draft_finished = Signal(str)  # error text or ""
+
+    def __init__(self, service: ModelService, workflow: ReportWorkflow,
+                 context_provider: Callable[[], ScreenContext | None], parent: QWidget | None = None, *,
+                 ris_address: Callable[[], str] = lambda: "", pacs_nodes: Callable[[], list[str]] = lambda: [],
+                 draft_settings: DraftSettings | None = None):
+        super().__init__(parent)
+        self.service = service
+        self.workflow = workflow
+        self.context_provider = context_provider
+        self.ris_address = ris_address
+        self.pacs_nodes = pacs_nodes
+        self.draft_settings = draft_settings or DraftSettings(max_new_tokens=768)
+        self._rendering = False
+        self._draft_thread: threading.Thread | None = None
+        self._cancel: threading.Event | None = None
+        self.templates = load_templates()
+
+        self.notice = QLabel(AI_NOTICE + " AI text is marked until you edit or accept it.", self)
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("background:#5a3d00;color:#ffe0a0;padding:4px;border-radius:3px;")
+        self.study_label = QLabel("No study open.", self)
+        self.status_label = QLabel(self)
+        self.message_label = QLabel(self)
+        self.message_label.setWordWrap(True)
+        self.template_box = QComboBox(self)
+        self.template_button = QPushButton("Apply template", self)
+        self.draft_button = QPushButton("Draft with AI", self)
+        self.stop_button = QPushButton("Stop", self)
+        self.accept_button = QPushButton("Accept AI text", self)
+        self.editors: dict[str, QTextEdit] = {}
+        for key, _title in SECTIONS:
+            editor = QTextEdit(self)
+            editor.setAcceptRichText(False)
+            editor.textChanged.connect(lambda k=key: self._edited(k))
+            self.editors[key] = editor
+        self.key_button = QPushButton("Add key image", self)
+        self.key_list = QListWidget(self)
+        self.key_list.setViewMode(QListWidget.ViewMode.IconMode)
+        self.key_list.setMaximumHeight(90)
+        self.radiologist = QLineEdit(self)
+        self.radiologist.setPlaceholderText("Signing radiologist (Family, Given)")
+        self.sign_buttons = {
+            ReportStatus.PRELIMINARY: QPushButton("Sign preliminary", self),
+            ReportStatus.FINAL: QPushButton("Sign final", self),
+            ReportStatus.CORRECTED: QPushButton("Sign correction", self),
+        }
+        self.amend_button = QPushButton("Amend", self)
+        self.ris_button = QPushButton("Send to RIS", self)
+        self.pacs_box = QComboBox(self)
+        self.pacs_button = QPushButton("Send SR to PACS", self)
+        self.pdf_button = QPushButton("Export PDF", self)
+        self.outbox_list = QListWidget(self)
+        self.outbox_list.setMaximumHeight(80)
+        self.retry_button = QPushButton("Retry failed", self)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.notice)
+        layout.addWidget(self.study_label)
+        layout.addWidget(self.status_label)
+        row = QHBoxLayout()
+        for w in (self.template_box, self.template_button, self.draft_button, self.stop_button, self.accept_button):
+            row.addWidget(w)
+        layout.addLayout(row)
+        for key, title in SECTIONS:
+            layout.addWidget(QLabel(f"<b>{title}</b>", self))
+            layout.addWidget(self.editors[key], 1)
+        layout.addWidget(self.key_button)
+        layout.addWidget(self.key_list)
+        grid = QGridLayout()
+        grid.addWidget(self.radiologist, 0, 0, 1, 2)
+        grid.addWidget(self.sign_buttons[ReportStatus.PRELIMINARY], 1, 0)
+        grid.addWidget(self.sign_buttons[ReportStatus.FINAL], 1, 1)
+        grid.addWidget(self.amend_button, 2, 0)
+        grid.addWidget(self.sign_buttons[ReportStatus.CORRECTED], 2, 1)
+        grid.addWidget(self.ris_button, 3, 0)
+        grid.addWidget(self.pdf_button, 3, 1)
+        grid.addWidget(self.pacs_box, 4, 0)
+        grid.addWidget(self.pacs_button, 4, 1)
+        layout.addLayout(grid)
+        layout.addWidget(QLabel("Outbox", self))
+        layout.addWidget(self.outbox_list)
+        layout.addWidget(self.retry_button)
+        layout.addWidget(self.message_label)
+
+        self.template_button.clicked.connect(self.apply_template)
+        self.draft_button.clicked.connect(self.start_draft)
+        self.stop_button.clicked.connect(self.stop_draft)
+        self.accept_button.clicked.connect(self.accept_ai)
+        self.key_button.clicked.connect(self.add_key_image)
+        for status, button in self.sign_buttons.items():
+            button.clicked.connect(lambda _=False, s=status: self.sign(s))
+        self.amend_button.clicked.connect(self.amend)
+        self.ris_button.clicked.connect(self.send_to_ris)
+        self.pacs_button.clicked.connect(lambda: self.send_to_pacs(self.pacs_box.currentText()))
+        self.pdf_button.clicked.connect(lambda: self.export_pdf(None))
+        self.retry_button.clicked.connect(self.retry_failed)
+        self.draft_updated.connect(self._render)
+        self.draft_finished.connect(self._draft_done)
+        service.on_state(lambda _state: QTimer.singleShot(0, self, self._update_buttons))
+        self.outbox_timer = QTimer(self)
+        self.outbox_timer.setInterval(1000)
+        self.outbox_timer.timeout.connect(self.refresh_outbox)
+        self.outbox_timer.start()
+        self._render()
+
+    # -- study ---------------------------------------------------------------------------------
+    def open_study(self, info: StudyInfo) -> None:
+        if self._draft_thread is not None:
+            self.stop_draft()
+            self._draft_thread.join(30)
+            self._draft_thread = None
+        report = self.workflow.open_study(info)
+        self.study_label.setText(f"Study {info.study_description or info.modality} - accession "
+                                 f"{info.accession_number or '(none)'}")
+        self.template_box.clear()
+        chosen = best_template(self.templates, info.modality, info.body_part)
+        for template in self.templates:
+            self.template_box.addItem(template.name, template)
+        if chosen is not None:
+            self.template_box.setCurrentText(chosen.name)
+        self.key_list.clear()
+        self.pacs_box.clear()
+        self.pacs_box.addItems(self.pacs_nodes())
+        log.info("report editor: study %s, report %s", info.study_instance_uid, report.report_id)
+        self._render()
+
+    # -- rendering -----------------------------------------------------------------------------
+    def _render(self) -> None:
+        """Show the report: text with AI spans marked, status, enabled buttons."""
+        report = self.workflow.report
+        self._rendering = True
+        try:
+            for key, editor in self.editors.items():
+                spans = report.spans(key) if report else []
+                if editor.toPlainText() != "".join(s.text for s in spans):
+                    editor.clear()
+                    cursor = QTextCursor(editor.document())
+                    for span in spans:
+                        cursor.insertText(span.text, self._format(span))
+                else:
+                    self._apply_formats(editor, spans)
+                editor.setReadOnly(report is None or not report.editable or self._draft_thread is not None)
+        finally:
+            self._rendering = False
+        self._update_buttons()
+
+    @staticmethod
+    def _format(span: Span) -> QTextCharFormat:
+        fmt = QTextCharFormat()
+        if span.ai:
+            fmt.setBackground(AI_BACKGROUND)
+            fmt.setToolTip(AI_TOOLTIP)
+        return fmt
+
+    def _apply_formats(self, editor: QTextEdit, spans: list[Span]) -> None:
+        position = 0
+        for span in spans:
+            cursor = QTextCursor(editor.document())
+            cursor.setPosition(position)
+            cursor.setPosition(position + len(span.text), QTextCursor.MoveMode.KeepAnchor)
+            cursor.setCharFormat(self._format(span))
+            position += len(span.text)
+
+    def ai_marked_text(self, section: str) -> str:
+        """Text shown with the AI background in an editor (what a reader sees as unreviewed)."""
+        document = self.editors[section].document()
+        marked, block = [], document.begin()
+        while block.isValid():
+            iterator = block.begin()
+            while not iterator.atEnd():
+                fragment = iterator.fragment()
+                if fragment.charFormat().background().color() == AI_BACKGROUND:
+                    marked.append(fragment.text())
+                iterator += 1
+            block = block.next()
+        return "".join(marked)
+
+    def _update_buttons(self) -> None:
+        report = self.workflow.report
+        drafting = self._draft_thread is not None
+        status = report.status if report else None
+        signed = report is not None and status is not ReportStatus.DRAFT and not report.amendment_open
+        self.status_label.setText(
+            "" if report is None else
+            f"Status: {status.value}" + (" (amendment open)" if report.amendment_open else "")
+            + (f" - signed by {report.radiologist}" if report.radiologist else "")
+            + (f" - {report.unreviewed_ai_spans()} AI passage(s) to review" if report.unreviewed_ai_spans() else ""))
+        can_edit = report is not None and report.editable and not drafting
+        self.draft_button.setEnabled(can_edit and status is ReportStatus.DRAFT and self.service.state.ready)
+        self.draft_button.setToolTip("" if self.service.state.ready else self.service.state.message)
+        self.stop_button.setEnabled(drafting)
+        self.accept_button.setEnabled(can_edit and report.unreviewed_ai_spans() > 0)
+        self.template_button.setEnabled(can_edit)
+        self.key_button.setEnabled(can_edit)
+        self.sign_buttons[ReportStatus.PRELIMINARY].setEnabled(can_edit and status is ReportStatus.DRAFT)
+        self.sign_buttons[ReportStatus.FINAL].setEnabled(
+            can_edit and status in (ReportStatus.DRAFT, ReportStatus.PRELIMINARY))
+        self.sign_buttons[ReportStatus.CORRECTED].setEnabled(can_edit and bool(report and report.amendment_open))
+        self.amend_button.setEnabled(signed and status in (ReportStatus.FINAL, ReportStatus.CORRECTED))
+        self.ris_button.setEnabled(signed and bool(self.ris_address()))
+        self.ris_button.setToolTip("" if self.ris_address() else "Configure the RIS in Settings")
+        self.pacs_button.setEnabled(signed and self.pacs_box.count() > 0)
+        self.pdf_button.setEnabled(report is not None and not drafting)
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.message_label.setStyleSheet("color:#ff8080" if error else "")
+        self.message_label.setText(text)
+
+    # -- editing -------------------------------------------------------------------------------
+    def _edited(self, section: str) -> None:
+        report = self.workflow.report
+        if self._rendering or report is None or not report.editable or self._draft_thread is not None:
+            return
+        text = self.editors[section].toPlainText()
+        if text == report.text(section):
+            return
+        report.set_text(section, text)
+        self.workflow.save()
+        self._rendering = True
+        try:
+            self._apply_formats(self.editors[section], report.spans(section))
+        finally:
+            self._rendering = False
+        self._update_buttons()
+
+    def accept_ai(self) -> None:
+        report = self.workflow.report
+        if report is None:
+            return
+        count = report.accept_ai()
+        self.workflow.audit.add_event("accepted AI text", passages=str(count))
+        self.workflow.save()
+        self._render()
+
+    def apply_template(self) -> None:
+        template = self.template_box.currentData()
+        try:
+            self.workflow.apply_template(template)
+        except ReportError as exc:
+            self._say(str(exc), error=True)
+        self._render()
+
+    # -- drafting ------------------------------------------------------------------------------
+    def start_draft(self) -> bool:
+        report, context = self.workflow.report, self.context_provider()
+        if report is None or context is None:
+            self._say("Open a series of the study to draft from it.", error=True)
+            return False
+        if not self.service.state.ready:
+            self._say(self.service.state.message, error=True)
+            return False
+        depth = context.volume.voxels.shape[0]
+        kind = None if depth < 2 else ("volume" if context.volume.metadata.get("has_patient_geometry", True)
+                                       and not context.volume.frame_times_ms else None)
+        scope = default_scope(context, kind, slices=32)
+        from app.ai_inputs import visual_item_for
+        from app.reporting.chat import sent_input
+
+        self._cancel = threading.Event()
+        cancel, audit, settings = self._cancel, self.workflow.audit, self.draft_settings
+        volume = context.volume
+
+        def work() -> None:
+            try:
+                item = visual_item_for(volume, scope.view())
+                draft_report(self.service, report, audit, [item], [sent_input(scope, item.sampled_indices)],
+                             settings=settings, on_update=self.draft_updated.emit, cancel=cancel)
+                self.draft_finished.emit("")
+            except Exception as exc:  # shown in the panel; the report keeps what streamed
+                log.exception("draft failed")
+                self.draft_finished.emit(str(exc))
+
+        self._draft_thread = threading.Thread(target=work, name="report-draft", daemon=True)
+        self._say("Drafting ... (AI text appears marked)")
+        self._draft_thread.start()
+        self._render()
+        return True
+
+    def stop_draft(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def wait_draft(self, timeout: float | None = None) -> None:
+        if self._draft_thread is not None:
+            self._draft_thread.join(timeout)
+
+    def _draft_done(self, error: str) -> None:
+        if self._draft_thread is not None:
+            self._draft_thread.join()
+        self._draft_thread = None
+        self._cancel = None
+        self.workflow.save()
+        self._say(f"Draft failed: {error}" if error else "Draft ready: review, edit or accept the AI text.",
+                  error=bool(error))
+        self._render()
+
+    # -- key images, signing, export -----------------------------------------------------------
+    def add_key_image(self) -> None:
+        context = self.context_provider()
+        if context is None or self.workflow.report is None:
+            return
+        scope = default_scope(context, "image")
+        key, pixels = capture_key_image(context, scope.plane, scope.slice_index, scope.window)
+        label = f"{scope.plane} {scope.slice_index + 1}"
+        try:
+            self.workflow.add_key_image(key, pixels, label)
+        except ReportError as exc:
+            self._say(str(exc), error=True)
+            return
+        image = QImage(np.ascontiguousarray(pixels).data, pixels.shape[1], pixels.shape[0], pixels.shape[1] * 3,
+                       QImage.Format.Format_RGB888).copy()
+        item = QListWidgetItem(label + ("" if key else " (reformat)"))
+        item.setIcon(QPixmap.fromImage(image).scaled(64, 64, Qt.AspectRatioMode.KeepAspectRatio))
+        self.key_list.addItem(item)
+
+    def sign(self, status: ReportStatus) -> bool:
+        try:
+            self.workflow.sign(status, self.radiologist.text())
+        except ReportError as exc:
+            self._say(str(exc), error=True)
+            return False
+        self._say(f"Signed {status.value}. Use the export buttons to send it.")
+        self._render()
+        return True
+
+    def amend(self) -> None:
+        try:
+            self.workflow.amend()
+        except ReportError as exc:
+            self._say(str(exc), error=True)
+        self._render()
+
+    def send_to_ris(self) -> bool:
+        try:
+            message = self.workflow.send_to_ris(self.ris_address())
+        except ValueError as exc:
+            self._say(str(exc), error=True)
+            return False
+        self._say(f"Queued for the RIS (message {message.message_id}).")
+        self.refresh_outbox()
+        return True
+
+    def send_to_pacs(self, node: str) -> bool:
+        try:
+            message = self.workflow.send_to_pacs(node)
+        except (ValueError, OSError) as exc:
+            self._say(str(exc), error=True)
+            return False
+        self._say(f"SR queued for {node} (message {message.message_id}).")
+        self.refresh_outbox()
+        return True
+
+    def export_pdf(self, path: Path | None) -> Path | None:
+        if path is None:
+            chosen, _ = QFileDialog.getSaveFileName(self, "Export report as PDF", "report.pdf", "PDF (*.pdf)")
+            if not chosen:
+                return None
+            path = Path(chosen)
+        try:
+            warnings = self.workflow.export_pdf(path)
+        except (ValueError, OSError) as exc:
+            self._say(str(exc), error=True)
+            return None
+        self._say("PDF written." + (" " + " ".join(warnings) if warnings else ""))
+        return path
+
+    def refresh_outbox(self) -> None:
+        messages = self.workflow.messages()
+        self.outbox_list.clear()
+        for m in messages:
+            route = "RIS" if m.kind == "hl7" else f"PACS {m.destination}"
+            text = f"{route} {m.result_status}: {m.state.value} (attempts {m.attempts})"
+            if m.last_error and m.state is not State.DELIVERED:
+                text += f" - {m.last_error[:80]}"
+            self.outbox_list.addItem(text)
+        self.retry_button.setEnabled(any(m.state is State.FAILED for m in messages))
+
+    def retry_failed(self) -> None:
+        for m in self.workflow.messages():
+            if m.state is State.FAILED:
+                self.workflow.outbox.retry(m.message_id)
+        self.refresh_outbox()
+
+
+
+def _study_paths(archive, study_uid: str) -> list[Path]:
+    return [Path(i.path) for s in archive.series(study_uid) for i in archive.instances(s.series_uid)]
+
+
+def mount(window) -> ReportEditor:
+    """Add the report editor to the main window's dock and start the outbox delivery thread."""
+    from pydicom import dcmread
+
+    from app.chat_panel import shared_model_service
+    from app.reporting.audit import ReportStore
+    from app.reporting.chat import screen_context_from
+    from app.reporting.outbox import Outbox, OutboxWorker
+    from dicom_net.pacs_nodes import PacsNodes
+
+    outbox = Outbox()
+    worker = OutboxWorker(outbox)
+    worker.start()
+    workflow = ReportWorkflow(ReportStore(), outbox, lambda uid: _study_paths(window.archive, uid))
+
+    def ris_address() -> str:
+        ris = window.settings.ris
+        return f"{ris.host}:{ris.port}" if ris.host else ""
+
+    def pacs_nodes() -> list[str]:
+        try:
+            return sorted(PacsNodes().load())
+        except Exception as exc:  # a broken node file must not break the editor
+            log.warning("PACS nodes unavailable: %s", exc)
+            return []
+
+    editor = ReportEditor(shared_model_service(window), workflow, lambda: screen_context_from(window), window,
+                          ris_address=ris_address, pacs_nodes=pacs_nodes)
+
+    def study_opened(study_uid: str) -> None:
+        paths = _study_paths(window.archive, study_uid)
+        if paths:
+            editor.open_study(StudyInfo.from_dataset(dcmread(paths[0], stop_before_pixels=True)))
+
+    window.study_opened.connect(study_opened)
+    window.destroyed.connect(lambda *_: worker.stop())
+    window.add_side_panel(editor, "Report")
+    window.report_editor = editor
+    return editor

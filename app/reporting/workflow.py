@@ -1,0 +1,112 @@
+"""The report workflow for one open study (plain Python; the report editor is its view).
+
+Opens the study's latest report (or a new draft), applies templates, keeps key images, signs
+with the named radiologist, queues exports through the outbox and saves report + audit after
+every change. Nothing is sent unless :meth:`send_to_ris` / :meth:`send_to_pacs` is called on a
+signed report.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from app.reporting.audit import AuditRecord, ReportStore
+from app.reporting.export import queue_report_to_pacs, queue_report_to_ris
+from app.reporting.outbox import Outbox, OutboxMessage
+from app.reporting.pdf import render_pdf
+from app.reporting.report import KeyImage, Report, ReportError, ReportStatus, StudyInfo
+from app.reporting.templates import ReportTemplate
+
+log = logging.getLogger(__name__)
+
+
+class ReportWorkflow:
+    def __init__(self, store: ReportStore, outbox: Outbox,
+                 study_paths: Callable[[str], list[Path]] | None = None) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.study_paths = study_paths or (lambda _uid: [])
+        self.report: Report | None = None
+        self.audit: AuditRecord | None = None
+        self.key_pixels: dict[str, np.ndarray] = {}
+
+    def open_study(self, info: StudyInfo) -> Report:
+        """The study's latest report, or a new empty draft."""
+        existing = self.store.reports_for_study(info.study_instance_uid)
+        if existing:
+            self.report, self.audit = self.store.load(existing[-1].report_id)
+        else:
+            self.report = Report(info)
+            self.audit = AuditRecord(self.report.report_id, info.study_instance_uid)
+        self.key_pixels = {}
+        return self.report
+
+    def _require(self) -> Report:
+        if self.report is None or self.audit is None:
+            raise ReportError("no study is open")
+        return self.report
+
+    def save(self) -> None:
+        report = self._require()
+        self.store.save(report, self.audit)
+
+    def apply_template(self, template: ReportTemplate) -> None:
+        report = self._require()
+        if report.text("findings").strip() or report.text("impression").strip():
+            raise ReportError("the report already has text: clear it before applying a template")
+        report.replace_with_template("findings", template.findings)
+        report.replace_with_template("impression", template.impression)
+        self.audit.add_event("template", name=template.name)
+        self.save()
+
+    def add_key_image(self, key: KeyImage | None, pixels: np.ndarray, label: str) -> str:
+        """Attach a key image (reference when the plane is the acquired one; pixels always)."""
+        report = self._require()
+        if not report.editable:
+            raise ReportError("a signed report is locked: open an amendment to change its key images")
+        name = key.sop_instance_uid if key is not None else label
+        if key is not None and all(k.sop_instance_uid != key.sop_instance_uid for k in report.key_images):
+            report.key_images.append(key)
+        self.key_pixels[name] = np.asarray(pixels)
+        self.save()
+        return name
+
+    def sign(self, status: ReportStatus | str, radiologist: str) -> None:
+        report = self._require()
+        report.sign(status, radiologist)
+        self.audit.add_event("signed", status=report.status.value, radiologist=radiologist)
+        self.save()
+        log.info("report %s signed %s (study %s)", report.report_id, report.status.value,
+                 report.study.study_instance_uid)
+
+    def amend(self) -> None:
+        report = self._require()
+        report.open_amendment()
+        self.audit.add_event("amendment opened", version=str(report.version))
+        self.save()
+
+    def send_to_ris(self, address: str, **msh: str) -> OutboxMessage:
+        message = queue_report_to_ris(self._require(), self.audit, self.outbox, address, **msh)
+        self.save()
+        return message
+
+    def send_to_pacs(self, node: str) -> OutboxMessage:
+        report = self._require()
+        message = queue_report_to_pacs(report, self.audit, self.outbox, node,
+                                       self.study_paths(report.study.study_instance_uid))
+        self.save()
+        return message
+
+    def export_pdf(self, path: Path, institution: str = "") -> list[str]:
+        report = self._require()
+        warnings = render_pdf(report, path, key_images=self.key_pixels, institution=institution)
+        self.audit.add_event("pdf exported", status=report.status.value)
+        self.save()
+        return warnings
+
+    def messages(self) -> list[OutboxMessage]:
+        return self.outbox.messages(self.report.report_id) if self.report else []

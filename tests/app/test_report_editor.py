@@ -1,0 +1,133 @@
+"""The report editor end to end: AI draft marked, edit/accept, sign, key image, RIS, PDF; and the
+chat + report panels mounted in the real main window, following the active viewport."""
+
+from __future__ import annotations
+
+import hl7
+import pytest
+from pypdf import PdfReader
+from PySide6.QtCore import Qt
+
+from app.ai_inputs import load_main_volume
+from app.report_editor import ReportEditor
+from app.reporting.audit import ReportStore
+from app.reporting.chat import ScreenContext
+from app.reporting.drafting import DraftSettings
+from app.reporting.outbox import Outbox, State
+from app.reporting.report import ReportStatus, StudyInfo
+from app.reporting.workflow import ReportWorkflow
+from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
+from tests.reporting.hl7_receivers import python_hl7_receiver
+from tests.reporting.model_fixtures import tiny_model_folder, tiny_model_service  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def ct_study(tmp_path_factory):
+    datasets = list(ct_series(SeriesGeometry(rows=40, columns=40, slices=10),
+                              patient={"id": "ED-PID", "accession": "ED-ACC", "name": "Zoë^Ærø"}))
+    paths = write_datasets(datasets, tmp_path_factory.mktemp("editor-ct"))
+    volume, _ = load_main_volume(paths)
+    context = ScreenContext(datasets[0].StudyInstanceUID, datasets[0].SeriesInstanceUID, volume, modality="CT",
+                            series_label="Phantom", plane="axial", slice_index=4, window=(400.0, 40.0))
+    return datasets, paths, context
+
+
+def make_editor(qtbot, service, ct_study, ris=""):
+    datasets, paths, context = ct_study
+    workflow = ReportWorkflow(ReportStore(), Outbox(base_delay=0.0), lambda _uid: paths)
+    editor = ReportEditor(service, workflow, lambda: context, ris_address=lambda: ris,
+                          draft_settings=DraftSettings(max_new_tokens=16, max_visual_tokens=256))
+    qtbot.addWidget(editor)
+    editor.open_study(StudyInfo.from_dataset(datasets[0]))
+    return editor
+
+
+def test_draft_edit_accept_sign_send_and_pdf(qtbot, tiny_model_service, ct_study, tmp_path):
+    editor = make_editor(qtbot, tiny_model_service, ct_study)
+    assert editor.template_box.currentText() == "CT chest"
+    assert editor.start_draft()
+    assert editor.editors["findings"].isReadOnly() and not editor.sign_buttons[ReportStatus.FINAL].isEnabled()
+    qtbot.waitUntil(lambda: editor._draft_thread is None, timeout=60000)
+    report = editor.workflow.report
+    ai_text = "".join(s.text for s in report.spans("findings") if s.ai)
+    assert ai_text and editor.ai_marked_text("findings") == ai_text
+    assert editor.editors["findings"].toPlainText() == report.text("findings")
+    assert editor.workflow.audit.generations[-1].inputs[0].kind == "volume"
+
+    editor.radiologist.setText("Øster, Ben")
+    assert editor.sign(ReportStatus.FINAL) is False and "AI-written" in editor.message_label.text()
+    qtbot.mouseClick(editor.accept_button, Qt.MouseButton.LeftButton)
+    assert editor.ai_marked_text("findings") == "" and report.unreviewed_ai_spans() == 0
+    editor.editors["impression"].setFocus()
+    qtbot.keyClicks(editor.editors["impression"], "No acute finding.")
+    assert report.text("impression") == "No acute finding."
+
+    editor.add_key_image()
+    assert editor.key_list.count() == 1
+    datasets = ct_study[0]
+    assert [k.sop_instance_uid for k in report.key_images] == [datasets[4].SOPInstanceUID]
+
+    assert editor.sign(ReportStatus.FINAL)
+    assert report.status is ReportStatus.FINAL and "signed by Øster, Ben" in editor.status_label.text()
+    assert editor.editors["findings"].isReadOnly() and editor.amend_button.isEnabled()
+    assert not editor.ris_button.isEnabled()  # no RIS configured
+    pdf = editor.export_pdf(tmp_path / "report.pdf")
+    text = PdfReader(str(pdf)).pages[0].extract_text()
+    assert "No acute finding." in text and "DRAFT" not in text
+    stored, audit = ReportStore().load(report.report_id)
+    assert stored.status is ReportStatus.FINAL and any(e["kind"] == "signed" for e in audit.events)
+
+
+def test_signed_report_goes_to_the_ris_and_outbox_status_shows(qtbot, tiny_model_service, ct_study):
+    with python_hl7_receiver("AA") as ris:
+        editor = make_editor(qtbot, tiny_model_service, ct_study, ris=ris.address)
+        editor.editors["findings"].setPlainText("Normal chest.")
+        assert not editor.ris_button.isEnabled()  # nothing is sent from a draft
+        editor.radiologist.setText("Dr A")
+        assert editor.sign(ReportStatus.PRELIMINARY)
+        assert editor.ris_button.isEnabled()
+        qtbot.mouseClick(editor.ris_button, Qt.MouseButton.LeftButton)
+        editor.workflow.outbox.process_due()
+        editor.refresh_outbox()
+    assert editor.outbox_list.item(0).text().startswith("RIS P: delivered")
+    [message] = ris.messages
+    assert str(hl7.parse(message).segment("OBR")[25]) == "P"
+    assert editor.send_to_ris() is False and "already delivered" in editor.message_label.text()
+
+
+def test_amendment_then_correction(qtbot, tiny_model_service, ct_study):
+    editor = make_editor(qtbot, tiny_model_service, ct_study)
+    editor.editors["findings"].setPlainText("Normal.")
+    editor.radiologist.setText("Dr A")
+    assert editor.sign(ReportStatus.FINAL)
+    assert not editor.sign_buttons[ReportStatus.CORRECTED].isEnabled()
+    qtbot.mouseClick(editor.amend_button, Qt.MouseButton.LeftButton)
+    assert not editor.editors["findings"].isReadOnly()
+    editor.editors["findings"].setPlainText("Normal. Addendum: small nodule.")
+    assert editor.sign(ReportStatus.CORRECTED)
+    assert editor.workflow.report.status is ReportStatus.CORRECTED and editor.workflow.report.version == 2
+
+
+def test_panels_mount_in_the_main_window_and_follow_the_viewport(demo_archive, make_window, qtbot):
+    from app.gui_main import mount_side_panels
+    from tests.app.test_reading_gui import wait_views
+
+    window = make_window(demo_archive)
+    assert mount_side_panels(window) == ["app.chat_panel", "app.report_editor"]
+    titles = [window.side_tabs.tabText(i) for i in range(window.side_tabs.count())]
+    assert titles == ["Assistant", "Report"]
+    ct_uid = window.browser_logic.rows[0].study_uid
+    session = window.open_study(ct_uid)
+    wait_views(qtbot, window, 2)
+    panel, editor = window.chat_panel, window.report_editor
+    qtbot.waitUntil(lambda: panel.scope is not None, timeout=10000)
+    state = window.reading.active_state()
+    assert panel.scope.series_uid == session.slots[0].series_uid
+    assert panel.scope.plane == state.plane and panel.scope.slice_index == state.slice_index
+    assert panel.scope.window == (state.window_width, state.window_center)
+    state.set_slice(state.slice_index + 3)
+    qtbot.waitUntil(lambda: panel.scope.slice_index == state.slice_index, timeout=5000)
+    assert f"slice {state.slice_index + 1}" in panel.chips.text()
+    assert "Settings > Model" in panel.model_label.text() and not panel.send_button.isEnabled()
+    assert editor.workflow.report.study.study_instance_uid == ct_uid
+    assert not editor.draft_button.isEnabled()
