@@ -1,0 +1,156 @@
+"""Receive speed: our listener vs DCMTK's storescp, fed the same series by DCMTK's storescu.
+
+Both receivers run as their own processes with TCP_NODELAY, a fresh output folder per round and
+the same PDU size; rounds alternate between them so machine load hits both alike. Ours
+validates every object, fsyncs it and indexes it; storescp only writes files (no fsync), so
+the ratio is a conservative figure. The last line printed is the ratio ours/DCMTK (images/s).
+
+storescp listens on every interface, so by default the whole benchmark re-runs itself inside a
+private network namespace (``unshare -rn``) where only loopback exists.
+
+    .venv/bin/python bench/receive.py [--slices 300] [--size 512] [--rounds 3] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ENV = {**os.environ, "TCP_NODELAY": "1"}
+PDU = "131072"  # DCMTK's largest; both receivers get the same
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"receiver exited early with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError("receiver did not start listening")
+
+
+def send(port: int, aet: str, files: list[str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(["storescu", "-aec", aet, "-aet", "BENCH", "--max-pdu", PDU, "127.0.0.1", str(port),
+                             *files], env=ENV, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"storescu to {aet} failed: {result.stderr[-500:]}")
+    return elapsed
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def round_ours(files: list[str], work: Path, workers: int) -> float:
+    port = free_port()
+    archive = work / "ours"
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "receive", "--aet", "HULUWS", "--port", str(port),
+                             "--archive", str(archive), "--workers", str(workers), "--max-pdu", PDU],
+                            cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        elapsed = send(port, "HULUWS", files)
+    finally:
+        stop(proc)
+    from dicom_net.archive import Archive
+
+    with Archive(archive) as arc:
+        if arc.instance_count() != len(files):
+            raise RuntimeError(f"our archive holds {arc.instance_count()} of {len(files)} objects")
+    shutil.rmtree(archive)
+    return elapsed
+
+
+def round_dcmtk(files: list[str], work: Path) -> float:
+    port = free_port()
+    out = work / "dcmtk"
+    out.mkdir()
+    proc = subprocess.Popen(["storescp", "--max-pdu", PDU, "-aet", "STORESCP", "-od", str(out), str(port)],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        elapsed = send(port, "STORESCP", files)
+    finally:
+        stop(proc)
+    if len(list(out.iterdir())) != len(files):
+        raise RuntimeError("storescp did not write every object")
+    shutil.rmtree(out)
+    return elapsed
+
+
+def run(args: argparse.Namespace) -> None:
+    from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
+
+    with tempfile.TemporaryDirectory(prefix="bench-receive-") as tmp:
+        work = Path(tmp)
+        geometry = SeriesGeometry(rows=args.size, columns=args.size, slices=args.slices)
+        files = [str(p) for p in write_datasets(ct_series(geometry), work / "series")]
+        megabytes = sum(os.path.getsize(f) for f in files) / 1e6
+        print(f"series: {args.slices} CT slices {args.size}x{args.size} ({megabytes:.0f} MB); "
+              f"{args.rounds} interleaved rounds; our receiver: {args.workers} process(es); PDU {PDU} B; "
+              f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+        ours, dcmtk = [], []
+        for r in range(args.rounds):
+            dcmtk.append(args.slices / round_dcmtk(files, work))
+            ours.append(args.slices / round_ours(files, work, args.workers))
+            print(f"round {r + 1}: ours {ours[-1]:7.1f} img/s   DCMTK storescp {dcmtk[-1]:7.1f} img/s")
+        ours_median, dcmtk_median = statistics.median(ours), statistics.median(dcmtk)
+        print(f"median: ours {ours_median:.1f} img/s, DCMTK storescp {dcmtk_median:.1f} img/s "
+              f"(load {os.getloadavg()[0]:.1f})")
+        print(f"ratio ours/DCMTK: {ours_median / dcmtk_median:.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="receiver processes for ours (SO_REUSEPORT)")
+    parser.add_argument("--no-netns", action="store_true", help="run on the host's loopback (storescp is "
+                        "then reachable from the network while the benchmark runs)")
+    parser.add_argument("--inside-netns", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    for tool in ("storescu", "storescp"):
+        if shutil.which(tool) is None:
+            print(f"{tool} (DCMTK) is not installed", file=sys.stderr)
+            return 2
+    if not args.no_netns and not args.inside_netns:
+        if shutil.which("unshare") and shutil.which("ip"):
+            inner = [sys.executable, *sys.argv, "--inside-netns"]
+            script = 'ip link set lo up && exec "$@"'
+            return subprocess.call(["unshare", "-rn", "sh", "-c", script, "sh", *inner])
+        print("unshare/ip not available: running on the host loopback", file=sys.stderr)
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
