@@ -114,6 +114,7 @@ def find(node: PacsNode, level: str, *, cancel: threading.Event | None = None, *
     model = query_model(level)
     matches: list[dict] = []
     last = time.monotonic()
+    cancel_sent = False
     with associate(node, [build_context(model)]) as assoc:
         responses = assoc.send_c_find(identifier, model, msg_id=1)
         for status, answer in responses:
@@ -124,8 +125,9 @@ def find(node: PacsNode, level: str, *, cancel: threading.Event | None = None, *
             if category == "Pending":
                 if answer is not None:
                     matches.append(answer_to_dict(answer, level))
-                if cancel is not None and cancel.is_set():
+                if cancel is not None and cancel.is_set() and not cancel_sent:
                     assoc.send_c_cancel(1, query_model=model)
+                    cancel_sent = True
             elif category in ("Success", "Cancel"):
                 break
             else:
