@@ -53,7 +53,7 @@ from viewer.decode import (
     to_modality,
 )
 from viewer.geometry import analyse_positions, resample_to_regular
-from viewer.series import FrameRef, InstanceHeader, Stack, build_stacks, read_header, scan_headers
+from viewer.series import FrameRef, InstanceHeader, Stack, build_stacks, read_header, scan_headers, text_value
 from viewer.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ def _metadata(stack: Stack) -> dict[str, object]:
         "series_number": ds.get("SeriesNumber"),
         "series_description": str(ds.get("SeriesDescription", "")),
         "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")),
-        "sop_instance_uids": [str(f.header.ds.get("SOPInstanceUID", "")) for f in stack.frames],
+        "sop_instance_uids": [text_value(f.header.ds, "SOPInstanceUID") for f in stack.frames],
         "sources": [(str(f.header.path), f.frame) for f in stack.frames],
         "file_windows": windows,
         "photometric": stack.first.header.layout.photometric,
