@@ -152,3 +152,38 @@ def test_cine_frame_snapshot(tmp_path: Path) -> None:
         other_x = 2 * 160 * (0.2 + 0.6 * (9 - frame) / 9)
         assert abs(int(png[120, int(disc_x), 0]) - 220) <= 2
         assert int(png[120, int(other_x), 0]) < 100
+
+
+def test_radiograph_native_view_keeps_side_marker_on_the_right(tmp_path: Path) -> None:
+    from dicom_net.synthetic import radiograph
+    from viewer.snapshot import projection_labels
+
+    assert projection_labels(["L", "F"]) == {"right": "L", "left": "R", "bottom": "F", "top": "H"}
+    write_datasets([radiograph()], tmp_path / "dx")
+    out = tmp_path / "dx.png"
+    # 832 x 1024 pixels of 0.3 mm in 416 x 512: half a screen pixel per image pixel
+    assert run([str(tmp_path / "dx"), "--out", str(out), "--size", "416x512"]) == 0
+    png = read_png(out)
+    # side marker block (4000 in a 4096/2048 window) at image columns 707..773, rows 51..122
+    assert abs(grey(png, 370, 45) - round(4000 / 4096 * 255)) <= 2
+    assert grey(png, 416 - 370, 45) < 100
+    assert any(is_label_colour(p) for p in png[236:276, 390:416].reshape(-1, png.shape[2]))
+
+
+def test_dynamic_series_frame_picks_the_phase(tmp_path: Path) -> None:
+    from dicom_net.synthetic import ct_phantom_hu
+
+    uid, geometry = "1.2.826.0.1.3680043.8.498.778", SeriesGeometry(rows=32, columns=32, slices=4)
+    for acquisition, offset in ((1, 0.0), (2, 1000.0)):
+        datasets = list(ct_series(geometry, series_uid=uid, frame_of_reference_uid=uid + ".1",
+                                  hu=lambda p, o=offset: ct_phantom_hu(p) + o))
+        for ds in datasets:
+            ds.AcquisitionNumber = acquisition
+        write_datasets(datasets, tmp_path / "dyn" / str(acquisition))
+    values = []
+    for frame in (0, 1):
+        out = tmp_path / f"phase{frame}.png"
+        assert run([str(tmp_path / "dyn"), "--out", str(out), "--frame", str(frame), "--window", "2000",
+                    "--level", "1000", "--size", "64x64"]) == 0
+        values.append(grey(read_png(out), 20, 32))  # soft tissue: 40 HU, then 1040 HU
+    assert values[0] < 40 and values[1] > 120
