@@ -47,7 +47,7 @@ def _probe_torch_in_background() -> None:
     def probe() -> None:
         try:
             importlib.import_module("torch")
-        except Exception as exc:  # no torch: the status bar says CPU
+        except Exception as exc:  # noqa: BLE001 - no torch: the status bar says CPU
             log.info("torch unavailable for GPU status: %s", type(exc).__name__)
     threading.Thread(target=probe, name="torch-probe", daemon=True).start()
 

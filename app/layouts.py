@@ -22,7 +22,8 @@ class Layout(enum.Enum):
     @property
     def grid(self) -> tuple[int, int]:
         """(rows, columns) of the viewport grid."""
-        return {"1x1": (1, 1), "1x2": (1, 2), "2x2": (2, 2), "MPR + 3D": (1, 2)}[self.value]
+        # MPR + 3D: the three planes side by side on top, the 3D rendering below
+        return {"1x1": (1, 1), "1x2": (1, 2), "2x2": (2, 2), "MPR + 3D": (2, 1)}[self.value]
 
     @property
     def viewport_count(self) -> int:
@@ -86,7 +87,7 @@ def default_hanging(series: Sequence[SeriesInfo]) -> Hanging:
     """The first layout and series placement when a study opens."""
     if not series:
         return Hanging(Layout.ONE, ())
-    first = sorted(series, key=_priority)[0]
+    first = min(series, key=_priority)
     if first.is_volume:
         return Hanging(Layout.MPR_3D, ((first.series_uid, ViewKind.MPR), (first.series_uid, ViewKind.VOLUME)))
     if first.is_cine:

@@ -136,9 +136,9 @@ class MainWindow(QMainWindow):
         self.task_progress.setMaximumWidth(180)
         self.task_cancel = QPushButton("Cancel", self)
         self.task_cancel.clicked.connect(self.tasks.cancel_all)
-        for w in (self.listener_label, self.last_study_label, self.model_label, self.gpu_label):
-            bar.addWidget(w)
-        for w in (self.task_label, self.task_progress, self.task_cancel):
+        # permanent widgets stay visible while transient messages show on the left
+        for w in (self.task_label, self.task_progress, self.task_cancel, self.listener_label,
+                  self.last_study_label, self.model_label, self.gpu_label):
             bar.addPermanentWidget(w)
         self._update_task_status()
 
@@ -303,11 +303,11 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(describe_import(summary), 10000)
         self._update_demo_banner()
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+    def dropEvent(self, event: QDropEvent) -> None:
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
         if paths:
             event.acceptProposedAction()
@@ -400,6 +400,8 @@ class MainWindow(QMainWindow):
             self.resize(1500, 920)
         if state is not None:
             self.restoreState(state)
+        else:
+            self.resizeDocks([self.right_dock], [380], Qt.Orientation.Horizontal)
         splitter = self.store.ui_bytes("browser_splitter")
         if splitter is not None:
             self.browser.splitter.restoreState(splitter)
@@ -410,7 +412,7 @@ class MainWindow(QMainWindow):
         self.store.set_ui_value("browser_splitter", QByteArray(self.browser.splitter.saveState()))
         self.store.qsettings.sync()
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+    def closeEvent(self, event: QCloseEvent) -> None:
         """Closing keeps the listener running unless the user chose to stop receiving."""
         self.save_ui_state()
         self.status_timer.stop()

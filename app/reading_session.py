@@ -14,7 +14,16 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from app.layouts import Hanging, Layout, SeriesInfo, ViewKind, default_hanging, link_groups, relayout, view_kind_for
+from app.layouts import (
+    Hanging,
+    Layout,
+    SeriesInfo,
+    ViewKind,
+    default_hanging,
+    link_groups,
+    relayout,
+    view_kind_for,
+)
 from app.tasks import Cancelled
 from dicom_net.archive import Archive
 from viewer.loader import SliceEvent, load_series
@@ -24,7 +33,7 @@ from viewer.volume import Volume
 def _frame_of_reference(path: Path) -> str:
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["FrameOfReferenceUID"])
-    except Exception:  # unreadable header: no linking for this series
+    except Exception:  # noqa: BLE001 - unreadable header: no linking for this series
         return ""
     return str(ds.get("FrameOfReferenceUID", ""))
 

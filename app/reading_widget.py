@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QMenu, QToolBar, QToolButton, QVBoxLayout, QWidget
 
@@ -119,8 +119,8 @@ class ReadingWidget(QWidget):
         rows, cols = session.layout.grid
         for r in range(2):
             self.grid.setRowStretch(r, 1 if r < rows else 0)
-        for c in range(2):  # MPR (three planes side by side) gets 3/4 of the width beside the 3D view
-            self.grid.setColumnStretch(c, 3 if (session.layout is Layout.MPR_3D and c == 0) else 1)
+        for c in range(2):
+            self.grid.setColumnStretch(c, 1 if c < cols else 0)
         for i, slot in enumerate(session.slots):
             vp = Viewport(i, self.grid_host)
             vp.activated.connect(self.set_active)

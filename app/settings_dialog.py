@@ -132,7 +132,7 @@ class PacsNodesPage(QWidget):
 
             result = echo(node)
             text = f"C-ECHO {node.name}: OK ({result})"
-        except Exception as exc:  # every failure is shown, with its reason
+        except Exception as exc:  # noqa: BLE001 - every failure is shown, with its reason
             text = f"C-ECHO failed: {exc}"
         self.status.setText(text)
         self.echo_result.emit(text)

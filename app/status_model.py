@@ -49,5 +49,5 @@ def gpu_memory_text() -> str:
             return "CPU"
         free, total = torch.cuda.mem_get_info()
         return f"GPU {(total - free) / 2**30:.1f}/{total / 2**30:.1f} GiB"
-    except Exception:  # a broken CUDA install must not break the status bar
+    except Exception:  # noqa: BLE001 - a broken CUDA install must not break the status bar
         return "CPU (CUDA unavailable)"

@@ -31,6 +31,7 @@ from app.thumbnails import ThumbnailCache
 SERIES_MIME = "application/x-hulu-series-uid"
 STUDY_UID_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+_ROOT = QModelIndex()
 
 
 def array_to_pixmap(image: np.ndarray) -> QPixmap:
@@ -49,13 +50,13 @@ class StudyTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.logic = logic
 
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
+    def rowCount(self, parent: QModelIndex = _ROOT) -> int:
         return 0 if parent.isValid() else len(self.logic.rows)
 
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
+    def columnCount(self, parent: QModelIndex = _ROOT) -> int:
         return len(COLUMNS) + 1
 
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section].title if section < len(COLUMNS) else "Status"
         return None
@@ -106,7 +107,7 @@ class SeriesStrip(QListWidget):
         else:
             self.setFixedHeight(160)
 
-    def mimeData(self, items):  # noqa: N802
+    def mimeData(self, items):
         mime = super().mimeData(items)
         if items:
             mime.setData(SERIES_MIME, items[0].data(STUDY_UID_ROLE).encode())

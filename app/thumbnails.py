@@ -91,7 +91,7 @@ class ThumbnailCache:
             return None
         try:
             image = render_thumbnail(Path(instance_paths[len(instance_paths) // 2]), self.size)
-        except Exception as exc:  # undecodable pixel data: the browser shows a text tile
+        except Exception as exc:  # noqa: BLE001 - undecodable pixel data: the browser shows a text tile
             log.warning("no thumbnail for series %s: %s", series_uid, type(exc).__name__)
             return None
         self.folder.mkdir(parents=True, exist_ok=True)

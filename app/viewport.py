@@ -90,20 +90,20 @@ class Viewport(QFrame):
         self.view, self.kind, self.series_uid = view, kind, series_uid
         return view
 
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802
+    def eventFilter(self, obj, event) -> bool:
         if event.type() == event.Type.MouseButtonPress:
             self.activated.emit(self.index)
         return False
 
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+    def mousePressEvent(self, event: QMouseEvent) -> None:
         self.activated.emit(self.index)
         super().mousePressEvent(event)
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasFormat(SERIES_MIME):
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+    def dropEvent(self, event: QDropEvent) -> None:
         uid = bytes(event.mimeData().data(SERIES_MIME)).decode()
         if uid:
             event.acceptProposedAction()
