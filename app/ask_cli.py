@@ -1,7 +1,7 @@
 """``hulu-workstation ask``: ask the local Hulu-Med model about a series or an image, headless.
 
     hulu-workstation ask --model DIR (--series SERIES | --image FILE) [--mode M --plane P --slices N
-        --index I --window W --level L --max-tokens N --think] [--dry-run --json] "question"
+        --index I --window W --level L --max-tokens N --visual-tokens N --think] [--dry-run --json] "question"
 
 SERIES is a folder of DICOM files or a Series Instance UID of the local archive (``--archive``).
 The answer streams to stdout (thinking-mode reasoning goes to stderr). ``--dry-run`` loads no
@@ -55,13 +55,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=float, help="window width (default: the series' opening window)")
     p.add_argument("--level", type=float, help="window level/centre")
     p.add_argument("--fps", type=float, default=DEFAULT_VIDEO_FPS, help="video: frames per second sampled")
-    p.add_argument("--max-tokens", type=int, default=None,
+    p.add_argument("--visual-tokens", type=int, default=None,
                    help=f"visual token budget shared by all frames (default: the checkpoint's, {MAX_TOKENS})")
     p.add_argument("--token-reduction", choices=("off", "intended"), default="off",
                    help="drop video/3D tokens that barely change between frames (speed mode; default off)")
     p.add_argument("--think", action="store_true", help="thinking mode: step-by-step reasoning, boxed answer")
     p.add_argument("--system-prompt", default=None, help="system prompt (default: none, as the reference)")
-    p.add_argument("--max-new-tokens", type=int, default=1024, help="answer length limit (default 1024)")
+    p.add_argument("--max-tokens", "--max-new-tokens", dest="max_new_tokens", type=int, default=1024,
+                   help="answer length limit in tokens (default 1024)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--quantization", default="auto", help="auto, none, nf4 or int8")
@@ -72,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _view(args: argparse.Namespace) -> AIView:
-    for name in ("slices", "max_tokens", "max_new_tokens"):
+    for name in ("slices", "visual_tokens", "max_new_tokens"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
@@ -122,7 +123,7 @@ def _inputs(args: argparse.Namespace, item: VisualItem, tokenizer: Any, template
     conversation.add_user(args.question, [item], think=args.think)
     return build_model_inputs(
         tokenizer, conversation, chat_template=template,
-        max_tokens=args.max_tokens or int(processor.get("max_tokens", MAX_TOKENS)),
+        max_tokens=args.visual_tokens or int(processor.get("max_tokens", MAX_TOKENS)),
         min_tokens=int(processor.get("min_tokens", MIN_TOKENS)), reduction=args.token_reduction,
     )
 
