@@ -43,6 +43,7 @@ from app.reporting.templates import quick_prompts
 log = logging.getLogger(__name__)
 KIND_LABELS = {"image": "Current image", "volume": "Series as volume", "cine": "Cine"}
 PLANES = ("axial", "coronal", "sagittal", "native")
+CHIP_STYLE = "background:#2d4a6b;color:#e0f0ff;padding:2px 6px;"
 
 
 class ChatPanel(QWidget):
@@ -52,8 +53,15 @@ class ChatPanel(QWidget):
     answer_finished = Signal(str)  # error text or ""
     model_state_changed = Signal(object)
 
-    def __init__(self, service: ModelService, context_provider: Callable[[], ScreenContext | None],
-                 parent: QWidget | None = None, *, max_new_tokens: int = 512, max_visual_tokens: int = 16384):
+    def __init__(
+        self,
+        service: ModelService,
+        context_provider: Callable[[], ScreenContext | None],
+        parent: QWidget | None = None,
+        *,
+        max_new_tokens: int = 512,
+        max_visual_tokens: int = 16384,
+    ):
         super().__init__(parent)
         self.service = service
         self.context_provider = context_provider
@@ -134,9 +142,14 @@ class ChatPanel(QWidget):
         layout.addWidget(self.input)
         layout.addLayout(buttons)
 
-        for signal in (self.kind_box.currentIndexChanged, self.plane_box.currentIndexChanged,
-                       self.slice_spin.valueChanged, self.slices_spin.valueChanged,
-                       self.width_spin.valueChanged, self.level_spin.valueChanged):
+        for signal in (
+            self.kind_box.currentIndexChanged,
+            self.plane_box.currentIndexChanged,
+            self.slice_spin.valueChanged,
+            self.slices_spin.valueChanged,
+            self.width_spin.valueChanged,
+            self.level_spin.valueChanged,
+        ):
             signal.connect(self._scope_edited)
         self.refresh_button.clicked.connect(self.refresh_from_screen)
         self.send_button.clicked.connect(lambda: self.ask(self.input.toPlainText()))
@@ -176,12 +189,23 @@ class ChatPanel(QWidget):
     def _key(context: ScreenContext | None) -> tuple | None:
         if context is None:
             return None
-        return (context.study_uid, context.series_uid, context.plane, context.slice_index, context.window,
-                context.invert, context.frame_index)
+        return (
+            context.study_uid,
+            context.series_uid,
+            context.plane,
+            context.slice_index,
+            context.window,
+            context.invert,
+            context.frame_index,
+        )
 
     def _poll_screen(self) -> None:
         """Chips follow the screen until the user edits them ("Use screen" follows again)."""
-        if self.follow_screen and self._worker is None and self._key(self.context_provider()) != self._screen_key:
+        if (
+            self.follow_screen
+            and self._worker is None
+            and self._key(self.context_provider()) != self._screen_key
+        ):
             self.refresh_from_screen()
 
     def refresh_from_screen(self) -> None:
@@ -213,8 +237,14 @@ class ChatPanel(QWidget):
         self._updating = True
         try:
             scope = self.scope
-            for widget in (self.kind_box, self.plane_box, self.slice_spin, self.slices_spin,
-                           self.width_spin, self.level_spin):
+            for widget in (
+                self.kind_box,
+                self.plane_box,
+                self.slice_spin,
+                self.slices_spin,
+                self.width_spin,
+                self.level_spin,
+            ):
                 widget.setEnabled(scope is not None)
             if scope is None:
                 self.chips.setText("<i>Open a series to ask about it.</i>")
@@ -236,9 +266,11 @@ class ChatPanel(QWidget):
                 self.width_spin.setValue(scope.window[0])
                 self.level_spin.setValue(scope.window[1])
             summary = summarise(self.context.volume, scope, self.max_visual_tokens)
-            self.chips.setText(" ".join(
-                f"<span style='background:#2d4a6b;color:#e0f0ff;padding:2px 6px;'>&nbsp;{html.escape(c)}&nbsp;</span>"
-                for c in summary.chips()))
+            self.chips.setText(
+                " ".join(
+                    f"<span style='{CHIP_STYLE}'>&nbsp;{html.escape(c)}&nbsp;</span>" for c in summary.chips()
+                )
+            )
         finally:
             self._updating = False
             self._update_enabled()
@@ -288,9 +320,17 @@ class ChatPanel(QWidget):
 
         def work() -> None:
             try:
-                session.ask(self.service, question, volume, asked_scope, think=think,
-                            max_new_tokens=self.max_new_tokens, max_tokens=self.max_visual_tokens,
-                            on_delta=self.delta_arrived.emit, cancel=cancel)
+                session.ask(
+                    self.service,
+                    question,
+                    volume,
+                    asked_scope,
+                    think=think,
+                    max_new_tokens=self.max_new_tokens,
+                    max_tokens=self.max_visual_tokens,
+                    on_delta=self.delta_arrived.emit,
+                    cancel=cancel,
+                )
                 self.answer_finished.emit("")
             except Exception as exc:  # shown in the panel; the app keeps working
                 log.exception("chat request failed")
@@ -346,10 +386,14 @@ class ChatPanel(QWidget):
             if message.reasoning:
                 if index in self._expanded:
                     reasoning = html.escape(message.reasoning).replace("\n", "<br>")
-                    body.append(f"<br><a href='reason:{index}'>hide reasoning</a>"
-                                f"<br><small style='color:#999'>{reasoning}</small>")
+                    body.append(
+                        f"<br><a href='reason:{index}'>hide reasoning</a>"
+                        f"<br><small style='color:#999'>{reasoning}</small>"
+                    )
                 else:
-                    body.append(f"<br><a href='reason:{index}'>show reasoning ({len(message.reasoning)} chars)</a>")
+                    body.append(
+                        f"<br><a href='reason:{index}'>show reasoning ({len(message.reasoning)} chars)</a>"
+                    )
             body.append("</p>")
             parts.append("".join(body))
         self.history_view.setHtml("".join(parts))
@@ -371,11 +415,16 @@ def shared_model_service(window) -> ModelService:
     from app.status_model import ModelState as StatusState
 
     settings = window.settings.model
-    service = ModelService(settings.folder or None, device=settings.device,
-                           quantization=settings.quantization or "auto")
+    service = ModelService(
+        settings.folder or None, device=settings.device, quantization=settings.quantization or "auto"
+    )
     bridge = _StateBridge(window)
-    mapping = {"absent": StatusState.NOT_INSTALLED, "loading": StatusState.LOADING,
-               "ready": StatusState.READY, "failed": StatusState.ERROR}
+    mapping = {
+        "absent": StatusState.NOT_INSTALLED,
+        "loading": StatusState.LOADING,
+        "ready": StatusState.READY,
+        "failed": StatusState.ERROR,
+    }
     bridge.changed.connect(lambda state: window.set_model_state(mapping[state.kind]))
     service.on_state(bridge.changed.emit)
     window.model_service = service

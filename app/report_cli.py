@@ -36,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     draft.add_argument("--study", required=True, help="Study Instance UID in the archive")
     draft.add_argument("--model", type=Path, help="Hulu-Med checkpoint folder (default: from Settings)")
     draft.add_argument("--archive", type=Path, help="archive folder (default: the workstation's)")
-    draft.add_argument("--slices", type=int, default=32, help="slices sampled through a 3D series (default 32)")
+    draft.add_argument(
+        "--slices", type=int, default=32, help="slices sampled through a 3D series (default 32)"
+    )
     draft.add_argument("--max-new-tokens", type=int, default=768)
     draft.add_argument("--device", default="auto", help="auto, cuda or cpu")
     draft.set_defaults(func=run_draft)
@@ -44,8 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     send = sub.add_parser("send", help="sign a report text and send it to the RIS and/or PACS")
     send.add_argument("--study", required=True, help="Study Instance UID in the archive")
     send.add_argument("--text-file", required=True, type=Path, help="UTF-8 text with Findings:/Impression:")
-    send.add_argument("--status", required=True, choices=("P", "F", "C"),
-                      help="P preliminary, F final, C correction of a final report")
+    send.add_argument(
+        "--status",
+        required=True,
+        choices=("P", "F", "C"),
+        help="P preliminary, F final, C correction of a final report",
+    )
     send.add_argument("--radiologist", required=True, help='the signing radiologist, e.g. "Family, Given"')
     send.add_argument("--ris", help="RIS MLLP address HOST:PORT")
     send.add_argument("--pacs", help="PACS node name (see `hulu-workstation pacs`)")
@@ -62,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # -- study lookup ------------------------------------------------------------------------------
 
+
 def _archive(path: Path | None):
     from dicom_net.archive import INDEX_NAME, Archive
     from dicom_net.paths import default_archive_dir
@@ -77,8 +84,10 @@ def study_series_paths(study_uid: str, archive_dir: Path | None) -> list[tuple[s
     with _archive(archive_dir) as archive:
         if archive.study(study_uid) is None:
             raise ValueError(f"study {study_uid} is not in the archive")
-        found = [(s.series_uid, s.modality, [Path(i.path) for i in archive.instances(s.series_uid)])
-                 for s in archive.series(study_uid)]
+        found = [
+            (s.series_uid, s.modality, [Path(i.path) for i in archive.instances(s.series_uid)])
+            for s in archive.series(study_uid)
+        ]
     return sorted(found, key=lambda s: (s[1] in IMAGE_MODALITIES_LAST, -len(s[2])))
 
 
@@ -102,8 +111,16 @@ def _model_folder(given: Path | None) -> Path | None:
 
 # -- draft --------------------------------------------------------------------------------------
 
+
 def run_draft(args: argparse.Namespace) -> int:
-    from app.ai_inputs import AIView, load_main_volume, resolve_mode, resolve_plane, resolve_window, visual_item_for
+    from app.ai_inputs import (
+        AIView,
+        load_main_volume,
+        resolve_mode,
+        resolve_plane,
+        resolve_window,
+        visual_item_for,
+    )
     from app.reporting.drafting import DraftError, DraftSettings, draft_report
     from app.reporting.model_service import ModelService
 
@@ -118,9 +135,15 @@ def run_draft(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     window = resolve_window(volume, view)
     mode = resolve_mode(volume, view)
-    sent = SentInput(series_uid, {"2d": "image", "3d": "volume", "video": "cine"}[mode],
-                     resolve_plane(volume, view) if mode != "video" else "", list(item.sampled_indices),
-                     window[1] if window else None, window[0] if window else None, item.frame_count)
+    sent = SentInput(
+        series_uid,
+        {"2d": "image", "3d": "volume", "video": "cine"}[mode],
+        resolve_plane(volume, view) if mode != "video" else "",
+        list(item.sampled_indices),
+        window[1] if window else None,
+        window[0] if window else None,
+        item.frame_count,
+    )
     service = ModelService(_model_folder(args.model), device=args.device, quantization="auto")
     state = service.load_now()
     if not state.ready:
@@ -129,8 +152,9 @@ def run_draft(args: argparse.Namespace) -> int:
     report = Report(study_info(paths))
     audit = AuditRecord(report.report_id, report.study.study_instance_uid)
     try:
-        generation = draft_report(service, report, audit, [item], [sent],
-                                  settings=DraftSettings(max_new_tokens=args.max_new_tokens))
+        generation = draft_report(
+            service, report, audit, [item], [sent], settings=DraftSettings(max_new_tokens=args.max_new_tokens)
+        )
     except DraftError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -145,6 +169,7 @@ def run_draft(args: argparse.Namespace) -> int:
 
 
 # -- send ---------------------------------------------------------------------------------------
+
 
 def parse_report_text(text: str) -> dict[str, str]:
     """Findings/Impression of a radiologist's text file (no AI involved, nothing dropped)."""
@@ -170,8 +195,10 @@ def _report_to_sign(store: ReportStore, info: StudyInfo, status: ReportStatus) -
 
 def _deliver(outbox: Outbox, message: OutboxMessage) -> OutboxMessage:
     result = outbox.deliver_now(message.message_id)
-    print(f"{message.kind} {message.message_id} -> {message.destination}: {result.state.value}"
-          + (f" ({result.last_error})" if result.last_error else ""))
+    print(
+        f"{message.kind} {message.message_id} -> {message.destination}: {result.state.value}"
+        + (f" ({result.last_error})" if result.last_error else "")
+    )
     return result
 
 
@@ -200,9 +227,16 @@ def run_send(args: argparse.Namespace) -> int:
         audit.add_event("signed", status=status.value, radiologist=args.radiologist, via="cli")
         messages = []
         if args.ris:
-            messages.append(queue_report_to_ris(report, audit, outbox, args.ris,
-                                                sending_application=args.sending_application,
-                                                receiving_application=args.receiving_application))
+            messages.append(
+                queue_report_to_ris(
+                    report,
+                    audit,
+                    outbox,
+                    args.ris,
+                    sending_application=args.sending_application,
+                    receiving_application=args.receiving_application,
+                )
+            )
         if args.pacs:
             messages.append(queue_report_to_pacs(report, audit, outbox, args.pacs, all_paths))
         store.save(report, audit)
@@ -227,6 +261,9 @@ def run_outbox(args: argparse.Namespace) -> int:
     if args.process or args.retry:
         outbox.process_due(ignore_backoff=True)
     for m in outbox.messages():
-        print(f"{m.message_id} {m.kind:5} {m.result_status} {m.state.value:9} attempts={m.attempts} "
-              f"-> {m.destination} study={m.study_instance_uid}" + (f" ({m.last_error})" if m.last_error else ""))
+        print(
+            f"{m.message_id} {m.kind:5} {m.result_status} {m.state.value:9} attempts={m.attempts} "
+            f"-> {m.destination} study={m.study_instance_uid}"
+            + (f" ({m.last_error})" if m.last_error else "")
+        )
     return 0

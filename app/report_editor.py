@@ -52,10 +52,17 @@ class ReportEditor(QWidget):
     draft_updated = Signal()
     draft_finished = Signal(str)  # error text or ""
 
-    def __init__(self, service: ModelService, workflow: ReportWorkflow,
-                 context_provider: Callable[[], ScreenContext | None], parent: QWidget | None = None, *,
-                 ris_address: Callable[[], str] = lambda: "", pacs_nodes: Callable[[], list[str]] = lambda: [],
-                 draft_settings: DraftSettings | None = None):
+    def __init__(
+        self,
+        service: ModelService,
+        workflow: ReportWorkflow,
+        context_provider: Callable[[], ScreenContext | None],
+        parent: QWidget | None = None,
+        *,
+        ris_address: Callable[[], str] = lambda: "",
+        pacs_nodes: Callable[[], list[str]] = list,
+        draft_settings: DraftSettings | None = None,
+    ):
         super().__init__(parent)
         self.service = service
         self.workflow = workflow
@@ -111,7 +118,13 @@ class ReportEditor(QWidget):
         layout.addWidget(self.study_label)
         layout.addWidget(self.status_label)
         row = QHBoxLayout()
-        for w in (self.template_box, self.template_button, self.draft_button, self.stop_button, self.accept_button):
+        for w in (
+            self.template_box,
+            self.template_button,
+            self.draft_button,
+            self.stop_button,
+            self.accept_button,
+        ):
             row.addWidget(w)
         layout.addLayout(row)
         for key, title in SECTIONS:
@@ -163,8 +176,9 @@ class ReportEditor(QWidget):
             self._draft_thread.join(30)
             self._draft_thread = None
         report = self.workflow.open_study(info)
-        self.study_label.setText(f"Study {info.study_description or info.modality} - accession "
-                                 f"{info.accession_number or '(none)'}")
+        self.study_label.setText(
+            f"Study {info.study_description or info.modality} - accession {info.accession_number or '(none)'}"
+        )
         self.template_box.clear()
         chosen = best_template(self.templates, info.modality, info.body_part)
         for template in self.templates:
@@ -234,10 +248,17 @@ class ReportEditor(QWidget):
         status = report.status if report else None
         signed = report is not None and status is not ReportStatus.DRAFT and not report.amendment_open
         self.status_label.setText(
-            "" if report is None else
-            f"Status: {status.value}" + (" (amendment open)" if report.amendment_open else "")
+            ""
+            if report is None
+            else f"Status: {status.value}"
+            + (" (amendment open)" if report.amendment_open else "")
             + (f" - signed by {report.radiologist}" if report.radiologist else "")
-            + (f" - {report.unreviewed_ai_spans()} AI passage(s) to review" if report.unreviewed_ai_spans() else ""))
+            + (
+                f" - {report.unreviewed_ai_spans()} AI passage(s) to review"
+                if report.unreviewed_ai_spans()
+                else ""
+            )
+        )
         can_edit = report is not None and report.editable and not drafting
         self.draft_button.setEnabled(can_edit and status is ReportStatus.DRAFT and self.service.state.ready)
         self.draft_button.setToolTip("" if self.service.state.ready else self.service.state.message)
@@ -247,8 +268,11 @@ class ReportEditor(QWidget):
         self.key_button.setEnabled(can_edit)
         self.sign_buttons[ReportStatus.PRELIMINARY].setEnabled(can_edit and status is ReportStatus.DRAFT)
         self.sign_buttons[ReportStatus.FINAL].setEnabled(
-            can_edit and status in (ReportStatus.DRAFT, ReportStatus.PRELIMINARY))
-        self.sign_buttons[ReportStatus.CORRECTED].setEnabled(can_edit and bool(report and report.amendment_open))
+            can_edit and status in (ReportStatus.DRAFT, ReportStatus.PRELIMINARY)
+        )
+        self.sign_buttons[ReportStatus.CORRECTED].setEnabled(
+            can_edit and bool(report and report.amendment_open)
+        )
         self.amend_button.setEnabled(signed and status in (ReportStatus.FINAL, ReportStatus.CORRECTED))
         self.ris_button.setEnabled(signed and bool(self.ris_address()))
         self.ris_button.setToolTip("" if self.ris_address() else "Configure the RIS in Settings")
@@ -303,8 +327,16 @@ class ReportEditor(QWidget):
             self._say(self.service.state.message, error=True)
             return False
         depth = context.volume.voxels.shape[0]
-        kind = None if depth < 2 else ("volume" if context.volume.metadata.get("has_patient_geometry", True)
-                                       and not context.volume.frame_times_ms else None)
+        kind = (
+            None
+            if depth < 2
+            else (
+                "volume"
+                if context.volume.metadata.get("has_patient_geometry", True)
+                and not context.volume.frame_times_ms
+                else None
+            )
+        )
         scope = default_scope(context, kind, slices=32)
         from app.ai_inputs import visual_item_for
         from app.reporting.chat import sent_input
@@ -316,8 +348,16 @@ class ReportEditor(QWidget):
         def work() -> None:
             try:
                 item = visual_item_for(volume, scope.view())
-                draft_report(self.service, report, audit, [item], [sent_input(scope, item.sampled_indices)],
-                             settings=settings, on_update=self.draft_updated.emit, cancel=cancel)
+                draft_report(
+                    self.service,
+                    report,
+                    audit,
+                    [item],
+                    [sent_input(scope, item.sampled_indices)],
+                    settings=settings,
+                    on_update=self.draft_updated.emit,
+                    cancel=cancel,
+                )
                 self.draft_finished.emit("")
             except Exception as exc:  # shown in the panel; the report keeps what streamed
                 log.exception("draft failed")
@@ -343,8 +383,10 @@ class ReportEditor(QWidget):
         self._draft_thread = None
         self._cancel = None
         self.workflow.save()
-        self._say(f"Draft failed: {error}" if error else "Draft ready: review, edit or accept the AI text.",
-                  error=bool(error))
+        self._say(
+            f"Draft failed: {error}" if error else "Draft ready: review, edit or accept the AI text.",
+            error=bool(error),
+        )
         self._render()
 
     # -- key images, signing, export -----------------------------------------------------------
@@ -360,8 +402,13 @@ class ReportEditor(QWidget):
         except ReportError as exc:
             self._say(str(exc), error=True)
             return
-        image = QImage(np.ascontiguousarray(pixels).data, pixels.shape[1], pixels.shape[0], pixels.shape[1] * 3,
-                       QImage.Format.Format_RGB888).copy()
+        image = QImage(
+            np.ascontiguousarray(pixels).data,
+            pixels.shape[1],
+            pixels.shape[0],
+            pixels.shape[1] * 3,
+            QImage.Format.Format_RGB888,
+        ).copy()
         item = QListWidgetItem(label + ("" if key else " (reformat)"))
         item.setIcon(QPixmap.fromImage(image).scaled(64, 64, Qt.AspectRatioMode.KeepAspectRatio))
         self.key_list.addItem(item)
@@ -435,7 +482,6 @@ class ReportEditor(QWidget):
         self.refresh_outbox()
 
 
-
 def _study_paths(archive, study_uid: str) -> list[Path]:
     return [Path(i.path) for s in archive.series(study_uid) for i in archive.instances(s.series_uid)]
 
@@ -466,8 +512,14 @@ def mount(window) -> ReportEditor:
             log.warning("PACS nodes unavailable: %s", exc)
             return []
 
-    editor = ReportEditor(shared_model_service(window), workflow, lambda: screen_context_from(window), window,
-                          ris_address=ris_address, pacs_nodes=pacs_nodes)
+    editor = ReportEditor(
+        shared_model_service(window),
+        workflow,
+        lambda: screen_context_from(window),
+        window,
+        ris_address=ris_address,
+        pacs_nodes=pacs_nodes,
+    )
 
     def study_opened(study_uid: str) -> None:
         paths = _study_paths(window.archive, study_uid)

@@ -64,8 +64,17 @@ class AskScope:
     def view(self) -> AIView:
         mode = {"image": "2d", "volume": "3d", "cine": "video"}[self.kind]
         width, level = self.window if self.window else (None, None)
-        return AIView(mode=mode, plane=self.plane or None, index=self.slice_index, slices=self.slices,
-                      window=width, level=level, invert=self.invert, fps=self.fps, max_frames=self.max_frames)
+        return AIView(
+            mode=mode,
+            plane=self.plane or None,
+            index=self.slice_index,
+            slices=self.slices,
+            window=width,
+            level=level,
+            invert=self.invert,
+            fps=self.fps,
+            max_frames=self.max_frames,
+        )
 
 
 @dataclass(frozen=True)
@@ -80,8 +89,14 @@ class ScopeSummary:
     visual_tokens: int
 
     def chips(self) -> list[str]:
-        return [f"Series {self.series}", f"Plane {self.plane}", self.slices, f"W/L {self.window}",
-                f"{self.images} image(s)", f"~{self.visual_tokens} visual tokens"]
+        return [
+            f"Series {self.series}",
+            f"Plane {self.plane}",
+            self.slices,
+            f"W/L {self.window}",
+            f"{self.images} image(s)",
+            f"~{self.visual_tokens} visual tokens",
+        ]
 
 
 def default_scope(ctx: ScreenContext, kind: ScopeKind | None = None, slices: int = 32) -> AskScope:
@@ -89,15 +104,26 @@ def default_scope(ctx: ScreenContext, kind: ScopeKind | None = None, slices: int
     volume = ctx.volume
     if kind is None:
         kind = "cine" if is_cine(volume) else "image"
-    base_view = AIView(plane=ctx.plane, window=ctx.window[0] if ctx.window else None,
-                       level=ctx.window[1] if ctx.window else None)
+    base_view = AIView(
+        plane=ctx.plane,
+        window=ctx.window[0] if ctx.window else None,
+        level=ctx.window[1] if ctx.window else None,
+    )
     plane = resolve_plane(volume, base_view)
     depth = len(plane_positions(volume, plane))
     index = ctx.frame_index if kind == "cine" and ctx.frame_index is not None else ctx.slice_index
     index = depth // 2 if index is None else min(max(int(index), 0), depth - 1)
     window = ctx.window if ctx.window is not None else resolve_window(volume, base_view)
-    return AskScope(kind=kind, series_uid=ctx.series_uid, series_label=ctx.series_label or ctx.series_uid[-12:],
-                    plane=plane, slice_index=index, slices=min(slices, depth), window=window, invert=ctx.invert)
+    return AskScope(
+        kind=kind,
+        series_uid=ctx.series_uid,
+        series_label=ctx.series_label or ctx.series_uid[-12:],
+        plane=plane,
+        slice_index=index,
+        slices=min(slices, depth),
+        window=window,
+        invert=ctx.invert,
+    )
 
 
 def frame_count(volume: Volume, scope: AskScope) -> int:
@@ -119,8 +145,9 @@ def summarise(volume: Volume, scope: AskScope, max_tokens: int = MAX_TOKENS) -> 
     else:
         height, width = plane_image(volume, scope.plane, index=scope.slice_index).pixels.shape[:2]
     merge = merge_size_for(scope.kind != "image")
-    new_h, new_w = target_size(height, width, merge_size=merge, frame_count=images, max_tokens=max_tokens,
-                               min_tokens=MIN_TOKENS)
+    new_h, new_w = target_size(
+        height, width, merge_size=merge, frame_count=images, max_tokens=max_tokens, min_tokens=MIN_TOKENS
+    )
     tokens = tokens_per_frame(new_h, new_w, merge) * images
     if scope.kind == "image":
         slices = f"slice {scope.slice_index + 1}"
@@ -129,14 +156,22 @@ def summarise(volume: Volume, scope: AskScope, max_tokens: int = MAX_TOKENS) -> 
     else:
         slices = f"cine {images} frames @ {scope.fps:g} fps"
     window = f"{scope.window[0]:g}/{scope.window[1]:g}" if scope.window else "as stored"
-    return ScopeSummary(scope.series_label, scope.plane if scope.kind != "cine" else "cine", slices, window,
-                        images, tokens)
+    return ScopeSummary(
+        scope.series_label, scope.plane if scope.kind != "cine" else "cine", slices, window, images, tokens
+    )
 
 
 def sent_input(scope: AskScope, sampled: list[int]) -> SentInput:
     width, level = scope.window if scope.window else (None, None)
-    return SentInput(scope.series_uid, scope.kind, scope.plane if scope.kind != "cine" else "", list(sampled),
-                     level, width, len(sampled))
+    return SentInput(
+        scope.series_uid,
+        scope.kind,
+        scope.plane if scope.kind != "cine" else "",
+        list(sampled),
+        level,
+        width,
+        len(sampled),
+    )
 
 
 @dataclass
@@ -197,24 +232,36 @@ class ChatSession:
             self.history.append(ChatMessage("user", question.strip(), chips=summary.chips()))
             loaded = service.loaded
             try:
-                inputs = build_model_inputs(loaded.tokenizer, self.conversation, max_tokens=max_tokens,
-                                            chat_template=loaded.chat_template)
+                inputs = build_model_inputs(
+                    loaded.tokenizer,
+                    self.conversation,
+                    max_tokens=max_tokens,
+                    chat_template=loaded.chat_template,
+                )
             except Exception:
                 del self.conversation.turns[turn_count:]
                 self.history.pop()
                 raise
             sampled = [int(i) for item in visuals for i in item.sampled_indices]
             generation = Generation(
-                purpose="chat", model_id=service.model_id, model_checksum=service.checksum, prompt=question,
+                purpose="chat",
+                model_id=service.model_id,
+                model_checksum=service.checksum,
+                prompt=question,
                 settings={"think": think, "max_new_tokens": max_new_tokens, "max_visual_tokens": max_tokens},
-                inputs=[sent_input(scope, sampled)] if attach else [], started_at=now_iso(),
-                prompt_tokens=inputs.prompt_tokens)
+                inputs=[sent_input(scope, sampled)] if attach else [],
+                started_at=now_iso(),
+                prompt_tokens=inputs.prompt_tokens,
+            )
             self.generations.append(generation)
             answer = ChatMessage("assistant", "", finished=False)
             self.history.append(answer)
             splitter = ReasoningStream()
-            handle = service.engine.submit(GenerationRequest(inputs=inputs, conversation_id=self.conversation_id,
-                                                             max_new_tokens=max_new_tokens))
+            handle = service.engine.submit(
+                GenerationRequest(
+                    inputs=inputs, conversation_id=self.conversation_id, max_new_tokens=max_new_tokens
+                )
+            )
             for chunk in handle:
                 if cancel is not None and cancel.is_set():
                     handle.cancel()
@@ -227,8 +274,13 @@ class ChatSession:
             generation.finished_at = now_iso()
             generation.new_tokens = result.new_tokens
             generation.output_chars = len(result.text)
-            generation.outcome = ("cancelled" if result.finish_reason == "cancelled"
-                                  else f"failed: {result.error}" if result.finish_reason == "error" else "completed")
+            generation.outcome = (
+                "cancelled"
+                if result.finish_reason == "cancelled"
+                else f"failed: {result.error}"
+                if result.finish_reason == "error"
+                else "completed"
+            )
             if result.finish_reason == "error":
                 answer.text = answer.text or f"(the model failed: {result.error})"
             self.conversation.add_assistant(result.text)
@@ -238,7 +290,9 @@ class ChatSession:
             self.busy = False
 
     @staticmethod
-    def _grow(answer: ChatMessage, reasoning: str, text: str, on_delta: Callable[[str, str], None] | None) -> None:
+    def _grow(
+        answer: ChatMessage, reasoning: str, text: str, on_delta: Callable[[str, str], None] | None
+    ) -> None:
         if not reasoning and not text:
             return
         answer.reasoning += reasoning
@@ -266,8 +320,14 @@ def screen_context_from(main_window: Any) -> ScreenContext | None:
     if isinstance(volume.voxels, np.ndarray) and volume.is_color:
         window = None
     return ScreenContext(
-        study_uid=session.study_uid, series_uid=series_uid, volume=volume,
-        modality=getattr(info, "modality", "") or "", series_label=getattr(info, "description", "") or series_uid[-12:],
-        plane=plane if plane in ("axial", "coronal", "sagittal", "native") else None, slice_index=index,
-        window=window, invert=getattr(state, "invert", None), frame_index=index if is_cine(volume) else None,
+        study_uid=session.study_uid,
+        series_uid=series_uid,
+        volume=volume,
+        modality=getattr(info, "modality", "") or "",
+        series_label=getattr(info, "description", "") or series_uid[-12:],
+        plane=plane if plane in ("axial", "coronal", "sagittal", "native") else None,
+        slice_index=index,
+        window=window,
+        invert=getattr(state, "invert", None),
+        frame_index=index if is_cine(volume) else None,
     )

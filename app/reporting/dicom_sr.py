@@ -43,7 +43,9 @@ def dicom_person_name(name: str) -> str:
 
 
 def _text_section(
-    container_code: hd.sr.CodedConcept, item_code: hd.sr.CodedConcept, text: str,
+    container_code: hd.sr.CodedConcept,
+    item_code: hd.sr.CodedConcept,
+    text: str,
     images: Sequence[hd.sr.ImageContentItem] = (),
 ) -> hd.sr.ContainerContentItem:
     section = hd.sr.ContainerContentItem(name=container_code, relationship_type="CONTAINS")
@@ -81,10 +83,15 @@ def build_report_sr(
     for key in report.key_images:
         if key.sop_instance_uid not in by_uid:
             raise SrError(f"key image {key.sop_instance_uid} is missing from the evidence")
-        images.append(hd.sr.ImageContentItem(
-            name=codes.DCM.BestIllustrationOfFinding, referenced_sop_class_uid=key.sop_class_uid,
-            referenced_sop_instance_uid=key.sop_instance_uid,
-            referenced_frame_numbers=key.frame, relationship_type="INFERRED FROM"))
+        images.append(
+            hd.sr.ImageContentItem(
+                name=codes.DCM.BestIllustrationOfFinding,
+                referenced_sop_class_uid=key.sop_class_uid,
+                referenced_sop_instance_uid=key.sop_instance_uid,
+                referenced_frame_numbers=key.frame,
+                relationship_type="INFERRED FROM",
+            )
+        )
     radiologist = report.radiologist
     verified = report.status in (ReportStatus.FINAL, ReportStatus.CORRECTED)
     if verified and not radiologist:
@@ -92,14 +99,18 @@ def build_report_sr(
 
     root = hd.sr.ContainerContentItem(name=REPORT_TITLE, template_id="2000")
     items: list[Dataset] = [
-        hd.sr.CodeContentItem(name=codes.DCM.LanguageOfContentItemAndDescendants, value=ENGLISH,
-                              relationship_type="HAS CONCEPT MOD"),
+        hd.sr.CodeContentItem(
+            name=codes.DCM.LanguageOfContentItemAndDescendants,
+            value=ENGLISH,
+            relationship_type="HAS CONCEPT MOD",
+        ),
     ]
     if radiologist:
         observer = hd.sr.ObserverContext(
             observer_type=codes.DCM.Person,
             observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
-                name=dicom_person_name(radiologist)),
+                name=dicom_person_name(radiologist)
+            ),
         )
         items.extend(observer)
     findings = report.text("findings")

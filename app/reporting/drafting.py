@@ -46,14 +46,16 @@ def _hold_back_partial_header(text: str) -> str:
         tail = text[start:].lstrip("*").lower()
         if tail and any(word.startswith(tail) and word != tail for word in _HEADER_WORDS):
             return text[:start]
-        if tail and any(tail.startswith(word[:-1]) and tail.rstrip("*") == word[:-1] for word in _HEADER_WORDS):
+        if tail and any(
+            tail.startswith(word[:-1]) and tail.rstrip("*") == word[:-1] for word in _HEADER_WORDS
+        ):
             return text[:start]
     return text
 
 
 def split_draft(text: str, *, final: bool = True) -> dict[str, str]:
     """Findings and Impression of a (possibly partial) model answer."""
-    reasoning, answer = split_reasoning(text)
+    _reasoning, answer = split_reasoning(text)
     if "<think>" in text and "</think>" not in text:
         answer = ""  # still reasoning
     if not final:
@@ -66,7 +68,7 @@ def split_draft(text: str, *, final: bool = True) -> dict[str, str]:
     for index, match in enumerate(matches):
         end = matches[index + 1].start() if index + 1 < len(matches) else len(answer)
         key = "findings" if match.group(1).lower() == "findings" else "impression"
-        sections[key].append(answer[match.end():end])
+        sections[key].append(answer[match.end() : end])
     return {key: "\n".join(part.strip() for part in parts if part.strip()) for key, parts in sections.items()}
 
 
@@ -100,19 +102,35 @@ def draft_report(
     conversation = Conversation()
     conversation.add_user(settings.prompt, list(visuals))
     loaded = service.loaded
-    inputs = build_model_inputs(loaded.tokenizer, conversation, max_tokens=settings.max_visual_tokens,
-                                chat_template=loaded.chat_template)
+    inputs = build_model_inputs(
+        loaded.tokenizer,
+        conversation,
+        max_tokens=settings.max_visual_tokens,
+        chat_template=loaded.chat_template,
+    )
     base = {key: report.human_spans(key) for key in ("findings", "impression")}
     generation = Generation(
-        purpose="draft", model_id=service.model_id, model_checksum=service.checksum, prompt=settings.prompt,
-        settings={k: v for k, v in asdict(settings).items() if k != "prompt"}, inputs=list(sent),
-        started_at=now_iso(), prompt_tokens=inputs.prompt_tokens,
+        purpose="draft",
+        model_id=service.model_id,
+        model_checksum=service.checksum,
+        prompt=settings.prompt,
+        settings={k: v for k, v in asdict(settings).items() if k != "prompt"},
+        inputs=list(sent),
+        started_at=now_iso(),
+        prompt_tokens=inputs.prompt_tokens,
     )
     audit.generations.append(generation)
-    log.info("draft: study %s, %d visual item(s), %d prompt tokens", report.study.study_instance_uid,
-             len(visuals), inputs.prompt_tokens)
-    handle = service.engine.submit(GenerationRequest(
-        inputs=inputs, max_new_tokens=settings.max_new_tokens, temperature=settings.temperature))
+    log.info(
+        "draft: study %s, %d visual item(s), %d prompt tokens",
+        report.study.study_instance_uid,
+        len(visuals),
+        inputs.prompt_tokens,
+    )
+    handle = service.engine.submit(
+        GenerationRequest(
+            inputs=inputs, max_new_tokens=settings.max_new_tokens, temperature=settings.temperature
+        )
+    )
 
     def show(text: str, final: bool) -> None:
         for key, value in split_draft(text, final=final).items():
@@ -132,9 +150,16 @@ def draft_report(
     generation.output_chars = len(result.text)
     generation.new_tokens = result.new_tokens
     generation.outcome = (
-        f"failed: {result.error}" if result.finish_reason == "error"
-        else "cancelled" if result.finish_reason == "cancelled" else "completed"
+        f"failed: {result.error}"
+        if result.finish_reason == "error"
+        else "cancelled"
+        if result.finish_reason == "cancelled"
+        else "completed"
     )
-    log.info("draft: study %s %s, %d new tokens", report.study.study_instance_uid, generation.outcome,
-             result.new_tokens)
+    log.info(
+        "draft: study %s %s, %d new tokens",
+        report.study.study_instance_uid,
+        generation.outcome,
+        result.new_tokens,
+    )
     return generation

@@ -35,7 +35,10 @@ def _check_not_queued(outbox: Outbox, report: Report, kind: str, destination: st
         raise ReportError("a draft report is never sent")
     for message in outbox.messages(report.report_id):
         same = (message.kind, message.destination, message.signature_count) == (
-            kind, destination, len(report.signatures))
+            kind,
+            destination,
+            len(report.signatures),
+        )
         if same and message.state not in (State.REJECTED, State.FAILED):
             raise AlreadyQueued(f"this signature is already {message.state.value} to {destination}")
 
@@ -56,18 +59,26 @@ def queue_report_to_ris(
     _check_not_queued(outbox, report, "hl7", str(endpoint))
     control_id = new_message_id()
     oru = OruR01(
-        report, control_id=control_id, sending_application=sending_application,
-        sending_facility=sending_facility, receiving_application=receiving_application,
+        report,
+        control_id=control_id,
+        sending_application=sending_application,
+        sending_facility=sending_facility,
+        receiving_application=receiving_application,
         receiving_facility=receiving_facility,
     )
     message = OutboxMessage(
-        message_id=control_id, kind="hl7", destination=str(endpoint), report_id=report.report_id,
-        study_instance_uid=report.study.study_instance_uid, result_status=oru.status_code,
+        message_id=control_id,
+        kind="hl7",
+        destination=str(endpoint),
+        report_id=report.report_id,
+        study_instance_uid=report.study.study_instance_uid,
+        result_status=oru.status_code,
         signature_count=len(report.signatures),
     )
     outbox.enqueue(message, oru.encode())
-    audit.add_event("queued", route="hl7", message_id=control_id, destination=str(endpoint),
-                    result_status=oru.status_code)
+    audit.add_event(
+        "queued", route="hl7", message_id=control_id, destination=str(endpoint), result_status=oru.status_code
+    )
     return message
 
 
@@ -104,16 +115,30 @@ def queue_report_to_pacs(
     missing = wanted - {ds.SOPInstanceUID for ds in evidence}
     if missing:
         raise ReportError(f"{len(missing)} key image file(s) not found in the archive")
-    sr = build_report_sr(report, evidence, previous_versions=previous_sr_versions(outbox, report),
-                         institution_name=institution_name)
+    sr = build_report_sr(
+        report,
+        evidence,
+        previous_versions=previous_sr_versions(outbox, report),
+        institution_name=institution_name,
+    )
     buffer = io.BytesIO()
     sr.save_as(buffer, enforce_file_format=True)
     message = OutboxMessage(
-        message_id=new_message_id(), kind="dicom", destination=node_name, report_id=report.report_id,
-        study_instance_uid=report.study.study_instance_uid, result_status=report.status.hl7_code,
+        message_id=new_message_id(),
+        kind="dicom",
+        destination=node_name,
+        report_id=report.report_id,
+        study_instance_uid=report.study.study_instance_uid,
+        result_status=report.status.hl7_code,
         signature_count=len(report.signatures),
     )
     outbox.enqueue(message, buffer.getvalue())
-    audit.add_event("queued", route="dicom-sr", message_id=message.message_id, destination=node_name,
-                    sop_instance_uid=str(sr.SOPInstanceUID), series_instance_uid=str(sr.SeriesInstanceUID))
+    audit.add_event(
+        "queued",
+        route="dicom-sr",
+        message_id=message.message_id,
+        destination=node_name,
+        sop_instance_uid=str(sr.SOPInstanceUID),
+        series_instance_uid=str(sr.SeriesInstanceUID),
+    )
     return message

@@ -103,11 +103,15 @@ class OruR01:
         if not _UID.match(study.study_instance_uid) or len(study.study_instance_uid) > 64:
             raise Hl7ValueError(f"OBX-5 Study Instance UID is not a valid UID: {study.study_instance_uid!r}")
         if not (study.procedure_code or study.study_description or study.modality):
-            raise Hl7ValueError("OBR-4 universal service identifier: no procedure code, description or modality")
+            raise Hl7ValueError(
+                "OBR-4 universal service identifier: no procedure code, description or modality"
+            )
         if study.patient_birth_date and not re.fullmatch(r"\d{8}", study.patient_birth_date):
             raise Hl7ValueError(f"PID-7 date of birth must be YYYYMMDD, got {study.patient_birth_date!r}")
         if study.study_datetime and not re.fullmatch(r"\d{8}(\d{2,6})?", study.study_datetime):
-            raise Hl7ValueError(f"OBR-7 observation date/time must be YYYYMMDD[HHMMSS], got {study.study_datetime!r}")
+            raise Hl7ValueError(
+                f"OBR-7 observation date/time must be YYYYMMDD[HHMMSS], got {study.study_datetime!r}"
+            )
         if not report.signatures:
             raise Hl7ValueError("OBR-32 principal result interpreter: the report carries no signature")
         signature = report.signatures[-1]
@@ -118,8 +122,12 @@ class OruR01:
         self.status_code = report.status.hl7_code
         self._header = [
             escape_text(v, f"MSH-{i}")
-            for i, v in ((3, sending_application), (4, sending_facility),
-                         (5, receiving_application), (6, receiving_facility))
+            for i, v in (
+                (3, sending_application),
+                (4, sending_facility),
+                (5, receiving_application),
+                (6, receiving_facility),
+            )
         ]
         self.message_time = message_time or datetime.now().astimezone()
         self.processing_id = processing_id
@@ -135,25 +143,50 @@ class OruR01:
         study, status = self.report.study, self.status_code
         signed = hl7_datetime(self.signed_at)
         family, given = self._interpreter
-        msh = "|".join([
-            "MSH", ENCODING_CHARACTERS, *self._header, hl7_datetime(self.message_time), "",
-            "ORU^R01^ORU_R01", self.control_id, self.processing_id, "2.5.1",
-            "", "", "", "", "", CHARSET,
-        ])
+        msh = "|".join(
+            [
+                "MSH",
+                ENCODING_CHARACTERS,
+                *self._header,
+                hl7_datetime(self.message_time),
+                "",
+                "ORU^R01^ORU_R01",
+                self.control_id,
+                self.processing_id,
+                "2.5.1",
+                "",
+                "",
+                "",
+                "",
+                "",
+                CHARSET,
+            ]
+        )
         patient_id = escape_text(study.patient_id, "PID-3")
         issuer = escape_text(study.issuer_of_patient_id, "PID-3.4")
-        pid = "|".join([
-            "PID", "1", "", f"{patient_id}^^^{issuer}^MR", "", _xpn_from_dicom(study.patient_name), "",
-            study.patient_birth_date, {"M": "M", "F": "F", "O": "O"}.get(study.patient_sex.upper(), "U"),
-        ])
+        pid = "|".join(
+            [
+                "PID",
+                "1",
+                "",
+                f"{patient_id}^^^{issuer}^MR",
+                "",
+                _xpn_from_dicom(study.patient_name),
+                "",
+                study.patient_birth_date,
+                {"M": "M", "F": "F", "O": "O"}.get(study.patient_sex.upper(), "U"),
+            ]
+        )
         placer = escape_text(study.placer_order_number, "ORC-2/OBR-2")
         filler = escape_text(study.filler_order_number or study.accession_number, "ORC-3/OBR-3")
         orc = "|".join(["ORC", "RE", placer, filler, "", "CM"])
-        service = "^".join([
-            escape_text(study.procedure_code or study.modality or study.study_description, "OBR-4.1"),
-            escape_text(study.study_description or study.modality, "OBR-4.2"),
-            escape_text(study.procedure_coding_scheme if study.procedure_code else "L", "OBR-4.3"),
-        ])
+        service = "^".join(
+            [
+                escape_text(study.procedure_code or study.modality or study.study_description, "OBR-4.1"),
+                escape_text(study.study_description or study.modality, "OBR-4.2"),
+                escape_text(study.procedure_coding_scheme if study.procedure_code else "L", "OBR-4.3"),
+            ]
+        )
         obr = [""] * 33
         obr[0:5] = ["OBR", "1", placer, filler, service]
         obr[7] = study.study_datetime
@@ -166,8 +199,25 @@ class OruR01:
         observer = f"^{family}^{given}"
 
         def obx(value_type: str, code: str, sub_id: str, value: str) -> str:
-            fields = ["OBX", str(len(segments) - 3), value_type, code, sub_id, value,
-                      "", "", "", "", "", status, "", "", signed, "", observer]
+            fields = [
+                "OBX",
+                str(len(segments) - 3),
+                value_type,
+                code,
+                sub_id,
+                value,
+                "",
+                "",
+                "",
+                "",
+                "",
+                status,
+                "",
+                "",
+                signed,
+                "",
+                observer,
+            ]
             return "|".join(fields)
 
         segments.append(obx("HD", STUDY_UID_OBX3, "", study.study_instance_uid))

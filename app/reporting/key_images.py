@@ -28,12 +28,14 @@ def source_slice(ctx: ScreenContext, plane: str, index: int) -> int | None:
     return k if distance[k] <= 0.5 * float(volume.spacing[2]) + 1e-6 else None
 
 
-def capture_key_image(ctx: ScreenContext, plane: str, index: int,
-                      window: tuple[float, float] | None) -> tuple[KeyImage | None, np.ndarray]:
+def capture_key_image(
+    ctx: ScreenContext, plane: str, index: int, window: tuple[float, float] | None
+) -> tuple[KeyImage | None, np.ndarray]:
     """(reference or None, displayed RGB pixels) of one plane image."""
     width, level = window if window else (None, None)
-    item = visual_item_for(ctx.volume, AIView(mode="2d", plane=plane, index=index, window=width, level=level,
-                                              invert=ctx.invert))
+    item = visual_item_for(
+        ctx.volume, AIView(mode="2d", plane=plane, index=index, window=width, level=level, invert=ctx.invert)
+    )
     pixels = item.frames[0]
     k = source_slice(ctx, plane, index)
     metadata = ctx.volume.metadata
@@ -50,7 +52,9 @@ def capture_key_image(ctx: ScreenContext, plane: str, index: int,
 def _sop_class(path: str) -> str:
     from pydicom import dcmread
 
-    return str(dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"]).SOPClassUID) if path else ""
+    return (
+        str(dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"]).SOPClassUID) if path else ""
+    )
 
 
 def _is_multiframe(path: str) -> bool:

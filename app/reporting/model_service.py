@@ -44,7 +44,9 @@ def model_checksum(folder: Path) -> str:
 class ModelService:
     """Loads the model once in the background and owns its generation engine."""
 
-    def __init__(self, folder: str | Path | None, *, device: str = "auto", quantization: str = "auto") -> None:
+    def __init__(
+        self, folder: str | Path | None, *, device: str = "auto", quantization: str = "auto"
+    ) -> None:
         self.folder = Path(folder) if folder else None
         self.device = device
         self.quantization = quantization

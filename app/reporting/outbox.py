@@ -182,8 +182,9 @@ class Outbox:
         write_bytes_atomic(self.payload_path(message.message_id), payload)
         message.history.append({"at": time.time(), "event": "queued"})
         self._save(message)
-        log.info("outbox: queued %s %s for study %s", message.kind, message.message_id,
-                 message.study_instance_uid)
+        log.info(
+            "outbox: queued %s %s for study %s", message.kind, message.message_id, message.study_instance_uid
+        )
         return message
 
     def get(self, message_id: str) -> OutboxMessage:
@@ -200,7 +201,9 @@ class Outbox:
         with self._lock(blocking=True):
             message = self.get(message_id)
             if message.state is not State.FAILED:
-                raise ValueError(f"only failed messages are retried by hand, this one is {message.state.value}")
+                raise ValueError(
+                    f"only failed messages are retried by hand, this one is {message.state.value}"
+                )
             message.state, message.error_attempts, message.next_attempt_at = State.PENDING, 0, 0.0
             message.history.append({"at": time.time(), "event": "manual retry"})
             self._save(message)
@@ -263,8 +266,13 @@ class Outbox:
             message.next_attempt_at = now + self._delay(message.attempts)
         message.history.append({"at": time.time(), "event": result.outcome.value, "detail": result.detail})
         self._save(message)
-        log.info("outbox: %s %s attempt %d -> %s", message.kind, message.message_id, message.attempts,
-                 message.state.value)
+        log.info(
+            "outbox: %s %s attempt %d -> %s",
+            message.kind,
+            message.message_id,
+            message.attempts,
+            message.state.value,
+        )
         return message
 
     def deliver_now(self, message_id: str, *, attempts: int = 1, wait: float = 0.0) -> OutboxMessage:

@@ -23,8 +23,10 @@ from app.reporting.hl7_oru import person_components
 from app.reporting.report import SECTION_KINDS, Report, ReportStatus
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
-FONT_MISSING = ("Unicode font not found (install the Debian package fonts-dejavu-core): "
-                "letters outside Latin-1 are shown as '?'")
+FONT_MISSING = (
+    "Unicode font not found (install the Debian package fonts-dejavu-core): "
+    "letters outside Latin-1 are shown as '?'"
+)
 AI_COLOUR = (176, 84, 0)
 TEXT_COLOUR = (0, 0, 0)
 
@@ -91,8 +93,15 @@ def render_pdf(
     if not signed or report.unreviewed_ai_spans():
         pdf.set_fill_color(255, 236, 200)
         pdf.set_font(family, "B", 10)
-        pdf.multi_cell(0, 6, "DRAFT - not signed. Coloured text is AI-generated and has not been reviewed; "
-                             "not for diagnosis.", fill=True, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(
+            0,
+            6,
+            "DRAFT - not signed. Coloured text is AI-generated and has not been reviewed; not for diagnosis.",
+            fill=True,
+            align="L",
+            new_x=XPos.LMARGIN,
+            new_y=YPos.NEXT,
+        )
     study = report.study
     rows = [
         ("Patient", _display_name(study.patient_name)),

@@ -173,8 +173,10 @@ def _apply_edit(spans: list[Span], new_text: str) -> list[Span]:
         starts.append(starts[-1] + len(line))
     edited: set[int] = set()
     new_origin: list[int | None] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False).get_opcodes():
-        old_block, block_origin = old_text[starts[i1]:starts[i2]], origin[starts[i1]:starts[i2]]
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
+        None, old_lines, new_lines, autojunk=False
+    ).get_opcodes():
+        old_block, block_origin = old_text[starts[i1] : starts[i2]], origin[starts[i1] : starts[i2]]
         new_block = "".join(new_lines[j1:j2])
         if tag == "equal":
             new_origin.extend(block_origin)
@@ -217,9 +219,7 @@ class Report:
     study: StudyInfo
     report_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     status: ReportStatus = ReportStatus.DRAFT
-    sections: dict[str, list[Span]] = field(
-        default_factory=lambda: {kind.key: [] for kind in SECTION_KINDS}
-    )
+    sections: dict[str, list[Span]] = field(default_factory=lambda: {kind.key: [] for kind in SECTION_KINDS})
     key_images: list[KeyImage] = field(default_factory=list)
     signatures: list[Signature] = field(default_factory=list)
     amendment_open: bool = False
@@ -238,9 +238,7 @@ class Report:
 
     def _require_editable(self) -> None:
         if not self.editable:
-            raise ReportError(
-                f"a {self.status.value} report is locked: open an amendment to correct it"
-            )
+            raise ReportError(f"a {self.status.value} report is locked: open an amendment to correct it")
 
     @staticmethod
     def _kind(section: str) -> SectionKind:

@@ -46,7 +46,7 @@ def site_dir() -> Path:
 
 
 def parse_markdown_template(text: str, source: str = "") -> ReportTemplate:
-    match = re.match(r"\A---\n(.*?)\n---\n(.*)\Z", text.replace("\r\n", "\n"), re.S)
+    match = re.match(r"\A---\n(.*?)\n---\n(.*)\Z", text.replace("\r\n", "\n"), re.DOTALL)
     if not match:
         raise TemplateError(f"{source}: Markdown template must start with a --- front matter block")
     meta = {}
@@ -57,7 +57,7 @@ def parse_markdown_template(text: str, source: str = "") -> ReportTemplate:
     sections: dict[str, list[str]] = {}
     current = None
     for line in match.group(2).split("\n"):
-        heading = re.match(r"^##\s+(findings|impressions?)\s*$", line, re.I)
+        heading = re.match(r"^##\s+(findings|impressions?)\s*$", line, re.IGNORECASE)
         if heading:
             current = "findings" if heading.group(1).lower() == "findings" else "impression"
             sections[current] = []
@@ -68,9 +68,12 @@ def parse_markdown_template(text: str, source: str = "") -> ReportTemplate:
     if "name" not in meta:
         raise TemplateError(f"{source}: front matter needs a name")
     return ReportTemplate(
-        name=meta["name"], modality=meta.get("modality", "").upper(), body_part=meta.get("body_part", "").upper(),
+        name=meta["name"],
+        modality=meta.get("modality", "").upper(),
+        body_part=meta.get("body_part", "").upper(),
         findings="\n".join(sections.get("findings", [])).strip("\n"),
-        impression="\n".join(sections.get("impression", [])).strip("\n"), source=source,
+        impression="\n".join(sections.get("impression", [])).strip("\n"),
+        source=source,
     )
 
 
@@ -85,8 +88,14 @@ def parse_json_template(text: str, source: str = "") -> ReportTemplate:
     bad = [key for key, value in values.items() if not isinstance(value, str)]
     if bad:
         raise TemplateError(f"{source}: {', '.join(bad)} must be text")
-    return ReportTemplate(data["name"], values["modality"].upper(), values["body_part"].upper(),
-                          values["findings"], values["impression"], source)
+    return ReportTemplate(
+        data["name"],
+        values["modality"].upper(),
+        values["body_part"].upper(),
+        values["findings"],
+        values["impression"],
+        source,
+    )
 
 
 def load_template(path: Path) -> ReportTemplate:

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class ReportWorkflow:
-    def __init__(self, store: ReportStore, outbox: Outbox,
-                 study_paths: Callable[[str], list[Path]] | None = None) -> None:
+    def __init__(
+        self, store: ReportStore, outbox: Outbox, study_paths: Callable[[str], list[Path]] | None = None
+    ) -> None:
         self.store = store
         self.outbox = outbox
         self.study_paths = study_paths or (lambda _uid: [])
@@ -80,8 +81,12 @@ class ReportWorkflow:
         report.sign(status, radiologist)
         self.audit.add_event("signed", status=report.status.value, radiologist=radiologist)
         self.save()
-        log.info("report %s signed %s (study %s)", report.report_id, report.status.value,
-                 report.study.study_instance_uid)
+        log.info(
+            "report %s signed %s (study %s)",
+            report.report_id,
+            report.status.value,
+            report.study.study_instance_uid,
+        )
 
     def amend(self) -> None:
         report = self._require()
@@ -96,8 +101,9 @@ class ReportWorkflow:
 
     def send_to_pacs(self, node: str) -> OutboxMessage:
         report = self._require()
-        message = queue_report_to_pacs(report, self.audit, self.outbox, node,
-                                       self.study_paths(report.study.study_instance_uid))
+        message = queue_report_to_pacs(
+            report, self.audit, self.outbox, node, self.study_paths(report.study.study_instance_uid)
+        )
         self.save()
         return message
 

@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import pytest
 
-from app.ai_inputs import load_main_volume
+from app.ai_inputs import load_main_volume, visual_item_for
 from app.chat_panel import ChatPanel
 from app.reporting.chat import AI_NOTICE, ScreenContext, default_scope, summarise
 from app.reporting.model_service import ModelService
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
-from app.ai_inputs import visual_item_for
 from inference.inputs import build_model_inputs
 from inference.prompting import Conversation
-from tests.reporting.model_fixtures import tiny_model_folder, tiny_model_service  # noqa: F401
+from tests.reporting.model_fixtures import *  # noqa: F403  (tiny model fixtures)
 
 
 @pytest.fixture(scope="module")
 def ct_context(tmp_path_factory):
-    paths = write_datasets(list(ct_series(SeriesGeometry(rows=48, columns=48, slices=12))),
-                           tmp_path_factory.mktemp("chat-ct"))
+    paths = write_datasets(
+        list(ct_series(SeriesGeometry(rows=48, columns=48, slices=12))), tmp_path_factory.mktemp("chat-ct")
+    )
     volume, _ = load_main_volume(paths)
-    return ScreenContext("1.2.3.100", str(volume.metadata["series_uid"]), volume, modality="CT",
-                         series_label="Phantom CT", plane="axial", slice_index=5, window=(400.0, 40.0))
+    return ScreenContext(
+        "1.2.3.100",
+        str(volume.metadata["series_uid"]),
+        volume,
+        modality="CT",
+        series_label="Phantom CT",
+        plane="axial",
+        slice_index=5,
+        window=(400.0, 40.0),
+    )
 
 
 def test_token_estimate_on_the_chips_matches_what_the_model_gets(ct_context, tiny_model_service):
@@ -30,8 +38,9 @@ def test_token_estimate_on_the_chips_matches_what_the_model_gets(ct_context, tin
         scope = default_scope(ct_context, kind, slices=6)
         conversation = Conversation()
         conversation.add_user("q", [visual_item_for(ct_context.volume, scope.view())])
-        inputs = build_model_inputs(tokenizer, conversation, max_tokens=512,
-                                    chat_template=tiny_model_service.loaded.chat_template)
+        inputs = build_model_inputs(
+            tokenizer, conversation, max_tokens=512, chat_template=tiny_model_service.loaded.chat_template
+        )
         assert summarise(ct_context.volume, scope, 512).visual_tokens == inputs.visual_tokens
 
 
@@ -63,7 +72,10 @@ def test_ask_streams_then_follow_up_reuses_the_conversation(qtbot, ct_context, t
     answer = session.history[-1]
     assert answer.role == "assistant" and answer.finished and answer.text
     assert answer.text == "".join(deltas)
-    assert "AI draft:" in panel.history_view.toPlainText() and "What organ is this?" in panel.history_view.toPlainText()
+    assert (
+        "AI draft:" in panel.history_view.toPlainText()
+        and "What organ is this?" in panel.history_view.toPlainText()
+    )
     assert session.generations[-1].inputs[0].slices == [5]
     first_prompt = session.generations[-1].prompt_tokens
     assert panel.ask("And the other side?")

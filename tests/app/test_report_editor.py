@@ -13,30 +13,47 @@ from app.report_editor import ReportEditor
 from app.reporting.audit import ReportStore
 from app.reporting.chat import ScreenContext
 from app.reporting.drafting import DraftSettings
-from app.reporting.outbox import Outbox, State
+from app.reporting.outbox import Outbox
 from app.reporting.report import ReportStatus, StudyInfo
 from app.reporting.workflow import ReportWorkflow
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
 from tests.reporting.hl7_receivers import python_hl7_receiver
-from tests.reporting.model_fixtures import tiny_model_folder, tiny_model_service  # noqa: F401
+from tests.reporting.model_fixtures import *  # noqa: F403  (tiny model fixtures)
 
 
 @pytest.fixture(scope="module")
 def ct_study(tmp_path_factory):
-    datasets = list(ct_series(SeriesGeometry(rows=40, columns=40, slices=10),
-                              patient={"id": "ED-PID", "accession": "ED-ACC", "name": "Zoë^Ærø"}))
+    datasets = list(
+        ct_series(
+            SeriesGeometry(rows=40, columns=40, slices=10),
+            patient={"id": "ED-PID", "accession": "ED-ACC", "name": "Zoë^Ærø"},
+        )
+    )
     paths = write_datasets(datasets, tmp_path_factory.mktemp("editor-ct"))
     volume, _ = load_main_volume(paths)
-    context = ScreenContext(datasets[0].StudyInstanceUID, datasets[0].SeriesInstanceUID, volume, modality="CT",
-                            series_label="Phantom", plane="axial", slice_index=4, window=(400.0, 40.0))
+    context = ScreenContext(
+        datasets[0].StudyInstanceUID,
+        datasets[0].SeriesInstanceUID,
+        volume,
+        modality="CT",
+        series_label="Phantom",
+        plane="axial",
+        slice_index=4,
+        window=(400.0, 40.0),
+    )
     return datasets, paths, context
 
 
 def make_editor(qtbot, service, ct_study, ris=""):
     datasets, paths, context = ct_study
     workflow = ReportWorkflow(ReportStore(), Outbox(base_delay=0.0), lambda _uid: paths)
-    editor = ReportEditor(service, workflow, lambda: context, ris_address=lambda: ris,
-                          draft_settings=DraftSettings(max_new_tokens=16, max_visual_tokens=256))
+    editor = ReportEditor(
+        service,
+        workflow,
+        lambda: context,
+        ris_address=lambda: ris,
+        draft_settings=DraftSettings(max_new_tokens=16, max_visual_tokens=256),
+    )
     qtbot.addWidget(editor)
     editor.open_study(StudyInfo.from_dataset(datasets[0]))
     return editor

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-from pathlib import Path
 
 import pytest
 from pydicom import dcmread
@@ -33,8 +32,12 @@ def orthanc(tmp_path_factory):
 
 @pytest.fixture
 def study(tmp_path):
-    datasets = list(ct_series(SeriesGeometry(rows=16, columns=16, slices=4),
-                              patient={"name": "Ærø^Zoë", "id": "PID-SR", "accession": "ACC-SR"}))
+    datasets = list(
+        ct_series(
+            SeriesGeometry(rows=16, columns=16, slices=4),
+            patient={"name": "Ærø^Zoë", "id": "PID-SR", "accession": "ACC-SR"},
+        )
+    )
     paths = write_datasets(datasets, tmp_path / "ct")
     return datasets, paths
 
@@ -45,8 +48,9 @@ def signed(datasets, paths, status="final") -> Report:
     report.set_text("impression", IMPRESSION)
     for index in (1, 2):
         ds = datasets[index]
-        report.key_images.append(KeyImage(ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SOPClassUID,
-                                          path=str(paths[index])))
+        report.key_images.append(
+            KeyImage(ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SOPClassUID, path=str(paths[index]))
+        )
     report.sign(status, "Øster, Ben")
     return report
 
@@ -111,7 +115,9 @@ def test_sr_is_stored_by_orthanc_and_read_back_and_the_correction_links_its_pred
     report = signed(datasets, paths)
     audit = AuditRecord(report.report_id, report.study.study_instance_uid)
     message = queue_report_to_pacs(report, audit, outbox, "pacs", paths)
-    assert [m.state for m in outbox.process_due()] == [State.DELIVERED], outbox.get(message.message_id).last_error
+    assert [m.state for m in outbox.process_due()] == [State.DELIVERED], outbox.get(
+        message.message_id
+    ).last_error
     sr_uid = audit.events[-1]["sop_instance_uid"]
     hits = orthanc.find("Instance", {"SOPInstanceUID": sr_uid})
     assert len(hits) == 1
@@ -127,8 +133,11 @@ def test_sr_is_stored_by_orthanc_and_read_back_and_the_correction_links_its_pred
     queue_report_to_pacs(report, audit, outbox, "pacs", paths)
     assert [m.state for m in outbox.process_due()] == [State.DELIVERED]
     corrected_uid = audit.events[-1]["sop_instance_uid"]
-    corrected = dcmread(io.BytesIO(
-        orthanc.instance_file(orthanc.find("Instance", {"SOPInstanceUID": corrected_uid})[0]["ID"])))
+    corrected = dcmread(
+        io.BytesIO(
+            orthanc.instance_file(orthanc.find("Instance", {"SOPInstanceUID": corrected_uid})[0]["ID"])
+        )
+    )
     predecessor = corrected.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
     assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == sr_uid
     assert content_texts(corrected)["121073"].endswith("12 months.")

@@ -13,7 +13,6 @@ from app.reporting.model_service import ModelService
 from app.reporting.outbox import Outbox
 from app.reporting.report import Report, ReportError, StudyInfo
 from inference.frames import volume_item
-from tests.reporting.model_fixtures import tiny_model_folder, tiny_model_service  # noqa: F401
 
 ANSWER = "Findings: The liver is normal.\nNo pleural effusion. Impression: No acute abnormality."
 
@@ -27,14 +26,18 @@ def test_streamed_answer_is_split_into_sections_without_retraction(chunk):
             assert text.startswith(seen[key].rstrip()) or not seen[key], (key, text, seen[key])
             assert "Impr" not in text and "Findings" not in text
             seen[key] = text
-    assert split_draft(ANSWER) == {"findings": "The liver is normal.\nNo pleural effusion.",
-                                   "impression": "No acute abnormality."}
+    assert split_draft(ANSWER) == {
+        "findings": "The liver is normal.\nNo pleural effusion.",
+        "impression": "No acute abnormality.",
+    }
 
 
 def test_reasoning_never_enters_the_report():
     assert split_draft("<think>Findings: guess", final=False) == {"findings": "", "impression": ""}
     assert split_draft("<think>maybe</think>**Findings:** A\n**Impression:** B") == {
-        "findings": "A", "impression": "B"}
+        "findings": "A",
+        "impression": "B",
+    }
 
 
 def study_visuals():
@@ -50,9 +53,15 @@ def test_draft_streams_ai_marked_text_fills_the_audit_and_sends_nothing(tiny_mod
     audit = AuditRecord(report.report_id, "1.2.3.4")
     updates = []
     item, sent = study_visuals()
-    generation = draft_report(tiny_model_service, report, audit, [item], [sent],
-                              settings=DraftSettings(max_new_tokens=24, max_visual_tokens=256),
-                              on_update=lambda: updates.append(report.text("findings")))
+    generation = draft_report(
+        tiny_model_service,
+        report,
+        audit,
+        [item],
+        [sent],
+        settings=DraftSettings(max_new_tokens=24, max_visual_tokens=256),
+        on_update=lambda: updates.append(report.text("findings")),
+    )
     assert generation.outcome == "completed" and generation.new_tokens == 24
     assert len(updates) >= 2 and generation.output_chars > 0
     spans = report.spans("findings")
@@ -71,9 +80,16 @@ def test_draft_can_be_cancelled(tiny_model_service):
     audit = AuditRecord(report.report_id, "1.2.3.5")
     cancel = threading.Event()
     item, sent = study_visuals()
-    generation = draft_report(tiny_model_service, report, audit, [item], [sent],
-                              settings=DraftSettings(max_new_tokens=200, max_visual_tokens=256),
-                              on_update=cancel.set, cancel=cancel)
+    generation = draft_report(
+        tiny_model_service,
+        report,
+        audit,
+        [item],
+        [sent],
+        settings=DraftSettings(max_new_tokens=200, max_visual_tokens=256),
+        on_update=cancel.set,
+        cancel=cancel,
+    )
     assert generation.outcome == "cancelled" and generation.new_tokens < 200
 
 

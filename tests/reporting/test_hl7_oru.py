@@ -13,17 +13,28 @@ from app.reporting.mllp import MllpEndpoint, send_message
 from app.reporting.report import Report, StudyInfo
 from tests.reporting.hl7_receivers import hl7apy_receiver, python_hl7_receiver
 
-NASTY_FINDINGS = "Pipe | caret ^ amp & tilde ~ backslash \\ end\nMüller, Æsir, 中文 \\E\\ literal\n\n  indented line"
+NASTY_FINDINGS = (
+    "Pipe | caret ^ amp & tilde ~ backslash \\ end\nMüller, Æsir, 中文 \\E\\ literal\n\n  indented line"
+)
 NASTY_IMPRESSION = "No acute finding.\nFollow-up: 3 months ~ 6 months"
 STUDY_UID = "1.2.826.0.1.3680043.8.498.12345"
 
 
 def signed_report(status: str = "final") -> Report:
     study = StudyInfo(
-        study_instance_uid=STUDY_UID, accession_number="ACC-77|X", patient_id="MRN^001",
-        issuer_of_patient_id="HOSP", patient_name="Müller^Ærna^J", patient_birth_date="19700102",
-        patient_sex="F", modality="CT", study_description="CT Thorax & Abdomen", study_datetime="20260101081500",
-        placer_order_number="PL1", filler_order_number="FI1")
+        study_instance_uid=STUDY_UID,
+        accession_number="ACC-77|X",
+        patient_id="MRN^001",
+        issuer_of_patient_id="HOSP",
+        patient_name="Müller^Ærna^J",
+        patient_birth_date="19700102",
+        patient_sex="F",
+        modality="CT",
+        study_description="CT Thorax & Abdomen",
+        study_datetime="20260101081500",
+        placer_order_number="PL1",
+        filler_order_number="FI1",
+    )
     report = Report(study)
     report.set_text("findings", NASTY_FINDINGS)
     report.set_text("impression", NASTY_IMPRESSION)
@@ -42,7 +53,9 @@ def test_escape_order_backslash_first():
         escape_text("a\nb", "OBX-5")
 
 
-@pytest.mark.parametrize("receiver_factory", [python_hl7_receiver, hl7apy_receiver], ids=["python-hl7", "hl7apy"])
+@pytest.mark.parametrize(
+    "receiver_factory", [python_hl7_receiver, hl7apy_receiver], ids=["python-hl7", "hl7apy"]
+)
 def test_oru_round_trips_every_field_through_a_real_receiver(receiver_factory):
     report = signed_report()
     oru = OruR01(report, control_id="CTRL0001", receiving_application="RIS")
@@ -85,7 +98,9 @@ def test_hl7apy_parses_the_message_with_the_same_values():
 
 
 def test_builder_refuses_bad_input_naming_the_field():
-    report = Report(StudyInfo(study_instance_uid=STUDY_UID, patient_id="P", accession_number="A", modality="CT"))
+    report = Report(
+        StudyInfo(study_instance_uid=STUDY_UID, patient_id="P", accession_number="A", modality="CT")
+    )
     report.set_text("findings", "x")
     with pytest.raises(Hl7ValueError, match="OBR-25.*draft"):
         OruR01(report, control_id="C1")

@@ -23,8 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def final_report() -> Report:
-    report = Report(StudyInfo(study_instance_uid="1.2.3.4.5", accession_number="ACC9", patient_id="P9",
-                              modality="CT"))
+    report = Report(
+        StudyInfo(study_instance_uid="1.2.3.4.5", accession_number="ACC9", patient_id="P9", modality="CT")
+    )
     report.set_text("findings", "Normal chest.")
     report.sign("final", "Dr A")
     return report
@@ -117,7 +118,8 @@ SENDER = textwrap.dedent("""
     from app.reporting.export import queue_report_to_ris
     from app.reporting.outbox import Outbox
     from app.reporting.report import Report, StudyInfo
-    report = Report(StudyInfo(study_instance_uid="1.2.3.4.5", accession_number="A", patient_id="P", modality="CT"))
+    info = StudyInfo(study_instance_uid="1.2.3.4.5", accession_number="A", patient_id="P", modality="CT")
+    report = Report(info)
     report.set_text("findings", "Normal.")
     report.sign("final", "Dr A")
     outbox = Outbox(base_delay=0.0)
@@ -131,8 +133,13 @@ SENDER = textwrap.dedent("""
 def test_crash_between_send_and_ack_is_delivered_after_restart(tmp_path):
     with python_hl7_receiver("hold") as receiver:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        sender = subprocess.Popen([sys.executable, "-c", SENDER, receiver.address], stdout=subprocess.PIPE,
-                                  text=True, env=env, cwd=REPO)
+        sender = subprocess.Popen(
+            [sys.executable, "-c", SENDER, receiver.address],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
         try:
             message_id = sender.stdout.readline().strip()
             deadline = time.monotonic() + 60

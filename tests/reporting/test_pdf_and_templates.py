@@ -21,8 +21,16 @@ from app.reporting.templates import (
 
 
 def report_with_text() -> Report:
-    report = Report(StudyInfo("1.2.3.4", accession_number="ACC5", patient_id="PID5", patient_name="Müller^Æsir",
-                              study_description="CT Thorax", study_datetime="20260102"))
+    report = Report(
+        StudyInfo(
+            "1.2.3.4",
+            accession_number="ACC5",
+            patient_id="PID5",
+            patient_name="Müller^Æsir",
+            study_description="CT Thorax",
+            study_datetime="20260102",
+        )
+    )
     report.set_text("findings", "Nodule | ^ & ~ \\ in the right upper lobe.\nZoë Ærø 中文")
     report.append_ai_text("impression", "Likely benign.")
     return report
@@ -70,8 +78,11 @@ def test_templates_pick_modality_and_body_part_and_site_overrides(tmp_path):
     assert best_template(templates, "NM", "").name == "Generic"
     site = site_dir()
     site.mkdir(parents=True)
-    (site / "ct_chest.json").write_text('{"name": "Site CT chest", "modality": "CT", "body_part": "CHEST", '
-                                        '"findings": "Site text", "impression": ""}', encoding="utf-8")
+    (site / "ct_chest.json").write_text(
+        '{"name": "Site CT chest", "modality": "CT", "body_part": "CHEST", '
+        '"findings": "Site text", "impression": ""}',
+        encoding="utf-8",
+    )
     (site / "broken.json").write_text("{not json", encoding="utf-8")
     templates = load_templates()
     assert best_template(templates, "CT", "CHEST").findings == "Site text"
@@ -79,7 +90,9 @@ def test_templates_pick_modality_and_body_part_and_site_overrides(tmp_path):
 
 
 def test_markdown_template_needs_front_matter_and_headings():
-    template = parse_markdown_template("---\nname: X\nmodality: mr\n---\n## Findings\nA\nB\n## Impression\nC\n")
+    template = parse_markdown_template(
+        "---\nname: X\nmodality: mr\n---\n## Findings\nA\nB\n## Impression\nC\n"
+    )
     assert (template.modality, template.findings, template.impression) == ("MR", "A\nB", "C")
     with pytest.raises(TemplateError, match="front matter"):
         parse_markdown_template("## Findings\nA")

@@ -15,15 +15,17 @@ from dicom_net.paths import default_archive_dir
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
 from tests.peers import PeerUnavailable, orthanc_server
 from tests.reporting.hl7_receivers import python_hl7_receiver
-from tests.reporting.model_fixtures import tiny_model_folder  # noqa: F401
 
 TEXT = "Findings: Lungs clear | no ^ nodule & ~ \\ Müller.\nHeart normal.\nImpression: Normal 中文."
 
 
 @pytest.fixture
 def archived_study(tmp_path):
-    datasets = list(ct_series(SeriesGeometry(rows=24, columns=24, slices=6),
-                              patient={"id": "CLI-PID", "accession": "CLI-ACC"}))
+    datasets = list(
+        ct_series(
+            SeriesGeometry(rows=24, columns=24, slices=6), patient={"id": "CLI-PID", "accession": "CLI-ACC"}
+        )
+    )
     paths = write_datasets(datasets, tmp_path / "incoming")
     with Archive(default_archive_dir()) as archive:
         for path in paths:
@@ -33,8 +35,22 @@ def archived_study(tmp_path):
 
 def test_draft_prints_an_unsent_ai_draft(archived_study, tiny_model_folder, capsys):
     study_uid, _ = archived_study
-    code = main(["report", "draft", "--study", study_uid, "--model", str(tiny_model_folder), "--slices", "4",
-                 "--max-new-tokens", "12", "--device", "cpu"])
+    code = main(
+        [
+            "report",
+            "draft",
+            "--study",
+            study_uid,
+            "--model",
+            str(tiny_model_folder),
+            "--slices",
+            "4",
+            "--max-new-tokens",
+            "12",
+            "--device",
+            "cpu",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.startswith("AI DRAFT - not reviewed") and "Findings:" in out
@@ -63,22 +79,81 @@ def test_send_final_then_correction_to_ris_and_pacs(archived_study, tmp_path, ca
     try:
         PacsNodes().add(PacsNode(name="pacs", aet=orthanc.aet, host=orthanc.host, port=orthanc.dicom_port))
         with python_hl7_receiver("AA") as ris:
-            code = main(["report", "send", "--study", study_uid, "--text-file", str(text_file), "--status", "F",
-                         "--radiologist", "Øster, Ben", "--ris", ris.address, "--pacs", "pacs"])
+            code = main(
+                [
+                    "report",
+                    "send",
+                    "--study",
+                    study_uid,
+                    "--text-file",
+                    str(text_file),
+                    "--status",
+                    "F",
+                    "--radiologist",
+                    "Øster, Ben",
+                    "--ris",
+                    ris.address,
+                    "--pacs",
+                    "pacs",
+                ]
+            )
             assert code == 0, capsys.readouterr()
             capsys.readouterr()
-            assert main(["report", "send", "--study", study_uid, "--text-file", str(text_file), "--status",
-                         "F", "--radiologist", "Øster, Ben", "--ris", ris.address]) == 2
+            assert (
+                main(
+                    [
+                        "report",
+                        "send",
+                        "--study",
+                        study_uid,
+                        "--text-file",
+                        str(text_file),
+                        "--status",
+                        "F",
+                        "--radiologist",
+                        "Øster, Ben",
+                        "--ris",
+                        ris.address,
+                    ]
+                )
+                == 2
+            )
             assert "use a correction" in capsys.readouterr().err
             text_file.write_text(TEXT + "\nAddendum.", encoding="utf-8")
-            assert main(["report", "send", "--study", study_uid, "--text-file", str(text_file), "--status", "C",
-                         "--radiologist", "Øster, Ben", "--ris", ris.address, "--pacs", "pacs"]) == 0
+            assert (
+                main(
+                    [
+                        "report",
+                        "send",
+                        "--study",
+                        study_uid,
+                        "--text-file",
+                        str(text_file),
+                        "--status",
+                        "C",
+                        "--radiologist",
+                        "Øster, Ben",
+                        "--ris",
+                        ris.address,
+                        "--pacs",
+                        "pacs",
+                    ]
+                )
+                == 0
+            )
         messages = [hl7.parse(m) for m in ris.messages]
         assert [str(m.segment("OBR")[25]) for m in messages] == ["F", "C"]
-        impression = [messages[1].unescape(str(s[5])) for s in messages[1].segments("OBX") if str(s[3][0][0]) == "19005-8"]
+        impression = [
+            messages[1].unescape(str(s[5]))
+            for s in messages[1].segments("OBX")
+            if str(s[3][0][0]) == "19005-8"
+        ]
         assert impression == ["Normal 中文.", "Addendum."]
-        findings = [messages[0].unescape(str(s[5])) for s in messages[0].segments("OBX")
-                    if str(s[3][0][0]) == "59776-5"]
+        findings = [
+            messages[0].unescape(str(s[5]))
+            for s in messages[0].segments("OBX")
+            if str(s[3][0][0]) == "59776-5"
+        ]
         assert findings == ["Lungs clear | no ^ nodule & ~ \\ Müller.", "Heart normal."]
         srs = orthanc.find("Instance", {"StudyInstanceUID": study_uid, "Modality": "SR"})
         assert len(srs) == 2
@@ -94,8 +169,25 @@ def test_send_to_a_ris_that_is_down_stays_queued(archived_study, tmp_path, capsy
     text_file = tmp_path / "report.txt"
     text_file.write_text("Normal.", encoding="utf-8")
     port = free_port()
-    assert main(["report", "send", "--study", study_uid, "--text-file", str(text_file), "--status", "P",
-                 "--radiologist", "Dr A", "--ris", f"127.0.0.1:{port}"]) == 3
+    assert (
+        main(
+            [
+                "report",
+                "send",
+                "--study",
+                study_uid,
+                "--text-file",
+                str(text_file),
+                "--status",
+                "P",
+                "--radiologist",
+                "Dr A",
+                "--ris",
+                f"127.0.0.1:{port}",
+            ]
+        )
+        == 3
+    )
     [message] = Outbox().messages()
     assert message.state is State.PENDING and message.result_status == "P"
     with python_hl7_receiver("AA", port=port) as ris:

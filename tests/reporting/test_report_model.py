@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.reporting.audit import AuditRecord, ReportStore, SentInput, Generation
+from app.reporting.audit import AuditRecord, Generation, ReportStore, SentInput
 from app.reporting.report import Report, ReportError, ReportStatus, Span, StudyInfo
 
 
@@ -23,7 +23,9 @@ def test_ai_text_is_marked_per_line_and_signing_refused_until_reviewed():
         report.append_ai_text("findings", piece)
     assert report.text("findings") == "Liver normal.\nNo effusion.\n"
     assert [(s.text, s.ai) for s in report.spans("findings")] == [
-        ("Liver normal.\n", True), ("No effusion.\n", True)]
+        ("Liver normal.\n", True),
+        ("No effusion.\n", True),
+    ]
     with pytest.raises(ReportError, match="2 AI-written passage"):
         report.sign("final", "Müller, Anna")
     assert report.status is ReportStatus.DRAFT
@@ -35,14 +37,19 @@ def test_editing_one_ai_line_unmarks_only_that_line():
     report.set_text("findings", "Liver normal.\nSmall left effusion.\nBones intact.")
     spans = report.spans("findings")
     assert [(s.text, s.ai) for s in spans] == [
-        ("Liver normal.\n", True), ("Small left effusion.\nBones intact.", False)]
+        ("Liver normal.\n", True),
+        ("Small left effusion.\nBones intact.", False),
+    ]
     assert report.unreviewed_ai_spans() == 1
     # a pure insertion between two lines leaves both AI lines marked
     report2 = make_report()
     report2.append_ai_text("impression", "A.\nB.\n")
     report2.set_text("impression", "A.\nMine.\nB.\n")
     assert [(s.text, s.ai) for s in report2.spans("impression")] == [
-        ("A.\n", True), ("Mine.\n", False), ("B.\n", True)]
+        ("A.\n", True),
+        ("Mine.\n", False),
+        ("B.\n", True),
+    ]
 
 
 def test_accept_unmarks_and_then_final_needs_a_named_radiologist():
@@ -95,16 +102,24 @@ def test_empty_report_cannot_be_signed_and_draft_has_no_hl7_status():
     with pytest.raises(ReportError, match="empty"):
         report.sign("preliminary")
     with pytest.raises(ReportError, match="cannot be sent"):
-        ReportStatus.DRAFT.hl7_code
+        _ = ReportStatus.DRAFT.hl7_code
 
 
 def test_report_and_audit_round_trip_through_the_store(tmp_path):
     report = make_report()
     report.append_ai_text("findings", "Línea 1 | ^ & ~ \\\nLine 2")
     audit = AuditRecord(report.report_id, "1.2.3.4")
-    audit.generations.append(Generation(
-        purpose="draft", model_id="tiny", model_checksum="abc", prompt="p", settings={"max_new_tokens": 8},
-        inputs=[SentInput("1.2.3.5", "volume", "axial", [0, 5], 40.0, 400.0, 2)], started_at="t0"))
+    audit.generations.append(
+        Generation(
+            purpose="draft",
+            model_id="tiny",
+            model_checksum="abc",
+            prompt="p",
+            settings={"max_new_tokens": 8},
+            inputs=[SentInput("1.2.3.5", "volume", "axial", [0, 5], 40.0, 400.0, 2)],
+            started_at="t0",
+        )
+    )
     audit.add_event("signed", radiologist="Dr A")
     store = ReportStore(tmp_path)
     store.save(report, audit)
