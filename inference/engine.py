@@ -225,6 +225,7 @@ class Engine:
         self._prefixes: OrderedDict[str, _CachedPrefix] = OrderedDict()
         self._prefix_lock = threading.Lock()
         self._stop_ids = stop_token_ids(loaded)
+        self._current: GenerationHandle | None = None
         self._thread = threading.Thread(target=self._run, name="hulu-engine", daemon=True)
         self._thread.start()
 
@@ -249,7 +250,10 @@ class Engine:
             return 0 if prefix is None else len(prefix.token_ids)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Finish the running request, cancel the queued ones, stop the thread."""
+        """Cancel the running and queued requests, stop the thread, free the cached KV."""
+        current = self._current
+        if current is not None:
+            current.cancel()
         pending: list[_Job] = []
         while True:
             try:
@@ -281,6 +285,7 @@ class Engine:
             if job.handle.cancelled:
                 job.handle._finish(self._empty_result(job.request, "cancelled"))
                 continue
+            self._current = job.handle
             try:
                 with torch.inference_mode():
                     result = self._generate(job.request, job.handle)
@@ -290,6 +295,7 @@ class Engine:
                     self.forget(job.request.conversation_id)
                 result = self._empty_result(job.request, "error")
                 result.error = f"{type(exc).__name__}: {exc}"
+            self._current = None
             job.handle._finish(result)
 
     def _empty_result(self, request: GenerationRequest, reason: FinishReason) -> GenerationResult:

@@ -171,9 +171,17 @@ def test_a_failing_request_reports_an_error_and_the_engine_keeps_serving(loaded,
     assert engine.submit(GenerationRequest(good, max_new_tokens=5, ignore_eos=True)).result(timeout=60).new_tokens == 5
 
 
-def test_closed_engine_refuses_new_work(loaded):
+def test_close_cancels_running_and_queued_work_and_refuses_new_work(loaded):
     engine = Engine(loaded)
+    inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Findings?", (IMAGE,))
+    started = threading.Event()
+    running = engine.submit(GenerationRequest(inputs, max_new_tokens=1_000_000, ignore_eos=True,
+                                              on_text=lambda _t: started.set()))
+    queued = engine.submit(GenerationRequest(inputs, max_new_tokens=5))
+    assert started.wait(60)
     engine.close()
+    assert running.result(timeout=10).finish_reason == "cancelled"
+    assert queued.result(timeout=10).finish_reason == "cancelled" and queued.result().new_tokens == 0
     inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Findings?", ())
     with pytest.raises(RuntimeError, match="closed"):
         engine.submit(GenerationRequest(inputs))

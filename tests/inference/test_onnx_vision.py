@@ -8,6 +8,7 @@ import torch
 from inference.engine import Engine, GenerationRequest
 from inference.loading import load_model
 from inference.onnx_vision import (
+    best_vision_encoder,
     FrameBatchEncoder,
     OnnxVisionEncoder,
     choose_vision_path,
@@ -79,6 +80,18 @@ def test_choice_reports_both_timings_and_keeps_a_correct_path(loaded, tmp_path):
     assert choice.chosen == ("onnx" if choice.onnx_seconds < choice.torch_seconds else "torch")
     assert (runner is not None) == (choice.chosen == "onnx")
     assert "CPUExecutionProvider" in choice.providers
+
+
+def test_best_vision_encoder_exports_once_and_leaves_the_resident_tower_untouched(tiny_checkpoint, tmp_path):
+    loaded = load_model(tiny_checkpoint)
+    loaded.model.model.vision_model.to(torch.bfloat16)
+    _runner, choice = best_vision_encoder(loaded, tmp_path)
+    exported = list(tmp_path.glob("vision-*.onnx"))
+    assert len(exported) == 1 and choice.max_abs_difference is not None
+    assert loaded.vision_dtype == torch.bfloat16  # export worked on a float32 copy
+    stamp = exported[0].stat().st_mtime_ns
+    best_vision_encoder(loaded, tmp_path)
+    assert exported[0].stat().st_mtime_ns == stamp  # reused, not exported again
 
 
 def test_a_broken_onnx_file_falls_back_to_torch(loaded, tmp_path):
