@@ -134,5 +134,11 @@ class CinePlayer:
         return self.frame
 
     def describe(self) -> dict[str, object]:
-        return {"frame": self.frame, "frame_count": self.frame_count, "playing": self.playing,
-                "speed": self.speed, "loop": self.loop, "recorded_fps": round(self.recorded_fps, 3)}
+        return {
+            "frame": self.frame,
+            "frame_count": self.frame_count,
+            "playing": self.playing,
+            "speed": self.speed,
+            "loop": self.loop,
+            "recorded_fps": round(self.recorded_fps, 3),
+        }

@@ -57,7 +57,7 @@ def roi_mask(shape: tuple[int, int], p0: Point, p1: Point, kind: str) -> np.ndar
     """Pixels whose centres lie in the rectangle/ellipse spanned by corners ``p0`` and ``p1``."""
     (c0, r0), (c1, r1) = p0, p1
     cmin, cmax, rmin, rmax = min(c0, c1), max(c0, c1), min(r0, r1), max(r0, r1)
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
     if kind == "rectangle":
         return (cols >= cmin) & (cols <= cmax) & (rows >= rmin) & (rows <= rmax)
     if kind == "ellipse":
@@ -68,7 +68,9 @@ def roi_mask(shape: tuple[int, int], p0: Point, p1: Point, kind: str) -> np.ndar
     raise ValueError(f"unknown ROI kind {kind!r} (rectangle or ellipse)")
 
 
-def roi_stats(image: np.ndarray, p0: Point, p1: Point, spacing: Sequence[float], kind: str = "rectangle") -> RoiStats:
+def roi_stats(
+    image: np.ndarray, p0: Point, p1: Point, spacing: Sequence[float], kind: str = "rectangle"
+) -> RoiStats:
     """Mean/SD/min/max of the pixels inside the ROI and its geometric area in mm^2."""
     mask = roi_mask(image.shape[:2], p0, p1, kind)
     if not mask.any():
@@ -77,8 +79,14 @@ def roi_stats(image: np.ndarray, p0: Point, p1: Point, spacing: Sequence[float],
     width = abs(p1[0] - p0[0]) * spacing[0]
     height = abs(p1[1] - p0[1]) * spacing[1]
     area = width * height if kind == "rectangle" else math.pi * width * height / 4
-    return RoiStats(float(values.mean()), float(values.std()), float(values.min()), float(values.max()),
-                    float(area), int(mask.sum()))
+    return RoiStats(
+        float(values.mean()),
+        float(values.std()),
+        float(values.min()),
+        float(values.max()),
+        float(area),
+        int(mask.sum()),
+    )
 
 
 @dataclass
@@ -97,15 +105,18 @@ class Measurement:
             return f"{self.value:.1f}\N{DEGREE SIGN}"
         s = self.value
         assert isinstance(s, RoiStats)
-        return (f"mean {s.mean:.1f} SD {s.sd:.1f} {unit}".rstrip()
-                + f"\nmin {s.minimum:.0f} max {s.maximum:.0f}  area {s.area_mm2:.1f} mm\N{SUPERSCRIPT TWO}")
+        return (
+            f"mean {s.mean:.1f} SD {s.sd:.1f} {unit}".rstrip()
+            + f"\nmin {s.minimum:.0f} max {s.maximum:.0f}  area {s.area_mm2:.1f} mm\N{SUPERSCRIPT TWO}"
+        )
 
 
 POINTS_NEEDED = {"length": 2, "angle": 3, "rectangle": 2, "ellipse": 2}
 
 
-def measure(kind: str, points: list[Point], image: np.ndarray, spacing: Sequence[float],
-            plane_key: tuple[object, ...]) -> Measurement:
+def measure(
+    kind: str, points: list[Point], image: np.ndarray, spacing: Sequence[float], plane_key: tuple[object, ...]
+) -> Measurement:
     """Build a finished measurement of ``kind`` from its points on ``image``."""
     if len(points) != POINTS_NEEDED.get(kind, -1):
         raise ValueError(f"{kind} needs {POINTS_NEEDED.get(kind)} points, got {len(points)}")

@@ -91,8 +91,10 @@ class ViewState:
 
     def drag_window(self, dx_pixels: float, dy_pixels: float) -> None:
         """Mouse drag: right widens the window, down raises the level (``wl_step_per_pixel`` each)."""
-        self.set_window(self.window_width + dx_pixels * self.wl_step_per_pixel,
-                        self.window_center + dy_pixels * self.wl_step_per_pixel)
+        self.set_window(
+            self.window_width + dx_pixels * self.wl_step_per_pixel,
+            self.window_center + dy_pixels * self.wl_step_per_pixel,
+        )
 
     def window_bounds(self) -> tuple[float, float]:
         return self.window_center - self.window_width / 2, self.window_center + self.window_width / 2
@@ -159,27 +161,43 @@ class ViewState:
 
     def orientation_labels(self, column_dir: np.ndarray, row_dir: np.ndarray) -> OrientationLabels:
         right, down = self.screen_axes_lps(column_dir, row_dir)
-        return OrientationLabels(left=direction_label(-right), right=direction_label(right),
-                                 top=direction_label(-down), bottom=direction_label(down))
+        return OrientationLabels(
+            left=direction_label(-right),
+            right=direction_label(right),
+            top=direction_label(-down),
+            bottom=direction_label(down),
+        )
 
     # -- key bindings (declared on the model, napari-style) --------------------------------
     def key_bindings(self) -> dict[str, Callable[[], None]]:
         return {
-            "Up": lambda: self.scroll(-1), "Down": lambda: self.scroll(1),
-            "PageUp": lambda: self.scroll(-10), "PageDown": lambda: self.scroll(10),
-            "Home": lambda: self.set_slice(0), "End": lambda: self.set_slice(self.slice_count - 1),
-            "H": self.flip_horizontal, "V": self.flip_vertical, "R": self.rotate_clockwise,
-            "I": self.toggle_invert, "Escape": self.reset,
-            "+": lambda: self.zoom_by(1.25), "-": lambda: self.zoom_by(0.8),
+            "Up": lambda: self.scroll(-1),
+            "Down": lambda: self.scroll(1),
+            "PageUp": lambda: self.scroll(-10),
+            "PageDown": lambda: self.scroll(10),
+            "Home": lambda: self.set_slice(0),
+            "End": lambda: self.set_slice(self.slice_count - 1),
+            "H": self.flip_horizontal,
+            "V": self.flip_vertical,
+            "R": self.rotate_clockwise,
+            "I": self.toggle_invert,
+            "Escape": self.reset,
+            "+": lambda: self.zoom_by(1.25),
+            "-": lambda: self.zoom_by(0.8),
         }
 
     def describe(self) -> dict[str, object]:
         """What is on screen, for the app shell and the AI assistant."""
         return {
-            "plane": self.plane, "slice_index": self.slice_index, "slice_count": self.slice_count,
-            "window_width": self.window_width, "window_center": self.window_center,
-            "zoom": self.zoom, "flip_h": self.flip_h,
-            "rotation": self.rotation, "invert": self.invert,
+            "plane": self.plane,
+            "slice_index": self.slice_index,
+            "slice_count": self.slice_count,
+            "window_width": self.window_width,
+            "window_center": self.window_center,
+            "zoom": self.zoom,
+            "flip_h": self.flip_h,
+            "rotation": self.rotation,
+            "invert": self.invert,
         }
 
 
@@ -209,4 +227,3 @@ class Crosshair:
     def reset_rotation(self) -> None:
         for plane in self.angles:
             self.rotate(plane, 0.0)
-

@@ -28,9 +28,18 @@ def phantom_volume(geometry: SeriesGeometry | None = None) -> Volume:
     positions = g.slice_positions()
     voxels = np.stack([ct_phantom_hu(g.pixel_lps(p)) for p in positions]).astype(np.int16)
     direction = np.stack([g.row_dir(), g.col_dir(), g.normal()], axis=1)
-    return Volume(voxels, (g.pixel_spacing[1], g.pixel_spacing[0], g.slice_step), tuple(positions[0]), direction,
-                  metadata={"modality": "CT", "file_windows": [(400.0, 40.0, "")], "patient_name": "PHANTOM^CT",
-                            "series_description": "Phantom CT"})
+    return Volume(
+        voxels,
+        (g.pixel_spacing[1], g.pixel_spacing[0], g.slice_step),
+        tuple(positions[0]),
+        direction,
+        metadata={
+            "modality": "CT",
+            "file_windows": [(400.0, 40.0, "")],
+            "patient_name": "PHANTOM^CT",
+            "series_description": "Phantom CT",
+        },
+    )
 
 
 def grey(value: float, width: float, center: float) -> float:
@@ -54,8 +63,16 @@ def stack(qtbot):
 
 def wheel(widget, notches: int) -> None:
     pos = QPointF(256, 256)
-    event = QWheelEvent(pos, widget.mapToGlobal(pos), QPoint(0, 0), QPoint(0, 120 * notches),
-                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    event = QWheelEvent(
+        pos,
+        widget.mapToGlobal(pos),
+        QPoint(0, 0),
+        QPoint(0, 120 * notches),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(widget, event)
 
 
@@ -221,7 +238,9 @@ def test_click_in_axial_moves_coronal_and_sagittal_to_that_point(mpr):
     point = mpr.crosshair_position()
     assert abs(point[0] - 60) < 1.5 and abs(point[1]) < 1.5 and point[2] == 0.0  # axial click keeps z
     assert moves and np.allclose(moves[-1], point)
-    assert sagittal.current_position() == pytest.approx(point[0]) and coronal.current_position() == pytest.approx(point[1])
+    assert sagittal.current_position() == pytest.approx(
+        point[0]
+    ) and coronal.current_position() == pytest.approx(point[1])
     assert _pixel(sagittal, marker) == 255 and _pixel(coronal, marker) == 255  # 1500 HU marker in both
     # the coronal view draws the sagittal plane's reference line through the crosshair
     lines = {tuple(c.getRgb()): (a, b) for a, b, c in coronal.lines_lps}
@@ -231,7 +250,9 @@ def test_click_in_axial_moves_coronal_and_sagittal_to_that_point(mpr):
 
 def test_oblique_rotation_and_thick_slab(mpr):
     mpr.set_crosshair((0.0, 0.0, 0.0))
-    mpr.rotate_crosshair("axial", math.pi / 2)  # coronal plane turned 90 deg about z: it becomes sagittal-like
+    mpr.rotate_crosshair(
+        "axial", math.pi / 2
+    )  # coronal plane turned 90 deg about z: it becomes sagittal-like
     right, down, normal = mpr.plane_axes("coronal")
     assert np.allclose(right, (0, 1, 0), atol=1e-9) and np.allclose(down, (0, 0, -1), atol=1e-9)
     assert _pixel(mpr.views["coronal"], DEFAULT_MARKERS[1].lps) == 255  # anterior marker now in it
@@ -270,7 +291,9 @@ def cine(qtbot, tmp_path):
     qtbot.addWidget(view)
     view.resize(420, 400)
     view.show()
-    volume = load_series(write_datasets([ultrasound_cine(frames=30, frame_time_ms=40.0)], tmp_path)).volumes[0]
+    volume = load_series(write_datasets([ultrasound_cine(frames=30, frame_time_ms=40.0)], tmp_path)).volumes[
+        0
+    ]
     view.set_volume(volume)
     return view, clock
 

@@ -85,6 +85,7 @@ def test_crosshair_emits_only_on_real_moves():
 
 def _labels(left, right, top, bottom):
     from viewer.view_state import OrientationLabels
+
     return OrientationLabels(left=left, right=right, top=top, bottom=bottom)
 
 

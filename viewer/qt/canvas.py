@@ -31,6 +31,7 @@ class VtkCanvas(QWidget):
         self._pixels = vtk.vtkUnsignedCharArray()
         self._frame: np.ndarray | None = None  # last read-back frame, RGBA, top row first
         self._dirty = True
+        self.frames_rendered = 0  # VTK renders done (benchmarks check that a paint really rendered)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(64, 64)
         self.setFocusPolicy(self.focusPolicy().StrongFocus)
@@ -58,6 +59,7 @@ class VtkCanvas(QWidget):
         self.render_window.GetRGBACharPixelData(0, 0, w - 1, h - 1, 0, self._pixels)
         self._frame = np.ascontiguousarray(numpy_support.vtk_to_numpy(self._pixels).reshape(h, w, 4)[::-1])
         self._dirty = False
+        self.frames_rendered += 1
         return self._frame
 
     def before_render(self) -> None:
@@ -72,7 +74,9 @@ class VtkCanvas(QWidget):
         frame = self._frame
         assert frame is not None
         # RGBX: VTK leaves alpha 0 on the background, which would let the widget show through
-        image = QImage(frame.data, frame.shape[1], frame.shape[0], frame.strides[0], QImage.Format.Format_RGBX8888)
+        image = QImage(
+            frame.data, frame.shape[1], frame.shape[0], frame.strides[0], QImage.Format.Format_RGBX8888
+        )
         image.setDevicePixelRatio(self.devicePixelRatioF())
         painter = QPainter(self)
         painter.drawImage(0, 0, image)

@@ -129,7 +129,11 @@ class CineView(QWidget):
         return self.display.render_to_array(overlays)
 
     def describe(self) -> dict[str, object]:
-        info = {"view": "cine", **(self.player.describe() if self.player else {}), "timing_source": self.timing_source}
+        info = {
+            "view": "cine",
+            **(self.player.describe() if self.player else {}),
+            "timing_source": self.timing_source,
+        }
         info["window"] = self.display.window_level()
         return info
 

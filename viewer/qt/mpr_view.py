@@ -22,7 +22,11 @@ from viewer.reslice import STANDARD_PLANES, Oblique, plane_image, plane_position
 from viewer.view_state import Crosshair
 
 PLANES = ("axial", "coronal", "sagittal")
-PLANE_COLOURS = {"axial": QColor(80, 160, 255), "coronal": QColor(80, 220, 80), "sagittal": QColor(255, 90, 90)}
+PLANE_COLOURS = {
+    "axial": QColor(80, 160, 255),
+    "coronal": QColor(80, 220, 80),
+    "sagittal": QColor(255, 90, 90),
+}
 SLAB_MODES = ("mip", "minip", "mean")
 
 
@@ -46,8 +50,12 @@ class MprPlaneView(SliceView):
         self.centre_lps = np.zeros(3)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if (self.tool == "crosshair" and self._button == Qt.MouseButton.LeftButton and self.plane is not None
-                and event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
+        if (
+            self.tool == "crosshair"
+            and self._button == Qt.MouseButton.LeftButton
+            and self.plane is not None
+            and event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
             self._last = event.position()
             self.angle_picked.emit(self._plane_angle(event.position()))
             return
@@ -104,7 +112,9 @@ class MprView(QWidget):
         merged = {**volume.metadata, **(metadata or {})}
         lo, hi = value_range(volume)
         preset = default_window(merged, (lo, hi))
-        unit = meta_text(merged, "rescale_type") or ("HU" if meta_text(merged, "modality").upper() == "CT" else "")
+        unit = meta_text(merged, "rescale_type") or (
+            "HU" if meta_text(merged, "modality").upper() == "CT" else ""
+        )
         self._syncing = True
         for name, view in self.views.items():
             view.metadata, view.unit = merged, unit
@@ -151,15 +161,22 @@ class MprView(QWidget):
         return self.views[name].render_to_array(overlays)
 
     def describe(self) -> dict[str, object]:
-        return {"view": "MPR", "crosshair_lps": [round(float(v), 2) for v in self.crosshair.point],
-                "rotation_rad": dict(self.crosshair.angles), "slab_mm": self.slab_mm, "slab_mode": self.slab_mode,
-                "planes": {name: view.describe() for name, view in self.views.items()}}
+        return {
+            "view": "MPR",
+            "crosshair_lps": [round(float(v), 2) for v in self.crosshair.point],
+            "rotation_rad": dict(self.crosshair.angles),
+            "slab_mm": self.slab_mm,
+            "slab_mode": self.slab_mode,
+            "planes": {name: view.describe() for name, view in self.views.items()},
+        }
 
     # -- geometry -------------------------------------------------------------------------
     def _bounds(self) -> np.ndarray:
         """(min, max) LPS corners of the volume's bounding box."""
         i, j, k = self.volume.shape_ijk
-        corners = np.array([[x, y, z] for x in (0, i - 1) for y in (0, j - 1) for z in (0, k - 1)], dtype=float)
+        corners = np.array(
+            [[x, y, z] for x in (0, i - 1) for y in (0, j - 1) for z in (0, k - 1)], dtype=float
+        )
         lps = self.volume.index_to_lps(corners)
         return np.stack([lps.min(axis=0), lps.max(axis=0)])
 
@@ -168,7 +185,10 @@ class MprView(QWidget):
         rotation = np.eye(3)
         for other in PLANES:
             if other != name and self.crosshair.angles[other]:
-                rotation = rotation_about(np.asarray(STANDARD_PLANES[other][2]), self.crosshair.angles[other]) @ rotation
+                rotation = (
+                    rotation_about(np.asarray(STANDARD_PLANES[other][2]), self.crosshair.angles[other])
+                    @ rotation
+                )
         u, v, _ = (np.asarray(a, dtype=np.float64) for a in STANDARD_PLANES[name])
         u, v = rotation @ u, rotation @ v
         return u, v, np.cross(u, v)
@@ -178,7 +198,9 @@ class MprView(QWidget):
         kwargs = {"slab_mm": self.slab_mm, "slab_mode": self.slab_mode}
         u, v, normal = self.plane_axes(name)
         if np.allclose((u, v), STANDARD_PLANES[name][:2]):
-            return plane_image(self.volume, name, float(point @ np.asarray(STANDARD_PLANES[name][2])), **kwargs)
+            return plane_image(
+                self.volume, name, float(point @ np.asarray(STANDARD_PLANES[name][2])), **kwargs
+            )
         return plane_image(self.volume, Oblique(tuple(u), tuple(v), tuple(point)), 0.0, **kwargs)
 
     def _update_planes(self) -> None:
@@ -188,7 +210,11 @@ class MprView(QWidget):
         for name, view in self.views.items():
             plane = self._plane(name)
             view.centre_lps = point
-            key = (name, round(plane.position_mm, 3), tuple(np.round(np.cross(plane.row_dir, plane.col_dir), 4)))
+            key = (
+                name,
+                round(plane.position_mm, 3),
+                tuple(np.round(np.cross(plane.row_dir, plane.col_dir), 4)),
+            )
             view.set_plane(plane, key)
             view.lines_lps = []
             normal = np.cross(plane.row_dir, plane.col_dir)
@@ -201,7 +227,9 @@ class MprView(QWidget):
                     view.lines_lps.append((point - direction, point + direction, PLANE_COLOURS[other]))
             self._syncing = True
             positions = plane_positions(self.volume, name)
-            view.state.set_slice(int(np.argmin(np.abs(positions - point @ np.asarray(STANDARD_PLANES[name][2])))))
+            view.state.set_slice(
+                int(np.argmin(np.abs(positions - point @ np.asarray(STANDARD_PLANES[name][2]))))
+            )
             self._syncing = False
         self.crosshair_moved.emit(point.copy())
 

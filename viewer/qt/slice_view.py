@@ -1,8 +1,9 @@
-"""2D views: ``SliceView`` shows one ``viewer.reslice.PlaneImage``; ``StackView`` scrolls a volume's slices.
+"""2D views: ``SliceView`` shows one plane; ``StackView`` scrolls a volume's slices.
 
 Planes are ``viewer.reslice.PlaneImage`` (radiological convention; ``row_dir`` is the LPS
-direction of increasing column, ``col_dir`` of increasing row). The VTK scene is a single image actor windowed by ``vtkImageProperty``; flips and rotations are
-the actor's matrix, zoom/pan the parallel camera. Text, orientation labels, scale bar,
+direction of increasing column, ``col_dir`` of increasing row). The VTK scene is a single
+image actor windowed by ``vtkImageProperty``; flips and rotations are the actor's matrix,
+zoom/pan the parallel camera. Text, orientation labels, scale bar,
 measurements and crosshair/reference lines are painted with QPainter over the frame.
 All state lives in ``self.state`` (``viewer.view_state.ViewState``); the widget only observes it.
 """
@@ -27,9 +28,17 @@ from viewer.view_state import OrientationLabels, ViewState
 
 MEASUREMENT_TOOLS = tuple(POINTS_NEEDED)
 TOOLS = ("window", "pan", "zoom", "crosshair") + MEASUREMENT_TOOLS
-_KEY_NAMES = {Qt.Key.Key_Up: "Up", Qt.Key.Key_Down: "Down", Qt.Key.Key_PageUp: "PageUp",
-              Qt.Key.Key_PageDown: "PageDown", Qt.Key.Key_Home: "Home", Qt.Key.Key_End: "End",
-              Qt.Key.Key_Escape: "Escape", Qt.Key.Key_Plus: "+", Qt.Key.Key_Minus: "-"}
+_KEY_NAMES = {
+    Qt.Key.Key_Up: "Up",
+    Qt.Key.Key_Down: "Down",
+    Qt.Key.Key_PageUp: "PageUp",
+    Qt.Key.Key_PageDown: "PageDown",
+    Qt.Key.Key_Home: "Home",
+    Qt.Key.Key_End: "End",
+    Qt.Key.Key_Escape: "Escape",
+    Qt.Key.Key_Plus: "+",
+    Qt.Key.Key_Minus: "-",
+}
 _YELLOW = QColor(255, 220, 0)
 _TEXT = QColor(230, 230, 230)
 
@@ -125,7 +134,11 @@ class SliceView(VtkCanvas):
         self._pending.clear()
 
     def value_at(self, col: float, row: float) -> float | None:
-        return None if self.plane is None or self.plane.pixels.ndim != 2 else pixel_value(self.plane.pixels, (col, row))
+        return (
+            None
+            if self.plane is None or self.plane.pixels.ndim != 2
+            else pixel_value(self.plane.pixels, (col, row))
+        )
 
     @property
     def spacing(self) -> tuple[float, float]:
@@ -228,7 +241,9 @@ class SliceView(VtkCanvas):
         if self.plane is not None and self._last is not None and self._button != Qt.MouseButton.NoButton:
             dx, dy = pos.x() - self._last.x(), pos.y() - self._last.y()
             _, ppmm = self._view_geometry()
-            action = {Qt.MouseButton.RightButton: "zoom", Qt.MouseButton.MiddleButton: "pan"}.get(self._button, self.tool)
+            action = {Qt.MouseButton.RightButton: "zoom", Qt.MouseButton.MiddleButton: "pan"}.get(
+                self._button, self.tool
+            )
             if action == "window":
                 self.state.drag_window(dx, dy)
             elif action == "pan":
@@ -243,8 +258,12 @@ class SliceView(VtkCanvas):
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         pos = event.position()
         dragged = self._press is not None and (pos - self._press).manhattanLength() > 3
-        if (self._button == Qt.MouseButton.LeftButton and self.tool in ("length", "rectangle", "ellipse")
-                and dragged and self._pending):
+        if (
+            self._button == Qt.MouseButton.LeftButton
+            and self.tool in ("length", "rectangle", "ellipse")
+            and dragged
+            and self._pending
+        ):
             self._add_point(self._event_pixel(pos))
         self._press = self._last = None
         self._button = Qt.MouseButton.NoButton
@@ -284,8 +303,16 @@ class SliceView(VtkCanvas):
             return
         col, row = self._event_pixel(pos)
         value = self.value_at(col, row)
-        self._cursor = None if value is None else {
-            "col": int(round(col)), "row": int(round(row)), "value": value, "lps": self.plane.to_lps(row, col)}
+        self._cursor = (
+            None
+            if value is None
+            else {
+                "col": int(round(col)),
+                "row": int(round(row)),
+                "value": value,
+                "lps": self.plane.to_lps(row, col),
+            }
+        )
         self.cursor_value_changed.emit(self._cursor)
         self.update()
 
@@ -297,8 +324,12 @@ class SliceView(VtkCanvas):
         if self._cursor is not None:
             c = self._cursor
             bottom_left.append(f"({c['col']}, {c['row']}): {c['value']:.0f} {self.unit}".rstrip())
-        return {"top_left": [], "top_right": [], "bottom_left": bottom_left,
-                "bottom_right": [f"W: {ww:.0f} L: {wc:.0f}", f"Zoom: {self.state.zoom:.2f}x"]}
+        return {
+            "top_left": [],
+            "top_right": [],
+            "bottom_left": bottom_left,
+            "bottom_right": [f"W: {ww:.0f} L: {wc:.0f}", f"Zoom: {self.state.zoom:.2f}x"],
+        }
 
     def paint_overlay(self, painter: QPainter) -> None:
         if self.plane is None or not self.show_overlay:
@@ -325,9 +356,17 @@ class SliceView(VtkCanvas):
         labels = self.orientation_labels()
         painter.setPen(_YELLOW)
         centre = Qt.AlignmentFlag.AlignCenter
-        painter.drawText(2, h // 2 - 10, 30, 20, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, labels.left)
-        painter.drawText(w - 32, h // 2 - 10, 30, 20, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                         labels.right)
+        painter.drawText(
+            2, h // 2 - 10, 30, 20, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, labels.left
+        )
+        painter.drawText(
+            w - 32,
+            h // 2 - 10,
+            30,
+            20,
+            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+            labels.right,
+        )
         painter.drawText(w // 2 - 20, 2, 40, 16, centre, labels.top)
         painter.drawText(w // 2 - 20, h - 18, 40, 16, centre, labels.bottom)
 
@@ -360,8 +399,14 @@ class SliceView(VtkCanvas):
             else:
                 self._paint_roi_shape(painter, m.kind, pts)
             anchor = pts[-1]
-            painter.drawText(int(anchor.x()) + 6, int(anchor.y()) + 4, 260, 30, Qt.AlignmentFlag.AlignLeft,
-                             m.text(self.unit))
+            painter.drawText(
+                int(anchor.x()) + 6,
+                int(anchor.y()) + 4,
+                260,
+                30,
+                Qt.AlignmentFlag.AlignLeft,
+                m.text(self.unit),
+            )
         for p in self._pending:
             q = self.pixel_to_screen(*p)
             painter.drawEllipse(q, 2.5, 2.5)
@@ -373,15 +418,20 @@ class SliceView(VtkCanvas):
             painter.drawPolygon([a, QPointF(b.x(), a.y()), b, QPointF(a.x(), b.y())])
         else:
             # an ellipse under rotation by multiples of 90 degrees stays axis-aligned on screen
-            painter.drawEllipse(QPointF((a.x() + b.x()) / 2, (a.y() + b.y()) / 2),
-                                abs(b.x() - a.x()) / 2, abs(b.y() - a.y()) / 2)
+            painter.drawEllipse(
+                QPointF((a.x() + b.x()) / 2, (a.y() + b.y()) / 2),
+                abs(b.x() - a.x()) / 2,
+                abs(b.y() - a.y()) / 2,
+            )
 
     def describe(self) -> dict[str, object]:
         """What this view shows, for the app shell and the AI assistant."""
         info = self.state.describe()
         if self.plane is not None:
             info["plane_origin_lps"] = [round(float(v), 3) for v in self.plane.origin]
-            info["plane_normal_lps"] = [round(float(v), 4) for v in np.cross(self.plane.row_dir, self.plane.col_dir)]
+            info["plane_normal_lps"] = [
+                round(float(v), 4) for v in np.cross(self.plane.row_dir, self.plane.col_dir)
+            ]
             info["position_mm"] = round(float(self.plane.position_mm), 3)
             if self.plane.slab_mm:
                 info["slab"] = {"thickness_mm": self.plane.slab_mm, "mode": self.plane.slab_mode}
@@ -400,7 +450,8 @@ class StackView(SliceView):
         self.volume = volume
         self.metadata = {**volume.metadata, **(metadata or {})}
         self.unit = meta_text(self.metadata, "rescale_type") or (
-            "HU" if meta_text(self.metadata, "modality", "Modality").upper() == "CT" else "")
+            "HU" if meta_text(self.metadata, "modality", "Modality").upper() == "CT" else ""
+        )
         lo, hi = float(np.min(volume.voxels)), float(np.max(volume.voxels))
         if volume.is_color:  # RGB is shown as stored: window 0..255 maps each channel to itself
             self.state.default_window = (255.0, 127.5)
@@ -449,14 +500,21 @@ class StackView(SliceView):
     def overlay_corners(self) -> dict[str, list[str]]:
         corners = super().overlay_corners()
         md = self.metadata
-        corners["top_left"] = [meta_text(md, "patient_name", "PatientName"),
-                               meta_text(md, "patient_id", "PatientID"),
-                               meta_text(md, "study_description", "StudyDescription"),
-                               meta_text(md, "study_date", "StudyDate")]
-        corners["top_right"] = [meta_text(md, "series_description", "SeriesDescription"),
-                                f"{meta_text(md, 'modality', 'Modality')} Se: {meta_text(md, 'series_number', 'SeriesNumber') or '-'}",
-                                f"Im: {self.state.slice_index + 1}/{self.state.slice_count}"]
+        corners["top_left"] = [
+            meta_text(md, "patient_name", "PatientName"),
+            meta_text(md, "patient_id", "PatientID"),
+            meta_text(md, "study_description", "StudyDescription"),
+            meta_text(md, "study_date", "StudyDate"),
+        ]
+        corners["top_right"] = [
+            meta_text(md, "series_description", "SeriesDescription"),
+            f"{meta_text(md, 'modality', 'Modality')} "
+            f"Se: {meta_text(md, 'series_number', 'SeriesNumber') or '-'}",
+            f"Im: {self.state.slice_index + 1}/{self.state.slice_count}",
+        ]
         if self.plane is not None:
             thickness = self.metadata.get("slice_thickness") or self.volume.spacing[2]
-            corners["bottom_left"].insert(0, f"Pos: {self.plane.position_mm:.1f} mm  Thk: {float(thickness):.1f} mm")
+            corners["bottom_left"].insert(
+                0, f"Pos: {self.plane.position_mm:.1f} mm  Thk: {float(thickness):.1f} mm"
+            )
         return corners

@@ -22,13 +22,22 @@ from viewer.qt.canvas import VtkCanvas
 
 # (value, r, g, b) colour points and (value, opacity) points per preset; values in HU.
 PRESETS: dict[str, dict[str, Any]] = {
-    "CT bone": {"blend": "composite",
-                "color": [(-1000, 0, 0, 0), (150, 0.55, 0.25, 0.15), (300, 0.9, 0.8, 0.6), (1500, 1, 1, 0.95)],
-                "opacity": [(-1000, 0), (150, 0), (300, 0.25), (1500, 0.9)]},
-    "CT soft tissue": {"blend": "composite",
-                       "color": [(-1000, 0, 0, 0), (-100, 0.7, 0.45, 0.35), (60, 0.85, 0.55, 0.45),
-                                 (300, 1, 0.95, 0.85), (1500, 1, 1, 1)],
-                       "opacity": [(-1000, 0), (-300, 0), (-100, 0.05), (60, 0.15), (300, 0.5), (1500, 0.8)]},
+    "CT bone": {
+        "blend": "composite",
+        "color": [(-1000, 0, 0, 0), (150, 0.55, 0.25, 0.15), (300, 0.9, 0.8, 0.6), (1500, 1, 1, 0.95)],
+        "opacity": [(-1000, 0), (150, 0), (300, 0.25), (1500, 0.9)],
+    },
+    "CT soft tissue": {
+        "blend": "composite",
+        "color": [
+            (-1000, 0, 0, 0),
+            (-100, 0.7, 0.45, 0.35),
+            (60, 0.85, 0.55, 0.45),
+            (300, 1, 0.95, 0.85),
+            (1500, 1, 1, 1),
+        ],
+        "opacity": [(-1000, 0), (-300, 0), (-100, 0.05), (60, 0.15), (300, 0.5), (1500, 0.8)],
+    },
     "MIP": {"blend": "mip", "color": [], "opacity": []},  # grey ramp over the volume's value range
 }
 FULL_IMAGE_SAMPLE_DISTANCE = 1.0
@@ -177,7 +186,12 @@ class VolumeRenderView(VtkCanvas):
             self.zoom(math.exp(-dy / 200.0))
         elif self._button == Qt.MouseButton.MiddleButton:
             camera = self.renderer.GetActiveCamera()
-            scale = 2.0 * camera.GetDistance() * math.tan(math.radians(camera.GetViewAngle() / 2)) / max(self.height(), 1)
+            scale = (
+                2.0
+                * camera.GetDistance()
+                * math.tan(math.radians(camera.GetViewAngle() / 2))
+                / max(self.height(), 1)
+            )
             right = np.cross(camera.GetDirectionOfProjection(), camera.GetViewUp())
             shift = (-dx * right + dy * np.asarray(camera.GetViewUp())) * scale
             camera.SetFocalPoint(*(np.asarray(camera.GetFocalPoint()) + shift))
@@ -195,10 +209,15 @@ class VolumeRenderView(VtkCanvas):
 
     def paint_overlay(self, painter: QPainter) -> None:
         painter.setPen(Qt.GlobalColor.lightGray)
-        painter.drawText(6, self.height() - 8, f"{self.preset}{'  (interactive)' if self.interacting else ''}")
+        painter.drawText(
+            6, self.height() - 8, f"{self.preset}{'  (interactive)' if self.interacting else ''}"
+        )
 
     def describe(self) -> dict[str, object]:
         camera = self.renderer.GetActiveCamera()
-        return {"view": "3D", "preset": self.preset,
-                "direction_of_projection_lps": [round(v, 4) for v in camera.GetDirectionOfProjection()],
-                "view_up_lps": [round(v, 4) for v in camera.GetViewUp()]}
+        return {
+            "view": "3D",
+            "preset": self.preset,
+            "direction_of_projection_lps": [round(v, 4) for v in camera.GetDirectionOfProjection()],
+            "view_up_lps": [round(v, 4) for v in camera.GetViewUp()],
+        }
