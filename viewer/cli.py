@@ -49,11 +49,11 @@ def _size(text: str) -> tuple[int, int]:
 
 def series_files(series: str, archive_dir: Path | None) -> list[Path]:
     """Files of SERIES: every file under a folder, a single file, or an archived series UID."""
+    from viewer.loader import expand_paths
+
     path = Path(series)
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if path.is_file():
-        return [path]
+    if path.exists():
+        return expand_paths([path])
     from dicom_net.archive import Archive
     from dicom_net.paths import default_archive_dir
 

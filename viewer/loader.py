@@ -97,8 +97,10 @@ def default_workers() -> int:
 
 def load_series(paths: Sequence[str | Path], *, on_slice: SliceCallback | None = None, workers: int | None = None,
                 memory_budget_bytes: int | None = None) -> LoadResult:
-    """Load the image files of one or more series into volumes (see the module docstring)."""
-    paths = [Path(p) for p in paths]
+    """Load the image files of one or more series into volumes (see the module docstring).
+
+    A folder among ``paths`` stands for every file below it."""
+    paths = expand_paths(paths)
     if not paths:
         raise LoadError("no files given")
     workers = workers or default_workers()
@@ -135,6 +137,17 @@ def load_series(paths: Sequence[str | Path], *, on_slice: SliceCallback | None =
     for w in warnings:
         log.info("load: %s", w)
     return LoadResult(volumes, list(dict.fromkeys(warnings)))
+
+
+def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; folders replaced by the files below them (sorted, hidden ones skipped)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")))
+        else:
+            out.append(p)
+    return out
 
 
 def load_volume(paths: Sequence[str | Path], **kwargs: object) -> tuple[Volume, list[str]]:

@@ -211,3 +211,8 @@ def test_repeated_positions_split_into_phases_in_acquisition_order(tmp_path: Pat
     early, late = result.volumes
     assert np.array_equal(late.voxels.astype(int) - early.voxels.astype(int), np.full((6, 32, 32), 100))
     assert any("share each slice position" in w for w in result.warnings)
+
+
+def test_folder_stands_for_its_files(tmp_path: Path) -> None:
+    write_phantom(tmp_path / "series" / "part1", SeriesGeometry(rows=16, columns=16, slices=4))
+    assert load_series([tmp_path / "series"]).volumes[0].voxels.shape == (4, 16, 16)
