@@ -213,10 +213,8 @@ def _aligned_plane(volume: Volume, frame: _Frame, amap: tuple, position: float, 
     (au, su), (av, sv), (an, sn) = amap
     shape_ijk = volume.shape_ijk
     sp_n = float(volume.spacing[an])
-    # continuous index along the volume axis that carries the plane axis
-    idx0 = np.zeros(3)
-    idx0[an] = 0.0
-    base = float((volume.index_to_lps(idx0) - frame.anchor) @ frame.axis)
+    # continuous index t along the volume axis that carries the plane axis (voxel 0 at ``base``)
+    base = float((volume.index_to_lps(np.zeros(3)) - frame.anchor) @ frame.axis)
     t = (position - base) / (sp_n * sn)
     n = shape_ijk[an]
     if t < -1e-3 or t > n - 1 + 1e-3:

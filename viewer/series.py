@@ -16,7 +16,6 @@ stack per instance with frames in file order.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +30,6 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from viewer.decode import DecodeError, PixelLayout, pixel_layout
-
-log = logging.getLogger(__name__)
 
 ORIENTATION_TOLERANCE = 1e-3
 POSITION_TOLERANCE_MM = 1e-3
