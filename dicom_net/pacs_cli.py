@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dicom_net.pacs_nodes import (
+    DEFAULT_CALLING_AET,
     RETRIEVE_METHODS,
     PacsNode,
     PacsNodeError,
@@ -49,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--aet", required=True, help="the PACS's AE title")
     add.add_argument("--host", required=True)
     add.add_argument("--port", required=True, type=int)
-    add.add_argument("--calling-aet", default="HULU", help="our AE title, as the PACS knows it (default HULU)")
+    add.add_argument("--calling-aet", default=DEFAULT_CALLING_AET,
+                     help=f"our AE title as the PACS knows it, also the C-MOVE destination (default {DEFAULT_CALLING_AET})")
     add.add_argument("--method", choices=RETRIEVE_METHODS, default="move", help="how to retrieve (default move)")
     add.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the PACS (default 30)")
     add.add_argument("--tls-ca", help="CA certificate (PEM) that signed the PACS certificate: enables TLS")

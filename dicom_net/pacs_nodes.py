@@ -20,6 +20,9 @@ from typing import Any
 from dicom_net.paths import config_dir
 
 RETRIEVE_METHODS = ("move", "get")
+# Same as the listener's default AE title: one entry in the PACS then allows our queries and
+# names the destination that C-MOVE sends to.
+DEFAULT_CALLING_AET = "HULUWS"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _FILE_VERSION = 1
 
@@ -76,7 +79,7 @@ class PacsNode:
     aet: str
     host: str
     port: int
-    calling_aet: str = "HULU"
+    calling_aet: str = DEFAULT_CALLING_AET
     retrieve_method: str = "move"
     tls: TlsSettings | None = None
     timeout_s: float = 30.0

@@ -34,7 +34,7 @@ def test_nodes_add_list_remove(capsys: pytest.CaptureFixture[str]) -> None:
     assert "saved node ris-pacs: PACS@10.1.2.3:104" in capsys.readouterr().out
     assert main(["pacs", "nodes", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert listed == [{"name": "ris-pacs", "aet": "PACS", "host": "10.1.2.3", "port": 104, "calling_aet": "HULU",
+    assert listed == [{"name": "ris-pacs", "aet": "PACS", "host": "10.1.2.3", "port": 104, "calling_aet": "HULUWS",
                        "retrieve_method": "move", "timeout_s": 30.0}]
     assert main(["pacs", "nodes", "add", "ris-pacs", "--aet", "X", "--host", "h", "--port", "1"]) == 2
     assert "already exists" in capsys.readouterr().err
