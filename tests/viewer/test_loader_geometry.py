@@ -216,3 +216,22 @@ def test_repeated_positions_split_into_phases_in_acquisition_order(tmp_path: Pat
 def test_folder_stands_for_its_files(tmp_path: Path) -> None:
     write_phantom(tmp_path / "series" / "part1", SeriesGeometry(rows=16, columns=16, slices=4))
     assert load_series([tmp_path / "series"]).volumes[0].voxels.shape == (4, 16, 16)
+
+
+def test_scanner_style_tilt_tilted_planes_stepping_along_the_table(tmp_path: Path) -> None:
+    # real gantry tilt: image planes tilted 15 degrees about L-R, slices stepping along z (the table)
+    t = np.radians(15.0)
+    geometry = SeriesGeometry(rows=96, columns=96, orientation=(1.0, 0.0, 0.0, 0.0, np.cos(t), -np.sin(t)),
+                              slices=50, step_vector=(0.0, 0.0, 2.5))
+    result = load_series(write_phantom(tmp_path, geometry, gantry_tilt=15.0))
+    volume = result.volumes[0]
+    assert volume.metadata["geometry_corrected"] is True
+    assert volume.metadata["tilt_degrees"] == pytest.approx(15.0, abs=0.05)
+    assert np.allclose(volume.direction.T @ volume.direction, np.eye(3), atol=1e-9)
+    for marker in DEFAULT_MARKERS:  # every marker at its true LPS position in the corrected volume
+        i, j, k = np.rint(volume.lps_to_index(np.asarray(marker.lps))).astype(int)
+        assert volume.voxels[k, j, i] == marker.value
+    img = plane_image(volume, "axial", 0.0)
+    row, col = img.from_lps(np.array([60.0, 0.0, 0.0]))
+    assert img.pixels[round(row), round(col)] == pytest.approx(1500.0)
+    assert img.labels == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
