@@ -35,15 +35,15 @@ from tests.inference.prompts import chat_inputs  # noqa: E402
 from tests.inference.tiny_checkpoint import write_random_checkpoint  # noqa: E402
 
 SHAPES = {
-    "7b": (dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                num_key_value_heads=4),
-           dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
-                patch_size=14),
+    "7b": ({"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+            "num_key_value_heads": 4},
+           {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
+            "patch_size": 14},
            152064),
-    "small": (dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
-                   num_key_value_heads=2),
-              dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=6,
-                   patch_size=14),
+    "small": ({"hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 8, "num_attention_heads": 8,
+               "num_key_value_heads": 2},
+              {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6, "num_attention_heads": 6,
+               "patch_size": 14},
               151936),
 }
 PROMPTS = {"2d": (1, 37, 37, 1, 7), "3d": (180, 18, 18, 2, 8)}  # (t, h, w, merge, seed)

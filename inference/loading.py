@@ -100,8 +100,9 @@ def _load_weights(info: CheckpointInfo, config: Any, plan: DevicePlan) -> Any:
     from transformers import VideoLlama3ForConditionalGeneration
 
     quantization_config = bitsandbytes_config(plan.quantization, compute_dtype=plan.dtype)
-    kwargs: dict[str, Any] = dict(config=config, key_mapping=KEY_MAPPING, dtype=plan.dtype, local_files_only=True,
-                                  use_safetensors=True, output_loading_info=True, device_map={"": plan.device})
+    kwargs: dict[str, Any] = {"config": config, "key_mapping": KEY_MAPPING, "dtype": plan.dtype,
+                              "local_files_only": True, "use_safetensors": True, "output_loading_info": True,
+                              "device_map": {"": plan.device}}
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
     model, loading = VideoLlama3ForConditionalGeneration.from_pretrained(str(info.folder), **kwargs)

@@ -194,7 +194,7 @@ def choose_vision_path(vision_model: nn.Module, sample: ModelInputs, onnx_path: 
         runner = OnnxVisionEncoder(onnx_path, vision_model)
         with torch.inference_mode():
             onnx_seconds, output = _best_of(lambda: runner(sample), repeats)
-    except Exception as exc:  # ONNX is an optimisation: any failure keeps the torch path
+    except Exception as exc:  # noqa: BLE001  (ONNX is an optimisation: any failure keeps the torch path)
         log.warning("ONNX vision encoder unavailable (%s: %s); using torch", type(exc).__name__, exc)
         return None, VisionPathChoice(torch_seconds, None, None, "torch")
     difference = float((output.float() - reference.float().cpu()).abs().max())

@@ -8,14 +8,15 @@ import torch
 from inference.engine import Engine, GenerationRequest
 from inference.loading import load_model
 from inference.onnx_vision import (
-    best_vision_encoder,
     FrameBatchEncoder,
     OnnxVisionEncoder,
+    _frame_rotary,
+    _items,
+    best_vision_encoder,
     choose_vision_path,
     export_vision_encoder,
     torch_vision_forward,
 )
-from inference.onnx_vision import _frame_rotary, _items
 from tests.inference.prompts import chat_inputs
 
 pytest.importorskip("onnxruntime")

@@ -7,7 +7,12 @@ import torch
 
 from inference.engine import Engine, GenerationRequest, stop_token_ids
 from inference.loading import load_model
-from inference.quantization import SKIP_MODULES, bitsandbytes_config, is_quantized_name, quantized_linear_count
+from inference.quantization import (
+    SKIP_MODULES,
+    bitsandbytes_config,
+    is_quantized_name,
+    quantized_linear_count,
+)
 from tests.inference.prompts import chat_inputs
 
 bnb = pytest.importorskip("bitsandbytes")

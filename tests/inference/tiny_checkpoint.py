@@ -36,9 +36,10 @@ from transformers.models.video_llama_3.configuration_video_llama_3 import VideoL
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 ROPE_THETA = 1_000_000.0  # Qwen2.5's value; transformers' default (10000) would be wrong
-VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14)
-TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2)
+VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+          "patch_size": 14}
+TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2}
 
 # A ChatML template in Hulu-Med's prompt layout: "<image>\n" per image, "<image>,...,<image>\n" per
 # video/3D item (optional "Time X.Xs:" per frame), then the text.
@@ -263,7 +264,7 @@ def write_random_checkpoint(folder: Path | str, text_shape: dict, vision_shape: 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _tokenizer, image_id, eos_id, pad_id = _write_auxiliary_files(folder)
-    shape_args = dict(text_shape=text_shape, vision_shape=vision_shape, max_positions=32768)
+    shape_args = {"text_shape": text_shape, "vision_shape": vision_shape, "max_positions": 32768}
     native = _native_config(decoder, vocab_size, image_id, eos_id, pad_id, **shape_args)
     _write_json(folder / "config.json", _hulu_config(decoder, vocab_size, image_id, eos_id, pad_id, **shape_args))
     with torch.device("meta"):
