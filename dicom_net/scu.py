@@ -201,9 +201,11 @@ def retrieve(
     result = RetrieveResult(method=method)
     progress = _without_repeats(progress)
     start = time.monotonic()
-    if method == "get":
-        _retrieve_get(node, identifier, archive if archive is not None else _default_archive(), result,
-                      progress, cancel)
+    if method == "get" and archive is None:
+        with _default_archive() as own_archive:
+            _retrieve_get(node, identifier, own_archive, result, progress, cancel)
+    elif method == "get":
+        _retrieve_get(node, identifier, archive, result, progress, cancel)
     else:
         destination = move_destination or node.calling_aet
         destination = destination if isinstance(destination, str) else destination.aet
@@ -229,8 +231,9 @@ def _without_repeats(progress: Progress | None) -> Progress | None:
     return report
 
 
-def _default_archive() -> StoresBytes:
-    from dicom_net.archive import Archive  # the archive package is optional for echo/find/send users
+def _default_archive() -> Any:
+    """The workstation's own archive (an ``Archive``, closed by the caller's ``with``)."""
+    from dicom_net.archive import Archive  # imported here: echo/find/send do not need it
     from dicom_net.paths import default_archive_dir
 
     return Archive(default_archive_dir())

@@ -22,6 +22,7 @@ from pydicom.uid import generate_uid
 from dicom_net import scu
 from dicom_net.archive import Archive
 from dicom_net.pacs_nodes import PacsNode
+from dicom_net.paths import default_archive_dir
 from dicom_net.synthetic import SeriesGeometry, ct_series, radiograph, write_datasets
 from tests.peers import OrthancServer, PrivateNetwork, StoreScp, dcmtk_storescp, orthanc_module, peer_network
 
@@ -248,6 +249,13 @@ def test_get_one_series_only(pacs: Pacs, tmp_path: Path) -> None:
     result = scu.retrieve(pacs.node, pacs.study_a, pacs.series_a2, method="get", archive=archive)
     assert set(result.stored) == pacs.sops_a2
     assert archive.instance_count() == 4
+
+
+def test_get_without_archive_stores_into_the_default_archive(pacs: Pacs) -> None:
+    result = scu.retrieve(pacs.node, pacs.study_a, pacs.series_a2, method="get")
+    assert result.ok
+    with Archive(default_archive_dir()) as archive:
+        assert {r.sop_instance_uid for r in archive.instances(pacs.series_a2)} == pacs.sops_a2
 
 
 def test_move_study_to_storescp(pacs: Pacs) -> None:
