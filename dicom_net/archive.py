@@ -50,6 +50,10 @@ INDEX_NAME = "index.sqlite"
 DEFAULT_MIN_FREE_BYTES = 16 * 1024 * 1024
 _SAFE_NAME = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_BATCH_ROWS = 64  # deferred index rows: commit when this many wait ...
+_BATCH_DELAY_S = 0.05  # ... or after this long
+_RETRY_DELAY_S = 1.0  # a full disk: keep the rows and try again
+_FLUSH_WAIT_S = 10.0  # queries wait at most this long for rows that cannot be committed (full disk)
 
 
 class StorageFull(ArchiveError):
@@ -67,6 +71,18 @@ class StoreOutcome:
     study_uid: str
     series_uid: str
     path: Path
+
+
+@dataclass(frozen=True)
+class _PendingRow:
+    """An index row for a file already in its final place, waiting for the next batch commit."""
+
+    info: HeaderInfo
+    path: Path
+    size: int
+    primary: bool
+    source: str
+    received_at: float
 
 
 def _safe_name(uid: str) -> str:
@@ -121,6 +137,13 @@ class Archive:
         self._lock = threading.RLock()
         self._layout_fd = os.open(self.root / ".layout.lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._index_was_corrupt = False
+        self._layout_depth = 0
+        self._pending: list[_PendingRow] = []
+        self._pending_cond = threading.Condition()
+        self._in_flight = 0
+        self._flush_now = False
+        self._closing = False
+        self._batcher: threading.Thread | None = None
         self._db = self._open_index()
         self._sweep_leftovers()
         if self._index_was_corrupt:
@@ -160,6 +183,13 @@ class Archive:
             shutil.rmtree(entry, ignore_errors=True)
 
     def close(self) -> None:
+        """Commit pending index rows, then close the index."""
+        with self._pending_cond:
+            self._closing = True
+            self._pending_cond.notify_all()
+        if self._batcher is not None:
+            self._batcher.join()
+            self._batcher = None
         with self._lock:
             self._db.close()
             if self._layout_fd >= 0:
@@ -176,11 +206,16 @@ class Archive:
 
     @contextmanager
     def _layout(self, exclusive: bool) -> Iterator[None]:
-        fcntl.flock(self._layout_fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        """The inter-process layout lock; re-entrant (callers hold ``self._lock``)."""
+        if self._layout_depth == 0:
+            fcntl.flock(self._layout_fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        self._layout_depth += 1
         try:
             yield
         finally:
-            fcntl.flock(self._layout_fd, fcntl.LOCK_UN)
+            self._layout_depth -= 1
+            if self._layout_depth == 0:
+                fcntl.flock(self._layout_fd, fcntl.LOCK_UN)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -206,11 +241,17 @@ class Archive:
         info: HeaderInfo | None = None,
         expected_sop_class: str | None = None,
         expected_sop_instance: str | None = None,
+        defer_index: bool = False,
     ) -> StoreOutcome:
         """Validate and store a complete Part-10 file's bytes.
 
         ``info`` skips the parse when the caller already ran :func:`inspect_part10` on these
         bytes. Raises :class:`InvalidDataset` (nothing stored) or :class:`StorageFull`.
+
+        With ``defer_index`` (the listener), the call returns once the file is fsynced and in its
+        final place; its directory fsync and index row follow in a batch within ~50 ms (queries
+        in this process wait for them). A kill before that leaves a complete file without a row,
+        which :meth:`reindex` (run when the listener starts) picks up.
         """
         if info is None:
             info = inspect_part10(part10, expected_sop_class=expected_sop_class,
@@ -218,20 +259,28 @@ class Archive:
         series_dir = self.studies_dir / _safe_name(info.study_uid) / _safe_name(info.series_uid)
         primary = series_dir / f"{_safe_name(info.sop_instance_uid)}.dcm"
         if _same_bytes(primary, part10):  # fast path for a re-sent object: no write at all
+            row = _PendingRow(info, primary, len(part10), True, source, time.time())
+            if defer_index:
+                self._queue_row(row)
+                return StoreOutcome("duplicate", info.sop_instance_uid, info.study_uid, info.series_uid, primary)
             with self._lock, self._layout(exclusive=False):
                 if primary.exists():
-                    self._index(info, primary, len(part10), 1, source)
+                    self._commit_rows([row], sync_dirs=False)
                     return StoreOutcome("duplicate", info.sop_instance_uid, info.study_uid, info.series_uid, primary)
         tmp = self._write_temp(part10)
         try:
             with self._lock, self._layout(exclusive=False):
-                status, final = self._link_into_place(tmp, series_dir, primary, part10)
-                try:
-                    self._index(info, final, len(part10), 1 if final == primary else None, source)
-                except BaseException:
-                    if status != "duplicate":
-                        final.unlink(missing_ok=True)
-                    raise
+                status, final = self._link_into_place(tmp, series_dir, primary, part10, sync_dir=not defer_index)
+                row = _PendingRow(info, final, len(part10), final == primary, source, time.time())
+                if defer_index:
+                    self._queue_row(row)
+                else:
+                    try:
+                        self._commit_rows([row], sync_dirs=False)
+                    except BaseException:
+                        if status != "duplicate":
+                            final.unlink(missing_ok=True)
+                        raise
         except BaseException as exc:
             if _is_disk_full(exc):
                 raise StorageFull("archive disk is full") from exc
@@ -263,12 +312,14 @@ class Archive:
             raise
         return tmp
 
-    def _link_into_place(self, tmp: Path, series_dir: Path, primary: Path, data: bytes) -> tuple[str, Path]:
+    def _link_into_place(self, tmp: Path, series_dir: Path, primary: Path, data: bytes,
+                         sync_dir: bool = True) -> tuple[str, Path]:
         """Give the complete temp file its final name without ever replacing another file."""
         series_dir.mkdir(parents=True, exist_ok=True)
         try:
             os.link(tmp, primary)
-            _fsync_dir(series_dir)
+            if sync_dir:
+                _fsync_dir(series_dir)
             return "stored", primary
         except FileExistsError:
             pass
@@ -278,61 +329,124 @@ class Archive:
         versioned = primary.with_name(f"{primary.stem}~{digest}.dcm")
         try:
             os.link(tmp, versioned)
-            _fsync_dir(series_dir)
+            if sync_dir:
+                _fsync_dir(series_dir)
             return "version", versioned
         except FileExistsError:
             if _same_bytes(versioned, data):
                 return "duplicate", versioned
             raise ArchiveError(f"hash collision for {versioned.name}") from None
 
-    def _index(self, info: HeaderInfo, path: Path, size: int, version: int | None, source: str) -> bool:
-        rel = path.relative_to(self.root).as_posix()
-        with self._transaction() as conn:
-            if version is None:
-                version = conn.execute(
+    def _commit_rows(self, rows: list[_PendingRow], sync_dirs: bool) -> None:
+        """Insert index rows in one transaction (caller holds or takes the locks)."""
+        if sync_dirs:
+            for folder in {row.path.parent for row in rows}:
+                try:
+                    _fsync_dir(folder)
+                except FileNotFoundError:
+                    pass  # deleted meanwhile: its rows are skipped below
+        with self._lock, self._layout(exclusive=False), self._transaction() as conn:
+            for row in rows:
+                if not row.path.exists():
+                    continue  # its study was deleted between the link and this commit
+                version = 1 if row.primary else conn.execute(
                     "SELECT coalesce(max(version), 1) + 1 FROM instances WHERE sop_instance_uid = ?",
-                    (info.sop_instance_uid,)).fetchone()[0]
-            return idx.insert_instance(conn, info, rel, size, version, source, time.time())
+                    (row.info.sop_instance_uid,)).fetchone()[0]
+                rel = row.path.relative_to(self.root).as_posix()
+                idx.insert_instance(conn, row.info, rel, row.size, version, row.source, row.received_at)
+
+    def _queue_row(self, row: _PendingRow) -> None:
+        with self._pending_cond:
+            self._pending.append(row)
+            if self._batcher is None:
+                self._batcher = threading.Thread(target=self._batch_loop, name="archive-index", daemon=True)
+                self._batcher.start()
+            if len(self._pending) >= _BATCH_ROWS:
+                self._pending_cond.notify_all()
+
+    def _batch_loop(self) -> None:
+        cond = self._pending_cond
+        while True:
+            with cond:
+                cond.wait_for(lambda: self._pending or self._closing)
+                if not self._pending and self._closing:
+                    return
+                cond.wait_for(lambda: len(self._pending) >= _BATCH_ROWS or self._flush_now or self._closing,
+                              timeout=_BATCH_DELAY_S)
+                batch, self._pending = self._pending, []
+                self._flush_now = False
+                self._in_flight += 1
+            retry = False
+            try:
+                self._commit_rows(batch, sync_dirs=True)
+            except Exception as exc:  # the files are safe; only their rows are missing for now
+                retry = _is_disk_full(exc) and not self._closing
+                log.error("could not index %d received objects (%s); %s", len(batch), type(exc).__name__,
+                          "retrying" if retry else "`archive --reindex` will add them")
+            with cond:
+                self._in_flight -= 1
+                if retry:
+                    self._pending[:0] = batch
+                    cond.notify_all()
+                    cond.wait_for(lambda: self._closing, timeout=_RETRY_DELAY_S)
+                cond.notify_all()
+
+    def flush(self) -> None:
+        """Wait until every deferred index row of this process is committed (bounded wait)."""
+        with self._pending_cond:
+            if not self._pending and not self._in_flight:
+                return
+            self._flush_now = True
+            self._pending_cond.notify_all()
+            self._pending_cond.wait_for(lambda: not self._pending and not self._in_flight, timeout=_FLUSH_WAIT_S)
 
     # ---------------------------------------------------------------- queries
 
     def studies(self, **filters: object) -> list[StudyRecord]:
         """Studies, newest first. Filters: patient_name, patient_id, accession, description
         (case-insensitive substrings), date_from, date_to (inclusive, date or 'YYYYMMDD'), modality."""
+        self.flush()
         with self._lock:
             return idx.query_studies(self._db, filters)
 
     def study(self, study_uid: str) -> StudyRecord | None:
+        self.flush()
         with self._lock:
             found = idx.query_studies(self._db, {"study_uid": study_uid})
         return found[0] if found else None
 
     def series(self, study_uid: str) -> list[SeriesRecord]:
+        self.flush()
         with self._lock:
             return idx.query_series(self._db, study_uid=study_uid)
 
     def find_series(self, series_uid: str) -> SeriesRecord | None:
+        self.flush()
         with self._lock:
             found = idx.query_series(self._db, series_uid=series_uid)
         return found[0] if found else None
 
     def instances(self, series_uid: str, *, all_versions: bool = False) -> list[InstanceRecord]:
         """Instances sorted by instance number, newest version of each SOP instance only."""
+        self.flush()
         with self._lock:
             return idx.query_instances(self._db, self.root, series_uid, all_versions)
 
     def instance_count(self) -> int:
+        self.flush()
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM instances").fetchone()[0])
 
     # ---------------------------------------------------------------- live updates
 
     def change_cursor(self) -> int:
+        self.flush()
         with self._lock:
             return int(self._db.execute("SELECT value FROM counter WHERE name = 'changes'").fetchone()[0])
 
     def changes_since(self, cursor: int) -> tuple[int, list[str]]:
         """(new cursor, study UIDs stored into or deleted since ``cursor``)."""
+        self.flush()
         with self._lock, self._transaction() as conn:
             now = int(conn.execute("SELECT value FROM counter WHERE name = 'changes'").fetchone()[0])
             rows = conn.execute("SELECT study_uid FROM changes WHERE seq > ? ORDER BY seq", (cursor,)).fetchall()
@@ -344,6 +458,7 @@ class Archive:
         """Remove a study's index rows, then its files; returns the number of instances removed."""
         study_dir = self.studies_dir / _safe_name(study_uid)
         trash = self.trash_dir / f"{uuid.uuid4().hex}"
+        self.flush()
         with self._lock, self._layout(exclusive=True):
             with self._transaction() as conn:
                 removed = conn.execute("DELETE FROM instances WHERE study_uid = ?", (study_uid,)).rowcount
@@ -363,6 +478,7 @@ class Archive:
         Rows whose file is gone are dropped, complete files without a row are added, files that
         are not valid DICOM are moved to ``quarantine/``.
         """
+        self.flush()
         self._sweep_leftovers()
         with self._lock:
             indexed = {row[0]: row[1] for row in self._db.execute("SELECT path, size FROM instances")}

@@ -101,7 +101,8 @@ class StoreHandler:
             data = event.encoded_dataset(include_meta=True)
             info = inspect_part10(data, expected_sop_class=str(request.AffectedSOPClassUID or ""),
                                   expected_sop_instance=sop_instance)
-            outcome = self.archive.store_bytes(data, info=info, source=event.assoc.requestor.ae_title)
+            outcome = self.archive.store_bytes(data, info=info, source=event.assoc.requestor.ae_title,
+                                               defer_index=True)
         except InvalidDataset as exc:
             return self._fail(exc.status, f"refused {sop_instance}: {exc}")
         except StorageFull as exc:
@@ -282,6 +283,8 @@ def _worker_main(config: ListenerConfig, stats: ListenerStats) -> None:
 def run_listener_forever(config: ListenerConfig) -> int:
     """Receive until SIGTERM/SIGINT: one process, or ``config.workers`` processes sharing the port."""
     config.archive_dir.mkdir(parents=True, exist_ok=True)
+    with Archive(config.archive_dir) as archive:  # adopt files a killed receiver stored but did not index
+        archive.reindex()
     if config.workers == 1:
         handle = start_listener(config)
         try:
@@ -292,7 +295,6 @@ def run_listener_forever(config: ListenerConfig) -> int:
         return 0
     from dicom_net.listener_status import _mp
 
-    Archive(config.archive_dir).close()  # create the layout and index once, before the workers race
     stats = ListenerStats()
     workers = [_mp.Process(target=_worker_main, args=(config, stats), name=f"receiver-{i}", daemon=False)
                for i in range(config.workers)]
