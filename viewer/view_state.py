@@ -37,6 +37,34 @@ class Event:
             callback(*args)
 
 
+_LETTER_LPS = {
+    "L": (1, 0, 0),
+    "R": (-1, 0, 0),
+    "P": (0, 1, 0),
+    "A": (0, -1, 0),
+    "H": (0, 0, 1),
+    "F": (0, 0, -1),
+}
+
+
+def patient_orientation_axes(values: list[str] | tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """LPS directions of increasing column and row from Patient Orientation (0020,0020).
+
+    Projection images (radiographs, cine) carry e.g. ``["L", "F"]``: columns run to the patient's
+    left, rows to the feet. Returns None when the attribute is missing or malformed.
+    """
+    if len(values) != 2:
+        return None
+    axes = []
+    for value in values:
+        letters = str(value).strip().upper()
+        if not letters or any(c not in _LETTER_LPS for c in letters):
+            return None
+        vector = np.sum([_LETTER_LPS[c] for c in letters], axis=0).astype(np.float64)
+        axes.append(vector / np.linalg.norm(vector))
+    return axes[0], axes[1]
+
+
 @dataclass(frozen=True)
 class OrientationLabels:
     """Letters shown at the middle of each screen edge."""

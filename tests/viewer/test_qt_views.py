@@ -352,3 +352,52 @@ def test_thousands_of_view_updates_keep_interpreter_reference_counts(stack):
         stack.set_slice(i % 2)  # each change: Signal.emit, update() and VTK uploads
     assert len(seen) == 3000
     assert sys.getrefcount(True) - before_true >= -10 and sys.getrefcount(None) - before_none >= -10
+
+
+def test_radiograph_labels_come_from_patient_orientation(qtbot, tmp_path):
+    from dicom_net.synthetic import radiograph, write_datasets
+    from viewer.loader import load_series
+
+    view = StackView()
+    qtbot.addWidget(view)
+    view.resize(400, 480)
+    volume = load_series(write_datasets([radiograph(rows=240, columns=200)], tmp_path)).volumes[0]
+    view.set_volume(volume)
+    labels = view.orientation_labels()  # PA chest: patient left on the image's right, feet down
+    assert (labels.left, labels.right, labels.top, labels.bottom) == ("R", "L", "H", "F")
+    view.state.flip_horizontal()
+    assert view.orientation_labels().right == "R"
+
+
+def test_zoom_and_pan_move_the_image_by_the_expected_pixels(stack):
+    stack.set_slice(31)
+    col, row = 93.5, 63.5  # left marker centre, at screen (376, 256) at zoom 1
+    stack.state.zoom_by(2.0)  # about the view centre (256, 256): 376 -> 256 + 2 * 120 = 496
+    point = stack.pixel_to_screen(col, row)
+    assert (point.x(), point.y()) == pytest.approx((496.0, 256.0))
+    assert tuple(stack.render_to_array(overlays=False)[256, 494]) == (255, 255, 255)
+    QTest.mousePress(stack, Qt.MouseButton.MiddleButton, pos=QPoint(300, 300))
+    QTest.mouseMove(stack, QPoint(200, 280))  # drag the image 100 px left, 20 px up
+    QTest.mouseRelease(stack, Qt.MouseButton.MiddleButton, pos=QPoint(200, 280))
+    point = stack.pixel_to_screen(col, row)
+    assert (point.x(), point.y()) == pytest.approx((396.0, 236.0))
+    image = stack.render_to_array(overlays=False)
+    assert tuple(image[236, 394]) == (255, 255, 255) and tuple(image[256, 494]) == (128, 128, 128)
+    assert stack.screen_to_pixel(396.0, 236.0) == pytest.approx((col, row))
+
+
+def test_angle_and_ellipse_tools_in_the_view(stack):
+    stack.set_slice(20)
+    measured = []
+    stack.measurement_added.connect(measured.append)
+    stack.set_tool("angle")
+    for col, row in ((40, 20), (20, 20), (20, 40)):  # right angle at (20, 20)
+        QTest.mouseClick(stack, Qt.MouseButton.LeftButton, pos=QPoint(*screen(col, row)))
+    assert measured[0].value == pytest.approx(90.0, abs=0.5)
+    stack.set_tool("ellipse")
+    QTest.mousePress(stack, Qt.MouseButton.LeftButton, pos=QPoint(*screen(40, 50)))
+    QTest.mouseMove(stack, QPoint(*screen(60, 70)))
+    QTest.mouseRelease(stack, Qt.MouseButton.LeftButton, pos=QPoint(*screen(60, 70)))
+    stats = measured[1].value
+    assert measured[1].kind == "ellipse" and stats.mean == 40.0 and stats.sd == 0.0
+    assert stats.area_mm2 == pytest.approx(np.pi * 20 * 20, rel=0.02)  # 40 mm diameter circle

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from viewer.view_state import Crosshair, ViewState
+from viewer.view_state import Crosshair, ViewState, patient_orientation_axes
 
 X, Y, Z = np.eye(3)
 
@@ -98,3 +98,11 @@ def test_flip_then_rotate_acts_on_the_displayed_image():
     state.flip_horizontal()
     state.rotate_clockwise(90)  # mirror, turn, mirror, turn: back to the original display
     assert (state.flip_h, state.rotation) == (False, 0)
+
+
+def test_patient_orientation_axes_of_projection_images():
+    right, down = patient_orientation_axes(["L", "F"])
+    assert tuple(right) == (1, 0, 0) and tuple(down) == (0, 0, -1)
+    right, _ = patient_orientation_axes(["LA", "F"])
+    np.testing.assert_allclose(right, np.array([1, -1, 0]) / np.sqrt(2))
+    assert patient_orientation_axes([]) is None and patient_orientation_axes(["X", "F"]) is None

@@ -22,9 +22,9 @@ from vtk.util import numpy_support
 
 from viewer.presets import WindowPreset, default_window, presets_for
 from viewer.qt.canvas import VtkCanvas
-from viewer.reslice import PlaneImage, plane_image
+from viewer.reslice import PlaneImage, plane_image, value_range
 from viewer.tools import POINTS_NEEDED, Measurement, Point, measure, pixel_value
-from viewer.view_state import OrientationLabels, ViewState
+from viewer.view_state import OrientationLabels, ViewState, patient_orientation_axes
 
 MEASUREMENT_TOOLS = tuple(POINTS_NEEDED)
 TOOLS = ("window", "pan", "zoom", "crosshair") + MEASUREMENT_TOOLS
@@ -147,9 +147,13 @@ class SliceView(VtkCanvas):
         return self.plane.pixel_spacing[1], self.plane.pixel_spacing[0]
 
     def orientation_labels(self) -> OrientationLabels:
-        """Edge letters of the plane as displayed now (after flips and rotation)."""
+        """Edge letters of the plane as displayed now (after flips and rotation); blank when the
+        image has neither patient geometry nor Patient Orientation."""
         assert self.plane is not None
-        return self.state.orientation_labels(self.plane.row_dir, self.plane.col_dir)
+        if self.metadata.get("has_patient_geometry", True):
+            return self.state.orientation_labels(self.plane.row_dir, self.plane.col_dir)
+        axes = patient_orientation_axes(self.metadata.get("patient_orientation") or [])
+        return OrientationLabels("", "", "", "") if axes is None else self.state.orientation_labels(*axes)
 
     def current_position(self) -> float | None:
         """Position (mm) of the shown plane along its axis (see ``viewer.reslice``)."""
@@ -452,7 +456,7 @@ class StackView(SliceView):
         self.unit = meta_text(self.metadata, "rescale_type") or (
             "HU" if meta_text(self.metadata, "modality", "Modality").upper() == "CT" else ""
         )
-        lo, hi = float(np.min(volume.voxels)), float(np.max(volume.voxels))
+        lo, hi = value_range(volume)
         if volume.is_color:  # RGB is shown as stored: window 0..255 maps each channel to itself
             self.state.default_window = (255.0, 127.5)
         else:

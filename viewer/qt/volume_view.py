@@ -54,6 +54,7 @@ class VolumeRenderView(VtkCanvas):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.volume: Any = None
+        self._voxels: np.ndarray | None = None
         self.preset = "CT bone"
         self.interacting = False
         self._value_range = (0.0, 1.0)
@@ -82,7 +83,9 @@ class VolumeRenderView(VtkCanvas):
         self._image.SetDimensions(i, j, k)
         self._image.SetSpacing(*volume.spacing)
         self._image.SetOrigin(0.0, 0.0, 0.0)
-        self._image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(voxels.ravel(), deep=True))
+        # VTK reads the voxels in place (no copy of a possibly 250 MiB volume); keep them alive
+        self._voxels = voxels
+        self._image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(voxels.ravel(), deep=False))
         self._image.Modified()
         matrix = vtk.vtkMatrix4x4()
         direction = np.asarray(volume.direction, dtype=np.float64)
