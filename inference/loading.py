@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ class LoadReport:
     slow_mode: bool
     checksum: str
     reason: str = ""
+    free_bytes: int | None = None  # free VRAM (CUDA) or available RAM (CPU) before loading
     decoder: str = ""
     load_seconds: float = 0.0
     warnings: tuple[str, ...] = field(default=())
@@ -100,6 +102,8 @@ def _load_weights(info: CheckpointInfo, config: Any, plan: DevicePlan) -> Any:
     from transformers import VideoLlama3ForConditionalGeneration
 
     quantization_config = bitsandbytes_config(plan.quantization, compute_dtype=plan.dtype)
+    if plan.quantization == "int8":  # bitsandbytes warns on every int8 matmul with fp32/bf16 activations
+        warnings.filterwarnings("ignore", message=r"MatMul8bitLt: inputs will be cast")
     kwargs: dict[str, Any] = {"config": config, "key_mapping": KEY_MAPPING, "dtype": plan.dtype,
                               "local_files_only": True, "use_safetensors": True, "output_loading_info": True,
                               "device_map": {"": plan.device}}
@@ -141,7 +145,7 @@ def load_model(folder: Path | str, device: str = "auto", quantization: str = "au
     report = LoadReport(
         device=plan.device, dtype=str(plan.dtype).removeprefix("torch."), quantization=plan.quantization,
         memory_bytes=int(model.get_memory_footprint()), slow_mode=plan.slow_mode, checksum=info.checksum,
-        reason=plan.reason, decoder=info.decoder, load_seconds=time.perf_counter() - started,
+        reason=plan.reason, free_bytes=plan.free_bytes, decoder=info.decoder, load_seconds=time.perf_counter() - started,
         warnings=info.warnings,
     )
     log.info("Hulu-Med loaded: %s in %.1f s", report.summary(), report.load_seconds)
