@@ -53,7 +53,16 @@ from viewer.decode import (
     to_modality,
 )
 from viewer.geometry import analyse_positions, resample_to_regular
-from viewer.series import FrameRef, InstanceHeader, Stack, build_stacks, read_header, scan_headers, text_value
+from viewer.series import (
+    FrameRef,
+    InstanceHeader,
+    Stack,
+    build_stacks,
+    drop_duplicate_instances,
+    read_header,
+    scan_headers,
+    text_value,
+)
 from viewer.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -107,6 +116,8 @@ def load_series(paths: Sequence[str | Path], *, on_slice: SliceCallback | None =
     if on_slice is not None:
         _emit_preview(paths[len(paths) // 2], on_slice)
     headers, warnings = scan_headers(paths)
+    headers, duplicates = drop_duplicate_instances(headers)
+    warnings += duplicates
     if not headers:
         raise LoadError("no DICOM image in the given files" + (f": {warnings[0]}" if warnings else ""))
     stacks = build_stacks(headers)

@@ -175,6 +175,9 @@ def frames_of(header: InstanceHeader) -> list[FrameRef]:
     enhanced = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
     base_order = tuple(_first_int(text_values(ds, k)) for k in
                        ("AcquisitionNumber", "TemporalPositionIdentifier", "EchoNumbers", "InstanceNumber"))
+    grid_offsets = _floats(text_values(ds, "GridFrameOffsetVector"), layout.frames) if layout.frames > 1 else None
+    scaling = _floats(text_values(ds, "DoseGridScaling"), 1)
+    dose_scaling = (float(scaling[0]), 0.0) if scaling is not None and scaling[0] > 0 else None
     frames = []
     for f in range(layout.frames):
         if enhanced:
@@ -193,10 +196,12 @@ def frames_of(header: InstanceHeader) -> list[FrameRef]:
                                   *dims, f)
             window = _windows(voi) if voi is not None else _windows(ds)
         else:
-            position = _floats(text_values(ds, "ImagePositionPatient"), 3) if layout.frames == 1 else None
-            iop = _floats(text_values(ds, "ImageOrientationPatient"), 6) if layout.frames == 1 else None
+            position = _floats(text_values(ds, "ImagePositionPatient"), 3)
+            iop = _floats(text_values(ds, "ImageOrientationPatient"), 6)
+            if layout.frames > 1:  # multi-frame with one plane: only a grid offset vector (RT dose) places frames
+                position = _grid_frame_position(position, iop, grid_offsets, f)
             spacing = _spacing(text_values(ds, "PixelSpacing"))
-            rescale = _rescale(ds)
+            rescale = _rescale(ds) or dose_scaling
             stack_id = ""
             order = base_order + (f,)
             window = _windows(ds)
@@ -209,6 +214,15 @@ def frames_of(header: InstanceHeader) -> list[FrameRef]:
         frames.append(FrameRef(header, f, position, row_dir, col_dir, spacing, slope, intercept,
                                order, stack_id, window))
     return frames
+
+
+def _grid_frame_position(position: np.ndarray | None, iop: np.ndarray | None, offsets: np.ndarray | None,
+                         frame: int) -> np.ndarray | None:
+    """Position of frame ``frame`` of a multi-frame placed by Grid Frame Offset Vector (offsets
+    along the normal from Image Position; RT Dose), None without such a vector."""
+    if position is None or iop is None or offsets is None:
+        return None
+    return position + float(offsets[frame]) * np.cross(iop[:3], iop[3:])
 
 
 def _first_int(values: list[str]) -> int:
@@ -265,6 +279,24 @@ def _format_key(f: FrameRef) -> tuple:
     ds, lay = f.header.ds, f.header.layout
     return (text_value(ds, "SeriesInstanceUID"), text_value(ds, "FrameOfReferenceUID"), lay.rows, lay.columns,
             lay.samples, lay.photometric == "PALETTE COLOR", f.stack_id)
+
+
+def drop_duplicate_instances(headers: Iterable[InstanceHeader]) -> tuple[list[InstanceHeader], list[str]]:
+    """Keep the first file of each SOP Instance UID (the same object given twice must not
+    become a second 'phase'); a warning says how many were left out."""
+    seen: set[str] = set()
+    kept: list[InstanceHeader] = []
+    dropped = 0
+    for h in headers:
+        uid = text_value(h.ds, "SOPInstanceUID")
+        if uid and uid in seen:
+            dropped += 1
+            continue
+        seen.add(uid)
+        kept.append(h)
+    warnings = [f"{dropped} file(s) repeat an instance already loaded (same SOP Instance UID): ignored"] \
+        if dropped else []
+    return kept, warnings
 
 
 def build_stacks(headers: Iterable[InstanceHeader]) -> list[Stack]:

@@ -118,3 +118,14 @@ def test_enhanced_ct_geometry_from_functional_groups() -> None:
     assert np.array_equal(axial.pixels, volume.voxels[0][:, ::-1])
     assert axial.labels == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
     assert volume.metadata["file_windows"][0][:2] == (102.0, 49.0)
+
+
+def test_rt_dose_frames_placed_by_grid_frame_offsets_and_scaled_to_gray() -> None:
+    path = data("rtdose.dcm")
+    ds = pydicom.dcmread(path)
+    volume = load_series([path]).volumes[0]
+    assert volume.metadata["has_patient_geometry"] is True
+    assert volume.voxels.shape == (15, 10, 10)
+    assert volume.origin == pytest.approx((189.43125, 199.43125, -761.87))
+    assert volume.spacing == pytest.approx((10.0, 10.0, 5.0))  # Grid Frame Offset Vector steps of 5 mm
+    assert np.allclose(volume.voxels, ds.pixel_array * float(ds.DoseGridScaling), rtol=1e-6)

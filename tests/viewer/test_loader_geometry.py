@@ -235,3 +235,14 @@ def test_scanner_style_tilt_tilted_planes_stepping_along_the_table(tmp_path: Pat
     row, col = img.from_lps(np.array([60.0, 0.0, 0.0]))
     assert img.pixels[round(row), round(col)] == pytest.approx(1500.0)
     assert img.labels == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+
+
+def test_same_instance_given_twice_is_not_a_second_phase(tmp_path: Path) -> None:
+    files = write_phantom(tmp_path / "a", SeriesGeometry(rows=16, columns=16, slices=5))
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for f in files[:2]:
+        (copies / f.name).write_bytes(f.read_bytes())
+    result = load_series(files + sorted(copies.iterdir()))
+    assert len(result.volumes) == 1 and result.volumes[0].voxels.shape == (5, 16, 16)
+    assert any("2 file(s) repeat an instance" in w for w in result.warnings)
