@@ -401,3 +401,22 @@ def test_angle_and_ellipse_tools_in_the_view(stack):
     stats = measured[1].value
     assert measured[1].kind == "ellipse" and stats.mean == 40.0 and stats.sd == 0.0
     assert stats.area_mm2 == pytest.approx(np.pi * 20 * 20, rel=0.02)  # 40 mm diameter circle
+
+
+def test_overlay_text_reports_location_thickness_image_number_and_window(stack):
+    stack.set_slice(31)  # z = -1.25 mm: 1.2 mm towards the feet
+    corners = stack.overlay_corners()
+    assert corners["bottom_left"][0] == "Loc: F 1.2 mm  Thk: 2.5 mm"
+    assert "Im: 32/64" in corners["top_right"] and "PHANTOM^CT" in corners["top_left"]
+    stack.set_window(1500, -600)
+    assert stack.overlay_corners()["bottom_right"][0] == "W: 1500 L: -600"
+    assert stack.describe()["location"] == "F 1.2 mm" and stack.describe()["slice_index"] == 31
+
+
+def test_wheel_in_coronal_moves_the_crosshair_one_step_back(mpr):
+    mpr.set_crosshair((0.0, 0.0, 0.0))
+    wheel(mpr.views["coronal"], -1)  # next coronal plane: 2 mm posterior
+    assert mpr.crosshair_position() == pytest.approx((0.0, 1.0, 0.0))  # nearest plane of the 2 mm grid
+    assert mpr.views["axial"].lines_lps  # the axial view's coronal reference line moved with it
+    a, b, _ = next(line for line in mpr.views["axial"].lines_lps if line[2].getRgb() == (80, 220, 80, 255))
+    assert a[1] == pytest.approx(1.0) and b[1] == pytest.approx(1.0)

@@ -61,6 +61,15 @@ def nice_length(max_mm: float) -> float:
     return float(10**exponent)
 
 
+def _shadowed_text(painter: QPainter, x: int, y: int, w: int, h: int, flags: object, text: str) -> None:
+    """Text with a 1 px dark shadow, readable on bright and dark image areas alike."""
+    pen = painter.pen()
+    painter.setPen(QColor(0, 0, 0))
+    painter.drawText(x + 1, y + 1, w, h, flags, text)
+    painter.setPen(pen)
+    painter.drawText(x, y, w, h, flags, text)
+
+
 class SliceView(VtkCanvas):
     """Displays one ``PlaneImage``; forwards mouse/keys to its ``ViewState`` and the active tool."""
 
@@ -82,6 +91,7 @@ class SliceView(VtkCanvas):
         self.measurements: list[Measurement] = []
         self.lines_lps: list[tuple[np.ndarray, np.ndarray, QColor]] = []  # crosshair / reference lines
         self.show_overlay = True
+        self.slice_thickness_mm: float | None = None  # shown in the overlay when known
         self._pending: list[Point] = []
         self._press: QPointF | None = None
         self._last: QPointF | None = None
@@ -154,6 +164,20 @@ class SliceView(VtkCanvas):
             return self.state.orientation_labels(self.plane.row_dir, self.plane.col_dir)
         axes = patient_orientation_axes(self.metadata.get("patient_orientation") or [])
         return OrientationLabels("", "", "", "") if axes is None else self.state.orientation_labels(*axes)
+
+    def plane_centre_lps(self) -> np.ndarray:
+        assert self.plane is not None
+        rows, cols = self.plane.pixels.shape[:2]
+        return self.plane.to_lps((rows - 1) / 2, (cols - 1) / 2)
+
+    def location_text(self) -> str:
+        """Where the plane lies, as the patient coordinate along its normal: e.g. ``"H 40.0 mm"``."""
+        assert self.plane is not None
+        normal = np.cross(self.plane.row_dir, self.plane.col_dir)
+        axis = int(np.argmax(np.abs(normal)))
+        value = float(self.plane_centre_lps()[axis])
+        letter = ("L", "P", "H")[axis] if value >= 0 else ("R", "A", "F")[axis]
+        return f"{letter} {abs(value):.1f} mm"
 
     def current_position(self) -> float | None:
         """Position (mm) of the shown plane along its axis (see ``viewer.reslice``)."""
@@ -324,7 +348,12 @@ class SliceView(VtkCanvas):
     def overlay_corners(self) -> dict[str, list[str]]:
         """Corner texts; subclasses add patient/series lines."""
         ww, wc = self.window_level()
-        bottom_left = []
+        location = f"Loc: {self.location_text()}" if self.plane is not None else ""
+        if self.plane is not None and self.plane.slab_mm:
+            location += f"  Slab: {self.plane.slab_mm:g} mm {self.plane.slab_mode.upper()}"
+        elif self.slice_thickness_mm:
+            location += f"  Thk: {self.slice_thickness_mm:.1f} mm"
+        bottom_left = [location]
         if self._cursor is not None:
             c = self._cursor
             bottom_left.append(f"({c['col']}, {c['row']}): {c['value']:.0f} {self.unit}".rstrip())
@@ -356,14 +385,21 @@ class SliceView(VtkCanvas):
             lines = [text for text in lines if text.strip()]
             for n, text in enumerate(lines):
                 y = 4 + n * line if top else h - 4 - (len(lines) - n) * line
-                painter.drawText(4, y, w - 8, line, align, text)
+                _shadowed_text(painter, 4, y, w - 8, line, align, text)
         labels = self.orientation_labels()
         painter.setPen(_YELLOW)
         centre = Qt.AlignmentFlag.AlignCenter
-        painter.drawText(
-            2, h // 2 - 10, 30, 20, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, labels.left
+        _shadowed_text(
+            painter,
+            2,
+            h // 2 - 10,
+            30,
+            20,
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            labels.left,
         )
-        painter.drawText(
+        _shadowed_text(
+            painter,
             w - 32,
             h // 2 - 10,
             30,
@@ -371,19 +407,22 @@ class SliceView(VtkCanvas):
             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
             labels.right,
         )
-        painter.drawText(w // 2 - 20, 2, 40, 16, centre, labels.top)
-        painter.drawText(w // 2 - 20, h - 18, 40, 16, centre, labels.bottom)
+        _shadowed_text(painter, w // 2 - 20, 2, 40, 16, centre, labels.top)
+        _shadowed_text(painter, w // 2 - 20, h - 18, 40, 16, centre, labels.bottom)
 
     def _paint_scale_bar(self, painter: QPainter) -> None:
+        """A vertical ruler along the right edge, below the orientation label."""
         _, ppmm = self._view_geometry()
-        length = nice_length(self.width() * 0.25 / ppmm)
+        length = nice_length(self.height() * 0.25 / ppmm)
         px = length * ppmm
-        x0, y = self.width() / 2 - px / 2, self.height() - 24.0
+        x, y0 = self.width() - 8.0, self.height() / 2 + 20.0
         painter.setPen(QPen(_TEXT, 1))
-        painter.drawLine(QPointF(x0, y), QPointF(x0 + px, y))
-        for x in (x0, x0 + px):
-            painter.drawLine(QPointF(x, y - 4), QPointF(x, y))
-        painter.drawText(int(x0 + px + 4), int(y - 10), 60, 14, Qt.AlignmentFlag.AlignLeft, f"{length:g} mm")
+        painter.drawLine(QPointF(x, y0), QPointF(x, y0 + px))
+        for y in (y0, y0 + px / 2, y0 + px):
+            painter.drawLine(QPointF(x - (5 if y != y0 + px / 2 else 3), y), QPointF(x, y))
+        _shadowed_text(
+            painter, int(x) - 70, int(y0 + px) + 2, 66, 14, Qt.AlignmentFlag.AlignRight, f"{length:g} mm"
+        )
 
     def _paint_lines(self, painter: QPainter) -> None:
         assert self.plane is not None
@@ -403,7 +442,8 @@ class SliceView(VtkCanvas):
             else:
                 self._paint_roi_shape(painter, m.kind, pts)
             anchor = pts[-1]
-            painter.drawText(
+            _shadowed_text(
+                painter,
                 int(anchor.x()) + 6,
                 int(anchor.y()) + 4,
                 260,
@@ -437,6 +477,8 @@ class SliceView(VtkCanvas):
                 round(float(v), 4) for v in np.cross(self.plane.row_dir, self.plane.col_dir)
             ]
             info["position_mm"] = round(float(self.plane.position_mm), 3)
+            info["location"] = self.location_text()
+            info["plane_centre_lps"] = [round(float(v), 3) for v in self.plane_centre_lps()]
             if self.plane.slab_mm:
                 info["slab"] = {"thickness_mm": self.plane.slab_mm, "mode": self.plane.slab_mode}
         return info
@@ -464,6 +506,9 @@ class StackView(SliceView):
             self.state.default_window = (preset.window, preset.level)
         self.state.wl_step_per_pixel = max(hi - lo, 1.0) / 512.0
         self.state.plane = "native"
+        self.slice_thickness_mm = (
+            float(volume.spacing[2]) if self.metadata.get("has_patient_geometry", True) else None
+        )
         self.measurements.clear()
         self.state.slice_count = volume.voxels.shape[0]
         self.state.slice_index = volume.voxels.shape[0] // 2
@@ -516,9 +561,4 @@ class StackView(SliceView):
             f"Se: {meta_text(md, 'series_number', 'SeriesNumber') or '-'}",
             f"Im: {self.state.slice_index + 1}/{self.state.slice_count}",
         ]
-        if self.plane is not None:
-            thickness = self.metadata.get("slice_thickness") or self.volume.spacing[2]
-            corners["bottom_left"].insert(
-                0, f"Pos: {self.plane.position_mm:.1f} mm  Thk: {float(thickness):.1f} mm"
-            )
         return corners
