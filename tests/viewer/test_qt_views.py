@@ -420,3 +420,26 @@ def test_wheel_in_coronal_moves_the_crosshair_one_step_back(mpr):
     assert mpr.views["axial"].lines_lps  # the axial view's coronal reference line moved with it
     a, b, _ = next(line for line in mpr.views["axial"].lines_lps if line[2].getRgb() == (80, 220, 80, 255))
     assert a[1] == pytest.approx(1.0) and b[1] == pytest.approx(1.0)
+
+
+def test_shift_drag_in_axial_rotates_the_other_planes(mpr):
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QMouseEvent
+
+    axial = mpr.views["axial"]
+    mpr.set_crosshair((0.0, 0.0, 0.0))
+    centre = axial.lps_to_screen(np.zeros(3))
+    shift = Qt.KeyboardModifier.ShiftModifier
+    start, end = QPointF(centre.x() + 60, centre.y()), QPointF(centre.x(), centre.y() + 60)
+
+    def send(kind, pos, buttons):
+        event = QMouseEvent(kind, pos, axial.mapToGlobal(pos), Qt.MouseButton.LeftButton, buttons, shift)
+        QApplication.sendEvent(axial, event)
+
+    send(QEvent.Type.MouseButtonPress, start, Qt.MouseButton.LeftButton)
+    send(QEvent.Type.MouseMove, end, Qt.MouseButton.LeftButton)  # mouse now straight below the centre
+    send(QEvent.Type.MouseButtonRelease, end, Qt.MouseButton.NoButton)
+    assert mpr.crosshair_position() == pytest.approx((0.0, 0.0, 0.0))  # rotating does not move it
+    assert mpr.crosshair.angles["axial"] == pytest.approx(math.pi / 2, abs=0.01)
+    right, _, _ = mpr.plane_axes("coronal")  # coronal's right (patient left) turned to posterior
+    assert right == pytest.approx((0.0, 1.0, 0.0), abs=0.01)
