@@ -22,10 +22,10 @@ from pathlib import Path
 from app.reporting.audit import AuditRecord, ReportStore, SentInput
 from app.reporting.outbox import Outbox, OutboxMessage, State
 from app.reporting.report import Report, ReportError, ReportStatus, StudyInfo
+from app.reporting.studies import study_info, study_series_paths
 
 log = logging.getLogger(__name__)
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QUEUED = 1, 2, 3
-IMAGE_MODALITIES_LAST = ("SR", "KO", "PR", "SEG", "RTSTRUCT", "DOC")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,34 +67,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # -- study lookup ------------------------------------------------------------------------------
-
-
-def _archive(path: Path | None):
-    from dicom_net.archive import INDEX_NAME, Archive
-    from dicom_net.paths import default_archive_dir
-
-    root = Path(path) if path else default_archive_dir()
-    if not (root / INDEX_NAME).is_file():
-        raise ValueError(f"no archive at {root}")
-    return Archive(root)
-
-
-def study_series_paths(study_uid: str, archive_dir: Path | None) -> list[tuple[str, str, list[Path]]]:
-    """(series UID, modality, files) of the study's series, image series with most files first."""
-    with _archive(archive_dir) as archive:
-        if archive.study(study_uid) is None:
-            raise ValueError(f"study {study_uid} is not in the archive")
-        found = [
-            (s.series_uid, s.modality, [Path(i.path) for i in archive.instances(s.series_uid)])
-            for s in archive.series(study_uid)
-        ]
-    return sorted(found, key=lambda s: (s[1] in IMAGE_MODALITIES_LAST, -len(s[2])))
-
-
-def study_info(paths: list[Path]) -> StudyInfo:
-    from pydicom import dcmread
-
-    return StudyInfo.from_dataset(dcmread(paths[0], stop_before_pixels=True))
 
 
 def _model_folder(given: Path | None) -> Path | None:

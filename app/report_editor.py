@@ -4,11 +4,13 @@ A Qt view over :class:`app.reporting.workflow.ReportWorkflow`. AI-written text i
 amber background (tooltip "AI-written, not reviewed") until the radiologist edits that passage
 or presses "Accept AI text"; signing refuses while any remains. The draft streams from a worker
 thread into read-only editors; nothing is sent until a signed report's export button is pressed.
+With ``HULU_PREDRAFT=1`` new studies are pre-drafted in the background while the model is idle.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -528,6 +530,12 @@ def mount(window) -> ReportEditor:
 
     window.study_opened.connect(study_opened)
     window.destroyed.connect(lambda *_: worker.stop())
+    if os.environ.get("HULU_PREDRAFT") == "1" and editor.service.state.kind != "absent":
+        from app.reporting.predraft import PreDrafter
+
+        predrafter = PreDrafter(editor.service, window.archive.root, ReportStore())
+        predrafter.start()
+        window.destroyed.connect(lambda *_: predrafter.stop())
     window.add_side_panel(editor, "Report")
     window.report_editor = editor
     return editor

@@ -257,7 +257,7 @@ class ChatSession:
             answer = ChatMessage("assistant", "", finished=False)
             self.history.append(answer)
             splitter = ReasoningStream()
-            handle = service.engine.submit(
+            handle = service.submit(
                 GenerationRequest(
                     inputs=inputs, conversation_id=self.conversation_id, max_new_tokens=max_new_tokens
                 )

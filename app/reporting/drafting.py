@@ -82,11 +82,13 @@ def draft_report(
     settings: DraftSettings | None = None,
     on_update: Callable[[], None] | None = None,
     cancel: threading.Event | None = None,
+    background: bool = False,
 ) -> Generation:
     """Stream a draft into ``report`` (replacing earlier AI text, keeping the radiologist's).
 
     ``visuals``: what the model sees; ``sent``: its description for the audit (series, plane,
     slices, window). ``on_update`` is called (on this thread) after each streamed piece.
+    ``background``: a pre-draft, cancelled by any foreground request.
     Returns the audit's new :class:`Generation`.
     """
     from inference.engine import GenerationRequest
@@ -110,7 +112,7 @@ def draft_report(
     )
     base = {key: report.human_spans(key) for key in ("findings", "impression")}
     generation = Generation(
-        purpose="draft",
+        purpose="predraft" if background else "draft",
         model_id=service.model_id,
         model_checksum=service.checksum,
         prompt=settings.prompt,
@@ -126,10 +128,11 @@ def draft_report(
         len(visuals),
         inputs.prompt_tokens,
     )
-    handle = service.engine.submit(
+    handle = service.submit(
         GenerationRequest(
             inputs=inputs, max_new_tokens=settings.max_new_tokens, temperature=settings.temperature
-        )
+        ),
+        background=background,
     )
 
     def show(text: str, final: bool) -> None:

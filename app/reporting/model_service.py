@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,9 @@ class ModelService:
         self._listeners: list[Callable[[ModelState], None]] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._inflight: list[Any] = []
+        self._background: list[Any] = []
+        self._last_foreground = 0.0
         if self.folder is None or not self.folder.is_dir():
             where = f" ({self.folder} not found)" if self.folder else ""
             self._state = ModelState("absent", HOW_TO_INSTALL + where)
@@ -121,6 +125,28 @@ class ModelService:
             self._set_state(ModelState("failed", f"The model could not be loaded: {exc}"))
         finally:
             self._thread = None
+
+    def submit(self, request: Any, *, background: bool = False) -> Any:
+        """Queue a generation; a foreground request (chat, a draft the user asked for) first
+        cancels background work (pre-drafting) so it never waits behind it."""
+        if self.engine is None:
+            raise RuntimeError(self._state.message)
+        with self._lock:
+            if not background:
+                for handle in self._background:
+                    handle.cancel()
+                self._last_foreground = time.monotonic()
+            handle = self.engine.submit(request)
+            self._inflight = [h for h in self._inflight if not h.done] + [handle]
+            self._background = [h for h in self._background if not h.done] + ([handle] if background else [])
+            return handle
+
+    def idle(self, quiet_seconds: float = 0.0) -> bool:
+        """No request running or queued, and no foreground request for ``quiet_seconds``."""
+        with self._lock:
+            self._inflight = [h for h in self._inflight if not h.done]
+            quiet = time.monotonic() - self._last_foreground >= quiet_seconds
+            return self._state.ready and not self._inflight and quiet
 
     def close(self) -> None:
         if self.engine is not None:
