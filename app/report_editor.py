@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPixmap, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
@@ -165,6 +165,10 @@ class ReportEditor(QWidget):
         self.draft_updated.connect(self._render)
         self.draft_finished.connect(self._draft_done)
         service.on_state(lambda _state: QTimer.singleShot(0, self, self._update_buttons))
+        self.save_timer = QTimer(self)
+        self.save_timer.setSingleShot(True)
+        self.save_timer.setInterval(800)
+        self.save_timer.timeout.connect(self.flush)
         self.outbox_timer = QTimer(self)
         self.outbox_timer.setInterval(1000)
         self.outbox_timer.timeout.connect(self.refresh_outbox)
@@ -172,7 +176,14 @@ class ReportEditor(QWidget):
         self._render()
 
     # -- study ---------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Save pending edits now."""
+        self.save_timer.stop()
+        if self.workflow.report is not None:
+            self.workflow.save()
+
     def open_study(self, info: StudyInfo) -> None:
+        self.flush()
         if self._draft_thread is not None:
             self.stop_draft()
             self._draft_thread.join(30)
@@ -294,7 +305,7 @@ class ReportEditor(QWidget):
         if text == report.text(section):
             return
         report.set_text(section, text)
-        self.workflow.save()
+        self.save_timer.start()  # saved when typing pauses (atomic write + fsync per keystroke is too slow)
         self._rendering = True
         try:
             self._apply_formats(self.editors[section], report.spans(section))
@@ -536,6 +547,9 @@ def mount(window) -> ReportEditor:
         predrafter = PreDrafter(editor.service, window.archive.root, ReportStore())
         predrafter.start()
         window.destroyed.connect(lambda *_: predrafter.stop())
+    app = QCoreApplication.instance()
+    if app is not None:
+        app.aboutToQuit.connect(editor.flush)
     window.add_side_panel(editor, "Report")
     window.report_editor = editor
     return editor

@@ -78,6 +78,7 @@ class ReportWorkflow:
 
     def sign(self, status: ReportStatus | str, radiologist: str) -> None:
         report = self._require()
+        self.save()  # the text as signed is on disk even if signing is refused
         report.sign(status, radiologist)
         self.audit.add_event("signed", status=report.status.value, radiologist=radiologist)
         self.save()

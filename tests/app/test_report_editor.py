@@ -78,6 +78,10 @@ def test_draft_edit_accept_sign_send_and_pdf(qtbot, tiny_model_service, ct_study
     editor.editors["impression"].setFocus()
     qtbot.keyClicks(editor.editors["impression"], "No acute finding.")
     assert report.text("impression") == "No acute finding."
+    qtbot.waitUntil(
+        lambda: ReportStore().load(report.report_id)[0].text("impression") == "No acute finding.",
+        timeout=5000,
+    )  # saved once typing pauses
 
     editor.add_key_image()
     assert editor.key_list.count() == 1
