@@ -181,7 +181,7 @@ class ReadingWidget(QWidget):
         planes = getattr(view, "views", None)
         if isinstance(planes, dict) and planes:
             return next((v for v in planes.values() if v.hasFocus()), planes.get("axial") or next(iter(planes.values())))
-        return view
+        return getattr(view, "display", None) or view  # CineView shows its frames in a StackView
 
     def active_state(self):
         return getattr(self.active_plane(), "state", None)

@@ -7,6 +7,9 @@ file (shared with the `hulu-workstation pacs` command line); each node is valida
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -37,6 +40,7 @@ LABELS = {
     "ris.receiving_facility": "Receiving facility", "model.folder": "Model folder", "model.device": "Device",
     "model.quantization": "Quantization", "general.create_demo_if_empty": "Create demo study when archive is empty",
 }
+ECHO_TIMEOUT_S = 5.0
 PAGES = (("listener", "Listener"), ("ris", "RIS"), ("model", "Model"), ("general", "General"))
 
 
@@ -71,6 +75,7 @@ class PacsNodesPage(QWidget):
         form.addRow("Retrieve with", self.method)
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
+        self.echo_result.connect(self.status.setText)
         buttons = QHBoxLayout()
         for text, slot in (("Save node", self.save_node), ("Remove", self.remove_node), ("Test (C-ECHO)", self.echo)):
             b = QPushButton(text, self)
@@ -124,19 +129,26 @@ class PacsNodesPage(QWidget):
         self.status.setText(f"Removed node {name}")
         self.reload()
 
-    def echo(self) -> str:
-        """C-ECHO the node in the form (runs briefly on the GUI thread; echo has a short timeout)."""
+    def echo(self) -> None:
+        """C-ECHO the node in the form on a worker thread; the answer arrives as ``echo_result``."""
         try:
-            node = node_from_fields(self.field_values())
+            node = replace(node_from_fields(self.field_values()), timeout_s=ECHO_TIMEOUT_S)
+        except PacsNodeError as exc:
+            self.echo_result.emit(f"C-ECHO not sent: {exc}")
+            return
+        self.status.setText(f"C-ECHO {node.name}...")
+
+        def run() -> None:
             from dicom_net.scu import echo
 
-            result = echo(node)
-            text = f"C-ECHO {node.name}: OK ({result})"
-        except Exception as exc:  # noqa: BLE001 - every failure is shown, with its reason
-            text = f"C-ECHO failed: {exc}"
-        self.status.setText(text)
-        self.echo_result.emit(text)
-        return text
+            try:
+                result = echo(node)
+                text = f"C-ECHO {node.name}: OK in {result.seconds * 1000:.0f} ms"
+            except Exception as exc:  # noqa: BLE001 - every failure is shown, with its reason
+                text = f"C-ECHO {node.name} failed: {exc}"
+            self.echo_result.emit(text)  # queued to the GUI thread
+
+        threading.Thread(target=run, name="c-echo", daemon=True).start()
 
 
 class SettingsDialog(QDialog):

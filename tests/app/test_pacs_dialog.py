@@ -51,3 +51,27 @@ def test_query_then_retrieve_with_progress_opens_the_study(orthanc_module: Ortha
     assert {s.modality for s in session.series} == {"DX", "US"}
     qtbot.waitUntil(lambda: all(vp.view is not None for vp in window.reading.viewports), timeout=30000)
     assert type(window.reading.viewports[0].view).__name__ == "StackView"  # DX hangs 1x1
+
+
+def test_settings_echo_button_reports_success_and_failure(orthanc_module: OrthancServer, make_window, archive,
+                                                         qtbot):
+    from app.settings_dialog import SettingsDialog
+
+    orthanc = orthanc_module
+    orthanc.add_modality("huluapp", CALLING, orthanc.network.host_ip, 1)
+    window = make_window(archive)
+    dialog = SettingsDialog(window.store, parent=window)
+    qtbot.addWidget(dialog)
+    page = dialog.pacs_page
+    values = {"name": "orthanc", "aet": orthanc.aet, "host": orthanc.host, "port": str(orthanc.dicom_port),
+              "calling_aet": CALLING}
+    for key, value in values.items():
+        page.fields[key].setText(value)
+    with qtbot.waitSignal(page.echo_result, timeout=15000) as ok:
+        page.echo()
+    assert ok.args[0].startswith("C-ECHO orthanc: OK in ")
+    assert page.status.text() == ok.args[0]
+    page.fields["aet"].setText("NOT_ORTHANC")  # Orthanc rejects a wrong called AE title
+    with qtbot.waitSignal(page.echo_result, timeout=15000) as bad:
+        page.echo()
+    assert bad.args[0].startswith("C-ECHO orthanc failed:")

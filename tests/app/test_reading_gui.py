@@ -120,3 +120,15 @@ def test_2x2_layout_drop_and_linked_scrolling(reading, qtbot, screenshot_dir):
     dx = next(vp.view for vp in window.reading.viewports if session.info(vp.series_uid).modality == "DX")
     assert dx.volume.voxels.shape[0] == 1
     save_screenshot(window, screenshot_dir / "reading_2x2.png")
+    # the ultrasound cine: Space plays/pauses, Down steps a frame, in the active viewport
+    us_port = next(vp for vp in window.reading.viewports if session.info(vp.series_uid).modality == "US")
+    assert type(us_port.view).__name__ == "CineView"
+    window.reading.set_active(us_port.index)
+    cine = us_port.view
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert cine.player.playing
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert not cine.player.playing
+    cine.seek(0)
+    qtbot.keyClick(window, Qt.Key.Key_Down)
+    assert cine.current_frame() == 1
