@@ -279,37 +279,58 @@ def _sampled_plane(volume: Volume, frame: _Frame, position: float, slab_mm: floa
     if slab_mm > 0:
         m = int(np.floor(slab_mm / 2.0 / step + 1e-6))
         offsets = [s * step for s in range(-m, m + 1)]
-    rr, cc = np.mgrid[0:rows, 0:cols].astype(np.float64)
-    pts = origin + cc[..., None] * spacing * frame.u + rr[..., None] * spacing * frame.v
-    planes = [_trilinear(volume, pts + off * frame.axis, fill) for off in offsets]
-    if len(planes) == 1:
-        values = planes[0]
-    else:
-        values = _reduce(np.stack(planes), 0, slab_mode)
+    values = _vtk_reslice(volume, origin, frame, spacing, (rows, cols), step, len(offsets), slab_mode, fill)
     return PlaneImage(values, (spacing, spacing), origin, frame.u, frame.v, position, slab_mm=slab_mm,
                       slab_mode=slab_mode if slab_mm > 0 else "")
 
 
-def _trilinear(volume: Volume, points: np.ndarray, fill: float) -> np.ndarray:
-    """Trilinear samples of the volume at LPS points (..., 3); ``fill`` outside."""
-    ijk = volume.lps_to_index(points)
-    vox = volume.voxels
-    nk, nj, ni = vox.shape[:3]
-    base = np.floor(ijk).astype(np.int64)
-    frac = (ijk - base).astype(np.float32)
-    inside = np.all((ijk >= -1e-6) & (ijk <= np.array([ni - 1, nj - 1, nk - 1]) + 1e-6), axis=-1)
-    i0 = np.clip(base[..., 0], 0, ni - 1)
-    j0 = np.clip(base[..., 1], 0, nj - 1)
-    k0 = np.clip(base[..., 2], 0, nk - 1)
-    i1, j1, k1 = np.minimum(i0 + 1, ni - 1), np.minimum(j0 + 1, nj - 1), np.minimum(k0 + 1, nk - 1)
-    fx, fy, fz = frac[..., 0], frac[..., 1], frac[..., 2]
-    out = np.zeros(points.shape[:-1], dtype=np.float32)
-    for kk, wz in ((k0, 1 - fz), (k1, fz)):
-        for jj, wy in ((j0, 1 - fy), (j1, fy)):
-            for ii, wx in ((i0, 1 - fx), (i1, fx)):
-                out += wz * wy * wx * vox[kk, jj, ii]
-    out[~inside] = fill
-    return out
+_VTK_SLAB_MODES = {"mip": "SetSlabModeToMax", "minip": "SetSlabModeToMin", "mean": "SetSlabModeToMean"}
+
+
+def _vtk_reslice(volume: Volume, origin: np.ndarray, frame: _Frame, spacing: float, shape: tuple[int, int],
+                 step: float, slab_slices: int, slab_mode: str, fill: float) -> np.ndarray:
+    """Trilinear samples (float32) of a plane grid, ``slab_slices`` planes ``step`` mm apart along the
+    plane axis combined by ``slab_mode``; ``fill`` outside the volume.
+
+    vtkImageReslice (C++, multithreaded) works in voxel-index space here: the input keeps unit
+    spacing and no direction, and the reslice axes are the affine from output pixel to voxel index,
+    so the Volume's direction matrix and spacing are honoured exactly and no voxel is copied."""
+    # only the VTK modules needed, and only when a plane needs sampling
+    from vtkmodules.util import numpy_support
+    from vtkmodules.vtkCommonCore import VTK_FLOAT
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+    from vtkmodules.vtkImagingCore import vtkImageReslice
+
+    vox = np.ascontiguousarray(volume.voxels)
+    nk, nj, ni = vox.shape
+    image = vtkImageData()
+    image.SetDimensions(ni, nj, nk)
+    flat = vox.reshape(-1)
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(flat, deep=False))
+    to_index = np.linalg.inv(np.asarray(volume.direction, dtype=np.float64) * np.asarray(volume.spacing))
+    columns = [to_index @ (spacing * frame.u), to_index @ (spacing * frame.v), to_index @ (step * frame.axis),
+               to_index @ (origin - np.asarray(volume.origin, dtype=np.float64))]
+    axes = vtkMatrix4x4()
+    for c, vec in enumerate(columns):
+        for r in range(3):
+            axes.SetElement(r, c, float(vec[r]))
+        axes.SetElement(3, c, 1.0 if c == 3 else 0.0)
+    reslice = vtkImageReslice()
+    reslice.SetInputData(image)
+    reslice.SetResliceAxes(axes)
+    reslice.SetInterpolationModeToLinear()
+    reslice.SetOutputScalarType(VTK_FLOAT)
+    reslice.SetBackgroundLevel(float(fill))
+    reslice.SetOutputSpacing(1.0, 1.0, 1.0)
+    reslice.SetOutputOrigin(0.0, 0.0, 0.0)
+    reslice.SetOutputExtent(0, shape[1] - 1, 0, shape[0] - 1, 0, 0)
+    if slab_slices > 1:
+        reslice.SetSlabNumberOfSlices(slab_slices)
+        getattr(reslice, _VTK_SLAB_MODES[slab_mode])()
+    reslice.Update()
+    out = numpy_support.vtk_to_numpy(reslice.GetOutput().GetPointData().GetScalars())
+    return out.reshape(shape).copy()
 
 
 def window_to_uint8(values: np.ndarray, window: float, level: float, *, invert: bool = False) -> np.ndarray:
