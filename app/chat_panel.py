@@ -61,12 +61,14 @@ class ChatPanel(QWidget):
         *,
         max_new_tokens: int = 512,
         max_visual_tokens: int = 16384,
+        navigate: Callable[[str, str, int], None] | None = None,
     ):
         super().__init__(parent)
         self.service = service
         self.context_provider = context_provider
         self.max_new_tokens = max_new_tokens
         self.max_visual_tokens = max_visual_tokens
+        self.navigate = navigate  # (series UID, plane, slice index): show that slice in the viewer
         self.sessions: dict[str, ChatSession] = {}
         self.context: ScreenContext | None = None
         self.scope: AskScope | None = None
@@ -369,8 +371,14 @@ class ChatPanel(QWidget):
 
     # -- history -----------------------------------------------------------------------------
     def _toggle_reasoning(self, url: QUrl) -> None:
-        index = int(url.toString().split(":")[-1])
-        self._expanded ^= {index}
+        """Links: ``reason:<message>`` folds/unfolds reasoning, ``goto:<message>:<slice>`` navigates."""
+        parts = url.toString().split(":")
+        if parts[0] == "goto":
+            message = self.session.history[int(parts[1])] if self.session else None
+            if message is not None and self.navigate is not None:
+                self.navigate(message.series_uid, message.plane, int(parts[2]))
+            return
+        self._expanded ^= {int(parts[-1])}
         self._render_history()
 
     def _render_history(self) -> None:
@@ -380,7 +388,9 @@ class ChatPanel(QWidget):
             text = html.escape(message.text).replace("\n", "<br>")
             if message.role == "user":
                 chips = " · ".join(html.escape(c) for c in message.chips)
-                parts.append(f"<p><b>You:</b> {text}<br><small style='color:#8aa'>{chips}</small></p>")
+                links = " ".join(f"<a href='goto:{index}:{k}'>{k + 1}</a>" for k in message.slices[:64])
+                shown = f"<br><small>Images: {message.plane} {links}</small>" if links else ""
+                parts.append(f"<p><b>You:</b> {text}<br><small style='color:#8aa'>{chips}</small>{shown}</p>")
                 continue
             body = [f"<p><b>AI draft:</b> {text or '<i>...</i>'}"]
             if message.reasoning:
@@ -437,7 +447,22 @@ def mount(window) -> ChatPanel:
     """Add the chat panel to the main window's dock; it follows the active viewport."""
     from app.reporting.chat import screen_context_from
 
-    panel = ChatPanel(shared_model_service(window), lambda: screen_context_from(window), window)
+    def navigate(series_uid: str, plane: str, index: int) -> None:
+        context = screen_context_from(window)
+        state = window.reading.active_state()
+        if context is None or state is None or context.series_uid != series_uid:
+            window.statusBar().showMessage("Show that series in the active viewport to go to the slice", 5000)
+            return
+        if getattr(state, "plane", plane) != plane and plane != "cine":
+            window.statusBar().showMessage(
+                f"Switch the active view to the {plane} plane to go to the slice", 5000
+            )
+            return
+        state.set_slice(index)
+
+    panel = ChatPanel(
+        shared_model_service(window), lambda: screen_context_from(window), window, navigate=navigate
+    )
     window.add_side_panel(panel, "Assistant")
     window.reading.loaded.connect(lambda _index: panel.refresh_from_screen())
     window.study_opened.connect(lambda _uid: panel.refresh_from_screen())

@@ -181,6 +181,10 @@ class ChatMessage:
     reasoning: str = ""
     chips: list[str] = field(default_factory=list)
     finished: bool = True
+    # what the question's answer rests on (the panel links each slice back to the viewer)
+    series_uid: str = ""
+    plane: str = ""
+    slices: list[int] = field(default_factory=list)
 
 
 class ChatSession:
@@ -192,6 +196,7 @@ class ChatSession:
         self.history: list[ChatMessage] = []
         self.generations: list[Generation] = []
         self._last_scope: AskScope | None = None
+        self._last_slices: list[int] = []
         self.busy = False
 
     @property
@@ -229,7 +234,17 @@ class ChatSession:
             summary = summarise(volume, scope, max_tokens)
             turn_count = len(self.conversation.turns)
             self.conversation.add_user(question, visuals, think=think)
-            self.history.append(ChatMessage("user", question.strip(), chips=summary.chips()))
+            shown = [int(i) for i in visuals[0].sampled_indices] if visuals else self._last_slices
+            self.history.append(
+                ChatMessage(
+                    "user",
+                    question.strip(),
+                    chips=summary.chips(),
+                    series_uid=scope.series_uid,
+                    plane=scope.plane if scope.kind != "cine" else "cine",
+                    slices=list(shown),
+                )
+            )
             loaded = service.loaded
             try:
                 inputs = build_model_inputs(
@@ -285,6 +300,7 @@ class ChatSession:
                 answer.text = answer.text or f"(the model failed: {result.error})"
             self.conversation.add_assistant(result.text)
             self._last_scope = replace(scope)
+            self._last_slices = list(shown)
             return answer
         finally:
             self.busy = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from PySide6.QtCore import QUrl
 
 from app.ai_inputs import load_main_volume, visual_item_for
 from app.chat_panel import ChatPanel
@@ -61,7 +62,14 @@ def test_chips_show_what_will_be_sent_and_follow_edits(qtbot, ct_context, tiny_m
 
 
 def test_ask_streams_then_follow_up_reuses_the_conversation(qtbot, ct_context, tiny_model_service):
-    panel = ChatPanel(tiny_model_service, lambda: ct_context, max_new_tokens=12, max_visual_tokens=256)
+    visits = []
+    panel = ChatPanel(
+        tiny_model_service,
+        lambda: ct_context,
+        max_new_tokens=12,
+        max_visual_tokens=256,
+        navigate=lambda *where: visits.append(where),
+    )
     qtbot.addWidget(panel)
     deltas = []
     panel.delta_arrived.connect(lambda r, a: deltas.append(a))
@@ -77,6 +85,9 @@ def test_ask_streams_then_follow_up_reuses_the_conversation(qtbot, ct_context, t
         and "What organ is this?" in panel.history_view.toPlainText()
     )
     assert session.generations[-1].inputs[0].slices == [5]
+    assert session.history[0].slices == [5] and "Images: axial 6" in panel.history_view.toPlainText()
+    panel._toggle_reasoning(QUrl("goto:0:5"))  # the slice link under the question
+    assert visits == [(ct_context.series_uid, "axial", 5)]
     first_prompt = session.generations[-1].prompt_tokens
     assert panel.ask("And the other side?")
     qtbot.waitUntil(lambda: panel._worker is None, timeout=60000)
@@ -97,8 +108,6 @@ def test_stop_cancels_the_answer(qtbot, ct_context, tiny_model_service):
 
 
 def test_thinking_reasoning_is_folded_until_clicked(qtbot, ct_context, tiny_model_service):
-    from PySide6.QtCore import QUrl
-
     panel = ChatPanel(tiny_model_service, lambda: ct_context)
     qtbot.addWidget(panel)
     session = panel.session

@@ -150,5 +150,15 @@ def test_panels_mount_in_the_main_window_and_follow_the_viewport(demo_archive, m
     qtbot.waitUntil(lambda: panel.scope.slice_index == state.slice_index, timeout=5000)
     assert f"slice {state.slice_index + 1}" in panel.chips.text()
     assert "Settings > Model" in panel.model_label.text() and not panel.send_button.isEnabled()
+    from PySide6.QtCore import QUrl
+
+    from app.reporting.chat import ChatMessage
+
+    panel.session.history.append(
+        ChatMessage("user", "q", series_uid=panel.scope.series_uid, plane=state.plane, slices=[2, 7])
+    )
+    panel._render_history()
+    panel._toggle_reasoning(QUrl(f"goto:{len(panel.session.history) - 1}:2"))
+    assert state.slice_index == 2
     assert editor.workflow.report.study.study_instance_uid == ct_uid
     assert not editor.draft_button.isEnabled()
