@@ -57,7 +57,7 @@ class ListenerStatus:
 def listener_command(settings: ListenerSettings, archive: Path, python: str = sys.executable) -> list[str]:
     """The command line that runs the listener with these settings."""
     cmd = [python, "-m", "app.cli", "receive", "--aet", settings.aet, "--port", str(settings.port),
-           "--archive", str(archive)]
+           "--host", settings.host, "--archive", str(archive)]
     for aet in settings.allowed_aets:
         cmd += ["--allow", aet]
     if settings.tls_enabled:

@@ -33,7 +33,7 @@ from app.settings_store import SettingsStore
 from dicom_net.pacs_nodes import PacsNode, PacsNodeError, PacsNodes
 
 LABELS = {
-    "listener.aet": "AE title", "listener.port": "Port", "listener.allowed_aets": "Allowed calling AEs",
+    "listener.aet": "AE title", "listener.port": "Port", "listener.host": "Listen on (IP address)", "listener.allowed_aets": "Allowed calling AEs",
     "listener.tls_cert": "TLS certificate", "listener.tls_key": "TLS private key", "listener.tls_ca": "TLS CA",
     "ris.host": "Host", "ris.port": "Port", "ris.sending_application": "Sending application",
     "ris.sending_facility": "Sending facility", "ris.receiving_application": "Receiving application",

@@ -7,6 +7,7 @@ bad field and nothing is applied. Storage lives in :mod:`app.settings_store`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -26,6 +27,7 @@ class ListenerSettings:
 
     aet: str = "HULUWS"
     port: int = 11112
+    host: str = "127.0.0.1"  # bind address: 0.0.0.0 to receive from modalities on the network
     allowed_aets: tuple[str, ...] = ()
     tls_cert: str = ""
     tls_key: str = ""
@@ -159,9 +161,15 @@ def parse_settings(form: Mapping[str, str], base: AppSettings | None = None) -> 
     if bool(cert) != bool(key):
         errors.setdefault("listener.tls_key" if cert else "listener.tls_cert",
                           "TLS needs both a certificate and a key")
+    host_text = g("listener.host", "").strip()
+    try:
+        ipaddress.ip_address(host_text)
+    except ValueError:
+        errors["listener.host"] = "an IP address to listen on (0.0.0.0: all interfaces)"
     listener = ListenerSettings(
         aet=_ae(g("listener.aet", ""), errors, "listener.aet"),
         port=_port(g("listener.port", ""), errors, "listener.port"),
+        host=host_text,
         allowed_aets=allowed,
         tls_cert=cert,
         tls_key=key,

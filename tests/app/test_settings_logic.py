@@ -12,13 +12,13 @@ def test_valid_form_parses_every_section(tmp_path):
     (tmp_path / "cert.pem").write_text("x")
     (tmp_path / "key.pem").write_text("x")
     s = parse_settings({
-        "listener.aet": "READROOM1", "listener.port": "11113", "listener.allowed_aets": "CT1, MR_2 PACS",
+        "listener.aet": "READROOM1", "listener.port": "11113", "listener.host": "0.0.0.0", "listener.allowed_aets": "CT1, MR_2 PACS",
         "listener.tls_cert": str(tmp_path / "cert.pem"), "listener.tls_key": str(tmp_path / "key.pem"),
         "ris.host": "ris.example.org", "ris.port": "2576", "ris.sending_facility": "RAD",
         "model.folder": str(tmp_path), "model.device": "CPU", "model.quantization": "int8",
         "general.create_demo_if_empty": "yes",
     })
-    assert s.listener.aet == "READROOM1" and s.listener.port == 11113
+    assert (s.listener.aet, s.listener.port, s.listener.host) == ("READROOM1", 11113, "0.0.0.0")
     assert s.listener.allowed_aets == ("CT1", "MR_2", "PACS")
     assert s.listener.tls_enabled
     assert (s.ris.host, s.ris.port, s.ris.sending_facility) == ("ris.example.org", 2576, "RAD")
@@ -29,13 +29,13 @@ def test_valid_form_parses_every_section(tmp_path):
 def test_invalid_form_names_every_bad_field(tmp_path):
     with pytest.raises(SettingsError) as info:
         parse_settings({
-            "listener.aet": "A" * 17, "listener.port": "70000", "listener.allowed_aets": "OK, BAD\\AE",
+            "listener.aet": "A" * 17, "listener.port": "70000", "listener.host": "not-an-ip", "listener.allowed_aets": "OK, BAD\\AE",
             "listener.tls_cert": str(tmp_path / "cert.pem"),
             "ris.port": "abc", "ris.sending_facility": "RAD|X",
             "model.folder": str(tmp_path / "missing"), "model.device": "tpu", "model.quantization": "q3",
         })
     assert set(info.value.errors) == {
-        "listener.aet", "listener.port", "listener.allowed_aets", "listener.tls_cert", "listener.tls_key",
+        "listener.aet", "listener.port", "listener.host", "listener.allowed_aets", "listener.tls_cert", "listener.tls_key",
         "ris.port",
         "ris.sending_facility", "model.folder", "model.device", "model.quantization"}
     assert "65535" in info.value.errors["listener.port"]
