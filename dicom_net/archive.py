@@ -83,6 +83,15 @@ class _PendingRow:
     primary: bool
     source: str
     received_at: float
+    needs_fsync: bool = False
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _safe_name(uid: str) -> str:
@@ -242,6 +251,7 @@ class Archive:
         expected_sop_class: str | None = None,
         expected_sop_instance: str | None = None,
         defer_index: bool = False,
+        sync_before_return: bool = True,
     ) -> StoreOutcome:
         """Validate and store a complete Part-10 file's bytes.
 
@@ -252,7 +262,14 @@ class Archive:
         final place; its directory fsync and index row follow in a batch within ~50 ms (queries
         in this process wait for them). A kill before that leaves a complete file without a row,
         which :meth:`reindex` (run when the listener starts) picks up.
+
+        ``sync_before_return=False`` (only with ``defer_index``) moves the file's fsync into that
+        batch too: a killed process still leaves only complete files (the bytes are written
+        before the link) and rows are committed only for fsynced files, but a power cut within
+        the batch window can lose objects already acknowledged, as with DCMTK's storescp.
         """
+        if not sync_before_return and not defer_index:
+            raise ValueError("sync_before_return=False needs defer_index=True")
         if info is None:
             info = inspect_part10(part10, expected_sop_class=expected_sop_class,
                                   expected_sop_instance=expected_sop_instance)
@@ -267,11 +284,12 @@ class Archive:
                 if primary.exists():
                     self._commit_rows([row], sync_dirs=False)
                     return StoreOutcome("duplicate", info.sop_instance_uid, info.study_uid, info.series_uid, primary)
-        tmp = self._write_temp(part10)
+        tmp = self._write_temp(part10, fsync=sync_before_return)
         try:
             with self._lock, self._layout(exclusive=False):
                 status, final = self._link_into_place(tmp, series_dir, primary, part10, sync_dir=not defer_index)
-                row = _PendingRow(info, final, len(part10), final == primary, source, time.time())
+                row = _PendingRow(info, final, len(part10), final == primary, source, time.time(),
+                                  needs_fsync=not sync_before_return and status != "duplicate")
                 if defer_index:
                     self._queue_row(row)
                 else:
@@ -292,7 +310,7 @@ class Archive:
                         info.sop_instance_uid, final.name)
         return StoreOutcome(status, info.sop_instance_uid, info.study_uid, info.series_uid, final)
 
-    def _write_temp(self, data: bytes) -> Path:
+    def _write_temp(self, data: bytes, fsync: bool = True) -> Path:
         if shutil.disk_usage(self.tmp_dir).free < len(data) + self.min_free_bytes:
             raise StorageFull("archive disk is nearly full")
         tmp = self.tmp_dir / f"{os.getpid()}-{uuid.uuid4().hex}.part"
@@ -302,7 +320,8 @@ class Archive:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
-                os.fsync(fd)
+                if fsync:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -339,6 +358,12 @@ class Archive:
 
     def _commit_rows(self, rows: list[_PendingRow], sync_dirs: bool) -> None:
         """Insert index rows in one transaction (caller holds or takes the locks)."""
+        for row in rows:
+            if row.needs_fsync:
+                try:
+                    _fsync_file(row.path)
+                except FileNotFoundError:
+                    pass  # deleted meanwhile: its row is skipped below
         if sync_dirs:
             for folder in {row.path.parent for row in rows}:
                 try:

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     receive.add_argument("--tls-ca", type=Path, help="CA (PEM) that must have signed the peers' certificates")
     receive.add_argument("--workers", type=int, default=1,
                          help="receiver processes sharing the port (SO_REUSEPORT; default 1)")
+    receive.add_argument("--durability", choices=["fsync", "batch"], default="fsync",
+                         help="fsync: answer success only once the object is on disk (default); batch: fsync "
+                              "within ~50 ms after answering (faster; a power cut may lose the last objects)")
     receive.add_argument("--max-associations", type=int, default=16)
     receive.add_argument("--max-pdu", type=int, default=DEFAULT_MAX_PDU, help="largest PDU we accept (bytes)")
     receive.set_defaults(func=_receive)
@@ -64,7 +67,7 @@ def _receive(args: argparse.Namespace) -> int:
         config = ListenerConfig(
             aet=args.aet, port=args.port, host=args.host, archive_dir=_archive_dir(args), allow=args.allow,
             tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca, workers=args.workers,
-            max_associations=args.max_associations, max_pdu=args.max_pdu)
+            max_associations=args.max_associations, max_pdu=args.max_pdu, durability=args.durability)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

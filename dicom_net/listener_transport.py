@@ -15,7 +15,9 @@ pynetdicom does the DICOM upper layer; this module only changes how bytes move:
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import select
 import socket
 import time
 from copy import deepcopy
@@ -23,6 +25,7 @@ from typing import Any
 
 from pynetdicom import evt
 from pynetdicom.association import MODE_ACCEPTOR, Association
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from dicom_net.sockets import enable_nodelay, enable_reuse_port
@@ -34,7 +37,7 @@ _MAX_ASSOCIATE_PDU = 1024 * 1024  # presentation contexts and user identity; gen
 _MAX_SMALL_PDU = 64
 _ABORT_PDU = bytes([0x07, 0x00, 0, 0, 0, 4, 0, 0, 0x02, 0x00])  # A-ABORT, source: service provider
 _RECV_CHUNK = 1 << 20
-_DUL_POLL_S = 0.0002
+_DUL_IDLE_WAIT_S = 0.05  # longest a DUL waits for the socket or a wake-up before re-checking timers
 
 
 class BoundedAssociationSocket(AssociationSocket):
@@ -110,8 +113,83 @@ class BoundedAssociationSocket(AssociationSocket):
             pass
 
 
+class _WakingQueue(queue.Queue):
+    """The DUL's outgoing-primitive queue: a put also wakes the DUL out of its ``select``."""
+
+    def __init__(self, wake_fd: int) -> None:
+        super().__init__()
+        self._wake_fd = wake_fd
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        try:
+            os.write(self._wake_fd, b"w")
+        except OSError:
+            pass  # pipe full (already awake) or closed (DUL gone)
+
+
+class WakingDUL(DULServiceProvider):
+    """pynetdicom's DUL, but idle waits block in ``select`` on the socket and a wake-up pipe.
+
+    pynetdicom polls the socket and sleeps 1 ms between polls; on a busy machine every sleep
+    costs a scheduler round trip, several per received object. Here the thread sleeps until
+    data arrives or the association thread queues a primitive (our response), so neither waits.
+    """
+
+    def __init__(self, assoc: Association) -> None:
+        super().__init__(assoc)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.to_provider_queue = _WakingQueue(self._wake_w)
+        self._run_loop_delay = 0  # the wait happens in _is_transport_event
+
+    def run_reactor(self) -> None:
+        try:
+            super().run_reactor()
+        finally:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _is_transport_event(self) -> bool:
+        self._wait_for_work()
+        return super()._is_transport_event()
+
+    def _wait_for_work(self) -> None:
+        sock = self.socket.socket if self.socket is not None else None
+        if sock is None or self.event_queue.qsize() or self.to_provider_queue.qsize() or self._kill_thread:
+            return
+        if getattr(sock, "pending", None) and sock.pending():
+            return  # TLS has decrypted bytes buffered that select cannot see
+        try:
+            readable, _, _ = select.select([sock, self._wake_r], [], [], _DUL_IDLE_WAIT_S)
+        except (OSError, ValueError):
+            return  # socket closed meanwhile: pynetdicom's own check reports it
+        if self._wake_r in readable:
+            try:
+                os.read(self._wake_r, 4096)
+            except OSError:
+                pass
+
+    def kill_dul(self) -> None:
+        super().kill_dul()
+        try:
+            os.write(self._wake_w, b"k")
+        except OSError:
+            pass
+
+
 class ListenerAssociation(Association):
-    """An acceptor whose reactor wakes when a DIMSE message arrives instead of polling every 1 ms."""
+    """An acceptor whose reactor threads sleep until there is work instead of polling every 1 ms."""
+
+    def __init__(self, ae: Any, mode: str) -> None:
+        super().__init__(ae, mode)
+        self.dul = WakingDUL(self)
+        # pynetdicom pushes the timeouts into the DUL's timers when they are set: do it again
+        self.acse_timeout = self.acse_timeout
+        self.dimse_timeout = self.dimse_timeout
+        self.network_timeout = self.network_timeout
+        self.connection_timeout = self.connection_timeout
 
     def _run_reactor(self) -> None:
         msg_queue: queue.Queue = self.dimse.msg_queue
@@ -165,7 +243,6 @@ class ListenerRequestHandler(RequestHandler):
         assoc.name = f"AcceptorThread@{time.strftime('%Y%m%d%H%M%S')}"
         sock = BoundedAssociationSocket(assoc, self.request, self.ae.maximum_pdu_size)
         assoc.set_socket(sock)
-        assoc.dul._run_loop_delay = _DUL_POLL_S
         assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
         assoc.acceptor.ae_title = self.server.ae_title
         assoc.acceptor.address_info = self.local
