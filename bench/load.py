@@ -7,10 +7,13 @@ shuffled file names, then loads it in fresh subprocesses (page cache warm, as af
 
 * ours: time to the first image on screen (preview decoded and windowed to uint8), time to the
   middle slice of the sorted volume, time to the full volume, peak RSS growth;
-* SimpleITK: ImageSeriesReader (GDCM sorting + read), full volume and peak RSS growth.
+* SimpleITK: ImageSeriesReader (GDCM sorting + read), full volume and peak RSS growth;
+* plane extraction on the loaded volume: axial/coronal (exact voxel copies), 30-degree oblique
+  and 10 mm MIP slabs (vtkImageReslice), best of 3.
 
 Prints the median of RUNS runs; the last line is the full-load time ratio SimpleITK / ours.
-Anchor (2-core CPU): 0.7-1.4 s for 500 slices, first image ~3 ms.
+Anchors (2-core CPU): 0.7-1.4 s for 500 slices, first image ~3 ms; oblique 512^2 ~20 ms, slab MIP
+95-345 ms.
 """
 
 from __future__ import annotations
@@ -78,7 +81,29 @@ def run_ours(folder: Path, workers: int | None) -> dict[str, float]:
     marks["peak_rss_growth_mib"] = peak_rss_mib() - base
     marks["volume_mib"] = volume.voxels.nbytes / 2**20
     marks["checksum"] = float(np.asarray(volume.voxels[len(volume.voxels) // 2], dtype=np.int64).sum())
+    marks.update(time_planes(volume))
     return marks
+
+
+def time_planes(volume: object) -> dict[str, float]:
+    """Best of 3 for the planes a reader scrolls through (after the load, same process)."""
+    import numpy as np
+
+    from viewer.reslice import Oblique, plane_image
+
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+    oblique = Oblique((c, s, 0.0), (0.0, 0.0, -1.0))
+    cases = {"axial_ms": ("axial", 0.0), "coronal_ms": ("coronal", 0.0), "oblique_ms": (oblique, 0.0),
+             "coronal_slab10_mip_ms": ("coronal", 10.0), "oblique_slab10_mip_ms": (oblique, 10.0)}
+    out = {}
+    for key, (plane, slab) in cases.items():
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            plane_image(volume, plane, slab_mm=slab, slab_mode="mip")  # type: ignore[arg-type]
+            times.append(time.perf_counter() - t)
+        out[key] = min(times) * 1e3
+    return out
 
 
 def run_sitk(folder: Path) -> dict[str, float]:
@@ -141,6 +166,9 @@ def main() -> int:
           f"middle sorted slice {median(ours, 'first_sorted_slice_s') * 1e3:7.1f} ms | "
           f"full volume {median(ours, 'full_volume_s'):6.3f} s | peak RSS +{median(ours, 'peak_rss_growth_mib'):.0f} MiB "
           f"(volume {ours[0]['volume_mib']:.0f} MiB)")
+    planes = ", ".join(f"{k[:-3].replace('_', ' ')} {median(ours, k):.1f} ms" for k in
+                       ("axial_ms", "coronal_ms", "oblique_ms", "coronal_slab10_mip_ms", "oblique_slab10_mip_ms"))
+    print(f"planes: {planes}")
     print(f"SimpleITK: full volume {median(sitk, 'full_volume_s'):6.3f} s | "
           f"peak RSS +{median(sitk, 'peak_rss_growth_mib'):.0f} MiB (volume {sitk[0]['volume_mib']:.0f} MiB)")
     ratio = median(sitk, "full_volume_s") / median(ours, "full_volume_s")
