@@ -163,7 +163,7 @@ class StudyBrowser(QWidget):
             self.fields[key] = edit
             bar.addWidget(edit)
         self.modality = QComboBox(self)
-        self.modality.addItems(["", "CT", "MR", "CR", "DX", "US", "XA", "MG", "PT", "NM", "SR"])
+        self.modality.addItems(["Any modality", "CT", "MR", "CR", "DX", "US", "XA", "MG", "PT", "NM", "SR"])
         self.modality.setToolTip("Modality")
         self.modality.currentIndexChanged.connect(self.apply_filter)
         bar.addWidget(self.modality)
@@ -225,7 +225,8 @@ class StudyBrowser(QWidget):
     # -- actions --------------------------------------------------------------------------------
     def current_filter(self) -> StudyFilter:
         values = {k: e.text() for k, e in self.fields.items()}
-        return StudyFilter(modality=self.modality.currentText(), **values)
+        modality = self.modality.currentText() if self.modality.currentIndex() > 0 else ""
+        return StudyFilter(modality=modality, **values)
 
     def apply_filter(self) -> None:
         try:

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QLabel
 from app.settings_store import SettingsStore
 from app.shortcuts import SHORTCUTS, conflicts
 from app.status_model import ModelState
+from dicom_net.synthetic import radiograph, write_datasets
 
 from .conftest import save_screenshot
 
@@ -136,3 +137,30 @@ def test_window_state_is_remembered(make_window, archive, qtbot):
     if size[0] < again.screen().availableGeometry().width():  # offscreen's 800 px screen clamps the width
         assert again.width() == size[0]
     assert not again.right_dock.isVisible()
+
+
+def test_browser_filter_bar_filters_and_sorts_through_widgets(demo_archive, make_window, qtbot, tmp_path):
+    window = make_window(demo_archive)
+    browser = window.browser
+    assert browser.proxy.rowCount() == 1
+    browser.modality.setCurrentText("MR")  # the demo has CT, DX and US only
+    assert browser.proxy.rowCount() == 0
+    browser.modality.setCurrentIndex(0)  # any modality
+    browser.fields["patient_id"].setText("DEMO0001")
+    qtbot.keyClick(browser.fields["patient_id"], Qt.Key.Key_Return)
+    assert browser.proxy.rowCount() == 1
+    browser.fields["date_from"].setText("yesterday")
+    browser.apply_filter()
+    assert "YYYY-MM-DD" in browser.message.text() and browser.proxy.rowCount() == 1
+    browser.clear_filter()
+    assert browser.message.text() == "" and browser.proxy.rowCount() == 1
+    # a second study arrives (another writer); sort by patient name and by image count
+    other = {"name": "AARON^ZED", "id": "Z1", "birth_date": "", "sex": "M", "accession": "Z",
+             "study_description": "Knee"}
+    for f in write_datasets([radiograph(patient=other)], tmp_path / "z"):
+        demo_archive.store_file(f)
+    qtbot.waitUntil(lambda: browser.proxy.rowCount() == 2, timeout=5000)
+    browser.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+    assert browser.proxy.index(0, 0).data() == "AARON ZED"
+    browser.table.sortByColumn(7, Qt.SortOrder.DescendingOrder)  # images: 42 before 1 (numeric, not text)
+    assert [browser.proxy.index(r, 7).data() for r in range(2)] == ["42", "1"]
