@@ -12,7 +12,9 @@ carries one decoded image from the middle of the file list before any other head
 so something appears within milliseconds. Then the headers are scanned, stacks built, and each
 volume is filled middle slice first, outwards, with one event per slice (``event.volume`` is
 the volume being filled; slices not yet loaded are zero). If the stack needs geometry correction
-the volume given at the end (in ``LoadResult``) is the resampled one.
+the volume given at the end (in ``LoadResult``) is the resampled one. To cancel (the user
+opened another series), raise :class:`LoadCancelled` from ``on_slice``: queued decodes are
+dropped and the exception propagates.
 
 Decoding runs in a thread pool (numpy and the JPEG/J2K decoders release the GIL). The volume is
 allocated once in its final dtype (int16 for usual CT); no float copy is made unless rescale
@@ -76,6 +78,10 @@ class MemoryBudgetError(MemoryError):
 
 class LoadError(ValueError):
     """Nothing loadable in the given files."""
+
+
+class LoadCancelled(Exception):
+    """Raised by an ``on_slice`` callback to stop a load."""
 
 
 @dataclass

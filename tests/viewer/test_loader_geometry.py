@@ -246,3 +246,19 @@ def test_same_instance_given_twice_is_not_a_second_phase(tmp_path: Path) -> None
     result = load_series(files + sorted(copies.iterdir()))
     assert len(result.volumes) == 1 and result.volumes[0].voxels.shape == (5, 16, 16)
     assert any("2 file(s) repeat an instance" in w for w in result.warnings)
+
+
+def test_callback_cancels_the_load(tmp_path: Path) -> None:
+    from viewer.loader import LoadCancelled
+
+    files = write_phantom(tmp_path, SeriesGeometry(rows=32, columns=32, slices=40))
+    seen = []
+
+    def on_slice(event) -> None:
+        seen.append(event.k)
+        if len(seen) == 4:
+            raise LoadCancelled
+
+    with pytest.raises(LoadCancelled):
+        load_series(files, on_slice=on_slice, workers=2)
+    assert len(seen) == 4
