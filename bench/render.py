@@ -315,6 +315,9 @@ def main() -> int:
     )
     vr.set_interacting(False)
 
+    mpr.close()
+    vr.close()
+    app.processEvents()  # nothing else left to paint while the stock widget's event loop runs
     stock = stock_qvtk_single_slice(app, volume)
     qvtk = None if stock is None else paired_fps(stack_step, stock, s, [stack])
     print(f"\n{'case (512x512 per view)':34s} {'ours fps':>9s} {'bare VTK':>9s} {'ratio':>6s}")
