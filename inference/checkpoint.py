@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,11 +209,49 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_checksums(folder: Path) -> str:
-    """Check every file listed in ``SHA256SUMS``; return a one-line summary for the load report."""
+def _load_hash_cache(cache: Path | None) -> dict[str, list]:
+    if cache is None or not cache.is_file():
+        return {}
+    try:
+        payload = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}  # a damaged cache only costs re-hashing
+    return payload if isinstance(payload, dict) else {}
+
+
+def _save_hash_cache(cache: Path, entries: dict[str, list]) -> None:
+    """Atomic write (temp file, fsync, rename)."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump(entries, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(cache)
+
+
+def _file_digest(path: Path, cache: dict[str, list]) -> str:
+    """SHA-256 of ``path``, reused from ``cache`` while size and mtime are unchanged."""
+    stat = path.stat()
+    key = str(path)
+    known = cache.get(key)
+    if isinstance(known, list) and len(known) == 3 and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+        return str(known[2])
+    digest = _sha256(path)
+    cache[key] = [stat.st_size, stat.st_mtime_ns, digest]
+    return digest
+
+
+def verify_checksums(folder: Path, hash_cache: Path | None = None) -> str:
+    """Check every file listed in ``SHA256SUMS``; return a one-line summary for the load report.
+
+    Hashing a 16 GB checkpoint takes tens of seconds; with ``hash_cache`` (a JSON file the caller
+    keeps, e.g. in the app's data folder) a file is re-hashed only when its size or mtime changed.
+    """
     sums = folder / CHECKSUM_FILE
     if not sums.is_file():
         return f"no {CHECKSUM_FILE}"
+    cache = _load_hash_cache(hash_cache)
     count = 0
     for line_no, line in enumerate(sums.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -226,14 +265,16 @@ def verify_checksums(folder: Path) -> str:
             raise CheckpointError(sums, f"line {line_no} names a file outside the folder", "regenerate it")
         if not target.is_file():
             raise CheckpointError(target, f"listed in {CHECKSUM_FILE} but missing", _REDOWNLOAD)
-        if _sha256(target) != expected:
+        if _file_digest(target, cache) != expected:
             raise CheckpointError(target, f"SHA-256 does not match {CHECKSUM_FILE} (corrupt or altered file)",
                                   _REDOWNLOAD)
         count += 1
+    if hash_cache is not None:
+        _save_hash_cache(hash_cache, cache)
     return f"verified {count} files"
 
 
-def validate_checkpoint(folder: Path | str, check_sums: bool = True) -> CheckpointInfo:
+def validate_checkpoint(folder: Path | str, check_sums: bool = True, hash_cache: Path | None = None) -> CheckpointInfo:
     """Validate ``folder`` and describe it; raise :class:`CheckpointError` on the first problem."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -264,7 +305,7 @@ def validate_checkpoint(folder: Path | str, check_sums: bool = True) -> Checkpoi
         raise CheckpointError(folder / "preprocessor_config.json", f"patch_size {preprocessor.get('patch_size')} "
                               f"differs from the vision encoder's {vision_patch}", _REDOWNLOAD)
 
-    checksum = verify_checksums(folder) if check_sums else "not checked"
+    checksum = verify_checksums(folder, hash_cache) if check_sums else "not checked"
     return CheckpointInfo(folder=folder, model_type=model_type, decoder=decoder, config=config, tensors=tensors,
                           image_token_id=image_token_id, preprocessor=preprocessor,
                           chat_template=_chat_template(folder), checksum=checksum, warnings=tuple(warnings))

@@ -119,11 +119,15 @@ def _load_weights(info: CheckpointInfo, config: Any, plan: DevicePlan) -> Any:
 
 
 def load_model(folder: Path | str, device: str = "auto", quantization: str = "auto",
-               check_sums: bool = True) -> LoadedModel:
-    """Validate and load a Hulu-Med checkpoint; see the module docstring."""
+               check_sums: bool = True, hash_cache: Path | None = None) -> LoadedModel:
+    """Validate and load a Hulu-Med checkpoint; see the module docstring.
+
+    ``device``: auto, cpu, cuda, cuda:N. ``quantization``: auto, none, nf4, int8. ``hash_cache``:
+    a JSON file remembering verified SHA-256 sums so unchanged files are not re-hashed each start.
+    """
     enforce_offline()
     started = time.perf_counter()
-    info = validate_checkpoint(folder, check_sums=check_sums)
+    info = validate_checkpoint(folder, check_sums=check_sums, hash_cache=hash_cache)
     tokenizer = load_tokenizer(info.folder)
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     if image_token_id != info.image_token_id:

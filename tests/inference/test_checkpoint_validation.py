@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -88,6 +89,32 @@ def test_checksum_mismatch_names_the_altered_file(tiny_checkpoint_copy):
     data[-10] ^= 0xFF  # one flipped bit pattern inside the tensor data: headers stay valid
     path.write_bytes(bytes(data))
     _expect(tiny_checkpoint_copy, SHARD_2, "SHA-256 does not match")
+
+
+def test_hash_cache_skips_unchanged_files_and_catches_changed_ones(tiny_checkpoint_copy, tmp_path):
+    cache = tmp_path / "state" / "hashes.json"
+    assert validate_checkpoint(tiny_checkpoint_copy, hash_cache=cache).checksum == "verified 9 files"
+    entries = json.loads(cache.read_text())
+    shard_1, shard_2 = str(tiny_checkpoint_copy / SHARD_1), tiny_checkpoint_copy / SHARD_2
+    assert entries[str(shard_2)][2] == hashlib.sha256(shard_2.read_bytes()).hexdigest()
+    # A file rewritten after it was cached (new mtime) is hashed again: the cached good digest is not used.
+    data = bytearray(shard_2.read_bytes())
+    data[-10] ^= 0xFF
+    shard_2.write_bytes(bytes(data))
+    _expect_with_cache(tiny_checkpoint_copy, cache, SHARD_2)
+    shard_2.write_bytes(bytes(data[:-10]) + bytes([data[-10] ^ 0xFF]) + bytes(data[-9:]))
+    assert validate_checkpoint(tiny_checkpoint_copy, hash_cache=cache).checksum == "verified 9 files"
+    # An unchanged file is not read again: a (deliberately wrong) cached digest is what gets compared.
+    entries = json.loads(cache.read_text())
+    entries[shard_1][2] = "0" * 64
+    cache.write_text(json.dumps(entries))
+    _expect_with_cache(tiny_checkpoint_copy, cache, SHARD_1)
+
+
+def _expect_with_cache(folder: Path, cache: Path, file_name: str) -> None:
+    with pytest.raises(CheckpointError, match="SHA-256 does not match") as caught:
+        validate_checkpoint(folder, hash_cache=cache)
+    assert caught.value.path.name == file_name
 
 
 def test_file_listed_in_checksums_but_missing(tiny_checkpoint_copy):
