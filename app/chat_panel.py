@@ -76,6 +76,7 @@ class ChatPanel(QWidget):
         self._worker: threading.Thread | None = None
         self._expanded: set[int] = set()
         self._updating = False
+        self.chip_texts: list[str] = []  # what the chips say (what will be sent)
 
         self.notice = QLabel(AI_NOTICE, self)
         self.notice.setObjectName("aiNotice")
@@ -249,6 +250,7 @@ class ChatPanel(QWidget):
             ):
                 widget.setEnabled(scope is not None)
             if scope is None:
+                self.chip_texts = []
                 self.chips.setText("<i>Open a series to ask about it.</i>")
                 return
             self.kind_box.setCurrentIndex(self.kind_box.findData(scope.kind))
@@ -268,9 +270,11 @@ class ChatPanel(QWidget):
                 self.width_spin.setValue(scope.window[0])
                 self.level_spin.setValue(scope.window[1])
             summary = summarise(self.context.volume, scope, self.max_visual_tokens)
+            self.chip_texts = summary.chips()
             self.chips.setText(
                 " ".join(
-                    f"<span style='{CHIP_STYLE}'>&nbsp;{html.escape(c)}&nbsp;</span>" for c in summary.chips()
+                    f"<span style='{CHIP_STYLE}'>&nbsp;{html.escape(c).replace(' ', '&nbsp;')}&nbsp;</span>"
+                    for c in summary.chips()
                 )
             )
         finally:

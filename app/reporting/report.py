@@ -259,6 +259,8 @@ class Report:
         self._kind(section)
         self._require_editable()
         spans = self.sections[section]
+        if text and spans and not spans[-1].ai and not spans[-1].text.endswith("\n"):
+            spans[-1] = Span(spans[-1].text + "\n")  # AI text starts on its own line after the radiologist's
         for piece in split_lines_keepends(normalise_newlines(text)):
             if spans and spans[-1].ai and not spans[-1].text.endswith("\n"):
                 spans[-1].text += piece

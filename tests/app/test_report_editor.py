@@ -148,7 +148,7 @@ def test_panels_mount_in_the_main_window_and_follow_the_viewport(demo_archive, m
     assert panel.scope.window == (state.window_width, state.window_center)
     state.set_slice(state.slice_index + 3)
     qtbot.waitUntil(lambda: panel.scope.slice_index == state.slice_index, timeout=5000)
-    assert f"slice {state.slice_index + 1}" in panel.chips.text()
+    assert f"slice {state.slice_index + 1}" in panel.chip_texts
     assert "Settings > Model" in panel.model_label.text() and not panel.send_button.isEnabled()
     from PySide6.QtCore import QUrl
 

@@ -31,6 +31,16 @@ def test_ai_text_is_marked_per_line_and_signing_refused_until_reviewed():
     assert report.status is ReportStatus.DRAFT
 
 
+def test_ai_text_after_the_radiologists_starts_on_a_new_line():
+    report = make_report()
+    report.set_text("findings", "Question: cough.")
+    report.append_ai_text("findings", "Lungs clear.")
+    assert [(s.text, s.ai) for s in report.spans("findings")] == [
+        ("Question: cough.\n", False),
+        ("Lungs clear.", True),
+    ]
+
+
 def test_editing_one_ai_line_unmarks_only_that_line():
     report = make_report()
     report.append_ai_text("findings", "Liver normal.\nNo effusion.\n")
