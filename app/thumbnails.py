@@ -2,7 +2,7 @@
 
 Reads one file with pydicom, applies the rescale and the stored window (or the 1st-99th
 percentile range when none is stored) and keeps a small uint8 array; cached as ``.npy`` under
-the data directory keyed by series UID and image size, so a second request costs a file read.
+the data directory keyed by series UID, instance count and image size, so a second request costs a file read.
 """
 
 from __future__ import annotations
@@ -76,12 +76,15 @@ class ThumbnailCache:
         self.folder = Path(folder) if folder else data_dir() / "thumbnails"
         self.size = size
 
-    def _path(self, series_uid: str) -> Path:
-        return self.folder / f"{series_uid}-{self.size}.npy"
+    def _path(self, series_uid: str, count: int) -> Path:
+        return self.folder / f"{series_uid}-{count}-{self.size}.npy"
 
     def get(self, series_uid: str, instance_paths: Sequence[Path]) -> np.ndarray | None:
-        """The series thumbnail (middle instance), or None if no instance can be decoded."""
-        cached = self._path(series_uid)
+        """The series thumbnail (middle instance), or None if no instance can be decoded.
+
+        Cached per instance count, so a series still arriving gets a new middle image later.
+        """
+        cached = self._path(series_uid, len(instance_paths))
         if cached.exists():
             try:
                 return np.load(cached)

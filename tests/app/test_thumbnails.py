@@ -35,5 +35,11 @@ def test_cache_returns_the_same_pixels_without_reading_the_file(tmp_path):
     assert first is not None and max(first.shape) <= 48
     dx[0].unlink()
     np.testing.assert_array_equal(cache.get("dx-uid", dx), first)
-    colour = cache.get("us-uid", us)
-    assert colour is not None and colour.shape[-1] in (3, 48)
+    ct = sorted(p for p in demo.files if p.parent.name == "ct")
+    partial = cache.get("ct-uid", ct[:1])  # a series still arriving: its first slice
+    complete = cache.get("ct-uid", ct)  # all three slices: the middle one, not the cached first
+    assert partial is not None and complete is not None and not np.array_equal(partial, complete)
+    colour = cache.get("us-uid", us)  # RGB cine 240 x 320: 7 x 7 blocks of the middle frame
+    assert colour is not None and colour.shape == (34, 45, 3)
+    assert np.all(np.abs(colour[17, 22].astype(int) - 220) <= 3)  # the disc, centred in frame 30 of 60
+    assert np.all(colour[17, 2] < 40)  # dark speckle background
