@@ -134,7 +134,8 @@ def load_series(paths: Sequence[str | Path], *, on_slice: SliceCallback | None =
         raise MemoryBudgetError(f"series needs {needed / 2**20:.0f} MiB, budget is {budget / 2**20:.0f} MiB")
     volumes: list[Volume] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for index, plan in enumerate(plans):
+        for plan in plans:
+            index = len(volumes)  # the index this volume will have in LoadResult.volumes
             try:
                 try:
                     _fill(plan, index, pool, on_slice)
@@ -357,9 +358,15 @@ def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCall
         pool.submit(_decode_task, t, voxels, shared.get(t[0][1].header.path), plan.checked) for t in tasks
     ]
     loaded = 0
+    failed: dict[int, str] = {}
     try:
-        for fut in futures:  # in submission order: events go middle slice first, then outwards
-            for k in fut.result():
+        for task, fut in zip(tasks, futures):  # in submission order: middle slice first, then outwards
+            try:
+                done = fut.result()
+            except DecodeError as exc:  # one bad file must not cost the whole series
+                failed.update((k, f"{fr.header.path.name}: {exc}") for k, fr in task)
+                continue
+            for k in done:
                 loaded += 1
                 if on_slice is not None:
                     on_slice(SliceEvent(index, k, voxels[k], plan.volume, loaded, len(frames)))
@@ -367,6 +374,21 @@ def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCall
         for fut in futures:
             fut.cancel()
         raise
+    if failed:
+        _blank_failed_slices(plan, failed)
+
+
+def _blank_failed_slices(plan: _Plan, failed: dict[int, str]) -> None:
+    """Show undecodable slices as the darkest value of the others and say so; all failed: error."""
+    voxels = plan.volume.voxels
+    if len(failed) == len(voxels):
+        raise DecodeError(next(iter(failed.values())))
+    good = np.ones(len(voxels), dtype=bool)
+    good[list(failed)] = False
+    voxels[~good] = voxels[good].min()
+    first = failed[min(failed)]
+    plan.volume.metadata["warnings"] = list(plan.volume.metadata.get("warnings", [])) + [  # type: ignore[arg-type]
+        f"{len(failed)} slice(s) could not be decoded and are shown blank (first: {first})"]
 
 
 def _finish(plan: _Plan) -> Volume:

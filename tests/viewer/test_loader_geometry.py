@@ -262,3 +262,17 @@ def test_callback_cancels_the_load(tmp_path: Path) -> None:
     with pytest.raises(LoadCancelled):
         load_series(files, on_slice=on_slice, workers=2)
     assert len(seen) == 4
+
+
+def test_one_truncated_file_is_blank_and_reported_not_fatal(tmp_path: Path) -> None:
+    geometry = SeriesGeometry(rows=96, columns=96, slices=9)  # 192 mm: air in the corners
+    files = write_phantom(tmp_path, geometry)
+    by_z = sorted(files, key=lambda f: float(__import__("pydicom").dcmread(f).ImagePositionPatient[2]))
+    broken = by_z[3]
+    broken.write_bytes(broken.read_bytes()[:-500])  # pixel data cut short
+    result = load_series(files)
+    volume = result.volumes[0]
+    assert volume.voxels.shape == (9, 96, 96)
+    assert np.all(volume.voxels[3] == -1000)  # blank = darkest value of the other slices (air)
+    assert np.array_equal(volume.voxels[4], load_series(by_z[4:5]).volumes[0].voxels[0])
+    assert any("1 slice(s) could not be decoded" in w and broken.name in w for w in result.warnings)
