@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pydicom
 
 from app.thumbnails import ThumbnailCache, render_thumbnail, window_to_uint8
 from dicom_net.synthetic import demo_study
@@ -27,7 +28,7 @@ def test_ct_thumbnail_shows_soft_tissue_air_and_bone_at_known_places(tmp_path):
 
 
 def test_cache_returns_the_same_pixels_without_reading_the_file(tmp_path):
-    demo = demo_study(tmp_path / "d", ct_slices=3, ct_matrix=64)
+    demo = demo_study(tmp_path / "d", ct_slices=12, ct_matrix=64)
     dx = [p for p in demo.files if p.parent.name == "dx"]
     us = [p for p in demo.files if p.parent.name == "us"]
     cache = ThumbnailCache(tmp_path / "cache", size=48)
@@ -35,10 +36,11 @@ def test_cache_returns_the_same_pixels_without_reading_the_file(tmp_path):
     assert first is not None and max(first.shape) <= 48
     dx[0].unlink()
     np.testing.assert_array_equal(cache.get("dx-uid", dx), first)
-    ct = sorted(p for p in demo.files if p.parent.name == "ct")
-    partial = cache.get("ct-uid", ct[:1])  # a series still arriving: its first slice
-    complete = cache.get("ct-uid", ct)  # all three slices: the middle one, not the cached first
-    assert partial is not None and complete is not None and not np.array_equal(partial, complete)
+    ct = sorted((p for p in demo.files if p.parent.name == "ct"), key=lambda p: pydicom.dcmread(p).InstanceNumber)
+    partial = cache.get("ct-uid", ct[:1])  # a series still arriving: its first slice (z = -8.25 mm)
+    complete = cache.get("ct-uid", ct)  # all 12 slices: the middle one (z = +0.75 mm), not the cached first
+    # the patient-left marker (r = 8 mm around z = 0) shows in the middle slice only
+    assert partial[16, 21] == 128 and complete[16, 21] == 223  # 10 mm blocks, partly marker
     colour = cache.get("us-uid", us)  # RGB cine 240 x 320: 7 x 7 blocks of the middle frame
     assert colour is not None and colour.shape == (34, 45, 3)
     assert np.all(np.abs(colour[17, 22].astype(int) - 220) <= 3)  # the disc, centred in frame 30 of 60
