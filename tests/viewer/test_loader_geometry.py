@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 from dicom_net.synthetic import (
@@ -267,7 +268,7 @@ def test_callback_cancels_the_load(tmp_path: Path) -> None:
 def test_one_truncated_file_is_blank_and_reported_not_fatal(tmp_path: Path) -> None:
     geometry = SeriesGeometry(rows=96, columns=96, slices=9)  # 192 mm: air in the corners
     files = write_phantom(tmp_path, geometry)
-    by_z = sorted(files, key=lambda f: float(__import__("pydicom").dcmread(f).ImagePositionPatient[2]))
+    by_z = sorted(files, key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
     broken = by_z[3]
     broken.write_bytes(broken.read_bytes()[:-500])  # pixel data cut short
     result = load_series(files)
