@@ -7,12 +7,13 @@ Two paths:
   into the caller's output array with numpy (which releases the GIL, so a thread pool scales);
 * **pydicom path** for everything else: every compressed transfer syntax pydicom decodes with
   pylibjpeg / openjpeg / gdcm / pyjpegls (JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000,
-  HTJ2K, RLE, deflate), big endian, YBR colour (converted to RGB by pydicom) and palette colour
-  (expanded to RGB here).
+  HTJ2K, RLE, deflate), big endian, YBR colour (YBR_FULL/422 converted to RGB here, with
+  pydicom's rounding; JPEG 2000 RCT/ICT by the codec) and palette colour (expanded to 8-bit RGB).
 
 The modality transform is Rescale Slope/Intercept (classic or Enhanced per-frame Pixel Value
-Transformation) or a Modality LUT. The output dtype is the smallest exact one: the stored type
-when there is no rescale, int16/int32 for integral slope/intercept, float32 otherwise.
+Transformation, RT Dose Grid Scaling) or a Modality LUT. The output dtype is the smallest exact
+one: the stored type when there is no rescale, int16 for integral slope/intercept (int32 when the
+values do not fit), float32 otherwise.
 """
 
 from __future__ import annotations
