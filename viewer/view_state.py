@@ -124,9 +124,6 @@ class ViewState:
             self.window_center + dy_pixels * self.wl_step_per_pixel,
         )
 
-    def window_bounds(self) -> tuple[float, float]:
-        return self.window_center - self.window_width / 2, self.window_center + self.window_width / 2
-
     # -- camera ---------------------------------------------------------------------------
     def zoom_by(self, factor: float) -> None:
         self.zoom = float(min(max(self.zoom * factor, 0.05), 50.0))
@@ -181,14 +178,15 @@ class ViewState:
         """2x2 matrix taking image offsets (columns, rows) to screen offsets (x right, y down)."""
         return self._display.copy()
 
-    def screen_axes_lps(self, column_dir: np.ndarray, row_dir: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """LPS unit vectors pointing to screen right and screen down for a plane with these axes."""
+    def screen_axes_lps(self, col_step: np.ndarray, row_step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """LPS unit vectors pointing to screen right and screen down, for a plane whose increasing
+        column and row indices run along ``col_step`` and ``row_step`` (LPS)."""
         inv = np.linalg.inv(self.display_matrix())
-        axes = np.stack([np.asarray(column_dir, float), np.asarray(row_dir, float)], axis=1)  # 3x2
+        axes = np.stack([np.asarray(col_step, float), np.asarray(row_step, float)], axis=1)  # 3x2
         return axes @ inv[:, 0], axes @ inv[:, 1]
 
-    def orientation_labels(self, column_dir: np.ndarray, row_dir: np.ndarray) -> OrientationLabels:
-        right, down = self.screen_axes_lps(column_dir, row_dir)
+    def orientation_labels(self, col_step: np.ndarray, row_step: np.ndarray) -> OrientationLabels:
+        right, down = self.screen_axes_lps(col_step, row_step)
         return OrientationLabels(
             left=direction_label(-right),
             right=direction_label(right),
