@@ -186,7 +186,10 @@ class ChatPanel(QWidget):
     def session(self) -> ChatSession | None:
         if self.context is None:
             return None
-        return self.sessions.setdefault(self.context.study_uid, ChatSession(self.context.study_uid))
+        uid = self.context.study_uid
+        if uid not in self.sessions:
+            self.sessions[uid] = ChatSession.load(uid)
+        return self.sessions[uid]
 
     @staticmethod
     def _key(context: ScreenContext | None) -> tuple | None:
@@ -389,6 +392,10 @@ class ChatPanel(QWidget):
         session = self.session
         parts = []
         for index, message in enumerate(session.history if session else []):
+            if session.restored and index == session.restored:
+                parts.append(
+                    "<p><small><i>- earlier session above: not in the model's context -</i></small></p>"
+                )
             text = html.escape(message.text).replace("\n", "<br>")
             if message.role == "user":
                 chips = " · ".join(html.escape(c) for c in message.chips)

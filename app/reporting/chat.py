@@ -10,21 +10,28 @@ is an AI draft; nothing here stores or sends anything outside the workstation.
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from app.ai_inputs import AIView, is_cine, resolve_plane, resolve_window, visual_item_for
+from app.reporting.atomic import read_json, write_json_atomic
 from app.reporting.audit import Generation, SentInput, now_iso
 from app.reporting.model_service import ModelService
+from dicom_net.paths import data_dir
 from inference.frames import DEFAULT_VIDEO_FPS, MAX_VIDEO_FRAMES
 from inference.preprocess_budget import MAX_TOKENS, MIN_TOKENS, merge_size_for, target_size, tokens_per_frame
 from inference.prompting import Conversation, ReasoningStream
 from viewer.reslice import plane_image, plane_positions
 from viewer.volume import Volume
+
+log = logging.getLogger(__name__)
 
 ScopeKind = Literal["image", "volume", "cine"]
 AI_NOTICE = "AI-generated answers can be wrong. Review them against the images; not for diagnosis."
@@ -198,10 +205,35 @@ class ChatSession:
         self._last_scope: AskScope | None = None
         self._last_slices: list[int] = []
         self.busy = False
+        self.restored = 0  # messages of an earlier session: shown, but not in the model's context
 
     @property
     def conversation_id(self) -> str:
         return f"chat-{self.study_uid}"
+
+    @staticmethod
+    def path_for(study_uid: str) -> Path:
+        if not re.fullmatch(r"[0-9.]{1,64}", study_uid):
+            raise ValueError(f"not a DICOM UID: {study_uid!r}")
+        return data_dir() / "chat" / f"{study_uid}.json"
+
+    def save(self) -> None:
+        """Keep the visible history (finished messages) in the data directory, atomically."""
+        messages = [asdict(m) for m in self.history if m.finished]
+        write_json_atomic(self.path_for(self.study_uid), {"study_uid": self.study_uid, "history": messages})
+
+    @classmethod
+    def load(cls, study_uid: str) -> ChatSession:
+        """The study's earlier history (display only: the model starts a fresh conversation)."""
+        session = cls(study_uid)
+        try:
+            path = cls.path_for(study_uid)
+            if path.is_file():
+                session.history = [ChatMessage(**m) for m in read_json(path)["history"]]
+                session.restored = len(session.history)
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            log.warning("chat history of study %s not restored: %s", study_uid, type(exc).__name__)
+        return session
 
     def ask(
         self,
@@ -301,6 +333,7 @@ class ChatSession:
             self.conversation.add_assistant(result.text)
             self._last_scope = replace(scope)
             self._last_slices = list(shown)
+            self.save()
             return answer
         finally:
             self.busy = False

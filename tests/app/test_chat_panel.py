@@ -95,6 +95,11 @@ def test_ask_streams_then_follow_up_reuses_the_conversation(qtbot, ct_context, t
     assert tiny_model_service.engine.cached_tokens(session.conversation_id) > first_prompt
     assert len(session.history) == 4 and panel.send_button.isEnabled()
 
+    reopened = ChatPanel(tiny_model_service, lambda: ct_context)  # e.g. after a restart
+    qtbot.addWidget(reopened)
+    assert reopened.session.restored == 4 and reopened.session.conversation.turns == []
+    assert "And the other side?" in reopened.history_view.toPlainText()
+
 
 def test_stop_cancels_the_answer(qtbot, ct_context, tiny_model_service):
     panel = ChatPanel(tiny_model_service, lambda: ct_context, max_new_tokens=3000, max_visual_tokens=256)
