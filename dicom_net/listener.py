@@ -26,6 +26,7 @@ from pynetdicom.sop_class import Verification
 from dicom_net.archive import DEFAULT_MIN_FREE_BYTES, Archive, StorageFull
 from dicom_net.listener_status import STATUS_FILE_NAME, ListenerStats, StatusWriter
 from dicom_net.listener_transport import ListenerServer
+from dicom_net.part10 import file_meta_header
 from dicom_net.sockets import server_tls_context
 from dicom_net.validation import ArchiveError, InvalidDataset, inspect_part10
 
@@ -105,10 +106,12 @@ class StoreHandler:
         request = event.request
         sop_instance = str(request.AffectedSOPInstanceUID or "")
         try:
-            data = event.encoded_dataset(include_meta=True)
-            info = inspect_part10(data, expected_sop_class=str(request.AffectedSOPClassUID or ""),
-                                  expected_sop_instance=sop_instance)
-            outcome = self.archive.store_bytes(data, info=info, source=event.assoc.requestor.ae_title,
+            sop_class = str(request.AffectedSOPClassUID or "")
+            calling = str(event.assoc.requestor.ae_title or "").strip()
+            header = file_meta_header(sop_class, sop_instance, str(event.context.transfer_syntax), calling)
+            data = header + event.encoded_dataset(include_meta=False)
+            info = inspect_part10(data, expected_sop_class=sop_class, expected_sop_instance=sop_instance)
+            outcome = self.archive.store_bytes(data, info=info, source=calling,
                                                defer_index=True, sync_before_return=self.sync_before_return)
         except InvalidDataset as exc:
             return self._fail(exc.status, f"refused {sop_instance}: {exc}")

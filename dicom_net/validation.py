@@ -107,6 +107,54 @@ def _raw(ds: Dataset, tag: int) -> RawDataElement | None:
     return elem if isinstance(elem, RawDataElement) else None
 
 
+_SIMPLE_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+
+
+class _Fields:
+    """The index attributes, decoded straight from the raw element bytes.
+
+    pydicom's value conversion costs ~40 µs per element, more than the rest of a received
+    object's checks; anything unusual (other character sets, odd lengths, converted
+    elements) falls back to it.
+    """
+
+    def __init__(self, ds: Dataset, little_endian: bool) -> None:
+        self.ds = ds
+        self.uint16 = struct.Struct("<H" if little_endian else ">H")
+        charset = ds.get("SpecificCharacterSet", "")  # pydicom has converted it while reading
+        self.encoding = _SIMPLE_CHARSETS.get(charset.strip()) if isinstance(charset, str) else None
+
+    def _raw_bytes(self, tag: int) -> bytes | None:
+        elem = _raw(self.ds, tag)
+        return None if elem is None or elem.value is None else bytes(elem.value)
+
+    def text(self, tag: int, keyword: str) -> str:
+        raw = self._raw_bytes(tag)
+        if raw is None:
+            return "" if tag not in self.ds or not isinstance(self.ds.get_item(tag), RawDataElement) \
+                else _text(self.ds, keyword)
+        if self.encoding or (raw.isascii() and b"\x1b" not in raw):
+            return raw.decode(self.encoding or "ascii", "replace").strip(" \0")
+        return _text(self.ds, keyword)
+
+    def number(self, tag: int, keyword: str) -> int | None:
+        """An IS (integer string) or US value."""
+        raw = self._raw_bytes(tag)
+        if raw is None:
+            return _int(self.ds, keyword) if tag in self.ds else None
+        elem = _raw(self.ds, tag)
+        if elem is not None and (elem.VR == "US" or (elem.VR is None and keyword in _US_KEYWORDS)):
+            return self.uint16.unpack(raw)[0] if len(raw) == 2 else _int(self.ds, keyword)
+        try:
+            text = raw.decode("ascii").strip(" \0")
+            return int(text) if text else None
+        except ValueError:
+            return _int(self.ds, keyword)
+
+
+_US_KEYWORDS = {"Rows", "Columns", "BitsAllocated", "SamplesPerPixel"}
+
+
 def _check_complete(ds: Dataset, data_len: int, little_endian: bool, deflated: bool, data: bytes) -> None:
     """Raise unless the last top-level element ends exactly where the bytes end."""
     tags = list(ds.keys())
@@ -127,20 +175,15 @@ def _check_complete(ds: Dataset, data_len: int, little_endian: bool, deflated: b
         raise InvalidDataset(f"truncated or trailing bytes: last element ends at {end}, data has {data_len}")
 
 
-def expected_pixel_bytes(ds: Dataset, bits_allocated: int) -> int:
+def expected_pixel_bytes(rows: int, columns: int, samples: int, frames: int, bits_allocated: int,
+                         photometric: str = "") -> int:
     """Bytes of native (uncompressed) pixel data that rows/columns/samples/bits/frames call for."""
-    rows, columns = int(ds.Rows), int(ds.Columns)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    photometric = str(ds.get("PhotometricInterpretation", ""))
     if photometric == "YBR_FULL_422" and samples == 3:
-        pixels = rows * columns * 2 * frames  # two samples per pixel on average after subsampling
-        return pixels * bits_allocated // 8
-    bits = rows * columns * samples * frames * bits_allocated
-    return (bits + 7) // 8
+        return rows * columns * 2 * frames * bits_allocated // 8  # two samples per pixel after subsampling
+    return (rows * columns * samples * frames * bits_allocated + 7) // 8
 
 
-def _check_pixels(ds: Dataset, compressed: bool, little_endian: bool) -> None:
+def _check_pixels(ds: Dataset, fields: _Fields, compressed: bool, little_endian: bool) -> None:
     for tag in PIXEL_DATA_TAGS:
         elem = _raw(ds, tag)
         if elem is None:
@@ -154,15 +197,16 @@ def _check_pixels(ds: Dataset, compressed: bool, little_endian: bool) -> None:
             continue
         if elem.length == UNDEFINED_LENGTH:
             raise PixelLengthMismatch("native transfer syntax with encapsulated pixel data")
-        if "Rows" not in ds or "Columns" not in ds:
+        rows, columns = fields.number(0x00280010, "Rows"), fields.number(0x00280011, "Columns")
+        if rows is None or columns is None:
             raise PixelLengthMismatch("pixel data without Rows/Columns")
-        bits = {0x7FE00008: 32, 0x7FE00009: 64}.get(tag) or int(ds.get("BitsAllocated", 0) or 0)
+        bits = {0x7FE00008: 32, 0x7FE00009: 64}.get(tag) or fields.number(0x00280100, "BitsAllocated") or 0
         if bits not in (1, 8, 16, 32, 64):
             raise PixelLengthMismatch(f"unsupported Bits Allocated {bits}")
-        try:
-            expected = expected_pixel_bytes(ds, bits)
-        except (TypeError, ValueError) as exc:
-            raise PixelLengthMismatch(f"unreadable image attributes: {exc}") from exc
+        samples = fields.number(0x00280002, "SamplesPerPixel") or 1
+        frames = fields.number(0x00280008, "NumberOfFrames") or 1
+        photometric = fields.text(0x00280004, "PhotometricInterpretation")
+        expected = expected_pixel_bytes(rows, columns, samples, frames, bits, photometric)
         if elem.length not in (expected, expected + (expected & 1)):
             raise PixelLengthMismatch(f"pixel data has {elem.length} bytes, attributes call for {expected}")
 
@@ -203,12 +247,13 @@ def _inspect(
     except ValueError as exc:
         raise InvalidDataset(f"unknown transfer syntax {ts}") from exc
     _check_complete(ds, len(data), little_endian, deflated, data)
-    sop_class = _text(ds, "SOPClassUID")
-    sop_instance = _text(ds, "SOPInstanceUID")
-    study_uid = _text(ds, "StudyInstanceUID")
-    series_uid = _text(ds, "SeriesInstanceUID")
-    for name, value in (("SOP Class", sop_class), ("SOP Instance", sop_instance), ("Study Instance", study_uid),
-                        ("Series Instance", series_uid)):
+    f = _Fields(ds, little_endian)
+    sop_class = f.text(0x00080016, "SOPClassUID")
+    sop_instance = f.text(0x00080018, "SOPInstanceUID")
+    study_uid = f.text(0x0020000D, "StudyInstanceUID")
+    series_uid = f.text(0x0020000E, "SeriesInstanceUID")
+    for name, value in (("SOP Class", sop_class), ("SOP Instance", sop_instance),
+                        ("Study Instance", study_uid), ("Series Instance", series_uid)):
         if not value or len(value) > 64:
             raise InvalidDataset(f"missing or invalid {name} UID")
     meta_class = str(meta.get("MediaStorageSOPClassUID", "") or "")
@@ -222,7 +267,7 @@ def _inspect(
     if expected_sop_instance is not None and expected_sop_instance != sop_instance:
         raise UIDMismatch("dataset SOP Instance UID differs from the command's Affected SOP Instance UID")
     try:
-        _check_pixels(ds, compressed, little_endian)
+        _check_pixels(ds, f, compressed, little_endian)
     except InvalidDataset:
         raise
     except Exception as exc:
@@ -233,21 +278,21 @@ def _inspect(
         study_uid=study_uid,
         series_uid=series_uid,
         transfer_syntax=str(ts),
-        patient_name=_text(ds, "PatientName"),
-        patient_id=_text(ds, "PatientID"),
-        birth_date=_text(ds, "PatientBirthDate"),
-        sex=_text(ds, "PatientSex"),
-        study_date=_text(ds, "StudyDate"),
-        study_time=_text(ds, "StudyTime"),
-        study_description=_text(ds, "StudyDescription"),
-        accession=_text(ds, "AccessionNumber"),
-        referring_physician=_text(ds, "ReferringPhysicianName"),
-        modality=_text(ds, "Modality"),
-        series_number=_int(ds, "SeriesNumber"),
-        series_description=_text(ds, "SeriesDescription"),
-        body_part=_text(ds, "BodyPartExamined"),
-        instance_number=_int(ds, "InstanceNumber"),
-        frames=_int(ds, "NumberOfFrames") or 1,
-        rows=_int(ds, "Rows") or 0,
-        columns=_int(ds, "Columns") or 0,
+        patient_name=f.text(0x00100010, "PatientName"),
+        patient_id=f.text(0x00100020, "PatientID"),
+        birth_date=f.text(0x00100030, "PatientBirthDate"),
+        sex=f.text(0x00100040, "PatientSex"),
+        study_date=f.text(0x00080020, "StudyDate"),
+        study_time=f.text(0x00080030, "StudyTime"),
+        study_description=f.text(0x00081030, "StudyDescription"),
+        accession=f.text(0x00080050, "AccessionNumber"),
+        referring_physician=f.text(0x00080090, "ReferringPhysicianName"),
+        modality=f.text(0x00080060, "Modality"),
+        series_number=f.number(0x00200011, "SeriesNumber"),
+        series_description=f.text(0x0008103E, "SeriesDescription"),
+        body_part=f.text(0x00180015, "BodyPartExamined"),
+        instance_number=f.number(0x00200013, "InstanceNumber"),
+        frames=f.number(0x00280008, "NumberOfFrames") or 1,
+        rows=f.number(0x00280010, "Rows") or 0,
+        columns=f.number(0x00280011, "Columns") or 0,
     )

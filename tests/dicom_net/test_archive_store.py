@@ -230,3 +230,19 @@ def test_minimum_free_space_refuses_before_the_disk_is_full(tmp_path: Path) -> N
     with pytest.raises(StorageFull):
         archive.store_bytes(part10(small_ct(1)[0]))
     assert archive_state(archive) == ([], 0, [])
+
+
+@pytest.mark.parametrize("charset, name", [
+    ("ISO_IR 100", "Müller^Jürgen"),  # Latin-1 bytes
+    ("ISO_IR 192", "Ørsted^Åse"),  # UTF-8 bytes
+    (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう"),  # ISO 2022 escapes: pydicom decodes
+])
+def test_patient_names_are_indexed_in_every_character_set(tmp_path: Path, charset: object, name: str) -> None:
+    ds = small_ct(1)[0]
+    ds.SpecificCharacterSet = charset
+    ds.PatientName = name
+    archive = Archive(tmp_path / "arc")
+    archive.store_bytes(part10(ds))
+    [study] = archive.studies()
+    assert study.patient_name == name
+    assert archive.studies(patient_name=name.split("^")[0].lower()) == [study]
