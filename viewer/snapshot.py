@@ -235,5 +235,9 @@ def snapshot(paths: Sequence[str | Path], out: str | Path, **options: object) ->
     volume, frame = choose_volume(result.volumes, options.pop("frame", None))  # type: ignore[arg-type]
     view = render_volume(volume, frame=frame, **options)  # type: ignore[arg-type]
     view.warnings = list(result.warnings)
+    series = list(dict.fromkeys(str(v.metadata.get("series_uid", "")) for v in result.volumes))
+    if len(series) > 1:
+        view.warnings.append(f"{len(series)} series found; showing series {volume.metadata.get('series_uid')} "
+                             "(give one series folder or UID to choose)")
     write_png(view.rgb, out)
     return view
