@@ -430,7 +430,8 @@ class Engine:
                 finish = "stop"
                 break
             out.append(token)
-            history = torch.cat([history, torch.tensor([[token]], device=device)], dim=1)
+            if request.repetition_penalty != 1.0:  # the only processor that looks at the history
+                history = torch.cat([history, torch.tensor([[token]], device=device)], dim=1)
             text = stream.push(out)
             if text:
                 handle._emit(text)

@@ -154,6 +154,17 @@ def test_chunked_prefill_gives_the_same_answer(loaded):
     assert chunked.token_ids == native_greedy(loaded, inputs, 12)
 
 
+def test_repetition_penalty_matches_native_generate(loaded, engine):
+    inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Findings?", (IMAGE,))
+    ours = engine.submit(GenerationRequest(inputs, max_new_tokens=16, repetition_penalty=1.3)).result(timeout=60)
+    plain = engine.submit(GenerationRequest(inputs, max_new_tokens=16)).result(timeout=60)
+    eos = sorted(stop_token_ids(loaded))
+    out = loaded.model.generate(**inputs.as_model_kwargs(), max_new_tokens=16, do_sample=False, eos_token_id=eos,
+                                pad_token_id=eos[0], repetition_penalty=1.3)
+    assert ours.token_ids == [t for t in out[0, inputs.prompt_tokens:].tolist() if t not in eos]
+    assert ours.token_ids != plain.token_ids  # the penalty changed this answer
+
+
 def test_sampling_is_reproducible_with_a_seed(loaded, engine):
     inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Findings?", (IMAGE,))
     runs = [engine.submit(GenerationRequest(inputs, max_new_tokens=12, temperature=0.6, top_p=0.9, seed=s,
