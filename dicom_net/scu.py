@@ -404,6 +404,9 @@ class SendResult:
         return not self.cancelled and not self.failed
 
 
+_NO_REPLY = "no reply"
+
+
 @dataclass
 class _Item:
     label: str
@@ -481,14 +484,19 @@ def send(
         batch_classes = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in batch}
         todo = [d for d in sendable if (d.sop_class, d.syntax) in batch_classes]
         with associate(node, batch) as assoc:
+            lost = False
             for index, item in enumerate(todo):
                 if cancel is not None and cancel.is_set():
                     result.cancelled = True
-                if result.cancelled or not assoc.is_established:
+                if result.cancelled or lost or not assoc.is_established:
                     reason = "cancelled" if result.cancelled else "association lost before it was sent"
                     result.statuses.append(InstanceStatus(item.label, item.sop_uid, None, reason))
                 else:
-                    result.statuses.append(_send_one(node, assoc, item, index % 65535 + 1))
+                    status = _send_one(node, assoc, item, index % 65535 + 1)
+                    result.statuses.append(status)
+                    # no reply means the association is gone (pynetdicom aborts on a timeout, and may
+                    # not have noticed a peer's abort yet): sending on would only wait out timeouts
+                    lost = status.status is None and status.message.startswith(_NO_REPLY)
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -512,7 +520,7 @@ def _send_one(node: PacsNode, assoc: Any, item: _Item, msg_id: int) -> InstanceS
         return InstanceStatus(item.label, item.sop_uid, None, "association lost before it was sent")
     if "Status" not in rsp:
         timed_out = time.monotonic() - start >= node.timeout_s * 0.9
-        reason = f"no response within {node.timeout_s:g} s" if timed_out else "association aborted during the transfer"
+        reason = f"{_NO_REPLY} within {node.timeout_s:g} s" if timed_out else f"{_NO_REPLY}: association aborted"
         return InstanceStatus(item.label, item.sop_uid, None, reason)
     status = int(rsp.Status)
     return InstanceStatus(item.label, item.sop_uid, status, "" if status == 0 else _error_comment(rsp).strip(" ()"))

@@ -214,7 +214,7 @@ def test_send_to_a_peer_that_aborts_reports_every_item(pacs: Pacs, tmp_path: Pat
         node = PacsNode("aborter", "ABORTER", aborter.host, aborter.port, timeout_s=10)
         result = scu.send(node, files)
     assert [(Path(s.item).name, s.status, s.message) for s in result.statuses] == [
-        (files[0].name, None, "association aborted during the transfer"),
+        (files[0].name, None, "no reply: association aborted"),
         (files[1].name, None, "association lost before it was sent"),
         (files[2].name, None, "association lost before it was sent"),
     ]
