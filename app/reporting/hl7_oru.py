@@ -194,9 +194,9 @@ class OruR01:
         obr[22] = signed
         obr[24] = "RAD"
         obr[25] = status
-        obr[32] = f"&{family}&{given}"
+        obr[32] = f"&{family}&{given}".rstrip("&")
         segments = [msh, pid, orc, "|".join(obr)]
-        observer = f"^{family}^{given}"
+        observer = f"^{family}^{given}".rstrip("^")
 
         def obx(value_type: str, code: str, sub_id: str, value: str) -> str:
             fields = [

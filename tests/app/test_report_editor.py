@@ -131,7 +131,6 @@ def test_amendment_then_correction(qtbot, tiny_model_service, ct_study):
 
 def test_panels_mount_in_the_main_window_and_follow_the_viewport(demo_archive, make_window, qtbot):
     from app.gui_main import mount_side_panels
-    from tests.app.test_reading_gui import wait_views
 
     window = make_window(demo_archive)
     assert mount_side_panels(window) == ["app.chat_panel", "app.report_editor"]
@@ -139,7 +138,9 @@ def test_panels_mount_in_the_main_window_and_follow_the_viewport(demo_archive, m
     assert titles == ["Assistant", "Report"]
     ct_uid = window.browser_logic.rows[0].study_uid
     session = window.open_study(ct_uid)
-    wait_views(qtbot, window, 2)
+    qtbot.waitUntil(
+        lambda: window.reading.viewports and window.reading.viewports[0].view is not None, timeout=60000
+    )
     panel, editor = window.chat_panel, window.report_editor
     qtbot.waitUntil(lambda: panel.scope is not None, timeout=10000)
     state = window.reading.active_state()

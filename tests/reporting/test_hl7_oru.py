@@ -97,6 +97,15 @@ def test_hl7apy_parses_the_message_with_the_same_values():
     assert obx[1].obx_5.to_er7() == "Pipe \\F\\ caret \\S\\ amp \\T\\ tilde \\R\\ backslash \\E\\ end"
 
 
+def test_unnamed_preliminary_leaves_the_interpreter_fields_empty():
+    report = Report(StudyInfo(study_instance_uid=STUDY_UID, patient_id="P", accession_number="A", modality="CT"))
+    report.set_text("findings", "x")
+    report.sign("preliminary")
+    msg = hl7.parse(OruR01(report, control_id="C9").to_er7())
+    assert str(msg.segment("OBR")[32]) == "" and str(msg.segment("OBX")[16]) == ""
+    assert str(msg.segment("OBR")[4]) == "CT^CT^L"
+
+
 def test_builder_refuses_bad_input_naming_the_field():
     report = Report(
         StudyInfo(study_instance_uid=STUDY_UID, patient_id="P", accession_number="A", modality="CT")
