@@ -71,7 +71,11 @@ def _receive(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return run_listener_forever(config)
+    try:
+        return run_listener_forever(config)
+    except OSError as exc:  # port in use, archive folder not writable, bad TLS files
+        print(f"error: cannot start the listener: {exc}", file=sys.stderr)
+        return 1
 
 
 def _import(args: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ import logging
 import os
 import signal
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,7 +270,8 @@ def _identity(config: ListenerConfig, port: int) -> dict[str, Any]:
             "tls": config.tls_cert is not None, "archive": str(config.archive_dir)}
 
 
-def _wait_for_sigterm() -> None:
+def _wait_for_sigterm(tick: Callable[[], bool] | None = None) -> None:
+    """Block until SIGTERM/SIGINT, or until ``tick()`` (called twice a second) returns False."""
     stop = threading.Event()
 
     def _handler(signum: int, frame: object) -> None:
@@ -277,7 +280,50 @@ def _wait_for_sigterm() -> None:
     signal.signal(signal.SIGTERM, _handler)
     signal.signal(signal.SIGINT, _handler)
     while not stop.wait(0.5):
-        pass
+        if tick is not None and not tick():
+            return
+
+
+class _Supervisor:
+    """Keeps ``config.workers`` receiver processes running; gives up if they keep dying at once."""
+
+    def __init__(self, config: ListenerConfig, stats: ListenerStats) -> None:
+        from dicom_net.listener_status import _mp
+
+        self._mp = _mp
+        self.config = config
+        self.stats = stats
+        self.early_deaths = 0
+        self.workers = [self._spawn(i) for i in range(config.workers)]
+
+    def _spawn(self, index: int) -> tuple[Any, float]:
+        process = self._mp.Process(target=_worker_main, args=(self.config, self.stats), name=f"receiver-{index}")
+        process.start()
+        return process, time.monotonic()
+
+    def check(self) -> bool:
+        for index, (process, started) in enumerate(self.workers):
+            if process.is_alive():
+                continue
+            if time.monotonic() - started < 5.0:
+                self.early_deaths += 1
+            log.error("receiver process %d exited with code %s; restarting it", process.pid, process.exitcode)
+            self.stats.add("errors")
+            if self.early_deaths > 3 * self.config.workers:
+                log.error("receiver processes keep failing at start (port in use?); giving up")
+                return False
+            self.workers[index] = self._spawn(index)
+        return True
+
+    def stop(self) -> None:
+        for process, _ in self.workers:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        for process, _ in self.workers:
+            process.join(15.0)
+            if process.is_alive():
+                process.kill()
+                process.join()
 
 
 def _worker_main(config: ListenerConfig, stats: ListenerStats) -> None:
@@ -304,29 +350,19 @@ def run_listener_forever(config: ListenerConfig) -> int:
             handle.stop()
         log.info("listener stopped")
         return 0
-    from dicom_net.listener_status import _mp
-
     stats = ListenerStats()
-    workers = [_mp.Process(target=_worker_main, args=(config, stats), name=f"receiver-{i}", daemon=False)
-               for i in range(config.workers)]
-    for worker in workers:
-        worker.start()
+    supervisor = _Supervisor(config, stats)
     status = StatusWriter(config.archive_dir / STATUS_FILE_NAME, stats, _identity(config, config.port),
                           config.status_interval_s)
     status.start()
     log.info("listening as %s on %s:%d with %d receiver processes", config.aet, config.host, config.port,
              config.workers)
+    healthy = True
     try:
-        _wait_for_sigterm()
+        _wait_for_sigterm(supervisor.check)
+        healthy = supervisor.check()
     finally:
-        for worker in workers:
-            if worker.pid is not None and worker.is_alive():
-                os.kill(worker.pid, signal.SIGTERM)
-        for worker in workers:
-            worker.join(15.0)
-            if worker.is_alive():
-                worker.kill()
-                worker.join()
+        supervisor.stop()
         status.stop()
     log.info("listener stopped")
-    return 0
+    return 0 if healthy else 1

@@ -161,3 +161,33 @@ def test_receive_command_runs_as_its_own_process(tmp_path: Path, workers: int) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_receive_restarts_a_killed_worker_and_fails_cleanly_on_a_busy_port(tmp_path: Path) -> None:
+    import psutil
+
+    port = free_port()
+    archive_dir = tmp_path / "arc"
+    cmd = [sys.executable, "-m", "app.cli", "receive", "--aet", LISTENER_AET, "--port", str(port), "--archive"]
+    proc = subprocess.Popen([*cmd, str(archive_dir), "--workers", "2"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: len(psutil.Process(proc.pid).children()) == 2)
+        _wait_for(lambda: echoscu(port).returncode == 0)
+        victim = psutil.Process(proc.pid).children()[0]
+        victim.kill()
+        _wait_for(lambda: victim.pid not in [c.pid for c in psutil.Process(proc.pid).children()]
+                  and len(psutil.Process(proc.pid).children()) == 2)
+        files = write_datasets(small_ct(6), tmp_path / "src")
+        for _ in range(3):  # the kernel spreads connections over both processes
+            assert storescu(port, files).returncode == 0
+        _wait_for(lambda: (read_status(archive_dir) or {}).get("counts", {}).get("errors") == 1)
+
+        busy = subprocess.run([*cmd, str(tmp_path / "other"), "--workers", "1"], cwd=REPO, capture_output=True,
+                              text=True, timeout=60)  # same port, no SO_REUSEPORT: must fail, not hang
+        assert busy.returncode == 1 and "cannot start the listener" in busy.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    with Archive(archive_dir) as archive:
+        assert archive.instance_count() == 6
