@@ -191,7 +191,12 @@ class Outbox:
         return OutboxMessage.from_dict(read_json(self._record(message_id)))
 
     def messages(self, report_id: str | None = None) -> list[OutboxMessage]:
-        found = [OutboxMessage.from_dict(read_json(p)) for p in self.root.glob("*.json")]
+        found = []
+        for path in self.root.glob("*.json"):
+            try:
+                found.append(OutboxMessage.from_dict(read_json(path)))
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # left on disk for a person to see
+                log.error("outbox: unreadable record %s (%s); other messages still go", path.name, exc)
         if report_id is not None:
             found = [m for m in found if m.report_id == report_id]
         return sorted(found, key=lambda m: m.created_at)

@@ -92,6 +92,15 @@ def test_ae_backoff_waits_before_the_next_try(tmp_path):
         assert message.next_attempt_at == pytest.approx(now + 61 + 120, abs=1)
 
 
+def test_an_unreadable_record_does_not_block_the_others(tmp_path):
+    with python_hl7_receiver("AA") as receiver:
+        outbox, message_id = queue(tmp_path, receiver.address)
+        (outbox.root / "0badrecord.json").write_text("{torn", encoding="utf-8")
+        assert [m.state for m in outbox.process_due()] == [State.DELIVERED]
+    assert receiver.control_ids() == [message_id]
+    assert (outbox.root / "0badrecord.json").exists()
+
+
 def test_ar_is_not_retried(tmp_path):
     with python_hl7_receiver("AR") as receiver:
         outbox, message_id = queue(tmp_path, receiver.address)
