@@ -30,6 +30,7 @@ from app.reporting.mllp import MllpEndpoint, NoAck, send_message
 from dicom_net.paths import data_dir
 
 log = logging.getLogger(__name__)
+HISTORY_KEPT = 50  # attempts remembered per message (a RIS down for days retries thousands of times)
 
 
 class State(str, Enum):
@@ -270,6 +271,7 @@ class Outbox:
             message.state = State.PENDING
             message.next_attempt_at = now + self._delay(message.attempts)
         message.history.append({"at": time.time(), "event": result.outcome.value, "detail": result.detail})
+        message.history = message.history[:1] + message.history[1:][-HISTORY_KEPT:]  # "queued" + the latest
         self._save(message)
         log.info(
             "outbox: %s %s attempt %d -> %s",
