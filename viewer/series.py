@@ -191,7 +191,8 @@ def frames_of(header: InstanceHeader) -> list[FrameRef]:
             spacing = _spacing(text_values(meas, "PixelSpacing")) if meas is not None else None
             rescale = _rescale(_functional_group(ds, f, "PixelValueTransformationSequence")) or _rescale(ds)
             stack_id = str(content.get("StackID", "")) if content is not None else ""
-            dims = tuple(int(v) for v in (content.get("DimensionIndexValues") or [])) if content is not None else ()
+            dims = tuple(_first_int([v]) for v in _as_list(content.get("DimensionIndexValues"))) \
+                if content is not None else ()
             order = base_order + (int(content.get("TemporalPositionIndex", 0) or 0) if content is not None else 0,
                                   *dims, f)
             window = _windows(voi) if voi is not None else _windows(ds)
@@ -223,6 +224,13 @@ def _grid_frame_position(position: np.ndarray | None, iop: np.ndarray | None, of
     if position is None or iop is None or offsets is None:
         return None
     return position + float(offsets[frame]) * np.cross(iop[:3], iop[3:])
+
+
+def _as_list(value: object) -> list:
+    """A multi-valued attribute as a list (pydicom gives a bare value when VM is 1)."""
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, list | MultiValue) else [value]
 
 
 def _first_int(values: list[str]) -> int:

@@ -129,3 +129,28 @@ def test_rt_dose_frames_placed_by_grid_frame_offsets_and_scaled_to_gray() -> Non
     assert volume.origin == pytest.approx((189.43125, 199.43125, -761.87))
     assert volume.spacing == pytest.approx((10.0, 10.0, 5.0))  # Grid Frame Offset Vector steps of 5 mm
     assert np.allclose(volume.voxels, ds.pixel_array * float(ds.DoseGridScaling), rtol=1e-6)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_enhanced_multiframe_matches_its_classic_series(tmp_path, reverse: bool) -> None:
+    """highdicom converts a classic phantom series into a Legacy Converted Enhanced CT (per-frame
+    Plane Position, shared Plane Orientation / Pixel Measures / Pixel Value Transformation):
+    the same volume must come out, whatever the frame order."""
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+    from highdicom.uid import UID
+
+    from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
+
+    oblique = (0.8660254, 0.5, 0.0, 0.0, 0.0, -1.0)  # coronal-ish, rotated 30 degrees about z
+    geometry = SeriesGeometry(rows=40, columns=48, orientation=oblique, slices=16, slice_step=2.0)
+    files = write_datasets(ct_series(geometry), tmp_path / "classic")
+    datasets = sorted((pydicom.dcmread(f) for f in files), key=lambda ds: int(ds.InstanceNumber), reverse=reverse)
+    enhanced = LegacyConvertedEnhancedCTImage(legacy_datasets=datasets, series_instance_uid=UID(), series_number=9,
+                                              sop_instance_uid=UID(), instance_number=1)
+    assert "PerFrameFunctionalGroupsSequence" in enhanced
+    enhanced.save_as(tmp_path / "enhanced.dcm")
+    classic = load_series(files).volumes[0]
+    multi = load_series([tmp_path / "enhanced.dcm"]).volumes[0]
+    assert np.array_equal(multi.voxels, classic.voxels) and multi.voxels.dtype == np.int16
+    assert np.allclose(multi.origin, classic.origin) and np.allclose(multi.direction, classic.direction)
+    assert multi.spacing == pytest.approx(classic.spacing)
