@@ -19,6 +19,7 @@ from inference.checkpoint import CheckpointInfo
 from inference.quantization import QUANTIZATIONS, estimated_weight_bytes
 
 DEFAULT_CONTEXT_TOKENS = 16384
+PREFILL_CHUNK = 2048  # prompt tokens per decoder pass (the engine prefills in chunks)
 _MARGIN_BYTES = 1 << 30  # CUDA context, allocator fragmentation, vision encoder activations
 SLOW_MODE_NOTICE = ("No usable GPU: Hulu-Med runs on the CPU in slow mode (minutes per answer for the 7B "
                     "model). Results are the same, only slower.")
@@ -38,14 +39,31 @@ class DevicePlan:
 
 
 def runtime_reserve_bytes(info: CheckpointInfo, context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> int:
-    """KV cache and prefill activations for one ``context_tokens`` prompt, plus a fixed margin."""
+    """KV cache of a ``context_tokens`` prompt, the larger of the vision tower's activations (a 3D
+    prompt: 4 patches per token) and one prefill chunk's MLP activations, plus a fixed margin."""
     cfg = info.config
     heads = int(cfg["num_attention_heads"])
     head_dim = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // heads)
     kv_heads = int(cfg.get("num_key_value_heads") or heads)
     kv_cache = 2 * int(cfg["num_hidden_layers"]) * kv_heads * head_dim * 2 * context_tokens
-    mlp_activations = 3 * context_tokens * int(cfg["intermediate_size"]) * 2
-    return kv_cache + mlp_activations + _MARGIN_BYTES
+    llm_chunk = 3 * min(context_tokens, PREFILL_CHUNK) * int(cfg["intermediate_size"]) * 2
+    vision_intermediate = int((cfg.get("vision_encoder_config") or {}).get("intermediate_size", 4304))
+    vision = 3 * 4 * context_tokens * vision_intermediate * 2
+    return kv_cache + max(llm_chunk, vision) + _MARGIN_BYTES
+
+
+def gpu_needs(info: CheckpointInfo, context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> dict[str, int]:
+    """Estimated VRAM per quantization kind: weights (bf16 where unquantized) + runtime reserve."""
+    reserve = runtime_reserve_bytes(info, context_tokens)
+    return {kind: estimated_weight_bytes(info, kind) + reserve for kind in QUANTIZATIONS}
+
+
+def auto_gpu_quantization(needs: dict[str, int], free_bytes: int) -> str | None:
+    """bf16 everywhere if it fits, else NF4 for the decoder, else None (the GPU cannot hold it)."""
+    for kind in ("none", "nf4"):
+        if needs[kind] <= free_bytes:
+            return kind
+    return None
 
 
 def cuda_free_bytes(device: str = "cuda:0") -> int | None:
@@ -89,18 +107,18 @@ def plan_device(info: CheckpointInfo, device: str = "auto", quantization: str = 
 
     free = cuda_free_bytes(device) or 0
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    needs = {kind: estimated_weight_bytes(info, kind) + reserve for kind in QUANTIZATIONS}
+    needs = gpu_needs(info, context_tokens)
     if quantization != "auto":
         fits = needs[quantization] <= free
         note = "fits" if fits else "may NOT fit"
         return DevicePlan(device, dtype, quantization, False,
                           f"{quantization} requested; needs ~{needs[quantization] / 2**30:.1f} GiB, "
                           f"{free / 2**30:.1f} GiB free ({note})", free, needs[quantization])
-    for kind in ("none", "nf4"):
-        if needs[kind] <= free:
-            label = "bf16 everywhere" if kind == "none" else "NF4 decoder, bf16 vision/projector"
-            return DevicePlan(device, dtype, kind, False, f"{label}: needs ~{needs[kind] / 2**30:.1f} GiB of "
-                              f"{free / 2**30:.1f} GiB free VRAM", free, needs[kind])
+    kind = auto_gpu_quantization(needs, free)
+    if kind is not None:
+        label = "bf16 everywhere" if kind == "none" else "NF4 decoder, bf16 vision/projector"
+        return DevicePlan(device, dtype, kind, False, f"{label}: needs ~{needs[kind] / 2**30:.1f} GiB of "
+                          f"{free / 2**30:.1f} GiB free VRAM", free, needs[kind])
     if requested == "auto":
         return _cpu_plan(info, "none", reserve, f"only {free / 2**30:.1f} GiB VRAM free, NF4 needs "
                          f"~{needs['nf4'] / 2**30:.1f} GiB")

@@ -55,12 +55,12 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
+from inference.devices import PREFILL_CHUNK
 from inference.inputs import ModelInputs
 from inference.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 FinishReason = Literal["stop", "length", "cancelled", "error"]
-DEFAULT_PREFILL_CHUNK = 2048
 _STOP = object()
 
 
@@ -214,7 +214,7 @@ class Engine:
     """Owns a loaded model and runs requests on its own thread; see the module docstring."""
 
     def __init__(self, loaded: LoadedModel, max_conversations: int = 2,
-                 prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+                 prefill_chunk: int = PREFILL_CHUNK,
                  vision_encoder: Callable[[ModelInputs], torch.Tensor] | None = None) -> None:
         self.loaded = loaded
         self.max_conversations = max_conversations

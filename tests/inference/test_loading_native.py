@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from inference.checkpoint import CheckpointInfo, TensorEntry, validate_checkpoint
 from inference.config_translation import ConfigTranslationError, rope_parameters, translate_config
-from inference.devices import plan_device, runtime_reserve_bytes
+from inference.devices import auto_gpu_quantization, gpu_needs, plan_device, runtime_reserve_bytes
 from inference.loading import load_model
 from inference.quantization import estimated_weight_bytes
 from tests.inference.tiny_checkpoint import native_config
@@ -139,7 +139,7 @@ def _seven_b_shaped_info() -> CheckpointInfo:
     add("model.vision_encoder.all", 412_000_000)
     add("model.mm_projector.readout.0.weight", 3584, 1152), add("model.mm_projector.readout.2.weight", 3584, 3584)
     config = {"num_attention_heads": 28, "num_key_value_heads": 4, "hidden_size": 3584, "num_hidden_layers": 28,
-              "intermediate_size": 18944}
+              "intermediate_size": 18944, "vision_encoder_config": {"intermediate_size": 4304}}
     return CheckpointInfo(Path("/x"), "hulumed_qwen2", "qwen2", config, tensors, 151665, {}, None, "")
 
 
@@ -155,6 +155,16 @@ def test_memory_estimates_for_the_7b_shape():
     kv_16k = 2 * 28 * 4 * 128 * 2 * 16384
     assert kv_16k == 939_524_096  # 56 KiB per token
     assert runtime_reserve_bytes(info) > kv_16k
+
+
+def test_automatic_gpu_choice_follows_free_vram_for_the_7b_shape():
+    needs = gpu_needs(_seven_b_shaped_info())
+    # 15.0 GiB weights + 0.9 GiB KV at 16k tokens + 1.6 GiB ViT activations (58k patches) + 1 GiB margin
+    assert 18 * 2**30 < needs["none"] < 19 * 2**30
+    assert 9 * 2**30 < needs["nf4"] < 10 * 2**30
+    assert auto_gpu_quantization(needs, 24 * 2**30) == "none"  # an idle RTX 4090
+    assert auto_gpu_quantization(needs, 14 * 2**30) == "nf4"  # the viewer holds a few GiB of a 16 GiB card
+    assert auto_gpu_quantization(needs, 6 * 2**30) is None  # -> CPU slow mode
 
 
 def test_cpu_plan_without_gpu(tiny_checkpoint):
