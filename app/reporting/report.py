@@ -12,6 +12,7 @@ Rules (clinical safety):
 from __future__ import annotations
 
 import difflib
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -149,9 +150,12 @@ def _now() -> datetime:
     return datetime.now().astimezone()
 
 
+_LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")  # only LF ends a line (str.splitlines also splits on \x1c ...)
+
+
 def split_lines_keepends(text: str) -> list[str]:
     """Lines of ``text`` each with its trailing newline (the last may lack one)."""
-    return [piece for piece in text.splitlines(keepends=True)] or ([text] if text else [])
+    return _LINE.findall(text)
 
 
 def normalise_newlines(text: str) -> str:
@@ -167,7 +171,7 @@ def _apply_edit(spans: list[Span], new_text: str) -> list[Span]:
     """
     old_text = "".join(span.text for span in spans)
     origin = [index for index, span in enumerate(spans) for _ in span.text]
-    old_lines, new_lines = old_text.splitlines(keepends=True), new_text.splitlines(keepends=True)
+    old_lines, new_lines = split_lines_keepends(old_text), split_lines_keepends(new_text)
     starts = [0]
     for line in old_lines:
         starts.append(starts[-1] + len(line))

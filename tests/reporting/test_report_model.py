@@ -138,3 +138,25 @@ def test_report_and_audit_round_trip_through_the_store(tmp_path):
     assert loaded_audit.to_dict() == audit.to_dict()
     assert [r.report_id for r in store.reports_for_study("1.2.3.4")] == [report.report_id]
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_random_edits_keep_the_text_exactly_and_never_mark_typed_text_as_ai():
+    import random
+
+    rng = random.Random(7)
+    alphabet = "ab \n|^&~\\üÆ中\x1c"
+    report = make_report()
+    report.append_ai_text("findings", "Line one.\nLine two.\nLine three.\n")
+    for _ in range(200):
+        text = report.text("findings")
+        i, j = sorted(rng.randrange(len(text) + 1) for _ in range(2))
+        typed = "".join(rng.choice(alphabet) for _ in range(rng.randrange(4)))
+        new = text[:i] + typed + text[j:]
+        ai_before = "".join(s.text for s in report.spans("findings") if s.ai)
+        report.set_text("findings", new)
+        spans = report.spans("findings")
+        assert "".join(s.text for s in spans) == new
+        ai_after = "".join(s.text for s in spans if s.ai)
+        assert len(ai_after) <= len(ai_before)  # edits only ever unmark
+        if rng.random() < 0.2:
+            report.append_ai_text("findings", "More AI.\n")
