@@ -98,7 +98,8 @@ def test_hl7apy_parses_the_message_with_the_same_values():
 
 
 def test_unnamed_preliminary_leaves_the_interpreter_fields_empty():
-    report = Report(StudyInfo(study_instance_uid=STUDY_UID, patient_id="P", accession_number="A", modality="CT"))
+    info = StudyInfo(study_instance_uid=STUDY_UID, patient_id="P", accession_number="A", modality="CT")
+    report = Report(info)
     report.set_text("findings", "x")
     report.sign("preliminary")
     msg = hl7.parse(OruR01(report, control_id="C9").to_er7())
