@@ -53,8 +53,12 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> N
 
 def send(port: int, aet: str, files: list[str]) -> float:
     start = time.perf_counter()
-    result = subprocess.run(["storescu", "-aec", aet, "-aet", "BENCH", "--max-pdu", PDU, "127.0.0.1", str(port),
-                             *files], env=ENV, capture_output=True, text=True)
+    result = subprocess.run(
+        ["storescu", "-aec", aet, "-aet", "BENCH", "--max-pdu", PDU, "127.0.0.1", str(port), *files],
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"storescu to {aet} failed: {result.stderr[-500:]}")
@@ -73,10 +77,30 @@ def stop(proc: subprocess.Popen) -> None:
 def round_ours(files: list[str], work: Path, workers: int, durability: str) -> float:
     port = free_port()
     archive = work / "ours"
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "receive", "--aet", "HULUWS", "--port", str(port),
-                             "--archive", str(archive), "--workers", str(workers), "--max-pdu", PDU,
-                             "--durability", durability],
-                            cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "receive",
+            "--aet",
+            "HULUWS",
+            "--port",
+            str(port),
+            "--archive",
+            str(archive),
+            "--workers",
+            str(workers),
+            "--max-pdu",
+            PDU,
+            "--durability",
+            durability,
+        ],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port, proc)
         elapsed = send(port, "HULUWS", files)
@@ -95,8 +119,12 @@ def round_dcmtk(files: list[str], work: Path) -> float:
     port = free_port()
     out = work / "dcmtk"
     out.mkdir()
-    proc = subprocess.Popen(["storescp", "--max-pdu", PDU, "-aet", "STORESCP", "-od", str(out), str(port)],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["storescp", "--max-pdu", PDU, "-aet", "STORESCP", "-od", str(out), str(port)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port, proc)
         elapsed = send(port, "STORESCP", files)
@@ -116,31 +144,43 @@ def run(args: argparse.Namespace) -> None:
         geometry = SeriesGeometry(rows=args.size, columns=args.size, slices=args.slices)
         files = [str(p) for p in write_datasets(ct_series(geometry), work / "series")]
         megabytes = sum(os.path.getsize(f) for f in files) / 1e6
-        print(f"series: {args.slices} CT slices {args.size}x{args.size} ({megabytes:.0f} MB); "
-              f"{args.rounds} interleaved rounds; our receiver: {args.workers} process(es); PDU {PDU} B; "
-              f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+        print(
+            f"series: {args.slices} CT slices {args.size}x{args.size} ({megabytes:.0f} MB); "
+            f"{args.rounds} interleaved rounds; our receiver: {args.workers} process(es); PDU {PDU} B; "
+            f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+        )
         ours, batch, dcmtk = [], [], []
         for r in range(args.rounds):
             dcmtk.append(args.slices / round_dcmtk(files, work))
             ours.append(args.slices / round_ours(files, work, args.workers, "fsync"))
             batch.append(args.slices / round_ours(files, work, args.workers, "batch"))
-            print(f"round {r + 1}: ours {ours[-1]:7.1f} img/s (--durability batch {batch[-1]:7.1f})   "
-                  f"DCMTK storescp {dcmtk[-1]:7.1f} img/s")
+            print(
+                f"round {r + 1}: ours {ours[-1]:7.1f} img/s (--durability batch {batch[-1]:7.1f})   "
+                f"DCMTK storescp {dcmtk[-1]:7.1f} img/s"
+            )
         ours_median, batch_median, dcmtk_median = map(statistics.median, (ours, batch, dcmtk))
-        print(f"median: ours {ours_median:.1f} img/s, ours --durability batch {batch_median:.1f} img/s, "
-              f"DCMTK storescp {dcmtk_median:.1f} img/s (load {os.getloadavg()[0]:.1f})")
+        print(
+            f"median: ours {ours_median:.1f} img/s, ours --durability batch {batch_median:.1f} img/s, "
+            f"DCMTK storescp {dcmtk_median:.1f} img/s (load {os.getloadavg()[0]:.1f})"
+        )
         print(f"ratio ours --durability batch/DCMTK: {batch_median / dcmtk_median:.2f}")
         print(f"ratio ours/DCMTK: {ours_median / dcmtk_median:.2f}")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="receiver processes for ours (SO_REUSEPORT)")
-    parser.add_argument("--no-netns", action="store_true", help="run on the host's loopback (storescp is "
-                        "then reachable from the network while the benchmark runs)")
+    parser.add_argument(
+        "--no-netns",
+        action="store_true",
+        help="run on the host's loopback (storescp is "
+        "then reachable from the network while the benchmark runs)",
+    )
     parser.add_argument("--inside-netns", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     for tool in ("storescu", "storescp"):

@@ -40,8 +40,14 @@ from dicom_net.archive_index import InstanceRecord, SeriesRecord, StudyRecord
 from dicom_net.validation import ArchiveError, HeaderInfo, InvalidDataset, inspect_part10
 
 __all__ = [
-    "Archive", "ArchiveError", "InvalidDataset", "StorageFull", "StoreOutcome", "StudyRecord", "SeriesRecord",
+    "Archive",
+    "ArchiveError",
     "InstanceRecord",
+    "InvalidDataset",
+    "SeriesRecord",
+    "StorageFull",
+    "StoreOutcome",
+    "StudyRecord",
 ]
 
 log = logging.getLogger(__name__)
@@ -271,25 +277,39 @@ class Archive:
         if not sync_before_return and not defer_index:
             raise ValueError("sync_before_return=False needs defer_index=True")
         if info is None:
-            info = inspect_part10(part10, expected_sop_class=expected_sop_class,
-                                  expected_sop_instance=expected_sop_instance)
+            info = inspect_part10(
+                part10, expected_sop_class=expected_sop_class, expected_sop_instance=expected_sop_instance
+            )
         series_dir = self.studies_dir / _safe_name(info.study_uid) / _safe_name(info.series_uid)
         primary = series_dir / f"{_safe_name(info.sop_instance_uid)}.dcm"
         if _same_bytes(primary, part10):  # fast path for a re-sent object: no write at all
             row = _PendingRow(info, primary, len(part10), True, source, time.time())
             if defer_index:
                 self._queue_row(row)
-                return StoreOutcome("duplicate", info.sop_instance_uid, info.study_uid, info.series_uid, primary)
+                return StoreOutcome(
+                    "duplicate", info.sop_instance_uid, info.study_uid, info.series_uid, primary
+                )
             with self._lock, self._layout(exclusive=False):
                 if primary.exists():
                     self._commit_rows([row], sync_dirs=False)
-                    return StoreOutcome("duplicate", info.sop_instance_uid, info.study_uid, info.series_uid, primary)
+                    return StoreOutcome(
+                        "duplicate", info.sop_instance_uid, info.study_uid, info.series_uid, primary
+                    )
         tmp = self._write_temp(part10, fsync=sync_before_return)
         try:
             with self._lock, self._layout(exclusive=False):
-                status, final = self._link_into_place(tmp, series_dir, primary, part10, sync_dir=not defer_index)
-                row = _PendingRow(info, final, len(part10), final == primary, source, time.time(),
-                                  needs_fsync=not sync_before_return and status != "duplicate")
+                status, final = self._link_into_place(
+                    tmp, series_dir, primary, part10, sync_dir=not defer_index
+                )
+                row = _PendingRow(
+                    info,
+                    final,
+                    len(part10),
+                    final == primary,
+                    source,
+                    time.time(),
+                    needs_fsync=not sync_before_return and status != "duplicate",
+                )
                 if defer_index:
                     self._queue_row(row)
                 else:
@@ -306,8 +326,11 @@ class Archive:
         finally:
             tmp.unlink(missing_ok=True)
         if status == "version":
-            log.warning("SOP instance %s received again with different bytes: kept both (%s)",
-                        info.sop_instance_uid, final.name)
+            log.warning(
+                "SOP instance %s received again with different bytes: kept both (%s)",
+                info.sop_instance_uid,
+                final.name,
+            )
         return StoreOutcome(status, info.sop_instance_uid, info.study_uid, info.series_uid, final)
 
     def _write_temp(self, data: bytes, fsync: bool = True) -> Path:
@@ -319,7 +342,7 @@ class Archive:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 if fsync:
                     os.fsync(fd)
             finally:
@@ -331,8 +354,9 @@ class Archive:
             raise
         return tmp
 
-    def _link_into_place(self, tmp: Path, series_dir: Path, primary: Path, data: bytes,
-                         sync_dir: bool = True) -> tuple[str, Path]:
+    def _link_into_place(
+        self, tmp: Path, series_dir: Path, primary: Path, data: bytes, sync_dir: bool = True
+    ) -> tuple[str, Path]:
         """Give the complete temp file its final name without ever replacing another file."""
         series_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -374,9 +398,14 @@ class Archive:
             for row in rows:
                 if not row.path.exists():
                     continue  # its study was deleted between the link and this commit
-                version = 1 if row.primary else conn.execute(
-                    "SELECT coalesce(max(version), 1) + 1 FROM instances WHERE sop_instance_uid = ?",
-                    (row.info.sop_instance_uid,)).fetchone()[0]
+                version = (
+                    1
+                    if row.primary
+                    else conn.execute(
+                        "SELECT coalesce(max(version), 1) + 1 FROM instances WHERE sop_instance_uid = ?",
+                        (row.info.sop_instance_uid,),
+                    ).fetchone()[0]
+                )
                 rel = row.path.relative_to(self.root).as_posix()
                 idx.insert_instance(conn, row.info, rel, row.size, version, row.source, row.received_at)
 
@@ -396,8 +425,10 @@ class Archive:
                 cond.wait_for(lambda: self._pending or self._closing)
                 if not self._pending and self._closing:
                     return
-                cond.wait_for(lambda: len(self._pending) >= _BATCH_ROWS or self._flush_now or self._closing,
-                              timeout=_BATCH_DELAY_S)
+                cond.wait_for(
+                    lambda: len(self._pending) >= _BATCH_ROWS or self._flush_now or self._closing,
+                    timeout=_BATCH_DELAY_S,
+                )
                 batch, self._pending = self._pending, []
                 self._flush_now = False
                 self._in_flight += 1
@@ -406,8 +437,12 @@ class Archive:
                 self._commit_rows(batch, sync_dirs=True)
             except Exception as exc:  # the files are safe; only their rows are missing for now
                 retry = _is_disk_full(exc) and not self._closing
-                log.error("could not index %d received objects (%s); %s", len(batch), type(exc).__name__,
-                          "retrying" if retry else "`archive --reindex` will add them")
+                log.error(
+                    "could not index %d received objects (%s); %s",
+                    len(batch),
+                    type(exc).__name__,
+                    "retrying" if retry else "`archive --reindex` will add them",
+                )
             with cond:
                 self._in_flight -= 1
                 if retry:
@@ -423,7 +458,9 @@ class Archive:
                 return
             self._flush_now = True
             self._pending_cond.notify_all()
-            self._pending_cond.wait_for(lambda: not self._pending and not self._in_flight, timeout=_FLUSH_WAIT_S)
+            self._pending_cond.wait_for(
+                lambda: not self._pending and not self._in_flight, timeout=_FLUSH_WAIT_S
+            )
 
     # ---------------------------------------------------------------- queries
 
@@ -474,7 +511,9 @@ class Archive:
         self.flush()
         with self._lock, self._transaction() as conn:
             now = int(conn.execute("SELECT value FROM counter WHERE name = 'changes'").fetchone()[0])
-            rows = conn.execute("SELECT study_uid FROM changes WHERE seq > ? ORDER BY seq", (cursor,)).fetchall()
+            rows = conn.execute(
+                "SELECT study_uid FROM changes WHERE seq > ? ORDER BY seq", (cursor,)
+            ).fetchall()
         return now, [r[0] for r in rows]
 
     # ---------------------------------------------------------------- maintenance
@@ -507,7 +546,9 @@ class Archive:
         self._sweep_leftovers()
         with self._lock:
             indexed = {row[0]: row[1] for row in self._db.execute("SELECT path, size FROM instances")}
-        on_disk = sorted(self.studies_dir.glob("*/*/*.dcm"), key=lambda p: (p.name.count("~"), p.stat().st_mtime))
+        on_disk = sorted(
+            self.studies_dir.glob("*/*/*.dcm"), key=lambda p: (p.name.count("~"), p.stat().st_mtime)
+        )
         parsed: list[tuple[HeaderInfo, Path, int]] = []
         for path in on_disk:
             rel = path.relative_to(self.root).as_posix()
@@ -528,9 +569,14 @@ class Archive:
             for info, path, size in parsed:
                 rel = path.relative_to(self.root).as_posix()
                 conn.execute("DELETE FROM instances WHERE path = ?", (rel,))  # size changed: re-read it
-                version = 1 if "~" not in path.name else conn.execute(
-                    "SELECT coalesce(max(version), 1) + 1 FROM instances WHERE sop_instance_uid = ?",
-                    (info.sop_instance_uid,)).fetchone()[0]
+                version = (
+                    1
+                    if "~" not in path.name
+                    else conn.execute(
+                        "SELECT coalesce(max(version), 1) + 1 FROM instances WHERE sop_instance_uid = ?",
+                        (info.sop_instance_uid,),
+                    ).fetchone()[0]
+                )
                 idx.insert_instance(conn, info, rel, size, version, "reindex", path.stat().st_mtime)
             idx.prune_empty(conn)
             total = int(conn.execute("SELECT count(*) FROM instances").fetchone()[0])

@@ -123,38 +123,91 @@ def create_schema(conn: sqlite3.Connection) -> None:
 
 def touch_study(conn: sqlite3.Connection, study_uid: str) -> None:
     """Record that a study changed (inside the caller's transaction)."""
-    seq = conn.execute("UPDATE counter SET value = value + 1 WHERE name = 'changes' RETURNING value").fetchone()[0]
-    conn.execute("INSERT INTO changes (study_uid, seq) VALUES (?, ?) "
-                 "ON CONFLICT(study_uid) DO UPDATE SET seq = excluded.seq", (study_uid, seq))
+    seq = conn.execute(
+        "UPDATE counter SET value = value + 1 WHERE name = 'changes' RETURNING value"
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO changes (study_uid, seq) VALUES (?, ?) "
+        "ON CONFLICT(study_uid) DO UPDATE SET seq = excluded.seq",
+        (study_uid, seq),
+    )
 
 
-def insert_instance(conn: sqlite3.Connection, info: HeaderInfo, rel_path: str, size: int, version: int,
-                    source: str, now: float) -> bool:
+def insert_instance(
+    conn: sqlite3.Connection,
+    info: HeaderInfo,
+    rel_path: str,
+    size: int,
+    version: int,
+    source: str,
+    now: float,
+) -> bool:
     """Insert patient/study/series rows as needed and the instance row; False if the path was indexed."""
     conn.execute(
         "INSERT OR IGNORE INTO patients (patient_id, patient_name, birth_date, sex, name_fold, id_fold) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (info.patient_id, info.patient_name, info.birth_date, info.sex, fold(info.patient_name),
-         fold(info.patient_id)))
+        (
+            info.patient_id,
+            info.patient_name,
+            info.birth_date,
+            info.sex,
+            fold(info.patient_name),
+            fold(info.patient_id),
+        ),
+    )
     patient_pk = conn.execute(
         "SELECT pk FROM patients WHERE patient_id = ? AND patient_name = ? AND birth_date = ?",
-        (info.patient_id, info.patient_name, info.birth_date)).fetchone()[0]
+        (info.patient_id, info.patient_name, info.birth_date),
+    ).fetchone()[0]
     conn.execute(
         "INSERT OR IGNORE INTO studies (study_uid, patient_pk, study_date, study_time, description, accession, "
         "referring_physician, description_fold, accession_fold, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (info.study_uid, patient_pk, info.study_date, info.study_time, info.study_description, info.accession,
-         info.referring_physician, fold(info.study_description), fold(info.accession), now))
+        (
+            info.study_uid,
+            patient_pk,
+            info.study_date,
+            info.study_time,
+            info.study_description,
+            info.accession,
+            info.referring_physician,
+            fold(info.study_description),
+            fold(info.accession),
+            now,
+        ),
+    )
     conn.execute(
         "INSERT OR IGNORE INTO series (series_uid, study_uid, modality, series_number, description, body_part) "
         "VALUES (?,?,?,?,?,?)",
-        (info.series_uid, info.study_uid, info.modality, info.series_number, info.series_description,
-         info.body_part))
+        (
+            info.series_uid,
+            info.study_uid,
+            info.modality,
+            info.series_number,
+            info.series_description,
+            info.body_part,
+        ),
+    )
     cur = conn.execute(
         "INSERT OR IGNORE INTO instances (sop_instance_uid, sop_class_uid, series_uid, study_uid, instance_number, "
         "transfer_syntax, frames, rows, columns, path, size, version, source, received_at) "
         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (info.sop_instance_uid, info.sop_class_uid, info.series_uid, info.study_uid, info.instance_number,
-         info.transfer_syntax, info.frames, info.rows, info.columns, rel_path, size, version, source, now))
+        (
+            info.sop_instance_uid,
+            info.sop_class_uid,
+            info.series_uid,
+            info.study_uid,
+            info.instance_number,
+            info.transfer_syntax,
+            info.frames,
+            info.rows,
+            info.columns,
+            rel_path,
+            size,
+            version,
+            source,
+            now,
+        ),
+    )
     if cur.rowcount:
         touch_study(conn, info.study_uid)
     return bool(cur.rowcount)
@@ -162,9 +215,15 @@ def insert_instance(conn: sqlite3.Connection, info: HeaderInfo, rel_path: str, s
 
 def prune_empty(conn: sqlite3.Connection) -> None:
     """Drop series, studies and patients that no longer have instances (inside a transaction)."""
-    conn.execute("DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_uid = series.series_uid)")
-    conn.execute("DELETE FROM studies WHERE NOT EXISTS (SELECT 1 FROM series s WHERE s.study_uid = studies.study_uid)")
-    conn.execute("DELETE FROM patients WHERE NOT EXISTS (SELECT 1 FROM studies s WHERE s.patient_pk = patients.pk)")
+    conn.execute(
+        "DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_uid = series.series_uid)"
+    )
+    conn.execute(
+        "DELETE FROM studies WHERE NOT EXISTS (SELECT 1 FROM series s WHERE s.study_uid = studies.study_uid)"
+    )
+    conn.execute(
+        "DELETE FROM patients WHERE NOT EXISTS (SELECT 1 FROM studies s WHERE s.patient_pk = patients.pk)"
+    )
 
 
 _STUDY_SELECT = """
@@ -186,8 +245,12 @@ def _study_record(row: tuple) -> StudyRecord:
 def query_studies(conn: sqlite3.Connection, filters: dict[str, object]) -> list[StudyRecord]:
     where: list[str] = []
     params: list[object] = []
-    text_columns = {"patient_name": "p.name_fold", "patient_id": "p.id_fold", "accession": "st.accession_fold",
-                    "description": "st.description_fold"}
+    text_columns = {
+        "patient_name": "p.name_fold",
+        "patient_id": "p.id_fold",
+        "accession": "st.accession_fold",
+        "description": "st.description_fold",
+    }
     for key, value in filters.items():
         if value in (None, ""):
             continue
@@ -201,7 +264,9 @@ def query_studies(conn: sqlite3.Connection, filters: dict[str, object]) -> list[
             where.append("st.study_date <= ?")
             params.append(_dicom_date(value))
         elif key == "modality":
-            where.append("EXISTS (SELECT 1 FROM series se WHERE se.study_uid = st.study_uid AND upper(se.modality) = ?)")
+            where.append(
+                "EXISTS (SELECT 1 FROM series se WHERE se.study_uid = st.study_uid AND upper(se.modality) = ?)"
+            )
             params.append(str(value).upper())
         elif key == "study_uid":
             where.append("st.study_uid = ?")
@@ -220,26 +285,34 @@ def _dicom_date(value: object) -> str:
     return str(value).replace("-", "")
 
 
-def query_series(conn: sqlite3.Connection, study_uid: str | None = None,
-                 series_uid: str | None = None) -> list[SeriesRecord]:
-    sql = ("SELECT se.series_uid, se.study_uid, se.modality, se.series_number, se.description, se.body_part, "
-           "(SELECT count(DISTINCT i.sop_instance_uid) FROM instances i WHERE i.series_uid = se.series_uid) "
-           "FROM series se WHERE ")
+def query_series(
+    conn: sqlite3.Connection, study_uid: str | None = None, series_uid: str | None = None
+) -> list[SeriesRecord]:
+    sql = (
+        "SELECT se.series_uid, se.study_uid, se.modality, se.series_number, se.description, se.body_part, "
+        "(SELECT count(DISTINCT i.sop_instance_uid) FROM instances i WHERE i.series_uid = se.series_uid) "
+        "FROM series se WHERE "
+    )
     if series_uid is not None:
         rows = conn.execute(sql + "se.series_uid = ?", (series_uid,))
     else:
-        rows = conn.execute(sql + "se.study_uid = ? ORDER BY se.series_number IS NULL, se.series_number, "
-                            "se.series_uid", (study_uid,))
+        rows = conn.execute(
+            sql + "se.study_uid = ? ORDER BY se.series_number IS NULL, se.series_number, se.series_uid",
+            (study_uid,),
+        )
     return [SeriesRecord(*row) for row in rows]
 
 
-def query_instances(conn: sqlite3.Connection, root: Path, series_uid: str,
-                    all_versions: bool = False) -> list[InstanceRecord]:
+def query_instances(
+    conn: sqlite3.Connection, root: Path, series_uid: str, all_versions: bool = False
+) -> list[InstanceRecord]:
     """Instances of a series by instance number; only the newest version of each SOP unless asked."""
     rows = conn.execute(
         "SELECT sop_instance_uid, sop_class_uid, series_uid, study_uid, instance_number, transfer_syntax, frames, "
         "rows, columns, path, size, version FROM instances WHERE series_uid = ? "
-        "ORDER BY instance_number IS NULL, instance_number, sop_instance_uid, version", (series_uid,)).fetchall()
+        "ORDER BY instance_number IS NULL, instance_number, sop_instance_uid, version",
+        (series_uid,),
+    ).fetchall()
     if not all_versions:
         newest: dict[str, tuple] = {}
         for row in rows:

@@ -18,37 +18,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from dicom_net.listener import DEFAULT_AET, DEFAULT_MAX_PDU, DEFAULT_PORT
 
     receive = subparsers.add_parser(
-        "receive", help="run the DICOM listener (C-ECHO, C-STORE) into the archive",
+        "receive",
+        help="run the DICOM listener (C-ECHO, C-STORE) into the archive",
         description="Receive studies by DICOM C-STORE until SIGTERM/Ctrl-C. Writes "
-                    "<archive>/listener-status.json for the GUI.")
+        "<archive>/listener-status.json for the GUI.",
+    )
     receive.add_argument("--aet", default=DEFAULT_AET, help=f"our AE title (default {DEFAULT_AET})")
     receive.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
-    receive.add_argument("--host", default="127.0.0.1",
-                         help="address to listen on (default 127.0.0.1; 0.0.0.0 for the hospital network)")
-    receive.add_argument("--archive", type=Path, default=None, help="archive folder (default: in the data dir)")
-    receive.add_argument("--allow", action="append", default=[], metavar="AET[@HOST]",
-                         help="accept only these calling AE titles (optionally only from HOST); repeatable")
+    receive.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for the hospital network)",
+    )
+    receive.add_argument(
+        "--archive", type=Path, default=None, help="archive folder (default: in the data dir)"
+    )
+    receive.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="AET[@HOST]",
+        help="accept only these calling AE titles (optionally only from HOST); repeatable",
+    )
     receive.add_argument("--tls-cert", type=Path, help="our certificate (PEM): enables DICOM TLS")
     receive.add_argument("--tls-key", type=Path, help="our private key (PEM)")
     receive.add_argument("--tls-ca", type=Path, help="CA (PEM) that must have signed the peers' certificates")
-    receive.add_argument("--workers", type=int, default=1,
-                         help="receiver processes sharing the port (SO_REUSEPORT; default 1)")
-    receive.add_argument("--durability", choices=["fsync", "batch"], default="fsync",
-                         help="fsync: answer success only once the object is on disk (default); batch: fsync "
-                              "within ~50 ms after answering (faster; a power cut may lose the last objects)")
+    receive.add_argument(
+        "--workers", type=int, default=1, help="receiver processes sharing the port (SO_REUSEPORT; default 1)"
+    )
+    receive.add_argument(
+        "--durability",
+        choices=["fsync", "batch"],
+        default="fsync",
+        help="fsync: answer success only once the object is on disk (default); batch: fsync "
+        "within ~50 ms after answering (faster; a power cut may lose the last objects)",
+    )
     receive.add_argument("--max-associations", type=int, default=16)
     receive.add_argument("--max-pdu", type=int, default=DEFAULT_MAX_PDU, help="largest PDU we accept (bytes)")
     receive.set_defaults(func=_receive)
 
-    imp = subparsers.add_parser("import", help="import DICOM files, folders, DICOMDIRs or zip files",
-                                description="Import into the archive, byte for byte, with a progress bar.")
+    imp = subparsers.add_parser(
+        "import",
+        help="import DICOM files, folders, DICOMDIRs or zip files",
+        description="Import into the archive, byte for byte, with a progress bar.",
+    )
     imp.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     imp.add_argument("--archive", type=Path, default=None, help="archive folder (default: in the data dir)")
     imp.set_defaults(func=_import)
 
-    arc = subparsers.add_parser("archive", help="list the archive's studies or rebuild its index",
-                                description="`archive list [--json]` prints the studies; "
-                                            "`archive --reindex` rebuilds the index from the files.")
+    arc = subparsers.add_parser(
+        "archive",
+        help="list the archive's studies or rebuild its index",
+        description="`archive list [--json]` prints the studies; "
+        "`archive --reindex` rebuilds the index from the files.",
+    )
     arc.add_argument("action", nargs="?", choices=["list"], default=None)
     arc.add_argument("--json", action="store_true", help="machine-readable output")
     arc.add_argument("--reindex", action="store_true", help="bring the index in line with the files")
@@ -65,9 +88,19 @@ def _receive(args: argparse.Namespace) -> int:
 
     try:
         config = ListenerConfig(
-            aet=args.aet, port=args.port, host=args.host, archive_dir=_archive_dir(args), allow=args.allow,
-            tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca, workers=args.workers,
-            max_associations=args.max_associations, max_pdu=args.max_pdu, durability=args.durability)
+            aet=args.aet,
+            port=args.port,
+            host=args.host,
+            archive_dir=_archive_dir(args),
+            allow=args.allow,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_ca=args.tls_ca,
+            workers=args.workers,
+            max_associations=args.max_associations,
+            max_pdu=args.max_pdu,
+            durability=args.durability,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -100,9 +133,11 @@ def _import(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     bar.close()
-    print(f"{report.stored} stored, {report.duplicates} duplicates, {report.versions} new versions, "
-          f"{report.skipped} skipped (not DICOM), {len(report.failed)} failed, "
-          f"{len(report.study_uids)} studies")
+    print(
+        f"{report.stored} stored, {report.duplicates} duplicates, {report.versions} new versions, "
+        f"{report.skipped} skipped (not DICOM), {len(report.failed)} failed, "
+        f"{len(report.study_uids)} studies"
+    )
     for label, reason in report.failed:
         print(f"failed: {label}: {reason}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -126,7 +161,9 @@ def _archive(args: argparse.Namespace) -> int:
             return 0
         print(f"{'date':8}  {'patient':24} {'id':12} {'modalities':10} {'ser':>3} {'img':>5}  description")
         for s in studies:
-            print(f"{s.study_date:8}  {s.patient_name[:24]:24} {s.patient_id[:12]:12} "
-                  f"{','.join(s.modalities)[:10]:10} {s.series_count:>3} {s.instance_count:>5}  "
-                  f"{s.description[:40]}")
+            print(
+                f"{s.study_date:8}  {s.patient_name[:24]:24} {s.patient_id[:12]:12} "
+                f"{','.join(s.modalities)[:10]:10} {s.series_count:>3} {s.instance_count:>5}  "
+                f"{s.description[:40]}"
+            )
     return 0

@@ -77,6 +77,7 @@ def _zip_sources(path: Path) -> Iterator[_Source]:
     with zipfile.ZipFile(path) as zf:
         names = [info.filename for info in zf.infolist() if not info.is_dir()]
     for name in names:
+
         def read(name: str = name) -> bytes:
             with zipfile.ZipFile(path) as zf:
                 return zf.read(name)
@@ -148,9 +149,15 @@ def import_paths(
             progress(done, total)
         if report.storage_full:
             break
-    log.info("import: %d stored, %d duplicates, %d versions, %d skipped, %d failed%s", report.stored,
-             report.duplicates, report.versions, report.skipped, len(report.failed),
-             " (cancelled)" if report.cancelled else "")
+    log.info(
+        "import: %d stored, %d duplicates, %d versions, %d skipped, %d failed%s",
+        report.stored,
+        report.duplicates,
+        report.versions,
+        report.skipped,
+        len(report.failed),
+        " (cancelled)" if report.cancelled else "",
+    )
     return report
 
 

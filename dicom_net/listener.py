@@ -113,18 +113,23 @@ class StoreHandler:
             header = file_meta_header(sop_class, sop_instance, str(event.context.transfer_syntax), calling)
             data = header + event.encoded_dataset(include_meta=False)
             info = inspect_part10(data, expected_sop_class=sop_class, expected_sop_instance=sop_instance)
-            outcome = self.archive.store_bytes(data, info=info, source=calling,
-                                               defer_index=True, sync_before_return=self.sync_before_return)
+            outcome = self.archive.store_bytes(
+                data, info=info, source=calling, defer_index=True, sync_before_return=self.sync_before_return
+            )
         except InvalidDataset as exc:
             return self._fail(exc.status, f"refused {sop_instance}: {exc}")
         except StorageFull as exc:
             return self._fail(STATUS_OUT_OF_RESOURCES, f"refused {sop_instance}: {exc}")
         except OSError as exc:
-            return self._fail(STATUS_OUT_OF_RESOURCES, f"storing {sop_instance} failed: {type(exc).__name__} {exc.errno}")
+            return self._fail(
+                STATUS_OUT_OF_RESOURCES, f"storing {sop_instance} failed: {type(exc).__name__} {exc.errno}"
+            )
         except (ArchiveError, Exception) as exc:  # never let one object kill the association
             log.exception("unexpected error storing %s", sop_instance)
             self.stats.add("errors")
-            return self._fail(STATUS_CANNOT_UNDERSTAND, f"storing {sop_instance} failed: {type(exc).__name__}")
+            return self._fail(
+                STATUS_CANNOT_UNDERSTAND, f"storing {sop_instance} failed: {type(exc).__name__}"
+            )
         self.stats.add({"stored": "stored", "duplicate": "duplicates", "version": "versions"}[outcome.status])
         self.stats.set_last_study(outcome.study_uid)
         return STATUS_SUCCESS
@@ -151,7 +156,9 @@ def _prefer_requestor_syntaxes(event: Event) -> None:
         order = proposed.get(str(context.abstract_syntax))
         if order:
             ours = [str(ts) for ts in context.transfer_syntax]
-            context.transfer_syntax = [ts for ts in order if ts in ours] + [ts for ts in ours if ts not in order]
+            context.transfer_syntax = [ts for ts in order if ts in ours] + [
+                ts for ts in ours if ts not in order
+            ]
 
 
 def _on_requested(event: Event, rules: list[tuple[str, str | None]], stats: ListenerStats) -> None:
@@ -201,8 +208,9 @@ def build_ae(config: ListenerConfig) -> AE:
 class ListenerHandle:
     """A running in-process listener: ``.port``, ``.stats`` and ``.stop()``."""
 
-    def __init__(self, server: ListenerServer, archive: Archive, stats: ListenerStats,
-                 status: StatusWriter | None) -> None:
+    def __init__(
+        self, server: ListenerServer, archive: Archive, stats: ListenerStats, status: StatusWriter | None
+    ) -> None:
         self.server = server
         self.archive = archive
         self.stats = stats
@@ -231,8 +239,11 @@ def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tu
     archive = Archive(config.archive_dir, min_free_bytes=config.min_free_bytes)
     rules = parse_allow(config.allow)
     ae = build_ae(config)
-    ssl_context = (server_tls_context(config.tls_cert, config.tls_key, config.tls_ca)
-                   if config.tls_cert is not None and config.tls_key is not None else None)
+    ssl_context = (
+        server_tls_context(config.tls_cert, config.tls_key, config.tls_ca)
+        if config.tls_cert is not None and config.tls_key is not None
+        else None
+    )
     handlers: list[Any] = [
         (evt.EVT_C_STORE, StoreHandler(archive, stats, sync_before_return=config.durability == "fsync")),
         (evt.EVT_C_ECHO, _on_echo, [stats]),
@@ -241,11 +252,16 @@ def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tu
         (evt.EVT_REJECTED, _on_rejected, [stats]),
     ]
     ListenerServer.reuse_port = reuse_port
-    server = ae.make_server((config.host, config.port), ssl_context=ssl_context, evt_handlers=handlers,
-                            server_class=ListenerServer)
+    server = ae.make_server(
+        (config.host, config.port),
+        ssl_context=ssl_context,
+        evt_handlers=handlers,
+        server_class=ListenerServer,
+    )
     ae._servers.append(server)  # pynetdicom's shutdown() removes it from there
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="listener-accept",
-                     daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="listener-accept", daemon=True
+    ).start()
     return server, archive
 
 
@@ -256,18 +272,30 @@ def start_listener(config: ListenerConfig, *, write_status: bool = True) -> List
     status = None
     if write_status:
         port = server.server_address[1]
-        status = StatusWriter(config.archive_dir / STATUS_FILE_NAME, stats, _identity(config, port),
-                              config.status_interval_s)
+        status = StatusWriter(
+            config.archive_dir / STATUS_FILE_NAME, stats, _identity(config, port), config.status_interval_s
+        )
         status.start()
-    log.info("listening as %s on %s:%d (archive %s)", config.aet, config.host, server.server_address[1],
-             config.archive_dir)
+    log.info(
+        "listening as %s on %s:%d (archive %s)",
+        config.aet,
+        config.host,
+        server.server_address[1],
+        config.archive_dir,
+    )
     return ListenerHandle(server, archive, stats, status)
 
 
 def _identity(config: ListenerConfig, port: int) -> dict[str, Any]:
-    return {"aet": config.aet, "host": config.host, "port": port, "workers": config.workers,
-            "durability": config.durability,
-            "tls": config.tls_cert is not None, "archive": str(config.archive_dir)}
+    return {
+        "aet": config.aet,
+        "host": config.host,
+        "port": port,
+        "workers": config.workers,
+        "durability": config.durability,
+        "tls": config.tls_cert is not None,
+        "archive": str(config.archive_dir),
+    }
 
 
 def _wait_for_sigterm(tick: Callable[[], bool] | None = None) -> None:
@@ -297,7 +325,9 @@ class _Supervisor:
         self.workers = [self._spawn(i) for i in range(config.workers)]
 
     def _spawn(self, index: int) -> tuple[Any, float]:
-        process = self._mp.Process(target=_worker_main, args=(self.config, self.stats), name=f"receiver-{index}")
+        process = self._mp.Process(
+            target=_worker_main, args=(self.config, self.stats), name=f"receiver-{index}"
+        )
         process.start()
         return process, time.monotonic()
 
@@ -352,11 +382,17 @@ def run_listener_forever(config: ListenerConfig) -> int:
         return 0
     stats = ListenerStats()
     supervisor = _Supervisor(config, stats)
-    status = StatusWriter(config.archive_dir / STATUS_FILE_NAME, stats, _identity(config, config.port),
-                          config.status_interval_s)
+    status = StatusWriter(
+        config.archive_dir / STATUS_FILE_NAME, stats, _identity(config, config.port), config.status_interval_s
+    )
     status.start()
-    log.info("listening as %s on %s:%d with %d receiver processes", config.aet, config.host, config.port,
-             config.workers)
+    log.info(
+        "listening as %s on %s:%d with %d receiver processes",
+        config.aet,
+        config.host,
+        config.port,
+        config.workers,
+    )
     healthy = True
     try:
         _wait_for_sigterm(supervisor.check)

@@ -36,11 +36,11 @@ class ListenerStats:
 
     def set_last_study(self, uid: str) -> None:
         with self._last_study.get_lock():
-            self._last_study.value = uid.encode("ascii", "replace")[:_UID_BYTES - 1]
+            self._last_study.value = uid.encode("ascii", "replace")[: _UID_BYTES - 1]
 
     def set_last_error(self, text: str) -> None:
         with self._last_error.get_lock():
-            self._last_error.value = text.encode("ascii", "replace")[:_ERROR_BYTES - 1]
+            self._last_error.value = text.encode("ascii", "replace")[: _ERROR_BYTES - 1]
 
     def snapshot(self) -> dict[str, Any]:
         with self._counts.get_lock():
@@ -72,11 +72,16 @@ def read_status(archive_dir: Path) -> dict[str, Any] | None:
 class StatusWriter:
     """Rewrites the status file when the counters change (and at start and stop)."""
 
-    def __init__(self, path: Path, stats: ListenerStats, identity: dict[str, Any], interval_s: float = 0.5) -> None:
+    def __init__(
+        self, path: Path, stats: ListenerStats, identity: dict[str, Any], interval_s: float = 0.5
+    ) -> None:
         self.path = path
         self.stats = stats
-        self.identity = {**identity, "pid": os.getpid(),
-                         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        self.identity = {
+            **identity,
+            "pid": os.getpid(),
+            "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,9 +92,13 @@ class StatusWriter:
         if snap == self._last and state == "running":
             return
         self._last = snap
-        payload = {**self.identity, **snap, "state": state,
-                   "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                   "updated_epoch": time.time()}
+        payload = {
+            **self.identity,
+            **snap,
+            "state": state,
+            "updated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "updated_epoch": time.time(),
+        }
         try:
             write_json_atomically(self.path, payload)
         except OSError:

@@ -80,8 +80,11 @@ class BoundedAssociationSocket(AssociationSocket):
             self._expect_pdu_type = header[0] if len(header) == 6 else None
             return header
         if self._expect_pdu_type is not None and nr_bytes > self._limit_for(self._expect_pdu_type):
-            log.warning("peer announced a %d-byte PDU of type 0x%02X: over the limit, aborting",
-                        nr_bytes, self._expect_pdu_type)
+            log.warning(
+                "peer announced a %d-byte PDU of type 0x%02X: over the limit, aborting",
+                nr_bytes,
+                self._expect_pdu_type,
+            )
             self._abort_and_close(sock)
             return bytearray()
         self._expect_pdu_type = None
@@ -283,7 +286,9 @@ class ListenerServer(ThreadedAssociationServer):
         return client, address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("error while serving a connection from %s", client_address[0] if client_address else "?")
+        log.exception(
+            "error while serving a connection from %s", client_address[0] if client_address else "?"
+        )
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop accepting; give running associations ``grace_s`` to finish, then abort them."""

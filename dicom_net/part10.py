@@ -24,16 +24,19 @@ def _padded(text: str, pad: bytes) -> bytes:
     return raw + pad if len(raw) % 2 else raw
 
 
-def file_meta_header(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
-                     source_aet: str = "") -> bytes:
+def file_meta_header(
+    sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_aet: str = ""
+) -> bytes:
     """Preamble + 'DICM' + an explicit-VR little-endian File Meta group for one object."""
-    body = b"".join((
-        _element(0x0001, b"OB", b"\x00\x01"),
-        _element(0x0002, b"UI", _padded(sop_class_uid, b"\0")),
-        _element(0x0003, b"UI", _padded(sop_instance_uid, b"\0")),
-        _element(0x0010, b"UI", _padded(transfer_syntax, b"\0")),
-        _element(0x0012, b"UI", _padded(str(PYNETDICOM_IMPLEMENTATION_UID), b"\0")),
-        _element(0x0013, b"SH", _padded(str(PYNETDICOM_IMPLEMENTATION_VERSION), b" ")),
-        _element(0x0016, b"AE", _padded(source_aet.strip(), b" ")) if source_aet.strip() else b"",
-    ))
+    body = b"".join(
+        (
+            _element(0x0001, b"OB", b"\x00\x01"),
+            _element(0x0002, b"UI", _padded(sop_class_uid, b"\0")),
+            _element(0x0003, b"UI", _padded(sop_instance_uid, b"\0")),
+            _element(0x0010, b"UI", _padded(transfer_syntax, b"\0")),
+            _element(0x0012, b"UI", _padded(str(PYNETDICOM_IMPLEMENTATION_UID), b"\0")),
+            _element(0x0013, b"SH", _padded(str(PYNETDICOM_IMPLEMENTATION_VERSION), b" ")),
+            _element(0x0016, b"AE", _padded(source_aet.strip(), b" ")) if source_aet.strip() else b"",
+        )
+    )
     return _PREFIX + _element(0x0000, b"UL", struct.pack("<I", len(body))) + body

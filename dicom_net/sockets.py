@@ -33,8 +33,9 @@ def server_tls_context(cert: Path, key: Path, ca: Path | None = None) -> ssl.SSL
     return ctx
 
 
-def client_tls_context(ca: Path, cert: Path | None = None, key: Path | None = None,
-                       check_hostname: bool = False) -> ssl.SSLContext:
+def client_tls_context(
+    ca: Path, cert: Path | None = None, key: Path | None = None, check_hostname: bool = False
+) -> ssl.SSLContext:
     """TLS for an SCU: verify the peer against ``ca`` and present our own certificate when given.
 
     DICOM nodes are usually addressed by IP and their certificates rarely carry it, so host

@@ -131,8 +131,11 @@ class _Fields:
     def text(self, tag: int, keyword: str) -> str:
         raw = self._raw_bytes(tag)
         if raw is None:
-            return "" if tag not in self.ds or not isinstance(self.ds.get_item(tag), RawDataElement) \
+            return (
+                ""
+                if tag not in self.ds or not isinstance(self.ds.get_item(tag), RawDataElement)
                 else _text(self.ds, keyword)
+            )
         if self.encoding or (raw.isascii() and b"\x1b" not in raw):
             return raw.decode(self.encoding or "ascii", "replace").strip(" \0")
         return _text(self.ds, keyword)
@@ -175,8 +178,9 @@ def _check_complete(ds: Dataset, data_len: int, little_endian: bool, deflated: b
         raise InvalidDataset(f"truncated or trailing bytes: last element ends at {end}, data has {data_len}")
 
 
-def expected_pixel_bytes(rows: int, columns: int, samples: int, frames: int, bits_allocated: int,
-                         photometric: str = "") -> int:
+def expected_pixel_bytes(
+    rows: int, columns: int, samples: int, frames: int, bits_allocated: int, photometric: str = ""
+) -> int:
     """Bytes of native (uncompressed) pixel data that rows/columns/samples/bits/frames call for."""
     if photometric == "YBR_FULL_422" and samples == 3:
         return rows * columns * 2 * frames * bits_allocated // 8  # two samples per pixel after subsampling
@@ -227,9 +231,7 @@ def inspect_part10(
         return _inspect(data, expected_sop_class, expected_sop_instance)
 
 
-def _inspect(
-    data: bytes, expected_sop_class: str | None, expected_sop_instance: str | None
-) -> HeaderInfo:
+def _inspect(data: bytes, expected_sop_class: str | None, expected_sop_instance: str | None) -> HeaderInfo:
     if len(data) < 132 + 12 or data[128:132] != b"DICM":
         raise InvalidDataset("not a DICOM Part-10 stream (no DICM prefix)")
     try:
@@ -252,8 +254,12 @@ def _inspect(
     sop_instance = f.text(0x00080018, "SOPInstanceUID")
     study_uid = f.text(0x0020000D, "StudyInstanceUID")
     series_uid = f.text(0x0020000E, "SeriesInstanceUID")
-    for name, value in (("SOP Class", sop_class), ("SOP Instance", sop_instance),
-                        ("Study Instance", study_uid), ("Series Instance", series_uid)):
+    for name, value in (
+        ("SOP Class", sop_class),
+        ("SOP Instance", sop_instance),
+        ("Study Instance", study_uid),
+        ("Series Instance", series_uid),
+    ):
         if not value or len(value) > 64:
             raise InvalidDataset(f"missing or invalid {name} UID")
     meta_class = str(meta.get("MediaStorageSOPClassUID", "") or "")

@@ -24,8 +24,9 @@ def need_dcmtk(*tools: str) -> None:
 
 @pytest.fixture
 def listener(tmp_path: Path) -> Iterator[ListenerHandle]:
-    handle = start_listener(ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=tmp_path / "arc",
-                                           status_interval_s=0.1))
+    handle = start_listener(
+        ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=tmp_path / "arc", status_interval_s=0.1)
+    )
     try:
         yield handle
     finally:
@@ -36,7 +37,10 @@ def archive_is_empty(root: Path) -> bool:
     """No stored file, no index row, no temp leftover."""
     archive = Archive(root)
     try:
-        return (not list(archive.studies_dir.rglob("*.dcm")) and archive.instance_count() == 0
-                and not list(archive.tmp_dir.iterdir()))
+        return (
+            not list(archive.studies_dir.rglob("*.dcm"))
+            and archive.instance_count() == 0
+            and not list(archive.tmp_dir.iterdir())
+        )
     finally:
         archive.close()

@@ -40,14 +40,17 @@ def test_concurrent_writer_processes_store_each_object_once(tmp_path: Path) -> N
     own = [write_datasets(small_ct(4, rows=64), tmp_path / f"own{i}") for i in range(3)]
     root = tmp_path / "arc"
     Archive(root).close()
-    writers = [_python(f"""
+    writers = [
+        _python(f"""
         from pathlib import Path
         from dicom_net.archive import Archive
         a = Archive(Path({str(root)!r}))
         files = [Path(p) for p in {[str(p) for p in shared + own[i]]!r}]
         for p in (files if {i} % 2 else reversed(files)):
             a.store_file(p)
-        """) for i in range(3)]
+        """)
+        for i in range(3)
+    ]
     assert [w.wait(120) for w in writers] == [0, 0, 0]
     archive = Archive(root)
     assert assert_index_points_only_at_complete_files(archive) == 12 + 3 * 4
@@ -88,8 +91,9 @@ def tiny_tmpfs(path: Path, size: str) -> Iterator[Path]:
     path.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tiny tmpfs to fill needs root")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
     try:

@@ -21,8 +21,16 @@ def archive_state(archive: Archive) -> tuple[list[Path], int, list[Path]]:
 
 
 def test_stores_bytes_unchanged_and_indexes_browser_fields(tmp_path: Path) -> None:
-    patient = {"name": "DOE^JANE", "id": "P123", "birth_date": "19800102", "sex": "F", "accession": "ACC9",
-               "referring": "HOUSE^G", "study_description": "Chest CT", "study_date": "20240115"}
+    patient = {
+        "name": "DOE^JANE",
+        "id": "P123",
+        "birth_date": "19800102",
+        "sex": "F",
+        "accession": "ACC9",
+        "referring": "HOUSE^G",
+        "study_description": "Chest CT",
+        "study_date": "20240115",
+    }
     slices = small_ct(3, patient=patient, series_description="Axial 1mm")
     archive = Archive(tmp_path / "arc")
     blobs = [part10(ds) for ds in reversed(slices)]  # stored out of order on purpose
@@ -33,28 +41,63 @@ def test_stores_bytes_unchanged_and_indexes_browser_fields(tmp_path: Path) -> No
         assert outcome.path.read_bytes() == blob  # no re-encoding
         assert outcome.path.is_relative_to(archive.root / "studies" / slices[0].StudyInstanceUID)
     [study] = archive.studies()
-    assert (study.patient_name, study.patient_id, study.birth_date, study.sex) == ("DOE^JANE", "P123", "19800102", "F")
+    assert (study.patient_name, study.patient_id, study.birth_date, study.sex) == (
+        "DOE^JANE",
+        "P123",
+        "19800102",
+        "F",
+    )
     assert (study.study_date, study.description, study.accession, study.referring_physician) == (
-        "20240115", "Chest CT", "ACC9", "HOUSE^G")
+        "20240115",
+        "Chest CT",
+        "ACC9",
+        "HOUSE^G",
+    )
     assert study.modalities == ["CT"] and study.series_count == 1 and study.instance_count == 3
     [series] = archive.series(study.study_uid)
     assert (series.modality, series.series_number, series.description, series.body_part) == (
-        "CT", 1, "Axial 1mm", "CHEST")
+        "CT",
+        1,
+        "Axial 1mm",
+        "CHEST",
+    )
     assert archive.find_series(series.series_uid) == series
     instances = archive.instances(series.series_uid)
     assert [i.instance_number for i in instances] == [1, 2, 3]
     assert [i.sop_instance_uid for i in instances] == [ds.SOPInstanceUID for ds in slices]
     first = instances[0]
-    assert (first.rows, first.columns, first.frames, first.transfer_syntax) == (32, 32, 1, "1.2.840.10008.1.2.1")
+    assert (first.rows, first.columns, first.frames, first.transfer_syntax) == (
+        32,
+        32,
+        1,
+        "1.2.840.10008.1.2.1",
+    )
     assert first.path.is_absolute() and first.path.read_bytes() == part10(slices[0])
 
 
 def test_filters_are_case_insensitive_substrings_and_date_ranges(tmp_path: Path) -> None:
     archive = Archive(tmp_path / "arc")
-    a = small_ct(1, patient={"name": "Müller^Jürgen", "id": "ID-A", "study_date": "20240110",
-                             "accession": "ACC-1", "study_description": "CT Thorax"})[0]
-    b = radiograph(patient={"name": "SMITH^ANNA", "id": "ID-B", "study_date": "20230301",
-                            "accession": "XR-7", "study_description": "Chest PA"}, rows=64, columns=48)
+    a = small_ct(
+        1,
+        patient={
+            "name": "Müller^Jürgen",
+            "id": "ID-A",
+            "study_date": "20240110",
+            "accession": "ACC-1",
+            "study_description": "CT Thorax",
+        },
+    )[0]
+    b = radiograph(
+        patient={
+            "name": "SMITH^ANNA",
+            "id": "ID-B",
+            "study_date": "20230301",
+            "accession": "XR-7",
+            "study_description": "Chest PA",
+        },
+        rows=64,
+        columns=48,
+    )
     archive.store_bytes(part10(a))
     archive.store_bytes(part10(b))
 
@@ -71,7 +114,10 @@ def test_filters_are_case_insensitive_substrings_and_date_ranges(tmp_path: Path)
     assert uids(date_to="2023-12-31") == {b.StudyInstanceUID}
     assert uids(date_from="20230301", date_to="20230301") == {b.StudyInstanceUID}
     assert uids(patient_name="nobody") == set()
-    assert [s.study_uid for s in archive.studies()] == [a.StudyInstanceUID, b.StudyInstanceUID]  # newest first
+    assert [s.study_uid for s in archive.studies()] == [
+        a.StudyInstanceUID,
+        b.StudyInstanceUID,
+    ]  # newest first
     with pytest.raises(TypeError):
         archive.studies(colour="red")
 
@@ -87,7 +133,9 @@ def test_same_bytes_twice_is_a_no_op(tmp_path: Path) -> None:
     assert (len(files), rows, tmp) == (1, 1, [])
 
 
-def test_different_bytes_same_uid_keeps_both_versions(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_different_bytes_same_uid_keeps_both_versions(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     archive = Archive(tmp_path / "arc")
     ds = small_ct(1)[0]
     original = part10(ds)
@@ -116,12 +164,15 @@ def _garbage(blob: bytes) -> bytes:
     return blob[:132] + b"\x13\x37" * 500
 
 
-@pytest.mark.parametrize("make_bad, error", [
-    (_truncated, InvalidDataset),
-    (lambda b: b[:300], InvalidDataset),  # cut inside the file meta
-    (_garbage, InvalidDataset),
-    (lambda b: b"not dicom at all" * 40, InvalidDataset),
-])
+@pytest.mark.parametrize(
+    "make_bad, error",
+    [
+        (_truncated, InvalidDataset),
+        (lambda b: b[:300], InvalidDataset),  # cut inside the file meta
+        (_garbage, InvalidDataset),
+        (lambda b: b"not dicom at all" * 40, InvalidDataset),
+    ],
+)
 def test_broken_bytes_are_refused_and_leave_nothing(tmp_path: Path, make_bad: object, error: type) -> None:
     archive = Archive(tmp_path / "arc")
     with pytest.raises(error):
@@ -232,11 +283,14 @@ def test_minimum_free_space_refuses_before_the_disk_is_full(tmp_path: Path) -> N
     assert archive_state(archive) == ([], 0, [])
 
 
-@pytest.mark.parametrize("charset, name", [
-    ("ISO_IR 100", "Müller^Jürgen"),  # Latin-1 bytes
-    ("ISO_IR 192", "Ørsted^Åse"),  # UTF-8 bytes
-    (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう"),  # ISO 2022 escapes: pydicom decodes
-])
+@pytest.mark.parametrize(
+    "charset, name",
+    [
+        ("ISO_IR 100", "Müller^Jürgen"),  # Latin-1 bytes
+        ("ISO_IR 192", "Ørsted^Åse"),  # UTF-8 bytes
+        (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう"),  # ISO 2022 escapes: pydicom decodes
+    ],
+)
 def test_patient_names_are_indexed_in_every_character_set(tmp_path: Path, charset: object, name: str) -> None:
     ds = small_ct(1)[0]
     ds.SpecificCharacterSet = charset

@@ -30,15 +30,22 @@ def test_import_folder_zip_and_loose_file_with_progress(tmp_path: Path) -> None:
     calls: list[tuple[int, int]] = []
     archive = Archive(tmp_path / "arc")
 
-    report = import_paths(archive, [tmp_path / "folder", tmp_path / "study.zip", loose, truncated],
-                          progress=lambda done, total: calls.append((done, total)))
+    report = import_paths(
+        archive,
+        [tmp_path / "folder", tmp_path / "study.zip", loose, truncated],
+        progress=lambda done, total: calls.append((done, total)),
+    )
 
     assert (report.stored, report.duplicates, report.skipped) == (10, 0, 1)
     assert [label for label, _ in report.failed] == [str(truncated.absolute())]
     assert calls[0] == (0, 12) and calls[-1] == (12, 12) and len(calls) == 13
     assert len(report.study_uids) == 3 and archive.instance_count() == 10
-    stored = {i.sop_instance_uid: i.path for s in archive.studies() for se in archive.series(s.study_uid)
-              for i in archive.instances(se.series_uid)}
+    stored = {
+        i.sop_instance_uid: i.path
+        for s in archive.studies()
+        for se in archive.series(s.study_uid)
+        for i in archive.instances(se.series_uid)
+    }
     assert stored[zipped[1].SOPInstanceUID].read_bytes() == part10(zipped[1])
     assert stored[folder_series[0].stem].read_bytes() == folder_series[0].read_bytes()
     again = import_paths(archive, [tmp_path / "folder"])
@@ -75,8 +82,10 @@ def test_import_stops_between_files_when_cancelled(tmp_path: Path) -> None:
 
 
 def test_import_and_archive_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    files = write_datasets(small_ct(4, patient={"name": "CLI^PATIENT", "id": "CLI-1", "study_date": "20240202"}),
-                           tmp_path / "src")
+    files = write_datasets(
+        small_ct(4, patient={"name": "CLI^PATIENT", "id": "CLI-1", "study_date": "20240202"}),
+        tmp_path / "src",
+    )
     arc = tmp_path / "arc"
     assert main(["import", str(tmp_path / "src"), "--archive", str(arc)]) == 0
     assert "4 stored" in capsys.readouterr().out
@@ -97,8 +106,9 @@ def test_import_and_archive_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert all(f.exists() for f in files)
 
 
-def test_archive_defaults_to_the_data_directory(_private_home: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_archive_defaults_to_the_data_directory(
+    _private_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_datasets(small_ct(2), tmp_path / "src")
     assert main(["import", str(tmp_path / "src")]) == 0
     assert (_private_home / "archive" / "index.sqlite").exists()

@@ -24,8 +24,12 @@ from tests.dicom_net.dicom_objects import REAL_SAMPLES, sample_file, small_ct
 
 pytestmark = pytest.mark.network_peer
 STORESCU_PROPOSE = {
-    "1.2.840.10008.1.2.4.50": ("-xy",), "1.2.840.10008.1.2.4.70": ("-xs",), "1.2.840.10008.1.2.4.90": ("-xv",),
-    "1.2.840.10008.1.2.4.80": ("-xt",), "1.2.840.10008.1.2.5": ("-xr",), "1.2.840.10008.1.2.1.99": ("-xd",),
+    "1.2.840.10008.1.2.4.50": ("-xy",),
+    "1.2.840.10008.1.2.4.70": ("-xs",),
+    "1.2.840.10008.1.2.4.90": ("-xv",),
+    "1.2.840.10008.1.2.4.80": ("-xt",),
+    "1.2.840.10008.1.2.5": ("-xr",),
+    "1.2.840.10008.1.2.1.99": ("-xd",),
     "1.2.840.10008.1.2.2": ("-xb",),
 }
 REPO = Path(__file__).resolve().parents[2]
@@ -34,20 +38,36 @@ REPO = Path(__file__).resolve().parents[2]
 def dataset_bytes(part10: bytes) -> bytes:
     """The bytes after the file meta group (whose length element pydicom always writes)."""
     (meta_length,) = struct.unpack("<I", part10[140:144])
-    return part10[144 + meta_length:]
+    return part10[144 + meta_length :]
 
 
-def storescu(port: int, files: list[Path], *, aec: str = LISTENER_AET, aet: str = "DCMTKSCU",
-             extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def storescu(
+    port: int,
+    files: list[Path],
+    *,
+    aec: str = LISTENER_AET,
+    aet: str = "DCMTKSCU",
+    extra: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess:
     need_dcmtk("storescu")
-    return subprocess.run(["storescu", "-aec", aec, "-aet", aet, *extra, "127.0.0.1", str(port),
-                           *map(str, files)], env=DCMTK_ENV, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["storescu", "-aec", aec, "-aet", aet, *extra, "127.0.0.1", str(port), *map(str, files)],
+        env=DCMTK_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def echoscu(port: int, *, aec: str = LISTENER_AET, aet: str = "DCMTKSCU") -> subprocess.CompletedProcess:
     need_dcmtk("echoscu")
-    return subprocess.run(["echoscu", "-aec", aec, "-aet", aet, "127.0.0.1", str(port)], env=DCMTK_ENV,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["echoscu", "-aec", aec, "-aet", aet, "127.0.0.1", str(port)],
+        env=DCMTK_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_echoscu_gets_success_and_is_counted(listener) -> None:
@@ -82,15 +102,22 @@ def test_real_objects_in_every_syntax_and_class_arrive(listener) -> None:
     for syntax, group in by_syntax.items():  # storescu proposes a compressed syntax only when told to
         result = storescu(listener.port, group, extra=("-R", *STORESCU_PROPOSE.get(syntax, ())))
         assert result.returncode == 0, result.stderr
+
     def fingerprint(path: Path) -> tuple[str, str, int, bytes]:
         info = inspect_part10(path.read_bytes())
         ds = dcmread(path)
-        pixels = bytes(ds.PixelData) if "PixelData" in ds else bytes(ds.get("WaveformSequence")[0].WaveformData)
+        pixels = (
+            bytes(ds.PixelData) if "PixelData" in ds else bytes(ds.get("WaveformSequence")[0].WaveformData)
+        )
         return info.sop_instance_uid, info.transfer_syntax, info.frames, pixels
 
     archive = listener.archive
-    stored = [inst.path for study in archive.studies() for series in archive.series(study.study_uid)
-              for inst in archive.instances(series.series_uid, all_versions=True)]
+    stored = [
+        inst.path
+        for study in archive.studies()
+        for series in archive.series(study.study_uid)
+        for inst in archive.instances(series.series_uid, all_versions=True)
+    ]
     # same objects, same transfer syntax, same frames and identical pixel bytes: nothing transcoded
     assert sorted(map(fingerprint, stored)) == sorted(map(fingerprint, files))
     assert listener.stats.snapshot()["counts"]["failed"] == 0
@@ -103,15 +130,21 @@ def test_wrong_called_ae_title_is_rejected(listener) -> None:
     assert listener.stats.snapshot()["counts"]["echoes"] == 0
 
 
-@pytest.mark.parametrize("allow, calling, accepted", [
-    (["GOODAE"], "GOODAE", True),
-    (["GOODAE"], "BADAE", False),
-    (["GOODAE@127.0.0.1"], "GOODAE", True),
-    (["GOODAE@10.255.0.9"], "GOODAE", False),  # right AE title, wrong host
-])
-def test_allow_list_of_calling_ae_titles_and_hosts(tmp_path: Path, allow: list[str], calling: str,
-                                                   accepted: bool) -> None:
-    handle = start_listener(ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=tmp_path / "arc", allow=allow))
+@pytest.mark.parametrize(
+    "allow, calling, accepted",
+    [
+        (["GOODAE"], "GOODAE", True),
+        (["GOODAE"], "BADAE", False),
+        (["GOODAE@127.0.0.1"], "GOODAE", True),
+        (["GOODAE@10.255.0.9"], "GOODAE", False),  # right AE title, wrong host
+    ],
+)
+def test_allow_list_of_calling_ae_titles_and_hosts(
+    tmp_path: Path, allow: list[str], calling: str, accepted: bool
+) -> None:
+    handle = start_listener(
+        ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=tmp_path / "arc", allow=allow)
+    )
     try:
         files = write_datasets(small_ct(1), tmp_path / "src")
         result = storescu(handle.port, files, aet=calling)
@@ -134,15 +167,36 @@ def _wait_for(predicate, timeout: float = 20.0) -> None:
 def test_receive_command_runs_as_its_own_process(tmp_path: Path, workers: int) -> None:
     port = free_port()
     archive_dir = tmp_path / "arc"
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "receive", "--aet", LISTENER_AET, "--port",
-                             str(port), "--archive", str(archive_dir), "--workers", str(workers)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "receive",
+            "--aet",
+            LISTENER_AET,
+            "--port",
+            str(port),
+            "--archive",
+            str(archive_dir),
+            "--workers",
+            str(workers),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _wait_for(lambda: (read_status(archive_dir) or {}).get("state") == "running")
         _wait_for(lambda: echoscu(port).returncode == 0)
         series = [write_datasets(small_ct(5, rows=48), tmp_path / f"src{i}") for i in range(2)]
-        senders = [subprocess.Popen(["storescu", "-aec", LISTENER_AET, "127.0.0.1", str(port), *map(str, files)],
-                                    env=DCMTK_ENV) for files in series]
+        senders = [
+            subprocess.Popen(
+                ["storescu", "-aec", LISTENER_AET, "127.0.0.1", str(port), *map(str, files)], env=DCMTK_ENV
+            )
+            for files in series
+        ]
         assert [s.wait(60) for s in senders] == [0, 0]
         _wait_for(lambda: read_status(archive_dir)["counts"]["stored"] == 10)
         status = read_status(archive_dir)
@@ -168,23 +222,46 @@ def test_receive_restarts_a_killed_worker_and_fails_cleanly_on_a_busy_port(tmp_p
 
     port = free_port()
     archive_dir = tmp_path / "arc"
-    cmd = [sys.executable, "-m", "app.cli", "receive", "--aet", LISTENER_AET, "--port", str(port), "--archive"]
-    proc = subprocess.Popen([*cmd, str(archive_dir), "--workers", "2"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "receive",
+        "--aet",
+        LISTENER_AET,
+        "--port",
+        str(port),
+        "--archive",
+    ]
+    proc = subprocess.Popen(
+        [*cmd, str(archive_dir), "--workers", "2"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for(lambda: len(psutil.Process(proc.pid).children()) == 2)
         _wait_for(lambda: echoscu(port).returncode == 0)
         victim = psutil.Process(proc.pid).children()[0]
         victim.kill()
-        _wait_for(lambda: victim.pid not in [c.pid for c in psutil.Process(proc.pid).children()]
-                  and len(psutil.Process(proc.pid).children()) == 2)
+        _wait_for(
+            lambda: (
+                victim.pid not in [c.pid for c in psutil.Process(proc.pid).children()]
+                and len(psutil.Process(proc.pid).children()) == 2
+            )
+        )
         files = write_datasets(small_ct(6), tmp_path / "src")
         for _ in range(3):  # the kernel spreads connections over both processes
             assert storescu(port, files).returncode == 0
         _wait_for(lambda: (read_status(archive_dir) or {}).get("counts", {}).get("errors") == 1)
 
-        busy = subprocess.run([*cmd, str(tmp_path / "other"), "--workers", "1"], cwd=REPO, capture_output=True,
-                              text=True, timeout=60)  # same port, no SO_REUSEPORT: must fail, not hang
+        busy = subprocess.run(
+            [*cmd, str(tmp_path / "other"), "--workers", "1"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # same port, no SO_REUSEPORT: must fail, not hang
         assert busy.returncode == 1 and "cannot start the listener" in busy.stderr
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -58,7 +58,9 @@ def send_file_as_is(port: int, path: Path, *contexts: str) -> int:
         _config.STORE_SEND_CHUNKED_DATASET = False
 
 
-def test_dataset_uids_disagreeing_with_the_command_are_refused(listener: ListenerHandle, tmp_path: Path) -> None:
+def test_dataset_uids_disagreeing_with_the_command_are_refused(
+    listener: ListenerHandle, tmp_path: Path
+) -> None:
     ds = small_ct(1)[0]
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()  # -> Affected SOP Instance UID differs
     (tmp_path / "instance.dcm").write_bytes(part10_as_is(ds))
@@ -75,12 +77,17 @@ def test_dataset_uids_disagreeing_with_the_command_are_refused(listener: Listene
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "cut_in_header"])
-def test_unparsable_or_truncated_datasets_are_refused(listener: ListenerHandle, tmp_path: Path, damage: str) -> None:
+def test_unparsable_or_truncated_datasets_are_refused(
+    listener: ListenerHandle, tmp_path: Path, damage: str
+) -> None:
     blob = part10(small_ct(1, rows=64)[0])
     (meta_length,) = struct.unpack("<I", blob[140:144])
     body = 144 + meta_length
-    bad = {"truncated": blob[:-1000], "garbage": blob[:body] + bytes(range(256)) * 8,
-           "cut_in_header": blob[:body + 90]}[damage]
+    bad = {
+        "truncated": blob[:-1000],
+        "garbage": blob[:body] + bytes(range(256)) * 8,
+        "cut_in_header": blob[: body + 90],
+    }[damage]
     (tmp_path / "bad.dcm").write_bytes(bad)
     status = send_file_as_is(listener.port, tmp_path / "bad.dcm")
     assert status not in (0x0000, 0xB000, 0xB006, 0xB007) and status >= 0xA000, hex(status)
@@ -101,8 +108,12 @@ def test_pixel_data_length_disagreeing_with_image_attributes_is_refused(listener
     finally:
         assoc.release()
     assert listener.archive.instance_count() == 1
-    assert [i.sop_instance_uid for s in listener.archive.studies() for se in listener.archive.series(s.study_uid)
-            for i in listener.archive.instances(se.series_uid)] == [good.SOPInstanceUID]
+    assert [
+        i.sop_instance_uid
+        for s in listener.archive.studies()
+        for se in listener.archive.series(s.study_uid)
+        for i in listener.archive.instances(se.series_uid)
+    ] == [good.SOPInstanceUID]
 
 
 def _store_pdus(ds, context_id: int, max_pdu: int) -> list[bytes]:
@@ -113,7 +124,7 @@ def _store_pdus(ds, context_id: int, max_pdu: int) -> list[bytes]:
     req.AffectedSOPClassUID = ds.SOPClassUID
     req.AffectedSOPInstanceUID = ds.SOPInstanceUID
     req.Priority = 2
-    req.DataSet = io.BytesIO(blob[144 + meta_length:])
+    req.DataSet = io.BytesIO(blob[144 + meta_length :])
     msg = C_STORE_RQ()
     msg.primitive_to_message(req)
     pdus = []
@@ -174,8 +185,9 @@ def test_oversized_pdus_are_refused_before_being_buffered(listener: ListenerHand
 
 def test_full_disk_answers_out_of_resources_never_success(tmp_path: Path) -> None:
     with tiny_tmpfs(tmp_path / "disk", "1m") as disk:
-        handle = start_listener(ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=disk / "arc",
-                                               min_free_bytes=0))
+        handle = start_listener(
+            ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=disk / "arc", min_free_bytes=0)
+        )
         try:
             assoc = associate(handle.port)
             statuses = [assoc.send_c_store(ds).Status for ds in small_ct(80, rows=96)]
@@ -196,8 +208,9 @@ def test_full_disk_answers_out_of_resources_never_success(tmp_path: Path) -> Non
 
 
 def test_headroom_refuses_with_out_of_resources_before_the_disk_is_full(tmp_path: Path) -> None:
-    handle = start_listener(ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=tmp_path / "arc",
-                                           min_free_bytes=1 << 62))
+    handle = start_listener(
+        ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=tmp_path / "arc", min_free_bytes=1 << 62)
+    )
     try:
         assoc = associate(handle.port)
         assert assoc.send_c_store(small_ct(1)[0]).Status == 0xA700
@@ -217,13 +230,49 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     try:
         for ca in ("ca", "rogue_ca"):
-            run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.crt",
-                "-days", "2", "-subj", f"/CN={ca}")
+            run(
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                f"{ca}.key",
+                "-out",
+                f"{ca}.crt",
+                "-days",
+                "2",
+                "-subj",
+                f"/CN={ca}",
+            )
         for name, ca in (("server", "ca"), ("client", "ca"), ("rogue", "rogue_ca")):
-            run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                "-subj", f"/CN={name}")
-            run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-                "-CAcreateserial", "-out", f"{name}.crt", "-days", "2")
+            run(
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                f"{name}.key",
+                "-out",
+                f"{name}.csr",
+                "-subj",
+                f"/CN={name}",
+            )
+            run(
+                "x509",
+                "-req",
+                "-in",
+                f"{name}.csr",
+                "-CA",
+                f"{ca}.crt",
+                "-CAkey",
+                f"{ca}.key",
+                "-CAcreateserial",
+                "-out",
+                f"{name}.crt",
+                "-days",
+                "2",
+            )
     except (FileNotFoundError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"openssl cannot make test certificates here: {exc}")
     return {p.stem + p.suffix.replace(".", "_"): p for p in folder.iterdir()}
@@ -233,8 +282,16 @@ def test_mutual_tls_accepts_only_clients_with_a_certificate_from_our_ca(tmp_path
     from dicom_net.sockets import client_tls_context
 
     c = certificates
-    handle = start_listener(ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=tmp_path / "arc",
-                                           tls_cert=c["server_crt"], tls_key=c["server_key"], tls_ca=c["ca_crt"]))
+    handle = start_listener(
+        ListenerConfig(
+            aet=LISTENER_AET,
+            port=0,
+            archive_dir=tmp_path / "arc",
+            tls_cert=c["server_crt"],
+            tls_key=c["server_key"],
+            tls_ca=c["ca_crt"],
+        )
+    )
     try:
         good = client_tls_context(c["ca_crt"], c["client_crt"], c["client_key"])
         assoc = associate(handle.port, tls_args=(good, None))
@@ -242,8 +299,10 @@ def test_mutual_tls_accepts_only_clients_with_a_certificate_from_our_ca(tmp_path
         assoc.release()
         assert handle.archive.instance_count() == 1
 
-        for ctx in (client_tls_context(c["ca_crt"]),  # no client certificate
-                    client_tls_context(c["ca_crt"], c["rogue_crt"], c["rogue_key"])):  # wrong CA
+        for ctx in (
+            client_tls_context(c["ca_crt"]),  # no client certificate
+            client_tls_context(c["ca_crt"], c["rogue_crt"], c["rogue_key"]),
+        ):  # wrong CA
             ae = AE(ae_title="HOSTILE")
             ae.acse_timeout = ae.network_timeout = 5
             ae.add_requested_context(Verification)
@@ -257,9 +316,24 @@ def test_mutual_tls_accepts_only_clients_with_a_certificate_from_our_ca(tmp_path
         from tests.dicom_net.conftest import DCMTK_ENV, need_dcmtk
 
         need_dcmtk("echoscu")
-        dcmtk = subprocess.run(["echoscu", "-aec", LISTENER_AET, "+tls", str(c["client_key"]), str(c["client_crt"]),
-                                "+cf", str(c["ca_crt"]), "127.0.0.1", str(handle.port)],
-                               env=DCMTK_ENV, capture_output=True, text=True, timeout=30)
+        dcmtk = subprocess.run(
+            [
+                "echoscu",
+                "-aec",
+                LISTENER_AET,
+                "+tls",
+                str(c["client_key"]),
+                str(c["client_crt"]),
+                "+cf",
+                str(c["ca_crt"]),
+                "127.0.0.1",
+                str(handle.port),
+            ],
+            env=DCMTK_ENV,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert dcmtk.returncode == 0, dcmtk.stderr
         assert handle.stats.snapshot()["counts"]["echoes"] == 1
     finally:
