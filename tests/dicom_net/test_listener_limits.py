@@ -1,0 +1,138 @@
+"""Limits and the less common storage classes: SR, encapsulated PDF, MPEG-4 video; association
+count and timeouts."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    MPEG4HP41,
+    BasicTextSRStorage,
+    EncapsulatedPDFStorage,
+    ExplicitVRLittleEndian,
+    VideoEndoscopicImageStorage,
+    generate_uid,
+)
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+
+from dicom_net.listener import ListenerConfig, ListenerHandle, start_listener
+from tests.dicom_net.conftest import LISTENER_AET
+from tests.dicom_net.dicom_objects import part10
+
+pytestmark = pytest.mark.network_peer
+
+
+def _base(sop_class: str, modality: str, syntax: str = ExplicitVRLittleEndian) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = "OBJ^TEST", "OBJ1", modality
+    ds.SeriesNumber, ds.InstanceNumber = 1, 1
+    return ds
+
+
+def structured_report() -> Dataset:
+    ds = _base(BasicTextSRStorage, "SR")
+    ds.ValueType, ds.ContinuityOfContent = "CONTAINER", "SEPARATE"
+    concept = Dataset()
+    concept.CodeValue, concept.CodingSchemeDesignator, concept.CodeMeaning = "121070", "DCM", "Findings"
+    ds.ConceptNameCodeSequence = [concept]
+    item = Dataset()
+    item.RelationshipType, item.ValueType, item.TextValue = "CONTAINS", "TEXT", "No acute findings."
+    item.ConceptNameCodeSequence = [concept]
+    ds.ContentSequence = [item]
+    return ds
+
+
+def encapsulated_pdf() -> Dataset:
+    ds = _base(EncapsulatedPDFStorage, "DOC")
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+    return ds
+
+
+def mpeg4_video() -> Dataset:
+    ds = _base(VideoEndoscopicImageStorage, "ES", MPEG4HP41)
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.NumberOfFrames = 64, 64, 3, 25
+    ds.PhotometricInterpretation, ds.PlanarConfiguration = "YBR_PARTIAL_420", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.FrameTime = 40.0
+    ds.PixelData = encapsulate([b"\x00\x00\x00\x01" + b"\x42" * 998])  # stand-in H.264 stream
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    return ds
+
+
+def _ae(*contexts: tuple[str, str]) -> AE:
+    ae = AE(ae_title="LIMITS")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    for sop_class, syntax in contexts:
+        ae.add_requested_context(sop_class, syntax)
+    ae.add_requested_context(Verification)
+    return ae
+
+
+def test_sr_pdf_and_video_objects_are_stored_as_sent(listener: ListenerHandle) -> None:
+    objects = [structured_report(), encapsulated_pdf(), mpeg4_video()]
+    ae = _ae(*[(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in objects])
+    assoc = ae.associate("127.0.0.1", listener.port, ae_title=LISTENER_AET)
+    assert assoc.is_established
+    try:
+        assert [assoc.send_c_store(ds).Status for ds in objects] == [0, 0, 0]
+    finally:
+        assoc.release()
+    archive = listener.archive
+    for ds in objects:
+        [series] = archive.series(ds.StudyInstanceUID)
+        [inst] = archive.instances(series.series_uid)
+        assert inst.sop_class_uid == ds.SOPClassUID and inst.transfer_syntax == ds.file_meta.TransferSyntaxUID
+        stored = inst.path.read_bytes()
+        assert stored.endswith(part10(ds)[-200:])  # the dataset's bytes arrived unchanged
+    assert archive.instances(archive.series(objects[2].StudyInstanceUID)[0].series_uid)[0].frames == 25
+
+
+def test_associations_beyond_the_limit_are_refused(tmp_path: Path) -> None:
+    handle = start_listener(
+        ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=tmp_path / "arc", max_associations=2)
+    )
+    try:
+        ae = _ae()
+        held = [ae.associate("127.0.0.1", handle.port, ae_title=LISTENER_AET) for _ in range(2)]
+        assert all(a.is_established for a in held)
+        third = ae.associate("127.0.0.1", handle.port, ae_title=LISTENER_AET)
+        assert third.is_rejected
+        for assoc in held:
+            assoc.release()
+        time.sleep(0.3)
+        again = ae.associate("127.0.0.1", handle.port, ae_title=LISTENER_AET)
+        assert again.is_established and again.send_c_echo().Status == 0
+        again.release()
+    finally:
+        handle.stop(grace_s=1.0)
+
+
+def test_silent_connections_are_closed_after_the_timeout(tmp_path: Path) -> None:
+    handle = start_listener(
+        ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=tmp_path / "arc", acse_timeout=1.0)
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", handle.port), timeout=10) as silent:
+            start = time.monotonic()
+            assert silent.recv(16) == b""  # the listener hangs up on a peer that never associates
+            assert time.monotonic() - start < 5
+        ae = _ae()
+        assoc = ae.associate("127.0.0.1", handle.port, ae_title=LISTENER_AET)
+        assert assoc.is_established
+        assoc.release()
+    finally:
+        handle.stop(grace_s=1.0)
