@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,12 +97,25 @@ def load_tokenizer(folder: Path) -> Any:
                                          trust_remote_code=False)
 
 
+class _DropInt8CastNotice(logging.Filter):
+    """bitsandbytes logs a warning on *every* int8 matmul whose activations are not fp16."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("MatMul8bitLt: inputs will be cast")
+
+
+def _silence_int8_cast_notice() -> None:
+    bnb_logger = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _DropInt8CastNotice) for f in bnb_logger.filters):
+        bnb_logger.addFilter(_DropInt8CastNotice())
+
+
 def _load_weights(info: CheckpointInfo, config: Any, plan: DevicePlan) -> Any:
     from transformers import VideoLlama3ForConditionalGeneration
 
     quantization_config = bitsandbytes_config(plan.quantization, compute_dtype=plan.dtype)
-    if plan.quantization == "int8":  # bitsandbytes warns on every int8 matmul with fp32/bf16 activations
-        warnings.filterwarnings("ignore", message=r"MatMul8bitLt: inputs will be cast")
+    if plan.quantization == "int8":
+        _silence_int8_cast_notice()
     kwargs: dict[str, Any] = {"config": config, "key_mapping": KEY_MAPPING, "dtype": plan.dtype,
                               "local_files_only": True, "use_safetensors": True, "output_loading_info": True,
                               "device_map": {"": plan.device}}
