@@ -314,7 +314,14 @@ def build_stacks(headers: Iterable[InstanceHeader]) -> list[Stack]:
     stacks: list[Stack] = []
     by_key: dict[tuple, list[tuple[tuple[float, ...], list[FrameRef]]]] = {}
     for header in headers:
-        frames = frames_of(header)
+        try:
+            frames = frames_of(header)
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+            # malformed geometry attributes: show the frames without 3D geometry rather than fail
+            frames = [FrameRef(header, f, None, None, None, None) for f in range(header.layout.frames)]
+            stacks.append(Stack(text_value(header.ds, "SeriesInstanceUID"), frames,
+                                [f"{header.path.name}: unreadable geometry ({exc}); shown as plain frames without rescale"]))
+            continue
         if not all(f.has_geometry for f in frames):
             stacks.append(Stack(text_value(header.ds, "SeriesInstanceUID"), frames))
             continue

@@ -154,3 +154,26 @@ def test_enhanced_multiframe_matches_its_classic_series(tmp_path, reverse: bool)
     assert np.array_equal(multi.voxels, classic.voxels) and multi.voxels.dtype == np.int16
     assert np.allclose(multi.origin, classic.origin) and np.allclose(multi.direction, classic.direction)
     assert multi.spacing == pytest.approx(classic.spacing)
+
+
+def test_malformed_enhanced_geometry_degrades_to_plain_frames_with_warning(tmp_path) -> None:
+    import warnings
+
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+    from highdicom.uid import UID
+
+    from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
+    from viewer.series import build_stacks, read_header
+
+    files = write_datasets(ct_series(SeriesGeometry(rows=16, columns=16, slices=4)), tmp_path / "classic")
+    enhanced = LegacyConvertedEnhancedCTImage(legacy_datasets=[pydicom.dcmread(f) for f in files],
+                                              series_instance_uid=UID(), series_number=9, sop_instance_uid=UID(),
+                                              instance_number=1)
+    enhanced.save_as(tmp_path / "enhanced.dcm")
+    header = read_header(tmp_path / "enhanced.dcm")
+    with warnings.catch_warnings():  # a value no scanner should write, but some file will
+        warnings.simplefilter("ignore")
+        header.ds.PerFrameFunctionalGroupsSequence[2].FrameContentSequence[0].add_new(0x00209128, "UL", "abc")
+    (stack,) = build_stacks([header])
+    assert not stack.has_geometry and len(stack.frames) == 4
+    assert "unreadable geometry" in stack.warnings[0]
