@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(dcmtk orthanc xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0
           libxcb-xinerama0 libxcb-randr0 libxcb-image0 libxcb-render-util0 libxcb-shape0
-          libegl1 libgl1 libglx-mesa0 libegl-mesa0 iproute2 fonts-dejavu-core)
+          libegl1 libgl1 libglx-mesa0 libegl-mesa0 iproute2 fonts-dejavu-core openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
