@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,17 @@ def test_loading_is_offline_and_never_runs_code_from_the_folder(tiny_checkpoint,
         (folder / name).write_text(payload)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    load_model(folder, check_sums=False)
+    attempts: list[object] = []
+
+    def no_network(self, address):
+        attempts.append(address)
+        raise OSError("network is off in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: no_network(None, a[0] if a else None))
+    loaded = load_model(folder, check_sums=False)
+    assert loaded.report.decoder == "qwen2"
+    assert attempts == []  # not even a try
     assert not marker.exists()
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
 
