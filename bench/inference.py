@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import resource
 import shutil
 import sys
@@ -175,7 +176,7 @@ def main() -> int:
     prompts = args.prompts.split(",")
     quantized_prompts = (args.quantized_prompts or (args.prompts if cuda else "2d")).split(",")
     print(f"torch {torch.__version__}, device {'cuda: ' + torch.cuda.get_device_name(0) if cuda else 'cpu'}, "
-          f"{torch.get_num_threads()} CPU threads, shape {args.shape}")
+          f"{torch.get_num_threads()} CPU threads, load average {os.getloadavg()[0]:.1f}, shape {args.shape}")
     try:
         for index, variant in enumerate(args.variants.split(",")):
             run_variant(folder, variant, prompts if variant == "none" else quantized_prompts, args.decode_tokens,
