@@ -139,3 +139,24 @@ def test_without_an_open_series_nothing_is_offered(qtbot, tiny_model_service):
     panel = ChatPanel(tiny_model_service, lambda: None)
     qtbot.addWidget(panel)
     assert "Open a series" in panel.chips.text() and not panel.send_button.isEnabled()
+
+
+def test_cine_is_asked_as_video_with_the_frames_on_the_chips(qtbot, tmp_path, tiny_model_service):
+    from dicom_net.synthetic import ultrasound_cine
+
+    cine = ultrasound_cine(frames=75, rows=64, columns=80, frame_time_ms=40.0)  # 3 s at 25 fps
+    path = tmp_path / "us.dcm"
+    cine.save_as(path, enforce_file_format=True)
+    volume, _ = load_main_volume([path])
+    context = ScreenContext(
+        cine.StudyInstanceUID, cine.SeriesInstanceUID, volume, modality="US", frame_index=10
+    )
+    panel = ChatPanel(tiny_model_service, lambda: context, max_new_tokens=4, max_visual_tokens=256)
+    qtbot.addWidget(panel)
+    assert panel.scope.kind == "cine" and "cine 3 frames @ 1 fps" in panel.chip_texts
+    assert panel.quick_box.itemText(0) == "Describe what this ultrasound clip shows."
+    assert panel.ask("What moves?")
+    qtbot.waitUntil(lambda: panel._worker is None, timeout=60000)
+    sent = panel.session.generations[-1].inputs[0]
+    assert (sent.kind, sent.slices, sent.frames) == ("cine", [0, 25, 50], 3)
+    assert panel.session.generations[-1].outcome == "completed"
