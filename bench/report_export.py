@@ -33,8 +33,16 @@ FINDINGS = "\n".join(f"Line {i}: Müller | ^ & ~ \\ 中文 finding text of ordin
 
 
 def signed_report(study_uid: str = "1.2.826.0.1.3680043.8.498.1") -> Report:
-    report = Report(StudyInfo(study_uid, accession_number="ACC", patient_id="PID", patient_name="Doe^Jane",
-                              modality="CT", study_description="CT chest"))
+    report = Report(
+        StudyInfo(
+            study_uid,
+            accession_number="ACC",
+            patient_id="PID",
+            patient_name="Doe^Jane",
+            modality="CT",
+            study_description="CT chest",
+        )
+    )
     report.set_text("findings", FINDINGS)
     report.set_text("impression", "No acute abnormality.")
     report.sign("final", "Doe, John")
@@ -75,8 +83,9 @@ def bench_outbox(address: str, count: int) -> float:
         start = time.perf_counter()
         for i in range(count):
             report = signed_report(f"1.2.826.0.1.3680043.8.498.{i + 2}")
-            queue_report_to_ris(report, AuditRecord(report.report_id, report.study.study_instance_uid), outbox,
-                                address)
+            queue_report_to_ris(
+                report, AuditRecord(report.report_id, report.study.study_instance_uid), outbox, address
+            )
         delivered = outbox.process_due()
         assert all(m.state.value == "delivered" for m in delivered) and len(delivered) == count
         return count / (time.perf_counter() - start)
@@ -86,8 +95,9 @@ def bench_sr(count: int) -> float:
     datasets = list(ct_series(SeriesGeometry(rows=16, columns=16, slices=4)))
     report = Report(StudyInfo.from_dataset(datasets[0]))
     report.set_text("findings", FINDINGS)
-    report.key_images.append(KeyImage(datasets[1].SeriesInstanceUID, datasets[1].SOPInstanceUID,
-                                      datasets[1].SOPClassUID))
+    report.key_images.append(
+        KeyImage(datasets[1].SeriesInstanceUID, datasets[1].SOPInstanceUID, datasets[1].SOPClassUID)
+    )
     report.sign("final", "Doe, John")
     start = time.perf_counter()
     for _ in range(count):
@@ -102,8 +112,10 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     with python_hl7_receiver("AA") as receiver:
         ours, theirs = bench_mllp(receiver.address, args.messages)
-        print(f"ORU over MLLP, {args.messages} messages of {len(FINDINGS.splitlines()) + 1} text lines: "
-              f"ours {ours:.0f} msg/s, python-hl7 asyncio client {theirs:.0f} msg/s (ratio {ours / theirs:.2f})")
+        print(
+            f"ORU over MLLP, {args.messages} messages of {len(FINDINGS.splitlines()) + 1} text lines: "
+            f"ours {ours:.0f} msg/s, python-hl7 asyncio client {theirs:.0f} msg/s (ratio {ours / theirs:.2f})"
+        )
         rate = bench_outbox(receiver.address, args.messages // 2)
         print(f"outbox queue + deliver (atomic, fsync): {rate:.0f} msg/s")
     print(f"Comprehensive SR build (highdicom, 1 key image): {bench_sr(50):.0f} SR/s")
