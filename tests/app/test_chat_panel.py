@@ -160,3 +160,31 @@ def test_cine_is_asked_as_video_with_the_frames_on_the_chips(qtbot, tmp_path, ti
     sent = panel.session.generations[-1].inputs[0]
     assert (sent.kind, sent.slices, sent.frames) == ("cine", [0, 25, 50], 3)
     assert panel.session.generations[-1].outcome == "completed"
+
+
+def test_panel_says_loading_then_enables_asking_when_the_model_is_ready(qtbot, ct_context, tiny_model_folder):
+    service = ModelService(tiny_model_folder, device="cpu", quantization="none")
+    panel = ChatPanel(service, lambda: ct_context)
+    qtbot.addWidget(panel)
+    panel.show()
+    assert service.state.kind == "loading" and panel.model_label.isVisible()
+    assert not panel.send_button.isEnabled()
+    service.start_loading()
+    try:
+        qtbot.waitUntil(
+            lambda: panel.send_button.isEnabled(), timeout=60000
+        )  # state crossed threads by signal
+        assert not panel.model_label.isVisible() and service.state.ready
+    finally:
+        service.close()
+
+
+def test_a_broken_model_folder_is_reported_and_the_panel_keeps_working(qtbot, ct_context, tmp_path):
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    service = ModelService(tmp_path, device="cpu", quantization="none")
+    panel = ChatPanel(service, lambda: ct_context)
+    qtbot.addWidget(panel)
+    service.start_loading()
+    qtbot.waitUntil(lambda: service.state.kind == "failed", timeout=30000)
+    qtbot.waitUntil(lambda: "could not be loaded" in panel.model_label.text(), timeout=5000)
+    assert not panel.send_button.isEnabled() and "Series Phantom CT" in panel.chip_texts
