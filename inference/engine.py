@@ -23,9 +23,12 @@ touched by two threads). A queued request that is cancelled never starts.
 Prefix cache: per ``conversation_id`` the engine keeps the KV cache of the last request (prompt
 and answer). A follow-up question's prompt repeats that conversation (same visual tokens, same
 earlier turns), so only the tokens after the longest common prefix are prefilled and the vision
-encoder is not run again unless new ``<image>`` tokens appear after the prefix. Greedy answers
-equal a from-scratch run. The cache is dropped when the prompt shares nothing, on ``forget`` and
-beyond ``max_conversations`` (least recently used first).
+encoder is not run again unless new ``<image>`` tokens appear after the prefix. A request with no
+cache of its own (a new conversation, a report draft without ``conversation_id``) starts from a
+copy of another conversation's cache when they share a prefix (e.g. the same study's images).
+``<image>`` positions match only when the same pixels stand behind them. Greedy answers equal a
+from-scratch run. Caches are dropped on ``forget`` and beyond ``max_conversations`` (least
+recently used first).
 
 The loop calls the native model's parts directly (vision tower + projector, decoder, last-position
 ``lm_head``) instead of ``generate()``: that keeps logits for one position only (``generate`` on
@@ -35,6 +38,7 @@ activation memory, cancellable between chunks) and lets the cache be cropped and
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import logging
@@ -61,6 +65,7 @@ from inference.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 FinishReason = Literal["stop", "length", "cancelled", "error"]
+MIN_BORROWED_PREFIX = 32  # shorter shared prefixes are cheaper to prefill than to copy
 _STOP = object()
 
 
@@ -341,17 +346,12 @@ class Engine:
         embeds = embeds.masked_scatter(mask.unsqueeze(-1), features)
         return embeds, time.perf_counter() - started
 
-    def _reuse_prefix(self, conversation_id: str | None, ids: list[int],
-                      visual: list[bytes]) -> tuple[DynamicCache, int]:
-        """A cache holding the longest cached prefix of ``ids`` (at least one token left to run).
+    def _shared_length(self, cached: _CachedPrefix, ids: list[int], visual: list[bytes]) -> int:
+        """Leading tokens of ``ids`` that ``cached`` holds (at least one token is left to run).
 
         An ``<image>`` position only matches when it holds the same visual content (same item
         fingerprint), so a different study behind identical placeholder ids is never reused.
         """
-        with self._prefix_lock:
-            cached = self._prefixes.pop(conversation_id, None) if conversation_id is not None else None
-        if cached is None:
-            return DynamicCache(config=self._model.config.text_config), 0
         image_id = self.loaded.image_token_id
         common = ordinal = 0
         limit = min(len(cached.token_ids), len(ids) - 1)
@@ -361,10 +361,32 @@ class Engine:
                     break
                 ordinal += 1
             common += 1
-        if common == 0:
+        return common
+
+    def _reuse_prefix(self, conversation_id: str | None, ids: list[int],
+                      visual: list[bytes]) -> tuple[DynamicCache, int]:
+        """A cache holding the longest cached prefix of ``ids``, and its length.
+
+        The conversation's own cache is taken over (and cut back to the shared prefix). A request
+        without one (a new conversation, a report draft) starts from a *copy* of another
+        conversation's cache when they share at least ``MIN_BORROWED_PREFIX`` tokens - typically
+        the same study's visual tokens - so the vision tower and that prefill are not run again.
+        """
+        with self._prefix_lock:
+            own = self._prefixes.pop(conversation_id, None) if conversation_id is not None else None
+            donors = [] if own is not None else list(self._prefixes.values())
+        if own is not None:
+            cache, common = own.cache, self._shared_length(own, ids, visual)
+        else:
+            scored = [(self._shared_length(donor, ids, visual), index) for index, donor in enumerate(donors)]
+            common, best = max(scored, default=(0, -1))
+            if common < MIN_BORROWED_PREFIX:
+                common = 0
+            cache = copy.deepcopy(donors[best].cache) if common else None
+        if not common:
             return DynamicCache(config=self._model.config.text_config), 0
-        cached.cache.crop(common - cached.cache.get_seq_length())
-        return cached.cache, common
+        cache.crop(common - cache.get_seq_length())
+        return cache, common
 
     def _decoder_step(self, embeds: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
         """Run the decoder over ``embeds`` (appending to ``cache``); logits of the last position."""
@@ -389,7 +411,7 @@ class Engine:
         inputs = request.inputs
         device = self.loaded.device
         ids = inputs.input_ids[0].tolist()
-        visual = visual_fingerprints(inputs) if request.conversation_id is not None else []
+        visual = visual_fingerprints(inputs)
         cache, reused = self._reuse_prefix(request.conversation_id, ids, visual)
         images_before = sum(1 for t in ids[:reused] if t == self.loaded.image_token_id)
         new_ids = torch.tensor([ids[reused:]], dtype=torch.long, device=device)

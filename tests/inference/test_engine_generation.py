@@ -35,9 +35,10 @@ def native_greedy(loaded, inputs, max_new_tokens: int) -> list[int]:
 
 
 @pytest.mark.parametrize("items", [(IMAGE,), (IMAGE, VIDEO), ()], ids=["image", "image+3d", "text"])
-def test_greedy_matches_native_generate(loaded, engine, items):
+def test_greedy_matches_native_generate(loaded, items):
     inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Describe the findings.", items)
-    result = engine.submit(GenerationRequest(inputs, max_new_tokens=24)).result(timeout=120)
+    with Engine(loaded) as engine:  # no cached conversation to borrow from
+        result = engine.submit(GenerationRequest(inputs, max_new_tokens=24)).result(timeout=120)
     assert result.error is None
     assert result.token_ids == native_greedy(loaded, inputs, 24)
     assert len(result.token_ids) > 0
@@ -145,6 +146,26 @@ def test_other_images_behind_the_same_placeholder_ids_are_not_reused(loaded, eng
     assert result.token_ids == native_greedy(loaded, b, 10)
     engine.forget("c")
     assert engine.cached_tokens("c") == 0
+
+
+def test_a_new_conversation_about_the_same_study_borrows_a_copy_of_the_prefix(loaded):
+    tokenizer, image_id = loaded.tokenizer, loaded.image_token_id
+    chat = chat_inputs(tokenizer, image_id, "Is there a fracture?", (IMAGE, VIDEO))
+    draft = chat_inputs(tokenizer, image_id, "Write the report.", (IMAGE, VIDEO))
+    with Engine(loaded) as engine:
+        engine.submit(GenerationRequest(chat, conversation_id="chat", max_new_tokens=4)).result(timeout=60)
+        chat_cached = engine.cached_tokens("chat")
+        borrowed = engine.submit(GenerationRequest(draft, max_new_tokens=10)).result(timeout=60)
+        # The donor's own cache is untouched by the borrower's crop and decode.
+        assert engine.cached_tokens("chat") == chat_cached
+        again = engine.submit(GenerationRequest(chat, conversation_id="chat", max_new_tokens=4)).result(timeout=60)
+    shared = 0
+    while chat.input_ids[0, shared] == draft.input_ids[0, shared]:
+        shared += 1
+    assert shared > 36  # header + 24 + 12 visual tokens + separators
+    assert borrowed.reused_tokens == shared and borrowed.vision_seconds == 0.0
+    assert borrowed.token_ids == native_greedy(loaded, draft, 10)
+    assert again.reused_tokens == chat.prompt_tokens - 1
 
 
 def test_chunked_prefill_gives_the_same_answer(loaded):
