@@ -174,7 +174,7 @@ def visual_fingerprints(inputs: ModelInputs) -> list[bytes]:
     mask = None if inputs.video_compression_mask is None else inputs.video_compression_mask.cpu()
     for (t, h, w), merge in zip(inputs.image_grid_thw.tolist(), inputs.image_merge_sizes.tolist()):
         patches, features = t * h * w, t * (h // merge) * (w // merge)
-        digest = hashlib.blake2b(digest_size=16)
+        digest = hashlib.sha256()  # hardware-accelerated on current CPUs: ~1-2 GB/s
         digest.update(pixels[patch_start:patch_start + patches].numpy().tobytes())
         digest.update(f"{t},{h},{w},{merge}".encode())
         kept = features
@@ -182,7 +182,7 @@ def visual_fingerprints(inputs: ModelInputs) -> list[bytes]:
             item_mask = mask[feature_start:feature_start + features]
             digest.update(item_mask.numpy().tobytes())
             kept = int(item_mask.sum())
-        prints.extend([digest.digest()] * kept)
+        prints.extend([digest.digest()[:16]] * kept)
         patch_start += patches
         feature_start += features
     return prints
@@ -411,7 +411,9 @@ class Engine:
         inputs = request.inputs
         device = self.loaded.device
         ids = inputs.input_ids[0].tolist()
-        visual = visual_fingerprints(inputs)
+        with self._prefix_lock:  # fingerprints are only needed to store or to compare with a cache
+            any_cached = bool(self._prefixes)
+        visual = visual_fingerprints(inputs) if request.conversation_id is not None or any_cached else []
         cache, reused = self._reuse_prefix(request.conversation_id, ids, visual)
         images_before = sum(1 for t in ids[:reused] if t == self.loaded.image_token_id)
         new_ids = torch.tensor([ids[reused:]], dtype=torch.long, device=device)
