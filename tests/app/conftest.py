@@ -65,6 +65,8 @@ def make_window(themed_app, qtbot):
             window.resize(*size)
         window.show()
         qtbot.waitExposed(window)
+        window.activateWindow()  # window shortcuts need the active window (Xvfb has no window manager)
+        qtbot.waitUntil(window.isActiveWindow, timeout=5000)
         windows.append(window)
         return window
 
