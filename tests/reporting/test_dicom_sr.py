@@ -141,3 +141,39 @@ def test_sr_is_stored_by_orthanc_and_read_back_and_the_correction_links_its_pred
     predecessor = corrected.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
     assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == sr_uid
     assert content_texts(corrected)["121073"].endswith("12 months.")
+
+
+def test_pacs_failure_status_is_retried_bounded_and_a_pacs_that_is_down_stays_queued(study):
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    from tests.conftest import free_port
+
+    datasets, paths = study
+    received = []
+
+    def out_of_resources(event):
+        received.append(event.dataset.SOPInstanceUID)
+        return 0xA700
+
+    ae = AE(ae_title="BUSYPACS")
+    ae.supported_contexts = AllStoragePresentationContexts
+    server = ae.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, out_of_resources)]
+    )
+    try:
+        nodes = PacsNodes()
+        nodes.add(PacsNode(name="busy", aet="BUSYPACS", host="127.0.0.1", port=server.server_address[1]))
+        nodes.add(PacsNode(name="down", aet="DOWN", host="127.0.0.1", port=free_port(), timeout_s=5))
+        outbox = Outbox(base_delay=0.0, max_error_attempts=2)
+        report = signed(datasets, paths)
+        audit = AuditRecord(report.report_id, report.study.study_instance_uid)
+        busy = queue_report_to_pacs(report, audit, outbox, "busy", paths)
+        down = queue_report_to_pacs(report, audit, outbox, "down", paths)
+        for _ in range(3):
+            outbox.process_due()
+    finally:
+        server.shutdown()
+    busy, down = outbox.get(busy.message_id), outbox.get(down.message_id)
+    assert busy.state is State.FAILED and busy.error_attempts == 2 and "0xA700" in busy.last_error
+    assert len(received) == 2 and len(set(received)) == 1  # the same SR (same SOP Instance UID) each time
+    assert down.state is State.PENDING and down.attempts == 3 and down.error_attempts == 0
