@@ -27,7 +27,10 @@ order), ``sources`` (per slice ``(path, frame)``), ``file_windows`` (``[(width, 
 ``photometric``, ``invert`` (MONOCHROME1), ``has_patient_geometry`` (False for cine/projection
 images: the direction is then identity and planes other than the native one are meaningless),
 ``rescale_type`` (e.g. ``"HU"``), ``patient_orientation`` (projection images), ``warnings``,
-``geometry_corrected`` and ``tilt_degrees``. ``Volume.frame_times_ms`` holds, for cine, the
+``geometry_corrected``, ``tilt_degrees``, ``pixel_spacing_known`` (False: no trustworthy spacing,
+e.g. ultrasound without calibrated regions, secondary capture, video: ``Volume.spacing`` is then 1
+and lengths/areas must be given in pixels) and ``pixel_spacing_source`` (``"PixelSpacing"``,
+``"ImagerPixelSpacing (at detector, not calibrated)"``, ``"US regions"`` or None). ``Volume.frame_times_ms`` holds, for cine, the
 time of each frame from the start of the cine (ms).
 """
 
@@ -65,11 +68,13 @@ from viewer.series import (
     scan_headers,
     text_value,
 )
+from viewer.tools import SPACING_IMAGER, SPACING_PIXEL, SPACING_US
 from viewer.volume import Volume
 
 log = logging.getLogger(__name__)
 
 _CHUNK_FRAMES = 8  # compressed multi-frame: frames decoded per task
+_US_UNITS_CM = 3  # Physical Units X/Y Direction (0018,6024/6026): 3 = cm
 
 
 class MemoryBudgetError(MemoryError):
@@ -205,6 +210,8 @@ def _plan(stack: Stack, wide: bool = False) -> _Plan:
         metadata["warnings"] = stack.warnings + geom.warnings
         metadata["geometry_corrected"] = geom.needs_resampling
         metadata["tilt_degrees"] = geom.tilt_degrees
+        metadata["pixel_spacing_known"] = True
+        metadata["pixel_spacing_source"] = SPACING_PIXEL
         metadata["_geometry"] = geom
         direction = np.column_stack([first.row_dir, first.col_dir, first.normal])
         spacing = (first.pixel_spacing[1], first.pixel_spacing[0], geom.slice_spacing)
@@ -213,9 +220,11 @@ def _plan(stack: Stack, wide: bool = False) -> _Plan:
         if geom.needs_resampling:
             extra = voxels.nbytes * 2  # resampled copy (possibly wider) + float work planes
     else:
-        spacing2 = _projection_spacing(ds) or (1.0, 1.0)
-        if _projection_spacing(ds) is None:
-            metadata["warnings"] = stack.warnings + ["no pixel spacing in the file: distances are in pixels"]
+        known, source, spacing_warnings = pixel_spacing_source(ds)
+        spacing2 = known or (1.0, 1.0)
+        metadata["pixel_spacing_known"] = known is not None
+        metadata["pixel_spacing_source"] = source
+        metadata["warnings"] = stack.warnings + spacing_warnings
         volume = Volume(voxels, (spacing2[1], spacing2[0], 1.0), (0.0, 0.0, 0.0), np.eye(3),
                         _frame_times(ds, n), metadata)
         extra = 0
@@ -233,19 +242,49 @@ def _fallback_slice_spacing(ds: object) -> float:
     return 1.0
 
 
-def _projection_spacing(ds: object) -> tuple[float, float] | None:
-    for key in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
+def pixel_spacing_source(ds: object) -> tuple[tuple[float, float] | None, str | None, list[str]]:
+    """Trustworthy in-plane spacing ``(row, column)`` mm of an image without patient geometry, where
+    it came from (one of :data:`viewer.tools.SPACING_SOURCES`) and warnings for the user.
+
+    Pixel Spacing first (calibrated to the patient where the modality says so), then Imager Pixel
+    Spacing (at the detector: magnification not corrected, so measurements are labelled "at
+    detector", PS3.3 C.8.11.4 / IHE), then the physical deltas of an ultrasound region (cm -> mm).
+    Nominal Scanned Pixel Spacing (film digitiser) and everything else give ``None``: distances are
+    then in pixels."""
+    for key, source in (("PixelSpacing", SPACING_PIXEL), ("ImagerPixelSpacing", SPACING_IMAGER)):
         value = getattr(ds, key, None)
-        if value is not None and len(value) == 2 and float(value[0]) > 0 and float(value[1]) > 0:
-            return float(value[0]), float(value[1])
-    regions = getattr(ds, "SequenceOfUltrasoundRegions", None)
-    if regions:
-        r = regions[0]
-        if int(r.get("PhysicalUnitsXDirection", 0) or 0) == 3 and int(r.get("PhysicalUnitsYDirection", 0) or 0) == 3:
-            dx, dy = abs(float(r.PhysicalDeltaX)) * 10.0, abs(float(r.PhysicalDeltaY)) * 10.0  # cm -> mm
-            if dx > 0 and dy > 0:
-                return dy, dx
-    return None
+        try:
+            spacing = (float(value[0]), float(value[1])) if value is not None and len(value) == 2 else None
+        except (TypeError, ValueError):
+            spacing = None
+        if spacing is not None and spacing[0] > 0 and spacing[1] > 0:
+            return spacing, source, []
+    us = _ultrasound_region_spacing(ds)
+    if us is not None:
+        return us
+    return None, None, ["no trustworthy pixel spacing in the file: distances and areas are in pixels"]
+
+
+def _ultrasound_region_spacing(ds: object) -> tuple[tuple[float, float], str, list[str]] | None:
+    """Spacing from the 2D (tissue) regions of the Sequence of Ultrasound Regions calibrated in cm."""
+    deltas: list[tuple[float, float]] = []
+    for region in getattr(ds, "SequenceOfUltrasoundRegions", None) or []:
+        try:
+            two_d = int(region.get("RegionSpatialFormat", 1) or 0) == 1
+            in_cm = all(int(region.get(k, 0) or 0) == _US_UNITS_CM
+                        for k in ("PhysicalUnitsXDirection", "PhysicalUnitsYDirection"))
+            dx, dy = abs(float(region.PhysicalDeltaX)) * 10.0, abs(float(region.PhysicalDeltaY)) * 10.0
+        except (AttributeError, TypeError, ValueError):
+            continue
+        if two_d and in_cm and dx > 0 and dy > 0:
+            deltas.append((dy, dx))
+    if not deltas:
+        return None
+    warnings = []
+    if any(abs(d[0] - deltas[0][0]) > 1e-6 or abs(d[1] - deltas[0][1]) > 1e-6 for d in deltas):
+        warnings.append(f"{len(deltas)} ultrasound regions have different pixel sizes: measurements use "
+                        "the first region's calibration")
+    return deltas[0], SPACING_US, warnings
 
 
 def _frame_times(ds: object, n: int) -> list[float] | None:

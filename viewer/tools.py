@@ -3,17 +3,60 @@
 Points are continuous pixel coordinates ``(column, row)`` of a 2D plane whose pixel centres sit at
 integer coordinates; ``spacing`` is ``(column spacing, row spacing)`` in mm. Values are in the
 plane's modality units (HU for CT), so ROI statistics read directly as HU.
+
+A :class:`Calibration` says whether that spacing can be trusted: images without one (ultrasound
+without calibrated regions, secondary captures, video) measure in px and px², and
+spacing taken from Imager Pixel Spacing is labelled "at detector" (not corrected for
+magnification), as DICOM PS3.3 and IHE ask.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 Point = tuple[float, float]
+
+SPACING_PIXEL = "PixelSpacing"
+SPACING_IMAGER = "ImagerPixelSpacing (at detector, not calibrated)"
+SPACING_US = "US regions"
+SPACING_SOURCES = (SPACING_PIXEL, SPACING_IMAGER, SPACING_US)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Whether plane pixels have a trustworthy physical size, and a qualifier for the values."""
+
+    known: bool = True
+    note: str = ""  # "at detector" for Imager Pixel Spacing
+
+    @property
+    def length_unit(self) -> str:
+        return "mm" if self.known else "px"
+
+    @property
+    def area_unit(self) -> str:
+        return "mm\N{SUPERSCRIPT TWO}" if self.known else "px\N{SUPERSCRIPT TWO}"
+
+    def suffix(self) -> str:
+        return f" ({self.note})" if self.note and self.known else ""
+
+
+MM = Calibration()
+PIXELS = Calibration(known=False)
+
+
+def calibration_from_metadata(metadata: Mapping[str, object]) -> Calibration:
+    """The calibration the loader found (``pixel_spacing_known`` / ``pixel_spacing_source``);
+    volumes without those keys (built in code) are taken as calibrated."""
+    if not metadata.get("pixel_spacing_known", True):
+        return PIXELS
+    if metadata.get("pixel_spacing_source") == SPACING_IMAGER:
+        return Calibration(True, "at detector")
+    return MM
 
 
 def _mm(point: Point, spacing: Sequence[float]) -> np.ndarray:
@@ -45,12 +88,15 @@ def pixel_value(image: np.ndarray, point: Point) -> float | None:
 
 @dataclass(frozen=True)
 class RoiStats:
+    """``area_mm2`` is NaN when the spacing is unknown; ``area_px2`` is the area in pixels."""
+
     mean: float
     sd: float
     minimum: float
     maximum: float
     area_mm2: float
     pixel_count: int
+    area_px2: float = math.nan
 
 
 def roi_mask(shape: tuple[int, int], p0: Point, p1: Point, kind: str) -> np.ndarray:
@@ -68,24 +114,34 @@ def roi_mask(shape: tuple[int, int], p0: Point, p1: Point, kind: str) -> np.ndar
     raise ValueError(f"unknown ROI kind {kind!r} (rectangle or ellipse)")
 
 
+def _area(p0: Point, p1: Point, spacing: Sequence[float], kind: str) -> float:
+    width = abs(p1[0] - p0[0]) * spacing[0]
+    height = abs(p1[1] - p0[1]) * spacing[1]
+    return width * height if kind == "rectangle" else math.pi * width * height / 4
+
+
 def roi_stats(
-    image: np.ndarray, p0: Point, p1: Point, spacing: Sequence[float], kind: str = "rectangle"
+    image: np.ndarray,
+    p0: Point,
+    p1: Point,
+    spacing: Sequence[float],
+    kind: str = "rectangle",
+    calibration: Calibration = MM,
 ) -> RoiStats:
-    """Mean/SD/min/max of the pixels inside the ROI and its geometric area in mm^2."""
+    """Mean/SD/min/max of the pixels inside the ROI and its geometric area (mm^2 only when the
+    calibration is known)."""
     mask = roi_mask(image.shape[:2], p0, p1, kind)
     if not mask.any():
         raise ValueError("the ROI contains no pixel centre")
     values = image[mask].astype(np.float64)
-    width = abs(p1[0] - p0[0]) * spacing[0]
-    height = abs(p1[1] - p0[1]) * spacing[1]
-    area = width * height if kind == "rectangle" else math.pi * width * height / 4
     return RoiStats(
         float(values.mean()),
         float(values.std()),
         float(values.min()),
         float(values.max()),
-        float(area),
+        float(_area(p0, p1, spacing, kind)) if calibration.known else math.nan,
         int(mask.sum()),
+        float(_area(p0, p1, (1.0, 1.0), kind)),
     )
 
 
@@ -96,18 +152,21 @@ class Measurement:
     kind: str
     points: list[Point]
     plane_key: tuple[object, ...]  # identifies the slice/plane it was drawn on
-    value: float | RoiStats
+    value: float | RoiStats  # a length is in ``calibration.length_unit`` (mm or px)
+    calibration: Calibration = MM
 
     def text(self, unit: str = "") -> str:
+        cal = self.calibration
         if self.kind == "length":
-            return f"{self.value:.1f} mm"
+            return f"{self.value:.1f} {cal.length_unit}{cal.suffix()}"
         if self.kind == "angle":
             return f"{self.value:.1f}\N{DEGREE SIGN}"
         s = self.value
         assert isinstance(s, RoiStats)
+        area = s.area_mm2 if cal.known else s.area_px2
         return (
             f"mean {s.mean:.1f} SD {s.sd:.1f} {unit}".rstrip()
-            + f"\nmin {s.minimum:.0f} max {s.maximum:.0f}  area {s.area_mm2:.1f} mm\N{SUPERSCRIPT TWO}"
+            + f"\nmin {s.minimum:.0f} max {s.maximum:.0f}  area {area:.1f} {cal.area_unit}{cal.suffix()}"
         )
 
 
@@ -115,15 +174,23 @@ POINTS_NEEDED = {"length": 2, "angle": 3, "rectangle": 2, "ellipse": 2}
 
 
 def measure(
-    kind: str, points: list[Point], image: np.ndarray, spacing: Sequence[float], plane_key: tuple[object, ...]
+    kind: str,
+    points: list[Point],
+    image: np.ndarray,
+    spacing: Sequence[float],
+    plane_key: tuple[object, ...],
+    calibration: Calibration = MM,
 ) -> Measurement:
-    """Build a finished measurement of ``kind`` from its points on ``image``."""
+    """Build a finished measurement of ``kind`` from its points on ``image``; with an unknown
+    calibration ``spacing`` is ignored and lengths/areas are in pixels."""
     if len(points) != POINTS_NEEDED.get(kind, -1):
         raise ValueError(f"{kind} needs {POINTS_NEEDED.get(kind)} points, got {len(points)}")
+    if not calibration.known:
+        spacing = (1.0, 1.0)
     if kind == "length":
         value: float | RoiStats = length_mm(points[0], points[1], spacing)
     elif kind == "angle":
         value = angle_deg(points[0], points[1], points[2], spacing)
     else:
-        value = roi_stats(image, points[0], points[1], spacing, kind)
-    return Measurement(kind, list(points), plane_key, value)
+        value = roi_stats(image, points[0], points[1], spacing, kind, calibration)
+    return Measurement(kind, list(points), plane_key, value, calibration)

@@ -23,7 +23,15 @@ from vtk.util import numpy_support
 from viewer.presets import WindowPreset, default_window, presets_for
 from viewer.qt.canvas import VtkCanvas
 from viewer.reslice import PlaneImage, plane_image, value_range
-from viewer.tools import POINTS_NEEDED, Measurement, Point, measure, pixel_value
+from viewer.tools import (
+    POINTS_NEEDED,
+    Calibration,
+    Measurement,
+    Point,
+    calibration_from_metadata,
+    measure,
+    pixel_value,
+)
 from viewer.view_state import OrientationLabels, ViewState, patient_orientation_axes
 
 MEASUREMENT_TOOLS = tuple(POINTS_NEEDED)
@@ -156,6 +164,11 @@ class SliceView(VtkCanvas):
         assert self.plane is not None
         return self.plane.pixel_spacing[1], self.plane.pixel_spacing[0]
 
+    @property
+    def calibration(self) -> Calibration:
+        """Whether the shown pixels have a trustworthy size (else measurements are in px)."""
+        return calibration_from_metadata(self.metadata)
+
     def orientation_labels(self) -> OrientationLabels:
         """Edge letters of the plane as displayed now (after flips and rotation); blank when the
         image has neither patient geometry nor Patient Orientation."""
@@ -171,8 +184,11 @@ class SliceView(VtkCanvas):
         return self.plane.to_lps((rows - 1) / 2, (cols - 1) / 2)
 
     def location_text(self) -> str:
-        """Where the plane lies, as the patient coordinate along its normal: e.g. ``"H 40.0 mm"``."""
+        """Where the plane lies, as the patient coordinate along its normal: e.g. ``"H 40.0 mm"``;
+        empty for images without patient geometry."""
         assert self.plane is not None
+        if not self.metadata.get("has_patient_geometry", True):
+            return ""
         normal = np.cross(self.plane.row_dir, self.plane.col_dir)
         axis = int(np.argmax(np.abs(normal)))
         value = float(self.plane_centre_lps()[axis])
@@ -320,7 +336,9 @@ class SliceView(VtkCanvas):
         assert self.plane is not None
         self._pending.append(point)
         if len(self._pending) == POINTS_NEEDED[self.tool]:
-            m = measure(self.tool, list(self._pending), self.plane.pixels, self.spacing, self.plane_key)
+            m = measure(
+                self.tool, list(self._pending), self.plane.pixels, self.spacing, self.plane_key, self.calibration
+            )
             self._pending.clear()
             self.measurements.append(m)
             self.measurement_added.emit(m)
@@ -348,7 +366,8 @@ class SliceView(VtkCanvas):
     def overlay_corners(self) -> dict[str, list[str]]:
         """Corner texts; subclasses add patient/series lines."""
         ww, wc = self.window_level()
-        location = f"Loc: {self.location_text()}" if self.plane is not None else ""
+        where = self.location_text() if self.plane is not None else ""
+        location = f"Loc: {where}" if where else ""
         if self.plane is not None and self.plane.slab_mm:
             location += f"  Slab: {self.plane.slab_mm:g} mm {self.plane.slab_mode.upper()}"
         elif self.slice_thickness_mm:
@@ -411,7 +430,11 @@ class SliceView(VtkCanvas):
         _shadowed_text(painter, w // 2 - 20, h - 18, 40, 16, centre, labels.bottom)
 
     def _paint_scale_bar(self, painter: QPainter) -> None:
-        """A vertical ruler along the right edge, below the orientation label."""
+        """A vertical ruler along the right edge, below the orientation label; none when the pixel
+        size is unknown, "at detector" when it is Imager Pixel Spacing."""
+        calibration = self.calibration
+        if not calibration.known:
+            return
         _, ppmm = self._view_geometry()
         length = nice_length(self.height() * 0.25 / ppmm)
         px = length * ppmm
@@ -421,7 +444,13 @@ class SliceView(VtkCanvas):
         for y in (y0, y0 + px / 2, y0 + px):
             painter.drawLine(QPointF(x - (5 if y != y0 + px / 2 else 3), y), QPointF(x, y))
         _shadowed_text(
-            painter, int(x) - 70, int(y0 + px) + 2, 66, 14, Qt.AlignmentFlag.AlignRight, f"{length:g} mm"
+            painter,
+            int(x) - 150,
+            int(y0 + px) + 2,
+            146,
+            14,
+            Qt.AlignmentFlag.AlignRight,
+            f"{length:g} mm{calibration.suffix()}",
         )
 
     def _paint_lines(self, painter: QPainter) -> None:
@@ -471,6 +500,8 @@ class SliceView(VtkCanvas):
     def describe(self) -> dict[str, object]:
         """What this view shows, for the app shell and the AI assistant."""
         info = self.state.describe()
+        info["pixel_spacing_known"] = self.calibration.known
+        info["pixel_spacing_source"] = self.metadata.get("pixel_spacing_source")
         if self.plane is not None:
             info["plane_origin_lps"] = [round(float(v), 3) for v in self.plane.origin]
             info["plane_normal_lps"] = [
