@@ -30,7 +30,7 @@ from dicom_net.listener_status import STATUS_FILE_NAME, ListenerStats, StatusWri
 from dicom_net.listener_transport import ListenerServer
 from dicom_net.part10 import file_meta_header
 from dicom_net.sockets import server_tls_context
-from dicom_net.validation import ArchiveError, InvalidDataset, inspect_part10
+from dicom_net.validation import InvalidDataset, inspect_part10
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class ListenerConfig:
     # 'batch': fsync in the ~50 ms index batch instead; a power cut in that window can lose
     # acknowledged objects (as with DCMTK storescp, which never fsyncs); a crash cannot.
     durability: str = "fsync"
+    fast_data_phase: bool = True  # serve C-STORE/C-ECHO from the socket thread (see listener_dataphase)
 
     def __post_init__(self) -> None:
         self.archive_dir = Path(self.archive_dir)
@@ -105,16 +106,29 @@ class StoreHandler:
         self.sync_before_return = sync_before_return
 
     def __call__(self, event: Event) -> int:
+        """pynetdicom's EVT_C_STORE handler."""
         request = event.request
-        sop_instance = str(request.AffectedSOPInstanceUID or "")
+        return self.store(
+            str(request.AffectedSOPClassUID or ""),
+            str(request.AffectedSOPInstanceUID or ""),
+            str(event.context.transfer_syntax),
+            event.encoded_dataset(include_meta=False),
+            str(event.assoc.requestor.ae_title or ""),
+        )
+
+    def store(
+        self, sop_class: str, sop_instance: str, transfer_syntax: str, dataset: bytes, calling: str
+    ) -> int:
+        """Validate and store one received dataset; returns the C-STORE status."""
         try:
-            sop_class = str(request.AffectedSOPClassUID or "")
-            calling = str(event.assoc.requestor.ae_title or "").strip()
-            header = file_meta_header(sop_class, sop_instance, str(event.context.transfer_syntax), calling)
-            data = header + event.encoded_dataset(include_meta=False)
+            data = file_meta_header(sop_class, sop_instance, transfer_syntax, calling) + dataset
             info = inspect_part10(data, expected_sop_class=sop_class, expected_sop_instance=sop_instance)
             outcome = self.archive.store_bytes(
-                data, info=info, source=calling, defer_index=True, sync_before_return=self.sync_before_return
+                data,
+                info=info,
+                source=calling.strip(),
+                defer_index=True,
+                sync_before_return=self.sync_before_return,
             )
         except InvalidDataset as exc:
             return self._fail(exc.status, f"refused {sop_instance}: {exc}")
@@ -124,7 +138,7 @@ class StoreHandler:
             return self._fail(
                 STATUS_OUT_OF_RESOURCES, f"storing {sop_instance} failed: {type(exc).__name__} {exc.errno}"
             )
-        except (ArchiveError, Exception) as exc:  # never let one object kill the association
+        except Exception as exc:  # never let one object kill the association
             log.exception("unexpected error storing %s", sop_instance)
             self.stats.add("errors")
             return self._fail(
@@ -132,6 +146,10 @@ class StoreHandler:
             )
         self.stats.add({"stored": "stored", "duplicate": "duplicates", "version": "versions"}[outcome.status])
         self.stats.set_last_study(outcome.study_uid)
+        return STATUS_SUCCESS
+
+    def echo(self) -> int:
+        self.stats.add("echoes")
         return STATUS_SUCCESS
 
     def _fail(self, status: int, message: str) -> int:
@@ -244,8 +262,9 @@ def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tu
         if config.tls_cert is not None and config.tls_key is not None
         else None
     )
+    store_handler = StoreHandler(archive, stats, sync_before_return=config.durability == "fsync")
     handlers: list[Any] = [
-        (evt.EVT_C_STORE, StoreHandler(archive, stats, sync_before_return=config.durability == "fsync")),
+        (evt.EVT_C_STORE, store_handler),
         (evt.EVT_C_ECHO, _on_echo, [stats]),
         (evt.EVT_REQUESTED, _on_requested, [rules, stats]),
         (evt.EVT_ACCEPTED, _on_established, [stats]),
@@ -258,6 +277,7 @@ def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tu
         evt_handlers=handlers,
         server_class=ListenerServer,
     )
+    server.data_phase_target = store_handler if config.fast_data_phase else None
     ae._servers.append(server)  # pynetdicom's shutdown() removes it from there
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="listener-accept", daemon=True

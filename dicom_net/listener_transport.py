@@ -28,6 +28,7 @@ from pynetdicom.association import MODE_ACCEPTOR, Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from dicom_net.listener_dataphase import DataPhase, StoreTarget
 from dicom_net.sockets import enable_nodelay, enable_reuse_port
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ class WakingDUL(DULServiceProvider):
         os.set_blocking(self._wake_w, False)
         self.to_provider_queue = _WakingQueue(self._wake_w)
         self._run_loop_delay = 0  # the wait happens in _is_transport_event
+        self.data_phase_target: StoreTarget | None = None
 
     def run_reactor(self) -> None:
         try:
@@ -155,8 +157,31 @@ class WakingDUL(DULServiceProvider):
             os.close(self._wake_w)
 
     def _is_transport_event(self) -> bool:
+        if (
+            self.data_phase_target is not None
+            and self.state_machine.current_state == "Sta6"
+            and not self.event_queue.qsize()
+            and not self.to_provider_queue.qsize()
+        ):
+            self._serve_data_phase(self.data_phase_target)
+            return True
         self._wait_for_work()
         return super()._is_transport_event()
+
+    def _serve_data_phase(self, target: StoreTarget) -> None:
+        """Association established: serve C-STORE/C-ECHO from this thread until it ends."""
+        assoc = self.assoc
+        phase = DataPhase(
+            assoc, self.socket.socket, target, assoc.acceptor.maximum_length or 0, self._idle_timer.restart
+        )
+        outcome = phase.run()
+        assoc.is_established = False
+        if outcome == "released":
+            assoc.is_released = True
+        else:
+            assoc.is_aborted = True
+        self._kill_thread = True
+        assoc._kill = True  # the association thread's reactor returns and closes the socket
 
     def _wait_for_work(self) -> None:
         sock = self.socket.socket if self.socket is not None else None
@@ -253,6 +278,7 @@ class ListenerRequestHandler(RequestHandler):
         assoc.acceptor.implementation_version_name = self.ae.implementation_version_name
         assoc.acceptor.supported_contexts = deepcopy(self.server.contexts)
         assoc.requestor.address_info = self.remote
+        assoc.dul.data_phase_target = self.server.data_phase_target
         for event, handlers in self.server._handlers.items():
             if event.is_intervention and handlers:
                 assoc.bind(event, *handlers)
@@ -267,6 +293,7 @@ class ListenerServer(ThreadedAssociationServer):
 
     reuse_port = False
     daemon_threads = True
+    data_phase_target: StoreTarget | None = None  # serve C-STORE/C-ECHO without pynetdicom's DIMSE layer
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("request_handler", ListenerRequestHandler)
