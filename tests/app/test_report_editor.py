@@ -163,3 +163,23 @@ def test_panels_mount_in_the_main_window_and_follow_the_viewport(demo_archive, m
     assert state.slice_index == 2
     assert editor.workflow.report.study.study_instance_uid == ct_uid
     assert not editor.draft_button.isEnabled()
+
+
+def test_configured_model_loads_in_the_background_and_the_status_bar_follows(
+    demo_archive, make_window, qtbot, tiny_model_folder
+):
+    from app.gui_main import mount_side_panels
+    from app.settings_store import SettingsStore
+    from app.status_model import ModelState as StatusState
+
+    SettingsStore().apply_form(
+        {"model.folder": str(tiny_model_folder), "model.device": "cpu", "model.quantization": "none"}
+    )
+    window = make_window(demo_archive)
+    mount_side_panels(window)
+    service = window.model_service
+    assert window.chat_panel.service is service and window.report_editor.service is service  # one model
+    qtbot.waitUntil(lambda: window.model_state is StatusState.READY, timeout=60000)
+    window.open_study(window.browser_logic.rows[0].study_uid)
+    qtbot.waitUntil(lambda: window.chat_panel.send_button.isEnabled(), timeout=60000)
+    assert window.report_editor.draft_button.isEnabled()
