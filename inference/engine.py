@@ -65,8 +65,13 @@ from inference.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 FinishReason = Literal["stop", "length", "cancelled", "error"]
+VISION_CHUNK_PATCHES = 16384  # vision-tower patches per pass (whole frames)
 MIN_BORROWED_PREFIX = 32  # shorter shared prefixes are cheaper to prefill than to copy
 _STOP = object()
+
+
+class _Cancelled(Exception):
+    """Raised inside the worker when a request is cancelled before its prompt is encoded."""
 
 
 @dataclass
@@ -310,17 +315,33 @@ class Engine:
     def _model(self) -> Any:
         return self.loaded.model
 
-    def visual_features(self, inputs: ModelInputs) -> torch.Tensor:
-        """Projected visual features in ``<image>`` order (after token reduction), on the LLM device."""
+    def visual_features(self, inputs: ModelInputs, cancelled: Callable[[], bool] = lambda: False) -> torch.Tensor:
+        """Projected visual features in ``<image>`` order (after token reduction), on the LLM device.
+
+        The torch tower runs over groups of whole frames of at most ``VISION_CHUNK_PATCHES`` patches
+        (frames never attend to each other, so this is exact): a 180-slice stack neither holds all
+        activations at once nor blocks ``cancel`` until the whole tower has run.
+        """
         device = self.loaded.device
         if self._vision_encoder is not None:
             vision_out = self._vision_encoder(inputs).to(device)
             features = self._model.model.projector(vision_out.to(self._projector_dtype()))
         else:
-            pixels = inputs.pixel_values.to(device, self.loaded.vision_dtype)
-            output = self._model.model.get_image_features(
-                pixels, inputs.image_grid_thw.to(device), inputs.image_merge_sizes.to(device), return_dict=True)
-            features = torch.cat(output.pooler_output, dim=0)
+            parts, start = [], 0
+            for (t, h, w), merge in zip(inputs.image_grid_thw.tolist(), inputs.image_merge_sizes.tolist()):
+                per_pass = max(1, VISION_CHUNK_PATCHES // (h * w))
+                for first in range(0, t, per_pass):
+                    if cancelled():
+                        raise _Cancelled
+                    frames = min(per_pass, t - first)
+                    pixels = inputs.pixel_values[start + first * h * w:start + (first + frames) * h * w]
+                    output = self._model.model.get_image_features(
+                        pixels.to(device, self.loaded.vision_dtype),
+                        torch.tensor([[frames, h, w]], device=device), torch.tensor([merge], device=device),
+                        return_dict=True)
+                    parts.extend(output.pooler_output)
+                start += t * h * w
+            features = torch.cat(parts, dim=0)
         if inputs.video_compression_mask is not None:
             features = features[inputs.video_compression_mask.to(features.device)]
         return features
@@ -328,7 +349,8 @@ class Engine:
     def _projector_dtype(self) -> torch.dtype:
         return self._model.model.projector.readout[0].weight.dtype
 
-    def _embed(self, ids: torch.Tensor, inputs: ModelInputs, images_before: int) -> tuple[torch.Tensor, float]:
+    def _embed(self, ids: torch.Tensor, inputs: ModelInputs, images_before: int,
+               cancelled: Callable[[], bool]) -> tuple[torch.Tensor, float]:
         """Token embeddings of ``ids`` with visual features scattered into its ``<image>`` slots."""
         embeds = self._model.get_input_embeddings()(ids)
         mask = ids == self.loaded.image_token_id
@@ -338,7 +360,7 @@ class Engine:
         if inputs.pixel_values is None:
             raise ValueError(f"prompt has {count} <image> tokens but no pixel values")
         started = time.perf_counter()
-        features = self.visual_features(inputs)
+        features = self.visual_features(inputs, cancelled)
         if images_before + count > features.shape[0]:
             raise ValueError(f"prompt has {images_before + count} <image> tokens but the visuals give "
                              f"{features.shape[0]} features")
@@ -417,7 +439,12 @@ class Engine:
         cache, reused = self._reuse_prefix(request.conversation_id, ids, visual)
         images_before = sum(1 for t in ids[:reused] if t == self.loaded.image_token_id)
         new_ids = torch.tensor([ids[reused:]], dtype=torch.long, device=device)
-        embeds, vision_seconds = self._embed(new_ids, inputs, images_before)
+        try:
+            embeds, vision_seconds = self._embed(new_ids, inputs, images_before, lambda: handle.cancelled)
+        except _Cancelled:
+            if request.conversation_id is not None and reused:  # the shared prefix is still valid
+                self._store_prefix(request.conversation_id, _CachedPrefix(ids[:reused], cache, visual))
+            return self._empty_result(request, "cancelled")
 
         finish: FinishReason = "length"
         logits = None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+import torch
+
+import inference.engine as engine_module
 
 from inference.engine import Engine, GenerationRequest, stop_token_ids
 from inference.loading import load_model
@@ -184,6 +187,24 @@ def test_repetition_penalty_matches_native_generate(loaded, engine):
                                 pad_token_id=eos[0], repetition_penalty=1.3)
     assert ours.token_ids == [t for t in out[0, inputs.prompt_tokens:].tolist() if t not in eos]
     assert ours.token_ids != plain.token_ids  # the penalty changed this answer
+
+
+def test_vision_tower_in_frame_chunks_is_exact_and_stops_on_cancel(loaded, engine, monkeypatch):
+    inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "x", (IMAGE, (6, 4, 4, 2, 13)))
+    whole = engine.visual_features(inputs)
+    monkeypatch.setattr(engine_module, "VISION_CHUNK_PATCHES", 32)  # 2 frames of 16 patches per pass
+    polls: list[int] = []
+    torch.testing.assert_close(engine.visual_features(inputs, lambda: polls.append(1) and False), whole)
+    assert len(polls) == 1 + 3  # the image, then 3 passes over the 6-frame stack
+    checks: list[int] = []
+
+    def cancel_on_third_check() -> bool:
+        checks.append(1)
+        return len(checks) == 3
+
+    with pytest.raises(engine_module._Cancelled):
+        engine.visual_features(inputs, cancel_on_third_check)
+    assert len(checks) == 3  # stopped before the stack's second pass
 
 
 def test_sampling_is_reproducible_with_a_seed(loaded, engine):
