@@ -204,7 +204,6 @@ class ChatSession:
         self.generations: list[Generation] = []
         self._last_scope: AskScope | None = None
         self._last_slices: list[int] = []
-        self.busy = False
         self.restored = 0  # messages of an earlier session: shown, but not in the model's context
 
     @property
@@ -259,84 +258,80 @@ class ChatSession:
             raise RuntimeError(service.state.message)
         if not question.strip():
             raise ValueError("type a question first")
-        self.busy = True
+        attach = self._last_scope != scope
+        visuals = [visual_item_for(volume, scope.view())] if attach else []
+        summary = summarise(volume, scope, max_tokens)
+        turn_count = len(self.conversation.turns)
+        self.conversation.add_user(question, visuals, think=think)
+        shown = [int(i) for i in visuals[0].sampled_indices] if visuals else self._last_slices
+        self.history.append(
+            ChatMessage(
+                "user",
+                question.strip(),
+                chips=summary.chips(),
+                series_uid=scope.series_uid,
+                plane=scope.plane if scope.kind != "cine" else "cine",
+                slices=list(shown),
+            )
+        )
+        loaded = service.loaded
         try:
-            attach = self._last_scope != scope
-            visuals = [visual_item_for(volume, scope.view())] if attach else []
-            summary = summarise(volume, scope, max_tokens)
-            turn_count = len(self.conversation.turns)
-            self.conversation.add_user(question, visuals, think=think)
-            shown = [int(i) for i in visuals[0].sampled_indices] if visuals else self._last_slices
-            self.history.append(
-                ChatMessage(
-                    "user",
-                    question.strip(),
-                    chips=summary.chips(),
-                    series_uid=scope.series_uid,
-                    plane=scope.plane if scope.kind != "cine" else "cine",
-                    slices=list(shown),
-                )
+            inputs = build_model_inputs(
+                loaded.tokenizer,
+                self.conversation,
+                max_tokens=max_tokens,
+                chat_template=loaded.chat_template,
             )
-            loaded = service.loaded
-            try:
-                inputs = build_model_inputs(
-                    loaded.tokenizer,
-                    self.conversation,
-                    max_tokens=max_tokens,
-                    chat_template=loaded.chat_template,
-                )
-            except Exception:
-                del self.conversation.turns[turn_count:]
-                self.history.pop()
-                raise
-            sampled = [int(i) for item in visuals for i in item.sampled_indices]
-            generation = Generation(
-                purpose="chat",
-                model_id=service.model_id,
-                model_checksum=service.checksum,
-                prompt=question,
-                settings={"think": think, "max_new_tokens": max_new_tokens, "max_visual_tokens": max_tokens},
-                inputs=[sent_input(scope, sampled)] if attach else [],
-                started_at=now_iso(),
-                prompt_tokens=inputs.prompt_tokens,
+        except Exception:
+            del self.conversation.turns[turn_count:]
+            self.history.pop()
+            raise
+        sampled = [int(i) for item in visuals for i in item.sampled_indices]
+        generation = Generation(
+            purpose="chat",
+            model_id=service.model_id,
+            model_checksum=service.checksum,
+            prompt=question,
+            settings={"think": think, "max_new_tokens": max_new_tokens, "max_visual_tokens": max_tokens},
+            inputs=[sent_input(scope, sampled)] if attach else [],
+            started_at=now_iso(),
+            prompt_tokens=inputs.prompt_tokens,
+        )
+        self.generations.append(generation)
+        answer = ChatMessage("assistant", "", finished=False)
+        self.history.append(answer)
+        splitter = ReasoningStream()
+        handle = service.submit(
+            GenerationRequest(
+                inputs=inputs, conversation_id=self.conversation_id, max_new_tokens=max_new_tokens
             )
-            self.generations.append(generation)
-            answer = ChatMessage("assistant", "", finished=False)
-            self.history.append(answer)
-            splitter = ReasoningStream()
-            handle = service.submit(
-                GenerationRequest(
-                    inputs=inputs, conversation_id=self.conversation_id, max_new_tokens=max_new_tokens
-                )
-            )
-            for chunk in handle:
-                if cancel is not None and cancel.is_set():
-                    handle.cancel()
-                reasoning, text = splitter.push(chunk)
-                self._grow(answer, reasoning, text, on_delta)
-            reasoning, text = splitter.push("", final=True)
+        )
+        for chunk in handle:
+            if cancel is not None and cancel.is_set():
+                handle.cancel()
+            reasoning, text = splitter.push(chunk)
             self._grow(answer, reasoning, text, on_delta)
-            result = handle.result()
-            answer.finished = True
-            generation.finished_at = now_iso()
-            generation.new_tokens = result.new_tokens
-            generation.output_chars = len(result.text)
-            generation.outcome = (
-                "cancelled"
-                if result.finish_reason == "cancelled"
-                else f"failed: {result.error}"
-                if result.finish_reason == "error"
-                else "completed"
-            )
-            if result.finish_reason == "error":
-                answer.text = answer.text or f"(the model failed: {result.error})"
-            self.conversation.add_assistant(result.text)
-            self._last_scope = replace(scope)
-            self._last_slices = list(shown)
-            self.save()
-            return answer
-        finally:
-            self.busy = False
+        reasoning, text = splitter.push("", final=True)
+        self._grow(answer, reasoning, text, on_delta)
+        result = handle.result()
+        answer.finished = True
+        generation.finished_at = now_iso()
+        generation.new_tokens = result.new_tokens
+        generation.output_chars = len(result.text)
+        generation.outcome = (
+            "cancelled"
+            if result.finish_reason == "cancelled"
+            else f"failed: {result.error}"
+            if result.finish_reason == "error"
+            else "completed"
+        )
+        if result.finish_reason == "error":
+            answer.text = answer.text or f"(the model failed: {result.error})"
+        self.conversation.add_assistant(result.text)
+        self._last_scope = replace(scope)
+        self._last_slices = list(shown)
+        self.save()
+        return answer
 
     @staticmethod
     def _grow(
