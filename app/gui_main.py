@@ -76,8 +76,10 @@ def run_gui(args: argparse.Namespace) -> int:
 
     from app.theme import apply_dark_theme, configure_high_dpi
 
-    configure_high_dpi()
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = QApplication.instance()
+    if app is None:
+        configure_high_dpi()  # only possible before the application exists
+        app = QApplication(sys.argv[:1])
     app.setApplicationName("Hulu-Med Workstation")
     app.setOrganizationName("hulu-workstation")
     apply_dark_theme(app)

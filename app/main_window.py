@@ -388,6 +388,7 @@ class MainWindow(QMainWindow):
 
     def quit_and_stop_listener(self) -> None:
         self.stop_listener_on_exit = True
+        self.stop_listener()
         self.close()
 
     # -- window state ---------------------------------------------------------------------------------

@@ -164,3 +164,44 @@ def test_browser_filter_bar_filters_and_sorts_through_widgets(demo_archive, make
     assert browser.proxy.index(0, 0).data() == "AARON ZED"
     browser.table.sortByColumn(7, Qt.SortOrder.DescendingOrder)  # images: 42 before 1 (numeric, not text)
     assert [browser.proxy.index(r, 7).data() for r in range(2)] == ["42", "1"]
+
+
+def test_run_gui_opens_the_window_with_a_running_listener(themed_app, qtbot):
+    """`hulu-workstation` with no sub-command: app.cli calls run_gui, which shows the window and
+    starts the listener as its own process."""
+    import argparse
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.gui_main import run_gui
+    from app.main_window import MainWindow
+    from tests.conftest import free_port
+
+    SettingsStore().apply_form({"listener.port": str(free_port()), "listener.aet": "HULUGUI"})
+    seen = {}
+
+    def inspect_and_quit() -> None:
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if not windows or windows[0].supervisor.status().report.get("pid") != windows[0].supervisor.pid:
+            QTimer.singleShot(200, inspect_and_quit)  # the listener is still starting
+            return
+        seen["window"] = windows[0]
+        QApplication.instance().quit()
+
+    QTimer.singleShot(200, inspect_and_quit)
+    assert run_gui(argparse.Namespace()) == 0
+    window = seen["window"]
+    qtbot.addWidget(window)
+    pid = window.supervisor.pid
+    try:
+        assert window.supervisor.status().report["aet"] == "HULUGUI"
+        assert window.windowTitle() == "Hulu-Med Workstation"
+        assert window.browser_logic.is_empty() and not window.demo_banner.isHidden()  # offers the demo
+    finally:
+        window.quit_and_stop_listener()
+    assert window.supervisor.status().state.value == "stopped"
+    import psutil
+
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    window.archive.close()
