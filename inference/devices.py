@@ -20,6 +20,7 @@ from inference.quantization import QUANTIZATIONS, estimated_weight_bytes
 
 DEFAULT_CONTEXT_TOKENS = 16384
 PREFILL_CHUNK = 2048  # prompt tokens per decoder pass (the engine prefills in chunks)
+VISION_CHUNK_PATCHES = 16384  # vision-tower patches per pass (the engine encodes whole frames in chunks)
 _MARGIN_BYTES = 1 << 30  # CUDA context, allocator fragmentation, vision encoder activations
 SLOW_MODE_NOTICE = ("No usable GPU: Hulu-Med runs on the CPU in slow mode (minutes per answer for the 7B "
                     "model). Results are the same, only slower.")
@@ -39,8 +40,8 @@ class DevicePlan:
 
 
 def runtime_reserve_bytes(info: CheckpointInfo, context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> int:
-    """KV cache of a ``context_tokens`` prompt, the larger of the vision tower's activations (a 3D
-    prompt: 4 patches per token) and one prefill chunk's MLP activations, plus a fixed margin."""
+    """KV cache of a ``context_tokens`` prompt, the larger of one vision-tower pass's and one prefill
+    chunk's MLP activations, plus a fixed margin."""
     cfg = info.config
     heads = int(cfg["num_attention_heads"])
     head_dim = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // heads)
@@ -48,7 +49,7 @@ def runtime_reserve_bytes(info: CheckpointInfo, context_tokens: int = DEFAULT_CO
     kv_cache = 2 * int(cfg["num_hidden_layers"]) * kv_heads * head_dim * 2 * context_tokens
     llm_chunk = 3 * min(context_tokens, PREFILL_CHUNK) * int(cfg["intermediate_size"]) * 2
     vision_intermediate = int((cfg.get("vision_encoder_config") or {}).get("intermediate_size", 4304))
-    vision = 3 * 4 * context_tokens * vision_intermediate * 2
+    vision = 3 * min(4 * context_tokens, VISION_CHUNK_PATCHES) * vision_intermediate * 2
     return kv_cache + max(llm_chunk, vision) + _MARGIN_BYTES
 
 

@@ -59,13 +59,12 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from inference.devices import PREFILL_CHUNK
+from inference.devices import PREFILL_CHUNK, VISION_CHUNK_PATCHES
 from inference.inputs import ModelInputs
 from inference.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 FinishReason = Literal["stop", "length", "cancelled", "error"]
-VISION_CHUNK_PATCHES = 16384  # vision-tower patches per pass (whole frames)
 MIN_BORROWED_PREFIX = 32  # shorter shared prefixes are cheaper to prefill than to copy
 _STOP = object()
 
