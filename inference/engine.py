@@ -13,9 +13,15 @@ Public API used by the app::
                                              on_text=append_to_chat))  # called on the worker thread
     for chunk in handle:                    # or iterate instead of a callback (blocks until done)
         ...
-    handle.cancel()                         # stops within one decode step (or one prefill chunk)
+    handle.cancel()                         # stops within one decode step, prefill chunk or ViT pass
     result = handle.result()                # GenerationResult: text, finish_reason, timings, counts
     engine.forget(study_uid); engine.close()
+
+Optional ONNX vision tower (used only when measured faster on this machine)::
+
+    from inference.onnx_vision import best_vision_encoder
+    runner, choice = best_vision_encoder(loaded, cache_dir)   # choice: both timings, chosen path
+    engine = Engine(loaded, vision_encoder=runner)             # runner is None -> torch tower
 
 Requests run one at a time in submission order on the engine's own thread (the model is never
 touched by two threads). A queued request that is cancelled never starts.
