@@ -16,6 +16,11 @@ the volume given at the end (in ``LoadResult``) is the resampled one. To cancel 
 opened another series), raise :class:`LoadCancelled` from ``on_slice``: queued decodes are
 dropped and the exception propagates.
 
+DICOM video objects (MPEG-2, H.264, HEVC transfer syntaxes) are decoded by :mod:`viewer.video`
+(PyAV/FFmpeg) frame by frame in order into the same RGB cine volume, with ``frame_times_ms`` from
+the Cine attributes or, without them, the stream (``metadata["frame_timing_source"]``); a video
+larger than the memory budget keeps one frame in n (with a warning) instead of being refused.
+
 Decoding runs in a thread pool (numpy and the JPEG/J2K decoders release the GIL). The volume is
 allocated once in its final dtype (int16 for usual CT); no float copy is made unless rescale
 slope/intercept are not integral. ``memory_budget_bytes`` (default: half the available RAM)
@@ -69,6 +74,7 @@ from viewer.series import (
     text_value,
 )
 from viewer.tools import SPACING_IMAGER, SPACING_PIXEL, SPACING_US
+from viewer.video import decode_video, is_video_syntax
 from viewer.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -136,6 +142,9 @@ def load_series(paths: Sequence[str | Path], *, on_slice: SliceCallback | None =
     budget = memory_budget_bytes if memory_budget_bytes is not None else psutil.virtual_memory().available // 2
     needed = sum(p.nbytes for p in plans)
     if needed > budget:
+        plans = _thin_videos(plans, budget)
+        needed = sum(p.nbytes for p in plans)
+    if needed > budget:
         raise MemoryBudgetError(f"series needs {needed / 2**20:.0f} MiB, budget is {budget / 2**20:.0f} MiB")
     volumes: list[Volume] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -186,9 +195,18 @@ class _Plan:
     nbytes: int
     checked: bool = False  # int16 output of a wider declared range: range-check every slice
 
+    @property
+    def is_video(self) -> bool:
+        return is_video_syntax(self.stack.first.header.layout.transfer_syntax)
 
-def _plan(stack: Stack, wide: bool = False) -> _Plan:
-    """Allocate the volume of a stack (``wide``: int32 after an int16 overflow)."""
+
+def _plan(stack: Stack, wide: bool = False, stride: int = 1) -> _Plan:
+    """Allocate the volume of a stack (``wide``: int32 after an int16 overflow; ``stride``: keep
+    every n-th frame of a video)."""
+    if stride > 1:
+        stack = Stack(stack.series_uid, stack.frames[::stride], stack.warnings + [
+            f"video decoded keeping one frame in {stride} to fit the memory budget "
+            f"({len(stack.frames[::stride])} of {len(stack.frames)} frames)"])
     first = stack.first
     layout = first.header.layout
     ds = first.header.ds
@@ -225,10 +243,27 @@ def _plan(stack: Stack, wide: bool = False) -> _Plan:
         metadata["pixel_spacing_known"] = known is not None
         metadata["pixel_spacing_source"] = source
         metadata["warnings"] = stack.warnings + spacing_warnings
-        volume = Volume(voxels, (spacing2[1], spacing2[0], 1.0), (0.0, 0.0, 0.0), np.eye(3),
-                        _frame_times(ds, n), metadata)
+        all_times = _frame_times(ds, layout.frames)
+        times = [all_times[f.frame] for f in stack.frames] if all_times is not None else None
+        volume = Volume(voxels, (spacing2[1], spacing2[0], 1.0), (0.0, 0.0, 0.0), np.eye(3), times, metadata)
         extra = 0
     return _Plan(stack, volume, voxels.nbytes + extra, checked)
+
+
+def _thin_videos(plans: list[_Plan], budget: int) -> list[_Plan]:
+    """Re-plan video stacks keeping every n-th frame so that all volumes fit ``budget`` (the
+    other stacks are left whole: if they alone do not fit, the caller refuses the load)."""
+    video_bytes = sum(p.nbytes for p in plans if p.is_video)
+    room = budget - sum(p.nbytes for p in plans if not p.is_video)
+    if not video_bytes or room <= 0:
+        return plans
+    stride = -(-video_bytes // room)
+    while stride <= max(len(p.stack.frames) for p in plans if p.is_video):
+        thinned = [_plan(p.stack, stride=stride) if p.is_video else p for p in plans]
+        if sum(p.nbytes for p in thinned) <= budget:
+            return thinned
+        stride += 1
+    return plans
 
 
 def _fallback_slice_spacing(ds: object) -> float:
@@ -367,7 +402,38 @@ def _middle_out(n: int) -> list[int]:
     return order
 
 
+def _fill_video(plan: _Plan, index: int, on_slice: SliceCallback | None) -> None:
+    """Decode a video object frame by frame (sequential by nature) into the volume."""
+    frames = plan.stack.frames
+    voxels = plan.volume.voxels
+    ds = read_dataset(frames[0].header.path)
+    loaded = 0
+
+    def kept(k: int) -> None:
+        nonlocal loaded
+        loaded += 1
+        if on_slice is not None:
+            on_slice(SliceEvent(index, k, voxels[k], plan.volume, loaded, len(frames)))
+
+    times = decode_video(ds, voxels, {fr.frame: k for k, fr in enumerate(frames)}, kept)
+    volume = plan.volume
+    if loaded < len(frames):  # Number of Frames overstated the stream: keep what was decoded
+        volume.voxels = voxels[:loaded]
+        for key in ("sources", "sop_instance_uids"):
+            volume.metadata[key] = volume.metadata[key][:loaded]  # type: ignore[index]
+        volume.metadata["warnings"] = list(volume.metadata.get("warnings", [])) + [  # type: ignore[arg-type]
+            f"the video holds {loaded} decodable frames, not the {len(frames)} its header declares"]
+        if volume.frame_times_ms is not None:
+            volume.frame_times_ms = volume.frame_times_ms[:loaded]
+    if volume.frame_times_ms is None and len(times) > 1:  # no Cine timing attributes: the stream's
+        volume.frame_times_ms = [times[fr.frame] for fr in frames[:loaded]]
+        volume.metadata["frame_timing_source"] = "video stream"
+
+
 def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCallback | None) -> None:
+    if plan.is_video:
+        _fill_video(plan, index, on_slice)
+        return
     frames = plan.stack.frames
     voxels = plan.volume.voxels
     order = _middle_out(len(frames))
@@ -452,9 +518,13 @@ def _emit_preview(path: Path, on_slice: SliceCallback) -> None:
     try:
         header: InstanceHeader = read_header(path)
         stack = build_stacks([header])[0]
-        fr = stack.frames[len(stack.frames) // 2]
-        plan = _plan(Stack(stack.series_uid, [fr]))
-        _decode_task([(0, fr)], plan.volume.voxels)
+        if is_video_syntax(header.layout.transfer_syntax):  # a video's first frame is the quick one
+            plan = _plan(Stack(stack.series_uid, stack.frames[:1]))
+            decode_video(read_dataset(path), plan.volume.voxels, {0: 0})
+        else:
+            fr = stack.frames[len(stack.frames) // 2]
+            plan = _plan(Stack(stack.series_uid, [fr]))
+            _decode_task([(0, fr)], plan.volume.voxels)
     except (DecodeError, ValueError) as exc:
         log.debug("preview skipped: %s", exc)
         return
