@@ -18,6 +18,8 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from dicom_net.header_scan import scan_part10
+
 UNDEFINED_LENGTH = 0xFFFFFFFF
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float Pixel, Double Float Pixel
 _SEQUENCE_DELIMITER_LE = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
@@ -110,49 +112,79 @@ def _raw(ds: Dataset, tag: int) -> RawDataElement | None:
 _SIMPLE_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
 
 
+class _NeedsPydicom(Exception):
+    """A value the raw decoder does not handle; the pydicom path decides."""
+
+
 class _Fields:
     """The index attributes, decoded straight from the raw element bytes.
 
     pydicom's value conversion costs ~40 µs per element, more than the rest of a received
-    object's checks; anything unusual (other character sets, odd lengths, converted
-    elements) falls back to it.
+    object's checks; anything unusual (other character sets, odd lengths, values pydicom has
+    already converted) goes to ``fallback`` (pydicom) or raises :class:`_NeedsPydicom`.
     """
 
-    def __init__(self, ds: Dataset, little_endian: bool) -> None:
-        self.ds = ds
+    def __init__(self, lookup, encoding: str | None, little_endian: bool, fallback: Dataset | None) -> None:
+        self.lookup = lookup  # tag -> (VR or None, raw bytes) | None when absent; may raise _NeedsPydicom
+        self.encoding = encoding
         self.uint16 = struct.Struct("<H" if little_endian else ">H")
-        charset = ds.get("SpecificCharacterSet", "")  # pydicom has converted it while reading
-        self.encoding = _SIMPLE_CHARSETS.get(charset.strip()) if isinstance(charset, str) else None
+        self.fallback = fallback
 
-    def _raw_bytes(self, tag: int) -> bytes | None:
-        elem = _raw(self.ds, tag)
-        return None if elem is None or elem.value is None else bytes(elem.value)
+    def lookup_present(self, tag: int) -> bool:
+        try:
+            return self.lookup(tag) is not None
+        except _NeedsPydicom:
+            return True
+
+    def _pydicom(self, kind: str, keyword: str) -> object:
+        if self.fallback is None:
+            raise _NeedsPydicom(keyword)
+        return _text(self.fallback, keyword) if kind == "text" else _int(self.fallback, keyword)
 
     def text(self, tag: int, keyword: str) -> str:
-        raw = self._raw_bytes(tag)
-        if raw is None:
-            return (
-                ""
-                if tag not in self.ds or not isinstance(self.ds.get_item(tag), RawDataElement)
-                else _text(self.ds, keyword)
-            )
+        try:
+            found = self.lookup(tag)
+        except _NeedsPydicom:
+            return self._pydicom("text", keyword)  # type: ignore[return-value]
+        if found is None:
+            return ""
+        raw = found[1]
         if self.encoding or (raw.isascii() and b"\x1b" not in raw):
             return raw.decode(self.encoding or "ascii", "replace").strip(" \0")
-        return _text(self.ds, keyword)
+        return self._pydicom("text", keyword)  # type: ignore[return-value]
 
     def number(self, tag: int, keyword: str) -> int | None:
         """An IS (integer string) or US value."""
-        raw = self._raw_bytes(tag)
-        if raw is None:
-            return _int(self.ds, keyword) if tag in self.ds else None
-        elem = _raw(self.ds, tag)
-        if elem is not None and (elem.VR == "US" or (elem.VR is None and keyword in _US_KEYWORDS)):
-            return self.uint16.unpack(raw)[0] if len(raw) == 2 else _int(self.ds, keyword)
+        try:
+            found = self.lookup(tag)
+        except _NeedsPydicom:
+            return self._pydicom("int", keyword)  # type: ignore[return-value]
+        if found is None:
+            return None
+        vr, raw = found
+        if vr == "US" or (vr is None and keyword in _US_KEYWORDS):
+            return self.uint16.unpack(raw)[0] if len(raw) == 2 else self._pydicom("int", keyword)  # type: ignore[return-value]
         try:
             text = raw.decode("ascii").strip(" \0")
             return int(text) if text else None
         except ValueError:
-            return _int(self.ds, keyword)
+            return self._pydicom("int", keyword)  # type: ignore[return-value]
+
+
+def _pydicom_lookup(ds: Dataset):
+    def lookup(tag: int) -> tuple[str | None, bytes] | None:
+        if tag not in ds:
+            return None
+        elem = ds.get_item(tag)
+        if not isinstance(elem, RawDataElement) or elem.value is None:
+            raise _NeedsPydicom(tag)
+        return elem.VR, bytes(elem.value)
+
+    return lookup
+
+
+def _charset_encoding(charset: object) -> str | None:
+    return _SIMPLE_CHARSETS.get(charset.strip()) if isinstance(charset, str) else None
 
 
 _US_KEYWORDS = {"Rows", "Columns", "BitsAllocated", "SamplesPerPixel"}
@@ -187,19 +219,20 @@ def expected_pixel_bytes(
     return (rows * columns * samples * frames * bits_allocated + 7) // 8
 
 
-def _check_pixels(ds: Dataset, fields: _Fields, compressed: bool, little_endian: bool) -> None:
+def _check_pixels(pixel, fields: _Fields, compressed: bool, little_endian: bool) -> None:
+    """``pixel(tag)`` gives (length, first four value bytes) of a pixel data element or None."""
     for tag in PIXEL_DATA_TAGS:
-        elem = _raw(ds, tag)
-        if elem is None:
+        found = pixel(tag)
+        if found is None:
             continue
+        length, head = found
         if compressed:
-            if elem.length != UNDEFINED_LENGTH or elem.value is None:
+            if length != UNDEFINED_LENGTH:
                 raise InvalidDataset("compressed transfer syntax but pixel data is not encapsulated", 0xA900)
-            item = _ITEM_TAG_LE if little_endian else _ITEM_TAG_BE
-            if not bytes(elem.value[:4]) == item:
+            if head != (_ITEM_TAG_LE if little_endian else _ITEM_TAG_BE):
                 raise InvalidDataset("encapsulated pixel data does not start with an item", 0xA900)
             continue
-        if elem.length == UNDEFINED_LENGTH:
+        if length == UNDEFINED_LENGTH:
             raise PixelLengthMismatch("native transfer syntax with encapsulated pixel data")
         rows, columns = fields.number(0x00280010, "Rows"), fields.number(0x00280011, "Columns")
         if rows is None or columns is None:
@@ -211,8 +244,8 @@ def _check_pixels(ds: Dataset, fields: _Fields, compressed: bool, little_endian:
         frames = fields.number(0x00280008, "NumberOfFrames") or 1
         photometric = fields.text(0x00280004, "PhotometricInterpretation")
         expected = expected_pixel_bytes(rows, columns, samples, frames, bits, photometric)
-        if elem.length not in (expected, expected + (expected & 1)):
-            raise PixelLengthMismatch(f"pixel data has {elem.length} bytes, attributes call for {expected}")
+        if length not in (expected, expected + (expected & 1)):
+            raise PixelLengthMismatch(f"pixel data has {length} bytes, attributes call for {expected}")
 
 
 def inspect_part10(
@@ -226,9 +259,64 @@ def inspect_part10(
     ``expected_*`` are the command set's Affected SOP Class/Instance UIDs when the object came
     over the network; they must agree with the dataset and the file meta.
     """
+    fast = _inspect_scanned(data, expected_sop_class, expected_sop_instance)
+    if fast is not None:
+        return fast
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns on odd values; we decide what is fatal
         return _inspect(data, expected_sop_class, expected_sop_instance)
+
+
+def _inspect_scanned(
+    data: bytes, expected_sop_class: str | None, expected_sop_instance: str | None
+) -> HeaderInfo | None:
+    """The same checks on :func:`scan_part10`'s element map; None means: let pydicom decide."""
+    scan = scan_part10(data)
+    if scan is None:
+        return None
+    ts = UID(scan.meta.get(0x0010, b"").decode("ascii", "replace").rstrip("\0 "))
+    try:
+        compressed = ts.is_compressed
+    except ValueError:
+        return None
+    elements = scan.elements
+
+    def lookup(tag: int) -> tuple[str | None, bytes] | None:
+        found = elements.get(tag)
+        if found is None:
+            return None
+        vr, offset, length = found
+        if length == UNDEFINED_LENGTH:
+            raise _NeedsPydicom(tag)
+        return (vr.decode("ascii") if vr else None), data[offset : offset + length]
+
+    def pixel(tag: int) -> tuple[int, bytes] | None:
+        found = elements.get(tag)
+        return None if found is None else (found[2], data[found[1] : found[1] + 4])
+
+    charset = lookup(0x00080005) if 0x00080005 in elements else None
+    charset_name = charset[1].decode("ascii", "replace").strip(" \0") if charset else ""
+    f = _Fields(
+        lookup, None if "\\" in charset_name else _charset_encoding(charset_name), scan.little_endian, None
+    )
+
+    def meta_uid(element: int) -> str:
+        return scan.meta.get(element, b"").decode("ascii", "replace").rstrip("\0 ")
+
+    try:
+        return _header_info(
+            f,
+            str(ts),
+            meta_class=meta_uid(0x0002),
+            meta_instance=meta_uid(0x0003),
+            pixel=pixel,
+            compressed=compressed,
+            little_endian=scan.little_endian,
+            expected_sop_class=expected_sop_class,
+            expected_sop_instance=expected_sop_instance,
+        )
+    except (InvalidDataset, _NeedsPydicom):
+        return None  # pydicom re-checks and words the error
 
 
 def _inspect(data: bytes, expected_sop_class: str | None, expected_sop_instance: str | None) -> HeaderInfo:
@@ -249,7 +337,49 @@ def _inspect(data: bytes, expected_sop_class: str | None, expected_sop_instance:
     except ValueError as exc:
         raise InvalidDataset(f"unknown transfer syntax {ts}") from exc
     _check_complete(ds, len(data), little_endian, deflated, data)
-    f = _Fields(ds, little_endian)
+    f = _Fields(_pydicom_lookup(ds), _charset_encoding(ds.get("SpecificCharacterSet", "")), little_endian, ds)
+    return _header_info(
+        f,
+        str(ts),
+        meta_class=str(meta.get("MediaStorageSOPClassUID", "") or ""),
+        meta_instance=str(meta.get("MediaStorageSOPInstanceUID", "") or ""),
+        pixel=lambda tag: _pydicom_pixel(ds, tag),
+        compressed=compressed,
+        little_endian=little_endian,
+        expected_sop_class=expected_sop_class,
+        expected_sop_instance=expected_sop_instance,
+    )
+
+
+def _pydicom_pixel(ds: Dataset, tag: int) -> tuple[int, bytes] | None:
+    """(length, first 4 value bytes) of a pixel data element."""
+    elem = _raw(ds, tag)
+    if elem is None:
+        return None
+    return elem.length, bytes(elem.value[:4]) if elem.value is not None else b""
+
+
+# Bulk data elements: an object with Rows/Columns must carry one, else it was cut short.
+_BULK_DATA_TAGS = (*PIXEL_DATA_TAGS, 0x56000020, 0x00420011)  # + Spectroscopy Data, Encapsulated Document
+
+
+def _is_image_class(sop_class: str) -> bool:
+    name = UID(sop_class).name
+    return "Image Storage" in name and "Presentation State" not in name
+
+
+def _header_info(
+    f: _Fields,
+    ts: str,
+    *,
+    meta_class: str,
+    meta_instance: str,
+    pixel,
+    compressed: bool,
+    little_endian: bool,
+    expected_sop_class: str | None,
+    expected_sop_instance: str | None,
+) -> HeaderInfo:
     sop_class = f.text(0x00080016, "SOPClassUID")
     sop_instance = f.text(0x00080018, "SOPInstanceUID")
     study_uid = f.text(0x0020000D, "StudyInstanceUID")
@@ -262,8 +392,6 @@ def _inspect(data: bytes, expected_sop_class: str | None, expected_sop_instance:
     ):
         if not value or len(value) > 64:
             raise InvalidDataset(f"missing or invalid {name} UID")
-    meta_class = str(meta.get("MediaStorageSOPClassUID", "") or "")
-    meta_instance = str(meta.get("MediaStorageSOPInstanceUID", "") or "")
     if meta_class and meta_class != sop_class:
         raise UIDMismatch("SOP Class UID differs between file meta and dataset")
     if meta_instance and meta_instance != sop_instance:
@@ -272,8 +400,12 @@ def _inspect(data: bytes, expected_sop_class: str | None, expected_sop_instance:
         raise UIDMismatch("dataset SOP Class UID differs from the command's Affected SOP Class UID")
     if expected_sop_instance is not None and expected_sop_instance != sop_instance:
         raise UIDMismatch("dataset SOP Instance UID differs from the command's Affected SOP Instance UID")
+    if not any(f.lookup_present(tag) for tag in _BULK_DATA_TAGS) and (
+        (f.lookup_present(0x00280010) and f.lookup_present(0x00280011)) or _is_image_class(sop_class)
+    ):
+        raise InvalidDataset("an image without pixel data: the object is cut short")
     try:
-        _check_pixels(ds, f, compressed, little_endian)
+        _check_pixels(pixel, f, compressed, little_endian)
     except InvalidDataset:
         raise
     except Exception as exc:
@@ -283,7 +415,7 @@ def _inspect(data: bytes, expected_sop_class: str | None, expected_sop_instance:
         sop_instance_uid=sop_instance,
         study_uid=study_uid,
         series_uid=series_uid,
-        transfer_syntax=str(ts),
+        transfer_syntax=ts,
         patient_name=f.text(0x00100010, "PatientName"),
         patient_id=f.text(0x00100020, "PatientID"),
         birth_date=f.text(0x00100030, "PatientBirthDate"),
