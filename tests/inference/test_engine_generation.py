@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import inference.engine as engine_module
-
 from inference.engine import Engine, GenerationRequest, stop_token_ids
 from inference.loading import load_model
 from tests.inference.prompts import chat_inputs, follow_up_ids
