@@ -166,42 +166,55 @@ def test_browser_filter_bar_filters_and_sorts_through_widgets(demo_archive, make
     assert [browser.proxy.index(r, 7).data() for r in range(2)] == ["42", "1"]
 
 
-def test_run_gui_opens_the_window_with_a_running_listener(themed_app, qtbot):
-    """`hulu-workstation` with no sub-command: app.cli calls run_gui, which shows the window and
-    starts the listener as its own process."""
-    import argparse
+def test_hulu_workstation_command_opens_gui_and_listener_outlives_it(_private_home):
+    """`hulu-workstation` with no sub-command (app.cli -> run_gui) starts the listener as its own
+    process; when the GUI process ends, the listener keeps receiving."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
 
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
-
-    from app.gui_main import run_gui
-    from app.main_window import MainWindow
-    from tests.conftest import free_port
-
-    SettingsStore().apply_form({"listener.port": str(free_port()), "listener.aet": "HULUGUI"})
-    seen = {}
-
-    def inspect_and_quit() -> None:
-        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
-        if not windows or windows[0].supervisor.status().report.get("pid") != windows[0].supervisor.pid:
-            QTimer.singleShot(200, inspect_and_quit)  # the listener is still starting
-            return
-        seen["window"] = windows[0]
-        QApplication.instance().quit()
-
-    QTimer.singleShot(200, inspect_and_quit)
-    assert run_gui(argparse.Namespace()) == 0
-    window = seen["window"]
-    qtbot.addWidget(window)
-    pid = window.supervisor.pid
-    try:
-        assert window.supervisor.status().report["aet"] == "HULUGUI"
-        assert window.windowTitle() == "Hulu-Med Workstation"
-        assert window.browser_logic.is_empty() and not window.demo_banner.isHidden()  # offers the demo
-    finally:
-        window.quit_and_stop_listener()
-    assert window.supervisor.status().state.value == "stopped"
     import psutil
 
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    window.archive.close()
+    from tests.conftest import free_port
+
+    home = _private_home
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    env.pop("DISPLAY", None)
+    port = free_port()
+    SettingsStore().apply_form({"listener.port": str(port), "listener.aet": "HULUGUI"})
+    gui = subprocess.Popen([sys.executable, "-m", "app.cli"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    status = home / "archive" / "listener-status.json"
+    listener_pid = None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and listener_pid is None:
+            time.sleep(0.2)
+            assert gui.poll() is None, "the GUI exited early"
+            if status.exists():
+                report = json.loads(status.read_text())
+                if report.get("state") == "running" and report.get("port") == port:
+                    listener_pid = report["pid"]
+        assert listener_pid is not None and listener_pid != gui.pid
+        assert psutil.Process(listener_pid).ppid() == gui.pid  # spawned by the GUI's supervisor
+        gui.send_signal(signal.SIGTERM)
+        gui.wait(20)
+        time.sleep(0.5)
+        assert psutil.Process(listener_pid).status() != psutil.STATUS_ZOMBIE  # still receiving
+        assert run_echoscu_ok(port)
+    finally:
+        if gui.poll() is None:
+            gui.kill()
+            gui.wait()
+        if listener_pid is not None and psutil.pid_exists(listener_pid):
+            os.kill(listener_pid, signal.SIGTERM)
+            psutil.Process(listener_pid).wait(10)
+
+
+def run_echoscu_ok(port: int) -> bool:
+    from tests.peers import run_echoscu
+
+    return run_echoscu("127.0.0.1", port, "HULUGUI").returncode == 0
