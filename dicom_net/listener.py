@@ -23,6 +23,7 @@ from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.events import Event
+from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification
 
 from dicom_net.archive import DEFAULT_MIN_FREE_BYTES, Archive, StorageFull
@@ -170,13 +171,15 @@ def _prefer_requestor_syntaxes(event: Event) -> None:
     for context in event.assoc.requestor.primitive.presentation_context_definition_list:
         order = proposed.setdefault(str(context.abstract_syntax), [])
         order.extend(str(ts) for ts in context.transfer_syntax if str(ts) not in order)
-    for context in event.assoc.acceptor.supported_contexts:
+    tailored = []
+    for context in event.assoc.acceptor.supported_contexts:  # shared by all associations: read only
         order = proposed.get(str(context.abstract_syntax))
         if order:
-            ours = [str(ts) for ts in context.transfer_syntax]
-            context.transfer_syntax = [ts for ts in order if ts in ours] + [
-                ts for ts in ours if ts not in order
-            ]
+            ours = {str(ts) for ts in context.transfer_syntax}
+            accepted = [ts for ts in order if ts in ours]
+            if accepted:
+                tailored.append(build_context(context.abstract_syntax, accepted))
+    event.assoc.acceptor.supported_contexts = tailored
 
 
 def _on_requested(event: Event, rules: list[tuple[str, str | None]], stats: ListenerStats) -> None:

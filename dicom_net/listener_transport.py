@@ -20,7 +20,6 @@ import queue
 import select
 import socket
 import time
-from copy import deepcopy
 from typing import Any
 
 from pynetdicom import evt
@@ -276,7 +275,9 @@ class ListenerRequestHandler(RequestHandler):
         assoc.acceptor.address_info = self.local
         assoc.acceptor.implementation_class_uid = self.ae.implementation_class_uid
         assoc.acceptor.implementation_version_name = self.ae.implementation_version_name
-        assoc.acceptor.supported_contexts = deepcopy(self.server.contexts)
+        # pynetdicom deep-copies ~150 contexts per association (tens of ms); ours only reads them
+        # and EVT_REQUESTED replaces them with the few the peer proposed (listener.py)
+        assoc.acceptor.supported_contexts = self.server.contexts
         assoc.requestor.address_info = self.remote
         assoc.dul.data_phase_target = self.server.data_phase_target
         for event, handlers in self.server._handlers.items():
