@@ -1,4 +1,5 @@
-"""`hulu-workstation snapshot`: render one view of a series to PNG without a display.
+"""`hulu-workstation snapshot`: render one view of a series to PNG without a display, exactly as
+the 2D view shows it (the same widget renders it offscreen).
 
 SERIES is a folder (or file) of DICOM files, or a Series Instance UID looked up in the archive
 (``--archive DIR``, default the workstation's own archive). Geometry warnings (gantry tilt,
@@ -33,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--slab-mode", choices=("mip", "minip", "mean"), default="mip")
     p.add_argument("--frame", type=int, help="frame of a cine / repetition of a dynamic series (0-based)")
     p.add_argument("--size", default="512x512", metavar="WxH")
+    p.add_argument("--overlay", choices=("full", "labels", "none"), default="full",
+                   help="full: as the 2D view draws it (texts, orientation letters, scale bar); "
+                        "labels: orientation letters only; none: image pixels only")
     p.add_argument("--archive", type=Path, metavar="DIR", help="archive to look a Series Instance UID up in")
     p.set_defaults(func=run_snapshot)
 
@@ -77,7 +81,7 @@ def run_snapshot(args: argparse.Namespace) -> int:
             raise ValueError(f"no files in {args.series}")
         view = snapshot(files, args.out, plane=args.plane, index=args.index, position_mm=args.position,
                         window=args.window, level=args.level, slab_mm=args.slab, slab_mode=args.slab_mode,
-                        frame=args.frame, size=size)
+                        frame=args.frame, size=size, overlay=args.overlay)
     except (ValueError, LoadError) as exc:
         print(f"snapshot: {exc}", file=sys.stderr)
         return 2

@@ -1,16 +1,20 @@
-"""Headless rendering of one view to PNG, with the same VTK pipeline as the 2D viewer.
+"""Headless rendering of one view to PNG through the viewer's own widget.
 
-The scene is the one ``viewer.qt.slice_view.SliceView`` builds: the plane's modality values on a
-``vtkImageActor`` (nearest-neighbour, grey lookup table, window/level on the image property),
-a parallel camera looking at the image with rows running down the screen, the image fitted to
-the window with its physical aspect ratio, and the orientation letters at the middle of each
-edge. It renders offscreen (EGL when there is no DISPLAY) and is written with ``vtkPNGWriter``
-to a temporary file that is fsynced and renamed into place.
+A snapshot is rendered by ``viewer.qt.slice_view.StackView`` itself, offscreen: the same VTK scene
+(image actor, window/level, camera fit) and the same QPainter overlay (orientation letters, corner
+texts, scale bar) as the GUI, so the PNG is what the 2D view shows for that series, plane, slice
+and window. A QApplication is created when none runs (the ``offscreen`` Qt platform when there is
+no display; VTK then renders through EGL). The PNG is written with ``vtkPNGWriter`` to a temporary
+file that is fsynced and renamed into place.
 
-    result = render_plane(plane_image, window=400, level=40, size=(512, 512))
-    result.rgb                    # (H, W, 3) uint8, top row first
-    result.screen_xy(row, col)    # where a plane pixel lands on the screen
+    view = render_volume(volume, plane="axial", index=40, window=400, level=40, size=(512, 512))
+    view.rgb                      # (H, W, 3) uint8, top row first
+    view.screen_xy(row, col)      # where a plane pixel lands on the screen
     snapshot(paths, out_png, plane="axial", index=40, window=400, level=40)
+
+``overlay`` is ``"full"`` (everything the GUI draws, the default), ``"labels"`` (orientation
+letters only) or ``"none"`` (image pixels only). Qt widgets do the rendering, so call these from
+the thread that runs (or will run) the QApplication, not from a worker thread.
 """
 
 from __future__ import annotations
@@ -20,23 +24,24 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-if not os.environ.get("DISPLAY"):
+if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 import vtk
 from vtk.util import numpy_support
 
 from viewer.loader import load_series
-from viewer.presets import default_window
-from viewer.reslice import Plane, PlaneImage, SlabMode, plane_image, value_range
+from viewer.reslice import Plane, PlaneImage, SlabMode
 from viewer.volume import Volume
 
-LABEL_COLOUR = (1.0, 0.85, 0.2)
-LABEL_FONT_PX = 18
+LABEL_COLOUR = (1.0, 220 / 255, 0.0)  # the orientation letters' colour (the 2D view's yellow)
+OVERLAYS = ("full", "labels", "none")
 _OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
+_APP: Any = None  # the QApplication this module had to create (kept alive)
 
 
 @dataclass
@@ -58,96 +63,62 @@ class RenderedView:
         return x, y
 
 
+def qt_application() -> Any:
+    """The running QApplication, or a new one (``offscreen`` platform when there is no display)."""
+    global _APP
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        app = _APP = QApplication(["hulu-workstation-snapshot"])
+    return app
+
+
+def _set_overlay(view: Any, overlay: str) -> None:
+    if overlay not in OVERLAYS:
+        raise ValueError(f"overlay must be one of {OVERLAYS}, not {overlay!r}")
+    view.show_overlay = overlay != "none"
+    if overlay == "labels":
+        view.overlay_parts = {"labels"}
+
+
+def _grab(view: Any, overlay: str) -> RenderedView:
+    """Render a sized, filled view offscreen, then release its VTK window."""
+    try:
+        rgb = view.render_to_array(overlays=overlay != "none")
+        centre, ppmm = view._view_geometry()
+        width, level = view.window_level()
+        return RenderedView(rgb, view.plane, width, level, np.asarray(centre), float(ppmm))
+    finally:
+        view.render_window.Finalize()
+        view.setParent(None)
+
+
 def render_plane(plane: PlaneImage, *, window: float, level: float, size: tuple[int, int] = (512, 512),
-                 invert: bool = False, labels: dict[str, str] | None = None) -> RenderedView:
-    """Render a plane image offscreen and return the screen pixels."""
-    width, height = size
-    pixels = np.ascontiguousarray(plane.pixels)
-    rows, cols = pixels.shape[:2]
-    components = 1 if pixels.ndim == 2 else pixels.shape[2]
-    sr, sc = plane.pixel_spacing
+                 invert: bool = False, labels: dict[str, str] | None = None,
+                 overlay: str = "labels") -> RenderedView:
+    """Render a plane image alone (no volume) in the 2D view's ``SliceView``; ``labels`` (edge ->
+    letters) replace the letters computed from the plane's directions."""
+    qt_application()
+    from viewer.qt.slice_view import SliceView
+    from viewer.view_state import OrientationLabels
 
-    image = vtk.vtkImageData()
-    image.SetDimensions(cols, rows, 1)
-    image.SetSpacing(sc, sr, 1.0)
-    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(pixels.reshape(rows * cols, components), deep=True))
-    actor = vtk.vtkImageActor()
-    actor.GetMapper().SetInputData(image)
-    actor.GetMapper().BorderOn()  # show whole pixels up to the image edge, as a viewer should
-    prop = actor.GetProperty()
-    prop.SetInterpolationTypeToNearest()
-    if components == 1:
-        lut = vtk.vtkLookupTable()
-        lut.SetNumberOfTableValues(256)
-        lut.Build()
-        for i in range(256):
-            g = (255 - i if invert else i) / 255.0
-            lut.SetTableValue(i, g, g, g, 1.0)
-        prop.SetLookupTable(lut)
-        prop.UseLookupTableScalarRangeOff()
-    prop.SetColorWindow(window)
-    prop.SetColorLevel(level)
+    class _PlaneView(SliceView):
+        def orientation_labels(self) -> OrientationLabels:
+            if labels is None:
+                return super().orientation_labels()
+            return OrientationLabels(*(labels.get(edge, "") for edge in ("left", "right", "top", "bottom")))
 
-    renderer = vtk.vtkRenderer()
-    renderer.SetBackground(0.0, 0.0, 0.0)
-    renderer.AddActor(actor)
-    for text_actor in _label_actors(labels if labels is not None else plane.labels):
-        renderer.AddViewProp(text_actor)
-    extent = np.array([cols * sc, rows * sr])
-    ppmm = float(min(width / extent[0], height / extent[1]))
-    centre = np.array([(cols - 1) / 2 * sc, (rows - 1) / 2 * sr])
-    camera = renderer.GetActiveCamera()
-    camera.ParallelProjectionOn()
-    camera.SetFocalPoint(centre[0], centre[1], 0.0)
-    camera.SetPosition(centre[0], centre[1], -1000.0)
-    camera.SetViewUp(0.0, -1.0, 0.0)  # image rows run down the screen
-    camera.SetParallelScale(height / 2.0 / ppmm)
-    camera.SetClippingRange(1.0, 2000.0)
-
-    window_ = vtk.vtkRenderWindow()
-    window_.SetOffScreenRendering(True)
-    window_.SetMultiSamples(0)
-    window_.SetSize(width, height)
-    window_.AddRenderer(renderer)
-    window_.Render()
-    grab = vtk.vtkWindowToImageFilter()
-    grab.SetInput(window_)
-    grab.SetInputBufferTypeToRGB()
-    grab.ReadFrontBufferOff()
-    grab.Update()
-    out = grab.GetOutput()
-    w, h, _ = out.GetDimensions()
-    rgb = numpy_support.vtk_to_numpy(out.GetPointData().GetScalars()).reshape(h, w, 3)[::-1].copy()
-    window_.Finalize()
-    return RenderedView(rgb, plane, window, level, centre, ppmm)
-
-
-def _label_actors(labels: dict[str, str]) -> list[vtk.vtkTextActor]:
-    placements = {  # edge: (x, y normalised viewport, horizontal, vertical justification)
-        "left": (0.01, 0.5, "left", "centered"),
-        "right": (0.99, 0.5, "right", "centered"),
-        "top": (0.5, 0.99, "centered", "top"),
-        "bottom": (0.5, 0.01, "centered", "bottom"),
-    }
-    actors = []
-    for edge, text in labels.items():
-        if not text or edge not in placements:
-            continue
-        x, y, hj, vj = placements[edge]
-        actor = vtk.vtkTextActor()
-        actor.SetInput(text)
-        actor.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
-        actor.GetPositionCoordinate().SetValue(x, y)
-        tp = actor.GetTextProperty()
-        tp.SetFontSize(LABEL_FONT_PX)
-        tp.BoldOn()
-        tp.SetColor(*LABEL_COLOUR)
-        getattr(tp, {"left": "SetJustificationToLeft", "right": "SetJustificationToRight",
-                     "centered": "SetJustificationToCentered"}[hj])()
-        getattr(tp, {"top": "SetVerticalJustificationToTop", "bottom": "SetVerticalJustificationToBottom",
-                     "centered": "SetVerticalJustificationToCentered"}[vj])()
-        actors.append(actor)
-    return actors
+    view = _PlaneView()
+    view.resize(*size)
+    _set_overlay(view, overlay)
+    view.set_plane(plane, ("snapshot",))
+    if invert:
+        view.state.toggle_invert()
+    view.set_window(window, level)
+    return _grab(view, overlay)
 
 
 def projection_labels(patient_orientation: Sequence[str]) -> dict[str, str]:
@@ -204,8 +175,12 @@ def choose_volume(volumes: list[Volume], frame: int | None) -> tuple[Volume, int
 def render_volume(volume: Volume, *, plane: Plane | None = None, index: int | None = None,
                   position_mm: float | None = None, window: float | None = None, level: float | None = None,
                   slab_mm: float = 0.0, slab_mode: SlabMode = "mip", frame: int | None = None,
-                  size: tuple[int, int] = (512, 512)) -> RenderedView:
-    """Render one view of a loaded volume (defaults: axial, middle slice, the file's window)."""
+                  size: tuple[int, int] = (512, 512), overlay: str = "full") -> RenderedView:
+    """Render one view of a loaded volume as the 2D view shows it (defaults: axial, or native
+    without patient geometry; the middle slice; the view's opening window)."""
+    qt_application()
+    from viewer.qt.slice_view import StackView
+
     geometric = bool(volume.metadata.get("has_patient_geometry", True))
     plane = plane or ("axial" if geometric else "native")
     if frame is not None:
@@ -215,18 +190,28 @@ def render_volume(volume: Volume, *, plane: Plane | None = None, index: int | No
         if index is not None:
             raise ValueError("give --frame or --index, not both")
         index = frame
-    img = plane_image(volume, plane, position_mm, index=index, slab_mm=slab_mm, slab_mode=slab_mode)
-    labels = img.labels if geometric else projection_labels(volume.metadata.get("patient_orientation", []))  # type: ignore[arg-type]
-    if window is None or level is None:
-        if volume.is_color and img.pixels.dtype == np.uint8:
-            default_w, default_l = 256.0, 127.5
-        else:
-            preset = default_window(volume.metadata, value_range(volume))
-            default_w, default_l = preset.window, preset.level
-        window = default_w if window is None else window
-        level = default_l if level is None else level
-    return render_plane(img, window=float(window), level=float(level), size=size,
-                        invert=bool(volume.metadata.get("invert", False)), labels=labels)
+    if plane != "native" and not geometric:
+        raise ValueError("this image has no patient geometry: only the native plane can be shown")
+    view = StackView()
+    try:
+        view.resize(*size)
+        _set_overlay(view, overlay)
+        view.set_volume(volume, plane=plane)
+        if slab_mm:
+            view.set_slab(slab_mm, slab_mode)
+        if index is not None:
+            if not 0 <= index < view.state.slice_count:
+                raise ValueError(f"index {index} outside 0..{view.state.slice_count - 1}")
+            view.set_slice(index)
+        elif position_mm is not None:
+            view.show_position(position_mm)
+        default_width, default_level = view.window_level()
+        view.set_window(default_width if window is None else window, default_level if level is None else level)
+    except BaseException:
+        view.render_window.Finalize()
+        view.setParent(None)
+        raise
+    return _grab(view, overlay)
 
 
 def snapshot(paths: Sequence[str | Path], out: str | Path, **options: object) -> RenderedView:

@@ -187,3 +187,38 @@ def test_dynamic_series_frame_picks_the_phase(tmp_path: Path) -> None:
                     "--level", "1000", "--size", "64x64"]) == 0
         values.append(grey(read_png(out), 20, 32))  # soft tissue: 40 HU, then 1040 HU
     assert values[0] < 40 and values[1] > 120
+
+
+@pytest.mark.parametrize(
+    ("plane", "where", "slab", "overlay"),
+    [("native", ["--index", "20"], 0.0, "full"), ("coronal", ["--position", "-11"], 12.0, "full"),
+     ("sagittal", ["--index", "40"], 0.0, "none")],
+)
+def test_snapshot_is_pixel_identical_to_the_stack_view(qtbot, phantom_dir: Path, tmp_path: Path, plane: str,
+                                                       where: list[str], slab: float, overlay: str) -> None:
+    """One render path: the PNG equals what the GUI's StackView shows (image, letters, texts, scale bar)."""
+    from viewer.loader import load_series
+    from viewer.qt.slice_view import StackView
+
+    view = StackView()
+    qtbot.addWidget(view)
+    view.resize(448, 384)
+    view.show()
+    qtbot.waitExposed(view)
+    view.set_volume(load_series([phantom_dir]).volumes[0], plane=plane)
+    view.set_slab(slab)
+    if where[0] == "--index":
+        view.set_slice(int(where[1]))
+    else:
+        view.show_position(float(where[1]))
+    view.set_window(350, 60)
+    gui = view.render_to_array(overlays=overlay != "none")
+    out = tmp_path / "view.png"
+    assert run([str(phantom_dir), "--out", str(out), "--plane", plane, *where, "--slab", str(slab),
+                "--window", "350", "--level", "60", "--size", "448x384", "--overlay", overlay]) == 0
+    png = read_png(out)[..., :3]
+    assert png.shape == gui.shape
+    assert np.array_equal(png, gui)
+    if overlay == "full":  # the comparison covers the overlay: corner text is there in both
+        assert any(is_label_colour(p) for p in png[:20, 200:250].reshape(-1, 3))  # top letter
+        assert (png[4:18, 300:444].max(axis=2) > 200).any()  # series description, top right

@@ -11,12 +11,15 @@ State lives in plain-Python models (``viewer.view_state.ViewState``, ``Crosshair
 Public API (for the app shell; every view also has ``render_to_array(overlays=True) ->
 np.ndarray (H, W, 3) uint8`` and ``describe() -> dict``, "what is on screen" for the AI):
 
-``slice_view.StackView`` - scroll a series' acquired slices.
-    ``set_volume(volume, metadata=None)``, ``set_slice(i)``, ``current_slice_index()``,
+``slice_view.StackView`` - scroll a series' acquired slices (or, with ``plane=``, its axial/
+    coronal/sagittal planes; ``set_slab(mm, mode)``, ``show_position(mm)``).
+    ``set_volume(volume, metadata=None, plane="native")``, ``set_slice(i)``, ``current_slice_index()``,
     ``set_window(width, center)``, ``window_level()``, ``presets()``/``apply_preset(name)``
     (file's WC/WW first, then the modality's), ``set_tool(name)`` with name in ``TOOLS``
     (window, pan, zoom, crosshair, length, angle, rectangle, ellipse), ``measurements``,
-    ``current_plane()``, ``orientation_labels()``, ``state`` (flip/rotate/invert/zoom/pan).
+    ``current_plane()``, ``orientation_labels()``, ``state`` (flip/rotate/invert/zoom/pan),
+    ``calibration`` (measurements in px when the pixel size is unknown), ``show_overlay`` and
+    ``overlay_parts`` (subset of ``OVERLAY_PARTS``). ``viewer.snapshot`` renders through it.
     Signals: ``slice_changed(int)``, ``window_changed(float, float)``,
     ``measurement_added(Measurement)``, ``cursor_value_changed(dict | None)``.
     Mouse: left = active tool (default W/L drag: right widens, down raises level), right drag

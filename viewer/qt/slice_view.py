@@ -22,7 +22,7 @@ from vtk.util import numpy_support
 
 from viewer.presets import WindowPreset, default_window, presets_for
 from viewer.qt.canvas import VtkCanvas
-from viewer.reslice import PlaneImage, plane_image, value_range
+from viewer.reslice import Plane, PlaneImage, SlabMode, plane_image, plane_positions, value_range
 from viewer.tools import (
     POINTS_NEEDED,
     Calibration,
@@ -47,6 +47,7 @@ _KEY_NAMES = {
     Qt.Key.Key_Plus: "+",
     Qt.Key.Key_Minus: "-",
 }
+OVERLAY_PARTS = ("lines", "measurements", "text", "labels", "scale")  # what ``overlay_parts`` may hold
 _YELLOW = QColor(255, 220, 0)
 _TEXT = QColor(230, 230, 230)
 
@@ -99,6 +100,7 @@ class SliceView(VtkCanvas):
         self.measurements: list[Measurement] = []
         self.lines_lps: list[tuple[np.ndarray, np.ndarray, QColor]] = []  # crosshair / reference lines
         self.show_overlay = True
+        self.overlay_parts: set[str] = set(OVERLAY_PARTS)  # drawn when show_overlay is on
         self.slice_thickness_mm: float | None = None  # shown in the overlay when known
         self._pending: list[Point] = []
         self._press: QPointF | None = None
@@ -108,6 +110,7 @@ class SliceView(VtkCanvas):
         self._image = vtk.vtkImageData()
         self._actor = vtk.vtkImageActor()
         self._actor.GetMapper().SetInputData(self._image)
+        self._actor.GetMapper().BorderOn()  # whole pixels up to the image edge, not half the edge ones
         self._actor.GetProperty().SetInterpolationTypeToNearest()
         self._lut = vtk.vtkLookupTable()
         self._lut.SetNumberOfTableValues(256)
@@ -390,21 +393,30 @@ class SliceView(VtkCanvas):
         font = QFont()
         font.setPixelSize(12)
         painter.setFont(font)
-        self._paint_lines(painter)
-        self._paint_measurements(painter)
-        self._paint_texts(painter)
-        self._paint_scale_bar(painter)
+        parts = self.overlay_parts
+        if "lines" in parts:
+            self._paint_lines(painter)
+        if "measurements" in parts:
+            self._paint_measurements(painter)
+        self._paint_texts(painter, corners="text" in parts, labels="labels" in parts)
+        if "scale" in parts:
+            self._paint_scale_bar(painter)
 
-    def _paint_texts(self, painter: QPainter) -> None:
+    def _paint_texts(self, painter: QPainter, corners: bool = True, labels: bool = True) -> None:
         w, h, line = self.width(), self.height(), 14
         painter.setPen(_TEXT)
-        for corner, lines in self.overlay_corners().items():
+        for corner, lines in self.overlay_corners().items() if corners else ():
             top = corner.startswith("top")
             align = Qt.AlignmentFlag.AlignRight if corner.endswith("right") else Qt.AlignmentFlag.AlignLeft
             lines = [text for text in lines if text.strip()]
             for n, text in enumerate(lines):
                 y = 4 + n * line if top else h - 4 - (len(lines) - n) * line
                 _shadowed_text(painter, 4, y, w - 8, line, align, text)
+        if labels:
+            self._paint_orientation_labels(painter)
+
+    def _paint_orientation_labels(self, painter: QPainter) -> None:
+        w, h = self.width(), self.height()
         labels = self.orientation_labels()
         painter.setPen(_YELLOW)
         centre = Qt.AlignmentFlag.AlignCenter
@@ -516,15 +528,27 @@ class SliceView(VtkCanvas):
 
 
 class StackView(SliceView):
-    """Scrolls through the acquired slices of a volume, with presets and patient/series overlay."""
+    """Scrolls through the slices of a volume, with presets and patient/series overlay.
+
+    The stack is the acquired ("native") slices unless ``set_volume(..., plane=...)`` asks for an
+    axial/coronal/sagittal stack (optionally thick: ``set_slab``); ``show_position(mm)`` shows the
+    plane at any position. ``viewer.snapshot`` renders through this class, so a snapshot is what
+    this view shows."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.volume: Any = None
+        self.stack_plane: Plane = "native"
+        self.slab_mm = 0.0
+        self.slab_mode: SlabMode = "mip"
+        self._pinned: PlaneImage | None = None  # shown once instead of the indexed slice
 
-    def set_volume(self, volume: Any, metadata: dict[str, Any] | None = None) -> None:
-        """Show ``volume`` (a ``viewer.volume.Volume``) from its middle slice with its default window."""
+    def set_volume(self, volume: Any, metadata: dict[str, Any] | None = None, plane: Plane = "native") -> None:
+        """Show ``volume`` (a ``viewer.volume.Volume``) from its middle slice with its default window;
+        ``plane`` picks the stack ("native": the acquired slices)."""
         self.volume = volume
+        self.stack_plane = plane
+        self.slab_mm, self.slab_mode = 0.0, "mip"
         self.metadata = {**volume.metadata, **(metadata or {})}
         self.unit = meta_text(self.metadata, "rescale_type") or (
             "HU" if meta_text(self.metadata, "modality", "Modality").upper() == "CT" else ""
@@ -536,13 +560,16 @@ class StackView(SliceView):
             preset = default_window(self.metadata, (lo, hi))
             self.state.default_window = (preset.window, preset.level)
         self.state.wl_step_per_pixel = max(hi - lo, 1.0) / 512.0
-        self.state.plane = "native"
+        self.state.plane = plane if isinstance(plane, str) else "oblique"
         self.slice_thickness_mm = (
-            float(volume.spacing[2]) if self.metadata.get("has_patient_geometry", True) else None
+            float(volume.spacing[2])
+            if self.metadata.get("has_patient_geometry", True) and plane == "native"
+            else None
         )
         self.measurements.clear()
-        self.state.slice_count = volume.voxels.shape[0]
-        self.state.slice_index = volume.voxels.shape[0] // 2
+        count = volume.voxels.shape[0] if plane == "native" else len(plane_positions(volume, plane))
+        self.state.slice_count = count
+        self.state.slice_index = count // 2
         self.state.reset()
         if self.metadata.get("invert"):  # MONOCHROME1: low values are displayed bright
             self.state.toggle_invert()
@@ -562,6 +589,27 @@ class StackView(SliceView):
     def set_slice(self, index: int) -> None:
         self.state.set_slice(index)
 
+    def set_slab(self, thickness_mm: float, mode: SlabMode = "mip") -> None:
+        """Thick-slab rendering of the stack (0: thin)."""
+        self.slab_mm, self.slab_mode = float(thickness_mm), mode
+        if self.volume is not None:
+            self._show_slice()
+
+    def show_position(self, position_mm: float) -> None:
+        """Show the stack's plane at ``position_mm`` (mm along its normal, as
+        ``viewer.reslice.plane_positions``); the slice counter shows the nearest slice.
+        Raises ValueError for a position outside the volume (nothing changes then)."""
+        image = plane_image(
+            self.volume, self.stack_plane, position_mm, slab_mm=self.slab_mm, slab_mode=self.slab_mode
+        )
+        positions = plane_positions(self.volume, self.stack_plane)
+        nearest = int(np.argmin(np.abs(positions - position_mm)))
+        self._pinned = image
+        if nearest != self.state.slice_index:
+            self.state.set_slice(nearest)  # shows the pinned image
+        else:
+            self._show_slice()
+
     def current_slice_index(self) -> int:
         return self.state.slice_index
 
@@ -575,7 +623,13 @@ class StackView(SliceView):
 
     def _show_slice(self) -> None:
         k = self.state.slice_index
-        self.set_plane(plane_image(self.volume, "native", index=k), ("native", k))
+        pinned, self._pinned = self._pinned, None
+        if pinned is not None:
+            self.set_plane(pinned, (self.stack_plane, "mm", round(pinned.position_mm, 3), self.slab_mm))
+            return
+        image = plane_image(self.volume, self.stack_plane, index=k, slab_mm=self.slab_mm, slab_mode=self.slab_mode)
+        key = (self.stack_plane, k) if not self.slab_mm else (self.stack_plane, k, self.slab_mm, self.slab_mode)
+        self.set_plane(image, key)
 
     def overlay_corners(self) -> dict[str, list[str]]:
         corners = super().overlay_corners()
