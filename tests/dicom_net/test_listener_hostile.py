@@ -338,3 +338,65 @@ def test_mutual_tls_accepts_only_clients_with_a_certificate_from_our_ca(tmp_path
         assert handle.stats.snapshot()["counts"]["echoes"] == 1
     finally:
         handle.stop(grace_s=1.0)
+
+
+def _raw_store_response(assoc, pdus: list[bytes]) -> int | None:
+    """Send raw P-DATA-TF PDUs on an association; the C-STORE-RSP status that comes back."""
+    from pynetdicom import evt
+
+    statuses: list[int] = []
+    assoc.bind(evt.EVT_DIMSE_RECV, lambda event: statuses.append(int(event.message.command_set.Status)))
+    for pdu in pdus:
+        assoc.dul.socket.socket.sendall(pdu)
+    deadline = time.monotonic() + 5
+    while not statuses and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return statuses[0] if statuses else None
+
+
+def test_store_on_a_context_for_another_sop_class_is_refused(listener: ListenerHandle) -> None:
+    assoc = associate(listener.port, CTImageStorage, MRImageStorage)
+    try:
+        ds = small_ct(1)[0]
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MRImageStorage  # an "MR" object ...
+        ct_context = next(
+            c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == CTImageStorage
+        )
+        assert (
+            _raw_store_response(assoc, _store_pdus(ds, ct_context, 16384)) == 0x0122
+        )  # ... on the CT context
+        assert assoc.send_c_echo().Status == 0x0000
+    finally:
+        assoc.release()
+    assert archive_is_empty(listener.archive.root)
+
+
+def test_data_on_a_context_that_was_never_accepted_aborts(listener: ListenerHandle) -> None:
+    assoc = associate(listener.port)
+    pdus = _store_pdus(small_ct(1)[0], 99, 16384)  # context 99 does not exist
+    for pdu in pdus:
+        assoc.dul.socket.socket.sendall(pdu)
+    deadline = time.monotonic() + 5
+    while assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert assoc.is_aborted
+    assert archive_is_empty(listener.archive.root)
+    assert still_answers(listener.port)
+
+
+def test_pynetdicom_dimse_path_still_works_when_the_fast_data_phase_is_off(tmp_path: Path) -> None:
+    handle = start_listener(
+        ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=tmp_path / "arc", fast_data_phase=False)
+    )
+    try:
+        assoc = associate(handle.port)
+        good, bad = small_ct(1)[0], small_ct(1)[0]
+        bad.PixelData = bytes(bad.PixelData)[:-2]
+        assert assoc.send_c_store(good).Status == 0x0000
+        assert assoc.send_c_store(bad).Status == 0xA900
+        assert assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+        assert handle.archive.instance_count() == 1
+        assert handle.stats.snapshot()["counts"]["echoes"] == 1
+    finally:
+        handle.stop(grace_s=1.0)
