@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction, QActionGroup
-from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QMenu, QToolBar, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QMenu, QToolBar, QToolButton, QVBoxLayout, QWidget
 
 from app.layouts import Layout, ViewKind
 from app.reading_session import ReadingSession, linked_slice_index
@@ -22,6 +22,8 @@ from app.viewport import Viewport
 
 log = logging.getLogger(__name__)
 
+SLABS = {"Thin": (0.0, "mip"), "MIP 5 mm": (5.0, "mip"), "MIP 10 mm": (10.0, "mip"),
+         "MIP 20 mm": (20.0, "mip"), "MinIP 10 mm": (10.0, "minip"), "Average 10 mm": (10.0, "mean")}
 TOOL_LABELS = {"window": "W/L", "pan": "Pan", "zoom": "Zoom", "crosshair": "Cross", "length": "Length",
                "angle": "Angle", "cobb": "Cobb", "rectangle": "ROI", "ellipse": "Ellipse ROI", "point": "HU"}
 
@@ -74,6 +76,12 @@ class ReadingWidget(QWidget):
         preset_button.setMenu(self.preset_menu)
         preset_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.toolbar.addWidget(preset_button)
+        self.slab_box = QComboBox(self)
+        self.slab_box.setToolTip("MPR slab thickness and projection")
+        for text, (mm, mode) in SLABS.items():
+            self.slab_box.addItem(text, (mm, mode))
+        self.slab_box.currentIndexChanged.connect(lambda _i: self.set_slab(*self.slab_box.currentData()))
+        self.toolbar.addWidget(self.slab_box)
         for text, slot in (("Invert", lambda: self.apply("I")), ("Flip H", lambda: self.apply("H")),
                            ("Flip V", lambda: self.apply("V")), ("Rotate", lambda: self.apply("R")),
                            ("Reset", lambda: self.apply("Escape")), ("Play", self.toggle_cine)):
@@ -209,6 +217,13 @@ class ReadingWidget(QWidget):
                     setter(tool)
         if tool in self.tool_actions:
             self.tool_actions[tool].setChecked(True)
+
+    def set_slab(self, thickness_mm: float, mode: str = "mip") -> None:
+        """Thick-slab MIP/MinIP/average in every MPR viewport (0 mm: thin planes)."""
+        for vp in self.viewports:
+            setter = getattr(vp.view, "set_slab", None)
+            if setter:
+                setter(thickness_mm, mode)
 
     def presets(self) -> list:
         """W/L presets of the active 2D view (WindowPreset), or 3D rendering presets (names)."""

@@ -64,6 +64,14 @@ def test_ct_opens_as_mpr_plus_3d_with_correct_grey_values(reading, screenshot_di
     assert abs(pixel_at(axial, 64 - 0.5 - 30, row) - grey(40, 400, 40)) <= 1  # soft tissue, 127.5
     assert pixel_at(axial, 1, 1) == 0  # air
     save_screenshot(window, screenshot_dir / "reading_mpr_3d.png")
+    # a 20 mm MIP slab from the toolbar: the marker (r = 8 mm at z = 0) stays at 1500 HU when the
+    # crosshair moves 6 mm off its centre, where a thin plane would cut only its 5.3 mm-radius rim
+    mpr.set_crosshair(np.array([0.0, 0.0, 6.0]))
+    edge_col = col + 6.0 / 2.5  # 6 mm towards the patient's left of the marker centre
+    assert abs(pixel_at(axial, edge_col, row) - grey(40, 400, 40)) <= 1  # thin: outside the rim
+    window.reading.slab_box.setCurrentText("MIP 20 mm")
+    assert mpr.slab_mm == 20.0 and mpr.slab_mode == "mip"
+    assert pixel_at(axial, edge_col, row) == 255
 
 
 def test_scroll_and_number_key_presets_in_1x1(reading, qtbot, screenshot_dir):
