@@ -77,24 +77,24 @@ class ReadingWidget(QWidget):
             tools.addAction(action)
             self.toolbar.addAction(action)
             self.tool_actions[tool] = action
-        self.toolbar.addSeparator()
+        self.image_toolbar = QToolBar("Image", self)  # second row: window, slab, orientation, cine
         self.preset_menu = QMenu("W/L presets", self)
         self.preset_menu.aboutToShow.connect(self._fill_preset_menu)
         preset_button = QToolButton(self)
         preset_button.setText("Presets")
         preset_button.setMenu(self.preset_menu)
         preset_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        self.toolbar.addWidget(preset_button)
+        self.image_toolbar.addWidget(preset_button)
         self.slab_box = QComboBox(self)
         self.slab_box.setToolTip("MPR slab thickness and projection")
         for text, (mm, mode) in SLABS.items():
             self.slab_box.addItem(text, (mm, mode))
         self.slab_box.currentIndexChanged.connect(lambda _i: self.set_slab(*self.slab_box.currentData()))
-        self.toolbar.addWidget(self.slab_box)
+        self.image_toolbar.addWidget(self.slab_box)
         for text, slot in (("Invert", lambda: self.apply("I")), ("Flip H", lambda: self.apply("H")),
                            ("Flip V", lambda: self.apply("V")), ("Rotate", lambda: self.apply("R")),
                            ("Reset", lambda: self.apply("Escape")), ("Play", self.toggle_cine)):
-            self.toolbar.addAction(text, slot)
+            self.image_toolbar.addAction(text, slot)
 
         self.grid_host = QWidget(self)
         self.grid = QGridLayout(self.grid_host)
@@ -103,6 +103,7 @@ class ReadingWidget(QWidget):
         right = QVBoxLayout()
         right.setContentsMargins(0, 0, 0, 0)
         right.addWidget(self.toolbar)
+        right.addWidget(self.image_toolbar)
         right.addWidget(self.grid_host, 1)
         outer = QHBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
