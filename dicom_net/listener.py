@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,16 +113,21 @@ class StoreHandler:
             str(request.AffectedSOPClassUID or ""),
             str(request.AffectedSOPInstanceUID or ""),
             str(event.context.transfer_syntax),
-            event.encoded_dataset(include_meta=False),
+            [event.encoded_dataset(include_meta=False)],
             str(event.assoc.requestor.ae_title or ""),
         )
 
     def store(
-        self, sop_class: str, sop_instance: str, transfer_syntax: str, dataset: bytes, calling: str
+        self,
+        sop_class: str,
+        sop_instance: str,
+        transfer_syntax: str,
+        dataset: Sequence[bytes | bytearray | memoryview],
+        calling: str,
     ) -> int:
-        """Validate and store one received dataset; returns the C-STORE status."""
+        """Validate and store one received dataset (given as its fragments); returns the C-STORE status."""
         try:
-            data = file_meta_header(sop_class, sop_instance, transfer_syntax, calling) + dataset
+            data = b"".join((file_meta_header(sop_class, sop_instance, transfer_syntax, calling), *dataset))
             info = inspect_part10(data, expected_sop_class=sop_class, expected_sop_instance=sop_instance)
             outcome = self.archive.store_bytes(
                 data,

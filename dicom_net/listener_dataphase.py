@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+from collections.abc import Sequence
 from typing import Protocol
 
 from pynetdicom.association import Association
@@ -33,7 +34,12 @@ _MAX_COMMAND = 64 * 1024
 
 class StoreTarget(Protocol):
     def store(
-        self, sop_class: str, sop_instance: str, transfer_syntax: str, dataset: bytes, calling: str
+        self,
+        sop_class: str,
+        sop_instance: str,
+        transfer_syntax: str,
+        dataset: Sequence[bytes | bytearray | memoryview],
+        calling: str,
     ) -> int: ...
 
     def echo(self) -> int: ...
@@ -118,7 +124,7 @@ class DataPhase:
         self.command = bytearray()
         self.request: dict[int, bytes] | None = None
         self.context_id: int | None = None
-        self.dataset: bytearray | None = None
+        self.dataset: list[memoryview] | None = None  # fragments, joined once with the file meta
 
     def run(self) -> str:
         """Serve PDUs; returns 'released' or 'aborted'."""
@@ -210,14 +216,14 @@ class DataPhase:
             status = self.target.echo()
             self._respond(context_id, C_ECHO_RSP, request, status, with_instance=False)
         elif command_field == C_STORE_RQ and has_dataset:
-            self.request, self.context_id, self.dataset = request, context_id, bytearray()
+            self.request, self.context_id, self.dataset = request, context_id, []
         else:
             raise ProtocolViolation(f"unsupported command 0x{command_field:04X}")
 
     def _on_dataset_fragment(self, context_id: int, fragment: memoryview, last: bool) -> None:
         if self.request is None or self.dataset is None or context_id != self.context_id:
             raise ProtocolViolation("dataset fragment without its C-STORE command")
-        self.dataset += fragment
+        self.dataset.append(fragment)  # a view into this PDU's own buffer: no copy yet
         if not last:
             return
         request, dataset = self.request, self.dataset
