@@ -4,6 +4,12 @@ Every accepted object is validated (:mod:`dicom_net.validation`) and stored byte
 arrived; a failure gets a DICOM failure status and leaves nothing behind. The received dataset
 is kept in memory until it is complete, so an aborted association never leaves a partial file.
 
+pynetdicom negotiates each association (called AE title, allow-list, TLS, presentation
+contexts in the sender's preferred transfer syntax); the data phase is then served from the
+socket thread (:mod:`dicom_net.listener_dataphase`), and the archive indexes received objects
+in batches (:meth:`Archive.store_bytes` with ``defer_index``). With the default durability an
+object is fsynced in its final place before its success status is sent.
+
 :func:`start_listener` runs it in the calling process (threads); :func:`run_listener_forever`
 is what ``hulu-workstation receive`` runs: its own process (or several sharing the port with
 ``SO_REUSEPORT``), a status file for the GUI, and a clean exit on SIGTERM.
@@ -28,7 +34,7 @@ from pynetdicom.sop_class import Verification
 
 from dicom_net.archive import DEFAULT_MIN_FREE_BYTES, Archive, StorageFull
 from dicom_net.listener_status import STATUS_FILE_NAME, ListenerStats, StatusWriter
-from dicom_net.listener_transport import ListenerServer
+from dicom_net.listener_transport import ListenerServer, SharedPortListenerServer
 from dicom_net.part10 import file_meta_header
 from dicom_net.sockets import server_tls_context
 from dicom_net.validation import InvalidDataset, inspect_part10
@@ -278,12 +284,11 @@ def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tu
         (evt.EVT_ACCEPTED, _on_established, [stats]),
         (evt.EVT_REJECTED, _on_rejected, [stats]),
     ]
-    ListenerServer.reuse_port = reuse_port
     server = ae.make_server(
         (config.host, config.port),
         ssl_context=ssl_context,
         evt_handlers=handlers,
-        server_class=ListenerServer,
+        server_class=SharedPortListenerServer if reuse_port else ListenerServer,
     )
     server.data_phase_target = store_handler if config.fast_data_phase else None
     ae._servers.append(server)  # pynetdicom's shutdown() removes it from there

@@ -328,3 +328,9 @@ class ListenerServer(ThreadedAssociationServer):
             assoc.abort()
         for assoc in self.active_associations:
             assoc.join(5.0)
+
+
+class SharedPortListenerServer(ListenerServer):
+    """One of several receiver processes listening on the same port (``SO_REUSEPORT``)."""
+
+    reuse_port = True
