@@ -136,3 +136,18 @@ def test_view_measures_in_px_and_hides_the_scale_bar_without_spacing(qtbot, know
         assert (ruler >= 200).all()
     else:
         assert (ruler == 0).all()
+
+
+def test_real_ultrasound_files_are_calibrated_from_their_regions() -> None:
+    from pydicom.data import get_testdata_file
+
+    # the 120-frame cine: one 2D region of 0.05104970559477806 cm per pixel
+    cine = load_series([get_testdata_file("color3d_jpeg_baseline.dcm", download=False)]).volumes[0]
+    assert cine.metadata["pixel_spacing_source"] == "US regions"
+    assert cine.spacing[:2] == pytest.approx((0.5104970559477806, 0.5104970559477806))
+    # a 2D region (0.0262 cm) and a waveform region (format 4, seconds by no unit) that is not used
+    doppler = load_series([get_testdata_file("OBXXXX1A.dcm", download=False)]).volumes[0]
+    assert doppler.spacing[:2] == pytest.approx((0.2622878766196998, 0.2622878766196998))
+    # JPEG 2000 ultrasound without regions or spacing: pixels only
+    bare = load_series([get_testdata_file("US1_J2KR.dcm", download=False)]).volumes[0]
+    assert bare.metadata["pixel_spacing_known"] is False
