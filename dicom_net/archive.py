@@ -415,7 +415,8 @@ class Archive:
             if self._batcher is None:
                 self._batcher = threading.Thread(target=self._batch_loop, name="archive-index", daemon=True)
                 self._batcher.start()
-            if len(self._pending) >= _BATCH_ROWS:
+            # Wake the batcher on the first row (it sleeps on an empty queue) and on a full batch.
+            if len(self._pending) == 1 or len(self._pending) >= _BATCH_ROWS:
                 self._pending_cond.notify_all()
 
     def _batch_loop(self) -> None:
