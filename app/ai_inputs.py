@@ -138,11 +138,13 @@ def visual_item_for(volume: Volume, view: AIView | None = None) -> VisualItem:
 
 
 def series_files(series: str, archive_dir: Path | None = None) -> list[Path]:
-    """Files of a series given as a folder (searched recursively) or a Series Instance UID.
+    """Files of a series given as a folder (searched recursively), one file, or a Series Instance UID.
 
     A UID is looked up in the local archive at ``archive_dir`` (default: the app's archive).
     """
     folder = Path(series).expanduser()
+    if folder.is_file():
+        return [folder]
     if folder.is_dir():
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
         if not files:

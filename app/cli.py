@@ -15,7 +15,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "dicom_net.cli",  # receive, import, archive
     "dicom_net.pacs_cli",  # pacs echo|find|retrieve|send
-    "viewer.cli",  # snapshot
+    "app.snapshot_cli",  # snapshot
     "app.ask_cli",  # ask
     "app.report_cli",  # report draft|send
 )

@@ -125,7 +125,7 @@ def test_unknown_series_and_bad_position_fail_cleanly(phantom_dir: Path, tmp_pat
     Archive(tmp_path / "archive").close()
     out = tmp_path / "none.png"
     assert run(["1.2.3.4.5", "--archive", str(tmp_path / "archive"), "--out", str(out)]) == 2
-    assert "not in the archive" in capsys.readouterr().err
+    assert "series UID known to the archive" in capsys.readouterr().err
     assert run([str(phantom_dir), "--out", str(out), "--position", "900"]) == 2
     assert "outside the volume" in capsys.readouterr().err
     assert not out.exists() and list(tmp_path.glob("*.part")) == []

@@ -1,5 +1,6 @@
 """`hulu-workstation snapshot`: render one view of a series to PNG without a display, exactly as
-the 2D view shows it (the same widget renders it offscreen).
+the 2D view shows it (the same widget renders it offscreen). The rendering is `viewer.snapshot`;
+this module only resolves SERIES (through the archive, which is why it lives in `app`).
 
 SERIES is a folder (or file) of DICOM files, or a Series Instance UID looked up in the archive
 (``--archive DIR``, default the workstation's own archive). Geometry warnings (gantry tilt,
@@ -51,26 +52,8 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def series_files(series: str, archive_dir: Path | None) -> list[Path]:
-    """Files of SERIES: every file under a folder, a single file, or an archived series UID."""
-    from viewer.loader import expand_paths
-
-    path = Path(series)
-    if path.exists():
-        return expand_paths([path])
-    from dicom_net.archive import Archive
-    from dicom_net.paths import default_archive_dir
-
-    root = archive_dir or default_archive_dir()
-    if not (Path(root) / "index.sqlite").exists():
-        raise ValueError(f"{series!r} is not a folder or file, and there is no archive at {root}")
-    with Archive(Path(root)) as archive:
-        if archive.find_series(series) is None:
-            raise ValueError(f"series {series} is not in the archive at {root}")
-        return [rec.path for rec in archive.instances(series)]
-
-
 def run_snapshot(args: argparse.Namespace) -> int:
+    from app.ai_inputs import series_files
     from viewer.loader import LoadError
     from viewer.snapshot import snapshot
 
