@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.settings_model import DEVICES, QUANTIZATIONS, AppSettings, SettingsError
 from app.settings_store import SettingsStore
-from dicom_net.pacs_nodes import PacsNode, PacsNodeError, PacsNodes
+from dicom_net.pacs_nodes import DEFAULT_CALLING_AET, PacsNode, PacsNodeError, PacsNodes
 
 LABELS = {
     "listener.aet": "AE title", "listener.port": "Port", "listener.host": "Listen on (IP address)", "listener.allowed_aets": "Allowed calling AEs",
@@ -50,7 +50,7 @@ def node_from_fields(values: dict[str, str]) -> PacsNode:
     if not port.isdigit():
         raise PacsNodeError(f"port {port!r} must be a whole number from 1 to 65535")
     return PacsNode(name=values.get("name", "").strip(), aet=values.get("aet", ""), host=values.get("host", ""),
-                    port=int(port), calling_aet=values.get("calling_aet", "") or "HULU",
+                    port=int(port), calling_aet=values.get("calling_aet", "") or DEFAULT_CALLING_AET,
                     retrieve_method=values.get("retrieve_method", "move"))
 
 
