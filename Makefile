@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test setup system-packages
 
 run: setup
-	$(VENV)/bin/hulu-workstation
+	$(VENV)/bin/hulu-workstation --demo
 
 test: setup system-packages
 	bash installer/run_tests.sh

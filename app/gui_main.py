@@ -83,7 +83,8 @@ def run_gui(args: argparse.Namespace) -> int:
     app.setApplicationName("Hulu-Med Workstation")
     app.setOrganizationName("hulu-workstation")
     apply_dark_theme(app)
-    window = build_window()
+    window = build_window(start_listener=not getattr(args, "no_listener", False),
+                          create_demo=True if getattr(args, "demo", False) else None)
     window.show()
     _probe_torch_in_background()
     return app.exec()
