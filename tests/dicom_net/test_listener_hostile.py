@@ -377,9 +377,9 @@ def test_data_on_a_context_that_was_never_accepted_aborts(listener: ListenerHand
     for pdu in pdus:
         assoc.dul.socket.socket.sendall(pdu)
     deadline = time.monotonic() + 5
-    while assoc.is_established and time.monotonic() < deadline:
+    while not assoc.is_aborted and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert assoc.is_aborted
+    assert assoc.is_aborted and not assoc.is_established
     assert archive_is_empty(listener.archive.root)
     assert still_answers(listener.port)
 
