@@ -10,6 +10,7 @@ BurnedInAnnotation only if the source said so).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from app.tasks import Cancelled
+from dicom_net.atomic import write_bytes_atomic
 
 # Patient/study identity replaced with dummies (D).
 DUMMY = {
@@ -112,17 +114,9 @@ def deidentify(ds: Dataset, policy: DeidPolicy) -> Dataset:
 
 
 def _atomic_write_dataset(ds: Dataset, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            ds.save_as(fh, enforce_file_format=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def export_anonymized(files: Sequence[Path], destination: Path, *, policy: DeidPolicy | None = None,

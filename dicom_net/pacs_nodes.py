@@ -10,13 +10,12 @@ file is written atomically and a damaged file is reported, never silently replac
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from dicom_net.atomic import write_bytes_atomic
 from dicom_net.paths import config_dir
 
 RETRIEVE_METHODS = ("move", "get")
@@ -180,24 +179,4 @@ class PacsNodes:
 
     def _save(self, nodes: dict[str, PacsNode]) -> None:
         payload = {"version": _FILE_VERSION, "nodes": [n.to_json() for n in sorted(nodes.values(), key=lambda n: n.name)]}
-        _write_atomically(self.path, json.dumps(payload, indent=2).encode("utf-8") + b"\n")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync it, rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        write_bytes_atomic(self.path, json.dumps(payload, indent=2).encode("utf-8") + b"\n")

@@ -1,32 +1,14 @@
-"""Atomic file writes (temp file, fsync, rename, fsync of the folder): a crash leaves the old
-file or the new one, never a torn one."""
+"""Atomic JSON files for reports, audits and the outbox (the byte writer is `dicom_net.atomic`)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from dicom_net.atomic import write_bytes_atomic
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+__all__ = ["read_json", "write_bytes_atomic", "write_json_atomic"]
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
