@@ -268,3 +268,40 @@ def test_receive_restarts_a_killed_worker_and_fails_cleanly_on_a_busy_port(tmp_p
         assert proc.wait(30) == 0
     with Archive(archive_dir) as archive:
         assert archive.instance_count() == 6
+
+
+def test_killing_the_receiver_mid_study_leaves_only_complete_indexed_files(tmp_path: Path) -> None:
+    from tests.dicom_net.test_archive_crash import assert_index_points_only_at_complete_files
+
+    port = free_port()
+    archive_dir = tmp_path / "arc"
+    cmd = [sys.executable, "-m", "app.cli", "receive", "--aet", LISTENER_AET, "--port", str(port)]
+    proc = subprocess.Popen(
+        [*cmd, "--archive", str(archive_dir)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    files = write_datasets(small_ct(120, rows=256), tmp_path / "src")
+    sender = None
+    try:
+        _wait_for(lambda: echoscu(port).returncode == 0)
+        sender = subprocess.Popen(
+            ["storescu", "-aec", LISTENER_AET, "127.0.0.1", str(port), *map(str, files)],
+            env=DCMTK_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_for(lambda: len(list((archive_dir / "studies").rglob("*.dcm"))) >= 15)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert sender.wait(30) != 0  # the sender noticed: nothing was acknowledged after the kill
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if sender is not None and sender.poll() is None:
+            sender.kill()
+    on_disk = len(list((archive_dir / "studies").rglob("*.dcm")))
+    assert 15 <= on_disk < 120
+    with Archive(archive_dir) as archive:
+        assert assert_index_points_only_at_complete_files(archive) <= on_disk
+        assert not list(archive.tmp_dir.iterdir())  # the dead receiver's temp file is gone
+        assert archive.reindex() == on_disk  # what `receive` does when it starts again
+        assert assert_index_points_only_at_complete_files(archive) == on_disk
