@@ -20,9 +20,10 @@ API::
 
 *position* for a standard plane is the LPS coordinate along its axis (axial: z, + = head;
 coronal: y, + = posterior; sagittal: x, + = left); for an :class:`Oblique` plane it is the
-signed distance from its centre along ``row_dir x col_dir``. *index* N of a standard plane is the
-N-th voxel plane of the volume axis nearest to the plane's axis (for an axial acquisition, the
-N-th slice as sorted by the loader, i.e. increasing along the slice normal).
+signed distance from its centre along ``row_dir x col_dir``. Positions, and so *index* N, always
+increase along the plane's axis whatever the acquisition: index 0 is the most inferior axial,
+most anterior coronal and rightmost sagittal plane (a feet-first or prone series scrolls the same
+way as a head-first supine one); for an aligned plane the steps are the volume's voxel planes.
 
 When the volume's axes line up with the plane (the usual case) a plane is an exact copy of
 voxels (transposed/flipped), so values (HU) are exact; otherwise it is sampled trilinearly.
@@ -161,10 +162,10 @@ def plane_positions(volume: Volume, plane: Plane) -> np.ndarray:
     frame = _plane_frame(volume, plane)
     amap = _axis_map(volume, frame)
     if amap is not None:
-        a, _ = amap[2]
+        a, sign = amap[2]
         n = volume.shape_ijk[a]
         idx = np.zeros((n, 3))
-        idx[:, a] = np.arange(n)
+        idx[:, a] = np.arange(n) if sign > 0 else np.arange(n)[::-1]
         return (volume.index_to_lps(idx) - frame.anchor) @ frame.axis
     lo, hi = _extent(volume, frame, frame.axis)
     step = _normal_spacing(volume, frame)

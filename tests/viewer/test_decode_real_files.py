@@ -113,9 +113,10 @@ def test_enhanced_ct_geometry_from_functional_groups() -> None:
     raw = ds.pixel_array
     assert np.array_equal(volume.voxels[0], raw[frames[-149]].astype(np.int32) - 1024)
     assert np.array_equal(volume.voxels[1], raw[frames[-159]].astype(np.int32) - 1024)
-    # radiological axial display puts the patient's left on the right: columns are mirrored
+    # radiological axial display puts the patient's left on the right: columns are mirrored;
+    # axial index 0 is the most inferior plane (z=-159, the second slice along this normal)
     axial = plane_image(volume, "axial", index=0)
-    assert np.array_equal(axial.pixels, volume.voxels[0][:, ::-1])
+    assert np.array_equal(axial.pixels, volume.voxels[1][:, ::-1])
     assert axial.labels == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
     assert volume.metadata["file_windows"][0][:2] == (102.0, 49.0)
 
