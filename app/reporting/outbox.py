@@ -11,6 +11,10 @@ SAME payload (same MSH-10 / SOP Instance UID) and the receiver de-duplicates. Ou
 - no ACK / receiver down: retried with backoff (capped), without limit - never lost.
 
 Several processes may share one outbox (the app and the CLI): a file lock lets one deliver at a time.
+
+Retention: a delivered message's payload (the report text with the patient's identity) is deleted
+``retention_days`` after delivery; its record stays as the delivery log. Payloads of messages
+that are not delivered (pending, sending, failed, rejected) are never deleted.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from dicom_net.paths import data_dir
 
 log = logging.getLogger(__name__)
 HISTORY_KEPT = 50  # attempts remembered per message (a RIS down for days retries thousands of times)
+DEFAULT_RETENTION_DAYS = 30  # delivered payloads (PHI) are deleted this long after delivery
+DAY_SECONDS = 86400.0
 
 
 class State(str, Enum):
@@ -70,6 +76,7 @@ class OutboxMessage:
     last_error: str = ""
     created_at: float = field(default_factory=time.time)
     delivered_at: float | None = None
+    payload_purged_at: float | None = None  # retention deleted the delivered payload at this time
     history: list[dict[str, object]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
@@ -151,13 +158,17 @@ class Outbox:
         max_error_attempts: int = 5,
         base_delay: float = 5.0,
         max_delay: float = 300.0,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
     ) -> None:
+        if retention_days < 1:
+            raise ValueError("the outbox keeps delivered payloads at least 1 day")
         self.root = Path(root) if root else outbox_dir()
         self.root.mkdir(parents=True, exist_ok=True)
         self.transports = {"hl7": hl7_transport(), "dicom": dicom_transport(), **(transports or {})}
         self.max_error_attempts = max_error_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.retention_days = retention_days
 
     # -- storage -----------------------------------------------------------------------------
 
@@ -215,6 +226,29 @@ class Outbox:
             self._save(message)
             return message
 
+    def purge_delivered(self, now: float | None = None) -> list[str]:
+        """Delete the payloads of messages delivered more than ``retention_days`` ago; returns
+        their ids. Records stay (delivery log); undelivered payloads are never touched."""
+        now = time.time() if now is None else now
+        cutoff = now - self.retention_days * DAY_SECONDS
+        purged = []
+        for message in self.messages():
+            if (
+                message.state is not State.DELIVERED
+                or message.delivered_at is None
+                or message.delivered_at > cutoff
+                or message.payload_purged_at is not None
+            ):
+                continue
+            self.payload_path(message.message_id).unlink(missing_ok=True)
+            message.payload_purged_at = now
+            message.history.append({"at": now, "event": "payload deleted (retention)"})
+            self._save(message)
+            purged.append(message.message_id)
+        if purged:
+            log.info("outbox: deleted %d delivered payload(s) older than %d days", len(purged), self.retention_days)
+        return purged
+
     # -- delivery ----------------------------------------------------------------------------
 
     @contextmanager
@@ -235,11 +269,12 @@ class Outbox:
 
     def process_due(self, now: float | None = None, *, ignore_backoff: bool = False) -> list[OutboxMessage]:
         """Try every due message once (every pending one with ``ignore_backoff``); returns those
-        attempted (empty if another process is delivering right now)."""
+        attempted (empty if another process is delivering right now). Then applies retention."""
         attempted = []
         with self._lock(blocking=False) as locked:
             if not locked:
                 return []
+            self.purge_delivered(now)
             for message in self.messages():
                 current = time.time() if now is None else now
                 due = message.state is State.SENDING or (

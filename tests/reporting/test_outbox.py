@@ -174,3 +174,30 @@ def test_crash_between_send_and_ack_is_delivered_after_restart(tmp_path):
     assert restarted.get(message_id).state is State.DELIVERED
     assert receiver.control_ids() == [message_id, message_id]
     assert len(set(receiver.control_ids())) == 1  # the receiver de-duplicates on MSH-10
+
+
+def test_delivered_payloads_are_deleted_after_the_retention_period_undelivered_never(tmp_path):
+    day = 86400.0
+    with python_hl7_receiver("AA") as receiver:
+        outbox, delivered_id = queue(tmp_path, receiver.address, retention_days=30)
+        assert [m.state for m in outbox.process_due()] == [State.DELIVERED]
+    down = final_report()
+    pending_id = queue_report_to_ris(
+        down, AuditRecord(down.report_id, "1.2.3.4.5"), outbox, f"127.0.0.1:{free_port()}"
+    ).message_id
+    delivered_at = outbox.get(delivered_id).delivered_at
+    assert outbox.purge_delivered(now=delivered_at + 29 * day) == []
+    assert outbox.payload_path(delivered_id).read_bytes().startswith(b"MSH|")
+    outbox.process_due(now=delivered_at + 31 * day)  # the delivery loop applies retention
+    assert not outbox.payload_path(delivered_id).exists()
+    record = outbox.get(delivered_id)
+    assert record.state is State.DELIVERED and record.payload_purged_at == delivered_at + 31 * day
+    assert outbox.get(pending_id).state is State.PENDING
+    assert outbox.payload_path(pending_id).read_bytes().startswith(b"MSH|")  # never delivered: kept
+    assert outbox.purge_delivered(now=delivered_at + 400 * day) == []  # the pending one still kept
+    assert outbox.payload_path(pending_id).exists()
+
+
+def test_retention_shorter_than_a_day_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="at least 1 day"):
+        Outbox(tmp_path / "outbox", retention_days=0)
