@@ -205,11 +205,6 @@ def _on_requested(event: Event, rules: list[tuple[str, str | None]], stats: List
         event.assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
 
 
-def _on_echo(event: Event, stats: ListenerStats) -> int:
-    stats.add("echoes")
-    return STATUS_SUCCESS
-
-
 def _on_established(event: Event, stats: ListenerStats) -> None:
     stats.add("associations")
 
@@ -279,7 +274,7 @@ def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tu
     store_handler = StoreHandler(archive, stats, sync_before_return=config.durability == "fsync")
     handlers: list[Any] = [
         (evt.EVT_C_STORE, store_handler),
-        (evt.EVT_C_ECHO, _on_echo, [stats]),
+        (evt.EVT_C_ECHO, lambda event: store_handler.echo()),
         (evt.EVT_REQUESTED, _on_requested, [rules, stats]),
         (evt.EVT_ACCEPTED, _on_established, [stats]),
         (evt.EVT_REJECTED, _on_rejected, [stats]),
