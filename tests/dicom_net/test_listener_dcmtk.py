@@ -165,6 +165,7 @@ def _wait_for(predicate, timeout: float = 20.0) -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_receive_command_runs_as_its_own_process(tmp_path: Path, workers: int) -> None:
+    need_dcmtk("storescu", "echoscu")
     port = free_port()
     archive_dir = tmp_path / "arc"
     proc = subprocess.Popen(
@@ -218,6 +219,7 @@ def test_receive_command_runs_as_its_own_process(tmp_path: Path, workers: int) -
 
 
 def test_receive_restarts_a_killed_worker_and_fails_cleanly_on_a_busy_port(tmp_path: Path) -> None:
+    need_dcmtk("storescu", "echoscu")
     import psutil
 
     port = free_port()
@@ -271,6 +273,7 @@ def test_receive_restarts_a_killed_worker_and_fails_cleanly_on_a_busy_port(tmp_p
 
 
 def test_killing_the_receiver_mid_study_leaves_only_complete_indexed_files(tmp_path: Path) -> None:
+    need_dcmtk("storescu", "echoscu")
     from tests.dicom_net.test_archive_crash import assert_index_points_only_at_complete_files
 
     port = free_port()
