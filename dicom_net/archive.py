@@ -233,8 +233,8 @@ class Archive:
                 fcntl.flock(self._layout_fd, fcntl.LOCK_UN)
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield self._db
         except BaseException:
@@ -510,10 +510,10 @@ class Archive:
     def changes_since(self, cursor: int) -> tuple[int, list[str]]:
         """(new cursor, study UIDs stored into or deleted since ``cursor``)."""
         self.flush()
-        with self._lock, self._transaction() as conn:
+        with self._lock, self._transaction(write=False) as conn:  # one snapshot; never blocks writers
             now = int(conn.execute("SELECT value FROM counter WHERE name = 'changes'").fetchone()[0])
             rows = conn.execute(
-                "SELECT study_uid FROM changes WHERE seq > ? ORDER BY seq", (cursor,)
+                "SELECT study_uid FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq", (cursor, now)
             ).fetchall()
         return now, [r[0] for r in rows]
 
