@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import inference.offline  # noqa: F401  (hub off before transformers is imported)
+
+# isort: split
 from transformers import Qwen2Config, Qwen3Config, VideoLlama3Config
 from transformers.models.video_llama_3.configuration_video_llama_3 import VideoLlama3VisionConfig
 

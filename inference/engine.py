@@ -57,6 +57,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, Self
 
 import torch
+
+import inference.offline  # noqa: F401  (hub off before transformers is imported)
+
+# isort: split
 from transformers import DynamicCache
 from transformers.generation.logits_process import (
     LogitsProcessorList,

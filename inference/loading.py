@@ -11,7 +11,6 @@ transformers looks at anything, so a checkpoint cannot make the workstation reac
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +21,11 @@ import torch
 from inference.checkpoint import IMAGE_TOKEN, CheckpointError, CheckpointInfo, validate_checkpoint
 from inference.config_translation import KEY_MAPPING, translate_config
 from inference.devices import DevicePlan, plan_device
+from inference.offline import OFFLINE_ENV, enforce_offline
 from inference.quantization import bitsandbytes_config
 
 log = logging.getLogger(__name__)
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-               "HF_HUB_DISABLE_TELEMETRY": "1"}
+__all__ = ["OFFLINE_ENV", "LoadReport", "LoadedModel", "enforce_offline", "load_model", "load_tokenizer"]
 
 
 @dataclass(frozen=True)
@@ -72,18 +71,6 @@ class LoadedModel:
     def vision_dtype(self) -> torch.dtype:
         """dtype that ``pixel_values`` must have (the vision encoder's weights)."""
         return self.model.model.vision_model.embeddings.patch_embedding.weight.dtype
-
-
-def enforce_offline() -> None:
-    """Switch every Hugging Face hub access off for this process (before transformers reads env)."""
-    for key, value in OFFLINE_ENV.items():
-        os.environ[key] = value
-    try:  # huggingface_hub caches the flag at import; keep it consistent when already imported
-        from huggingface_hub import constants
-
-        constants.HF_HUB_OFFLINE = True
-    except (ImportError, AttributeError):
-        pass
 
 
 def load_tokenizer(folder: Path) -> Any:

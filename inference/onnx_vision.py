@@ -26,6 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+import inference.offline  # noqa: F401  (hub off before transformers is imported)
+
+# isort: split
 from transformers.vision_utils import get_vision_position_ids
 
 from inference.inputs import ModelInputs

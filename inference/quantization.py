@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 
 import torch
+
+import inference.offline  # noqa: F401  (hub off before transformers is imported)
+
+# isort: split
 from transformers import BitsAndBytesConfig
 
 from inference.checkpoint import CheckpointInfo
