@@ -33,6 +33,10 @@ def new_message_id() -> str:
 def _check_not_queued(outbox: Outbox, report: Report, kind: str, destination: str) -> None:
     if report.status is ReportStatus.DRAFT:
         raise ReportError("a draft report is never sent")
+    if report.edited_since_signed:
+        raise ReportError(
+            f"the report was changed after it was signed {report.status.value}: sign it again before sending"
+        )
     for message in outbox.messages(report.report_id):
         same = (message.kind, message.destination, message.signature_count) == (
             kind,

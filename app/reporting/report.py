@@ -12,6 +12,7 @@ Rules (clinical safety):
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -144,6 +145,7 @@ class Signature:
     radiologist: str
     status: ReportStatus
     at: str  # ISO 8601 with offset
+    content: str = ""  # Report.content_digest() when signed ("" in records from before it existed)
 
 
 def _now() -> datetime:
@@ -312,6 +314,23 @@ class Report:
             self.sections[key] = _merge_adjacent(self.sections[key])
         return accepted
 
+    def content_digest(self) -> str:
+        """SHA-256 of what a signature covers: every section's text and the key images."""
+        digest = hashlib.sha256()
+        for key in sorted(self.sections):
+            digest.update(f"{key}\0{self.text(key)}\0".encode())
+        for image in self.key_images:
+            digest.update(f"key\0{image.sop_instance_uid}\0{image.frame}\0".encode())
+        return digest.hexdigest()
+
+    @property
+    def edited_since_signed(self) -> bool:
+        """A signed (preliminary) report whose text or key images changed after the signature:
+        what would be sent is not what was signed, so it must be signed again first."""
+        if not self.signatures or not self.signatures[-1].content:
+            return False
+        return self.signatures[-1].content != self.content_digest()
+
     def unreviewed_ai_spans(self) -> int:
         return sum(1 for spans in self.sections.values() for span in spans if span.ai and span.text)
 
@@ -338,7 +357,8 @@ class Report:
         """Move to ``status`` (preliminary, final, corrected) signed by ``radiologist``."""
         status = ReportStatus(status)
         radiologist = radiologist.strip()
-        if status not in ALLOWED_TRANSITIONS[self.status]:
+        resign = status is self.status is ReportStatus.PRELIMINARY and self.edited_since_signed
+        if status not in ALLOWED_TRANSITIONS[self.status] and not resign:
             raise ReportError(f"illegal transition {self.status.value} -> {status.value}")
         if status is ReportStatus.CORRECTED and not self.amendment_open:
             raise ReportError("a correction needs an open amendment of the final report")
@@ -352,7 +372,7 @@ class Report:
             raise ReportError("an empty report cannot be signed")
         self.status = status
         self.amendment_open = False
-        self.signatures.append(Signature(radiologist, status, (at or _now()).isoformat()))
+        self.signatures.append(Signature(radiologist, status, (at or _now()).isoformat(), self.content_digest()))
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -364,7 +384,8 @@ class Report:
             "sections": {k: [asdict(s) for s in v] for k, v in self.sections.items()},
             "key_images": [asdict(k) for k in self.key_images],
             "signatures": [
-                {"radiologist": s.radiologist, "status": s.status.value, "at": s.at} for s in self.signatures
+                {"radiologist": s.radiologist, "status": s.status.value, "at": s.at, "content": s.content}
+                for s in self.signatures
             ],
             "amendment_open": self.amendment_open,
             "version": self.version,
@@ -383,7 +404,7 @@ class Report:
             sections=sections,
             key_images=[KeyImage(**k) for k in data.get("key_images", [])],
             signatures=[
-                Signature(s["radiologist"], ReportStatus(s["status"]), s["at"])
+                Signature(s["radiologist"], ReportStatus(s["status"]), s["at"], s.get("content", ""))
                 for s in data.get("signatures", [])
             ],
             amendment_open=bool(data.get("amendment_open", False)),

@@ -160,3 +160,36 @@ def test_random_edits_keep_the_text_exactly_and_never_mark_typed_text_as_ai():
         assert len(ai_after) <= len(ai_before)  # edits only ever unmark
         if rng.random() < 0.2:
             report.append_ai_text("findings", "More AI.\n")
+
+
+def test_a_preliminary_edited_after_signing_is_not_sent_until_signed_again(tmp_path):
+    from app.reporting.export import queue_report_to_ris
+    from app.reporting.outbox import Outbox
+
+    outbox = Outbox(tmp_path / "outbox")
+    report = Report(StudyInfo(study_instance_uid="1.2.3.4", accession_number="ACC1", patient_id="P1", modality="CT"))
+    report.set_text("findings", "No nodule.")
+    report.sign("preliminary", "Dr A")
+    assert not report.edited_since_signed
+    report.set_text("findings", "Nodule 8 mm right upper lobe.")  # preliminary stays editable
+    assert report.edited_since_signed
+    audit = AuditRecord(report.report_id, "1.2.3.4")
+    with pytest.raises(ReportError, match="changed after it was signed preliminary"):
+        queue_report_to_ris(report, audit, outbox, "127.0.0.1:2575")
+    assert outbox.messages() == []
+    reloaded = Report.from_dict(report.to_dict())  # the signed content survives a restart
+    assert reloaded.edited_since_signed
+    report.sign("preliminary", "Dr A")  # re-signing the changed preliminary is allowed
+    assert len(report.signatures) == 2 and not report.edited_since_signed
+    message = queue_report_to_ris(report, audit, outbox, "127.0.0.1:2575")
+    assert b"Nodule 8 mm right upper lobe." in outbox.payload_path(message.message_id).read_bytes()
+
+
+def test_records_signed_before_content_digests_stay_sendable():
+    report = make_report()
+    report.set_text("findings", "Normal.")
+    report.sign("final", "Dr A")
+    data = report.to_dict()
+    del data["signatures"][0]["content"]
+    old = Report.from_dict(data)
+    assert old.signatures[0].content == "" and not old.edited_since_signed
