@@ -450,6 +450,14 @@ def shared_model_service(window) -> ModelService:
     service.on_state(bridge.changed.emit)
     window.model_service = service
     window.destroyed.connect(lambda *_: service.close())
+
+    def settings_changed(new_settings) -> None:
+        model = new_settings.model
+        wanted = (model.folder or None, model.device, model.quantization or "auto")
+        if wanted != (str(service.folder) if service.folder else None, service.device, service.quantization):
+            service.reconfigure(wanted[0], device=wanted[1], quantization=wanted[2])
+
+    window.settings_changed.connect(settings_changed)
     service.start_loading()
     return service
 

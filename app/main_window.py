@@ -47,10 +47,17 @@ from dicom_net.archive import Archive
 log = logging.getLogger(__name__)
 
 
+def settings_problem_text(errors: dict[str, str]) -> str:
+    """Status-bar text for stored settings that were invalid and replaced by their defaults."""
+    listed = "; ".join(f"{key}: {message}" for key, message in errors.items())
+    return f"Some saved settings were invalid and use their defaults ({listed}). Fix them in File > Settings."
+
+
 class MainWindow(QMainWindow):
     """Studies | Reading tabs in the centre, AI chat/report dock on the right."""
 
     study_opened = Signal(str)
+    settings_changed = Signal(object)  # the new AppSettings, after Settings > OK
 
     def __init__(self, archive: Archive, store: SettingsStore, supervisor: ListenerSupervisor | None = None,
                  *, poll_ms: int = 1000):
@@ -114,6 +121,8 @@ class MainWindow(QMainWindow):
         self._restore_ui_state()
         self._update_demo_banner()
         self.refresh_status()
+        if store.load_errors:
+            self.statusBar().showMessage(settings_problem_text(store.load_errors), 60000)
 
     # -- side dock ----------------------------------------------------------------------------------
     def add_side_panel(self, widget: QWidget, title: str) -> int:
@@ -362,6 +371,7 @@ class MainWindow(QMainWindow):
         if settings.model != old.model and self.model_state in (ModelState.NOT_INSTALLED, ModelState.NOT_LOADED):
             self.set_model_state(initial_model_state(settings.model))
         self.refresh_status()
+        self.settings_changed.emit(settings)
 
     def show_pacs_dialog(self) -> None:
         from app.pacs_dialog import PacsDialog

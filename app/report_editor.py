@@ -4,13 +4,13 @@ A Qt view over :class:`app.reporting.workflow.ReportWorkflow`. AI-written text i
 amber background (tooltip "AI-written, not reviewed") until the radiologist edits that passage
 or presses "Accept AI text"; signing refuses while any remains. The draft streams from a worker
 thread into read-only editors; nothing is sent until a signed report's export button is pressed.
-With ``HULU_PREDRAFT=1`` new studies are pre-drafted in the background while the model is idle.
+With Settings > General > pre-draft on, new studies are pre-drafted in the background while the
+model is idle (drafts only: never signed or sent). Settings changes apply without a restart.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -49,7 +49,8 @@ SECTIONS = (("findings", "Findings"), ("impression", "Impression"))
 
 
 class ReportEditor(QWidget):
-    """``context_provider``: what the active viewport shows; ``ris_address``: HOST:PORT or ""."""
+    """``context_provider``: what the active viewport shows; ``ris_address``: HOST:PORT or "" (no
+    RIS, or sending to it disabled); ``ris_msh``: the MSH sender/receiver names from Settings > RIS."""
 
     draft_updated = Signal()
     draft_finished = Signal(str)  # error text or ""
@@ -62,6 +63,7 @@ class ReportEditor(QWidget):
         parent: QWidget | None = None,
         *,
         ris_address: Callable[[], str] = lambda: "",
+        ris_msh: Callable[[], dict[str, str]] = dict,
         pacs_nodes: Callable[[], list[str]] = list,
         draft_settings: DraftSettings | None = None,
     ):
@@ -70,6 +72,7 @@ class ReportEditor(QWidget):
         self.workflow = workflow
         self.context_provider = context_provider
         self.ris_address = ris_address
+        self.ris_msh = ris_msh
         self.pacs_nodes = pacs_nodes
         self.draft_settings = draft_settings or DraftSettings(max_new_tokens=768)
         self._rendering = False
@@ -259,13 +262,15 @@ class ReportEditor(QWidget):
         report = self.workflow.report
         drafting = self._draft_thread is not None
         status = report.status if report else None
-        signed = report is not None and status is not ReportStatus.DRAFT and not report.amendment_open
+        edited = report is not None and report.edited_since_signed
+        signed = report is not None and status is not ReportStatus.DRAFT and not report.amendment_open and not edited
         self.status_label.setText(
             ""
             if report is None
             else f"Status: {status.value}"
             + (" (amendment open)" if report.amendment_open else "")
             + (f" - signed by {report.radiologist}" if report.radiologist else "")
+            + (" - changed since signed: sign again before sending" if edited else "")
             + (
                 f" - {report.unreviewed_ai_spans()} AI passage(s) to review"
                 if report.unreviewed_ai_spans()
@@ -279,7 +284,9 @@ class ReportEditor(QWidget):
         self.accept_button.setEnabled(can_edit and report.unreviewed_ai_spans() > 0)
         self.template_button.setEnabled(can_edit)
         self.key_button.setEnabled(can_edit)
-        self.sign_buttons[ReportStatus.PRELIMINARY].setEnabled(can_edit and status is ReportStatus.DRAFT)
+        self.sign_buttons[ReportStatus.PRELIMINARY].setEnabled(
+            can_edit and (status is ReportStatus.DRAFT or (status is ReportStatus.PRELIMINARY and edited))
+        )
         self.sign_buttons[ReportStatus.FINAL].setEnabled(
             can_edit and status in (ReportStatus.DRAFT, ReportStatus.PRELIMINARY)
         )
@@ -288,7 +295,9 @@ class ReportEditor(QWidget):
         )
         self.amend_button.setEnabled(signed and status in (ReportStatus.FINAL, ReportStatus.CORRECTED))
         self.ris_button.setEnabled(signed and bool(self.ris_address()))
-        self.ris_button.setToolTip("" if self.ris_address() else "Configure the RIS in Settings")
+        self.ris_button.setToolTip(
+            "" if self.ris_address() else "Enable the RIS and set its host in Settings > RIS"
+        )
         self.pacs_button.setEnabled(signed and self.pacs_box.count() > 0)
         self.pdf_button.setEnabled(report is not None and not drafting)
 
@@ -445,7 +454,7 @@ class ReportEditor(QWidget):
 
     def send_to_ris(self) -> bool:
         try:
-            message = self.workflow.send_to_ris(self.ris_address())
+            message = self.workflow.send_to_ris(self.ris_address(), **self.ris_msh())
         except ValueError as exc:
             self._say(str(exc), error=True)
             return False
@@ -495,6 +504,32 @@ class ReportEditor(QWidget):
         self.refresh_outbox()
 
 
+class PredraftSwitch:
+    """Starts/stops the background pre-drafter as Settings > General > pre-draft is turned on/off."""
+
+    def __init__(self, service: ModelService, archive_dir: Path) -> None:
+        self.service = service
+        self.archive_dir = archive_dir
+        self.predrafter = None
+
+    def apply(self, enabled: bool) -> None:
+        from app.reporting.audit import ReportStore
+        from app.reporting.predraft import PreDrafter
+
+        if enabled and self.predrafter is None:
+            self.predrafter = PreDrafter(self.service, self.archive_dir, ReportStore())
+            self.predrafter.start()
+            log.info("pre-drafting on")
+        elif not enabled and self.predrafter is not None:
+            self.predrafter.stop()
+            self.predrafter = None
+            log.info("pre-drafting off")
+
+    @property
+    def running(self) -> bool:
+        return self.predrafter is not None
+
+
 def _study_paths(archive, study_uid: str) -> list[Path]:
     return [Path(i.path) for s in archive.series(study_uid) for i in archive.instances(s.series_uid)]
 
@@ -509,14 +544,23 @@ def mount(window) -> ReportEditor:
     from app.reporting.outbox import Outbox, OutboxWorker
     from dicom_net.pacs_nodes import PacsNodes
 
-    outbox = Outbox()
+    outbox = Outbox(retention_days=window.settings.general.outbox_retention_days)
     worker = OutboxWorker(outbox)
     worker.start()
     workflow = ReportWorkflow(ReportStore(), outbox, lambda uid: _study_paths(window.archive, uid))
 
     def ris_address() -> str:
         ris = window.settings.ris
-        return f"{ris.host}:{ris.port}" if ris.host else ""
+        return f"{ris.host}:{ris.port}" if ris.enabled and ris.host else ""
+
+    def ris_msh() -> dict[str, str]:
+        ris = window.settings.ris
+        return {
+            "sending_application": ris.sending_application,
+            "sending_facility": ris.sending_facility,
+            "receiving_application": ris.receiving_application,
+            "receiving_facility": ris.receiving_facility,
+        }
 
     def pacs_nodes() -> list[str]:
         try:
@@ -531,6 +575,7 @@ def mount(window) -> ReportEditor:
         lambda: screen_context_from(window),
         window,
         ris_address=ris_address,
+        ris_msh=ris_msh,
         pacs_nodes=pacs_nodes,
     )
 
@@ -541,15 +586,20 @@ def mount(window) -> ReportEditor:
 
     window.study_opened.connect(study_opened)
     window.destroyed.connect(lambda *_: worker.stop())
-    if os.environ.get("HULU_PREDRAFT") == "1" and editor.service.state.kind != "absent":
-        from app.reporting.predraft import PreDrafter
+    predrafting = PredraftSwitch(editor.service, window.archive.root)
+    predrafting.apply(window.settings.general.predraft)
+    window.destroyed.connect(lambda *_: predrafting.apply(False))
 
-        predrafter = PreDrafter(editor.service, window.archive.root, ReportStore())
-        predrafter.start()
-        window.destroyed.connect(lambda *_: predrafter.stop())
+    def settings_changed(settings) -> None:
+        outbox.retention_days = settings.general.outbox_retention_days
+        predrafting.apply(settings.general.predraft)
+        editor._update_buttons()
+
+    window.settings_changed.connect(settings_changed)
     app = QCoreApplication.instance()
     if app is not None:
         app.aboutToQuit.connect(editor.flush)
     window.add_side_panel(editor, "Report")
     window.report_editor = editor
+    window.predrafting = predrafting
     return editor

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.settings_model import DEVICES, QUANTIZATIONS, AppSettings, SettingsError
+from app.settings_model import DEVICES, QUANTIZATIONS, AppSettings, SettingsError, bool_keys
 from app.settings_store import SettingsStore
 from dicom_net.pacs_nodes import DEFAULT_CALLING_AET, PacsNode, PacsNodeError, PacsNodes
 
@@ -39,6 +39,9 @@ LABELS = {
     "ris.sending_facility": "Sending facility", "ris.receiving_application": "Receiving application",
     "ris.receiving_facility": "Receiving facility", "model.folder": "Model folder", "model.device": "Device",
     "model.quantization": "Quantization", "general.create_demo_if_empty": "Create demo study when archive is empty",
+    "ris.enabled": "Send signed reports to the RIS",
+    "general.predraft": "Pre-draft reports of new studies while the AI is idle (drafts only, never sent)",
+    "general.outbox_retention_days": "Keep delivered report messages (days)",
 }
 ECHO_TIMEOUT_S = 5.0
 PAGES = (("listener", "Listener"), ("ris", "RIS"), ("model", "Model"), ("general", "General"))
@@ -163,6 +166,7 @@ class SettingsDialog(QDialog):
         current = store.load().to_form()
         self.inputs: dict[str, QLineEdit | QComboBox | QCheckBox] = {}
         tabs = QTabWidget(self)
+        checkboxes = bool_keys()
         for section, title in PAGES:
             page = QWidget(tabs)
             form = QFormLayout(page)
@@ -178,7 +182,7 @@ class SettingsDialog(QDialog):
                     widget = QComboBox(page)
                     widget.addItems(QUANTIZATIONS)
                     widget.setCurrentText(value)
-                elif key.startswith("general."):
+                elif key in checkboxes:
                     widget = QCheckBox(page)
                     widget.setChecked(value == "true")
                 else:

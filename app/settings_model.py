@@ -40,8 +40,9 @@ class ListenerSettings:
 
 @dataclass(frozen=True)
 class RisSettings:
-    """The RIS that receives HL7 ORU results over MLLP (empty host: no RIS configured)."""
+    """The RIS that receives HL7 ORU results over MLLP; nothing goes to it unless ``enabled``."""
 
+    enabled: bool = False
     host: str = ""
     port: int = 2575
     sending_application: str = "HULUWS"
@@ -62,6 +63,8 @@ class ModelSettings:
 @dataclass(frozen=True)
 class GeneralSettings:
     create_demo_if_empty: bool = False  # True: generate the demo study without asking
+    predraft: bool = False  # draft reports of newly received studies while the model is idle
+    outbox_retention_days: int = 30  # delivered report payloads (PHI) are deleted after this
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,25 @@ def form_keys() -> list[str]:
         for f in fields(section.default_factory()):  # type: ignore[misc]
             keys.append(f"{section.name}.{f.name}")
     return keys
+
+
+def bool_keys() -> set[str]:
+    """The ``section.name`` keys whose values are true/false (check boxes in the dialog)."""
+    defaults = AppSettings()
+    return {
+        f"{section.name}.{f.name}"
+        for section in fields(AppSettings)
+        for f in fields(getattr(defaults, section.name))
+        if isinstance(getattr(getattr(defaults, section.name), f.name), bool)
+    }
+
+
+def _int_range(text: str, errors: dict[str, str], key: str, low: int, high: int) -> int:
+    text = text.strip()
+    if not text.isdigit() or not low <= int(text) <= high:
+        errors[key] = f"a whole number from {low} to {high}"
+        return low
+    return int(text)
 
 
 def _port(text: str, errors: dict[str, str], key: str) -> int:
@@ -177,9 +199,13 @@ def parse_settings(form: Mapping[str, str], base: AppSettings | None = None) -> 
     )
 
     host = g("ris.host", "").strip()
+    ris_enabled = _bool(g("ris.enabled", ""), errors, "ris.enabled")
     if host and not HOST_RE.match(host):
         errors["ris.host"] = "a host name or IP address"
+    elif ris_enabled and not host:
+        errors["ris.host"] = "the RIS host is needed when sending to the RIS is enabled"
     ris = RisSettings(
+        enabled=ris_enabled,
         host=host,
         port=_port(g("ris.port", ""), errors, "ris.port"),
         sending_application=_hl7_name(g("ris.sending_application", ""), errors, "ris.sending_application"),
@@ -202,7 +228,11 @@ def parse_settings(form: Mapping[str, str], base: AppSettings | None = None) -> 
 
     general = GeneralSettings(
         create_demo_if_empty=_bool(g("general.create_demo_if_empty", ""), errors,
-                                   "general.create_demo_if_empty"))
+                                   "general.create_demo_if_empty"),
+        predraft=_bool(g("general.predraft", ""), errors, "general.predraft"),
+        outbox_retention_days=_int_range(g("general.outbox_retention_days", ""), errors,
+                                         "general.outbox_retention_days", 1, 3650),
+    )
     if errors:
         raise SettingsError(errors)
     return AppSettings(listener=listener, ris=ris, model=model, general=general)

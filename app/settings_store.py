@@ -1,8 +1,9 @@
 """Persist :class:`AppSettings` and window state with QSettings (an INI file in the config dir).
 
 The INI file lives under :func:`dicom_net.paths.config_dir` so ``HULU_WORKSTATION_HOME`` isolates
-tests and sites. Stored values go through :func:`parse_settings` on load, so a hand-edited,
-invalid file falls back to defaults for the whole form instead of half-applying it.
+tests and sites. Stored values go through :func:`parse_settings` on load; a stored value that is
+invalid (hand-edited file, a model folder or TLS file that has gone) falls back to its default
+alone, every other setting is kept, and :attr:`SettingsStore.load_errors` says what was replaced.
 """
 
 from __future__ import annotations
@@ -29,18 +30,32 @@ class SettingsStore:
 
     def __init__(self, qsettings: QSettings | None = None):
         self.qsettings = qsettings or open_qsettings()
+        self.load_errors: dict[str, str] = {}  # key -> why its stored value was replaced by the default
 
     def load(self) -> AppSettings:
+        """The stored settings; each invalid stored value is replaced by its default (see ``load_errors``)."""
         stored = {}
         for key in form_keys():
             value = self.qsettings.value(key.replace(".", "/"))
             if value is not None:
                 stored[key] = str(value)
-        try:
-            return parse_settings(stored)
-        except SettingsError as exc:
-            log.warning("stored settings invalid (%s); using defaults", ", ".join(exc.errors))
-            return AppSettings()
+        self.load_errors = {}
+        for _ in range(len(stored) + 1):  # each round drops at least one bad value
+            try:
+                settings = parse_settings(stored)
+                break
+            except SettingsError as exc:
+                self.load_errors.update({k: f"{v} (was {stored.get(k, '')!r})" for k, v in exc.errors.items()})
+                kept = {k: v for k, v in stored.items() if k not in exc.errors}
+                if kept == stored:  # a rule across fields failed on defaults: reset those sections
+                    sections = {k.split(".")[0] for k in exc.errors}
+                    kept = {k: v for k, v in stored.items() if k.split(".")[0] not in sections}
+                stored = kept
+        else:  # pragma: no cover - defaults always parse
+            settings = AppSettings()
+        if self.load_errors:
+            log.warning("stored settings invalid (%s); those use their defaults", ", ".join(self.load_errors))
+        return settings
 
     def save(self, settings: AppSettings) -> None:
         for key, value in settings.to_form().items():

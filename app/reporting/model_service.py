@@ -59,11 +59,30 @@ class ModelService:
         self._inflight: list[Any] = []
         self._background: list[Any] = []
         self._last_foreground = 0.0
+        self._generation = 0  # bumped by reconfigure: a load started before it is discarded
+        self._state = self._initial_state()
+
+    def _initial_state(self) -> ModelState:
         if self.folder is None or not self.folder.is_dir():
             where = f" ({self.folder} not found)" if self.folder else ""
-            self._state = ModelState("absent", HOW_TO_INSTALL + where)
-        else:
-            self._state = ModelState("loading", "Model not loaded yet.")
+            return ModelState("absent", HOW_TO_INSTALL + where)
+        return ModelState("loading", "Model not loaded yet.")
+
+    def reconfigure(self, folder: str | Path | None, *, device: str, quantization: str) -> None:
+        """Settings > Model changed: drop the loaded model (freed in the background) and load the
+        new folder in the background; no restart needed. Running requests are cancelled."""
+        with self._lock:
+            self._generation += 1
+            old_engine = self.engine
+            self.engine = self.loaded = None
+            self._thread = None
+            self.folder = Path(folder) if folder else None
+            self.device, self.quantization = device, quantization
+            self._inflight, self._background = [], []
+        if old_engine is not None:
+            threading.Thread(target=old_engine.close, name="model-unload", daemon=True).start()
+        self._set_state(self._initial_state())
+        self.start_loading()
 
     @property
     def state(self) -> ModelState:
@@ -112,19 +131,35 @@ class ModelService:
         return self.wait_ready()
 
     def _load(self) -> None:
+        generation, folder = self._generation, self.folder
         try:
             from inference.engine import Engine
             from inference.loading import load_model
 
-            loaded = load_model(self.folder, device=self.device, quantization=self.quantization)
-            self.loaded, self.engine = loaded, Engine(loaded)
-            log.info("model ready: %s", loaded.report.summary())
-            self._set_state(ModelState("ready", f"Model ready: {loaded.report.summary()}"))
+            loaded = load_model(folder, device=self.device, quantization=self.quantization)
+            engine = Engine(loaded)
         except Exception as exc:  # a bad folder must not take the app down
             log.exception("model loading failed")
-            self._set_state(ModelState("failed", f"The model could not be loaded: {exc}"))
-        finally:
-            self._thread = None
+            state = ModelState(
+                "failed",
+                f"The model could not be loaded from {folder}: {exc} "
+                "Choose a Hulu-Med checkpoint folder in Settings > Model > folder.",
+            )
+            engine = None
+        else:
+            log.info("model ready: %s", loaded.report.summary())
+            state = ModelState("ready", f"Model ready: {loaded.report.summary()}")
+        with self._lock:
+            current = generation == self._generation
+            if current:
+                self._thread = None
+                if engine is not None:
+                    self.loaded, self.engine = loaded, engine
+        if not current:  # Settings changed while loading: this model is not wanted any more
+            if engine is not None:
+                engine.close()
+            return
+        self._set_state(state)
 
     def submit(self, request: Any, *, background: bool = False) -> Any:
         """Queue a generation; a foreground request (chat, a draft the user asked for) first

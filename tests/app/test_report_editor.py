@@ -183,3 +183,91 @@ def test_configured_model_loads_in_the_background_and_the_status_bar_follows(
     window.open_study(window.browser_logic.rows[0].study_uid)
     qtbot.waitUntil(lambda: window.chat_panel.send_button.isEnabled(), timeout=60000)
     assert window.report_editor.draft_button.isEnabled()
+
+
+def test_preliminary_changed_after_signing_must_be_signed_again_before_sending(
+    qtbot, tiny_model_service, ct_study
+):
+    editor = make_editor(qtbot, tiny_model_service, ct_study, ris="127.0.0.1:2575")
+    editor.editors["findings"].setPlainText("No nodule.")
+    editor.radiologist.setText("Dr A")
+    assert editor.sign(ReportStatus.PRELIMINARY)
+    assert editor.ris_button.isEnabled()
+    assert not editor.sign_buttons[ReportStatus.PRELIMINARY].isEnabled()  # nothing new to sign
+    editor.editors["findings"].setPlainText("Nodule 8 mm.")
+    assert not editor.ris_button.isEnabled()
+    assert "sign again before sending" in editor.status_label.text()
+    assert editor.send_to_ris() is False and editor.workflow.messages() == []
+    assert editor.sign_buttons[ReportStatus.PRELIMINARY].isEnabled()
+    assert editor.sign(ReportStatus.PRELIMINARY)
+    assert editor.ris_button.isEnabled() and "sign again" not in editor.status_label.text()
+
+
+def _signed_window(demo_archive, make_window, qtbot):
+    from app.gui_main import mount_side_panels
+
+    window = make_window(demo_archive)
+    mount_side_panels(window)
+    window.open_study(window.browser_logic.rows[0].study_uid)
+    editor = window.report_editor
+    qtbot.waitUntil(lambda: editor.workflow.report is not None, timeout=10000)
+    editor.editors["findings"].setPlainText("Normal.")
+    editor.radiologist.setText("Dr A")
+    assert editor.sign(ReportStatus.FINAL)
+    return window, editor
+
+
+def test_ris_switch_and_msh_names_come_from_settings(demo_archive, make_window, qtbot):
+    window, editor = _signed_window(demo_archive, make_window, qtbot)
+    with python_hl7_receiver("AA") as ris:
+        host, port = ris.address.rsplit(":", 1)
+        form = {"ris.host": host, "ris.port": port, "ris.sending_application": "READROOM7",
+                "ris.sending_facility": "NORTHRAD", "ris.receiving_application": "EPICRIS"}
+        window.apply_settings(window.store.apply_form({**form, "ris.enabled": "false"}))
+        assert not editor.ris_button.isEnabled()  # a configured but disabled RIS gets nothing
+        assert "Enable the RIS" in editor.ris_button.toolTip()
+        window.apply_settings(window.store.apply_form({**form, "ris.enabled": "true"}))
+        assert editor.ris_button.isEnabled()
+        assert editor.send_to_ris()
+        editor.workflow.outbox.process_due()
+    [message] = ris.messages
+    msh = hl7.parse(message).segment("MSH")
+    assert (str(msh[3]), str(msh[4]), str(msh[5])) == ("READROOM7", "NORTHRAD", "EPICRIS")
+
+
+def test_predraft_setting_starts_and_stops_the_predrafter(demo_archive, make_window, qtbot):
+    from app.gui_main import mount_side_panels
+
+    window = make_window(demo_archive)
+    mount_side_panels(window)
+    assert not window.predrafting.running  # off by default
+    window.apply_settings(window.store.apply_form({"general.predraft": "true"}))
+    assert window.predrafting.running and window.predrafting.predrafter._thread.is_alive()
+    thread = window.predrafting.predrafter._thread
+    window.apply_settings(window.store.apply_form({"general.predraft": "false"}))
+    assert not window.predrafting.running
+    thread.join(15)
+    assert not thread.is_alive()
+
+
+def test_model_folder_chosen_in_settings_loads_without_restart_and_a_wrong_one_says_why(
+    demo_archive, make_window, qtbot, tiny_model_folder, tmp_path
+):
+    from app.gui_main import mount_side_panels
+
+    window = make_window(demo_archive)
+    mount_side_panels(window)
+    panel = window.chat_panel
+    assert window.model_service.state.kind == "absent" and "Settings > Model" in panel.model_label.text()
+    wrong = tmp_path / "not-a-model"
+    wrong.mkdir()
+    (wrong / "notes.txt").write_text("x")
+    window.apply_settings(window.store.apply_form(
+        {"model.folder": str(wrong), "model.device": "cpu", "model.quantization": "none"}))
+    qtbot.waitUntil(lambda: window.model_service.state.kind == "failed", timeout=60000)
+    qtbot.waitUntil(lambda: "config.json" in panel.model_label.text(), timeout=5000)
+    assert "Settings > Model" in panel.model_label.text() and str(wrong) in panel.model_label.text()
+    window.apply_settings(window.store.apply_form({"model.folder": str(tiny_model_folder)}))
+    qtbot.waitUntil(lambda: window.model_service.state.ready, timeout=60000)
+    qtbot.waitUntil(lambda: not panel.model_label.isVisible() or panel.model_label.text().startswith("Model ready"),
+                    timeout=5000)

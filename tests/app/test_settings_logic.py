@@ -61,8 +61,46 @@ def test_round_trip_through_qsettings_and_refusal_keeps_old_values(tmp_path):
     assert SettingsStore().load().listener.aet == "ROOM7"  # nothing half-applied
 
 
-def test_hand_edited_invalid_file_falls_back_to_defaults():
+def test_hand_edited_invalid_value_falls_back_alone_and_the_rest_is_kept(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
     store = SettingsStore()
+    store.apply_form({"listener.aet": "ROOM7", "ris.host": "10.1.2.3", "model.folder": str(model)})
     store.qsettings.setValue("listener/port", "not-a-port")
     store.qsettings.sync()
-    assert SettingsStore().load() == AppSettings()
+    model.rmdir()  # e.g. the model drive is not mounted today
+    fresh = SettingsStore()
+    loaded = fresh.load()
+    assert loaded.listener.port == AppSettings().listener.port and loaded.model.folder == ""
+    assert (loaded.listener.aet, loaded.ris.host) == ("ROOM7", "10.1.2.3")  # nothing else lost
+    assert set(fresh.load_errors) == {"listener.port", "model.folder"}
+    assert "'not-a-port'" in fresh.load_errors["listener.port"]
+
+
+def test_cross_field_error_in_the_file_resets_only_its_section():
+    store = SettingsStore()
+    store.apply_form({"listener.aet": "ROOM7"})
+    store.qsettings.setValue("ris/enabled", "true")  # enabled without a host
+    store.qsettings.sync()
+    fresh = SettingsStore()
+    loaded = fresh.load()
+    assert loaded.ris == AppSettings().ris and loaded.listener.aet == "ROOM7"
+    assert "ris.host" in fresh.load_errors
+
+
+def test_new_switches_are_validated_and_round_trip():
+    store = SettingsStore()
+    assert (AppSettings().ris.enabled, AppSettings().general.predraft) == (False, False)
+    assert AppSettings().general.outbox_retention_days == 30
+    saved = store.apply_form({"ris.enabled": "true", "ris.host": "ris.example.org", "general.predraft": "true",
+                              "general.outbox_retention_days": "90"})
+    reloaded = SettingsStore().load()
+    assert reloaded == saved
+    assert (reloaded.ris.enabled, reloaded.general.predraft, reloaded.general.outbox_retention_days) == (
+        True, True, 90)
+    with pytest.raises(SettingsError) as info:
+        parse_settings({"ris.enabled": "true", "ris.host": "", "general.predraft": "maybe",
+                        "general.outbox_retention_days": "0"})
+    assert set(info.value.errors) == {"ris.host", "general.predraft", "general.outbox_retention_days"}
+    with pytest.raises(SettingsError, match="outbox_retention_days"):
+        parse_settings({"general.outbox_retention_days": "thirty"})
