@@ -13,6 +13,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import (
     MPEG4HP41,
     BasicTextSRStorage,
+    CTImageStorage,
     EncapsulatedPDFStorage,
     ExplicitVRLittleEndian,
     VideoEndoscopicImageStorage,
@@ -136,3 +137,20 @@ def test_silent_connections_are_closed_after_the_timeout(tmp_path: Path) -> None
         assoc.release()
     finally:
         handle.stop(grace_s=1.0)
+
+
+def test_received_objects_reach_other_processes_index_within_the_batch_window(
+    listener: ListenerHandle,
+) -> None:
+    from dicom_net.archive import Archive
+    from tests.dicom_net.dicom_objects import small_ct
+
+    ae = _ae((CTImageStorage, ExplicitVRLittleEndian))
+    assoc = ae.associate("127.0.0.1", listener.port, ae_title=LISTENER_AET)
+    assert [assoc.send_c_store(ds).Status for ds in small_ct(3)] == [0, 0, 0]  # far fewer than a full batch
+    assoc.release()
+    with Archive(listener.archive.root) as gui_view:  # the GUI's own connection: nothing to flush there
+        deadline = time.monotonic() + 2.0
+        while gui_view.instance_count() < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert gui_view.instance_count() == 3
