@@ -1,0 +1,246 @@
+"""The offline install path, run exactly as an admin would: build a bundle, install it with no network.
+
+A tiny real project (``tiny-app`` depending on ``tinydep==1.0``, console script
+``hulu-workstation``) is built in a temp folder, so neither building nor installing needs an index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "installer" / "build_offline_bundle.py"
+INSTALL = REPO / "installer" / "install_offline.sh"
+TINYDEP_WHEEL = "tinydep-1.0-py3-none-any.whl"
+PROJECT_WHEEL = "tiny_app-2.3-py3-none-any.whl"
+PYPROJECT = """[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+[project]
+name = "{name}"
+version = "{version}"
+dependencies = {deps}
+{scripts}
+"""
+APP_CODE = """import os, sys
+def main():
+    import tinydep
+    print("tinydep", tinydep.VALUE, "HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE"),
+          "TRANSFORMERS_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE"), "args", sys.argv[1:])
+"""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def clean_env() -> dict[str, str]:
+    """This machine's pip settings (find-links, extra indexes, constraints) must not take part."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    return env
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=kw.pop("env", clean_env()),
+                          timeout=120, **kw)
+
+
+def write_project(root: Path, name: str, version: str, deps: list[str], scripts: str, code: str) -> Path:
+    package = root / name.replace("-", "")
+    (package / name.replace("-", "")).mkdir(parents=True)
+    (package / "pyproject.toml").write_text(PYPROJECT.format(name=name, version=version, deps=repr(deps).replace(
+        "'", '"'), scripts=scripts))
+    (package / name.replace("-", "") / "__init__.py").write_text(code)
+    return package
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A local wheel index holding tinydep, the tiny-app project and a safetensors-only model folder."""
+    root = tmp_path_factory.mktemp("sources")
+    dep = write_project(root, "tinydep", "1.0", [], "", "VALUE = 42\n")
+    app = write_project(root, "tiny-app", "2.3", ["tinydep==1.0"],
+                        '[project.scripts]\nhulu-workstation = "tinyapp:main"', APP_CODE)
+    index = root / "index"
+    built = run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", index, dep])
+    assert built.returncode == 0, built.stderr
+    model = root / "model"
+    (model / "tokenizer").mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(bytes(range(256)) * 64)
+    (model / "config.json").write_text('{"model_type": "hulumed_qwen2"}')
+    (model / "tokenizer" / "tokenizer.json").write_text('{"version": "1.0"}')
+    return {"app": app, "index": index, "model": model}
+
+
+def build(sources: dict[str, Path], out: Path, model: Path | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, BUILD, "--project", sources["app"], "--out", out, "--find-links", sources["index"],
+           "--no-index", "--no-build-isolation", "--tar"]
+    return run(cmd + (["--model", model] if model else []))
+
+
+@pytest.fixture(scope="module")
+def bundle(sources: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("build") / "bundle-2.3"
+    result = build(sources, out, sources["model"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def offline() -> list[str]:
+    """Command prefix that runs its command in a network namespace holding only loopback."""
+    for prefix in (["unshare", "-n"], ["unshare", "-rn"]) if os.geteuid() == 0 else (["unshare", "-rn"],):
+        if shutil.which("unshare") and subprocess.run(prefix + ["true"], capture_output=True).returncode == 0:
+            probe = subprocess.run(prefix + [sys.executable, "-c", "import socket; socket.create_connection("
+                                             "('1.1.1.1', 443), timeout=3)"], capture_output=True, text=True)
+            assert "Network is unreachable" in probe.stderr, probe.stderr
+            return prefix
+    pytest.skip("cannot remove the network: unshare -n/-rn not permitted here")
+
+
+def install(bundle: Path, prefix: Path, *extra: str, offline: list[str] = ()) -> subprocess.CompletedProcess[str]:
+    return run([*offline, "bash", INSTALL, bundle, "--prefix", prefix, "--python", sys.executable, *extra])
+
+
+def copy_bundle(bundle: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / bundle.name
+    shutil.copytree(bundle, copy)
+    return copy
+
+
+def tamper(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def assert_nothing_installed(prefix: Path) -> None:
+    assert not (prefix / "current").exists()
+    assert not (prefix / "bin" / "hulu-workstation").exists()
+    assert not (prefix / "releases").exists() or not any((prefix / "releases").iterdir())
+
+
+def missing_debian_report(bundle: Path) -> str:
+    """The line the installer must print about this machine's runtime Debian packages."""
+    runtime = [ln.split()[0] for ln in (bundle / "debian-packages.txt").read_text().splitlines()
+               if ln.strip() and not ln.startswith("#") and ln.split()[1] == "runtime"]
+    if not shutil.which("dpkg-query"):
+        return "not a Debian system"
+    missing = [p for p in runtime if "install ok installed" not in subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout]
+    return f"apt-get install {' '.join(missing)}" if missing else f"all {len(runtime)} present"
+
+
+def test_bundle_pins_exact_versions_with_the_wheels_hashes_and_lists_every_file(bundle: Path) -> None:
+    wheels = bundle / "wheels"
+    assert sorted(p.name for p in wheels.iterdir()) == [PROJECT_WHEEL, TINYDEP_WHEEL]
+    lock = [ln for ln in (bundle / "requirements.lock").read_text().splitlines() if not ln.startswith("#")]
+    assert lock == [f"tinydep==1.0 --hash=sha256:{sha256(wheels / TINYDEP_WHEEL)}"]
+    project = [ln for ln in (bundle / "project.lock").read_text().splitlines() if not ln.startswith("#")]
+    assert project == [f"tiny-app==2.3 --hash=sha256:{sha256(wheels / PROJECT_WHEEL)}"]
+    version = dict(ln.split("=", 1) for ln in (bundle / "VERSION").read_text().splitlines())
+    assert (version["PROJECT"], version["PROJECT_VERSION"], version["MODEL_FILES"]) == ("tiny-app", "2.3", "3")
+    assert version["PYTHON_VERSION"] == f"{sys.version_info.major}.{sys.version_info.minor}"
+
+    manifest = {ln.split("  ", 1)[1]: ln.split("  ", 1)[0] for ln in (bundle / "SHA256SUMS").read_text().splitlines()}
+    files = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()} - {"SHA256SUMS"}
+    assert set(manifest) == files
+    assert all(sha256(bundle / name) == digest for name, digest in manifest.items())
+    model_sums = (bundle / "model" / "SHA256SUMS").read_text().splitlines()
+    assert sorted(ln.split("  ", 1)[1] for ln in model_sums) == ["config.json", "model.safetensors",
+                                                                   "tokenizer/tokenizer.json"]
+    tar = bundle.with_name(bundle.name + ".tar")
+    assert tar.is_file() and tar.stat().st_size > sum((wheels / w).stat().st_size for w in (PROJECT_WHEEL,
+                                                                                             TINYDEP_WHEEL))
+
+
+def test_install_from_the_tar_without_network_gives_an_offline_launcher(
+        bundle: Path, sources: dict[str, Path], offline: list[str], tmp_path: Path) -> None:
+    prefix = tmp_path / "opt hulu"  # a space in the path must survive the launcher
+    recorded = sha256(bundle / "SHA256SUMS")
+    result = install(bundle.with_name(bundle.name + ".tar"), prefix, "--manifest-sha256", recorded, offline=offline)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert missing_debian_report(bundle) in result.stdout
+    assert os.readlink(prefix / "current") == "releases/2.3"
+
+    env = {k: v for k, v in clean_env().items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    launched = run([prefix / "bin" / "hulu-workstation", "--demo"], env=env)
+    assert launched.returncode == 0, launched.stderr
+    assert launched.stdout.split() == ["tinydep", "42", "HF_HUB_OFFLINE", "1", "TRANSFORMERS_OFFLINE", "1",
+                                       "args", "['--demo']"]
+    for name in ("model.safetensors", "config.json", "tokenizer/tokenizer.json"):
+        assert (prefix / "model" / name).read_bytes() == (sources["model"] / name).read_bytes()
+    installed = (prefix / "current" / "INSTALLED").read_text()
+    assert f"MANIFEST_SHA256={sha256(bundle / 'SHA256SUMS')}" in installed
+
+    again = install(bundle, prefix)
+    assert again.returncode == 2 and "installed already; --force reinstalls it" in again.stderr
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: tamper(b / "wheels" / TINYDEP_WHEEL),
+     f"wheels/{TINYDEP_WHEEL}: sha256 does not match SHA256SUMS"),
+    (lambda b: (b / "model" / "config.json").unlink(), "model/config.json: listed in SHA256SUMS but missing"),
+    (lambda b: (b / "wheels" / "evil-1.0-py3-none-any.whl").write_bytes(b"PK"),
+     "wheels/evil-1.0-py3-none-any.whl: not listed in SHA256SUMS"),
+], ids=["tampered-wheel", "missing-file", "added-file"])
+def test_a_damaged_bundle_is_refused_naming_the_file(bundle: Path, tmp_path: Path, damage, message: str) -> None:
+    copy = copy_bundle(bundle, tmp_path)
+    damage(copy)
+    result = install(copy, tmp_path / "prefix")
+    assert result.returncode == 2
+    assert f"REFUSED: {message}" in result.stderr
+    assert_nothing_installed(tmp_path / "prefix")
+
+
+def test_a_replaced_manifest_is_refused_against_the_recorded_hash(bundle: Path, tmp_path: Path) -> None:
+    recorded = sha256(bundle / "SHA256SUMS")
+    copy = copy_bundle(bundle, tmp_path)
+    (copy / "SHA256SUMS").write_text((copy / "SHA256SUMS").read_text() + "\n")
+    result = install(copy, tmp_path / "prefix", "--manifest-sha256", recorded)
+    assert result.returncode == 2 and f"not the recorded {recorded}" in result.stderr
+    assert_nothing_installed(tmp_path / "prefix")
+
+
+def test_a_tampered_wheel_with_a_rewritten_manifest_is_refused_by_pip_hashes(
+        bundle: Path, offline: list[str], tmp_path: Path) -> None:
+    copy = copy_bundle(bundle, tmp_path)
+    tamper(copy / "wheels" / TINYDEP_WHEEL)
+    rewritten = run(["bash", "-c", "find . -type f ! -path ./SHA256SUMS | sed 's|^\\./||' | sort"
+                     " | xargs sha256sum > SHA256SUMS"], cwd=copy)
+    assert rewritten.returncode == 0, rewritten.stderr
+    result = install(copy, tmp_path / "prefix", offline=offline)
+    assert result.returncode != 0
+    assert "Verifying" in result.stdout and "REFUSED" not in result.stderr  # the manifest check passed
+    assert "DO NOT MATCH THE HASHES" in result.stderr and "tinydep" in result.stderr
+    assert_nothing_installed(tmp_path / "prefix")
+
+
+@pytest.mark.parametrize("intruder", ["modeling_hulu.py", "pytorch_model.bin", "sub/extra.pt"])
+def test_a_model_folder_with_code_or_pickle_files_is_refused(
+        sources: dict[str, Path], tmp_path: Path, intruder: str) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(sources["model"], model)
+    (model / intruder).parent.mkdir(parents=True, exist_ok=True)
+    (model / intruder).write_bytes(b"print('pwned')")
+    out = tmp_path / "bundle"
+    result = build(sources, out, model)
+    assert result.returncode == 2
+    assert f"REFUSED: {model / intruder}: refused in a model folder" in result.stderr
+    assert not out.exists() and not out.with_name("bundle.partial").exists()
+
+
+def test_a_model_folder_without_safetensors_is_refused(sources: dict[str, Path], tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    result = build(sources, tmp_path / "bundle", model)
+    assert result.returncode == 2 and "no *.safetensors weights" in result.stderr
