@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -99,8 +100,20 @@ def test_loading_is_offline_and_never_runs_code_from_the_folder(tiny_checkpoint,
     folder = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ck"))
     marker = tmp_path / "remote-code-ran"
     payload = f"open({str(marker)!r}, 'w').write('x')\n"
-    for name in ("configuration_hulumed_qwen2.py", "modeling_hulumed_qwen2.py", "processing_hulumed.py"):
+    for name in ("configuration_hulumed_qwen2.py", "modeling_hulumed_qwen2.py", "processing_hulumed.py",
+                 "tokenization_hulumed.py"):
         (folder / name).write_text(payload)
+    # point the Auto* classes at that code as the released checkpoints do, so anything that
+    # honoured remote code (trust_remote_code=True anywhere) would run the payload
+    for file, auto_map in (
+        ("config.json", {"AutoConfig": "configuration_hulumed_qwen2.HulumedQwen2Config",
+                         "AutoModelForCausalLM": "modeling_hulumed_qwen2.HulumedQwen2ForCausalLM"}),
+        ("tokenizer_config.json", {"AutoTokenizer": ["tokenization_hulumed.HulumedTokenizer", None],
+                                   "AutoProcessor": "processing_hulumed.HulumedProcessor"}),
+    ):
+        payload_json = json.loads((folder / file).read_text())
+        payload_json["auto_map"] = auto_map
+        (folder / file).write_text(json.dumps(payload_json))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     attempts: list[object] = []

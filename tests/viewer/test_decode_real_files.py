@@ -178,3 +178,22 @@ def test_malformed_enhanced_geometry_degrades_to_plain_frames_with_warning(tmp_p
     (stack,) = build_stacks([header])
     assert not stack.has_geometry and len(stack.frames) == 4
     assert "unreadable geometry" in stack.warnings[0]
+
+
+def test_enhanced_per_frame_pixel_value_transformation_overrides_the_shared_one(tmp_path) -> None:
+    """A frame's own Pixel Value Transformation (per-frame group) wins over the shared one; the
+    other frame keeps the shared rescale (PS3.3 C.7.6.16.2.9)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(data("eCT_Supplemental.dcm"))
+    own = Dataset()
+    own.RescaleSlope, own.RescaleIntercept, own.RescaleType = "2", "-500", "HU"
+    frame_at = {round(float(f.PlanePositionSequence[0].ImagePositionPatient[2])): i
+                for i, f in enumerate(ds.PerFrameFunctionalGroupsSequence)}
+    ds.PerFrameFunctionalGroupsSequence[frame_at[-159]].PixelValueTransformationSequence = Sequence([own])
+    ds.save_as(tmp_path / "per_frame_rescale.dcm")
+    raw = ds.pixel_array.astype(np.int32)
+    volume = load_series([tmp_path / "per_frame_rescale.dcm"]).volumes[0]
+    assert np.array_equal(volume.voxels[0], raw[frame_at[-149]] - 1024)  # shared: slope 1, -1024
+    assert np.array_equal(volume.voxels[1], raw[frame_at[-159]] * 2 - 500)  # its own: slope 2, -500
