@@ -6,8 +6,19 @@ rows, forwards the filter, polls for live changes with a QTimer and emits ``open
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSize, QSortFilterProxyModel, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QCoreApplication,
+    QModelIndex,
+    QSize,
+    QSortFilterProxyModel,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QAction, QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -89,8 +100,14 @@ class StudyTableModel(QAbstractTableModel):
 class SeriesStrip(QListWidget):
     """Series thumbnails of one study; items can be dragged into a viewport."""
 
+    thumbnail_ready = Signal(str, int, object)  # series UID, generation, uint8 image (worker thread)
+
     def __init__(self, parent: QWidget | None = None, *, vertical: bool = False):
         super().__init__(parent)
+        self._generation = 0
+        self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumbnails")
+        self.thumbnail_ready.connect(self._set_thumbnail)
+        self.destroyed.connect(lambda *_: self._workers.shutdown(wait=False, cancel_futures=True))
         self.setViewMode(QListWidget.ViewMode.IconMode)
         self.setFlow(QListWidget.Flow.TopToBottom if vertical else QListWidget.Flow.LeftToRight)
         self.setWrapping(False)
@@ -115,18 +132,49 @@ class SeriesStrip(QListWidget):
         return mime
 
     def show_series(self, archive, study_uid: str, cache: ThumbnailCache) -> None:
+        """List the study's series at once; thumbnails not yet cached are decoded on a worker
+        thread (a big multi-frame file must not freeze the GUI) and appear when ready."""
         self.clear()
+        self._generation += 1
+        missing = []
         for s in sorted(archive.series(study_uid), key=lambda r: (r.series_number or 0, r.series_uid)):
             instances = archive.instances(s.series_uid)
-            thumb = cache.get(s.series_uid, [i.path for i in instances])
+            paths = [i.path for i in instances]
+            thumb = cache.cached(s.series_uid, len(paths))
             frames = instances[0].frames if instances else 1
             count = f"{frames} fr" if frames > 1 else f"{s.instance_count} im"
             item = QListWidgetItem(f"{s.modality} {s.series_number or ''}\n{s.description[:22]}\n{count}")
             if thumb is not None:
                 item.setIcon(QIcon(array_to_pixmap(thumb)))
+            elif paths:
+                missing.append((s.series_uid, paths))
             item.setData(STUDY_UID_ROLE, s.series_uid)
             item.setToolTip(s.description)
             self.addItem(item)
+        if missing:
+            generation = self._generation
+            self._workers.submit(self._render_missing, cache, missing, generation)
+
+    def _render_missing(self, cache: ThumbnailCache, missing: list, generation: int) -> None:
+        for series_uid, paths in missing:
+            if generation != self._generation:
+                return  # another study is shown now
+            thumb = cache.get(series_uid, paths)
+            if thumb is not None:
+                self.thumbnail_ready.emit(series_uid, generation, thumb)
+
+    def _set_thumbnail(self, series_uid: str, generation: int, thumb: np.ndarray) -> None:
+        if generation != self._generation:
+            return
+        for row in range(self.count()):
+            item = self.item(row)
+            if item.data(STUDY_UID_ROLE) == series_uid:
+                item.setIcon(QIcon(array_to_pixmap(thumb)))
+
+    def wait_thumbnails(self, timeout: float = 30.0) -> None:
+        """Block until the thumbnails requested so far are rendered (tests, shutdown)."""
+        self._workers.submit(lambda: None).result(timeout)
+        QCoreApplication.processEvents()
 
 
 class StudyBrowser(QWidget):

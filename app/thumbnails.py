@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.pixels import pixel_array
 
 from dicom_net.paths import data_dir
 
@@ -51,9 +52,8 @@ def render_thumbnail(path: Path, size: int = THUMB_SIZE) -> np.ndarray:
     """A uint8 grey (H, W) or RGB (H, W, 3) thumbnail of one DICOM file's middle frame."""
     ds = pydicom.dcmread(path)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
-    pixels = ds.pixel_array
-    if frames > 1:
-        pixels = pixels[frames // 2]
+    # decode the middle frame only: a long cine or enhanced multi-frame is not decoded whole
+    pixels = pixel_array(ds, index=frames // 2) if frames > 1 else ds.pixel_array
     if pixels.ndim == 3 and pixels.shape[-1] == 3:  # colour (pydicom converts YBR to RGB)
         return downsample(pixels.astype(np.uint8), size)
     values = pixels.astype(np.float32) * float(ds.get("RescaleSlope", 1) or 1) + float(
@@ -79,17 +79,26 @@ class ThumbnailCache:
     def _path(self, series_uid: str, count: int) -> Path:
         return self.folder / f"{series_uid}-{count}-{self.size}.npy"
 
+    def cached(self, series_uid: str, count: int) -> np.ndarray | None:
+        """The cached thumbnail if there is one (a file read, no decoding), else None."""
+        path = self._path(series_uid, count)
+        if not path.exists():
+            return None
+        try:
+            return np.load(path)
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            return None
+
     def get(self, series_uid: str, instance_paths: Sequence[Path]) -> np.ndarray | None:
         """The series thumbnail (middle instance), or None if no instance can be decoded.
 
         Cached per instance count, so a series still arriving gets a new middle image later.
         """
+        hit = self.cached(series_uid, len(instance_paths))
+        if hit is not None:
+            return hit
         cached = self._path(series_uid, len(instance_paths))
-        if cached.exists():
-            try:
-                return np.load(cached)
-            except (OSError, ValueError):
-                cached.unlink(missing_ok=True)
         if not instance_paths:
             return None
         try:

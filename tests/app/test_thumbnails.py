@@ -45,3 +45,44 @@ def test_cache_returns_the_same_pixels_without_reading_the_file(tmp_path):
     assert colour is not None and colour.shape == (34, 45, 3)
     assert np.all(np.abs(colour[17, 22].astype(int) - 220) <= 3)  # the disc, centred in frame 30 of 60
     assert np.all(colour[17, 2] < 40)  # dark speckle background
+
+
+def test_multiframe_thumbnail_decodes_only_the_middle_frame(tmp_path):
+    """A cine with a damaged first frame still gets its thumbnail: only frame n/2 is decoded."""
+    from pydicom.encaps import encapsulate, generate_frames
+    from pydicom.uid import RLELossless
+
+    demo = demo_study(tmp_path / "d", ct_slices=3, ct_matrix=32)
+    us = next(p for p in demo.files if p.parent.name == "us")
+    ds = pydicom.dcmread(us)
+    expected = render_thumbnail(us, size=48)
+    ds.compress(RLELossless)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=int(ds.NumberOfFrames)))
+    ds.PixelData = encapsulate([b"\0" * 8, *frames[1:]])  # frame 0 cannot be decoded
+    damaged = tmp_path / "damaged.dcm"
+    ds.save_as(damaged)
+    np.testing.assert_array_equal(render_thumbnail(damaged, size=48), expected)
+
+
+def test_series_strip_lists_series_at_once_and_thumbnails_follow_from_a_worker(demo_archive, qtbot, tmp_path):
+    from app.study_browser import STUDY_UID_ROLE, SeriesStrip
+
+    strip = SeriesStrip()
+    qtbot.addWidget(strip)
+    cache = ThumbnailCache(tmp_path / "thumbs", size=48)
+    study_uid = demo_archive.studies()[0].study_uid
+    strip.show_series(demo_archive, study_uid, cache)
+    uids = [strip.item(i).data(STUDY_UID_ROLE) for i in range(strip.count())]
+    assert len(uids) == 3  # CT, DX, US listed before any pixel is decoded
+    strip.wait_thumbnails()
+    qtbot.waitUntil(lambda: all(not strip.item(i).icon().isNull() for i in range(strip.count())), timeout=10000)
+    for i, uid in enumerate(uids):
+        paths = [r.path for r in demo_archive.instances(uid)]
+        image = strip.item(i).icon().pixmap(96, 96).toImage()
+        thumb = cache.cached(uid, len(paths))
+        assert thumb is not None  # rendered by the worker and kept for the next time
+        assert (image.width(), image.height()) == (thumb.shape[1], thumb.shape[0])
+        y, x = thumb.shape[0] // 2, thumb.shape[1] // 2
+        centre = image.pixelColor(x, y)
+        expected = thumb[y, x] if thumb.ndim == 3 else [thumb[y, x]] * 3
+        assert [centre.red(), centre.green(), centre.blue()] == [int(v) for v in expected]
