@@ -30,7 +30,7 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 INSTALLER_DIR = Path(__file__).resolve().parent
@@ -140,7 +140,7 @@ def copy_model(source: Path, dest: Path) -> int:
 def run_pip(args: list[str]) -> None:
     cmd = [sys.executable, "-m", "pip", *args]
     print("+", " ".join(cmd), flush=True)
-    result = subprocess.run(cmd)
+    result = subprocess.run(cmd, check=False)
     if result.returncode != 0:
         raise BundleError(f"pip {args[0]} failed (exit {result.returncode}); see pip's output above")
 
@@ -213,7 +213,7 @@ def build_bundle(args: argparse.Namespace) -> Path:
         "PLATFORM": sysconfig.get_platform(),
         "TORCH": f"{args.torch} {torch_line}",
         "MODEL_FILES": model_files,
-        "BUILT_UTC": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "BUILT_UTC": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "BUILT_ON": f"{platform.node()} python {platform.python_version()}",
     }.items())
     write_text_atomic(partial / "VERSION", version_text)

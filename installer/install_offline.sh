@@ -79,11 +79,14 @@ fi
 verify_manifest "$bundle"
 
 version_value() { sed -n "s/^$1=//p" "$bundle/VERSION" | head -n 1; }
-project=$(version_value PROJECT) version=$(version_value PROJECT_VERSION) want_python=$(version_value PYTHON_VERSION)
+project=$(version_value PROJECT) version=$(version_value PROJECT_VERSION)
+want_python=$(version_value PYTHON_VERSION) want_platform=$(version_value PLATFORM)
 [[ $version =~ ^[A-Za-z0-9.+!_-]+$ ]] || die "$bundle/VERSION: no valid PROJECT_VERSION"
 command -v "$python" >/dev/null || die "$python not found; pass --python /path/to/python$want_python"
-have_python=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+read -r have_python have_platform < <("$python" -c 'import sys, sysconfig
+print("%d.%d" % sys.version_info[:2], sysconfig.get_platform())')
 [ "$have_python" = "$want_python" ] || die "bundle built for Python $want_python, $python is $have_python; pass --python python$want_python"
+[ "$have_platform" = "$want_platform" ] || die "bundle built for $want_platform, this machine is $have_platform; build one on a $have_platform machine"
 "$python" -c 'import ensurepip' 2>/dev/null || die "$python cannot create virtual environments (Debian: install python3-venv)"
 
 if [ -d "$bundle/model" ]; then

@@ -29,6 +29,7 @@ version = "{version}"
 dependencies = {deps}
 {scripts}
 """
+CONNECT_OUT = "import socket; socket.create_connection(('1.1.1.1', 443), timeout=3)"
 APP_CODE = """import os, sys
 def main():
     import tinydep
@@ -49,8 +50,8 @@ def clean_env() -> dict[str, str]:
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=kw.pop("env", clean_env()),
-                          timeout=120, **kw)
+    return subprocess.run([str(c) for c in cmd], check=False, capture_output=True, text=True,
+                          env=kw.pop("env", clean_env()), timeout=120, **kw)
 
 
 def write_project(root: Path, name: str, version: str, deps: list[str], scripts: str, code: str) -> Path:
@@ -98,9 +99,8 @@ def bundle(sources: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
 def offline() -> list[str]:
     """Command prefix that runs its command in a network namespace holding only loopback."""
     for prefix in (["unshare", "-n"], ["unshare", "-rn"]) if os.geteuid() == 0 else (["unshare", "-rn"],):
-        if shutil.which("unshare") and subprocess.run(prefix + ["true"], capture_output=True).returncode == 0:
-            probe = subprocess.run(prefix + [sys.executable, "-c", "import socket; socket.create_connection("
-                                             "('1.1.1.1', 443), timeout=3)"], capture_output=True, text=True)
+        if shutil.which("unshare") and run(prefix + ["true"]).returncode == 0:
+            probe = run(prefix + [sys.executable, "-c", CONNECT_OUT])
             assert "Network is unreachable" in probe.stderr, probe.stderr
             return prefix
     pytest.skip("cannot remove the network: unshare -n/-rn not permitted here")
@@ -134,8 +134,8 @@ def missing_debian_report(bundle: Path) -> str:
                if ln.strip() and not ln.startswith("#") and ln.split()[1] == "runtime"]
     if not shutil.which("dpkg-query"):
         return "not a Debian system"
-    missing = [p for p in runtime if "install ok installed" not in subprocess.run(
-        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout]
+    missing = [p for p in runtime if "install ok installed" not in run(
+        ["dpkg-query", "-W", "-f=${Status}", p]).stdout]
     return f"apt-get install {' '.join(missing)}" if missing else f"all {len(runtime)} present"
 
 
@@ -214,9 +214,7 @@ def test_a_tampered_wheel_with_a_rewritten_manifest_is_refused_by_pip_hashes(
         bundle: Path, offline: list[str], tmp_path: Path) -> None:
     copy = copy_bundle(bundle, tmp_path)
     tamper(copy / "wheels" / TINYDEP_WHEEL)
-    rewritten = run(["bash", "-c", "find . -type f ! -path ./SHA256SUMS | sed 's|^\\./||' | sort"
-                     " | xargs sha256sum > SHA256SUMS"], cwd=copy)
-    assert rewritten.returncode == 0, rewritten.stderr
+    rewrite_manifest(copy)
     result = install(copy, tmp_path / "prefix", offline=offline)
     assert result.returncode != 0
     assert "Verifying" in result.stdout and "REFUSED" not in result.stderr  # the manifest check passed
@@ -244,3 +242,46 @@ def test_a_model_folder_without_safetensors_is_refused(sources: dict[str, Path],
     (model / "config.json").write_text("{}")
     result = build(sources, tmp_path / "bundle", model)
     assert result.returncode == 2 and "no *.safetensors weights" in result.stderr
+
+
+def rewrite_manifest(bundle: Path) -> None:
+    """What someone hand-editing a bundle would do: make SHA256SUMS match the edited files again."""
+    rewrite = "find . -type f ! -path ./SHA256SUMS | sed 's|^\\./||' | sort | xargs sha256sum > SHA256SUMS"
+    assert run(["bash", "-c", rewrite], cwd=bundle).returncode == 0
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("PYTHON_VERSION", "3.99", "bundle built for Python 3.99"),
+    ("PLATFORM", "linux-riscv128", "bundle built for linux-riscv128"),
+])
+def test_a_bundle_for_another_python_or_platform_is_refused(
+        bundle: Path, tmp_path: Path, key: str, value: str, message: str) -> None:
+    copy = copy_bundle(bundle, tmp_path)
+    version = copy / "VERSION"
+    version.write_text("".join(f"{key}={value}\n" if ln.startswith(f"{key}=") else ln + "\n"
+                               for ln in version.read_text().splitlines()))
+    rewrite_manifest(copy)
+    result = install(copy, tmp_path / "prefix")
+    assert result.returncode == 2 and message in result.stderr
+    assert_nothing_installed(tmp_path / "prefix")
+
+
+def test_a_new_version_installs_beside_the_old_and_keeps_the_model(
+        bundle: Path, sources: dict[str, Path], tmp_path: Path) -> None:
+    prefix = tmp_path / "prefix"
+    assert install(bundle, prefix).returncode == 0
+    newer_project = tmp_path / "tinyapp"
+    shutil.copytree(sources["app"], newer_project)
+    pyproject = newer_project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('version = "2.3"', 'version = "2.4"'))
+    newer = tmp_path / "bundle-2.4"
+    built = build({**sources, "app": newer_project}, newer)  # no model this time
+    assert built.returncode == 0, built.stderr
+
+    result = install(newer, prefix)
+    assert result.returncode == 0, result.stderr
+    assert os.readlink(prefix / "current") == "releases/2.4"
+    assert sorted(p.name for p in (prefix / "releases").iterdir()) == ["2.3", "2.4"]
+    assert (prefix / "model" / "model.safetensors").read_bytes() == (sources["model"] / "model.safetensors").read_bytes()
+    assert run([prefix / "bin" / "hulu-workstation"]).stdout.startswith("tinydep 42 ")
+    assert "PROJECT_VERSION=2.4" in (prefix / "current" / "INSTALLED").read_text()
