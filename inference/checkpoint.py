@@ -274,11 +274,29 @@ def verify_checksums(folder: Path, hash_cache: Path | None = None) -> str:
     return f"verified {count} files"
 
 
+def _check_is_checkpoint_folder(folder: Path) -> None:
+    """A clear error for the usual wrong choices: no such path, a file, the folder *above* the
+    checkpoint, or a folder that holds no Hulu-Med checkpoint at all."""
+    choose = f"choose the Hulu-Med checkpoint folder (the one holding config.json and {INDEX_FILE})"
+    if not folder.exists():
+        raise CheckpointError(folder, "is not a folder: nothing exists at this path", choose)
+    if not folder.is_dir():
+        raise CheckpointError(folder, "is not a folder but a file", choose)
+    if (folder / "config.json").is_file():
+        return
+    below = sorted(p.parent for pattern in ("*/config.json", "*/*/config.json") for p in folder.glob(pattern))
+    if below:
+        names = ", ".join(str(p) for p in below[:3])
+        raise CheckpointError(folder / "config.json", "is missing here, but a sub-folder holds a checkpoint",
+                              f"choose that sub-folder: {names}")
+    raise CheckpointError(folder / "config.json", "is missing: this folder holds no Hulu-Med checkpoint",
+                          f"{choose}, downloaded from ZJU-AI4H/Hulu-Med-* (all files)")
+
+
 def validate_checkpoint(folder: Path | str, check_sums: bool = True, hash_cache: Path | None = None) -> CheckpointInfo:
     """Validate ``folder`` and describe it; raise :class:`CheckpointError` on the first problem."""
     folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise CheckpointError(folder, "is not a folder", "choose the folder that holds config.json")
+    _check_is_checkpoint_folder(folder)
     config = _read_json(folder / "config.json", _REDOWNLOAD)
     model_type = config.get("model_type") if isinstance(config, dict) else None
     if model_type not in SUPPORTED_MODEL_TYPES:

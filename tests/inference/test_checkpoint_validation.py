@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,21 @@ def test_load_model_refuses_a_broken_folder_before_touching_transformers(tiny_ch
     (tiny_checkpoint_copy / SHARD_1).write_bytes((tiny_checkpoint_copy / SHARD_1).read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="truncated"):
         load_model(tiny_checkpoint_copy)
+
+
+def test_wrong_folder_choices_say_what_to_choose_instead(tiny_checkpoint, tmp_path):
+    """Pointing at the folder above the checkpoint names the sub-folder to pick; an unrelated
+    folder, a file or a missing path say so instead of asking to download again."""
+    parent = tmp_path / "models"
+    shutil.copytree(tiny_checkpoint, parent / "Hulu-Med-7B")
+    with pytest.raises(CheckpointError, match="sub-folder holds a checkpoint") as above:
+        validate_checkpoint(parent)
+    assert str(parent / "Hulu-Med-7B") in above.value.fix
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(CheckpointError, match="holds no Hulu-Med checkpoint") as unrelated:
+        validate_checkpoint(tmp_path / "photos")
+    assert "download again" not in str(unrelated.value) and "config.json" in unrelated.value.fix
+    with pytest.raises(CheckpointError, match="is not a folder but a file"):
+        validate_checkpoint(parent / "Hulu-Med-7B" / "config.json")
+    with pytest.raises(CheckpointError, match="nothing exists at this path"):
+        validate_checkpoint(tmp_path / "nowhere")
