@@ -119,6 +119,25 @@ def _atomic_write_dataset(ds: Dataset, path: Path) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+class ExportError(Exception):
+    """The export cannot start (destination not writable, or it would overwrite an earlier export)."""
+
+
+def _check_destination(destination: Path, to_zip: bool) -> None:
+    """Refuse before any work: a folder that cannot be written, or that already holds an export
+    (the same ``seriesNNN/imgNNNNN.dcm`` names would silently replace the earlier study's files)."""
+    folder = destination.parent if to_zip else destination
+    if not to_zip and (destination / "series001").exists():
+        raise ExportError(f"{destination} already holds an anonymised export: choose an empty folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ExportError(f"cannot write to {folder}: {reason}. Choose another folder.") from None
+
+
 def export_anonymized(files: Sequence[Path], destination: Path, *, policy: DeidPolicy | None = None,
                       progress: Callable[[int, int, str], None] | None = None,
                       cancel: threading.Event | None = None) -> list[str]:
@@ -126,11 +145,13 @@ def export_anonymized(files: Sequence[Path], destination: Path, *, policy: DeidP
 
     Output names are ``<series#>/<instance#>.dcm`` built from the new UIDs' order, never from
     patient data. Returns the relative names written. A cancelled export raises
-    :class:`Cancelled` and leaves no partial zip behind.
+    :class:`Cancelled` and leaves no partial zip behind; :class:`ExportError` says why an export
+    cannot start (nothing is written then).
     """
     policy = policy or DeidPolicy()
     destination = Path(destination)
     to_zip = destination.suffix.lower() == ".zip"
+    _check_destination(destination, to_zip)
     staging = Path(tempfile.mkdtemp(prefix="anon-", dir=destination.parent)) if to_zip else destination
     series_index: dict[str, int] = {}
     names: list[str] = []

@@ -64,3 +64,35 @@ def test_zip_export_and_cancel_leaves_no_partial_zip(demo, tmp_path):
     with pytest.raises(Cancelled):
         export_anonymized(demo.files, tmp_path / "cancelled.zip", cancel=cancel)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.zip"]
+
+
+def test_unwritable_destination_is_refused_up_front_with_a_clear_message(demo, tmp_path):
+    from app.anonymize import ExportError
+
+    not_a_folder = tmp_path / "report.txt"  # a file where a folder is needed (unwritable even for root)
+    not_a_folder.write_text("keep me")
+    for target in (not_a_folder / "out", not_a_folder / "study.zip"):
+        with pytest.raises(ExportError, match=r"cannot write to .*report\.txt.*: .*Choose another folder"):
+            export_anonymized(demo.files, target)
+    assert not_a_folder.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.txt"]
+
+
+def test_export_failure_is_shown_in_the_main_window(demo_archive, make_window, qtbot, tmp_path):
+    window = make_window(demo_archive)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    window.export_study(demo_archive.studies()[0].study_uid, as_zip=False, destination=blocker / "out")
+    qtbot.waitUntil(lambda: "cannot write to" in window.statusBar().currentMessage(), timeout=10000)
+    assert window.statusBar().currentMessage().startswith("Anonymised export failed: ExportError")
+
+
+def test_a_second_study_never_overwrites_an_earlier_export_in_the_same_folder(demo, tmp_path):
+    from app.anonymize import ExportError
+
+    out = tmp_path / "anon"
+    names = export_anonymized(demo.files[:2], out)
+    before = {n: (out / n).read_bytes() for n in names}
+    with pytest.raises(ExportError, match="already holds an anonymised export"):
+        export_anonymized(demo.files[2:4], out)
+    assert {n: (out / n).read_bytes() for n in names} == before
