@@ -17,17 +17,19 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app.ai_inputs import AI_MODES, AIView, load_main_volume, series_files, visual_item_for
 from inference.checkpoint import CheckpointError
 from inference.frames import DEFAULT_VIDEO_FPS, DEFAULT_VOLUME_SLICES, image_item
-from inference.inputs import ModelInputs, build_model_inputs
 from inference.preprocess import VisualItem
 from inference.preprocess_budget import MAX_TOKENS, MIN_TOKENS
 from inference.prompting import Conversation, ReasoningStream, split_reasoning
+
+if TYPE_CHECKING:  # torch loads with inference.inputs: keep it out of every other command's start-up
+    from inference.inputs import ModelInputs
 
 log = logging.getLogger(__name__)
 PLANES = ("axial", "coronal", "sagittal", "native")
@@ -119,6 +121,8 @@ def _tokenizer_only(folder: Path) -> tuple[Any, str | None, dict[str, Any]]:
 
 def _inputs(args: argparse.Namespace, item: VisualItem, tokenizer: Any, template: str | None,
             processor: dict[str, Any]) -> ModelInputs:
+    from inference.inputs import build_model_inputs
+
     conversation = Conversation(system_prompt=args.system_prompt)
     conversation.add_user(args.question, [item], think=args.think)
     return build_model_inputs(
