@@ -48,6 +48,21 @@ AI_TOOLTIP = "AI-written, not reviewed: edit it or press Accept AI text"
 SECTIONS = (("findings", "Findings"), ("impression", "Impression"))
 
 
+def _dicom_date(value: str) -> str:
+    return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if len(value) >= 8 and value[:8].isdigit() else ""
+
+
+def patient_line(info: StudyInfo) -> str:
+    """Who and what the report is for, as the radiologist must see it before signing."""
+    name = ", ".join(p for p in info.patient_name.split("^")[:2] if p) or "(no name)"
+    born = _dicom_date(info.patient_birth_date)
+    patient = f"{name} - ID {info.patient_id or '(none)'}" + (f" - born {born}" if born else "")
+    patient += f" {info.patient_sex}" if info.patient_sex else ""
+    study_date = _dicom_date(info.study_datetime)
+    study = f"{info.study_description or info.modality or 'Study'}" + (f" of {study_date}" if study_date else "")
+    return f"{patient}\n{study} - accession {info.accession_number or '(none)'}"
+
+
 class ReportEditor(QWidget):
     """``context_provider``: what the active viewport shows; ``ris_address``: HOST:PORT or "" (no
     RIS, or sending to it disabled); ``ris_msh``: the MSH sender/receiver names from Settings > RIS."""
@@ -84,6 +99,8 @@ class ReportEditor(QWidget):
         self.notice.setWordWrap(True)
         self.notice.setStyleSheet("background:#5a3d00;color:#ffe0a0;padding:4px;border-radius:3px;")
         self.study_label = QLabel("No study open.", self)
+        self.study_label.setObjectName("reportPatient")
+        self.study_label.setStyleSheet("font-weight:bold;")
         self.status_label = QLabel(self)
         self.message_label = QLabel(self)
         self.message_label.setWordWrap(True)
@@ -192,9 +209,7 @@ class ReportEditor(QWidget):
             self._draft_thread.join(30)
             self._draft_thread = None
         report = self.workflow.open_study(info)
-        self.study_label.setText(
-            f"Study {info.study_description or info.modality} - accession {info.accession_number or '(none)'}"
-        )
+        self.study_label.setText(patient_line(info))
         self.template_box.clear()
         chosen = best_template(self.templates, info.modality, info.body_part)
         for template in self.templates:

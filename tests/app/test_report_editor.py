@@ -271,3 +271,13 @@ def test_model_folder_chosen_in_settings_loads_without_restart_and_a_wrong_one_s
     qtbot.waitUntil(lambda: window.model_service.state.ready, timeout=60000)
     qtbot.waitUntil(lambda: not panel.model_label.isVisible() or panel.model_label.text().startswith("Model ready"),
                     timeout=5000)
+
+
+def test_the_editor_names_the_patient_the_report_is_for(qtbot, tiny_model_service, ct_study):
+    editor = make_editor(qtbot, tiny_model_service, ct_study)
+    datasets = ct_study[0]
+    lines = editor.study_label.text().split("\n")
+    assert lines[0].startswith("Zoë, Ærø - ID ED-PID")
+    assert lines[1].endswith("accession ED-ACC")
+    date = str(datasets[0].StudyDate)
+    assert f"{date[:4]}-{date[4:6]}-{date[6:]}" in lines[1]
