@@ -156,6 +156,18 @@ def torch_constraint(choice: str, version: str | None) -> str | None:
     return f"torch=={version}"  # PyPI's Linux torch wheels are CUDA builds
 
 
+def check_torch_build(choice: str, pin: str) -> None:
+    """Refuse a bundle whose torch is not the build asked for (a local +cpu wheel satisfies ==X too)."""
+    if choice != "resolver" and pin == "none":
+        raise BundleError(f"--torch {choice}: torch is not among the project's dependencies")
+    local = pin.partition("+")[2]
+    if choice == "cpu" and local != "cpu":
+        raise BundleError(f"{pin}: resolved instead of a CPU build; check --torch-index")
+    if choice == "cuda" and local and not local.startswith("cu"):
+        raise BundleError(f"{pin}: resolved instead of a CUDA build; a local wheel folder or index offers it "
+                          "first (remove it from pip's find-links, or pass --torch-index for a cuXXX index)")
+
+
 def build_bundle(args: argparse.Namespace) -> Path:
     out: Path = args.out.resolve()
     if out.exists():
@@ -166,6 +178,17 @@ def build_bundle(args: argparse.Namespace) -> Path:
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
+    try:
+        fill_bundle(partial, args, constraint)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    os.replace(partial, out)
+    return out
+
+
+def fill_bundle(partial: Path, args: argparse.Namespace, constraint: str | None) -> None:
+    """Download, build, lock and hash everything into ``partial``."""
     wheels = partial / "wheels"
     wheels.mkdir(parents=True)
     index_args: list[str] = []
@@ -206,6 +229,7 @@ def build_bundle(args: argparse.Namespace) -> Path:
     shutil.copy2(INSTALLER_DIR / "README.md", partial / "README.md")
     model_files = copy_model(args.model.resolve(), partial / "model") if args.model else 0
     torch_line = next((line.split()[0] for line in locked if line.startswith("torch==")), "none")
+    check_torch_build(args.torch, torch_line)
     version_text = "".join(f"{k}={v}\n" for k, v in {
         "PROJECT": project_name,
         "PROJECT_VERSION": project_version,
@@ -219,8 +243,6 @@ def build_bundle(args: argparse.Namespace) -> Path:
     write_text_atomic(partial / "VERSION", version_text)
     everything = [p.relative_to(partial) for p in partial.rglob("*") if p.is_file()]
     write_manifest(partial, everything, partial / MANIFEST)
-    os.replace(partial, out)
-    return out
 
 
 def write_locks(bundle: Path, project_name: str) -> list[str]:

@@ -70,20 +70,25 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dep = write_project(root, "tinydep", "1.0", [], "", "VALUE = 42\n")
     app = write_project(root, "tiny-app", "2.3", ["tinydep==1.0"],
                         '[project.scripts]\nhulu-workstation = "tinyapp:main"', APP_CODE)
+    fake_torch = write_project(root, "torch", "9.9+cpu", [], "", "")  # stands for a CPU torch wheel
+    torch_app = write_project(root, "torch-app", "1.0", ["torch>=9"], "", "")
     index = root / "index"
-    built = run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", index, dep])
-    assert built.returncode == 0, built.stderr
+    for project in (dep, fake_torch):
+        built = run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", index,
+                     project])
+        assert built.returncode == 0, built.stderr
     model = root / "model"
     (model / "tokenizer").mkdir(parents=True)
     (model / "model.safetensors").write_bytes(bytes(range(256)) * 64)
     (model / "config.json").write_text('{"model_type": "hulumed_qwen2"}')
     (model / "tokenizer" / "tokenizer.json").write_text('{"version": "1.0"}')
-    return {"app": app, "index": index, "model": model}
+    return {"app": app, "torch_app": torch_app, "index": index, "model": model}
 
 
-def build(sources: dict[str, Path], out: Path, model: Path | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, BUILD, "--project", sources["app"], "--out", out, "--find-links", sources["index"],
-           "--no-index", "--no-build-isolation", "--tar"]
+def build(sources: dict[str, Path], out: Path, model: Path | None = None, *extra: str,
+          project: str = "app") -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, BUILD, "--project", sources[project], "--out", out, "--find-links", sources["index"],
+           "--no-index", "--no-build-isolation", "--tar", *extra]
     return run(cmd + (["--model", model] if model else []))
 
 
@@ -285,3 +290,16 @@ def test_a_new_version_installs_beside_the_old_and_keeps_the_model(
     assert (prefix / "model" / "model.safetensors").read_bytes() == (sources["model"] / "model.safetensors").read_bytes()
     assert run([prefix / "bin" / "hulu-workstation"]).stdout.startswith("tinydep 42 ")
     assert "PROJECT_VERSION=2.4" in (prefix / "current" / "INSTALLED").read_text()
+
+
+def test_the_torch_choice_is_pinned_and_a_cpu_wheel_is_refused_for_a_cuda_bundle(
+        sources: dict[str, Path], tmp_path: Path) -> None:
+    cpu = build(sources, tmp_path / "cpu", None, "--torch", "cpu", "--torch-version", "9.9", project="torch_app")
+    assert cpu.returncode == 0, cpu.stderr
+    assert "TORCH=cpu torch==9.9+cpu\n" in (tmp_path / "cpu" / "VERSION").read_text()
+    assert "torch==9.9+cpu --hash=sha256:" in (tmp_path / "cpu" / "requirements.lock").read_text()
+
+    cuda = build(sources, tmp_path / "cuda", None, "--torch", "cuda", "--torch-version", "9.9", project="torch_app")
+    assert cuda.returncode == 2
+    assert "REFUSED: torch==9.9+cpu: resolved instead of a CUDA build" in cuda.stderr
+    assert not (tmp_path / "cuda").exists() and not (tmp_path / "cuda.partial").exists()
