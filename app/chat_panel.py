@@ -252,10 +252,14 @@ class ChatPanel(QWidget):
                 self.level_spin,
             ):
                 widget.setEnabled(scope is not None)
+                if scope is None:  # no placeholder values (slice 0, W 1) while nothing is open
+                    widget.setVisible(False)
+            self.refresh_button.setVisible(scope is not None or self.context_provider() is not None)
             if scope is None:
                 self.chip_texts = []
                 self.chips.setText("<i>Open a series to ask about it.</i>")
                 return
+            self.kind_box.setVisible(True)
             self.kind_box.setCurrentIndex(self.kind_box.findData(scope.kind))
             self.plane_box.setCurrentText(scope.plane)
             depth = self._depth(scope)

@@ -141,6 +141,22 @@ def test_without_an_open_series_nothing_is_offered(qtbot, tiny_model_service):
     assert "Open a series" in panel.chips.text() and not panel.send_button.isEnabled()
 
 
+def test_scope_controls_appear_only_with_an_open_series(qtbot, ct_context, tiny_model_service):
+    shown = [None]
+    panel = ChatPanel(tiny_model_service, lambda: shown[0])
+    qtbot.addWidget(panel)
+    panel.show()
+    controls = (panel.kind_box, panel.plane_box, panel.slice_spin, panel.slices_spin, panel.width_spin,
+                panel.level_spin, panel.refresh_button)
+    assert not any(w.isVisibleTo(panel) for w in controls)  # no "slice 0", "W 1" placeholders
+    shown[0] = ct_context
+    panel.refresh_from_screen()
+    assert all(w.isVisibleTo(panel) for w in (panel.kind_box, panel.plane_box, panel.slice_spin,
+                                              panel.width_spin, panel.level_spin, panel.refresh_button))
+    assert panel.slice_spin.value() == ct_context.slice_index + 1
+    assert (panel.width_spin.value(), panel.level_spin.value()) == ct_context.window
+
+
 def test_cine_is_asked_as_video_with_the_frames_on_the_chips(qtbot, tmp_path, tiny_model_service):
     from dicom_net.synthetic import ultrasound_cine
 
