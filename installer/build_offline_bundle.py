@@ -41,6 +41,8 @@ REFUSED_MODEL_SUFFIXES = frozenset({
     ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".npy", ".npz", ".h5", ".msgpack",
     ".py", ".pyc", ".pyo", ".so", ".dll", ".dylib", ".exe", ".sh",
 })
+SOURCE_IGNORED = (".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+                  ".ruff_cache")
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 _WHEEL_RE = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
 _CHUNK = 8 << 20
@@ -172,6 +174,9 @@ def build_bundle(args: argparse.Namespace) -> Path:
     out: Path = args.out.resolve()
     if out.exists():
         raise BundleError(f"{out}: already exists; choose a new output folder or remove it")
+    if args.project.resolve() in out.parents:
+        raise BundleError(f"{out}: inside the project folder, which is copied for the build; choose a folder "
+                          "outside it")
     constraint = torch_constraint(args.torch, args.torch_version)
     if args.model:
         check_model_folder(args.model)  # refuse before spending minutes on downloads
@@ -200,8 +205,11 @@ def fill_bundle(partial: Path, args: argparse.Namespace, constraint: str | None)
 
     with tempfile.TemporaryDirectory(prefix="bundle-build-") as tmp_name:
         tmp = Path(tmp_name)
-        run_pip(["wheel", "--no-deps", *build_args, *index_args, "-w", str(tmp / "project"),
-                 str(args.project.resolve())])
+        # Build from a clean copy: an in-tree build leaves build/ behind, and a stale build/lib
+        # can put deleted modules into the wheel.
+        source = tmp / "source"
+        shutil.copytree(args.project.resolve(), source, ignore=shutil.ignore_patterns(*SOURCE_IGNORED))
+        run_pip(["wheel", "--no-deps", *build_args, *index_args, "-w", str(tmp / "project"), str(source)])
         (project_wheel,) = (tmp / "project").glob("*.whl")
         project_name, project_version = parse_wheel_name(project_wheel.name)
         shutil.copy2(project_wheel, wheels / project_wheel.name)
@@ -224,12 +232,12 @@ def fill_bundle(partial: Path, args: argparse.Namespace, constraint: str | None)
                 run_pip(["wheel", "--no-deps", *build_args, *index_args, "-w", str(wheels), str(item)])
 
     locked = write_locks(partial, project_name)
+    torch_line = next((line.split()[0] for line in locked if line.startswith("torch==")), "none")
+    check_torch_build(args.torch, torch_line)
     shutil.copy2(INSTALLER_DIR / "debian-packages.txt", partial / "debian-packages.txt")
     shutil.copy2(INSTALLER_DIR / "install_offline.sh", partial / "install_offline.sh")
     shutil.copy2(INSTALLER_DIR / "README.md", partial / "README.md")
     model_files = copy_model(args.model.resolve(), partial / "model") if args.model else 0
-    torch_line = next((line.split()[0] for line in locked if line.startswith("torch==")), "none")
-    check_torch_build(args.torch, torch_line)
     version_text = "".join(f"{k}={v}\n" for k, v in {
         "PROJECT": project_name,
         "PROJECT_VERSION": project_version,
