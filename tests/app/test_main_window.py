@@ -218,3 +218,28 @@ def run_echoscu_ok(port: int) -> bool:
     from tests.peers import run_echoscu
 
     return run_echoscu("127.0.0.1", port, "HULUGUI").returncode == 0
+
+
+def test_check_boxes_are_visible_in_the_dark_theme(themed_app, qtbot):
+    from PySide6.QtGui import QColor
+    from PySide6.QtWidgets import QCheckBox, QStyle, QStyleOptionButton
+
+    box = QCheckBox("Pre-draft")
+    qtbot.addWidget(box)
+    box.resize(160, 24)
+
+    def indicator_colours() -> tuple[QColor, QColor, QColor]:
+        option = QStyleOptionButton()
+        box.initStyleOption(option)
+        rect = box.style().subElementRect(QStyle.SubElement.SE_CheckBoxIndicator, option, box)
+        image = box.grab().toImage()
+        centre = rect.center()
+        return (image.pixelColor(rect.left(), centre.y()), image.pixelColor(centre),
+                image.pixelColor(rect.right() + 3, centre.y()))
+
+    border, inside, beside = indicator_colours()
+    assert border.name() == "#8a9099" and inside.name() == "#141618"
+    assert beside.name() != border.name()  # the border stands out from the dialog background
+    box.setChecked(True)
+    border, inside, _ = indicator_colours()
+    assert inside.name() == "#5d9bd5"
