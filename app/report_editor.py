@@ -93,6 +93,7 @@ class ReportEditor(QWidget):
         self._rendering = False
         self._draft_thread: threading.Thread | None = None
         self._cancel: threading.Event | None = None
+        self._drafting = None  # (report, audit) the running draft writes into
         self.templates = load_templates()
 
         self.notice = QLabel(AI_NOTICE + " AI text is marked until you edit or accept it.", self)
@@ -205,9 +206,7 @@ class ReportEditor(QWidget):
     def open_study(self, info: StudyInfo) -> None:
         self.flush()
         if self._draft_thread is not None:
-            self.stop_draft()
-            self._draft_thread.join(30)
-            self._draft_thread = None
+            self.stop_draft()  # it ends in the background and saves the report it was drafting
         report = self.workflow.open_study(info)
         self.study_label.setText(patient_line(info))
         self.template_box.clear()
@@ -380,6 +379,7 @@ class ReportEditor(QWidget):
 
         self._cancel = threading.Event()
         cancel, audit, settings = self._cancel, self.workflow.audit, self.draft_settings
+        self._drafting = (report, audit)
         volume = context.volume
 
         def work() -> None:
@@ -419,11 +419,16 @@ class ReportEditor(QWidget):
             self._draft_thread.join()
         self._draft_thread = None
         self._cancel = None
-        self.workflow.save()
-        self._say(
-            f"Draft failed: {error}" if error else "Draft ready: review, edit or accept the AI text.",
-            error=bool(error),
-        )
+        drafted, self._drafting = self._drafting, None
+        if drafted is not None:  # the drafted report, even if another study is open by now
+            self.workflow.store.save(*drafted)
+        if drafted is not None and drafted[0] is not self.workflow.report:
+            self._say("The AI draft of the previous study was stopped; what it wrote is kept, marked AI.")
+        else:
+            self._say(
+                f"Draft failed: {error}" if error else "Draft ready: review, edit or accept the AI text.",
+                error=bool(error),
+            )
         self._render()
 
     # -- key images, signing, export -----------------------------------------------------------

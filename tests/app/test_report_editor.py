@@ -281,3 +281,25 @@ def test_the_editor_names_the_patient_the_report_is_for(qtbot, tiny_model_servic
     assert lines[1].endswith("accession ED-ACC")
     date = str(datasets[0].StudyDate)
     assert f"{date[:4]}-{date[4:6]}-{date[6:]}" in lines[1]
+
+
+def test_opening_another_study_while_drafting_stops_the_draft_and_keeps_its_record(
+    qtbot, tiny_model_service, ct_study
+):
+    editor = make_editor(qtbot, tiny_model_service, ct_study)
+    editor.draft_settings = DraftSettings(max_new_tokens=4000, max_visual_tokens=256)
+    first = editor.workflow.report
+    with qtbot.waitSignal(editor.draft_updated, timeout=60000):
+        assert editor.start_draft()
+    other = StudyInfo(study_instance_uid="1.2.826.0.1.3680043.8.498.77", patient_id="OTHER", modality="CT")
+    editor.open_study(other)  # returns at once; the draft ends in the background
+    assert editor.workflow.report.study.study_instance_uid == other.study_instance_uid
+    qtbot.waitUntil(lambda: editor._draft_thread is None, timeout=60000)
+    stored, audit = ReportStore().load(first.report_id)
+    [generation] = audit.generations
+    assert generation.outcome == "cancelled" and generation.finished_at
+    assert generation.new_tokens < 4000
+    ai = "".join(s.text for s in stored.spans("findings") + stored.spans("impression") if s.ai)
+    assert ai and stored.unreviewed_ai_spans() >= 1  # what streamed is kept, still marked AI
+    assert editor.workflow.report.unreviewed_ai_spans() == 0  # nothing leaked into the other study
+    assert "previous study was stopped" in editor.message_label.text()
