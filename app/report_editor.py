@@ -207,15 +207,25 @@ class ReportEditor(QWidget):
         self.flush()
         if self._draft_thread is not None:
             self.stop_draft()  # it ends in the background and saves the report it was drafting
-        report = self.workflow.open_study(info)
         self.study_label.setText(patient_line(info))
+        self.key_list.clear()
+        self._say("")  # a message about the previous study's report must not stay
+        try:
+            report = self.workflow.open_study(info)
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # damaged record: left on disk as is
+            self.workflow.report = self.workflow.audit = None  # never the previous study's report
+            log.error("report editor: report of study %s unreadable (%s)", info.study_instance_uid,
+                      type(exc).__name__)
+            self._say(f"The saved report of this study cannot be read ({type(exc).__name__}: {exc}). "
+                      "It is left on disk unchanged; ask your administrator to restore it.", error=True)
+            self._render()
+            return
         self.template_box.clear()
         chosen = best_template(self.templates, info.modality, info.body_part)
         for template in self.templates:
             self.template_box.addItem(template.name, template)
         if chosen is not None:
             self.template_box.setCurrentText(chosen.name)
-        self.key_list.clear()
         self.pacs_box.clear()
         self.pacs_box.addItems(self.pacs_nodes())
         log.info("report editor: study %s, report %s", info.study_instance_uid, report.report_id)

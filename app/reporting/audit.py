@@ -4,6 +4,7 @@ report in the data directory (``<data_dir>/reports/<report_id>/``)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 from app.reporting.atomic import read_json, write_json_atomic
 from app.reporting.report import Report
 from dicom_net.paths import data_dir
+
+log = logging.getLogger(__name__)
 
 
 def now_iso() -> str:
@@ -107,11 +110,16 @@ class ReportStore:
         return report, audit
 
     def reports_for_study(self, study_instance_uid: str) -> list[Report]:
-        """The study's reports, oldest first."""
+        """The study's reports, oldest first. An unreadable record is skipped (and logged by its
+        report id): one damaged file must not stop every other study's report from opening."""
         found = []
         if self.root.is_dir():
             for path in self.root.glob("*/report.json"):
-                data = read_json(path)
-                if data["study"]["study_instance_uid"] == study_instance_uid:
-                    found.append(Report.from_dict(data))
+                try:
+                    data = read_json(path)
+                    if data["study"]["study_instance_uid"] == study_instance_uid:
+                        found.append(Report.from_dict(data))
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    log.warning("report store: record %s unreadable (%s); skipped", path.parent.name,
+                                type(exc).__name__)
         return sorted(found, key=lambda r: r.created_at)

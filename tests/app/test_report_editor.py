@@ -10,11 +10,11 @@ from PySide6.QtCore import Qt
 
 from app.ai_inputs import load_main_volume
 from app.report_editor import ReportEditor
-from app.reporting.audit import ReportStore
+from app.reporting.audit import AuditRecord, ReportStore
 from app.reporting.chat import ScreenContext
 from app.reporting.drafting import DraftSettings
 from app.reporting.outbox import Outbox
-from app.reporting.report import ReportStatus, StudyInfo
+from app.reporting.report import Report, ReportStatus, StudyInfo
 from app.reporting.workflow import ReportWorkflow
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
 from tests.reporting.hl7_receivers import python_hl7_receiver
@@ -303,3 +303,28 @@ def test_opening_another_study_while_drafting_stops_the_draft_and_keeps_its_reco
     assert ai and stored.unreviewed_ai_spans() >= 1  # what streamed is kept, still marked AI
     assert editor.workflow.report.unreviewed_ai_spans() == 0  # nothing leaked into the other study
     assert "previous study was stopped" in editor.message_label.text()
+
+
+def test_a_damaged_report_record_never_leaves_the_previous_patients_report_on_screen(
+    qtbot, tiny_model_service, ct_study
+):
+    editor = make_editor(qtbot, tiny_model_service, ct_study)
+    editor.editors["findings"].setPlainText("First patient: normal.")
+    editor.flush()
+    store = ReportStore()
+    other = StudyInfo(study_instance_uid="1.2.826.0.1.3680043.8.498.78", patient_id="P2", modality="CT")
+    damaged = Report(other)
+    damaged.set_text("findings", "Second patient text.")
+    store.save(damaged, AuditRecord(damaged.report_id, other.study_instance_uid))
+    audit_file = store.root / damaged.report_id / "audit.json"
+    audit_file.write_text("{not json")
+    (store.root / "0badrecord").mkdir()
+    (store.root / "0badrecord" / "report.json").write_text("garbage")  # another study's damaged record
+    editor.open_study(other)
+    assert editor.workflow.report is None
+    assert editor.editors["findings"].toPlainText() == "" and editor.editors["findings"].isReadOnly()
+    assert "cannot be read" in editor.message_label.text() and "ID P2" in editor.study_label.text()
+    assert not any(b.isEnabled() for b in editor.sign_buttons.values())
+    assert audit_file.read_text() == "{not json"  # left as it was
+    editor.open_study(StudyInfo.from_dataset(ct_study[0][0]))  # one damaged record does not block others
+    assert editor.workflow.report.text("findings") == "First patient: normal."
