@@ -203,6 +203,16 @@ class ReportEditor(QWidget):
         if self.workflow.report is not None:
             self.workflow.save()
 
+    def close_study(self, reason: str) -> None:
+        """Show no report (with ``reason``), e.g. when the opened study cannot be read."""
+        self.flush()
+        self.stop_draft()
+        self.workflow.report = self.workflow.audit = None
+        self.study_label.setText("No study open.")
+        self.key_list.clear()
+        self._say(reason, error=True)
+        self._render()
+
     def open_study(self, info: StudyInfo) -> None:
         self.flush()
         if self._draft_thread is not None:
@@ -611,8 +621,15 @@ def mount(window) -> ReportEditor:
 
     def study_opened(study_uid: str) -> None:
         paths = _study_paths(window.archive, study_uid)
-        if paths:
-            editor.open_study(StudyInfo.from_dataset(dcmread(paths[0], stop_before_pixels=True)))
+        try:
+            info = StudyInfo.from_dataset(dcmread(paths[0], stop_before_pixels=True)) if paths else None
+        except Exception as exc:  # noqa: BLE001 - unreadable header: no report, never the previous one
+            log.error("report editor: header of study %s unreadable (%s)", study_uid, type(exc).__name__)
+            info = None
+        if info is None:
+            editor.close_study(f"The images of study {study_uid} cannot be read: no report can be written.")
+        else:
+            editor.open_study(info)
 
     window.study_opened.connect(study_opened)
     window.destroyed.connect(lambda *_: worker.stop())

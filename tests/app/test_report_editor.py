@@ -3,6 +3,8 @@ chat + report panels mounted in the real main window, following the active viewp
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hl7
 import pytest
 from pypdf import PdfReader
@@ -328,3 +330,16 @@ def test_a_damaged_report_record_never_leaves_the_previous_patients_report_on_sc
     assert audit_file.read_text() == "{not json"  # left as it was
     editor.open_study(StudyInfo.from_dataset(ct_study[0][0]))  # one damaged record does not block others
     assert editor.workflow.report.text("findings") == "First patient: normal."
+
+
+def test_an_unreadable_study_clears_the_report_editor(demo_archive, make_window, qtbot):
+    window, editor = _signed_window(demo_archive, make_window, qtbot)
+    assert editor.workflow.report is not None
+    uid = window.browser_logic.rows[0].study_uid
+    for series in demo_archive.series(uid):
+        for instance in demo_archive.instances(series.series_uid):
+            Path(instance.path).write_bytes(b"not dicom")
+    window.study_opened.emit(uid)
+    assert editor.workflow.report is None and editor.study_label.text() == "No study open."
+    assert "cannot be read" in editor.message_label.text()
+    assert editor.editors["findings"].toPlainText() == ""
