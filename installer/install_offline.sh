@@ -22,12 +22,15 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$bundle" ] || bundle=$(dirname "$(readlink -f "$0")")
+mkdir -p "$prefix"
+prefix=$(cd "$prefix" && pwd -P)
 
 # The site's pip configuration (indexes, find-links, constraints) must not leak into this install.
 for var in $(compgen -e); do case $var in PIP_*) unset "$var" ;; esac; done
 export PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PYTHONNOUSERSITE=1
 
-workdir=$(mktemp -d) release="" release_done=0
+# Scratch space (a .tar bundle is unpacked here) lives under the prefix: /tmp may be a small tmpfs.
+workdir=$(mktemp -d -p "$prefix" .install.XXXXXX) release="" release_done=0
 cleanup() {
   rm -rf "$workdir"
   if [ -n "$release" ] && [ "$release_done" = 0 ]; then rm -rf "$release"; fi
@@ -110,7 +113,6 @@ else
 fi
 
 mkdir -p "$prefix/releases" "$prefix/bin"
-prefix=$(cd "$prefix" && pwd -P)
 if [ -e "$prefix/releases/$version" ]; then
   [ "$force" = 1 ] || die "$prefix/releases/$version: version $version is installed already; --force reinstalls it"
   rm -rf "$prefix/releases/$version"

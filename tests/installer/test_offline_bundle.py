@@ -132,6 +132,7 @@ def assert_nothing_installed(prefix: Path) -> None:
     assert not (prefix / "current").exists()
     assert not (prefix / "bin" / "hulu-workstation").exists()
     assert not (prefix / "releases").exists() or not any((prefix / "releases").iterdir())
+    assert not list(prefix.glob(".install.*"))  # the scratch folder is removed
 
 
 def missing_debian_report(bundle: Path) -> str:
@@ -179,6 +180,7 @@ def test_install_from_the_tar_without_network_gives_an_offline_launcher(
     assert result.returncode == 0, result.stdout + result.stderr
     assert missing_debian_report(bundle) in result.stdout
     assert os.readlink(prefix / "current") == "releases/2.3"
+    assert sorted(p.name for p in prefix.iterdir()) == ["bin", "current", "model", "releases"]
 
     env = {k: v for k, v in clean_env().items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     launched = run([prefix / "bin" / "hulu-workstation", "--demo"], env=env)
