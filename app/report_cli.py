@@ -165,6 +165,13 @@ def _report_to_sign(store: ReportStore, info: StudyInfo, status: ReportStatus) -
     return Report(info)
 
 
+def configured_outbox() -> Outbox:
+    """The outbox with the retention period from Settings > General (the app's settings file)."""
+    from app.settings_store import SettingsStore
+
+    return Outbox(retention_days=SettingsStore().load().general.outbox_retention_days)
+
+
 def _deliver(outbox: Outbox, message: OutboxMessage) -> OutboxMessage:
     result = outbox.deliver_now(message.message_id)
     print(
@@ -180,7 +187,7 @@ def run_send(args: argparse.Namespace) -> int:
     if not args.ris and not args.pacs:
         print("error: give --ris HOST:PORT and/or --pacs NODE", file=sys.stderr)
         return EXIT_BAD_INPUT
-    store, outbox = ReportStore(), Outbox()
+    store, outbox = ReportStore(), configured_outbox()
     try:
         series = study_series_paths(args.study, args.archive)
         all_paths = [p for _, _, paths in series for p in paths]
@@ -223,7 +230,7 @@ def run_send(args: argparse.Namespace) -> int:
 
 
 def run_outbox(args: argparse.Namespace) -> int:
-    outbox = Outbox()
+    outbox = configured_outbox()
     try:
         if args.retry:
             outbox.retry(args.retry)

@@ -195,3 +195,29 @@ def test_send_to_a_ris_that_is_down_stays_queued(archived_study, tmp_path, capsy
     assert Outbox().get(message.message_id).state is State.DELIVERED
     assert ris.control_ids() == [message.message_id]
     assert "delivered" in capsys.readouterr().out
+
+
+def test_outbox_command_applies_the_retention_days_from_settings(archived_study, tmp_path):
+    import json
+    import time
+
+    from app.settings_store import SettingsStore
+
+    study_uid, _ = archived_study
+    text_file = tmp_path / "report.txt"
+    text_file.write_text("Normal.", encoding="utf-8")
+    SettingsStore().apply_form({"general.outbox_retention_days": "2"})
+    with python_hl7_receiver("AA") as ris:
+        args = ["report", "send", "--study", study_uid, "--text-file", str(text_file), "--status", "F",
+                "--radiologist", "Dr A", "--ris", ris.address]
+        assert main(args) == 0
+    [message] = Outbox().messages()
+    record = Outbox().root / f"{message.message_id}.json"
+    data = json.loads(record.read_text())
+    data["delivered_at"] = time.time() - 3 * 86400  # delivered three days ago
+    record.write_text(json.dumps(data))
+    assert main(["report", "outbox"]) == 0  # listing only: nothing processed, nothing deleted
+    assert Outbox().payload_path(message.message_id).exists()
+    assert main(["report", "outbox", "--process"]) == 0
+    assert not Outbox().payload_path(message.message_id).exists()
+    assert Outbox().get(message.message_id).state is State.DELIVERED
