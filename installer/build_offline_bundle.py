@@ -43,7 +43,6 @@ REFUSED_MODEL_SUFFIXES = frozenset({
 })
 SOURCE_IGNORED = (".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
                   ".ruff_cache")
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 _WHEEL_RE = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
 _CHUNK = 8 << 20
 
@@ -215,7 +214,7 @@ def fill_bundle(partial: Path, args: argparse.Namespace, constraint: str | None)
         shutil.copy2(project_wheel, wheels / project_wheel.name)
 
         download_args = list(index_args)
-        torch_index = TORCH_CPU_INDEX if args.torch_index is None and args.torch == "cpu" else args.torch_index
+        torch_index = args.torch_index
         if torch_index and not args.no_index:
             download_args += ["--extra-index-url", torch_index]
         if constraint:
@@ -294,7 +293,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--torch", choices=("resolver", "cpu", "cuda"), default="resolver",
                    help="torch build: cpu (+cpu wheel), cuda (PyPI's CUDA wheel) or whatever pip resolves")
     p.add_argument("--torch-version", help="torch version for --torch cpu/cuda, e.g. 2.13.0")
-    p.add_argument("--torch-index", help=f"extra index for torch (default for cpu: {TORCH_CPU_INDEX}; '' for none)")
+    p.add_argument("--torch-index", help="extra index that serves the chosen torch build (default: none, pip's own indexes)")
     p.add_argument("--model", type=Path, help="checkpoint folder to include (safetensors only)")
     p.add_argument("--tar", action="store_true", help="also write <out>.tar")
     p.add_argument("--find-links", type=Path, action="append", default=[], help="extra local wheel folder")

@@ -318,8 +318,6 @@ def test_an_output_folder_inside_the_project_is_refused(sources: dict[str, Path]
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="pyproject.toml (lead-owned) [tool.setuptools.packages.find] lacks "
-                   "'resources*': an installed app fails with FileNotFoundError .../resources/presets/wl_presets.json")
 def test_the_workstation_wheel_ships_the_resources_its_code_reads(tmp_path: Path) -> None:
     source = tmp_path / "source"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info",
