@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the tests use as real peers and display: DCMTK, Orthanc, Xvfb and Qt's xcb libs.
 set -euo pipefail
-packages=(dcmtk orthanc xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0
-          libxcb-xinerama0 libxcb-randr0 libxcb-image0 libxcb-render-util0 libxcb-shape0
-          libegl1 libgl1 libglx-mesa0 libegl-mesa0 iproute2 fonts-dejavu-core openssl)
+# One list for this script and the offline installer: "<package> <role>" lines (runtime and test).
+mapfile -t packages < <(awk '$1 !~ /^#/ && NF {print $1}' "$(dirname "$0")/debian-packages.txt")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
