@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
     QHBoxLayout,
+    QLabel,
     QMenu,
+    QSizePolicy,
     QToolBar,
     QToolButton,
     QVBoxLayout,
@@ -25,6 +27,7 @@ from PySide6.QtWidgets import (
 from app.layouts import Layout, ViewKind
 from app.reading_session import ReadingSession, linked_slice_index
 from app.study_browser import STUDY_UID_ROLE, SeriesStrip
+from app.study_browser_logic import patient_banner
 from app.tasks import TaskManager
 from app.thumbnails import ThumbnailCache
 from app.viewport import Viewport
@@ -96,12 +99,18 @@ class ReadingWidget(QWidget):
                            ("Reset", lambda: self.apply("Escape")), ("Play", self.toggle_cine)):
             self.image_toolbar.addAction(text, slot)
 
+        self.patient_bar = QLabel("", self)  # whose images these are, always in view while reading
+        self.patient_bar.setObjectName("patientBar")
+        self.patient_bar.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # a long name must not widen the reading area (and squeeze the report dock): clip instead
+        self.patient_bar.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.grid_host = QWidget(self)
         self.grid = QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(2)
         right = QVBoxLayout()
         right.setContentsMargins(0, 0, 0, 0)
+        right.addWidget(self.patient_bar)
         right.addWidget(self.toolbar)
         right.addWidget(self.image_toolbar)
         right.addWidget(self.grid_host, 1)
@@ -113,6 +122,8 @@ class ReadingWidget(QWidget):
     # -- study ---------------------------------------------------------------------------------
     def open_session(self, session: ReadingSession) -> None:
         self.session = session
+        self.patient_bar.setText(patient_banner(session.study))
+        self.patient_bar.setToolTip(self.patient_bar.text())
         session.listeners.append(lambda _what: self._rebuild())
         self.strip.show_series(session.archive, session.study_uid, self.thumbnails)
         self._rebuild()

@@ -54,6 +54,16 @@ def format_date(dicom_date: str) -> str:
     return f"{dicom_date[:4]}-{dicom_date[4:6]}-{dicom_date[6:8]}" if len(dicom_date) == 8 else dicom_date
 
 
+def patient_banner(record: StudyRecord) -> str:
+    """One line naming the patient and the study (shown above the images while reading)."""
+    name = ", ".join(p for p in record.patient_name.split("^")[:2] if p) or "(no name)"
+    born = f"born {format_date(record.birth_date)}" if record.birth_date else ""
+    parts = [name, f"ID {record.patient_id or '(none)'}", " ".join(p for p in (born, record.sex) if p),
+             " ".join(p for p in ("/".join(record.modalities), record.description) if p),
+             format_date(record.study_date), f"Acc {record.accession}" if record.accession else ""]
+    return "  |  ".join(p for p in parts if p)
+
+
 @dataclass(frozen=True)
 class Column:
     title: str

@@ -14,6 +14,7 @@ from PySide6.QtGui import QDropEvent
 
 from app.layouts import Layout, ViewKind
 from app.study_browser import SERIES_MIME
+from app.study_browser_logic import format_date
 
 from .conftest import rgb, save_screenshot
 
@@ -53,6 +54,10 @@ def reading(demo_archive, make_window, qtbot):
 def test_ct_opens_as_mpr_plus_3d_with_correct_grey_values(reading, screenshot_dir):
     window, session = reading
     assert session.layout is Layout.MPR_3D
+    banner = window.reading.patient_bar
+    assert banner.isVisible()
+    assert banner.text() == (f"DEMO, PATIENT  |  ID DEMO0001  |  born 1965-04-12 F  |  CT/DX/US Demo study "
+                             f"(generated phantom)  |  {format_date(session.study.study_date)}  |  Acc DEMO-ACC-1")
     kinds = [type(vp.view).__name__ for vp in window.reading.viewports]
     assert kinds == ["MprView", "VolumeRenderView"]
     mpr = window.reading.viewports[0].view
