@@ -14,6 +14,7 @@ is called from the calling thread (``total`` may grow while a retrieve discovers
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import threading
 import time
@@ -61,10 +62,25 @@ CANCEL_GRACE_S = 2.0  # after C-CANCEL, how long the PACS may take to stop befor
 
 
 class StoresBytes(Protocol):
-    """What C-GET needs of the archive: store one Part-10 object given as bytes."""
+    """What C-GET needs of the archive: store one Part-10 object given as bytes.
+
+    An archive that also takes ``defer_index``/``sync_before_return`` and has ``flush()`` (our
+    :class:`~dicom_net.archive.Archive`) is written to in batches: see :func:`retrieve`.
+    """
 
     def store_bytes(self, part10: bytes, *, source: str = ..., expected_sop_class: str | None = ...,
                     expected_sop_instance: str | None = ...) -> Any: ...
+
+
+def _stores_in_batches(archive: StoresBytes) -> bool:
+    """Whether ``archive`` can acknowledge before fsync and make objects durable in a ``flush()``."""
+    if not callable(getattr(archive, "flush", None)):
+        return False
+    try:
+        params = inspect.signature(archive.store_bytes).parameters
+    except (TypeError, ValueError):
+        return False
+    return "defer_index" in params and "sync_before_return" in params
 
 
 class HasAeTitle(Protocol):
@@ -186,6 +202,9 @@ def retrieve(
     AE title or anything with ``.aet``, e.g. our running listener; default: the node's calling
     AE title, which the PACS must know with our listener's address). C-GET receives on this
     association and stores each object into ``archive`` (default: the default archive).
+    An object fetched from a PACS can be fetched again, so C-GET acknowledges each one once its
+    complete file has its final name (never a partial file) and leaves the fsyncs and index rows
+    to the archive's batches; every stored object is durable and indexed before this returns.
     Cancelling sends C-CANCEL and returns promptly with what arrived.
     """
     method = method or node.retrieve_method
@@ -339,6 +358,8 @@ def _retrieve_get(node: PacsNode, identifier: Dataset, archive: StoresBytes, res
     contexts, roles = storage_contexts_for_get((model,))
     activity = [time.monotonic()]
     source = f"C-GET from {node.name}"
+    in_batches = _stores_in_batches(archive)
+    batched: dict[str, bool] = {"defer_index": True, "sync_before_return": False} if in_batches else {}
 
     def handle_store(event: evt.Event) -> int:
         """Store one object exactly as received; a refusal goes back to the PACS as its status."""
@@ -347,7 +368,7 @@ def _retrieve_get(node: PacsNode, identifier: Dataset, archive: StoresBytes, res
         try:
             archive.store_bytes(event.encoded_dataset(include_meta=True), source=source,
                                 expected_sop_class=str(event.request.AffectedSOPClassUID),
-                                expected_sop_instance=sop_uid)
+                                expected_sop_instance=sop_uid, **batched)
         except Exception as exc:  # noqa: BLE001 - any failure must reach the PACS as a status, not vanish
             status = int(getattr(exc, "status", 0xA700))
             log.error("C-GET store of %s failed with 0x%04X: %s", sop_uid, status, type(exc).__name__)
@@ -361,9 +382,13 @@ def _retrieve_get(node: PacsNode, identifier: Dataset, archive: StoresBytes, res
             done = len(result.stored) + len(result.store_failures)
             progress(done, max(done, result.completed + result.failed + result.warning + result.remaining))
 
-    with associate(node, contexts, ext_neg=roles, handlers=[(evt.EVT_C_STORE, handle_store)]) as assoc:
-        responses = assoc.send_c_get(identifier, model, msg_id=1)
-        _run_retrieve(node, assoc, responses, model, result, progress, cancel, activity, on_pending)
+    try:
+        with associate(node, contexts, ext_neg=roles, handlers=[(evt.EVT_C_STORE, handle_store)]) as assoc:
+            responses = assoc.send_c_get(identifier, model, msg_id=1)
+            _run_retrieve(node, assoc, responses, model, result, progress, cancel, activity, on_pending)
+    finally:
+        if in_batches:  # whatever happened, what was acknowledged is fsynced and indexed on return
+            archive.flush()  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------------------------------

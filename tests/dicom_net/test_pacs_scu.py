@@ -8,7 +8,9 @@ their own and check what Orthanc holds through REST.
 from __future__ import annotations
 
 import io
+import os
 import socket
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -242,6 +244,33 @@ def test_get_study_into_archive_with_progress(pacs: Pacs, tmp_path: Path) -> Non
     assert seen[-1] == (20, 20)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) >= 10
     assert all(t == 20 for _, t in seen)
+
+
+def test_get_acknowledges_without_fsync_and_is_durable_on_return(
+    pacs: Pacs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """C-GET answers each sub-operation without waiting on the disk; fsyncs run in the archive's
+    batches (one directory fsync per batch, not per object) and all are done when retrieve returns."""
+    archive = Archive(tmp_path / "archive")
+    real_fsync = os.fsync
+    synced: list[tuple[int, bool, str]] = []  # (inode, is a directory, thread name)
+
+    def recording_fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        real_fsync(fd)
+        synced.append((st.st_ino, stat.S_ISDIR(st.st_mode), threading.current_thread().name))
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    result = scu.retrieve(pacs.node, pacs.study_big, method="get", archive=archive)
+    done = list(synced)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert result.ok and len(result.stored) == pacs.big_count
+    files = list(archive.studies_dir.rglob("*.dcm"))
+    assert len(files) == pacs.big_count
+    assert {f.stat().st_ino for f in files} <= {ino for ino, is_dir, _ in done if not is_dir}
+    assert {thread for _, _, thread in done} == {"archive-index"}  # never on the association's thread
+    assert sum(is_dir for _, is_dir, _ in done) < pacs.big_count // 4
+    assert archive._pending == [] and archive.instance_count() == pacs.big_count
 
 
 def test_get_one_series_only(pacs: Pacs, tmp_path: Path) -> None:
