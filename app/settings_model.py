@@ -162,15 +162,19 @@ def _hl7_name(text: str, errors: dict[str, str], key: str) -> str:
     return text
 
 
-def parse_settings(form: Mapping[str, str], base: AppSettings | None = None) -> AppSettings:
+def parse_settings(form: Mapping[str, str], base: AppSettings | None = None, *,
+                   check_paths: bool = True) -> AppSettings:
     """Validate a whole form (``section.name`` -> text) and return the settings it describes.
 
     Keys absent from ``form`` keep their value from ``base``. Raises :class:`SettingsError`
-    listing every invalid field; nothing is partially applied.
+    listing every invalid field; nothing is partially applied. ``check_paths=False`` (loading a
+    saved file) keeps TLS files and the model folder even when they are missing right now: the
+    listener and the model then say what is missing, instead of TLS being silently dropped.
     """
     merged = (base or AppSettings()).to_form()
     unknown = set(form) - set(merged)
     errors: dict[str, str] = {k: "unknown setting" for k in sorted(unknown)}
+    path_errors: dict[str, str] = errors if check_paths else {}
     merged.update({k: v for k, v in form.items() if k in merged})
     g = merged.get
 
@@ -178,8 +182,8 @@ def parse_settings(form: Mapping[str, str], base: AppSettings | None = None) -> 
     for a in allowed:
         if not AE_TITLE_RE.match(a):
             errors["listener.allowed_aets"] = f"not a valid AE title: {a!r}"
-    cert = _existing_file(g("listener.tls_cert", ""), errors, "listener.tls_cert")
-    key = _existing_file(g("listener.tls_key", ""), errors, "listener.tls_key")
+    cert = _existing_file(g("listener.tls_cert", ""), path_errors, "listener.tls_cert")
+    key = _existing_file(g("listener.tls_key", ""), path_errors, "listener.tls_key")
     if bool(cert) != bool(key):
         errors.setdefault("listener.tls_key" if cert else "listener.tls_cert",
                           "TLS needs both a certificate and a key")
@@ -195,7 +199,7 @@ def parse_settings(form: Mapping[str, str], base: AppSettings | None = None) -> 
         allowed_aets=allowed,
         tls_cert=cert,
         tls_key=key,
-        tls_ca=_existing_file(g("listener.tls_ca", ""), errors, "listener.tls_ca"),
+        tls_ca=_existing_file(g("listener.tls_ca", ""), path_errors, "listener.tls_ca"),
     )
 
     host = g("ris.host", "").strip()
@@ -217,7 +221,7 @@ def parse_settings(form: Mapping[str, str], base: AppSettings | None = None) -> 
 
     folder = g("model.folder", "").strip()
     if folder and not Path(folder).is_dir():
-        errors["model.folder"] = f"folder not found: {folder}"
+        path_errors["model.folder"] = f"folder not found: {folder}"
     device = g("model.device", "").strip().lower()
     if device not in DEVICES:
         errors["model.device"] = f"one of {', '.join(DEVICES)}"

@@ -2,8 +2,9 @@
 
 The INI file lives under :func:`dicom_net.paths.config_dir` so ``HULU_WORKSTATION_HOME`` isolates
 tests and sites. Stored values go through :func:`parse_settings` on load; a stored value that is
-invalid (hand-edited file, a model folder or TLS file that has gone) falls back to its default
-alone, every other setting is kept, and :attr:`SettingsStore.load_errors` says what was replaced.
+invalid (hand-edited file) falls back to its default alone, every other setting is kept, and
+:attr:`SettingsStore.load_errors` says what was replaced. A model folder or TLS file that is
+missing right now is kept (and listed in ``load_errors``): TLS is never silently turned off.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class SettingsStore:
         self.load_errors = {}
         for _ in range(len(stored) + 1):  # each round drops at least one bad value
             try:
-                settings = parse_settings(stored)
+                settings = parse_settings(stored, check_paths=False)
                 break
             except SettingsError as exc:
                 self.load_errors.update({k: f"{v} (was {stored.get(k, '')!r})" for k, v in exc.errors.items()})
@@ -53,6 +54,10 @@ class SettingsStore:
                 stored = kept
         else:  # pragma: no cover - defaults always parse
             settings = AppSettings()
+        try:  # paths that are missing right now are kept, and reported
+            parse_settings(settings.to_form())
+        except SettingsError as exc:
+            self.load_errors.update(exc.errors)
         if self.load_errors:
             log.warning("stored settings invalid (%s); those use their defaults", ", ".join(self.load_errors))
         return settings

@@ -71,10 +71,24 @@ def test_hand_edited_invalid_value_falls_back_alone_and_the_rest_is_kept(tmp_pat
     model.rmdir()  # e.g. the model drive is not mounted today
     fresh = SettingsStore()
     loaded = fresh.load()
-    assert loaded.listener.port == AppSettings().listener.port and loaded.model.folder == ""
+    assert loaded.listener.port == AppSettings().listener.port
+    assert loaded.model.folder == str(model)  # kept: the model service says it is not found
     assert (loaded.listener.aet, loaded.ris.host) == ("ROOM7", "10.1.2.3")  # nothing else lost
     assert set(fresh.load_errors) == {"listener.port", "model.folder"}
     assert "'not-a-port'" in fresh.load_errors["listener.port"]
+
+
+def test_missing_tls_files_are_kept_so_tls_is_never_silently_dropped(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    store = SettingsStore()
+    store.apply_form({"listener.tls_cert": str(cert), "listener.tls_key": str(key)})
+    cert.unlink()
+    fresh = SettingsStore()
+    loaded = fresh.load()
+    assert loaded.listener.tls_enabled and loaded.listener.tls_cert == str(cert)
+    assert "file not found" in fresh.load_errors["listener.tls_cert"]
 
 
 def test_cross_field_error_in_the_file_resets_only_its_section():
