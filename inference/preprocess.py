@@ -25,6 +25,7 @@ ItemKind = Literal["image", "video", "volume"]
 # ((v * (1/255)) in float64, cast to float32, then (x - 0.5) / 0.5 in float32).
 _RESCALED = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
 NORMALISED_LEVELS = (_RESCALED - np.float32(0.5)) / np.float32(0.5)
+_LOOKUP_ROWS = 4096  # patches normalised per step (~10 MB of float32 at 14x14x3)
 
 
 @dataclass
@@ -132,25 +133,27 @@ def preprocess_items(
         raise ValueError("no visual items to preprocess")
     merge = merge_size_for(any(item.kind != "image" for item in items))
     frame_count = sum(item.frame_count for item in items)
-    pixel_chunks: list[np.ndarray] = []
-    grid_thw: list[tuple[int, int, int]] = []
-    frame_tokens: list[list[int]] = []
-    resized: list[tuple[int, int]] = []
-    for item in items:
-        height, width = item.frames.shape[1:3]
-        new_h, new_w = target_size(
-            height, width, merge_size=merge, frame_count=frame_count,
-            max_tokens=max_tokens, min_tokens=min_tokens, patch_size=patch_size,
-        )
-        levels = resize_frames(item.frames, new_h, new_w)
+    resized = [
+        target_size(*item.frames.shape[1:3], merge_size=merge, frame_count=frame_count,
+                    max_tokens=max_tokens, min_tokens=min_tokens, patch_size=patch_size)
+        for item in items
+    ]
+    grid_thw = [(item.frame_count, h // patch_size, w // patch_size) for item, (h, w) in zip(items, resized)]
+    frame_tokens = [[(gh // merge) * (gw // merge)] * t for t, gh, gw in grid_thw]
+    # One float32 output written item by item: peak memory is the output plus one item's uint8
+    # levels, not a float copy per item plus their concatenation.
+    pixel_values = np.empty((sum(t * gh * gw for t, gh, gw in grid_thw), 3 * patch_size * patch_size),
+                            dtype=NORMALISED_LEVELS.dtype)
+    start = 0
+    for item, (new_h, new_w) in zip(items, resized):
         # patch the uint8 levels (1 byte per value), then look the normalised floats up in place
-        pixel_chunks.append(NORMALISED_LEVELS[patchify(levels, merge, patch_size)])
-        gh, gw = new_h // patch_size, new_w // patch_size
-        grid_thw.append((item.frame_count, gh, gw))
-        frame_tokens.append([(gh // merge) * (gw // merge)] * item.frame_count)
-        resized.append((new_h, new_w))
+        patches = patchify(resize_frames(item.frames, new_h, new_w), merge, patch_size)
+        for first in range(0, len(patches), _LOOKUP_ROWS):  # bounded float temporaries
+            rows = patches[first:first + _LOOKUP_ROWS]
+            pixel_values[start + first:start + first + len(rows)] = NORMALISED_LEVELS[rows]
+        start += len(patches)
     return PreprocessedVisuals(
-        pixel_values=np.concatenate(pixel_chunks, axis=0),
+        pixel_values=pixel_values,
         grid_thw=np.asarray(grid_thw, dtype=np.int64),
         merge_sizes=np.full(len(items), merge, dtype=np.int64),
         frame_tokens=frame_tokens,
