@@ -10,6 +10,9 @@ storescp listens on every interface, so by default the whole benchmark re-runs i
 private network namespace (``unshare -rn``) where only loopback exists.
 
     .venv/bin/python bench/receive.py [--slices 300] [--size 512] [--rounds 3] [--workers 1]
+
+``--startup-files N`` instead times what the listener does at start on an archive of N small
+objects (warm page cache): the full ``reindex()`` it used to run beside ``adopt_unindexed()``.
 """
 
 from __future__ import annotations
@@ -167,6 +170,33 @@ def run(args: argparse.Namespace) -> None:
         print(f"ratio ours/DCMTK: {ours_median / dcmtk_median:.2f}")
 
 
+def startup(files: int, rounds: int) -> None:
+    """Listener start on an archive of ``files`` small objects: full reindex vs adopting new files."""
+    from dicom_net.archive import Archive
+    from dicom_net.synthetic import SeriesGeometry, ct_series
+    from tests.dicom_net.dicom_objects import part10
+
+    root = Path(tempfile.mkdtemp(prefix="bench-startup-")) / "arc"
+    with Archive(root) as archive:
+        for start in range(0, files, 100):
+            series = ct_series(SeriesGeometry(rows=8, columns=8, slices=min(100, files - start)))
+            for ds in series:
+                archive.store_bytes(part10(ds), defer_index=True, sync_before_return=False)
+        archive.adopt_unindexed()
+        assert archive.instance_count() == files
+    timings: dict[str, list[float]] = {"reindex": [], "adopt_unindexed": []}
+    for _ in range(rounds):
+        for name in timings:
+            begin = time.perf_counter()
+            with Archive(root) as archive:
+                getattr(archive, name)()
+            timings[name].append(time.perf_counter() - begin)
+    full, adopt = (statistics.median(timings[n]) for n in ("reindex", "adopt_unindexed"))
+    print(f"listener start on {files} archived objects, median of {rounds}: full reindex {full * 1000:.0f} ms, "
+          f"adopt_unindexed {adopt * 1000:.0f} ms ({full / adopt:.1f}x faster)")
+    shutil.rmtree(root.parent, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -182,7 +212,11 @@ def main() -> int:
         "then reachable from the network while the benchmark runs)",
     )
     parser.add_argument("--inside-netns", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--startup-files", type=int, default=0, help="time the listener's start scan instead")
     args = parser.parse_args()
+    if args.startup_files:
+        startup(args.startup_files, args.rounds)
+        return 0
     for tool in ("storescu", "storescp"):
         if shutil.which(tool) is None:
             print(f"{tool} (DCMTK) is not installed", file=sys.stderr)

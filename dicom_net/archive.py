@@ -6,12 +6,13 @@ Layout under the archive root::
     studies/<study>/<series>/<sop>.dcm            first version of each SOP instance
     studies/<study>/<series>/<sop>~<sha256:16>.dcm  a later object with the same UID but other bytes
     tmp/<pid>-<random>.part          files being written (removed on failure, swept when stale)
+    .last-scan                       when the last scan for unindexed files started (epoch seconds)
     trash/                           studies being deleted
 
 Crash safety: a file gets its final name only by ``link(2)`` of a complete, fsynced temp file,
 and its index row is committed only after that, so the index never points at a missing or
 partial file. Killing a writer can at worst leave a complete file without a row, which
-:meth:`Archive.reindex` picks up. ``link`` fails when the name exists, which makes concurrent
+:meth:`Archive.adopt_unindexed` (run when the listener starts) or :meth:`Archive.reindex` picks up. ``link`` fails when the name exists, which makes concurrent
 writers in several processes safe without a lock around the slow part. A shared ``flock`` on
 ``.layout.lock`` keeps :meth:`Archive.delete_study` from moving a study away between a writer's
 link and its index commit.
@@ -37,6 +38,7 @@ from pathlib import Path
 
 from dicom_net import archive_index as idx
 from dicom_net.archive_index import InstanceRecord, SeriesRecord, StudyRecord
+from dicom_net.atomic import write_bytes_atomic
 from dicom_net.validation import ArchiveError, HeaderInfo, InvalidDataset, inspect_part10
 
 __all__ = [
@@ -53,6 +55,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.sqlite"
+SCAN_MARK_NAME = ".last-scan"
+_MTIME_SLACK_S = 2.0  # directory mtimes use a coarse clock: rescan folders touched shortly before a scan
 DEFAULT_MIN_FREE_BYTES = 16 * 1024 * 1024
 _SAFE_NAME = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -537,29 +541,111 @@ class Archive:
         log.info("deleted study %s (%d instances)", study_uid, removed)
         return removed
 
+    def adopt_unindexed(self) -> int:
+        """Index files that have no row, reading only series folders changed since the last scan.
+
+        A writer killed between link and index commit leaves a complete file without a row; its
+        link changed its folder's mtime, so that folder is newer than the last scan's start and
+        is listed here, while untouched folders are not even read. Files of listed folders that
+        the index lacks are parsed and added (invalid ones quarantined). Without a usable scan
+        mark (first start, mark from the future after a clock change) this is a full
+        :meth:`reindex`. Returns the number of files added.
+        """
+        since = self._last_scan_start()
+        if since is None or since > time.time():
+            before = self.instance_count()
+            return max(0, self.reindex() - before)
+        self.flush()
+        self._sweep_leftovers()
+        started = time.time()
+        fresh: list[Path] = []
+        for folder in self._series_dirs_changed_since(since - _MTIME_SLACK_S):
+            rel = folder.relative_to(self.root).as_posix() + "/"
+            with self._lock:
+                known = {
+                    row[0]
+                    for row in self._db.execute(
+                        "SELECT path FROM instances WHERE path >= ? AND path < ?", (rel, rel[:-1] + "0")
+                    )
+                }
+            fresh.extend(
+                Path(e.path)
+                for e in os.scandir(folder)
+                if e.name.endswith(".dcm") and rel + e.name not in known
+            )
+        fresh.sort(key=lambda p: (p.name.count("~"), p.stat().st_mtime))
+        parsed = self._parse_for_index(fresh)
+        with self._lock, self._layout(exclusive=False), self._transaction() as conn:
+            self._insert_parsed(conn, parsed)
+        self._mark_scan_start(started)
+        if parsed:
+            log.info("adopted %d stored files that had no index row", len(parsed))
+        return len(parsed)
+
+    def _series_dirs_changed_since(self, since: float) -> list[Path]:
+        changed = []
+        for study in os.scandir(self.studies_dir):
+            if not study.is_dir(follow_symlinks=False):
+                continue
+            for series in os.scandir(study.path):
+                if series.is_dir(follow_symlinks=False) and series.stat(follow_symlinks=False).st_mtime >= since:
+                    changed.append(Path(series.path))
+        return changed
+
+    def _last_scan_start(self) -> float | None:
+        try:
+            return float((self.root / SCAN_MARK_NAME).read_text(encoding="ascii").strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _mark_scan_start(self, started: float) -> None:
+        write_bytes_atomic(self.root / SCAN_MARK_NAME, f"{started:.6f}\n".encode("ascii"))
+
+    def _parse_for_index(self, paths: list[Path]) -> list[tuple[HeaderInfo, Path, int]]:
+        """Header info of files about to be indexed; invalid ones go to quarantine."""
+        parsed: list[tuple[HeaderInfo, Path, int]] = []
+        for path in paths:
+            try:
+                data = path.read_bytes()
+                parsed.append((inspect_part10(data), path, len(data)))
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            except InvalidDataset as exc:
+                self._quarantine(path, str(exc))
+        return parsed
+
+    def _insert_parsed(self, conn: sqlite3.Connection, parsed: list[tuple[HeaderInfo, Path, int]]) -> None:
+        for info, path, size in parsed:
+            rel = path.relative_to(self.root).as_posix()
+            conn.execute("DELETE FROM instances WHERE path = ?", (rel,))  # size changed: re-read it
+            version = (
+                1
+                if "~" not in path.name
+                else conn.execute(
+                    "SELECT coalesce(max(version), 1) + 1 FROM instances WHERE sop_instance_uid = ?",
+                    (info.sop_instance_uid,),
+                ).fetchone()[0]
+            )
+            idx.insert_instance(conn, info, rel, size, version, "reindex", path.stat().st_mtime)
+
     def reindex(self) -> int:
         """Bring the index in line with the files after a crash; returns the instances indexed.
 
         Rows whose file is gone are dropped, complete files without a row are added, files that
-        are not valid DICOM are moved to ``quarantine/``.
+        are not valid DICOM are moved to ``quarantine/``. Reads every folder: the listener's
+        start uses the cheaper :meth:`adopt_unindexed`.
         """
         self.flush()
         self._sweep_leftovers()
+        started = time.time()
         with self._lock:
             indexed = {row[0]: row[1] for row in self._db.execute("SELECT path, size FROM instances")}
         on_disk = sorted(
             self.studies_dir.glob("*/*/*.dcm"), key=lambda p: (p.name.count("~"), p.stat().st_mtime)
         )
-        parsed: list[tuple[HeaderInfo, Path, int]] = []
-        for path in on_disk:
-            rel = path.relative_to(self.root).as_posix()
-            size = path.stat().st_size
-            if indexed.get(rel) == size:
-                continue
-            try:
-                parsed.append((inspect_part10(path.read_bytes()), path, size))
-            except InvalidDataset as exc:
-                self._quarantine(path, str(exc))
+        parsed = self._parse_for_index(
+            [p for p in on_disk if indexed.get(p.relative_to(self.root).as_posix()) != p.stat().st_size]
+        )
         with self._lock, self._layout(exclusive=False), self._transaction() as conn:
             for rel in list(indexed):
                 if not (self.root / rel).is_file():
@@ -567,20 +653,10 @@ class Archive:
                     conn.execute("DELETE FROM instances WHERE path = ?", (rel,))
                     if study:
                         idx.touch_study(conn, study[0])
-            for info, path, size in parsed:
-                rel = path.relative_to(self.root).as_posix()
-                conn.execute("DELETE FROM instances WHERE path = ?", (rel,))  # size changed: re-read it
-                version = (
-                    1
-                    if "~" not in path.name
-                    else conn.execute(
-                        "SELECT coalesce(max(version), 1) + 1 FROM instances WHERE sop_instance_uid = ?",
-                        (info.sop_instance_uid,),
-                    ).fetchone()[0]
-                )
-                idx.insert_instance(conn, info, rel, size, version, "reindex", path.stat().st_mtime)
+            self._insert_parsed(conn, parsed)
             idx.prune_empty(conn)
             total = int(conn.execute("SELECT count(*) FROM instances").fetchone()[0])
+        self._mark_scan_start(started)
         log.info("reindex: %d instances indexed, %d files (re)read", total, len(parsed))
         return total
 

@@ -398,8 +398,8 @@ def _worker_main(config: ListenerConfig, stats: ListenerStats) -> None:
 def run_listener_forever(config: ListenerConfig) -> int:
     """Receive until SIGTERM/SIGINT: one process, or ``config.workers`` processes sharing the port."""
     config.archive_dir.mkdir(parents=True, exist_ok=True)
-    with Archive(config.archive_dir) as archive:  # adopt files a killed receiver stored but did not index
-        archive.reindex()
+    with Archive(config.archive_dir) as archive:  # adopt files a killed writer stored but did not index
+        archive.adopt_unindexed()
     if config.workers == 1:
         handle = start_listener(config)
         try:

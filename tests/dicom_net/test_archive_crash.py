@@ -116,3 +116,48 @@ def test_really_full_disk_raises_storage_full_and_leaves_no_partial_file(tmp_pat
         assert assert_index_points_only_at_complete_files(archive) == stored
         assert len(list(archive.studies_dir.rglob("*.dcm"))) == stored
         archive.close()
+
+
+def test_start_scan_adopts_a_file_killed_between_link_and_index_row(tmp_path: Path) -> None:
+    root = tmp_path / "arc"
+    first, second = small_ct(3, rows=16), small_ct(1, rows=16)
+    with Archive(root) as archive:
+        for ds in first:
+            archive.store_bytes(part10(ds))
+        assert archive.adopt_unindexed() == 0  # first scan: records where the next one may start
+    writer = _python(f"""
+        import os
+        from pathlib import Path
+        from dicom_net.archive import Archive
+        a = Archive(Path({str(root)!r}))
+        a.store_bytes({part10(second[0])!r}, defer_index=True)  # linked; its row waits ~50 ms
+        os.kill(os.getpid(), 9)
+        """)
+    assert writer.wait(60) == -signal.SIGKILL
+    with Archive(root) as archive:
+        assert archive.instance_count() == 3  # the killed writer's row never came
+        assert archive.adopt_unindexed() == 1
+        assert {r.sop_instance_uid for r in archive.instances(str(second[0].SeriesInstanceUID))} == {
+            str(second[0].SOPInstanceUID)
+        }
+        assert assert_index_points_only_at_complete_files(archive) == 4
+        assert archive.adopt_unindexed() == 0
+
+
+def test_start_scan_reads_only_series_folders_changed_since_the_last_scan(tmp_path: Path) -> None:
+    root = tmp_path / "arc"
+    old, new = small_ct(2, rows=16), small_ct(2, rows=16)
+    with Archive(root) as archive:
+        stored = [archive.store_bytes(part10(ds)) for ds in old]
+        assert archive.adopt_unindexed() == 0
+        old_folder = stored[0].path.parent
+        # an unindexed file in a folder unchanged since the scan (its mtime set back) is not read ...
+        stray = old_folder / "1.2.3.4.5.dcm"
+        stray.write_bytes(part10(small_ct(1, rows=16)[0]))
+        os.utime(old_folder, (time.time() - 3600, time.time() - 3600))
+        archive.store_bytes(part10(new[0]))
+        archive._db.execute("DELETE FROM instances WHERE sop_instance_uid = ?", (str(new[0].SOPInstanceUID),))
+        # ... while the changed folder is: its missing row is found again
+        assert archive.adopt_unindexed() == 1
+        assert archive.instance_count() == 3
+        assert archive.reindex() == 4  # the full scan reads every folder
