@@ -55,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     receive.add_argument("--max-associations", type=int, default=16)
     receive.add_argument("--max-pdu", type=int, default=DEFAULT_MAX_PDU, help="largest PDU we accept (bytes)")
+    receive.add_argument(
+        "--max-dataset-mb",
+        type=int,
+        default=None,
+        help="largest single object received, held in memory until complete; a larger one aborts "
+        "its association (default: 4096, or a quarter of the RAM when less)",
+    )
     receive.set_defaults(func=_receive)
 
     imp = subparsers.add_parser(
@@ -100,6 +107,7 @@ def _receive(args: argparse.Namespace) -> int:
             max_associations=args.max_associations,
             max_pdu=args.max_pdu,
             durability=args.durability,
+            **({"max_dataset_bytes": args.max_dataset_mb * 1024 * 1024} if args.max_dataset_mb is not None else {}),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -47,6 +47,16 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 DEFAULT_AET = "HULUWS"
 DEFAULT_PORT = 11112
 DEFAULT_MAX_PDU = 256 * 1024
+MAX_DATASET_BYTES = 4 * 1024**3  # largest single received dataset by default (held in memory)
+
+
+def default_max_dataset_bytes() -> int:
+    """4 GiB, or a quarter of the physical memory when that is less."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return MAX_DATASET_BYTES
+    return max(64 * 1024 * 1024, min(MAX_DATASET_BYTES, ram // 4))
 
 
 @dataclass
@@ -74,6 +84,9 @@ class ListenerConfig:
     # acknowledged objects (as with DCMTK storescp, which never fsyncs); a crash cannot.
     durability: str = "fsync"
     fast_data_phase: bool = True  # serve C-STORE/C-ECHO from the socket thread (see listener_dataphase)
+    # A dataset is held in memory until complete: a larger one aborts its association (logged).
+    # Enforced by the fast data phase (pynetdicom's own, fast_data_phase=False, has no cap).
+    max_dataset_bytes: int = field(default_factory=default_max_dataset_bytes)
 
     def __post_init__(self) -> None:
         self.archive_dir = Path(self.archive_dir)
@@ -85,6 +98,8 @@ class ListenerConfig:
             raise ValueError("durability must be 'fsync' or 'batch'")
         if self.workers > 1 and self.port == 0:
             raise ValueError("several workers need a fixed port to share")
+        if self.max_dataset_bytes < 1:
+            raise ValueError("max_dataset_bytes must be positive")
 
 
 def _default_archive_dir() -> Path:
@@ -286,6 +301,7 @@ def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tu
         server_class=SharedPortListenerServer if reuse_port else ListenerServer,
     )
     server.data_phase_target = store_handler if config.fast_data_phase else None
+    server.max_dataset_bytes = config.max_dataset_bytes
     ae._servers.append(server)  # pynetdicom's shutdown() removes it from there
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="listener-accept", daemon=True

@@ -8,7 +8,8 @@ object. Here the DUL thread itself reads each P-DATA-TF PDU, reassembles the com
 dataset, calls the store handler and writes the response PDU, as DCMTK's storescp does.
 
 Anything else (an unexpected command, a malformed PDU, a context that was not accepted, an
-oversized PDU) gets an A-ABORT and the connection is closed; nothing half-received is stored.
+oversized PDU, a dataset growing past ``max_dataset`` bytes while it is held in memory) gets an
+A-ABORT and the connection is closed; nothing half-received is stored.
 """
 
 from __future__ import annotations
@@ -107,11 +108,18 @@ class DataPhase:
     """Serves one established association until release, abort or a protocol error."""
 
     def __init__(
-        self, assoc: Association, sock: socket.socket, target: StoreTarget, max_pdu: int, restart_idle_timer
+        self,
+        assoc: Association,
+        sock: socket.socket,
+        target: StoreTarget,
+        max_pdu: int,
+        restart_idle_timer,
+        max_dataset: int = 0,
     ) -> None:
         self.sock = sock
         self.target = target
         self.max_pdu = max_pdu or (1 << 32) - 1
+        self.max_dataset = max_dataset or (1 << 63)  # 0: no cap
         self.calling = str(assoc.requestor.ae_title or "").strip()
         self.contexts = {
             cx.context_id: (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
@@ -125,6 +133,7 @@ class DataPhase:
         self.request: dict[int, bytes] | None = None
         self.context_id: int | None = None
         self.dataset: list[memoryview] | None = None  # fragments, joined once with the file meta
+        self.dataset_bytes = 0
 
     def run(self) -> str:
         """Serve PDUs; returns 'released' or 'aborted'."""
@@ -223,6 +232,12 @@ class DataPhase:
     def _on_dataset_fragment(self, context_id: int, fragment: memoryview, last: bool) -> None:
         if self.request is None or self.dataset is None or context_id != self.context_id:
             raise ProtocolViolation("dataset fragment without its C-STORE command")
+        self.dataset_bytes += len(fragment)
+        if self.dataset_bytes > self.max_dataset:
+            raise ProtocolViolation(
+                f"dataset of SOP instance {_uid(self.request.get(0x1000, b''))} exceeds the cap of "
+                f"{self.max_dataset} bytes held in memory (listener max_dataset_bytes)"
+            )
         self.dataset.append(fragment)  # a view into this PDU's own buffer: no copy yet
         if not last:
             return

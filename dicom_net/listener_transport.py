@@ -171,7 +171,12 @@ class WakingDUL(DULServiceProvider):
         """Association established: serve C-STORE/C-ECHO from this thread until it ends."""
         assoc = self.assoc
         phase = DataPhase(
-            assoc, self.socket.socket, target, assoc.acceptor.maximum_length or 0, self._idle_timer.restart
+            assoc,
+            self.socket.socket,
+            target,
+            assoc.acceptor.maximum_length or 0,
+            self._idle_timer.restart,
+            max_dataset=getattr(self, "max_dataset_bytes", 0),
         )
         outcome = phase.run()
         assoc.is_established = False
@@ -280,6 +285,7 @@ class ListenerRequestHandler(RequestHandler):
         assoc.acceptor.supported_contexts = self.server.contexts
         assoc.requestor.address_info = self.remote
         assoc.dul.data_phase_target = self.server.data_phase_target
+        assoc.dul.max_dataset_bytes = self.server.max_dataset_bytes
         for event, handlers in self.server._handlers.items():
             if event.is_intervention and handlers:
                 assoc.bind(event, *handlers)
@@ -295,6 +301,7 @@ class ListenerServer(ThreadedAssociationServer):
     reuse_port = False
     daemon_threads = True
     data_phase_target: StoreTarget | None = None  # serve C-STORE/C-ECHO without pynetdicom's DIMSE layer
+    max_dataset_bytes = 0  # largest dataset the data phase holds in memory (0: no cap)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("request_handler", ListenerRequestHandler)
