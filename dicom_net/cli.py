@@ -142,7 +142,9 @@ def _import(args: argparse.Namespace) -> int:
         return 2
     bar.close()
     print(
-        f"{report.stored} stored, {report.duplicates} duplicates, {report.versions} new versions, "
+        f"{report.stored} stored"
+        f"{f' ({report.raw_datasets} raw datasets given a Part-10 header)' if report.raw_datasets else ''}, "
+        f"{report.duplicates} duplicates, {report.versions} new versions, "
         f"{report.skipped} skipped (not DICOM), {len(report.failed)} failed, "
         f"{len(report.study_uids)} studies"
     )

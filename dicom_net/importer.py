@@ -4,6 +4,12 @@
 progress through a callback and stops between files when the cancel flag is set. Every object
 goes through :meth:`Archive.store_bytes`, so the same validation and atomic writes apply as for
 received objects; files that are not DICOM are skipped, broken DICOM files are reported.
+
+Part-10 files are stored with their bytes unchanged. The one exception: a raw dataset without
+preamble or File Meta group, in implicit VR little endian (as some old exports write), is
+accepted when it parses and carries SOP Class and Instance UIDs; it is stored as a Part-10
+file made of a File Meta header we add followed by its dataset bytes unchanged, and logged
+with its SOP Instance UID.
 """
 
 from __future__ import annotations
@@ -17,14 +23,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import re
+import struct
+
 from pydicom import dcmread
+from pydicom.uid import ImplicitVRLittleEndian
 
 from dicom_net.archive import Archive, StorageFull
+from dicom_net.part10 import file_meta_header
 from dicom_net.validation import InvalidDataset
 
 log = logging.getLogger(__name__)
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 ProgressCallback = Callable[[int, int], None]
 CancelFlag = threading.Event | Callable[[], bool]
 
@@ -34,6 +46,7 @@ class ImportReport:
     """What an import did. ``failed`` holds (source, reason) for DICOM files that were refused."""
 
     stored: int = 0
+    raw_datasets: int = 0  # of the stored: raw datasets given a File Meta header (module docstring)
     duplicates: int = 0
     versions: int = 0
     skipped: int = 0
@@ -167,9 +180,13 @@ def _import_one(archive: Archive, src: _Source, report: ImportReport, source: st
     except OSError as exc:
         report.failed.append((src.label, f"unreadable: {exc.strerror or exc}"))
         return
+    raw_uid = None
     if len(data) < 132 or data[128:132] != b"DICM":
-        report.skipped += 1  # not a DICOM Part-10 file (readme, thumbnails, raw datasets)
-        return
+        wrapped = raw_dataset_as_part10(data)
+        if wrapped is None:
+            report.skipped += 1  # not DICOM (readme, thumbnails) or a dataset we cannot identify
+            return
+        raw_uid, data = wrapped
     try:
         if _media_class(data) == MEDIA_STORAGE_DIRECTORY:
             report.skipped += 1  # a DICOMDIR: its referenced files are imported instead
@@ -186,9 +203,41 @@ def _import_one(archive: Archive, src: _Source, report: ImportReport, source: st
         report.storage_full = True
         return
     report.study_uids.add(outcome.study_uid)
+    if raw_uid is not None and outcome.status != "duplicate":
+        report.raw_datasets += 1
+        log.warning("import: SOP instance %s had no Part-10 header; stored with a File Meta header added", raw_uid)
     if outcome.status == "stored":
         report.stored += 1
     elif outcome.status == "duplicate":
         report.duplicates += 1
     else:
         report.versions += 1
+
+
+def _looks_like_implicit_little_endian(data: bytes) -> bool:
+    """The first element is a group-0008 tag in implicit VR little endian (no VR, 4-byte length)."""
+    if len(data) < 8:
+        return False
+    group, _element, length = struct.unpack_from("<HHI", data)
+    explicit_vr = data[4:6].isalpha() and data[4:6].isupper()
+    return group == 0x0008 and not explicit_vr and length <= len(data) - 8
+
+
+def raw_dataset_as_part10(data: bytes) -> tuple[str, bytes] | None:
+    """(SOP Instance UID, Part-10 bytes) for a raw implicit-VR little-endian dataset, else None.
+
+    The dataset bytes are kept; only the preamble, 'DICM' and a File Meta group are put before
+    them. Returns None for anything that does not parse as such a dataset with both SOP UIDs.
+    """
+    if not _looks_like_implicit_little_endian(data):
+        return None
+    try:
+        ds = dcmread(io.BytesIO(data), force=True, stop_before_pixels=True,
+                     specific_tags=[(0x0008, 0x0016), (0x0008, 0x0018)])
+        implicit, little = ds.original_encoding
+        sop_class, sop_instance = str(ds.SOPClassUID), str(ds.SOPInstanceUID)
+    except Exception:  # noqa: BLE001 - arbitrary bytes make pydicom raise many kinds: not a dataset
+        return None
+    if not (implicit and little) or not all(_UID.match(u) and len(u) <= 64 for u in (sop_class, sop_instance)):
+        return None
+    return sop_instance, file_meta_header(sop_class, sop_instance, str(ImplicitVRLittleEndian)) + data

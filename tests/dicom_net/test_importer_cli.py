@@ -7,8 +7,13 @@ import threading
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from pydicom import dcmread
+from pydicom.filebase import DicomBytesIO
 from pydicom.fileset import FileSet
+from pydicom.filewriter import write_dataset
+from pydicom.uid import ImplicitVRLittleEndian
 
 from app.cli import main
 from dicom_net.archive import Archive
@@ -115,3 +120,38 @@ def test_archive_defaults_to_the_data_directory(
     capsys.readouterr()
     assert main(["archive", "list", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 1
+
+
+def _raw_implicit_little_endian(ds) -> bytes:
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, True
+    write_dataset(buffer, ds)
+    return buffer.getvalue()
+
+
+def test_import_accepts_a_raw_implicit_dataset_and_writes_a_part10_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ds = small_ct(1, rows=16)[0]
+    raw = _raw_implicit_little_endian(ds)
+    folder = tmp_path / "old-export"
+    folder.mkdir()
+    (folder / "IMG0001").write_bytes(raw)
+    anonymous = small_ct(1, rows=16)[0]
+    del anonymous.SOPInstanceUID
+    (folder / "IMG0002").write_bytes(_raw_implicit_little_endian(anonymous))  # cannot be identified
+    (folder / "README.TXT").write_bytes(b"exported 1998\n" * 4)
+    archive = Archive(tmp_path / "arc")
+    with caplog.at_level("WARNING", logger="dicom_net"):
+        report = import_paths(archive, [folder])
+    assert (report.stored, report.raw_datasets, report.skipped, report.failed) == (1, 1, 2, [])
+    assert any(str(ds.SOPInstanceUID) in r.getMessage() and "no Part-10 header" in r.getMessage()
+               for r in caplog.records)
+    [record] = archive.instances(str(ds.SeriesInstanceUID))
+    stored = record.path.read_bytes()
+    assert stored[128:132] == b"DICM" and stored.endswith(raw)  # the dataset bytes are kept after the header
+    back = dcmread(record.path)
+    assert back.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+    assert back.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert np.array_equal(back.pixel_array, ds.pixel_array)
+    assert import_paths(archive, [folder]).duplicates == 1  # the same raw file again: same Part-10 bytes
