@@ -362,12 +362,20 @@ def _metadata(stack: Stack) -> dict[str, object]:
         "photometric": stack.first.header.layout.photometric,
         "invert": stack.first.header.layout.photometric == "MONOCHROME1",
         "has_patient_geometry": stack.has_geometry,
-        "rescale_type": str(ds.get("RescaleType", "HU" if ds.get("Modality") == "CT" else "")),
+        "rescale_type": _rescale_unit(stack.first.rescale_type, str(ds.get("Modality", ""))),
         "patient_orientation": [str(x) for x in (ds.get("PatientOrientation") or [])],
         "warnings": list(stack.warnings),
         "geometry_corrected": False,
         "tilt_degrees": 0.0,
     }
+
+
+def _rescale_unit(rescale_type: str, modality: str) -> str:
+    """Unit of the modality values: the frame's Rescale Type, "HU" for a CT that names none, and
+    "" (no unit) for "US", which DICOM defines as *unspecified* (e.g. a CT perfusion map)."""
+    if not rescale_type:
+        return "HU" if modality == "CT" else ""
+    return "" if rescale_type.upper() == "US" else rescale_type
 
 
 def _decode_task(frames: list[tuple[int, FrameRef]], out: np.ndarray, dataset: object = None,

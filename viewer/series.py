@@ -60,6 +60,7 @@ class FrameRef:
     order_key: tuple = ()  # acquisition / temporal / instance ordering of repeated positions
     stack_id: str = ""
     window: tuple[float, float] | None = None  # (width, centre) from the frame's VOI
+    rescale_type: str = ""  # Rescale Type of the frame's own rescale (e.g. "HU"; "US" = unspecified)
 
     @property
     def has_geometry(self) -> bool:
@@ -189,7 +190,10 @@ def frames_of(header: InstanceHeader) -> list[FrameRef]:
             position = _floats(text_values(pos, "ImagePositionPatient"), 3) if pos is not None else None
             iop = _floats(text_values(ori, "ImageOrientationPatient"), 6) if ori is not None else None
             spacing = _spacing(text_values(meas, "PixelSpacing")) if meas is not None else None
-            rescale = _rescale(_functional_group(ds, f, "PixelValueTransformationSequence")) or _rescale(ds)
+            transform = _functional_group(ds, f, "PixelValueTransformationSequence")
+            own = _rescale(transform)
+            rescale = own or _rescale(ds)
+            rescale_type = text_value(transform if own else ds, "RescaleType")  # type: ignore[arg-type]
             stack_id = str(content.get("StackID", "")) if content is not None else ""
             dims = tuple(_first_int([v]) for v in _as_list(content.get("DimensionIndexValues"))) \
                 if content is not None else ()
@@ -203,6 +207,7 @@ def frames_of(header: InstanceHeader) -> list[FrameRef]:
                 position = _grid_frame_position(position, iop, grid_offsets, f)
             spacing = _spacing(text_values(ds, "PixelSpacing"))
             rescale = _rescale(ds) or dose_scaling
+            rescale_type = text_value(ds, "RescaleType")
             stack_id = ""
             order = base_order + (f,)
             window = _windows(ds)
@@ -213,7 +218,7 @@ def frames_of(header: InstanceHeader) -> list[FrameRef]:
             position = row_dir = col_dir = None
         slope, intercept = rescale or (1.0, 0.0)
         frames.append(FrameRef(header, f, position, row_dir, col_dir, spacing, slope, intercept,
-                               order, stack_id, window))
+                               order, stack_id, window, rescale_type))
     return frames
 
 

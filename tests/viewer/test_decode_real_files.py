@@ -197,3 +197,20 @@ def test_enhanced_per_frame_pixel_value_transformation_overrides_the_shared_one(
     volume = load_series([tmp_path / "per_frame_rescale.dcm"]).volumes[0]
     assert np.array_equal(volume.voxels[0], raw[frame_at[-149]] - 1024)  # shared: slope 1, -1024
     assert np.array_equal(volume.voxels[1], raw[frame_at[-159]] * 2 - 500)  # its own: slope 2, -500
+
+
+def test_unit_follows_the_frames_rescale_type_and_unspecified_gives_none(tmp_path) -> None:
+    """eCT_Supplemental is an rCBF perfusion map whose Pixel Value Transformation says Rescale Type
+    "US" (unspecified): its values must not be labelled HU; a plain CT without Rescale Type is HU."""
+    from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
+    from viewer.qt.slice_view import modality_unit
+
+    perfusion = load_series([data("eCT_Supplemental.dcm")]).volumes[0]
+    assert perfusion.metadata["modality"] == "CT" and perfusion.metadata["rescale_type"] == ""
+    assert modality_unit(perfusion.metadata) == ""
+    datasets = list(ct_series(SeriesGeometry(rows=8, columns=8, slices=2)))
+    for ds in datasets:
+        del ds.RescaleType
+    plain = load_series(write_datasets(datasets, tmp_path)).volumes[0]
+    assert plain.metadata["rescale_type"] == "HU" and modality_unit(plain.metadata) == "HU"
+    assert modality_unit({"modality": "CT"}) == "HU"  # metadata from elsewhere without the key

@@ -30,6 +30,7 @@ def converted_layout(ds: pydicom.Dataset, offset: int | None) -> PixelLayout:
     )
 
 
+@pytest.mark.filterwarnings("ignore:Expected explicit VR")
 def test_raw_attribute_reads_equal_pydicom_conversion() -> None:
     compared = big_endian = 0
     for path in TEST_FILES:

@@ -17,7 +17,7 @@ from PySide6.QtGui import QColor, QMouseEvent
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from viewer.presets import default_window
-from viewer.qt.slice_view import SliceView, meta_text
+from viewer.qt.slice_view import SliceView, modality_unit
 from viewer.reslice import STANDARD_PLANES, Oblique, plane_image, plane_positions, value_range
 from viewer.view_state import Crosshair
 
@@ -112,9 +112,7 @@ class MprView(QWidget):
         merged = {**volume.metadata, **(metadata or {})}
         lo, hi = value_range(volume)
         preset = default_window(merged, (lo, hi))
-        unit = meta_text(merged, "rescale_type") or (
-            "HU" if meta_text(merged, "modality").upper() == "CT" else ""
-        )
+        unit = modality_unit(merged)
         self._syncing = True
         for name, view in self.views.items():
             view.metadata, view.unit = merged, unit

@@ -61,6 +61,14 @@ def meta_text(metadata: dict[str, Any], *keys: str) -> str:
     return ""
 
 
+def modality_unit(metadata: dict[str, Any]) -> str:
+    """Unit of the pixel values: the loader's ``rescale_type`` when given (even "" for unspecified
+    values such as a perfusion map), else "HU" for CT."""
+    if "rescale_type" in metadata:
+        return str(metadata["rescale_type"] or "")
+    return "HU" if meta_text(metadata, "modality", "Modality").upper() == "CT" else ""
+
+
 def nice_length(max_mm: float) -> float:
     """Largest 1/2/5 x 10^n mm length not above ``max_mm`` (scale bar)."""
     exponent = math.floor(math.log10(max_mm))
@@ -550,9 +558,7 @@ class StackView(SliceView):
         self.stack_plane = plane
         self.slab_mm, self.slab_mode = 0.0, "mip"
         self.metadata = {**volume.metadata, **(metadata or {})}
-        self.unit = meta_text(self.metadata, "rescale_type") or (
-            "HU" if meta_text(self.metadata, "modality", "Modality").upper() == "CT" else ""
-        )
+        self.unit = modality_unit(self.metadata)
         lo, hi = value_range(volume)
         if volume.is_color:  # RGB is shown as stored: window 0..255 maps each channel to itself
             self.state.default_window = (255.0, 127.5)
