@@ -100,15 +100,13 @@ def volume_item(
     if stack.ndim not in (3, 4):
         raise ValueError(f"a 3D stack must be (D, H, W) or (D, H, W, 3), got shape {stack.shape}")
     indices = sample_slice_indices(stack.shape[0], slices)
-    frames = []
-    for index in indices:
-        plane = stack[index]
+    frames = np.empty((len(indices), *stack.shape[1:3], 3), dtype=np.uint8)  # filled in place: no 2nd copy
+    for out, index in zip(frames, indices):
         if per_slice_minmax:
-            plane = _clip_then_minmax(plane, window)
-            frames.append(to_rgb_uint8(plane, None, invert))
+            out[...] = to_rgb_uint8(_clip_then_minmax(stack[index], window), None, invert)
         else:
-            frames.append(to_rgb_uint8(plane, window, invert))
-    return VisualItem(np.stack(frames), kind="volume", source=source, sampled_indices=indices.tolist())
+            out[...] = to_rgb_uint8(stack[index], window, invert)
+    return VisualItem(frames, kind="volume", source=source, sampled_indices=indices.tolist())
 
 
 def _clip_then_minmax(plane: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
@@ -172,8 +170,11 @@ def video_item(
         raise ValueError("a cine needs (T, H, W[, 3]) frames and one start time per frame")
     indices = sample_video_indices(frame_times_ms, fps, max_frames)
     starts = _start_times_s(frame_times_ms)
+    sampled = np.empty((len(indices), *frames.shape[1:3], 3), dtype=np.uint8)
+    for out, i in zip(sampled, indices):
+        out[...] = to_rgb_uint8(frames[i], window, invert)
     return VisualItem(
-        np.stack([to_rgb_uint8(frames[i], window, invert) for i in indices]),
+        sampled,
         kind="video",
         timestamps_s=[float(starts[i]) for i in indices],
         source=source,

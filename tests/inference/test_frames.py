@@ -137,3 +137,20 @@ def test_study_with_more_than_five_images_becomes_one_video() -> None:
     (item,) = study_items(frames)
     assert item.kind == "volume" and item.frames.shape == (6, 40, 30, 3) and item.timestamps_s is None
     assert item.frames[5, 10, 10].tolist() == [200, 200, 200]  # resized to the first image's size
+
+
+def test_volume_item_builds_its_frames_in_place() -> None:
+    """The sampled RGB frames are the only full-size allocation (a list of frames then np.stack
+    needed twice the item's memory)."""
+    import tracemalloc
+
+    stack = np.random.default_rng(1).integers(-1000, 1500, size=(120, 256, 256), dtype=np.int16)
+    tracemalloc.start()
+    try:
+        item = volume_item(stack, slices=120, window=(400, 40))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert item.frames.shape == (120, 256, 256, 3)
+    assert np.array_equal(item.frames[7, ..., 1], apply_window(stack[7], 400, 40))
+    assert peak < 1.3 * item.frames.nbytes
