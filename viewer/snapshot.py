@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+# Our canvases always render offscreen, so they need no X window: EGL avoids one X connection per
+# view (X servers cap clients; Xvfb crashed VTK's window constructor after many views).
+os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 import vtk
 from vtk.util import numpy_support

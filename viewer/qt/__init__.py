@@ -42,5 +42,6 @@ np.ndarray (H, W, 3) uint8`` and ``describe() -> dict``, "what is on screen" for
 
 import os
 
-if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+# Our canvases always render offscreen, so they need no X window: EGL avoids one X connection per
+# view (X servers cap clients; Xvfb crashed VTK's window constructor after many views).
+os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
