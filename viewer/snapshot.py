@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-# Our canvases always render offscreen, so they need no X window: EGL avoids one X connection per
-# view (X servers cap clients; Xvfb crashed VTK's window constructor after many views).
+# Our canvases always render offscreen, so they need no X window: EGL gives the same render path
+# under Xvfb, a real display and offscreen Qt (an X-backed window once crashed under Xvfb).
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 import vtk

@@ -42,6 +42,6 @@ np.ndarray (H, W, 3) uint8`` and ``describe() -> dict``, "what is on screen" for
 
 import os
 
-# Our canvases always render offscreen, so they need no X window: EGL avoids one X connection per
-# view (X servers cap clients; Xvfb crashed VTK's window constructor after many views).
+# Our canvases always render offscreen, so they need no X window: EGL gives the same render path
+# under Xvfb, a real display and offscreen Qt (an X-backed window once crashed under Xvfb).
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
