@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom import dcmread
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from dicom_net import scu
 from dicom_net.archive import Archive
@@ -240,7 +240,11 @@ def test_get_study_into_archive_with_progress(pacs: Pacs, tmp_path: Path) -> Non
     assert {r.sop_instance_uid for r in records} == pacs.sops_a1
     assert {r.sop_instance_uid for r in archive.instances(pacs.series_a2)} == pacs.sops_a2
     one = records[0]
-    assert np.array_equal(dcmread(one.path).pixel_array, dcmread(pacs.files_a1[one.sop_instance_uid]).pixel_array)
+    stored = dcmread(one.path)
+    assert np.array_equal(stored.pixel_array, dcmread(pacs.files_a1[one.sop_instance_uid]).pixel_array)
+    meta = stored.file_meta  # written by our own File Meta encoder
+    assert (meta.MediaStorageSOPInstanceUID, meta.MediaStorageSOPClassUID) == (one.sop_instance_uid, stored.SOPClassUID)
+    assert meta.TransferSyntaxUID == ExplicitVRLittleEndian and meta.SourceApplicationEntityTitle == pacs.orthanc.aet
     assert seen[-1] == (20, 20)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) >= 10
     assert all(t == 20 for _, t in seen)
