@@ -4,9 +4,10 @@
 
 Orthanc runs in a private network namespace (needs root, see tests/peers.py) holding one CT
 series (generated phantom, uncompressed). Figures are medians of ``--repeat`` runs: C-STORE of
-the series (ours vs storescu); C-FIND study level (vs findscu); C-GET into a fresh archive, and
-receiving only with nothing written (vs getscu writing files); C-MOVE to our listener (ours, and
-movescu asking for the same move); movescu receiving itself (DCMTK on both ends).
+the series (ours vs storescu); C-FIND study level (vs findscu); C-GET into a fresh archive, with
+each object fsynced and indexed before its answer (as before C-GET used the archive's batches),
+and receiving only with nothing written (vs getscu writing files); C-MOVE to our listener (ours,
+and movescu asking for the same move); movescu receiving itself (DCMTK on both ends).
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ class _Discard:
 
     def store_bytes(self, part10: bytes, **_: object) -> None:
         return None
+
+
+class _FsyncEach:
+    """Our archive without batching (no ``flush``): each object fsynced and indexed before its
+    C-STORE-RSP, as C-GET did before it used the archive's batches. Same-run comparison."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+
+    def store_bytes(self, part10: bytes, **kw: object) -> object:
+        return self.archive.store_bytes(part10, **kw)
 
 
 def median_time(run: Callable[[int], None], repeat: int) -> float:
@@ -97,7 +109,13 @@ def main() -> int:
             max(args.repeat, 10))
 
         def get_ours(i: int) -> None:
-            result = scu.retrieve(node, study_uid, method="get", archive=Archive(tmp / f"get-ours-{i}"))
+            with Archive(tmp / f"get-ours-{i}") as archive:
+                result = scu.retrieve(node, study_uid, method="get", archive=archive)
+            assert result.ok and len(result.stored) == args.slices, result
+
+        def get_ours_fsync_each(i: int) -> None:
+            with Archive(tmp / f"get-each-{i}") as archive:
+                result = scu.retrieve(node, study_uid, method="get", archive=_FsyncEach(archive))
             assert result.ok and len(result.stored) == args.slices, result
 
         def get_dcmtk(i: int) -> None:
@@ -112,6 +130,7 @@ def main() -> int:
             assert result.ok and len(result.stored) == args.slices, result
 
         get_ours_s = median_time(get_ours, args.repeat)
+        get_each_s = median_time(get_ours_fsync_each, args.repeat)
         get_receive_s = median_time(get_ours_receive_only, args.repeat)
         get_dcmtk_s = median_time(get_dcmtk, args.repeat)
 
@@ -161,6 +180,7 @@ def main() -> int:
         (f"C-STORE {args.slices} images to Orthanc", store_ours_s, store_dcmtk_s, "storescu"),
         ("C-FIND study level", find_ours, find_dcmtk, "findscu"),
         (f"C-GET {args.slices} images", get_ours_s, get_dcmtk_s, "getscu"),
+        (f"C-GET {args.slices} images, fsync each first", get_each_s, get_dcmtk_s, "getscu"),
         (f"C-GET {args.slices} images, receive only", get_receive_s, get_dcmtk_s, "getscu (writes files)"),
         (f"C-MOVE {args.slices} images -> our listener", move_ours, move_dcmtk_to_listener, "movescu, same listener"),
         (f"C-MOVE {args.slices} images, DCMTK both ends", None, move_self, "movescu +P (receives itself)"),
