@@ -116,17 +116,18 @@ def visual_item_for(volume: Volume, view: AIView | None = None) -> VisualItem:
     series = str(volume.metadata.get("series_uid", ""))
     if mode == "video":
         times = volume.frame_times_ms or [i * 1000.0 / 10.0 for i in range(volume.voxels.shape[0])]
-        frames = volume.voxels
-        if window is not None:
-            frames = np.stack([window_to_uint8(f, window[0], window[1], invert=invert) for f in frames])
-        return video_item(frames, times, fps=view.fps, max_frames=view.max_frames,
-                          source=f"series {series} cine")
+        # video_item windows only the frames it samples (same DICOM formula as the display).
+        return video_item(volume.voxels, times, fps=view.fps, max_frames=view.max_frames, window=window,
+                          invert=invert, source=f"series {series} cine")
     plane = resolve_plane(volume, view)
     depth = len(plane_positions(volume, plane))
     if mode == "3d":
         indices = sample_slice_indices(depth, view.slices)
-        frames = np.stack([_displayed(plane_image(volume, plane, index=int(i)).pixels, window, invert)
-                           for i in indices])
+        first = _displayed(plane_image(volume, plane, index=int(indices[0])).pixels, window, invert)
+        frames = np.empty((len(indices), *first.shape), dtype=first.dtype)
+        frames[0] = first
+        for out, i in zip(frames[1:], indices[1:]):
+            out[...] = _displayed(plane_image(volume, plane, index=int(i)).pixels, window, invert)
         return VisualItem(frames, kind="volume", source=f"series {series} {plane} {len(indices)} slices",
                           sampled_indices=indices.tolist())
     index = depth // 2 if view.index is None else view.index
