@@ -186,11 +186,11 @@ def startup(files: int, rounds: int) -> None:
         assert archive.instance_count() == files
     timings: dict[str, list[float]] = {"reindex": [], "adopt_unindexed": []}
     for _ in range(rounds):
-        for name in timings:
+        for name, runs in timings.items():
             begin = time.perf_counter()
             with Archive(root) as archive:
                 getattr(archive, name)()
-            timings[name].append(time.perf_counter() - begin)
+            runs.append(time.perf_counter() - begin)
     full, adopt = (statistics.median(timings[n]) for n in ("reindex", "adopt_unindexed"))
     print(f"listener start on {files} archived objects, median of {rounds}: full reindex {full * 1000:.0f} ms, "
           f"adopt_unindexed {adopt * 1000:.0f} ms ({full / adopt:.1f}x faster)")

@@ -17,14 +17,13 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
+import struct
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import re
-import struct
 
 from pydicom import dcmread
 from pydicom.uid import ImplicitVRLittleEndian
