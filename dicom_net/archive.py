@@ -456,14 +456,17 @@ class Archive:
                     cond.wait_for(lambda: self._closing, timeout=_RETRY_DELAY_S)
                 cond.notify_all()
 
-    def flush(self) -> None:
-        """Wait until every deferred index row of this process is committed (bounded wait)."""
+    def flush(self) -> bool:
+        """Wait until every deferred index row of this process is committed (bounded wait).
+
+        Returns False when rows still wait after that (a full disk: they are retried).
+        """
         with self._pending_cond:
             if not self._pending and not self._in_flight:
-                return
+                return True
             self._flush_now = True
             self._pending_cond.notify_all()
-            self._pending_cond.wait_for(
+            return self._pending_cond.wait_for(
                 lambda: not self._pending and not self._in_flight, timeout=_FLUSH_WAIT_S
             )
 

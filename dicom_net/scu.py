@@ -179,11 +179,13 @@ class RetrieveResult:
     stored: list[str] = field(default_factory=list)
     store_failures: list[str] = field(default_factory=list)  # received but refused by our archive
     failed_sop_uids: list[str] = field(default_factory=list)  # reported failed by the PACS
+    not_yet_durable: bool = False  # C-GET: the archive could not fsync/index everything in time
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.cancelled and self.failed == 0 and not self.store_failures and self.status in (0x0000,)
+        return (not self.cancelled and self.failed == 0 and not self.store_failures and not self.not_yet_durable
+                and self.status in (0x0000,))
 
 
 def retrieve(
@@ -389,8 +391,11 @@ def _retrieve_get(node: PacsNode, identifier: Dataset, archive: StoresBytes, res
             responses = assoc.send_c_get(identifier, model, msg_id=1)
             _run_retrieve(node, assoc, responses, model, result, progress, cancel, activity, on_pending)
     finally:
-        if in_batches:  # whatever happened, what was acknowledged is fsynced and indexed on return
-            archive.flush()  # type: ignore[attr-defined]
+        # whatever happened, what was acknowledged is fsynced and indexed on return
+        if in_batches and archive.flush() is False:  # type: ignore[attr-defined]
+            result.not_yet_durable = True
+            log.error("C-GET from %s: stored objects are not yet fsynced and indexed (disk full?); "
+                      "the archive keeps retrying", node.name)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import sqlite3
 import stat
 import threading
 from collections.abc import Iterator
@@ -275,6 +276,23 @@ def test_get_acknowledges_without_fsync_and_is_durable_on_return(
     assert {thread for _, _, thread in done} == {"archive-index"}  # never on the association's thread
     assert sum(is_dir for _, is_dir, _ in done) < pacs.big_count // 4
     assert archive._pending == [] and archive.instance_count() == pacs.big_count
+
+
+def test_get_reports_objects_the_archive_could_not_yet_make_durable(
+    pacs: Pacs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = Archive(tmp_path / "archive")
+
+    def disk_full(*_: object, **__: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(archive, "_commit_rows", disk_full)
+    monkeypatch.setattr("dicom_net.archive._FLUSH_WAIT_S", 0.3)
+    result = scu.retrieve(pacs.node, pacs.study_a, pacs.series_a2, method="get", archive=archive)
+    assert len(result.stored) == 4 and result.not_yet_durable and not result.ok
+    monkeypatch.undo()  # the disk has room again: the archive's retry indexes them
+    assert archive.flush() and {r.sop_instance_uid for r in archive.instances(pacs.series_a2)} == pacs.sops_a2
+    archive.close()
 
 
 def test_get_one_series_only(pacs: Pacs, tmp_path: Path) -> None:
