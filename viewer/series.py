@@ -359,24 +359,65 @@ def build_stacks(headers: Iterable[InstanceHeader]) -> list[Stack]:
 
 
 def _sort_and_split(frames: list[FrameRef]) -> list[Stack]:
+    """Sort frames along the normal; frames at one position become repetitions (one stack each),
+    frames at one normal distance but shifted in-plane (tiles, stations) separate tracks."""
     normal = frames[0].normal
     frames = sorted(frames, key=lambda f: (round(float(np.dot(f.position, normal)) / POSITION_TOLERANCE_MM),
                                            f.order_key))
-    positions: list[list[FrameRef]] = []
+    levels: list[list[list[FrameRef]]] = []  # per normal distance: the distinct origins, each its repetitions
     last = None
     for fr in frames:
         d = float(np.dot(fr.position, normal))
-        if last is not None and abs(d - last) <= POSITION_TOLERANCE_MM and \
-                np.linalg.norm(fr.position - positions[-1][0].position) <= 10 * POSITION_TOLERANCE_MM:
-            positions[-1].append(fr)
-        else:
-            positions.append([fr])
+        if last is None or abs(d - last) > POSITION_TOLERANCE_MM:
+            levels.append([])
         last = d
-    repeats = max(len(p) for p in positions)
+        for origin in levels[-1]:
+            if np.linalg.norm(fr.position - origin[0].position) <= 10 * POSITION_TOLERANCE_MM:
+                origin.append(fr)
+                break
+        else:
+            levels[-1].append([fr])
     uid = text_value(frames[0].header.ds, "SeriesInstanceUID")
-    out = [Stack(uid, [p[r] for p in positions if len(p) > r]) for r in range(repeats)]
-    if repeats > 1:
+    tracks = _in_plane_tracks(levels, normal)
+    out: list[Stack] = []
+    for track in tracks:
+        repeats = max(len(p) for p in track)
+        stacks = [Stack(uid, [p[r] for p in track if len(p) > r]) for r in range(repeats)]
+        if repeats > 1:
+            for s in stacks:
+                s.warnings.append(f"{repeats} frames share each slice position: split into {repeats} volumes "
+                                  "(dynamic, multi-echo or repeated acquisition)")
+        out += stacks
+    if len(tracks) > 1:
+        shared = sum(1 for level in levels if len(level) > 1)
         for s in out:
-            s.warnings.append(f"{repeats} frames share each slice position: split into {repeats} volumes "
-                              "(dynamic, multi-echo or repeated acquisition)")
+            s.warnings.append(f"{shared} slice position(s) hold images shifted in-plane (tiles or stations at "
+                              f"the same position along the normal): split into {len(tracks)} stacks")
     return out
+
+
+def _in_plane_tracks(levels: list[list[list[FrameRef]]], normal: np.ndarray) -> list[list[list[FrameRef]]]:
+    """Split the positions into tracks holding one origin per normal distance: origins join the
+    tracks whose last origin is nearest in-plane, closest pairs first (a gantry tilt drifts a little
+    per slice, a second tile sits far off); an origin left over starts a new track."""
+    if all(len(level) == 1 for level in levels):
+        return [[level[0] for level in levels]]
+    tracks: list[list[list[FrameRef]]] = []
+
+    def in_plane(origin: list[FrameRef]) -> np.ndarray:
+        p = origin[0].position
+        return p - float(p @ normal) * normal  # type: ignore[operator]
+
+    for level in levels:
+        here = [in_plane(origin) for origin in level]
+        pairs = sorted((float(np.linalg.norm(in_plane(track[-1]) - h)), o, t)
+                       for o, h in enumerate(here) for t, track in enumerate(tracks))
+        placed: set[int] = set()
+        used: set[int] = set()
+        for _, o, t in pairs:  # closest pairs first
+            if o not in placed and t not in used:
+                tracks[t].append(level[o])
+                placed.add(o)
+                used.add(t)
+        tracks += [[level[o]] for o in range(len(level)) if o not in placed]
+    return tracks
