@@ -40,7 +40,7 @@ from app.shortcuts import SHORTCUTS, help_html
 from app.status_model import ModelState, gpu_memory_text, initial_model_state, last_study_text, model_text
 from app.study_browser import StudyBrowser
 from app.study_browser_logic import StudyBrowserLogic
-from app.tasks import TaskManager
+from app.tasks import TaskHandle, TaskManager
 from app.thumbnails import ThumbnailCache
 from dicom_net.archive import Archive
 
@@ -251,22 +251,51 @@ class MainWindow(QMainWindow):
         return dialog
 
     # -- studies -------------------------------------------------------------------------------------
-    def open_study(self, study_uid: str) -> ReadingSession:
-        """Open a study in the reading tab with its default hanging."""
+    def open_study(self, study_uid: str) -> ReadingSession | None:
+        """Open a study in the reading tab with its default hanging (None: it is being deleted)."""
+        if study_uid in self.browser_logic.busy:
+            self.statusBar().showMessage(f"This study is {self.browser_logic.busy[study_uid]}; it cannot be opened.",
+                                         10000)
+            return None
         self.session = ReadingSession(self.archive, study_uid)
         self.reading.open_session(self.session)
         self.tabs.setCurrentWidget(self.reading)
         self.study_opened.emit(study_uid)
         return self.session
 
-    def delete_study(self, study_uid: str, confirm: bool = True) -> None:
+    def delete_study(self, study_uid: str, confirm: bool = True) -> TaskHandle | None:
+        """Delete a study from the archive on a worker thread; its row is greyed and marked
+        "deleting..." until done, and opening, exporting or deleting it again is refused."""
+        if study_uid in self.browser_logic.busy:
+            self.statusBar().showMessage(f"This study is already {self.browser_logic.busy[study_uid]}.", 10000)
+            return None
         if confirm and QMessageBox.question(self, "Delete study", "Delete this study from the local archive?") \
                 != QMessageBox.StandardButton.Yes:
-            return
+            return None
         if self.session and self.session.study_uid == study_uid:
             self.session = None
-        self.archive.delete_study(study_uid)
+            self.reading.close_session()
+        self.browser_logic.mark_busy(study_uid, "deleting")
+        self.browser.table.clearSelection()
         self.browser.refresh()
+
+        def delete(progress, cancel) -> int:
+            if cancel.is_set():  # cancelled before it started: nothing removed
+                return 0
+            progress(0, 0, "removing files")  # one index transaction, then one folder: no partial stop
+            return self.archive.delete_study(study_uid)
+
+        def finished(_result=None) -> None:
+            self.browser_logic.clear_busy(study_uid)
+            self.browser.refresh()
+            self.browser.poll()
+            self._update_demo_banner()
+
+        def failed(message: str) -> None:
+            finished()
+            self.statusBar().showMessage(f"The study was not deleted: {message}", 15000)
+
+        return self.tasks.submit("Delete study", delete, on_done=finished, on_error=failed, on_cancelled=finished)
 
     def export_study(self, study_uid: str, as_zip: bool, destination: Path | None = None) -> None:
         """Anonymised export of a study to a folder or zip, in the background."""
@@ -282,6 +311,10 @@ class MainWindow(QMainWindow):
                 return
             destination = Path(name)
             self.store.set_ui_value("last_folder", str(destination.parent))
+        if study_uid in self.browser_logic.busy:
+            self.statusBar().showMessage(f"This study is {self.browser_logic.busy[study_uid]}; it cannot be exported.",
+                                         10000)
+            return
         files = [Path(i.path) for s in self.archive.series(study_uid) for i in self.archive.instances(s.series_uid)]
         self.tasks.submit("Anonymised export",
                           lambda progress, cancel: export_anonymized(files, destination, progress=progress,

@@ -28,7 +28,7 @@ from app.layouts import Layout, ViewKind
 from app.reading_session import ReadingSession, linked_slice_index
 from app.study_browser import STUDY_UID_ROLE, SeriesStrip
 from app.study_browser_logic import patient_banner
-from app.tasks import TaskManager
+from app.tasks import TaskHandle, TaskManager
 from app.thumbnails import ThumbnailCache
 from app.viewport import Viewport
 
@@ -54,6 +54,7 @@ class ReadingWidget(QWidget):
         self.viewports: list[Viewport] = []
         self.active = 0
         self._syncing = False
+        self._loads: list[TaskHandle] = []  # series loads started for the open study
 
         self.strip = SeriesStrip(self, vertical=True)
         self.strip.itemDoubleClicked.connect(lambda item: self.assign(self.active, item.data(STUDY_UID_ROLE)))
@@ -128,6 +129,21 @@ class ReadingWidget(QWidget):
         self.strip.show_series(session.archive, session.study_uid, self.thumbnails)
         self._rebuild()
 
+    def close_session(self) -> None:
+        """Show no study (its study was deleted): viewports, series strip and patient bar cleared."""
+        self.session = None
+        for handle in self._loads:
+            handle.cancel()
+        self._loads = []
+        for vp in self.viewports:
+            self.grid.removeWidget(vp)
+            vp.hide()
+            vp.deleteLater()
+        self.viewports = []
+        self.strip.clear()
+        self.patient_bar.setText("")
+        self.patient_bar.setToolTip("")
+
     def set_layout(self, layout: Layout) -> None:
         if self.session:
             self.session.set_layout(layout)
@@ -170,9 +186,11 @@ class ReadingWidget(QWidget):
         vp.show_message("Loading...")
         info = session.info(series_uid)
         title = f"Loading {info.modality if info else ''} series"
-        self.tasks.submit(title, lambda progress, cancel: session.load(series_uid, progress, cancel),
-                          on_done=lambda _v, vp=vp: self._show_if_current(vp, series_uid, kind),
-                          on_error=lambda msg, vp=vp: self._failed(vp, msg))
+        self._loads = [h for h in self._loads if not h.finished]
+        handle = self.tasks.submit(title, lambda progress, cancel: session.load(series_uid, progress, cancel),
+                                   on_done=lambda _v, vp=vp: self._show_if_current(vp, series_uid, kind),
+                                   on_error=lambda msg, vp=vp: self._failed(vp, msg))
+        self._loads.append(handle)
 
     def _show_if_current(self, vp: Viewport, series_uid: str, kind: ViewKind) -> None:
         if vp in self.viewports and self.session and self.session.slots[vp.index].series_uid == series_uid:

@@ -40,7 +40,8 @@ from app.reporting.model_service import ModelService
 from app.reporting.outbox import State
 from app.reporting.report import ReportError, ReportStatus, Span, StudyInfo
 from app.reporting.templates import best_template, load_templates
-from app.reporting.workflow import ReportWorkflow
+from app.reporting.workflow import PdfJob, ReportWorkflow
+from app.tasks import TaskHandle, TaskManager
 
 log = logging.getLogger(__name__)
 AI_BACKGROUND = QColor("#7a4a00")
@@ -81,8 +82,11 @@ class ReportEditor(QWidget):
         ris_msh: Callable[[], dict[str, str]] = dict,
         pacs_nodes: Callable[[], list[str]] = list,
         draft_settings: DraftSettings | None = None,
+        tasks: TaskManager | None = None,
     ):
         super().__init__(parent)
+        self.tasks = tasks if tasks is not None else TaskManager(self)
+        self.pdf_task: TaskHandle | None = None  # the PDF export running now, if any
         self.service = service
         self.workflow = workflow
         self.context_provider = context_provider
@@ -333,7 +337,7 @@ class ReportEditor(QWidget):
             "" if self.ris_address() else "Enable the RIS and set its host in Settings > RIS"
         )
         self.pacs_button.setEnabled(signed and self.pacs_box.count() > 0)
-        self.pdf_button.setEnabled(report is not None and not drafting)
+        self.pdf_button.setEnabled(report is not None and not drafting and self.pdf_task is None)
 
     def _say(self, text: str, error: bool = False) -> None:
         self.message_label.setStyleSheet("color:#ff8080" if error else "")
@@ -512,19 +516,50 @@ class ReportEditor(QWidget):
         self.refresh_outbox()
         return True
 
-    def export_pdf(self, path: Path | None) -> Path | None:
+    def export_pdf(self, path: Path | None) -> TaskHandle | None:
+        """Write the open report's PDF on a worker thread (a snapshot taken now); the button stays
+        disabled and a second export is refused until it ends. Returns the task, or None."""
+        if self.pdf_task is not None:
+            self._say("A PDF is still being written; wait for it to finish.", error=True)
+            return None
         if path is None:
             chosen, _ = QFileDialog.getSaveFileName(self, "Export report as PDF", "report.pdf", "PDF (*.pdf)")
             if not chosen:
                 return None
             path = Path(chosen)
         try:
-            warnings = self.workflow.export_pdf(path)
-        except (ValueError, OSError) as exc:
+            job = self.workflow.pdf_job(path)
+        except ReportError as exc:
             self._say(str(exc), error=True)
             return None
-        self._say("PDF written." + (" " + " ".join(warnings) if warnings else ""))
-        return path
+        self._say("Writing PDF ...")
+        self.pdf_task = self.tasks.submit("PDF export", job, on_done=lambda warnings: self._pdf_done(job, warnings),
+                                          on_error=self._pdf_failed, on_cancelled=lambda: self._pdf_cancelled(job))
+        self._update_buttons()
+        return self.pdf_task
+
+    def _pdf_done(self, job: PdfJob, warnings: list[str]) -> None:
+        self.pdf_task = None
+        try:
+            self.workflow.record_pdf_export(job)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._say(f"PDF written to {job.path}, but the audit record could not be updated: {exc}", error=True)
+        else:
+            self._say("PDF written." + (" " + " ".join(warnings) if warnings else ""))
+        self._update_buttons()
+
+    def _pdf_cancelled(self, job: PdfJob) -> None:
+        if job.written:  # the cancel came after the file was in place: it is a finished export
+            self._pdf_done(job, [])
+            return
+        self.pdf_task = None
+        self._say("PDF export cancelled; nothing written.")
+        self._update_buttons()
+
+    def _pdf_failed(self, message: str) -> None:
+        self.pdf_task = None
+        self._say(f"PDF not written: {message}", error=True)
+        self._update_buttons()
 
     def refresh_outbox(self) -> None:
         messages = self.workflow.messages()
@@ -617,6 +652,7 @@ def mount(window) -> ReportEditor:
         ris_address=ris_address,
         ris_msh=ris_msh,
         pacs_nodes=pacs_nodes,
+        tasks=window.tasks,
     )
 
     def study_opened(study_uid: str) -> None:

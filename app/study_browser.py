@@ -92,6 +92,13 @@ class StudyTableModel(QAbstractTableModel):
             return str(value)
         return None
 
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+        """A study a task is changing (being deleted) is shown greyed and cannot be selected."""
+        flags = super().flags(index)
+        if index.isValid() and self.logic.rows[index.row()].study_uid in self.logic.busy:
+            flags &= ~(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+        return flags
+
     def reset(self) -> None:
         self.beginResetModel()
         self.endResetModel()

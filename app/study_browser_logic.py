@@ -93,6 +93,7 @@ class StudyBrowserLogic:
         self.cursor = archive.change_cursor()
         self._last_change: dict[str, float] = {}
         self.last_received: StudyRecord | None = None
+        self.busy: dict[str, str] = {}  # study UID -> what a background task is doing to it
         self.refresh()
 
     def set_filter(self, study_filter: StudyFilter) -> None:
@@ -123,7 +124,19 @@ class StudyBrowserLogic:
         t = self._last_change.get(study_uid)
         return t is not None and self.clock() - t < RECEIVING_WINDOW_S
 
+    def mark_busy(self, study_uid: str, what: str) -> bool:
+        """Mark a study as being changed by a task (e.g. "deleting"); False if it already is."""
+        if study_uid in self.busy:
+            return False
+        self.busy[study_uid] = what
+        return True
+
+    def clear_busy(self, study_uid: str) -> None:
+        self.busy.pop(study_uid, None)
+
     def status_text(self, record: StudyRecord) -> str:
+        if record.study_uid in self.busy:
+            return f"{self.busy[record.study_uid]}..."
         return f"receiving... {record.instance_count} images" if self.receiving(record.study_uid) else ""
 
     def is_empty(self) -> bool:

@@ -68,6 +68,10 @@ class _Runnable(QRunnable):
             self.signals.cancelled.emit(h.task_id)
             return
         except Exception as exc:  # reported to the user, never lost
+            if h.cancel_event.is_set():  # e.g. files removed under a cancelled load: no error to show
+                log.info("task %r cancelled (ended with %s)", h.title, type(exc).__name__)
+                self.signals.cancelled.emit(h.task_id)
+                return
             log.exception("task %r failed", h.title)
             self.signals.failed.emit(h.task_id, f"{type(exc).__name__}: {exc}")
             return
@@ -80,8 +84,8 @@ class _Runnable(QRunnable):
 class TaskManager(QObject):
     """Runs task functions on a thread pool; emits signals on the GUI thread.
 
-    ``on_done(result)`` / ``on_error(message)`` callbacks given to :meth:`submit` run on the GUI
-    thread. ``changed`` fires whenever any task starts, progresses or ends (for the status bar).
+    ``on_done(result)`` / ``on_error(message)`` / ``on_cancelled()`` callbacks given to
+    :meth:`submit` run on the GUI thread. ``changed`` fires whenever any task starts, progresses or ends (for the status bar).
     """
 
     changed = Signal()
@@ -98,13 +102,14 @@ class TaskManager(QObject):
         self._signals.cancelled.connect(self._on_cancelled)
         self._ids = itertools.count(1)
         self.active: dict[int, TaskHandle] = {}
-        self._callbacks: dict[int, tuple[Callable | None, Callable | None]] = {}
+        self._callbacks: dict[int, tuple[Callable | None, Callable | None, Callable | None]] = {}
 
     def submit(self, title: str, fn: TaskFn, on_done: Callable[[Any], None] | None = None,
-               on_error: Callable[[str], None] | None = None) -> TaskHandle:
+               on_error: Callable[[str], None] | None = None,
+               on_cancelled: Callable[[], None] | None = None) -> TaskHandle:
         handle = TaskHandle(next(self._ids), title)
         self.active[handle.task_id] = handle
-        self._callbacks[handle.task_id] = (on_done, on_error)
+        self._callbacks[handle.task_id] = (on_done, on_error, on_cancelled)
         self.pool.start(_Runnable(handle, fn, self._signals))
         self.changed.emit()
         return handle
@@ -133,24 +138,26 @@ class TaskManager(QObject):
             handle.done, handle.total, handle.text = done, total, text
             self.changed.emit()
 
-    def _end(self, task_id: int) -> tuple[TaskHandle | None, Callable | None, Callable | None]:
+    def _end(self, task_id: int) -> tuple[TaskHandle | None, tuple[Callable | None, Callable | None, Callable | None]]:
         handle = self.active.pop(task_id, None)
-        on_done, on_error = self._callbacks.pop(task_id, (None, None))
+        callbacks = self._callbacks.pop(task_id, (None, None, None))
         if handle:
             handle.finished = True
         self.changed.emit()
-        return handle, on_done, on_error
+        return handle, callbacks
 
     def _on_finished(self, task_id: int, result: object) -> None:
-        _, on_done, _ = self._end(task_id)
+        _, (on_done, _, _) = self._end(task_id)
         if on_done:
             on_done(result)
 
     def _on_failed(self, task_id: int, message: str) -> None:
-        handle, _, on_error = self._end(task_id)
+        handle, (_, on_error, _) = self._end(task_id)
         if on_error:
             on_error(message)
         self.task_failed.emit(handle.title if handle else "task", message)
 
     def _on_cancelled(self, task_id: int) -> None:
-        self._end(task_id)
+        _, (_, _, on_cancelled) = self._end(task_id)
+        if on_cancelled:
+            on_cancelled()

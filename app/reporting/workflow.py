@@ -9,7 +9,9 @@ signed report.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,28 @@ from app.reporting.report import KeyImage, Report, ReportError, ReportStatus, St
 from app.reporting.templates import ReportTemplate
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class PdfJob:
+    """Renders one report snapshot to a PDF (runs on a worker thread)."""
+
+    report: Report
+    key_pixels: dict[str, np.ndarray]
+    path: Path
+    institution: str = ""
+    written: bool = False  # set once the file is in place (a cancel after that still wrote it)
+
+    @property
+    def status(self) -> ReportStatus:
+        return self.report.status
+
+    def __call__(self, progress: Callable[[int, int, str], None], cancel: threading.Event) -> list[str]:
+        progress(0, 1, "writing PDF")
+        warnings = render_pdf(self.report, self.path, key_images=self.key_pixels, institution=self.institution)
+        self.written = True
+        progress(1, 1, "PDF written")
+        return warnings
 
 
 class ReportWorkflow:
@@ -109,11 +133,29 @@ class ReportWorkflow:
         return message
 
     def export_pdf(self, path: Path, institution: str = "") -> list[str]:
-        report = self._require()
-        warnings = render_pdf(report, path, key_images=self.key_pixels, institution=institution)
-        self.audit.add_event("pdf exported", status=report.status.value)
-        self.save()
+        """Write the PDF now and record it (CLI and scripts; the editor uses :meth:`pdf_job`)."""
+        render = self.pdf_job(path, institution)
+        warnings = render(lambda *_: None, threading.Event())
+        self.record_pdf_export(render)
         return warnings
+
+    def pdf_job(self, path: Path, institution: str = "") -> PdfJob:
+        """A task function (``fn(progress, cancel)``) that writes the PDF of a snapshot taken now:
+        edits made while it runs on a worker thread do not change what it writes. Record the
+        export with :meth:`record_pdf_export` once it has finished."""
+        report = self._require()
+        snapshot = Report.from_dict(report.to_dict())
+        return PdfJob(snapshot, dict(self.key_pixels), Path(path), institution)
+
+    def record_pdf_export(self, job: PdfJob) -> None:
+        """Audit a finished PDF export, in its report's record even if another study is open now."""
+        if self.report is not None and self.report.report_id == job.report.report_id:
+            self.audit.add_event("pdf exported", status=job.status.value)
+            self.save()
+            return
+        report, audit = self.store.load(job.report.report_id)
+        audit.add_event("pdf exported", status=job.status.value)
+        self.store.save(report, audit)
 
     def messages(self) -> list[OutboxMessage]:
         return self.outbox.messages(self.report.report_id) if self.report else []

@@ -42,7 +42,7 @@ def test_build_window_creates_demo_when_asked_by_setting(themed_app, qtbot):
     window.archive.close()
 
 
-def test_drop_zip_imports_then_export_anonymised_and_delete(archive, demo_files, make_window, qtbot, tmp_path):
+def test_drop_zip_imports_then_export_anonymised_and_delete_in_the_background(archive, demo_files, make_window, qtbot, tmp_path):
     dx = [p for p in demo_files if p.parent.name == "dx"]
     bundle = tmp_path / "incoming.zip"
     with zipfile.ZipFile(bundle, "w") as zf:
@@ -62,8 +62,22 @@ def test_drop_zip_imports_then_export_anonymised_and_delete(archive, demo_files,
         names = zf.namelist()
         ds = pydicom.dcmread(zf.open(names[0]))
     assert len(names) == 1 and ds.PatientName == "ANONYMOUS" and ds.StudyInstanceUID != uid
-    window.delete_study(uid, confirm=False)
-    assert window.browser_logic.rows == [] and archive.studies() == []
+    window.open_study(uid)
+    loads = list(window.tasks.active.values())
+    task = window.delete_study(uid, confirm=False)
+    assert task is not None and window.session is None and window.reading.viewports == []
+    assert loads and all(h.cancel_event.is_set() for h in loads)  # its series loads are stopped
+    # until the worker is done: row greyed and marked, and a second delete, an open, an export refused
+    row = window.browser.model.index(0, 0)
+    assert not (window.browser.model.flags(row) & Qt.ItemFlag.ItemIsEnabled)
+    assert window.browser_logic.status_text(window.browser_logic.rows[0]) == "deleting..."
+    assert window.delete_study(uid, confirm=False) is None
+    assert window.open_study(uid) is None and window.session is None
+    window.export_study(uid, True, destination=tmp_path / "again.zip")
+    assert [h.title for h in window.tasks.active.values() if not h.cancel_event.is_set()] == ["Delete study"]
+    qtbot.waitUntil(lambda: not window.tasks.active, timeout=20000)
+    assert window.browser_logic.rows == [] and archive.studies() == [] and not window.browser_logic.busy
+    assert not (tmp_path / "again.zip").exists()
 
 
 def test_settings_dialog_refuses_invalid_form_and_applies_valid_one(make_window, archive, qtbot):

@@ -94,11 +94,18 @@ def test_draft_edit_accept_sign_send_and_pdf(qtbot, tiny_model_service, ct_study
     assert report.status is ReportStatus.FINAL and "signed by Øster, Ben" in editor.status_label.text()
     assert editor.editors["findings"].isReadOnly() and editor.amend_button.isEnabled()
     assert not editor.ris_button.isEnabled()  # no RIS configured
-    pdf = editor.export_pdf(tmp_path / "report.pdf")
+    pdf = tmp_path / "report.pdf"
+    task = editor.export_pdf(pdf)  # written on a worker thread from a snapshot of the report
+    assert task is not None and not editor.pdf_button.isEnabled()
+    assert editor.export_pdf(tmp_path / "twice.pdf") is None and "still being written" in editor.message_label.text()
+    qtbot.waitUntil(lambda: editor.pdf_task is None, timeout=30000)
+    assert editor.pdf_button.isEnabled() and editor.message_label.text().startswith("PDF written")
+    assert not (tmp_path / "twice.pdf").exists()
     text = PdfReader(str(pdf)).pages[0].extract_text()
     assert "No acute finding." in text and "DRAFT" not in text
     stored, audit = ReportStore().load(report.report_id)
     assert stored.status is ReportStatus.FINAL and any(e["kind"] == "signed" for e in audit.events)
+    assert [e["status"] for e in audit.events if e["kind"] == "pdf exported"] == ["final"]
 
 
 def test_signed_report_goes_to_the_ris_and_outbox_status_shows(qtbot, tiny_model_service, ct_study):
