@@ -32,7 +32,12 @@ order), ``sources`` (per slice ``(path, frame)``), ``file_windows`` (``[(width, 
 ``photometric``, ``invert`` (MONOCHROME1), ``has_patient_geometry`` (False for cine/projection
 images: the direction is then identity and planes other than the native one are meaningless),
 ``rescale_type`` (e.g. ``"HU"``), ``patient_orientation`` (projection images), ``warnings``,
-``geometry_corrected``, ``tilt_degrees``, ``pixel_spacing_known`` (False: no trustworthy spacing,
+``geometry_corrected``, ``tilt_degrees`` (a corrected, i.e. resampled, volume has empty
+``sources``/``sop_instance_uids`` and keeps ``acquired_sop_instance_uids``, ``acquired_sources`` and
+``acquired_positions_mm`` (along the slice axis) of the acquired slices instead: use
+:mod:`viewer.sources` to map a plane index or LPS point to its source instance, for every volume,
+since a standard plane's index counts from the feet/anterior/right, not in voxel order),
+``pixel_spacing_known`` (False: no trustworthy spacing,
 e.g. ultrasound without calibrated regions, secondary capture, video: ``Volume.spacing`` is then 1
 and lengths/areas must be given in pixels) and ``pixel_spacing_source`` (``"PixelSpacing"``,
 ``"ImagerPixelSpacing (at detector, not calibrated)"``, ``"US regions"`` or None). ``Volume.frame_times_ms`` holds, for cine, the
@@ -513,7 +518,10 @@ def _finish(plan: _Plan) -> Volume:
     grid = resample_to_regular(volume.voxels, geom, np.asarray(volume.origin), first.row_dir, first.col_dir,
                                first.pixel_spacing)
     metadata = dict(volume.metadata)
-    # Slices were resampled: per-slice sources no longer map one to one.
+    # Slices were resampled: per-slice sources no longer map one to one; the acquired ones are
+    # kept for viewer.sources (nearest acquired slice of a plane or point).
+    metadata["acquired_sop_instance_uids"] = metadata["sop_instance_uids"]
+    metadata["acquired_sources"] = metadata["sources"]
     metadata["sources"] = []
     metadata["sop_instance_uids"] = []
     metadata["acquired_positions_mm"] = [float(x) for x in geom.normal_positions]

@@ -16,6 +16,7 @@ API::
     img.to_lps(row, col) / img.from_lps(point)
     img.labels            # {"left", "right", "top", "bottom"} -> "R"/"L"/"A"/"P"/"H"/"F" (oblique: "LA" ...)
     plane_positions(volume, "axial")   # positions (mm) of each scroll step; index N -> positions[N]
+    plane_point(volume, "axial", index=N)   # (LPS point on that plane, its normal), no pixels
     window_to_uint8(values, window, level, invert=False)
 
 *position* for a standard plane is the LPS coordinate along its axis (axial: z, + = head;
@@ -170,6 +171,21 @@ def plane_positions(volume: Volume, plane: Plane) -> np.ndarray:
     lo, hi = _extent(volume, frame, frame.axis)
     step = _normal_spacing(volume, frame)
     return np.arange(lo, hi + step * 1e-6, step)
+
+
+def plane_point(volume: Volume, plane: Plane, position_mm: float | None = None, *,
+                index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(an LPS point on the plane, its unit normal) of the plane at ``position_mm`` or scroll step
+    ``index`` (as :func:`plane_image`, without computing pixels)."""
+    frame = _plane_frame(volume, plane)
+    if index is not None:
+        positions = plane_positions(volume, plane)
+        if not 0 <= index < len(positions):
+            raise ValueError(f"index {index} outside 0..{len(positions) - 1}")
+        position_mm = float(positions[index])
+    elif position_mm is None:
+        position_mm = float((volume_centre(volume) - frame.anchor) @ frame.axis)
+    return frame.anchor + position_mm * frame.axis, frame.axis.copy()
 
 
 def _corners(volume: Volume) -> np.ndarray:
