@@ -4,7 +4,11 @@ report in the data directory (``<data_dir>/reports/<report_id>/``)."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -80,11 +84,23 @@ def reports_dir() -> Path:
     return data_dir() / "reports"
 
 
+INDEX_NAME = "index.json"
+INDEX_VERSION = 1
+
+
 class ReportStore:
-    """Reports and their audit records on disk, one folder per report, written atomically."""
+    """Reports and their audit records on disk, one folder per report, written atomically.
+
+    ``index.json`` maps Study Instance UID -> report ids so that opening a study reads only its
+    own reports. A report's id enters the index (atomic rewrite, under a lock shared with other
+    processes) before its files are written, so a crash between the two leaves an id without a
+    report, which readers skip, never a report the index does not list. A missing, damaged or
+    foreign-version index is rebuilt from the report files.
+    """
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root else reports_dir()
+        self._lock = threading.Lock()
 
     def _folder(self, report_id: str) -> Path:
         if not report_id.isalnum():
@@ -95,6 +111,7 @@ class ReportStore:
         if audit.report_id != report.report_id:
             raise ValueError("audit record belongs to another report")
         folder = self._folder(report.report_id)
+        self._index_add(report.study.study_instance_uid, report.report_id)
         write_json_atomic(folder / "audit.json", audit.to_dict())
         write_json_atomic(folder / "report.json", report.to_dict())
 
@@ -110,16 +127,90 @@ class ReportStore:
         return report, audit
 
     def reports_for_study(self, study_instance_uid: str) -> list[Report]:
-        """The study's reports, oldest first. An unreadable record is skipped (and logged by its
-        report id): one damaged file must not stop every other study's report from opening."""
+        """The study's reports, oldest first, read through the index. An unreadable record is
+        skipped (and logged by its report id): one damaged file must not stop every other
+        study's report from opening."""
+        if not self.root.is_dir():
+            return []
         found = []
-        if self.root.is_dir():
-            for path in self.root.glob("*/report.json"):
-                try:
-                    data = read_json(path)
-                    if data["study"]["study_instance_uid"] == study_instance_uid:
-                        found.append(Report.from_dict(data))
-                except (OSError, ValueError, KeyError, TypeError) as exc:
-                    log.warning("report store: record %s unreadable (%s); skipped", path.parent.name,
-                                type(exc).__name__)
+        for report_id in self.study_index().get(study_instance_uid, []):
+            data = self._read_record(self.root / report_id / "report.json")
+            if data is None or data["study"]["study_instance_uid"] != study_instance_uid:
+                continue  # never written, or the index is stale: the file decides
+            try:
+                found.append(Report.from_dict(data))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("report store: record %s unreadable (%s); skipped", report_id, type(exc).__name__)
         return sorted(found, key=lambda r: r.created_at)
+
+    def study_index(self) -> dict[str, list[str]]:
+        """Study Instance UID -> report ids, from ``index.json`` (rebuilt first if unusable)."""
+        with self._locked():
+            index = self._read_index()
+            if index is None:
+                index = self._rebuild_index()
+            return index
+
+    # -- index ------------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise index read-modify-write between threads and processes."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.root / ".index.lock", "a+b") as fd:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _read_index(self) -> dict[str, list[str]] | None:
+        path = self.root / INDEX_NAME
+        if not path.exists():
+            return None
+        try:
+            data = read_json(path)
+            studies = data["studies"]
+            if data.get("version") != INDEX_VERSION or not isinstance(studies, dict) or not all(
+                isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in studies.values()
+            ):
+                raise ValueError("unexpected layout")
+            return studies
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("report store: index unreadable (%s); rebuilt from the report files", type(exc).__name__)
+            return None
+
+    def _rebuild_index(self) -> dict[str, list[str]]:
+        studies: dict[str, list[str]] = {}
+        for path in sorted(self.root.glob("*/report.json")):
+            data = self._read_record(path)
+            if data is not None:
+                studies.setdefault(data["study"]["study_instance_uid"], []).append(path.parent.name)
+        self._write_index(studies)
+        log.info("report store: index rebuilt (%d studies)", len(studies))
+        return studies
+
+    def _write_index(self, studies: dict[str, list[str]]) -> None:
+        write_json_atomic(self.root / INDEX_NAME, {"version": INDEX_VERSION, "studies": studies})
+
+    def _index_add(self, study_instance_uid: str, report_id: str) -> None:
+        with self._locked():
+            index = self._read_index()
+            if index is None:
+                index = self._rebuild_index()
+            ids = index.setdefault(study_instance_uid, [])
+            if report_id not in ids:
+                ids.append(report_id)
+                self._write_index(index)
+
+    @staticmethod
+    def _read_record(path: Path) -> dict[str, Any] | None:
+        try:
+            data = read_json(path)
+            if not isinstance(data["study"]["study_instance_uid"], str):
+                raise TypeError("study_instance_uid is not text")
+            return data
+        except FileNotFoundError:
+            return None  # listed but never written (crash between index and report)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("report store: record %s unreadable (%s); skipped", path.parent.name, type(exc).__name__)
+            return None
