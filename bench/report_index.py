@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.reporting.audit import INDEX_NAME, ReportStore  # noqa: E402
-from app.reporting.atomic import read_json  # noqa: E402
-from app.reporting.report import Report, StudyInfo  # noqa: E402
+from app.reporting.atomic import read_json
+from app.reporting.audit import INDEX_NAME, ReportStore
+from app.reporting.report import Report, StudyInfo
 
 
 def scan_every_file(root: Path, study_uid: str) -> list[Report]:
