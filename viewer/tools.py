@@ -12,6 +12,7 @@ magnification), as DICOM PS3.3 and IHE ask.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -154,6 +155,32 @@ class Measurement:
     plane_key: tuple[object, ...]  # identifies the slice/plane it was drawn on
     value: float | RoiStats  # a length is in ``calibration.length_unit`` (mm or px)
     calibration: Calibration = MM
+    points_lps: list[tuple[float, float, float]] | None = None  # the points in patient space, when known
+
+    def to_dict(self, unit: str = "") -> dict[str, object]:
+        """Plain JSON-serialisable record: kind, points (plane pixels and LPS mm), the plane it is
+        on and its values with units (``unit``: the modality unit of ROI values, e.g. "HU")."""
+        cal = self.calibration
+        record: dict[str, object] = {
+            "kind": self.kind,
+            "points": [[float(c), float(r)] for c, r in self.points],
+            "points_lps": [[float(v) for v in p] for p in self.points_lps] if self.points_lps is not None else None,
+            "plane": plain_data(self.plane_key),
+            "calibrated": cal.known,
+            "calibration_note": cal.note,
+            "text": self.text(unit),
+        }
+        if self.kind == "length":
+            record.update(length=float(self.value), unit=cal.length_unit)  # type: ignore[arg-type]
+        elif self.kind == "angle":
+            record.update(angle_deg=float(self.value), unit="deg")  # type: ignore[arg-type]
+        else:
+            s = self.value
+            assert isinstance(s, RoiStats)
+            area = s.area_mm2 if cal.known else s.area_px2
+            record.update(mean=s.mean, sd=s.sd, min=s.minimum, max=s.maximum, pixel_count=s.pixel_count,
+                          area=area, area_unit=cal.area_unit, unit=unit)
+        return record
 
     def text(self, unit: str = "") -> str:
         cal = self.calibration
@@ -170,6 +197,22 @@ class Measurement:
         )
 
 
+def plain_data(value: object) -> object:
+    """``value`` as JSON types: tuples/arrays become lists, numpy scalars Python numbers and
+    dataclasses (an oblique plane) dicts."""
+    if isinstance(value, str | bool | int | float) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, Sequence | np.ndarray):
+        return [plain_data(v) for v in value]
+    return str(value)
+
+
 POINTS_NEEDED = {"length": 2, "angle": 3, "rectangle": 2, "ellipse": 2}
 
 
@@ -180,6 +223,7 @@ def measure(
     spacing: Sequence[float],
     plane_key: tuple[object, ...],
     calibration: Calibration = MM,
+    points_lps: list[tuple[float, float, float]] | None = None,
 ) -> Measurement:
     """Build a finished measurement of ``kind`` from its points on ``image``; with an unknown
     calibration ``spacing`` is ignored and lengths/areas are in pixels."""
@@ -193,4 +237,4 @@ def measure(
         value = angle_deg(points[0], points[1], points[2], spacing)
     else:
         value = roi_stats(image, points[0], points[1], spacing, kind, calibration)
-    return Measurement(kind, list(points), plane_key, value, calibration)
+    return Measurement(kind, list(points), plane_key, value, calibration, points_lps)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from viewer.orientation import direction_label
+from viewer.tools import Measurement
 
 _QUARTER_TURN = np.array([[0.0, -1.0], [1.0, 0.0]])  # 90 deg clockwise on a y-down screen
 
@@ -79,7 +80,7 @@ class ViewState:
     """Window/level, zoom/pan, flip/rotate/invert and the current slice of one 2D view.
 
     ``changed`` is emitted with the name of what changed: ``"slice"``, ``"window"``,
-    ``"camera"`` (zoom/pan), ``"transform"`` (flip/rotate), ``"invert"``.
+    ``"camera"`` (zoom/pan), ``"transform"`` (flip/rotate), ``"invert"``, ``"measurements"``.
     """
 
     def __init__(self) -> None:
@@ -95,6 +96,7 @@ class ViewState:
         self._display = np.eye(2)  # image (col, row) offsets -> screen (x, y) offsets
         self.invert = False
         self.plane = "native"
+        self.measurements: list[Measurement] = []  # every plane's, each keyed by the plane it is on
 
     # -- slice ----------------------------------------------------------------------------
     def set_slice_count(self, count: int) -> None:
@@ -193,6 +195,31 @@ class ViewState:
             top=direction_label(-down),
             bottom=direction_label(down),
         )
+
+    # -- measurements -----------------------------------------------------------------------
+    # Kept for the whole view, whatever plane/slice is shown, so they reappear on their own plane
+    # when the user scrolls back; emitted as ``"measurements"``.
+    def add_measurement(self, measurement: Measurement) -> None:
+        self.measurements.append(measurement)
+        self.changed.emit("measurements")
+
+    def remove_measurement(self, measurement: Measurement) -> None:
+        self.measurements.remove(measurement)
+        self.changed.emit("measurements")
+
+    def clear_measurements(self) -> None:
+        if self.measurements:
+            self.measurements.clear()
+            self.changed.emit("measurements")
+
+    def measurements_on(self, plane_key: tuple[object, ...]) -> list[Measurement]:
+        """The measurements drawn on the plane identified by ``plane_key``."""
+        return [m for m in self.measurements if m.plane_key == plane_key]
+
+    def export_measurements(self, unit: str = "") -> list[dict[str, object]]:
+        """Every measurement as plain JSON-serialisable data, in the order drawn (``unit``: the
+        modality unit of ROI values, e.g. "HU")."""
+        return [m.to_dict(unit) for m in self.measurements]
 
     # -- key bindings (declared on the model, napari-style) --------------------------------
     def key_bindings(self) -> dict[str, Callable[[], None]]:

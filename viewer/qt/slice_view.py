@@ -105,7 +105,6 @@ class SliceView(VtkCanvas):
         self.metadata: dict[str, Any] = {}
         self.unit = ""
         self.tool = "window"
-        self.measurements: list[Measurement] = []
         self.lines_lps: list[tuple[np.ndarray, np.ndarray, QColor]] = []  # crosshair / reference lines
         self.show_overlay = True
         self.overlay_parts: set[str] = set(OVERLAY_PARTS)  # drawn when show_overlay is on
@@ -132,6 +131,11 @@ class SliceView(VtkCanvas):
         camera.ParallelProjectionOn()
 
     # -- public API -----------------------------------------------------------------------
+    @property
+    def measurements(self) -> list[Measurement]:
+        """Every measurement of this view (kept in ``state``; each shown on its own plane only)."""
+        return self.state.measurements
+
     def set_plane(self, plane: PlaneImage, key: tuple[object, ...] = ()) -> None:
         """Show ``plane``; ``key`` identifies it so measurements reappear only on their plane."""
         pixels = np.ascontiguousarray(plane.pixels)
@@ -347,11 +351,20 @@ class SliceView(VtkCanvas):
         assert self.plane is not None
         self._pending.append(point)
         if len(self._pending) == POINTS_NEEDED[self.tool]:
+            points_lps = None
+            if self.metadata.get("has_patient_geometry", True):
+                points_lps = [tuple(float(v) for v in self.plane.to_lps(r, c)) for c, r in self._pending]
             m = measure(
-                self.tool, list(self._pending), self.plane.pixels, self.spacing, self.plane_key, self.calibration
+                self.tool,
+                list(self._pending),
+                self.plane.pixels,
+                self.spacing,
+                self.plane_key,
+                self.calibration,
+                points_lps,  # type: ignore[arg-type]
             )
             self._pending.clear()
-            self.measurements.append(m)
+            self.state.add_measurement(m)
             self.measurement_added.emit(m)
         self.update()
 
@@ -482,9 +495,7 @@ class SliceView(VtkCanvas):
     def _paint_measurements(self, painter: QPainter) -> None:
         painter.setPen(QPen(_YELLOW, 1.5))
         painter.setBrush(Qt.BrushStyle.NoBrush)
-        for m in self.measurements:
-            if m.plane_key != self.plane_key:
-                continue
+        for m in self.state.measurements_on(self.plane_key):
             pts = [self.pixel_to_screen(*p) for p in m.points]
             if m.kind in ("length", "angle"):
                 painter.drawPolyline(pts)
@@ -532,6 +543,7 @@ class SliceView(VtkCanvas):
             info["plane_centre_lps"] = [round(float(v), 3) for v in self.plane_centre_lps()]
             if self.plane.slab_mm:
                 info["slab"] = {"thickness_mm": self.plane.slab_mm, "mode": self.plane.slab_mode}
+            info["measurements"] = [m.to_dict(self.unit) for m in self.state.measurements_on(self.plane_key)]
         return info
 
 
@@ -553,7 +565,10 @@ class StackView(SliceView):
 
     def set_volume(self, volume: Any, metadata: dict[str, Any] | None = None, plane: Plane = "native") -> None:
         """Show ``volume`` (a ``viewer.volume.Volume``) from its middle slice with its default window;
-        ``plane`` picks the stack ("native": the acquired slices)."""
+        ``plane`` picks the stack ("native": the acquired slices). Measurements are kept when the
+        same volume is shown again (e.g. in another plane) and cleared for a new one."""
+        if volume is not self.volume:
+            self.state.clear_measurements()
         self.volume = volume
         self.stack_plane = plane
         self.slab_mm, self.slab_mode = 0.0, "mip"
@@ -572,7 +587,6 @@ class StackView(SliceView):
             if self.metadata.get("has_patient_geometry", True) and plane == "native"
             else None
         )
-        self.measurements.clear()
         count = volume.voxels.shape[0] if plane == "native" else len(plane_positions(volume, plane))
         self.state.slice_count = count
         self.state.slice_index = count // 2
