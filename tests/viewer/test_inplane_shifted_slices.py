@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import generate_uid
 
-from dicom_net.synthetic import SeriesGeometry, ct_series, ct_phantom_hu, write_datasets
+from dicom_net.synthetic import SeriesGeometry, ct_phantom_hu, ct_series, write_datasets
 from viewer.loader import load_series
 
 
