@@ -46,6 +46,9 @@ PLANES = ("axial", "coronal", "sagittal", "native")
 CHIP_STYLE = "background:#2d4a6b;color:#e0f0ff;padding:2px 6px;"
 
 
+RETENTION_CHECK_MS = 3600 * 1000  # chat histories past their retention are deleted hourly
+
+
 class ChatPanel(QWidget):
     """Dock panel; ``context_provider`` returns what the active viewport shows (or None)."""
 
@@ -74,6 +77,7 @@ class ChatPanel(QWidget):
         self.scope: AskScope | None = None
         self._cancel: threading.Event | None = None
         self._worker: threading.Thread | None = None
+        self._answering: str | None = None  # study UID of the question being answered
         self._expanded: set[int] = set()
         self._updating = False
         self.chip_texts: list[str] = []  # what the chips say (what will be sent)
@@ -349,6 +353,7 @@ class ChatPanel(QWidget):
                 log.exception("chat request failed")
                 self.answer_finished.emit(str(exc))
 
+        self._answering = session.study_uid
         self._worker = threading.Thread(target=work, name="chat-request", daemon=True)
         self._worker.start()
         self._render_history()
@@ -373,6 +378,7 @@ class ChatPanel(QWidget):
         if self._worker is not None:
             self._worker.join()
         self._worker = None
+        self._answering = None
         self._cancel = None
         if error:
             self.history_view.append(f"<p style='color:#ff8080'>{html.escape(error)}</p>")
@@ -381,6 +387,20 @@ class ChatPanel(QWidget):
         self._update_enabled()
 
     # -- history -----------------------------------------------------------------------------
+    def purge_expired_history(self, retention_days: int, also_open: set[str] | None = None) -> list[str]:
+        """Apply the retention rule to the saved chat histories. The study shown now, one being
+        answered and ``also_open`` (the study open for reading) are never touched; histories
+        deleted on disk are dropped here too, so an old conversation is not written back."""
+        keep = set(also_open or ())
+        if self.context is not None:
+            keep.add(self.context.study_uid)
+        if self._worker is not None and self._answering is not None:
+            keep.add(self._answering)
+        purged = ChatSession.purge_expired(retention_days, keep)
+        for uid in purged:
+            self.sessions.pop(uid, None)
+        return purged
+
     def _toggle_reasoning(self, url: QUrl) -> None:
         """Links: ``reason:<message>`` folds/unfolds reasoning, ``goto:<message>:<slice>`` navigates."""
         parts = url.toString().split(":")
@@ -487,6 +507,20 @@ def mount(window) -> ChatPanel:
         shared_model_service(window), lambda: screen_context_from(window), window, navigate=navigate
     )
     window.add_side_panel(panel, "Assistant")
+
+    def purge_history() -> None:
+        try:
+            panel.purge_expired_history(window.settings.general.outbox_retention_days,
+                                        {window.session.study_uid} if window.session else set())
+        except OSError as exc:  # a full or read-only disk must not break the panel; tried again later
+            log.warning("chat retention not applied: %s", type(exc).__name__)
+
+    panel.retention_timer = QTimer(panel)
+    panel.retention_timer.setInterval(RETENTION_CHECK_MS)
+    panel.retention_timer.timeout.connect(purge_history)
+    panel.retention_timer.start()
+    window.settings_changed.connect(lambda _settings: purge_history())
+    purge_history()
     window.reading.loaded.connect(lambda _index: panel.refresh_from_screen())
     window.study_opened.connect(lambda _uid: panel.refresh_from_screen())
     window.chat_panel = panel

@@ -41,7 +41,7 @@ LABELS = {
     "model.quantization": "Quantization", "general.create_demo_if_empty": "Create demo study when archive is empty",
     "ris.enabled": "Send signed reports to the RIS",
     "general.predraft": "Pre-draft reports of new studies while the AI is idle (drafts only, never sent)",
-    "general.outbox_retention_days": "Keep delivered report messages (days)",
+    "general.outbox_retention_days": "Keep delivered report messages and chat histories (days)",
 }
 ECHO_TIMEOUT_S = 5.0
 PAGES = (("listener", "Listener"), ("ris", "RIS"), ("model", "Model"), ("general", "General"))

@@ -64,7 +64,7 @@ class ModelSettings:
 class GeneralSettings:
     create_demo_if_empty: bool = False  # True: generate the demo study without asking
     predraft: bool = False  # draft reports of newly received studies while the model is idle
-    outbox_retention_days: int = 30  # delivered report payloads (PHI) are deleted after this
+    outbox_retention_days: int = 30  # delivered report payloads and chat histories (PHI) are deleted after this
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from app.ai_inputs import AIView, is_cine, resolve_plane, resolve_window, visual
 from app.reporting.atomic import read_json, write_json_atomic
 from app.reporting.audit import Generation, SentInput, now_iso
 from app.reporting.model_service import ModelService
+from app.reporting.outbox import DAY_SECONDS
 from dicom_net.paths import data_dir
 from inference.frames import DEFAULT_VIDEO_FPS, MAX_VIDEO_FRAMES
 from inference.preprocess_budget import MAX_TOKENS, MIN_TOKENS, merge_size_for, target_size, tokens_per_frame
@@ -220,6 +222,31 @@ class ChatSession:
         """Keep the visible history (finished messages) in the data directory, atomically."""
         messages = [asdict(m) for m in self.history if m.finished]
         write_json_atomic(self.path_for(self.study_uid), {"study_uid": self.study_uid, "history": messages})
+
+    @staticmethod
+    def purge_expired(retention_days: int, keep: set[str], now: float | None = None) -> list[str]:
+        """Delete the chat histories (PHI) last written more than ``retention_days`` ago, the
+        same rule as the outbox's delivered payloads; studies in ``keep`` (open now) are never
+        touched. Returns the study UIDs whose history was deleted."""
+        if retention_days < 1:
+            raise ValueError(f"retention_days must be at least 1, got {retention_days}")
+        folder = data_dir() / "chat"
+        if not folder.is_dir():
+            return []
+        cutoff = (time.time() if now is None else now) - retention_days * DAY_SECONDS
+        purged = []
+        for path in folder.glob("*.json"):
+            study_uid = path.stem
+            try:
+                if study_uid in keep or path.stat().st_mtime > cutoff:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue  # removed meanwhile (another instance)
+            purged.append(study_uid)
+        if purged:
+            log.info("chat: deleted %d history file(s) older than %d days", len(purged), retention_days)
+        return purged
 
     @classmethod
     def load(cls, study_uid: str) -> ChatSession:

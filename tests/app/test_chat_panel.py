@@ -204,3 +204,61 @@ def test_a_broken_model_folder_is_reported_and_the_panel_keeps_working(qtbot, ct
     qtbot.waitUntil(lambda: service.state.kind == "failed", timeout=30000)
     qtbot.waitUntil(lambda: "could not be loaded" in panel.model_label.text(), timeout=5000)
     assert not panel.send_button.isEnabled() and "Series Phantom CT" in panel.chip_texts
+
+
+def test_retention_spares_the_shown_and_open_studies_and_forgets_deleted_sessions(qtbot, ct_context):
+    import os
+    import time
+
+    from app.reporting.chat import ChatMessage, ChatSession
+
+    old = time.time() - 60 * 86400
+    for uid in (ct_context.study_uid, "1.2.3.200", "1.2.3.300"):
+        session = ChatSession(uid)
+        session.history = [ChatMessage("user", f"question about {uid}")]
+        session.save()
+        os.utime(ChatSession.path_for(uid), (old, old))
+    shown = [ct_context]
+    panel = ChatPanel(ModelService(None), lambda: shown[0])
+    qtbot.addWidget(panel)
+    assert panel.session.restored == 1  # the shown study's history, 60 days old
+    panel.sessions["1.2.3.300"] = ChatSession.load("1.2.3.300")  # visited earlier in this run
+    assert panel.purge_expired_history(30, also_open={"1.2.3.200"}) == ["1.2.3.300"]
+    assert ChatSession.path_for(ct_context.study_uid).exists()  # shown now: untouched
+    assert ChatSession.path_for("1.2.3.200").exists()  # open for reading: untouched
+    assert not ChatSession.path_for("1.2.3.300").exists() and "1.2.3.300" not in panel.sessions
+    shown[0] = None  # the user moved away from that study
+    panel.refresh_from_screen()
+    assert sorted(panel.purge_expired_history(30)) == sorted([ct_context.study_uid, "1.2.3.200"])
+    assert not ChatSession.path_for(ct_context.study_uid).exists()
+    shown[0] = ct_context
+    panel.refresh_from_screen()
+    assert panel.session.history == [] and panel.session.restored == 0  # not shown, not written back
+
+
+def test_mounted_panel_applies_the_configured_retention_at_start_and_on_settings_change(
+    archive, make_window, qtbot
+):
+    import os
+    import time
+
+    from app.chat_panel import mount
+    from app.reporting.chat import ChatMessage, ChatSession
+    from app.settings_store import SettingsStore
+
+    def old_history(uid: str, days: float) -> None:
+        session = ChatSession(uid)
+        session.history = [ChatMessage("user", "q")]
+        session.save()
+        stamp = time.time() - days * 86400
+        os.utime(ChatSession.path_for(uid), (stamp, stamp))
+
+    SettingsStore().apply_form({"general.outbox_retention_days": "10"})
+    old_history("1.2.9.1", 12)
+    old_history("1.2.9.2", 8)
+    window = make_window(archive)
+    mount(window)
+    assert not ChatSession.path_for("1.2.9.1").exists() and ChatSession.path_for("1.2.9.2").exists()
+    assert window.chat_panel.retention_timer.isActive()
+    window.apply_settings(SettingsStore().apply_form({"general.outbox_retention_days": "5"}))
+    assert not ChatSession.path_for("1.2.9.2").exists()
