@@ -81,6 +81,8 @@ class MainWindow(QMainWindow):
         self.browser.import_requested.connect(self.choose_import)
         self.browser.query_pacs_requested.connect(self.show_pacs_dialog)
         self.browser.studies_changed.connect(lambda _uids: self._update_demo_banner())
+        self._select_on_arrival: str | None = None  # a retrieved study the browser does not show yet
+        self.browser.studies_changed.connect(self._select_arrived)
         self.demo_banner = self._make_demo_banner()
         browser_page = QWidget(self)
         page_layout = QVBoxLayout(browser_page)
@@ -415,8 +417,14 @@ class MainWindow(QMainWindow):
         self.pacs_dialog = dialog
 
     def _retrieved(self, study_uid: str) -> None:
+        """Select the retrieved study; after a C-MOVE the listener process may index it a moment
+        after the retrieve ends, so it is selected when the browser first shows it."""
         self.browser.poll()
-        self.browser.select_study(study_uid)
+        self._select_on_arrival = None if self.browser.select_study(study_uid) else study_uid
+
+    def _select_arrived(self, changed: list[str]) -> None:
+        if self._select_on_arrival in changed and self.browser.select_study(self._select_on_arrival):
+            self._select_on_arrival = None
 
     # -- listener ----------------------------------------------------------------------------------------
     def restart_listener(self) -> None:

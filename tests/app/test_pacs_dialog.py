@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pydicom
 import pytest
 
 from app.pacs_dialog import PacsDialog
@@ -51,6 +52,59 @@ def test_query_then_retrieve_with_progress_opens_the_study(orthanc_module: Ortha
     assert {s.modality for s in session.series} == {"DX", "US"}
     qtbot.waitUntil(lambda: all(vp.view is not None for vp in window.reading.viewports), timeout=30000)
     assert type(window.reading.viewports[0].view).__name__ == "StackView"  # DX hangs 1x1
+
+
+def test_c_move_sends_the_study_to_the_supervised_listener_and_it_opens(orthanc_module: OrthancServer, archive,
+                                                                       demo_files, make_window, qtbot):
+    """The PACS dialog's C-MOVE: Orthanc sends the study to the app's own supervised listener
+    (bound on the private network's host address, the AE known to Orthanc as the destination),
+    the listener process stores it in the archive, the browser shows it and it opens."""
+    from app.listener_supervisor import ListenerSupervisor, read_status_report
+    from app.settings_store import SettingsStore
+    from tests.conftest import free_port
+
+    orthanc = orthanc_module
+    orthanc.clear()
+    dx_us = [p for p in demo_files if p.parent.name in ("dx", "us")]
+    orthanc.upload(dx_us)
+    study_uid = orthanc.study_uids()[0]
+    host = orthanc.network.host_ip
+    store = SettingsStore()
+    settings = store.apply_form({"listener.aet": "HULUWS", "listener.port": str(free_port()),
+                                 "listener.host": host, "listener.allowed_aets": orthanc.aet})
+    orthanc.add_modality("huluapp", CALLING, host, 1)  # the requester (never called back)
+    orthanc.add_modality("huluws", "HULUWS", host, settings.listener.port)  # the move destination
+    PacsNodes().add(PacsNode("orthanc", orthanc.aet, orthanc.host, orthanc.dicom_port, calling_aet=CALLING,
+                             retrieve_method="move"))
+    supervisor = ListenerSupervisor(archive.root, settings.listener, log_path=archive.root.parent / "listener.log")
+    try:
+        supervisor.start()
+        window = make_window(archive, supervisor)
+        qtbot.waitUntil(lambda: read_status_report(archive.root).get("pid") == supervisor.poll().pid
+                        and read_status_report(archive.root).get("state") == "running", timeout=30000)
+        assert window.browser_logic.rows == []
+        window.show_pacs_dialog()
+        dialog = window.pacs_dialog
+        assert dialog.listener_aet == "HULUWS" and dialog.node_box.currentText() == "orthanc"
+        dialog.fields["patient_name"].setText("demo")
+        dialog.query()
+        qtbot.waitUntil(lambda: dialog.results.rowCount() == 1, timeout=20000)
+        dialog.results.selectRow(0)
+        with qtbot.waitSignal(dialog.retrieved, timeout=60000) as blocker:
+            dialog.retrieve_selected()
+        assert blocker.args[0] == study_uid
+        assert dialog.status.text() == f"Retrieved: {len(dx_us)} images, 0 failed"
+        qtbot.waitUntil(lambda: [(r.study_uid, r.instance_count) for r in window.browser_logic.rows]
+                        == [(study_uid, len(dx_us))], timeout=20000)
+        assert window.browser.selected_study_uid() == study_uid  # the dialog selected it in the browser
+        stored = {i.sop_instance_uid for s in archive.series(study_uid) for i in archive.instances(s.series_uid)}
+        assert stored == {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in dx_us}
+        session = window.open_study(study_uid)
+        assert {s.modality for s in session.series} == {"DX", "US"}
+        qtbot.waitUntil(lambda: all(vp.view is not None for vp in window.reading.viewports), timeout=30000)
+        assert type(window.reading.viewports[0].view).__name__ == "StackView"
+    finally:
+        supervisor.stop()
 
 
 def test_settings_echo_button_reports_success_and_failure(orthanc_module: OrthancServer, make_window, archive,
