@@ -24,8 +24,10 @@ from app.layouts import (
     relayout,
     view_kind_for,
 )
+from app.priors import find_priors
 from app.tasks import Cancelled
 from dicom_net.archive import Archive
+from dicom_net.archive_index import SeriesRecord, StudyRecord
 from viewer.loader import SliceEvent, load_series
 from viewer.volume import Volume
 
@@ -56,14 +58,12 @@ class ReadingSession:
         self.paths: dict[str, list[Path]] = {}
         infos = []
         for s in sorted(archive.series(study_uid), key=lambda r: (r.series_number or 0, r.series_uid)):
-            instances = archive.instances(s.series_uid)
-            if not instances:
-                continue
-            self.paths[s.series_uid] = [Path(i.path) for i in instances]
-            infos.append(SeriesInfo(s.series_uid, s.modality, len(instances), frames=instances[0].frames,
-                                    frame_of_reference=_frame_of_reference(Path(instances[0].path)),
-                                    description=s.description))
+            info = self._add_series(s)
+            if info is not None:
+                infos.append(info)
         self.series = infos
+        self.priors: list[StudyRecord] = find_priors(archive, self.study)
+        self.prior_series: dict[str, tuple[SeriesInfo, StudyRecord]] = {}  # shown priors' series
         self.volumes: dict[str, Volume] = {}
         self._lock = threading.Lock()
         self.listeners: list[Callable[[str], None]] = []
@@ -72,8 +72,36 @@ class ReadingSession:
         self.slots = [Slot(uid, kind) for uid, kind in hanging.slots]
         self._pad_slots()
 
+    def _add_series(self, record: SeriesRecord) -> SeriesInfo | None:
+        instances = self.archive.instances(record.series_uid)
+        if not instances:
+            return None
+        self.paths[record.series_uid] = [Path(i.path) for i in instances]
+        return SeriesInfo(record.series_uid, record.modality, len(instances), frames=instances[0].frames,
+                          frame_of_reference=_frame_of_reference(Path(instances[0].path)),
+                          description=record.description)
+
     def info(self, series_uid: str | None) -> SeriesInfo | None:
-        return next((s for s in self.series if s.series_uid == series_uid), None)
+        found = next((s for s in self.series if s.series_uid == series_uid), None)
+        if found is None and series_uid in self.prior_series:
+            found = self.prior_series[series_uid][0]
+        return found
+
+    def prior_of(self, series_uid: str | None) -> StudyRecord | None:
+        """The prior study a shown series belongs to (None: a series of the open study)."""
+        entry = self.prior_series.get(series_uid) if series_uid else None
+        return entry[1] if entry else None
+
+    def _adopt_prior_series(self, series_uid: str) -> SeriesInfo | None:
+        """Make a series of one of the priors showable (side by side comparison)."""
+        record = self.archive.find_series(series_uid)
+        prior = next((p for p in self.priors if record and p.study_uid == record.study_uid), None)
+        if record is None or prior is None:
+            return None
+        info = self._add_series(record)
+        if info is not None:
+            self.prior_series[series_uid] = (info, prior)
+        return info
 
     def _pad_slots(self) -> None:
         self.slots = (self.slots + [Slot(None, ViewKind.STACK)] * self.layout.viewport_count)[
@@ -93,10 +121,10 @@ class ReadingSession:
         self._changed("layout")
 
     def assign(self, index: int, series_uid: str) -> None:
-        """Put a series into viewport ``index`` (drag and drop)."""
-        info = self.info(series_uid)
+        """Put a series into viewport ``index`` (drag and drop): one of this study's or a prior's."""
+        info = self.info(series_uid) or self._adopt_prior_series(series_uid)
         if info is None:
-            raise KeyError(f"series {series_uid} is not part of this study")
+            raise KeyError(f"series {series_uid} is not part of this study or of its priors")
         if not 0 <= index < len(self.slots):
             raise IndexError(f"viewport {index} does not exist in layout {self.layout.value}")
         self.slots[index] = Slot(series_uid, view_kind_for(info, self.layout, index))

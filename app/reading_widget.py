@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from app.layouts import Layout, ViewKind
 from app.reading_session import ReadingSession, linked_slice_index
 from app.study_browser import STUDY_UID_ROLE, SeriesStrip
-from app.study_browser_logic import patient_banner
+from app.study_browser_logic import format_date, patient_banner
 from app.tasks import TaskHandle, TaskManager
 from app.thumbnails import ThumbnailCache
 from app.viewport import Viewport
@@ -115,9 +115,21 @@ class ReadingWidget(QWidget):
         right.addWidget(self.toolbar)
         right.addWidget(self.image_toolbar)
         right.addWidget(self.grid_host, 1)
+        self.priors_label = QLabel("Priors", self)  # the patient's other studies in the archive
+        self.prior_box = QComboBox(self)
+        self.prior_box.setFixedWidth(140)
+        self.prior_box.currentIndexChanged.connect(self._show_prior_series)
+        self.prior_strip = SeriesStrip(self, vertical=True)  # drag a prior's series into a viewport
+        left = QVBoxLayout()
+        left.setContentsMargins(0, 0, 0, 0)
+        left.addWidget(self.strip, 2)
+        left.addWidget(self.priors_label)
+        left.addWidget(self.prior_box)
+        left.addWidget(self.prior_strip, 1)
+        self._show_priors([])
         outer = QHBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(self.strip)
+        outer.addLayout(left)
         outer.addLayout(right, 1)
 
     # -- study ---------------------------------------------------------------------------------
@@ -127,7 +139,29 @@ class ReadingWidget(QWidget):
         self.patient_bar.setToolTip(self.patient_bar.text())
         session.listeners.append(lambda _what: self._rebuild())
         self.strip.show_series(session.archive, session.study_uid, self.thumbnails)
+        self._show_priors(session.priors)
         self._rebuild()
+
+    def _show_priors(self, priors: list) -> None:
+        """List the patient's other studies (newest first); the first one's series are shown."""
+        self.prior_box.blockSignals(True)
+        self.prior_box.clear()
+        for prior in priors:
+            text = f"{format_date(prior.study_date)} {'/'.join(prior.modalities)} {prior.description}".strip()
+            self.prior_box.addItem(text, prior.study_uid)
+            self.prior_box.setItemData(self.prior_box.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
+        self.prior_box.blockSignals(False)
+        self.priors_label.setText(f"Priors ({len(priors)})" if priors else "No priors")
+        for w in (self.prior_box, self.prior_strip):
+            w.setVisible(bool(priors))
+        self._show_prior_series()
+
+    def _show_prior_series(self, _index: int = 0) -> None:
+        study_uid = self.prior_box.currentData()
+        if self.session is not None and study_uid:
+            self.prior_strip.show_series(self.session.archive, study_uid, self.thumbnails)
+        else:
+            self.prior_strip.clear()
 
     def close_session(self) -> None:
         """Show no study (its study was deleted): viewports, series strip and patient bar cleared."""
@@ -141,6 +175,7 @@ class ReadingWidget(QWidget):
             vp.deleteLater()
         self.viewports = []
         self.strip.clear()
+        self._show_priors([])
         self.patient_bar.setText("")
         self.patient_bar.setToolTip("")
 
@@ -202,7 +237,9 @@ class ReadingWidget(QWidget):
 
     def _show(self, vp: Viewport, series_uid: str, kind: ViewKind) -> None:
         assert self.session is not None
-        view = vp.show_volume(series_uid, kind, self.session.volumes[series_uid])
+        prior = self.session.prior_of(series_uid)
+        caption = f"PRIOR {format_date(prior.study_date)} {prior.description}".strip() if prior else ""
+        view = vp.show_volume(series_uid, kind, self.session.volumes[series_uid], caption)
         signal = getattr(view, "slice_changed", None)
         if signal is not None:
             signal.connect(lambda k, i=vp.index: self._sync_linked(i, k))

@@ -58,8 +58,13 @@ class Viewport(QFrame):
         self.hint = QLabel("Drag a series here", self)
         self.hint.setObjectName("placeholder")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.caption = QLabel("", self)  # e.g. "PRIOR 2024-03-01 CT chest": never mistaken for today's
+        self.caption.setObjectName("priorCaption")
+        self.caption.setStyleSheet("background:#3d2a5a;color:#e8dcff;padding:2px 6px;font-weight:bold;")
+        self.caption.hide()
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(1, 1, 1, 1)
+        self._layout.addWidget(self.caption)
         self._layout.addWidget(self.hint)
 
     def set_active(self, active: bool) -> None:
@@ -69,6 +74,7 @@ class Viewport(QFrame):
 
     def show_message(self, text: str) -> None:
         self._clear_view()
+        self.caption.hide()
         self.hint.setText(text)
         self.hint.show()
 
@@ -79,10 +85,13 @@ class Viewport(QFrame):
             self.view.deleteLater()
             self.view = None
 
-    def show_volume(self, series_uid: str, kind: ViewKind, volume: object) -> QWidget:
-        """Build the viewer widget for ``kind`` and show ``volume`` in it."""
+    def show_volume(self, series_uid: str, kind: ViewKind, volume: object, caption: str = "") -> QWidget:
+        """Build the viewer widget for ``kind`` and show ``volume`` in it (``caption``: a banner
+        above it, e.g. that it is a prior)."""
         self._clear_view()
         self.hint.hide()
+        self.caption.setText(caption)
+        self.caption.setVisible(bool(caption))
         view = view_class(kind)(self)
         view.set_volume(volume)
         view.installEventFilter(self)

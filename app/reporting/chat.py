@@ -381,8 +381,9 @@ def screen_context_from(main_window: Any) -> ScreenContext | None:
     slot = session.slots[reading.active] if reading.active < len(session.slots) else None
     series_uid = getattr(slot, "series_uid", None)
     volume = session.volumes.get(series_uid) if series_uid else None
-    if volume is None:
-        return None
+    prior_of = getattr(session, "prior_of", None)
+    if volume is None or (prior_of is not None and prior_of(series_uid) is not None):
+        return None  # a prior's series (comparison) is never asked about or keyed into this study's report
     state = reading.active_state()
     info = session.info(series_uid)
     window = (float(state.window_width), float(state.window_center)) if state is not None else None
