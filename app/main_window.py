@@ -277,6 +277,8 @@ class MainWindow(QMainWindow):
         if self.session and self.session.study_uid == study_uid:
             self.session = None
             self.reading.close_session()
+        elif self.session:
+            self.session.forget_prior(study_uid)  # a prior shown for comparison goes off screen
         self.browser_logic.mark_busy(study_uid, "deleting")
         self.browser.table.clearSelection()
         self.browser.refresh()

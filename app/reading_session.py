@@ -92,6 +92,20 @@ class ReadingSession:
         entry = self.prior_series.get(series_uid) if series_uid else None
         return entry[1] if entry else None
 
+    def forget_prior(self, study_uid: str) -> bool:
+        """Drop a prior (it is being deleted): off the list, its series out of the viewports."""
+        if all(p.study_uid != study_uid for p in self.priors):
+            return False
+        self.priors = [p for p in self.priors if p.study_uid != study_uid]
+        gone = {uid for uid, (_, prior) in self.prior_series.items() if prior.study_uid == study_uid}
+        for uid in gone:
+            del self.prior_series[uid]
+            self.paths.pop(uid, None)
+            self.volumes.pop(uid, None)
+        self.slots = [Slot(None, ViewKind.STACK) if s.series_uid in gone else s for s in self.slots]
+        self._changed("priors")
+        return True
+
     def _adopt_prior_series(self, series_uid: str) -> SeriesInfo | None:
         """Make a series of one of the priors showable (side by side comparison)."""
         record = self.archive.find_series(series_uid)

@@ -137,9 +137,14 @@ class ReadingWidget(QWidget):
         self.session = session
         self.patient_bar.setText(patient_banner(session.study))
         self.patient_bar.setToolTip(self.patient_bar.text())
-        session.listeners.append(lambda _what: self._rebuild())
+        session.listeners.append(self._session_changed)
         self.strip.show_series(session.archive, session.study_uid, self.thumbnails)
         self._show_priors(session.priors)
+        self._rebuild()
+
+    def _session_changed(self, what: str) -> None:
+        if what == "priors" and self.session is not None:
+            self._show_priors(self.session.priors)
         self._rebuild()
 
     def _show_priors(self, priors: list) -> None:

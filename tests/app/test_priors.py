@@ -105,3 +105,18 @@ def test_a_patient_without_priors_shows_none(archive, studies, make_window):
     window.open_study(studies["other_patient"])
     assert window.reading.priors_label.text() == "No priors" and not window.reading.prior_box.isVisible()
     assert window.reading.prior_strip.count() == 0
+
+
+def test_deleting_a_prior_takes_it_off_the_list_and_out_of_the_viewports(archive, studies, make_window, qtbot):
+    window = make_window(archive)
+    session = window.open_study(studies["today"])
+    reading = window.reading
+    prior_dx = archive.series(studies["last_year"])[0].series_uid
+    reading.assign(0, prior_dx)
+    qtbot.waitUntil(lambda: reading.viewports[0].series_uid == prior_dx, timeout=30000)
+    window.delete_study(studies["last_year"], confirm=False)
+    assert window.session is session and [p.study_uid for p in session.priors] == [studies["older"]]
+    assert reading.priors_label.text() == "Priors (1)" and reading.prior_box.itemData(0) == studies["older"]
+    assert session.slots[0].series_uid is None and reading.viewports[0].series_uid is None
+    qtbot.waitUntil(lambda: not window.tasks.active, timeout=20000)
+    assert archive.study(studies["last_year"]) is None
