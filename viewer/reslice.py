@@ -178,14 +178,22 @@ def plane_point(volume: Volume, plane: Plane, position_mm: float | None = None, 
     """(an LPS point on the plane, its unit normal) of the plane at ``position_mm`` or scroll step
     ``index`` (as :func:`plane_image`, without computing pixels)."""
     frame = _plane_frame(volume, plane)
+    position_mm = _resolve_position(volume, plane, frame, position_mm, index)
+    return frame.anchor + position_mm * frame.axis, frame.axis.copy()
+
+
+def _resolve_position(volume: Volume, plane: Plane, frame: _Frame, position_mm: float | None,
+                      index: int | None) -> float:
+    """The plane's position in mm along its axis: scroll step ``index``, else ``position_mm``, else
+    the volume's centre."""
     if index is not None:
         positions = plane_positions(volume, plane)
         if not 0 <= index < len(positions):
             raise ValueError(f"index {index} outside 0..{len(positions) - 1}")
-        position_mm = float(positions[index])
-    elif position_mm is None:
-        position_mm = float((volume_centre(volume) - frame.anchor) @ frame.axis)
-    return frame.anchor + position_mm * frame.axis, frame.axis.copy()
+        return float(positions[index])
+    if position_mm is None:
+        return float((volume_centre(volume) - frame.anchor) @ frame.axis)
+    return float(position_mm)
 
 
 def _corners(volume: Volume) -> np.ndarray:
@@ -207,13 +215,7 @@ def plane_image(volume: Volume, plane: Plane = "axial", position_mm: float | Non
     if plane != "native" and not volume.metadata.get("has_patient_geometry", True):
         raise ValueError("this image has no patient geometry: only the native plane can be shown")
     frame = _plane_frame(volume, plane)
-    if index is not None:
-        positions = plane_positions(volume, plane)
-        if not 0 <= index < len(positions):
-            raise ValueError(f"index {index} outside 0..{len(positions) - 1}")
-        position_mm = float(positions[index])
-    elif position_mm is None:
-        position_mm = float((volume_centre(volume) - frame.anchor) @ frame.axis)
+    position_mm = _resolve_position(volume, plane, frame, position_mm, index)
     amap = _axis_map(volume, frame)
     if amap is not None:
         img = _aligned_plane(volume, frame, amap, position_mm, slab_mm, slab_mode)
