@@ -6,6 +6,8 @@ Layout under the archive root::
     studies/<study>/<series>/<sop>.dcm            first version of each SOP instance
     studies/<study>/<series>/<sop>~<sha256:16>.dcm  a later object with the same UID but other bytes
     tmp/<pid>-<random>.part          files being written (removed on failure, swept when stale)
+    spare/<pid>-<random>.spare       empty files created ahead by a helper thread, then written as
+                                     temp files (creating a file can wait ~0.5 ms on the journal)
     .last-scan                       when the last scan for unindexed files started (epoch seconds)
     trash/                           studies being deleted
 
@@ -64,6 +66,7 @@ _BATCH_ROWS = 64  # deferred index rows: commit when this many wait ...
 _BATCH_DELAY_S = 0.05  # ... or after this long
 _RETRY_DELAY_S = 1.0  # a full disk: keep the rows and try again
 _FLUSH_WAIT_S = 10.0  # queries wait at most this long for rows that cannot be committed (full disk)
+_SPARE_FILES = 4  # empty temp files kept ready for the listener's next writes
 
 
 class StorageFull(ArchiveError):
@@ -150,8 +153,9 @@ class Archive:
         self.studies_dir = self.root / "studies"
         self.tmp_dir = self.root / "tmp"
         self.trash_dir = self.root / "trash"
+        self.spare_dir = self.root / "spare"
         self.min_free_bytes = min_free_bytes
-        for folder in (self.studies_dir, self.tmp_dir, self.trash_dir):
+        for folder in (self.studies_dir, self.tmp_dir, self.trash_dir, self.spare_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._layout_fd = os.open(self.root / ".layout.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -163,6 +167,10 @@ class Archive:
         self._flush_now = False
         self._closing = False
         self._batcher: threading.Thread | None = None
+        self._spares: list[tuple[Path, int]] = []  # (path, open fd) of empty files in spare/
+        self._spare_cond = threading.Condition()
+        self._spare_maker: threading.Thread | None = None
+        self._spares_closed = False
         self._db = self._open_index()
         self._sweep_leftovers()
         if self._index_was_corrupt:
@@ -194,7 +202,7 @@ class Archive:
 
     def _sweep_leftovers(self) -> None:
         """Remove temp files of dead writers and studies left in the trash by an interrupted delete."""
-        for part in self.tmp_dir.glob("*.part"):
+        for part in (*self.tmp_dir.glob("*.part"), *self.spare_dir.glob("*.spare")):
             pid_text = part.name.split("-", 1)[0]
             if not pid_text.isdigit() or not _pid_alive(int(pid_text)):
                 part.unlink(missing_ok=True)
@@ -209,6 +217,7 @@ class Archive:
         if self._batcher is not None:
             self._batcher.join()
             self._batcher = None
+        self._drop_spares()
         with self._lock:
             self._db.close()
             if self._layout_fd >= 0:
@@ -299,7 +308,7 @@ class Archive:
                     return StoreOutcome(
                         "duplicate", info.sop_instance_uid, info.study_uid, info.series_uid, primary
                     )
-        tmp = self._write_temp(part10, fsync=sync_before_return)
+        tmp = self._write_temp(part10, fsync=sync_before_return, spare=defer_index)
         try:
             with self._lock, self._layout(exclusive=False):
                 status, final = self._link_into_place(
@@ -337,12 +346,18 @@ class Archive:
             )
         return StoreOutcome(status, info.sop_instance_uid, info.study_uid, info.series_uid, final)
 
-    def _write_temp(self, data: bytes, fsync: bool = True) -> Path:
+    def _write_temp(self, data: bytes, fsync: bool = True, spare: bool = False) -> Path:
+        """Write ``data`` to a temp file (one of the spare files when ``spare``), fsynced if asked."""
         if shutil.disk_usage(self.tmp_dir).free < len(data) + self.min_free_bytes:
             raise StorageFull("archive disk is nearly full")
-        tmp = self.tmp_dir / f"{os.getpid()}-{uuid.uuid4().hex}.part"
+        taken = self._take_spare() if spare else None
+        if taken is not None:
+            tmp, fd = taken
+        else:
+            tmp, fd = self.tmp_dir / f"{os.getpid()}-{uuid.uuid4().hex}.part", -1
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            if fd < 0:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 view = memoryview(data)
                 while view:
@@ -357,6 +372,54 @@ class Archive:
                 raise StorageFull("archive disk is full") from exc
             raise
         return tmp
+
+    # ---------------------------------------------------------------- spare temp files
+
+    def _take_spare(self) -> tuple[Path, int] | None:
+        """An empty temp file created ahead (path, open fd), or None when none is ready."""
+        with self._spare_cond:
+            if self._spare_maker is None and not self._spares_closed:
+                self._spare_maker = threading.Thread(target=self._make_spares, name="archive-spares", daemon=True)
+                self._spare_maker.start()
+            taken = self._spares.pop() if self._spares else None
+            self._spare_cond.notify_all()
+        return taken
+
+    def _make_spares(self) -> None:
+        """Keep ``_SPARE_FILES`` empty files ready, so a writer never waits on a file creation."""
+        cond = self._spare_cond
+        while True:
+            with cond:
+                cond.wait_for(lambda: len(self._spares) < _SPARE_FILES or self._spares_closed)
+                if self._spares_closed:
+                    return
+            path = self.spare_dir / f"{os.getpid()}-{uuid.uuid4().hex}.spare"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except OSError:  # full disk or folder gone: writers create their own meanwhile
+                with cond:
+                    cond.wait_for(lambda: self._spares_closed, timeout=_RETRY_DELAY_S)
+                continue
+            with cond:
+                if not self._spares_closed:
+                    self._spares.append((path, fd))
+                    continue
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            return
+
+    def _drop_spares(self) -> None:
+        with self._spare_cond:
+            self._spares_closed = True
+            self._spare_cond.notify_all()
+        if self._spare_maker is not None:
+            self._spare_maker.join()
+            self._spare_maker = None
+        with self._spare_cond:
+            spares, self._spares = self._spares, []
+        for path, fd in spares:
+            os.close(fd)
+            path.unlink(missing_ok=True)
 
     def _link_into_place(
         self, tmp: Path, series_dir: Path, primary: Path, data: bytes, sync_dir: bool = True

@@ -161,3 +161,33 @@ def test_start_scan_reads_only_series_folders_changed_since_the_last_scan(tmp_pa
         assert archive.adopt_unindexed() == 1
         assert archive.instance_count() == 3
         assert archive.reindex() == 4  # the full scan reads every folder
+
+
+def test_spare_temp_files_of_the_listener_path_are_removed_on_close_and_swept_after_a_kill(tmp_path: Path) -> None:
+    root = tmp_path / "arc"
+    series = small_ct(6, rows=16)
+    with Archive(root) as archive:
+        for ds in series:
+            archive.store_bytes(part10(ds), defer_index=True)
+        deadline = time.monotonic() + 10
+        while len(list(archive.spare_dir.iterdir())) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        spares = list(archive.spare_dir.iterdir())
+        assert len(spares) == 4 and all(p.stat().st_size == 0 for p in spares)  # ready, and empty
+        assert archive.instance_count() == 6
+        assert assert_index_points_only_at_complete_files(archive) == 6
+    assert list((root / "spare").iterdir()) == [] and list((root / "tmp").iterdir()) == []
+    writer = _python(f"""
+        import os, time
+        from pathlib import Path
+        from dicom_net.archive import Archive
+        a = Archive(Path({str(root)!r}))
+        a.store_bytes({part10(small_ct(1, rows=16)[0])!r}, defer_index=True)
+        while len(list(a.spare_dir.iterdir())) < 4:
+            time.sleep(0.01)
+        os.kill(os.getpid(), 9)
+        """)
+    assert writer.wait(60) == -signal.SIGKILL
+    assert len(list((root / "spare").iterdir())) == 4  # left by the killed writer
+    with Archive(root) as archive:
+        assert list(archive.spare_dir.iterdir()) == []  # a dead writer's spares are swept at open
