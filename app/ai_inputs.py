@@ -11,7 +11,6 @@ stack in the chosen plane (no duplicates); ``video`` a cine sampled at ``fps`` w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,6 +26,7 @@ from inference.frames import (
     video_item,
 )
 from inference.preprocess import VisualItem
+from viewer.loader import expand_paths
 from viewer.presets import default_window
 from viewer.reslice import plane_image, plane_positions, value_range, window_to_uint8
 from viewer.view_state import ViewState
@@ -144,10 +144,8 @@ def series_files(series: str, archive_dir: Path | None = None) -> list[Path]:
     A UID is looked up in the local archive at ``archive_dir`` (default: the app's archive).
     """
     folder = Path(series).expanduser()
-    if folder.is_file():
-        return [folder]
-    if folder.is_dir():
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if folder.exists():
+        files = expand_paths([folder])
         if not files:
             raise ValueError(f"folder {folder} holds no files")
         return files
@@ -162,11 +160,3 @@ def series_files(series: str, archive_dir: Path | None = None) -> list[Path]:
     if not records:
         raise ValueError(f"{series!r} is neither a folder nor a series UID known to the archive at {root}")
     return [Path(r.path) for r in records]
-
-
-def load_main_volume(paths: Sequence[Path]) -> tuple[Volume, list[str]]:
-    """The series' main volume (largest geometric stack) and the loader's warnings."""
-    from viewer.loader import load_series
-
-    result = load_series(paths)
-    return result.volumes[0], result.warnings

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from app.ai_inputs import AI_MODES, AIView, load_main_volume, series_files, visual_item_for
+from app.ai_inputs import AI_MODES, AIView, series_files, visual_item_for
 from inference.checkpoint import CheckpointError
 from inference.frames import DEFAULT_VIDEO_FPS, DEFAULT_VOLUME_SLICES, image_item
 from inference.preprocess import VisualItem
 from inference.preprocess_budget import MAX_TOKENS, MIN_TOKENS
 from inference.prompting import Conversation, ReasoningStream, split_reasoning
+from viewer.loader import load_volume
 
 if TYPE_CHECKING:  # torch loads with inference.inputs: keep it out of every other command's start-up
     from inference.inputs import ModelInputs
@@ -90,7 +91,7 @@ def _image_file_item(path: Path, view: AIView) -> tuple[VisualItem, list[str]]:
     with path.open("rb") as fh:
         head = fh.read(132)
     if head[128:132] == b"DICM":
-        volume, warnings = load_main_volume([path])
+        volume, warnings = load_volume([path])
         return visual_item_for(volume, view), warnings
     from PIL import Image, UnidentifiedImageError
 
@@ -105,7 +106,7 @@ def _image_file_item(path: Path, view: AIView) -> tuple[VisualItem, list[str]]:
 def _visual_item(args: argparse.Namespace, view: AIView) -> tuple[VisualItem, list[str]]:
     if args.image is not None:
         return _image_file_item(args.image, view)
-    volume, warnings = load_main_volume(series_files(args.series, args.archive))
+    volume, warnings = load_volume(series_files(args.series, args.archive))
     log.info("ask: series %s loaded, %d frames", volume.metadata.get("series_uid", "?"), volume.voxels.shape[0])
     return visual_item_for(volume, view), warnings
 

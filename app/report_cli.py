@@ -87,7 +87,6 @@ def _model_folder(given: Path | None) -> Path | None:
 def run_draft(args: argparse.Namespace) -> int:
     from app.ai_inputs import (
         AIView,
-        load_main_volume,
         resolve_mode,
         resolve_plane,
         resolve_window,
@@ -95,11 +94,12 @@ def run_draft(args: argparse.Namespace) -> int:
     )
     from app.reporting.drafting import DraftError, DraftSettings, draft_report
     from app.reporting.model_service import ModelService
+    from viewer.loader import load_volume
 
     try:
         series = study_series_paths(args.study, args.archive)
         series_uid, _, paths = series[0]
-        volume, _warnings = load_main_volume(paths)
+        volume, _warnings = load_volume(paths)
         view = AIView(slices=args.slices)
         item = visual_item_for(volume, view)
     except (ValueError, OSError) as exc:

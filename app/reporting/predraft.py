@@ -74,13 +74,14 @@ class PreDrafter:
         return drafted
 
     def _draft(self, study_uid: str) -> bool:
-        from app.ai_inputs import AIView, load_main_volume, visual_item_for
+        from app.ai_inputs import AIView, visual_item_for
         from app.reporting.chat import ScreenContext, default_scope, sent_input
+        from viewer.loader import load_volume
 
         try:
             series = study_series_paths(study_uid, self.archive_dir)
             series_uid, modality, paths = series[0]
-            volume, _warnings = load_main_volume(paths)
+            volume, _warnings = load_volume(paths)
             context = ScreenContext(study_uid, series_uid, volume, modality=modality)
             depth = volume.voxels.shape[0]
             geometric = volume.metadata.get("has_patient_geometry", True) and not volume.frame_times_ms

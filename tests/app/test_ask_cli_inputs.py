@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.ai_inputs import AIView, load_main_volume, series_files, visual_item_for
+from app.ai_inputs import AIView, series_files, visual_item_for
 from dicom_net.synthetic import SeriesGeometry, ct_series, ultrasound_cine, write_datasets
+from viewer.loader import load_volume
 from viewer.reslice import plane_image
 from viewer.volume import Volume
 
@@ -20,7 +21,7 @@ GEOMETRY = SeriesGeometry(rows=128, columns=128, slices=20)
 @pytest.fixture(scope="module")
 def ct_volume(tmp_path_factory: pytest.TempPathFactory) -> Volume:
     files = write_datasets(ct_series(GEOMETRY), tmp_path_factory.mktemp("ct"))
-    volume, _ = load_main_volume(files)
+    volume, _ = load_volume(files)
     return volume
 
 
@@ -75,7 +76,7 @@ def test_auto_mode_picks_3d_for_a_ct_stack(ct_volume: Volume) -> None:
 
 def test_cine_becomes_video_at_one_frame_per_second(tmp_path: Path) -> None:
     files = write_datasets([ultrasound_cine(frames=60, rows=64, columns=80, frame_time_ms=40.0)], tmp_path)
-    volume, _ = load_main_volume(files)
+    volume, _ = load_volume(files)
     item = visual_item_for(volume)
     assert item.kind == "video"
     assert item.sampled_indices == [0, 25, 50]  # 60 frames x 40 ms = 2.4 s

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QUrl
 
-from app.ai_inputs import load_main_volume, visual_item_for
+from app.ai_inputs import visual_item_for
 from app.chat_panel import ChatPanel
 from app.reporting.chat import AI_NOTICE, ScreenContext, default_scope, summarise
 from app.reporting.model_service import ModelService
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
 from inference.inputs import build_model_inputs
 from inference.prompting import Conversation
-from tests.reporting.model_fixtures import *  # noqa: F403  (tiny model fixtures)
+from tests.reporting.model_fixtures import *
+from viewer.loader import load_volume
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def ct_context(tmp_path_factory):
     paths = write_datasets(
         list(ct_series(SeriesGeometry(rows=48, columns=48, slices=12))), tmp_path_factory.mktemp("chat-ct")
     )
-    volume, _ = load_main_volume(paths)
+    volume, _ = load_volume(paths)
     return ScreenContext(
         "1.2.3.100",
         str(volume.metadata["series_uid"]),
@@ -163,7 +164,7 @@ def test_cine_is_asked_as_video_with_the_frames_on_the_chips(qtbot, tmp_path, ti
     cine = ultrasound_cine(frames=75, rows=64, columns=80, frame_time_ms=40.0)  # 3 s at 25 fps
     path = tmp_path / "us.dcm"
     cine.save_as(path, enforce_file_format=True)
-    volume, _ = load_main_volume([path])
+    volume, _ = load_volume([path])
     context = ScreenContext(
         cine.StudyInstanceUID, cine.SeriesInstanceUID, volume, modality="US", frame_index=10
     )

@@ -10,7 +10,6 @@ import pytest
 from pypdf import PdfReader
 from PySide6.QtCore import Qt
 
-from app.ai_inputs import load_main_volume
 from app.report_editor import ReportEditor
 from app.reporting.audit import AuditRecord, ReportStore
 from app.reporting.chat import ScreenContext
@@ -20,7 +19,8 @@ from app.reporting.report import Report, ReportStatus, StudyInfo
 from app.reporting.workflow import ReportWorkflow
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
 from tests.reporting.hl7_receivers import python_hl7_receiver
-from tests.reporting.model_fixtures import *  # noqa: F403  (tiny model fixtures)
+from tests.reporting.model_fixtures import *
+from viewer.loader import load_volume
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def ct_study(tmp_path_factory):
         )
     )
     paths = write_datasets(datasets, tmp_path_factory.mktemp("editor-ct"))
-    volume, _ = load_main_volume(paths)
+    volume, _ = load_volume(paths)
     context = ScreenContext(
         datasets[0].StudyInstanceUID,
         datasets[0].SeriesInstanceUID,
