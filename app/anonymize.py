@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from app.tasks import Cancelled
-from dicom_net.atomic import write_bytes_atomic
+from dicom_net.atomic import atomic_output, write_bytes_atomic
 
 # Patient/study identity replaced with dummies (D).
 DUMMY = {
@@ -170,18 +170,12 @@ def export_anonymized(files: Sequence[Path], destination: Path, *, policy: DeidP
             if progress:
                 progress(n, total, f"{n}/{total} images")
         if to_zip:
-            fd, tmpzip = tempfile.mkstemp(dir=destination.parent, suffix=".zip.part")
-            os.close(fd)
-            try:
-                with zipfile.ZipFile(tmpzip, "w", zipfile.ZIP_DEFLATED) as zf:
-                    for name in names:
-                        zf.write(staging / name, name)
-                with open(tmpzip, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(tmpzip, destination)
-            except BaseException:
-                Path(tmpzip).unlink(missing_ok=True)
-                raise
+            with (
+                atomic_output(destination) as tmpzip,
+                zipfile.ZipFile(tmpzip, "w", zipfile.ZIP_DEFLATED) as zf,
+            ):
+                for name in names:
+                    zf.write(staging / name, name)
     finally:
         if to_zip:
             shutil.rmtree(staging, ignore_errors=True)
