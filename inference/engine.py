@@ -416,7 +416,9 @@ class Engine:
             cache = copy.deepcopy(donors[best].cache) if common else None
         if not common:
             return DynamicCache(config=self._model.config.text_config), 0
-        cache.crop(common - cache.get_seq_length())
+        surplus = cache.get_seq_length() - common
+        if surplus > 0:  # crop(0) empties the cache before transformers 5.14; a negative count never does
+            cache.crop(-surplus)
         return cache, common
 
     def _decoder_step(self, embeds: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
