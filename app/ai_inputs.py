@@ -51,10 +51,19 @@ class AIView:
     max_frames: int = MAX_VIDEO_FRAMES
 
     @classmethod
-    def from_view_state(cls, state: ViewState, mode: AIMode = "2d", slices: int = DEFAULT_VOLUME_SLICES) -> AIView:
+    def from_view_state(
+        cls, state: ViewState, mode: AIMode = "2d", slices: int = DEFAULT_VOLUME_SLICES
+    ) -> AIView:
         """What a 2D view currently shows: its plane, slice, window and invert (not zoom/flips)."""
-        return cls(mode=mode, plane=state.plane, index=state.slice_index, slices=slices,
-                   window=state.window_width, level=state.window_center, invert=state.invert)
+        return cls(
+            mode=mode,
+            plane=state.plane,
+            index=state.slice_index,
+            slices=slices,
+            window=state.window_width,
+            level=state.window_center,
+            invert=state.invert,
+        )
 
 
 def is_cine(volume: Volume) -> bool:
@@ -117,8 +126,15 @@ def visual_item_for(volume: Volume, view: AIView | None = None) -> VisualItem:
     if mode == "video":
         times = volume.frame_times_ms or [i * 1000.0 / 10.0 for i in range(volume.voxels.shape[0])]
         # video_item windows only the frames it samples (same DICOM formula as the display).
-        return video_item(volume.voxels, times, fps=view.fps, max_frames=view.max_frames, window=window,
-                          invert=invert, source=f"series {series} cine")
+        return video_item(
+            volume.voxels,
+            times,
+            fps=view.fps,
+            max_frames=view.max_frames,
+            window=window,
+            invert=invert,
+            source=f"series {series} cine",
+        )
     plane = resolve_plane(volume, view)
     depth = len(plane_positions(volume, plane))
     if mode == "3d":
@@ -128,14 +144,22 @@ def visual_item_for(volume: Volume, view: AIView | None = None) -> VisualItem:
         frames[0] = first
         for out, i in zip(frames[1:], indices[1:]):
             out[...] = _displayed(plane_image(volume, plane, index=int(i)).pixels, window, invert)
-        return VisualItem(frames, kind="volume", source=f"series {series} {plane} {len(indices)} slices",
-                          sampled_indices=indices.tolist())
+        return VisualItem(
+            frames,
+            kind="volume",
+            source=f"series {series} {plane} {len(indices)} slices",
+            sampled_indices=indices.tolist(),
+        )
     index = depth // 2 if view.index is None else view.index
     if not 0 <= index < depth:
         raise ValueError(f"slice index {index} outside 0..{depth - 1} of the {plane} plane")
     pixels = plane_image(volume, plane, index=index).pixels
-    return VisualItem(_displayed(pixels, window, invert)[None], kind="image",
-                      source=f"series {series} {plane} slice {index}", sampled_indices=[index])
+    return VisualItem(
+        _displayed(pixels, window, invert)[None],
+        kind="image",
+        source=f"series {series} {plane} slice {index}",
+        sampled_indices=[index],
+    )
 
 
 def series_files(series: str, archive_dir: Path | None = None) -> list[Path]:

@@ -36,29 +36,77 @@ DUMMY = {
 EMPTY = ("AccessionNumber", "ReferringPhysicianName", "StudyID", "PatientBirthDate", "PatientSex")
 # Removed (X).
 REMOVE = (
-    "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "PatientBirthName",
-    "PatientMotherBirthName", "PatientAddress", "PatientTelephoneNumbers", "PatientAge",
-    "PatientSize", "PatientWeight", "MedicalRecordLocator", "EthnicGroup", "Occupation",
-    "AdditionalPatientHistory", "PatientComments", "MilitaryRank", "BranchOfService",
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "StationName",
-    "PerformingPhysicianName", "NameOfPhysiciansReadingStudy", "OperatorsName",
-    "PhysiciansOfRecord", "RequestingPhysician", "ReferringPhysicianAddress",
-    "ReferringPhysicianTelephoneNumbers", "DeviceSerialNumber", "ProtocolName",
-    "RequestAttributesSequence", "ImageComments", "StudyComments", "RequestedProcedureDescription",
-    "PerformedProcedureStepDescription", "PerformedProcedureStepID", "ScheduledProcedureStepDescription",
-    "ReferencedPatientSequence", "ReferencedStudySequence", "IssuerOfPatientID", "PatientBirthTime",
-    "CountryOfResidence", "RegionOfResidence", "CurrentPatientLocation", "AdmittingDiagnosesDescription",
+    "OtherPatientIDs",
+    "OtherPatientIDsSequence",
+    "OtherPatientNames",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "MedicalRecordLocator",
+    "EthnicGroup",
+    "Occupation",
+    "AdditionalPatientHistory",
+    "PatientComments",
+    "MilitaryRank",
+    "BranchOfService",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "StationName",
+    "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy",
+    "OperatorsName",
+    "PhysiciansOfRecord",
+    "RequestingPhysician",
+    "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers",
+    "DeviceSerialNumber",
+    "ProtocolName",
+    "RequestAttributesSequence",
+    "ImageComments",
+    "StudyComments",
+    "RequestedProcedureDescription",
+    "PerformedProcedureStepDescription",
+    "PerformedProcedureStepID",
+    "ScheduledProcedureStepDescription",
+    "ReferencedPatientSequence",
+    "ReferencedStudySequence",
+    "IssuerOfPatientID",
+    "PatientBirthTime",
+    "CountryOfResidence",
+    "RegionOfResidence",
+    "CurrentPatientLocation",
+    "AdmittingDiagnosesDescription",
 )
 DATE_KEYWORDS = (
-    "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "InstanceCreationDate",
-    "StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime", "InstanceCreationTime",
+    "StudyDate",
+    "SeriesDate",
+    "AcquisitionDate",
+    "ContentDate",
+    "InstanceCreationDate",
+    "StudyTime",
+    "SeriesTime",
+    "AcquisitionTime",
+    "ContentTime",
+    "InstanceCreationTime",
     "AcquisitionDateTime",
 )
 # UIDs that identify instances/studies and must be replaced consistently (U).
 UID_KEYWORDS = (
-    "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID",
-    "ReferencedSOPInstanceUID", "ReferencedFrameOfReferenceUID", "MediaStorageSOPInstanceUID",
-    "SynchronizationFrameOfReferenceUID", "IrradiationEventUID", "DimensionOrganizationUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "FrameOfReferenceUID",
+    "ReferencedSOPInstanceUID",
+    "ReferencedFrameOfReferenceUID",
+    "MediaStorageSOPInstanceUID",
+    "SynchronizationFrameOfReferenceUID",
+    "IrradiationEventUID",
+    "DimensionOrganizationUID",
 )
 
 
@@ -109,7 +157,9 @@ def deidentify(ds: Dataset, policy: DeidPolicy) -> Dataset:
     if getattr(ds, "file_meta", None) is not None and "MediaStorageSOPInstanceUID" in ds.file_meta:
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "PS3.15 basic profile (simplified)" + ("; dates retained" if policy.keep_dates else "")
+    ds.DeidentificationMethod = "PS3.15 basic profile (simplified)" + (
+        "; dates retained" if policy.keep_dates else ""
+    )
     return ds
 
 
@@ -138,9 +188,14 @@ def _check_destination(destination: Path, to_zip: bool) -> None:
         raise ExportError(f"cannot write to {folder}: {reason}. Choose another folder.") from None
 
 
-def export_anonymized(files: Sequence[Path], destination: Path, *, policy: DeidPolicy | None = None,
-                      progress: Callable[[int, int, str], None] | None = None,
-                      cancel: threading.Event | None = None) -> list[str]:
+def export_anonymized(
+    files: Sequence[Path],
+    destination: Path,
+    *,
+    policy: DeidPolicy | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> list[str]:
     """De-identify ``files`` into ``destination`` (a folder, or a ``.zip`` file).
 
     Output names are ``<series#>/<instance#>.dcm`` built from the new UIDs' order, never from

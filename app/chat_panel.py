@@ -510,8 +510,10 @@ def mount(window) -> ChatPanel:
 
     def purge_history() -> None:
         try:
-            panel.purge_expired_history(window.settings.general.outbox_retention_days,
-                                        {window.session.study_uid} if window.session else set())
+            panel.purge_expired_history(
+                window.settings.general.outbox_retention_days,
+                {window.session.study_uid} if window.session else set(),
+            )
         except OSError as exc:  # a full or read-only disk must not break the panel; tried again later
             log.warning("chat retention not applied: %s", type(exc).__name__)
 

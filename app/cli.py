@@ -26,13 +26,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hulu-workstation",
         description="Radiology workstation with a local Hulu-Med model. With no command, opens the app.",
     )
-    parser.add_argument("--debug-phi", action="store_true",
-                        help="allow patient names, IDs and report text in logs (debugging only)")
+    parser.add_argument(
+        "--debug-phi",
+        action="store_true",
+        help="allow patient names, IDs and report text in logs (debugging only)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    parser.add_argument("--demo", action="store_true",
-                        help="app: generate the demo study (CT, radiograph, US cine) if the archive is empty")
-    parser.add_argument("--no-listener", action="store_true",
-                        help="app: do not start the DICOM listener process (an already running one is shown)")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="app: generate the demo study (CT, radiograph, US cine) if the archive is empty",
+    )
+    parser.add_argument(
+        "--no-listener",
+        action="store_true",
+        help="app: do not start the DICOM listener process (an already running one is shown)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

@@ -44,11 +44,13 @@ def mount_side_panels(window) -> list[str]:
 
 def _probe_torch_in_background() -> None:
     """Import torch off the GUI thread so the status bar can show GPU memory without a startup stall."""
+
     def probe() -> None:
         try:
             importlib.import_module("torch")
         except Exception as exc:  # noqa: BLE001 - no torch: the status bar says CPU
             log.info("torch unavailable for GPU status: %s", type(exc).__name__)
+
     threading.Thread(target=probe, name="torch-probe", daemon=True).start()
 
 
@@ -83,8 +85,10 @@ def run_gui(args: argparse.Namespace) -> int:
     app.setApplicationName("Hulu-Med Workstation")
     app.setOrganizationName("hulu-workstation")
     apply_dark_theme(app)
-    window = build_window(start_listener=not getattr(args, "no_listener", False),
-                          create_demo=True if getattr(args, "demo", False) else None)
+    window = build_window(
+        start_listener=not getattr(args, "no_listener", False),
+        create_demo=True if getattr(args, "demo", False) else None,
+    )
     window.show()
     _probe_torch_in_background()
     return app.exec()

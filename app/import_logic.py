@@ -28,10 +28,15 @@ def describe_import(report: ImportReport) -> str:
     return text
 
 
-def import_into_archive(archive: Archive, paths: Sequence[Path], *,
-                        progress: Callable[[int, int, str], None] | None = None,
-                        cancel: threading.Event | None = None) -> ImportReport:
+def import_into_archive(
+    archive: Archive,
+    paths: Sequence[Path],
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> ImportReport:
     """Store every DICOM object under ``paths`` into ``archive``."""
+
     def report_progress(done: int, total: int) -> None:
         if progress:
             progress(done, total, f"{done}/{total} files")

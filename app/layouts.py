@@ -79,8 +79,10 @@ class Hanging:
 
 
 def _priority(s: SeriesInfo) -> tuple[int, int]:
-    return (0 if s.is_volume else 1 if s.modality in PROJECTION_MODALITIES else 2 if s.is_cine else 3,
-            -s.instance_count)
+    return (
+        0 if s.is_volume else 1 if s.modality in PROJECTION_MODALITIES else 2 if s.is_cine else 3,
+        -s.instance_count,
+    )
 
 
 def default_hanging(series: Sequence[SeriesInfo]) -> Hanging:

@@ -56,8 +56,20 @@ class ListenerStatus:
 
 def listener_command(settings: ListenerSettings, archive: Path, python: str = sys.executable) -> list[str]:
     """The command line that runs the listener with these settings."""
-    cmd = [python, "-m", "app.cli", "receive", "--aet", settings.aet, "--port", str(settings.port),
-           "--host", settings.host, "--archive", str(archive)]
+    cmd = [
+        python,
+        "-m",
+        "app.cli",
+        "receive",
+        "--aet",
+        settings.aet,
+        "--port",
+        str(settings.port),
+        "--host",
+        settings.host,
+        "--archive",
+        str(archive),
+    ]
     for aet in settings.allowed_aets:
         cmd += ["--allow", aet]
     if settings.tls_enabled:
@@ -95,9 +107,16 @@ def _is_listener_for(pid: int, archive: Path) -> bool:
 class ListenerSupervisor:
     """Start/adopt, watch and restart the listener process. Call :meth:`poll` periodically."""
 
-    def __init__(self, archive: Path, settings: ListenerSettings, *, log_path: Path | None = None,
-                 command_factory: Callable[[ListenerSettings, Path], list[str]] = listener_command,
-                 max_rapid_failures: int = 5, rapid_window_s: float = 20.0):
+    def __init__(
+        self,
+        archive: Path,
+        settings: ListenerSettings,
+        *,
+        log_path: Path | None = None,
+        command_factory: Callable[[ListenerSettings, Path], list[str]] = listener_command,
+        max_rapid_failures: int = 5,
+        rapid_window_s: float = 20.0,
+    ):
         self.archive = Path(archive)
         self.settings = settings
         self.log_path = log_path or self.archive.parent / "logs" / "listener.log"
@@ -136,8 +155,15 @@ class ListenerSupervisor:
         cmd = self.command_factory(self.settings, self.archive)
         env = dict(os.environ, TCP_NODELAY="1", PYTHONUNBUFFERED="1")
         with open(self.log_path, "ab") as out:
-            self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          env=env, start_new_session=True, cwd=_project_root())
+            self._proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+                cwd=_project_root(),
+            )
         self._adopted_pid = None
         self._state, self._message = ListenerState.RUNNING, ""
         log.info("started listener pid %d on port %d", self._proc.pid, self.settings.port)
@@ -156,8 +182,10 @@ class ListenerSupervisor:
             if len(self._deaths) >= self.max_rapid_failures:
                 self._wanted = False
                 self._state = ListenerState.FAILED
-                self._message = (f"exited {len(self._deaths)} times in {self.rapid_window_s:.0f} s "
-                                 f"(last code {code}); see {self.log_path}")
+                self._message = (
+                    f"exited {len(self._deaths)} times in {self.rapid_window_s:.0f} s "
+                    f"(last code {code}); see {self.log_path}"
+                )
                 log.error("listener keeps dying; giving up (code %s)", code)
             else:
                 log.warning("listener died (code %s); restarting", code)

@@ -59,8 +59,14 @@ class MainWindow(QMainWindow):
     study_opened = Signal(str)
     settings_changed = Signal(object)  # the new AppSettings, after Settings > OK
 
-    def __init__(self, archive: Archive, store: SettingsStore, supervisor: ListenerSupervisor | None = None,
-                 *, poll_ms: int = 1000):
+    def __init__(
+        self,
+        archive: Archive,
+        store: SettingsStore,
+        supervisor: ListenerSupervisor | None = None,
+        *,
+        poll_ms: int = 1000,
+    ):
         super().__init__()
         self.setWindowTitle("Hulu-Med Workstation")
         self.setAcceptDrops(True)
@@ -99,8 +105,9 @@ class MainWindow(QMainWindow):
         self.right_dock = QDockWidget("Assistant and report", self)
         self.right_dock.setObjectName("rightDock")
         self.side_tabs = QTabWidget(self.right_dock)
-        self.side_placeholder = QLabel("The AI assistant and the report editor appear here\n"
-                                       "when they are installed.", self.side_tabs)
+        self.side_placeholder = QLabel(
+            "The AI assistant and the report editor appear here\nwhen they are installed.", self.side_tabs
+        )
         self.side_placeholder.setObjectName("placeholder")
         self.side_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.side_placeholder.setWordWrap(True)
@@ -114,7 +121,9 @@ class MainWindow(QMainWindow):
         self.model_state = initial_model_state(self.settings.model)
         self.set_model_state(self.model_state)
         self.tasks.changed.connect(self._update_task_status)
-        self.tasks.task_failed.connect(lambda title, msg: self.statusBar().showMessage(f"{title} failed: {msg}", 10000))
+        self.tasks.task_failed.connect(
+            lambda title, msg: self.statusBar().showMessage(f"{title} failed: {msg}", 10000)
+        )
 
         self.status_timer = QTimer(self)
         self.status_timer.setInterval(poll_ms)
@@ -148,8 +157,15 @@ class MainWindow(QMainWindow):
         self.task_cancel = QPushButton("Cancel", self)
         self.task_cancel.clicked.connect(self.tasks.cancel_all)
         # permanent widgets stay visible while transient messages show on the left
-        for w in (self.task_label, self.task_progress, self.task_cancel, self.listener_label,
-                  self.last_study_label, self.model_label, self.gpu_label):
+        for w in (
+            self.task_label,
+            self.task_progress,
+            self.task_cancel,
+            self.listener_label,
+            self.last_study_label,
+            self.model_label,
+            self.gpu_label,
+        ):
             bar.addPermanentWidget(w)
         self._update_task_status()
 
@@ -162,7 +178,9 @@ class MainWindow(QMainWindow):
         if self.supervisor is not None:
             status = self.supervisor.poll()
             self.listener_label.setText(status.describe())
-            colour = {ListenerState.RUNNING: "#6fbf73", ListenerState.FAILED: "#e06060"}.get(status.state, "#e0a030")
+            colour = {ListenerState.RUNNING: "#6fbf73", ListenerState.FAILED: "#e06060"}.get(
+                status.state, "#e0a030"
+            )
             self.listener_label.setStyleSheet(f"color: {colour}")
         else:
             self.listener_label.setText("Listener: not supervised")
@@ -216,17 +234,30 @@ class MainWindow(QMainWindow):
     def _shortcut_handlers(self) -> dict:
         r = self.reading
         h = {
-            "next_slice": lambda: r.apply("Down"), "previous_slice": lambda: r.apply("Up"),
-            "first_slice": lambda: r.apply("Home"), "last_slice": lambda: r.apply("End"),
+            "next_slice": lambda: r.apply("Down"),
+            "previous_slice": lambda: r.apply("Up"),
+            "first_slice": lambda: r.apply("Home"),
+            "last_slice": lambda: r.apply("End"),
             "default_window": lambda: r.apply_preset_number(0),
-            "invert": lambda: r.apply("I"), "zoom_in": lambda: r.apply("+"), "zoom_out": lambda: r.apply("-"),
-            "reset_view": lambda: r.apply("Escape"), "flip_h": lambda: r.apply("H"), "flip_v": lambda: r.apply("V"),
-            "rotate": lambda: r.apply("R"), "cine_play": r.toggle_cine, "next_viewport": r.next_viewport,
-            "layout_1x1": lambda: r.set_layout(Layout.ONE), "layout_1x2": lambda: r.set_layout(Layout.ONE_BY_TWO),
-            "layout_2x2": lambda: r.set_layout(Layout.TWO_BY_TWO), "layout_mpr_3d": lambda: r.set_layout(Layout.MPR_3D),
-            "show_browser": lambda: self.tabs.setCurrentIndex(0), "import_files": self.choose_import,
-            "settings": self.show_settings, "help": self.show_shortcuts,
-            "next_series": lambda: self._step_series(1), "previous_series": lambda: self._step_series(-1),
+            "invert": lambda: r.apply("I"),
+            "zoom_in": lambda: r.apply("+"),
+            "zoom_out": lambda: r.apply("-"),
+            "reset_view": lambda: r.apply("Escape"),
+            "flip_h": lambda: r.apply("H"),
+            "flip_v": lambda: r.apply("V"),
+            "rotate": lambda: r.apply("R"),
+            "cine_play": r.toggle_cine,
+            "next_viewport": r.next_viewport,
+            "layout_1x1": lambda: r.set_layout(Layout.ONE),
+            "layout_1x2": lambda: r.set_layout(Layout.ONE_BY_TWO),
+            "layout_2x2": lambda: r.set_layout(Layout.TWO_BY_TWO),
+            "layout_mpr_3d": lambda: r.set_layout(Layout.MPR_3D),
+            "show_browser": lambda: self.tabs.setCurrentIndex(0),
+            "import_files": self.choose_import,
+            "settings": self.show_settings,
+            "help": self.show_shortcuts,
+            "next_series": lambda: self._step_series(1),
+            "previous_series": lambda: self._step_series(-1),
         }
         for n in range(1, 10):
             h[f"wl_preset_{n}"] = lambda n=n: r.apply_preset_number(n)
@@ -256,8 +287,9 @@ class MainWindow(QMainWindow):
     def open_study(self, study_uid: str) -> ReadingSession | None:
         """Open a study in the reading tab with its default hanging (None: it is being deleted)."""
         if study_uid in self.browser_logic.busy:
-            self.statusBar().showMessage(f"This study is {self.browser_logic.busy[study_uid]}; it cannot be opened.",
-                                         10000)
+            self.statusBar().showMessage(
+                f"This study is {self.browser_logic.busy[study_uid]}; it cannot be opened.", 10000
+            )
             return None
         self.session = ReadingSession(self.archive, study_uid)
         self.reading.open_session(self.session)
@@ -269,10 +301,15 @@ class MainWindow(QMainWindow):
         """Delete a study from the archive on a worker thread; its row is greyed and marked
         "deleting..." until done, and opening, exporting or deleting it again is refused."""
         if study_uid in self.browser_logic.busy:
-            self.statusBar().showMessage(f"This study is already {self.browser_logic.busy[study_uid]}.", 10000)
+            self.statusBar().showMessage(
+                f"This study is already {self.browser_logic.busy[study_uid]}.", 10000
+            )
             return None
-        if confirm and QMessageBox.question(self, "Delete study", "Delete this study from the local archive?") \
-                != QMessageBox.StandardButton.Yes:
+        if (
+            confirm
+            and QMessageBox.question(self, "Delete study", "Delete this study from the local archive?")
+            != QMessageBox.StandardButton.Yes
+        ):
             return None
         if self.session and self.session.study_uid == study_uid:
             self.session = None
@@ -299,7 +336,9 @@ class MainWindow(QMainWindow):
             finished()
             self.statusBar().showMessage(f"The study was not deleted: {message}", 15000)
 
-        return self.tasks.submit("Delete study", delete, on_done=finished, on_error=failed, on_cancelled=finished)
+        return self.tasks.submit(
+            "Delete study", delete, on_done=finished, on_error=failed, on_cancelled=finished
+        )
 
     def export_study(self, study_uid: str, as_zip: bool, destination: Path | None = None) -> None:
         """Anonymised export of a study to a folder or zip, in the background."""
@@ -316,15 +355,20 @@ class MainWindow(QMainWindow):
             destination = Path(name)
             self.store.set_ui_value("last_folder", str(destination.parent))
         if study_uid in self.browser_logic.busy:
-            self.statusBar().showMessage(f"This study is {self.browser_logic.busy[study_uid]}; it cannot be exported.",
-                                         10000)
+            self.statusBar().showMessage(
+                f"This study is {self.browser_logic.busy[study_uid]}; it cannot be exported.", 10000
+            )
             return
-        files = [Path(i.path) for s in self.archive.series(study_uid) for i in self.archive.instances(s.series_uid)]
-        self.tasks.submit("Anonymised export",
-                          lambda progress, cancel: export_anonymized(files, destination, progress=progress,
-                                                                     cancel=cancel),
-                          on_done=lambda names: self.statusBar().showMessage(
-                              f"Exported {len(names)} images to {destination}", 10000))
+        files = [
+            Path(i.path) for s in self.archive.series(study_uid) for i in self.archive.instances(s.series_uid)
+        ]
+        self.tasks.submit(
+            "Anonymised export",
+            lambda progress, cancel: export_anonymized(files, destination, progress=progress, cancel=cancel),
+            on_done=lambda names: self.statusBar().showMessage(
+                f"Exported {len(names)} images to {destination}", 10000
+            ),
+        )
 
     # -- import (menu, drag and drop, demo) -----------------------------------------------------------
     def choose_import(self, folder: bool = False) -> None:
@@ -340,9 +384,13 @@ class MainWindow(QMainWindow):
 
     def import_paths(self, paths: list[Path]) -> None:
         """Import files, folders and zip archives in the background; the browser picks them up."""
-        self.tasks.submit("Import", lambda progress, cancel: import_into_archive(
-            self.archive, paths, progress=progress, cancel=cancel),
-            on_done=self._import_done)
+        self.tasks.submit(
+            "Import",
+            lambda progress, cancel: import_into_archive(
+                self.archive, paths, progress=progress, cancel=cancel
+            ),
+            on_done=self._import_done,
+        )
 
     def _import_done(self, summary) -> None:
         self.browser.poll()
@@ -362,9 +410,12 @@ class MainWindow(QMainWindow):
     def _make_demo_banner(self) -> QWidget:
         banner = QWidget(self)
         layout = QHBoxLayout(banner)
-        label = QLabel("The local archive is empty. Studies sent to this workstation appear here as they "
-                       "arrive. To try the workstation now, create a generated demo study "
-                       "(CT volume, chest radiograph, ultrasound cine).", banner)
+        label = QLabel(
+            "The local archive is empty. Studies sent to this workstation appear here as they "
+            "arrive. To try the workstation now, create a generated demo study "
+            "(CT volume, chest radiograph, ultrasound cine).",
+            banner,
+        )
         label.setWordWrap(True)
         button = QPushButton("Create demo study", banner)
         button.clicked.connect(self.create_demo_study)
@@ -405,7 +456,10 @@ class MainWindow(QMainWindow):
         self.settings = settings
         if self.supervisor is not None and settings.listener != old.listener:
             self.supervisor.restart_with(settings.listener)
-        if settings.model != old.model and self.model_state in (ModelState.NOT_INSTALLED, ModelState.NOT_LOADED):
+        if settings.model != old.model and self.model_state in (
+            ModelState.NOT_INSTALLED,
+            ModelState.NOT_LOADED,
+        ):
             self.set_model_state(initial_model_state(settings.model))
         self.refresh_status()
         self.settings_changed.emit(settings)

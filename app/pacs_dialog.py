@@ -28,9 +28,15 @@ from app.tasks import TaskManager
 from dicom_net.archive import Archive
 from dicom_net.pacs_nodes import PacsNodeError, PacsNodes
 
-RESULT_COLUMNS = (("PatientName", "Patient"), ("PatientID", "ID"), ("StudyDate", "Date"),
-                  ("ModalitiesInStudy", "Modality"), ("StudyDescription", "Description"),
-                  ("AccessionNumber", "Accession"), ("NumberOfStudyRelatedInstances", "Images"))
+RESULT_COLUMNS = (
+    ("PatientName", "Patient"),
+    ("PatientID", "ID"),
+    ("StudyDate", "Date"),
+    ("ModalitiesInStudy", "Modality"),
+    ("StudyDescription", "Description"),
+    ("AccessionNumber", "Accession"),
+    ("NumberOfStudyRelatedInstances", "Images"),
+)
 
 
 def query_keys(study_filter: StudyFilter) -> dict[str, str]:
@@ -51,20 +57,42 @@ def matches_description(answer: dict, study_filter: StudyFilter) -> bool:
 class PacsDialog(QDialog):
     retrieved = Signal(str)  # study UID
 
-    def __init__(self, tasks: TaskManager, archive: Archive, listener_aet: str, parent: QWidget | None = None,
-                 nodes: PacsNodes | None = None):
+    def __init__(
+        self,
+        tasks: TaskManager,
+        archive: Archive,
+        listener_aet: str,
+        parent: QWidget | None = None,
+        nodes: PacsNodes | None = None,
+    ):
         super().__init__(parent)
         self.setWindowTitle("Query / retrieve")
         self.tasks, self.archive, self.listener_aet = tasks, archive, listener_aet
         self.nodes = nodes or PacsNodes()
         self.node_box = QComboBox(self)
-        self.fields = {k: QLineEdit(self) for k in ("patient_name", "patient_id", "accession", "description",
-                                                    "modality", "date_from", "date_to")}
+        self.fields = {
+            k: QLineEdit(self)
+            for k in (
+                "patient_name",
+                "patient_id",
+                "accession",
+                "description",
+                "modality",
+                "date_from",
+                "date_to",
+            )
+        }
         form = QFormLayout()
         form.addRow("PACS node", self.node_box)
-        for key, label in (("patient_name", "Patient name"), ("patient_id", "Patient ID"),
-                           ("accession", "Accession"), ("description", "Description"), ("modality", "Modality"),
-                           ("date_from", "Date from"), ("date_to", "Date to")):
+        for key, label in (
+            ("patient_name", "Patient name"),
+            ("patient_id", "Patient ID"),
+            ("accession", "Accession"),
+            ("description", "Description"),
+            ("modality", "Modality"),
+            ("date_from", "Date from"),
+            ("date_to", "Date to"),
+        ):
             form.addRow(label, self.fields[key])
         self.results = QTableWidget(0, len(RESULT_COLUMNS), self)
         self.results.setHorizontalHeaderLabels([t for _, t in RESULT_COLUMNS])
@@ -122,8 +150,12 @@ class PacsDialog(QDialog):
             answers = find(node, "study", cancel=cancel, **keys)
             return [a for a in answers if matches_description(a, study_filter)]
 
-        self.handle = self.tasks.submit(f"Query {node.name}", run, on_done=self._show_answers,
-                                        on_error=lambda m: self.status.setText(f"Query failed: {m}"))
+        self.handle = self.tasks.submit(
+            f"Query {node.name}",
+            run,
+            on_done=self._show_answers,
+            on_error=lambda m: self.status.setText(f"Query failed: {m}"),
+        )
 
     def _show_answers(self, answers: list[dict]) -> None:
         self.answers = answers
@@ -158,14 +190,22 @@ class PacsDialog(QDialog):
         node = self.nodes.get(self.node_box.currentText())
 
         def run(progress, cancel):
-            return retrieve(node, study_uid, archive=self.archive, move_destination=self.listener_aet,
-                            progress=lambda done, total: progress(done, total, f"{done}/{total} images"),
-                            cancel=cancel)
+            return retrieve(
+                node,
+                study_uid,
+                archive=self.archive,
+                move_destination=self.listener_aet,
+                progress=lambda done, total: progress(done, total, f"{done}/{total} images"),
+                cancel=cancel,
+            )
 
         self.status.setText(f"Retrieving from {node.name}...")
-        self.handle = self.tasks.submit(f"Retrieve from {node.name}", run,
-                                        on_done=lambda result: self._retrieved(study_uid, result),
-                                        on_error=lambda m: self.status.setText(f"Retrieve failed: {m}"))
+        self.handle = self.tasks.submit(
+            f"Retrieve from {node.name}",
+            run,
+            on_done=lambda result: self._retrieved(study_uid, result),
+            on_error=lambda m: self.status.setText(f"Retrieve failed: {m}"),
+        )
 
     def _retrieved(self, study_uid: str, result) -> None:
         text = f"Retrieved: {result.completed} images, {result.failed} failed"

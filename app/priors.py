@@ -24,8 +24,9 @@ def issuer_of_patient_id(archive: Archive, study_uid: str) -> str | None:
     for series in archive.series(study_uid):
         for instance in archive.instances(series.series_uid)[:1]:
             try:
-                ds = pydicom.dcmread(Path(instance.path), stop_before_pixels=True,
-                                     specific_tags=["IssuerOfPatientID"])
+                ds = pydicom.dcmread(
+                    Path(instance.path), stop_before_pixels=True, specific_tags=["IssuerOfPatientID"]
+                )
             except Exception as exc:  # noqa: BLE001 - an unreadable file: try the next series
                 log.warning("priors: header of study %s unreadable (%s)", study_uid, type(exc).__name__)
                 continue
@@ -38,8 +39,11 @@ def find_priors(archive: Archive, study: StudyRecord) -> list[StudyRecord]:
     patient_id = study.patient_id.strip()
     if not patient_id:
         return []
-    candidates = [s for s in archive.studies(patient_id=patient_id)
-                  if s.study_uid != study.study_uid and s.patient_id.strip() == patient_id]
+    candidates = [
+        s
+        for s in archive.studies(patient_id=patient_id)
+        if s.study_uid != study.study_uid and s.patient_id.strip() == patient_id
+    ]
     if not candidates:
         return []
     issuer = issuer_of_patient_id(archive, study.study_uid)

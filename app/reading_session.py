@@ -77,9 +77,14 @@ class ReadingSession:
         if not instances:
             return None
         self.paths[record.series_uid] = [Path(i.path) for i in instances]
-        return SeriesInfo(record.series_uid, record.modality, len(instances), frames=instances[0].frames,
-                          frame_of_reference=_frame_of_reference(Path(instances[0].path)),
-                          description=record.description)
+        return SeriesInfo(
+            record.series_uid,
+            record.modality,
+            len(instances),
+            frames=instances[0].frames,
+            frame_of_reference=_frame_of_reference(Path(instances[0].path)),
+            description=record.description,
+        )
 
     def info(self, series_uid: str | None) -> SeriesInfo | None:
         found = next((s for s in self.series if s.series_uid == series_uid), None)
@@ -119,7 +124,8 @@ class ReadingSession:
 
     def _pad_slots(self) -> None:
         self.slots = (self.slots + [Slot(None, ViewKind.STACK)] * self.layout.viewport_count)[
-            : self.layout.viewport_count]
+            : self.layout.viewport_count
+        ]
 
     def _changed(self, what: str) -> None:
         for callback in list(self.listeners):
@@ -129,8 +135,10 @@ class ReadingSession:
         """Change the grid; shown series stay, empty viewports get the next unshown series."""
         uids = relayout([s.series_uid for s in self.slots], layout, self.series)
         self.layout = layout
-        self.slots = [Slot(uid, view_kind_for(self.info(uid), layout, i) if uid else ViewKind.STACK)
-                      for i, uid in enumerate(uids)]
+        self.slots = [
+            Slot(uid, view_kind_for(self.info(uid), layout, i) if uid else ViewKind.STACK)
+            for i, uid in enumerate(uids)
+        ]
         self._pad_slots()
         self._changed("layout")
 
@@ -145,10 +153,16 @@ class ReadingSession:
         self._changed("slots")
 
     def linked_viewports(self) -> dict[str, list[int]]:
-        return link_groups([self.info(s.series_uid) if s.kind is ViewKind.STACK else None for s in self.slots])
+        return link_groups(
+            [self.info(s.series_uid) if s.kind is ViewKind.STACK else None for s in self.slots]
+        )
 
-    def load(self, series_uid: str, progress: Callable[[int, int, str], None] | None = None,
-             cancel: threading.Event | None = None) -> Volume:
+    def load(
+        self,
+        series_uid: str,
+        progress: Callable[[int, int, str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Volume:
         """The series' main volume, loaded once (thread-safe; cancellable between slices)."""
         with self._lock:
             if series_uid in self.volumes:

@@ -34,10 +34,26 @@ from app.viewport import Viewport
 
 log = logging.getLogger(__name__)
 
-SLABS = {"Thin": (0.0, "mip"), "MIP 5 mm": (5.0, "mip"), "MIP 10 mm": (10.0, "mip"),
-         "MIP 20 mm": (20.0, "mip"), "MinIP 10 mm": (10.0, "minip"), "Average 10 mm": (10.0, "mean")}
-TOOL_LABELS = {"window": "W/L", "pan": "Pan", "zoom": "Zoom", "crosshair": "Cross", "length": "Length",
-               "angle": "Angle", "cobb": "Cobb", "rectangle": "ROI", "ellipse": "Ellipse ROI", "point": "HU"}
+SLABS = {
+    "Thin": (0.0, "mip"),
+    "MIP 5 mm": (5.0, "mip"),
+    "MIP 10 mm": (10.0, "mip"),
+    "MIP 20 mm": (20.0, "mip"),
+    "MinIP 10 mm": (10.0, "minip"),
+    "Average 10 mm": (10.0, "mean"),
+}
+TOOL_LABELS = {
+    "window": "W/L",
+    "pan": "Pan",
+    "zoom": "Zoom",
+    "crosshair": "Cross",
+    "length": "Length",
+    "angle": "Angle",
+    "cobb": "Cobb",
+    "rectangle": "ROI",
+    "ellipse": "Ellipse ROI",
+    "point": "HU",
+}
 
 
 class ReadingWidget(QWidget):
@@ -95,9 +111,14 @@ class ReadingWidget(QWidget):
             self.slab_box.addItem(text, (mm, mode))
         self.slab_box.currentIndexChanged.connect(lambda _i: self.set_slab(*self.slab_box.currentData()))
         self.image_toolbar.addWidget(self.slab_box)
-        for text, slot in (("Invert", lambda: self.apply("I")), ("Flip H", lambda: self.apply("H")),
-                           ("Flip V", lambda: self.apply("V")), ("Rotate", lambda: self.apply("R")),
-                           ("Reset", lambda: self.apply("Escape")), ("Play", self.toggle_cine)):
+        for text, slot in (
+            ("Invert", lambda: self.apply("I")),
+            ("Flip H", lambda: self.apply("H")),
+            ("Flip V", lambda: self.apply("V")),
+            ("Rotate", lambda: self.apply("R")),
+            ("Reset", lambda: self.apply("Escape")),
+            ("Play", self.toggle_cine),
+        ):
             self.image_toolbar.addAction(text, slot)
 
         self.patient_bar = QLabel("", self)  # whose images these are, always in view while reading
@@ -227,9 +248,12 @@ class ReadingWidget(QWidget):
         info = session.info(series_uid)
         title = f"Loading {info.modality if info else ''} series"
         self._loads = [h for h in self._loads if not h.finished]
-        handle = self.tasks.submit(title, lambda progress, cancel: session.load(series_uid, progress, cancel),
-                                   on_done=lambda _v, vp=vp: self._show_if_current(vp, series_uid, kind),
-                                   on_error=lambda msg, vp=vp: self._failed(vp, msg))
+        handle = self.tasks.submit(
+            title,
+            lambda progress, cancel: session.load(series_uid, progress, cancel),
+            on_done=lambda _v, vp=vp: self._show_if_current(vp, series_uid, kind),
+            on_error=lambda msg, vp=vp: self._failed(vp, msg),
+        )
         self._loads.append(handle)
 
     def _show_if_current(self, vp: Viewport, series_uid: str, kind: ViewKind) -> None:
@@ -269,7 +293,10 @@ class ReadingWidget(QWidget):
         view = self.active_view()
         planes = getattr(view, "views", None)
         if isinstance(planes, dict) and planes:
-            return next((v for v in planes.values() if v.hasFocus()), planes.get("axial") or next(iter(planes.values())))
+            return next(
+                (v for v in planes.values() if v.hasFocus()),
+                planes.get("axial") or next(iter(planes.values())),
+            )
         return getattr(view, "display", None) or view  # CineView shows its frames in a StackView
 
     def active_state(self):
@@ -333,7 +360,9 @@ class ReadingWidget(QWidget):
     def _fill_preset_menu(self) -> None:
         self.preset_menu.clear()
         for n, preset in enumerate(self.presets()[:9], 1):
-            text = preset if isinstance(preset, str) else f"{preset.name}  ({preset.window:g}/{preset.level:g})"
+            text = (
+                preset if isinstance(preset, str) else f"{preset.name}  ({preset.window:g}/{preset.level:g})"
+            )
             action = self.preset_menu.addAction(f"{n}  {text}")
             action.triggered.connect(lambda _=False, n=n: self.apply_preset_number(n))
 

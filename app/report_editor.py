@@ -60,7 +60,9 @@ def patient_line(info: StudyInfo) -> str:
     patient = f"{name} - ID {info.patient_id or '(none)'}" + (f" - born {born}" if born else "")
     patient += f" {info.patient_sex}" if info.patient_sex else ""
     study_date = _dicom_date(info.study_datetime)
-    study = f"{info.study_description or info.modality or 'Study'}" + (f" of {study_date}" if study_date else "")
+    study = f"{info.study_description or info.modality or 'Study'}" + (
+        f" of {study_date}" if study_date else ""
+    )
     return f"{patient}\n{study} - accession {info.accession_number or '(none)'}"
 
 
@@ -228,10 +230,16 @@ class ReportEditor(QWidget):
             report = self.workflow.open_study(info)
         except (OSError, ValueError, KeyError, TypeError) as exc:  # damaged record: left on disk as is
             self.workflow.report = self.workflow.audit = None  # never the previous study's report
-            log.error("report editor: report of study %s unreadable (%s)", info.study_instance_uid,
-                      type(exc).__name__)
-            self._say(f"The saved report of this study cannot be read ({type(exc).__name__}: {exc}). "
-                      "It is left on disk unchanged; ask your administrator to restore it.", error=True)
+            log.error(
+                "report editor: report of study %s unreadable (%s)",
+                info.study_instance_uid,
+                type(exc).__name__,
+            )
+            self._say(
+                f"The saved report of this study cannot be read ({type(exc).__name__}: {exc}). "
+                "It is left on disk unchanged; ask your administrator to restore it.",
+                error=True,
+            )
             self._render()
             return
         self.template_box.clear()
@@ -301,7 +309,12 @@ class ReportEditor(QWidget):
         drafting = self._draft_thread is not None
         status = report.status if report else None
         edited = report is not None and report.edited_since_signed
-        signed = report is not None and status is not ReportStatus.DRAFT and not report.amendment_open and not edited
+        signed = (
+            report is not None
+            and status is not ReportStatus.DRAFT
+            and not report.amendment_open
+            and not edited
+        )
         self.status_label.setText(
             ""
             if report is None
@@ -533,8 +546,13 @@ class ReportEditor(QWidget):
             self._say(str(exc), error=True)
             return None
         self._say("Writing PDF ...")
-        self.pdf_task = self.tasks.submit("PDF export", job, on_done=lambda warnings: self._pdf_done(job, warnings),
-                                          on_error=self._pdf_failed, on_cancelled=lambda: self._pdf_cancelled(job))
+        self.pdf_task = self.tasks.submit(
+            "PDF export",
+            job,
+            on_done=lambda warnings: self._pdf_done(job, warnings),
+            on_error=self._pdf_failed,
+            on_cancelled=lambda: self._pdf_cancelled(job),
+        )
         self._update_buttons()
         return self.pdf_task
 
@@ -543,7 +561,9 @@ class ReportEditor(QWidget):
         try:
             self.workflow.record_pdf_export(job)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            self._say(f"PDF written to {job.path}, but the audit record could not be updated: {exc}", error=True)
+            self._say(
+                f"PDF written to {job.path}, but the audit record could not be updated: {exc}", error=True
+            )
         else:
             self._say("PDF written." + (" " + " ".join(warnings) if warnings else ""))
         self._update_buttons()

@@ -33,12 +33,23 @@ from app.settings_store import SettingsStore
 from dicom_net.pacs_nodes import DEFAULT_CALLING_AET, PacsNode, PacsNodeError, PacsNodes
 
 LABELS = {
-    "listener.aet": "AE title", "listener.port": "Port", "listener.host": "Listen on (IP address)", "listener.allowed_aets": "Allowed calling AEs",
-    "listener.tls_cert": "TLS certificate", "listener.tls_key": "TLS private key", "listener.tls_ca": "TLS CA",
-    "ris.host": "Host", "ris.port": "Port", "ris.sending_application": "Sending application",
-    "ris.sending_facility": "Sending facility", "ris.receiving_application": "Receiving application",
-    "ris.receiving_facility": "Receiving facility", "model.folder": "Model folder", "model.device": "Device",
-    "model.quantization": "Quantization", "general.create_demo_if_empty": "Create demo study when archive is empty",
+    "listener.aet": "AE title",
+    "listener.port": "Port",
+    "listener.host": "Listen on (IP address)",
+    "listener.allowed_aets": "Allowed calling AEs",
+    "listener.tls_cert": "TLS certificate",
+    "listener.tls_key": "TLS private key",
+    "listener.tls_ca": "TLS CA",
+    "ris.host": "Host",
+    "ris.port": "Port",
+    "ris.sending_application": "Sending application",
+    "ris.sending_facility": "Sending facility",
+    "ris.receiving_application": "Receiving application",
+    "ris.receiving_facility": "Receiving facility",
+    "model.folder": "Model folder",
+    "model.device": "Device",
+    "model.quantization": "Quantization",
+    "general.create_demo_if_empty": "Create demo study when archive is empty",
     "ris.enabled": "Send signed reports to the RIS",
     "general.predraft": "Pre-draft reports of new studies while the AI is idle (drafts only, never sent)",
     "general.outbox_retention_days": "Keep delivered report messages and chat histories (days)",
@@ -52,9 +63,14 @@ def node_from_fields(values: dict[str, str]) -> PacsNode:
     port = values.get("port", "").strip()
     if not port.isdigit():
         raise PacsNodeError(f"port {port!r} must be a whole number from 1 to 65535")
-    return PacsNode(name=values.get("name", "").strip(), aet=values.get("aet", ""), host=values.get("host", ""),
-                    port=int(port), calling_aet=values.get("calling_aet", "") or DEFAULT_CALLING_AET,
-                    retrieve_method=values.get("retrieve_method", "move"))
+    return PacsNode(
+        name=values.get("name", "").strip(),
+        aet=values.get("aet", ""),
+        host=values.get("host", ""),
+        port=int(port),
+        calling_aet=values.get("calling_aet", "") or DEFAULT_CALLING_AET,
+        retrieve_method=values.get("retrieve_method", "move"),
+    )
 
 
 class PacsNodesPage(QWidget):
@@ -71,8 +87,13 @@ class PacsNodesPage(QWidget):
         self.method = QComboBox(self)
         self.method.addItems(["move", "get"])
         form = QFormLayout()
-        for key, label in (("name", "Name"), ("aet", "PACS AE title"), ("host", "Host"), ("port", "Port"),
-                           ("calling_aet", "Our AE title")):
+        for key, label in (
+            ("name", "Name"),
+            ("aet", "PACS AE title"),
+            ("host", "Host"),
+            ("port", "Port"),
+            ("calling_aet", "Our AE title"),
+        ):
             self.fields[key].setObjectName(f"node_{key}")
             form.addRow(label, self.fields[key])
         form.addRow("Retrieve with", self.method)
@@ -80,7 +101,11 @@ class PacsNodesPage(QWidget):
         self.status.setWordWrap(True)
         self.echo_result.connect(self.status.setText)
         buttons = QHBoxLayout()
-        for text, slot in (("Save node", self.save_node), ("Remove", self.remove_node), ("Test (C-ECHO)", self.echo)):
+        for text, slot in (
+            ("Save node", self.save_node),
+            ("Remove", self.remove_node),
+            ("Test (C-ECHO)", self.echo),
+        ):
             b = QPushButton(text, self)
             b.clicked.connect(slot)
             buttons.addWidget(b)
@@ -195,7 +220,9 @@ class SettingsDialog(QDialog):
                 self.pacs_page = PacsNodesPage(nodes or PacsNodes(), tabs)
                 tabs.addTab(self.pacs_page, "PACS nodes")
         self.tabs = tabs
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
+        )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         self.error_label = QLabel("", self)
@@ -224,8 +251,10 @@ class SettingsDialog(QDialog):
             settings = self.store.apply_form(self.form())
         except SettingsError as exc:
             self.last_errors = exc.errors
-            self.error_label.setText("Not saved. Please correct:\n" + "\n".join(
-                f"- {LABELS.get(k, k)}: {m}" for k, m in exc.errors.items()))
+            self.error_label.setText(
+                "Not saved. Please correct:\n"
+                + "\n".join(f"- {LABELS.get(k, k)}: {m}" for k, m in exc.errors.items())
+            )
             return None
         self.last_errors = {}
         self.applied.emit(settings)

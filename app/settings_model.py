@@ -64,7 +64,9 @@ class ModelSettings:
 class GeneralSettings:
     create_demo_if_empty: bool = False  # True: generate the demo study without asking
     predraft: bool = False  # draft reports of newly received studies while the model is idle
-    outbox_retention_days: int = 30  # delivered report payloads and chat histories (PHI) are deleted after this
+    outbox_retention_days: int = (
+        30  # delivered report payloads and chat histories (PHI) are deleted after this
+    )
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,9 @@ def _hl7_name(text: str, errors: dict[str, str], key: str) -> str:
     return text
 
 
-def parse_settings(form: Mapping[str, str], base: AppSettings | None = None, *,
-                   check_paths: bool = True) -> AppSettings:
+def parse_settings(
+    form: Mapping[str, str], base: AppSettings | None = None, *, check_paths: bool = True
+) -> AppSettings:
     """Validate a whole form (``section.name`` -> text) and return the settings it describes.
 
     Keys absent from ``form`` keep their value from ``base``. Raises :class:`SettingsError`
@@ -185,8 +188,9 @@ def parse_settings(form: Mapping[str, str], base: AppSettings | None = None, *,
     cert = _existing_file(g("listener.tls_cert", ""), path_errors, "listener.tls_cert")
     key = _existing_file(g("listener.tls_key", ""), path_errors, "listener.tls_key")
     if bool(cert) != bool(key):
-        errors.setdefault("listener.tls_key" if cert else "listener.tls_cert",
-                          "TLS needs both a certificate and a key")
+        errors.setdefault(
+            "listener.tls_key" if cert else "listener.tls_cert", "TLS needs both a certificate and a key"
+        )
     host_text = g("listener.host", "").strip()
     try:
         ipaddress.ip_address(host_text)
@@ -214,8 +218,9 @@ def parse_settings(form: Mapping[str, str], base: AppSettings | None = None, *,
         port=_port(g("ris.port", ""), errors, "ris.port"),
         sending_application=_hl7_name(g("ris.sending_application", ""), errors, "ris.sending_application"),
         sending_facility=_hl7_name(g("ris.sending_facility", ""), errors, "ris.sending_facility"),
-        receiving_application=_hl7_name(g("ris.receiving_application", ""), errors,
-                                        "ris.receiving_application"),
+        receiving_application=_hl7_name(
+            g("ris.receiving_application", ""), errors, "ris.receiving_application"
+        ),
         receiving_facility=_hl7_name(g("ris.receiving_facility", ""), errors, "ris.receiving_facility"),
     )
 
@@ -231,11 +236,13 @@ def parse_settings(form: Mapping[str, str], base: AppSettings | None = None, *,
     model = ModelSettings(folder=folder, device=device, quantization=quant)
 
     general = GeneralSettings(
-        create_demo_if_empty=_bool(g("general.create_demo_if_empty", ""), errors,
-                                   "general.create_demo_if_empty"),
+        create_demo_if_empty=_bool(
+            g("general.create_demo_if_empty", ""), errors, "general.create_demo_if_empty"
+        ),
         predraft=_bool(g("general.predraft", ""), errors, "general.predraft"),
-        outbox_retention_days=_int_range(g("general.outbox_retention_days", ""), errors,
-                                         "general.outbox_retention_days", 1, 3650),
+        outbox_retention_days=_int_range(
+            g("general.outbox_retention_days", ""), errors, "general.outbox_retention_days", 1, 3650
+        ),
     )
     if errors:
         raise SettingsError(errors)

@@ -46,7 +46,9 @@ class SettingsStore:
                 settings = parse_settings(stored, check_paths=False)
                 break
             except SettingsError as exc:
-                self.load_errors.update({k: f"{v} (was {stored.get(k, '')!r})" for k, v in exc.errors.items()})
+                self.load_errors.update(
+                    {k: f"{v} (was {stored.get(k, '')!r})" for k, v in exc.errors.items()}
+                )
                 kept = {k: v for k, v in stored.items() if k not in exc.errors}
                 if kept == stored:  # a rule across fields failed on defaults: reset those sections
                     sections = {k.split(".")[0] for k in exc.errors}

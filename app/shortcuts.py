@@ -28,8 +28,10 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("next_series", ("Right",), "Next series in the active viewport", "Navigation"),
     Shortcut("previous_series", ("Left",), "Previous series in the active viewport", "Navigation"),
     Shortcut("default_window", ("0",), "Default window/level", "Window/level"),
-    *(Shortcut(f"wl_preset_{k}", (k,), f"Window preset {k} (see the W/L menu)", "Window/level")
-      for k in WL_PRESET_KEYS),
+    *(
+        Shortcut(f"wl_preset_{k}", (k,), f"Window preset {k} (see the W/L menu)", "Window/level")
+        for k in WL_PRESET_KEYS
+    ),
     Shortcut("invert", ("I",), "Invert grey scale", "Window/level"),
     Shortcut("zoom_in", ("+", "="), "Zoom in", "View"),
     Shortcut("zoom_out", ("-",), "Zoom out", "View"),
@@ -72,9 +74,11 @@ def help_html() -> str:
             rows.append(f"<tr><th colspan=2 align=left><br>{group}</th></tr>")
         keys = " / ".join(f"<b>{k}</b>" for k in s.keys)
         rows.append(f"<tr><td>{keys}&nbsp;&nbsp;</td><td>{s.description}</td></tr>")
-    rows.append("<tr><th colspan=2 align=left><br>Mouse</th></tr>"
-                "<tr><td><b>Wheel</b></td><td>Scroll slices</td></tr>"
-                "<tr><td><b>Left drag</b></td><td>Active tool (W/L by default)</td></tr>"
-                "<tr><td><b>Right drag</b></td><td>Zoom</td></tr>"
-                "<tr><td><b>Middle drag</b></td><td>Pan</td></tr>")
+    rows.append(
+        "<tr><th colspan=2 align=left><br>Mouse</th></tr>"
+        "<tr><td><b>Wheel</b></td><td>Scroll slices</td></tr>"
+        "<tr><td><b>Left drag</b></td><td>Active tool (W/L by default)</td></tr>"
+        "<tr><td><b>Right drag</b></td><td>Zoom</td></tr>"
+        "<tr><td><b>Middle drag</b></td><td>Pan</td></tr>"
+    )
     return "<table>" + "".join(rows) + "</table>"

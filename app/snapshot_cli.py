@@ -19,25 +19,41 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("snapshot", help="render one view of a series to PNG (headless)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "snapshot",
+        help="render one view of a series to PNG (headless)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("series", metavar="SERIES", help="folder/file of DICOM files or a Series Instance UID")
     p.add_argument("--out", required=True, type=Path, metavar="FILE.png")
-    p.add_argument("--plane", choices=("axial", "coronal", "sagittal", "native"), default=None,
-                   help="default: axial (native for images without 3D geometry)")
+    p.add_argument(
+        "--plane",
+        choices=("axial", "coronal", "sagittal", "native"),
+        default=None,
+        help="default: axial (native for images without 3D geometry)",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--index", type=int, help="slice index along the plane (0-based)")
-    where.add_argument("--position", type=float, metavar="MM",
-                       help="plane position in mm (axial: z, coronal: y, sagittal: x; LPS)")
+    where.add_argument(
+        "--position",
+        type=float,
+        metavar="MM",
+        help="plane position in mm (axial: z, coronal: y, sagittal: x; LPS)",
+    )
     p.add_argument("--window", type=float, metavar="W")
     p.add_argument("--level", type=float, metavar="L")
     p.add_argument("--slab", type=float, default=0.0, metavar="MM", help="thick-slab thickness in mm")
     p.add_argument("--slab-mode", choices=("mip", "minip", "mean"), default="mip")
     p.add_argument("--frame", type=int, help="frame of a cine / repetition of a dynamic series (0-based)")
     p.add_argument("--size", default="512x512", metavar="WxH")
-    p.add_argument("--overlay", choices=("full", "labels", "none"), default="full",
-                   help="full: as the 2D view draws it (texts, orientation letters, scale bar); "
-                        "labels: orientation letters only; none: image pixels only")
+    p.add_argument(
+        "--overlay",
+        choices=("full", "labels", "none"),
+        default="full",
+        help="full: as the 2D view draws it (texts, orientation letters, scale bar); "
+        "labels: orientation letters only; none: image pixels only",
+    )
     p.add_argument("--archive", type=Path, metavar="DIR", help="archive to look a Series Instance UID up in")
     p.set_defaults(func=run_snapshot)
 
@@ -62,15 +78,28 @@ def run_snapshot(args: argparse.Namespace) -> int:
         files = series_files(args.series, args.archive)
         if not files:
             raise ValueError(f"no files in {args.series}")
-        view = snapshot(files, args.out, plane=args.plane, index=args.index, position_mm=args.position,
-                        window=args.window, level=args.level, slab_mm=args.slab, slab_mode=args.slab_mode,
-                        frame=args.frame, size=size, overlay=args.overlay)
+        view = snapshot(
+            files,
+            args.out,
+            plane=args.plane,
+            index=args.index,
+            position_mm=args.position,
+            window=args.window,
+            level=args.level,
+            slab_mm=args.slab,
+            slab_mode=args.slab_mode,
+            frame=args.frame,
+            size=size,
+            overlay=args.overlay,
+        )
     except (ValueError, LoadError) as exc:
         print(f"snapshot: {exc}", file=sys.stderr)
         return 2
     for warning in view.warnings:
         print(warning, file=sys.stderr)
-    print(f"wrote {args.out} ({size[0]}x{size[1]}, {view.plane.shape[1]}x{view.plane.shape[0]} pixels at "
-          f"{view.plane.pixel_spacing[1]:.3g}x{view.plane.pixel_spacing[0]:.3g} mm, "
-          f"W {view.window:g} L {view.level:g})")
+    print(
+        f"wrote {args.out} ({size[0]}x{size[1]}, {view.plane.shape[1]}x{view.plane.shape[0]} pixels at "
+        f"{view.plane.pixel_spacing[1]:.3g}x{view.plane.pixel_spacing[0]:.3g} mm, "
+        f"W {view.window:g} L {view.level:g})"
+    )
     return 0

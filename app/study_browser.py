@@ -194,8 +194,13 @@ class StudyBrowser(QWidget):
     query_pacs_requested = Signal()
     studies_changed = Signal(list)  # study UIDs stored or deleted since the last poll
 
-    def __init__(self, logic: StudyBrowserLogic, thumbnails: ThumbnailCache, parent: QWidget | None = None,
-                 poll_ms: int = 1000):
+    def __init__(
+        self,
+        logic: StudyBrowserLogic,
+        thumbnails: ThumbnailCache,
+        parent: QWidget | None = None,
+        poll_ms: int = 1000,
+    ):
         super().__init__(parent)
         self.logic = logic
         self.thumbnails = thumbnails
@@ -206,9 +211,14 @@ class StudyBrowser(QWidget):
 
         self.fields: dict[str, QLineEdit] = {}
         bar = QHBoxLayout()
-        for key, hint, width in (("patient_name", "Patient name", 150), ("patient_id", "Patient ID", 100),
-                                 ("accession", "Accession", 100), ("description", "Description", 150),
-                                 ("date_from", "From YYYY-MM-DD", 115), ("date_to", "To YYYY-MM-DD", 115)):
+        for key, hint, width in (
+            ("patient_name", "Patient name", 150),
+            ("patient_id", "Patient ID", 100),
+            ("accession", "Accession", 100),
+            ("description", "Description", 150),
+            ("date_from", "From YYYY-MM-DD", 115),
+            ("date_to", "To YYYY-MM-DD", 115),
+        ):
             edit = QLineEdit(self)
             edit.setPlaceholderText(hint)
             edit.setMaximumWidth(width + 60)
@@ -229,7 +239,10 @@ class StudyBrowser(QWidget):
         clear.clicked.connect(self.clear_filter)
         bar.addWidget(clear)
         bar.addStretch(1)
-        for text, signal in (("Import...", self.import_requested), ("Query PACS...", self.query_pacs_requested)):
+        for text, signal in (
+            ("Import...", self.import_requested),
+            ("Query PACS...", self.query_pacs_requested),
+        ):
             b = QPushButton(text, self)
             b.clicked.connect(signal.emit)
             bar.addWidget(b)
@@ -250,10 +263,12 @@ class StudyBrowser(QWidget):
         self.table.doubleClicked.connect(lambda _: self._emit_selected(self.open_requested))
         self.table.selectionModel().selectionChanged.connect(self._show_selected_series)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        for text, slot in (("Open", lambda: self._emit_selected(self.open_requested)),
-                           ("Export anonymised to folder...", lambda: self._export(False)),
-                           ("Export anonymised to zip...", lambda: self._export(True)),
-                           ("Delete study...", lambda: self._emit_selected(self.delete_requested))):
+        for text, slot in (
+            ("Open", lambda: self._emit_selected(self.open_requested)),
+            ("Export anonymised to folder...", lambda: self._export(False)),
+            ("Export anonymised to zip...", lambda: self._export(True)),
+            ("Delete study...", lambda: self._emit_selected(self.delete_requested)),
+        ):
             action = QAction(text, self.table)
             action.triggered.connect(slot)
             self.table.addAction(action)

@@ -58,9 +58,14 @@ def patient_banner(record: StudyRecord) -> str:
     """One line naming the patient and the study (shown above the images while reading)."""
     name = ", ".join(p for p in record.patient_name.split("^")[:2] if p) or "(no name)"
     born = f"born {format_date(record.birth_date)}" if record.birth_date else ""
-    parts = [name, f"ID {record.patient_id or '(none)'}", " ".join(p for p in (born, record.sex) if p),
-             " ".join(p for p in ("/".join(record.modalities), record.description) if p),
-             format_date(record.study_date), f"Acc {record.accession}" if record.accession else ""]
+    parts = [
+        name,
+        f"ID {record.patient_id or '(none)'}",
+        " ".join(p for p in (born, record.sex) if p),
+        " ".join(p for p in ("/".join(record.modalities), record.description) if p),
+        format_date(record.study_date),
+        f"Acc {record.accession}" if record.accession else "",
+    ]
     return "  |  ".join(p for p in parts if p)
 
 

@@ -104,9 +104,14 @@ class TaskManager(QObject):
         self.active: dict[int, TaskHandle] = {}
         self._callbacks: dict[int, tuple[Callable | None, Callable | None, Callable | None]] = {}
 
-    def submit(self, title: str, fn: TaskFn, on_done: Callable[[Any], None] | None = None,
-               on_error: Callable[[str], None] | None = None,
-               on_cancelled: Callable[[], None] | None = None) -> TaskHandle:
+    def submit(
+        self,
+        title: str,
+        fn: TaskFn,
+        on_done: Callable[[Any], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+        on_cancelled: Callable[[], None] | None = None,
+    ) -> TaskHandle:
         handle = TaskHandle(next(self._ids), title)
         self.active[handle.task_id] = handle
         self._callbacks[handle.task_id] = (on_done, on_error, on_cancelled)
@@ -138,7 +143,9 @@ class TaskManager(QObject):
             handle.done, handle.total, handle.text = done, total, text
             self.changed.emit()
 
-    def _end(self, task_id: int) -> tuple[TaskHandle | None, tuple[Callable | None, Callable | None, Callable | None]]:
+    def _end(
+        self, task_id: int
+    ) -> tuple[TaskHandle | None, tuple[Callable | None, Callable | None, Callable | None]]:
         handle = self.active.pop(task_id, None)
         callbacks = self._callbacks.pop(task_id, (None, None, None))
         if handle:

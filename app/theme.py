@@ -19,12 +19,18 @@ def configure_high_dpi() -> None:
 def dark_palette() -> QPalette:
     p = QPalette()
     colours = {
-        QPalette.ColorRole.Window: "#1b1d20", QPalette.ColorRole.WindowText: "#c9ccd1",
-        QPalette.ColorRole.Base: "#141618", QPalette.ColorRole.AlternateBase: "#191b1e",
-        QPalette.ColorRole.Text: "#c9ccd1", QPalette.ColorRole.Button: "#2a2e33",
-        QPalette.ColorRole.ButtonText: "#c9ccd1", QPalette.ColorRole.Highlight: "#2f5d8a",
-        QPalette.ColorRole.HighlightedText: "#eef1f4", QPalette.ColorRole.ToolTipBase: "#2a2e33",
-        QPalette.ColorRole.ToolTipText: "#e3e6ea", QPalette.ColorRole.PlaceholderText: "#6b7078",
+        QPalette.ColorRole.Window: "#1b1d20",
+        QPalette.ColorRole.WindowText: "#c9ccd1",
+        QPalette.ColorRole.Base: "#141618",
+        QPalette.ColorRole.AlternateBase: "#191b1e",
+        QPalette.ColorRole.Text: "#c9ccd1",
+        QPalette.ColorRole.Button: "#2a2e33",
+        QPalette.ColorRole.ButtonText: "#c9ccd1",
+        QPalette.ColorRole.Highlight: "#2f5d8a",
+        QPalette.ColorRole.HighlightedText: "#eef1f4",
+        QPalette.ColorRole.ToolTipBase: "#2a2e33",
+        QPalette.ColorRole.ToolTipText: "#e3e6ea",
+        QPalette.ColorRole.PlaceholderText: "#6b7078",
         QPalette.ColorRole.Link: "#5d9bd5",
     }
     for role, colour in colours.items():

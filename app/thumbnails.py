@@ -57,7 +57,8 @@ def render_thumbnail(path: Path, size: int = THUMB_SIZE) -> np.ndarray:
     if pixels.ndim == 3 and pixels.shape[-1] == 3:  # colour (pydicom converts YBR to RGB)
         return downsample(pixels.astype(np.uint8), size)
     values = pixels.astype(np.float32) * float(ds.get("RescaleSlope", 1) or 1) + float(
-        ds.get("RescaleIntercept", 0) or 0)
+        ds.get("RescaleIntercept", 0) or 0
+    )
     if "WindowCenter" in ds and "WindowWidth" in ds:
         center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
     else:

@@ -36,16 +36,40 @@ from tests.inference.prompts import chat_inputs  # noqa: E402
 from tests.inference.tiny_checkpoint import write_random_checkpoint  # noqa: E402
 
 SHAPES = {
-    "7b": ({"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
-            "num_key_value_heads": 4},
-           {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
-            "patch_size": 14},
-           152064),
-    "small": ({"hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 8, "num_attention_heads": 8,
-               "num_key_value_heads": 2},
-              {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6, "num_attention_heads": 6,
-               "patch_size": 14},
-              151936),
+    "7b": (
+        {
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+        },
+        {
+            "hidden_size": 1152,
+            "intermediate_size": 4304,
+            "num_hidden_layers": 27,
+            "num_attention_heads": 16,
+            "patch_size": 14,
+        },
+        152064,
+    ),
+    "small": (
+        {
+            "hidden_size": 512,
+            "intermediate_size": 1536,
+            "num_hidden_layers": 8,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+        },
+        {
+            "hidden_size": 384,
+            "intermediate_size": 1536,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 6,
+            "patch_size": 14,
+        },
+        151936,
+    ),
 }
 PROMPTS = {"2d": (1, 37, 37, 1, 7), "3d": (180, 18, 18, 2, 8)}  # (t, h, w, merge, seed)
 
@@ -104,19 +128,25 @@ def run_variant(folder: Path, variant: str, prompts: list[str], decode_tokens: i
             if result.error:
                 print(f"  {name}: ERROR {result.error}")
                 continue
-            print(f"  {name}: {inputs.prompt_tokens:,} prompt tokens ({inputs.visual_tokens:,} visual): "
-                  f"TTFT {result.ttft_seconds:.3f} s (vision {result.vision_seconds:.3f} s), "
-                  f"peak {peak_memory(device)}")
+            print(
+                f"  {name}: {inputs.prompt_tokens:,} prompt tokens ({inputs.visual_tokens:,} visual): "
+                f"TTFT {result.ttft_seconds:.3f} s (vision {result.vision_seconds:.3f} s), "
+                f"peak {peak_memory(device)}"
+            )
         inputs = chat_inputs(tokenizer, image_id, "Describe the findings.", (PROMPTS["2d"],))
-        result = engine.submit(GenerationRequest(inputs, max_new_tokens=decode_tokens, ignore_eos=True)).result()
+        result = engine.submit(
+            GenerationRequest(inputs, max_new_tokens=decode_tokens, ignore_eos=True)
+        ).result()
         context = inputs.prompt_tokens + decode_tokens // 2
         per_token = bytes_per_decode_token(loaded, context)
         bandwidth = measure_bandwidth(device)
         ceiling = bandwidth / per_token
-        print(f"  decode after the 2D prompt: {result.decode_tokens_per_second:.1f} tok/s over {result.new_tokens} "
-              f"tokens; reads {per_token / 2**30:.3f} GiB/token; measured copy bandwidth "
-              f"{bandwidth / 1e9:.1f} GB/s -> ceiling {ceiling:.1f} tok/s; "
-              f"fraction {result.decode_tokens_per_second / ceiling:.2f}")
+        print(
+            f"  decode after the 2D prompt: {result.decode_tokens_per_second:.1f} tok/s over {result.new_tokens} "
+            f"tokens; reads {per_token / 2**30:.3f} GiB/token; measured copy bandwidth "
+            f"{bandwidth / 1e9:.1f} GB/s -> ceiling {ceiling:.1f} tok/s; "
+            f"fraction {result.decode_tokens_per_second / ceiling:.2f}"
+        )
         if peers:
             native_ttft(loaded, inputs, result.ttft_seconds)
             onnx_peer(loaded, inputs)
@@ -137,31 +167,41 @@ def native_ttft(loaded: LoadedModel, inputs, engine_ttft: float) -> None:
         loaded.model.generate(**kwargs, max_new_tokens=1, do_sample=False, pad_token_id=eos[0])
         _sync(device)
     native = time.perf_counter() - started
-    print(f"  peer: transformers generate() TTFT on the 2D prompt {native:.3f} s vs engine {engine_ttft:.3f} s "
-          f"(engine/native {engine_ttft / native:.2f})")
+    print(
+        f"  peer: transformers generate() TTFT on the 2D prompt {native:.3f} s vs engine {engine_ttft:.3f} s "
+        f"(engine/native {engine_ttft / native:.2f})"
+    )
 
 
 def onnx_peer(loaded: LoadedModel, inputs) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        _runner, choice = choose_vision_path(loaded.model.model.vision_model, inputs, Path(tmp) / "vision.onnx",
-                                             repeats=2)
+        _runner, choice = choose_vision_path(
+            loaded.model.model.vision_model, inputs, Path(tmp) / "vision.onnx", repeats=2
+        )
     if choice.onnx_seconds is None:
         print(f"  peer: ONNX vision tower unavailable; torch {choice.torch_seconds:.3f} s")
         return
-    print(f"  peer: vision tower on the 2D image: torch {choice.torch_seconds:.3f} s, onnxruntime "
-          f"{choice.onnx_seconds:.3f} s ({','.join(choice.providers)}), max |diff| {choice.max_abs_difference:.1e} "
-          f"-> engine would use {choice.chosen}")
+    print(
+        f"  peer: vision tower on the 2D image: torch {choice.torch_seconds:.3f} s, onnxruntime "
+        f"{choice.onnx_seconds:.3f} s ({','.join(choice.providers)}), max |diff| {choice.max_abs_difference:.1e} "
+        f"-> engine would use {choice.chosen}"
+    )
 
 
 def main() -> int:
     cuda = torch.cuda.is_available()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shape", choices=sorted(SHAPES), default="7b" if cuda else "small")
     parser.add_argument("--variants", default="none,nf4,int8", help="comma list of none, nf4, int8")
     parser.add_argument("--prompts", default="2d,3d", help="comma list of 2d, 3d")
-    parser.add_argument("--quantized-prompts", default=None,
-                        help="prompts for nf4/int8 (default: same as --prompts with CUDA, 2d on CPU where "
-                             "bitsandbytes is 13-20x slower)")
+    parser.add_argument(
+        "--quantized-prompts",
+        default=None,
+        help="prompts for nf4/int8 (default: same as --prompts with CUDA, 2d on CPU where "
+        "bitsandbytes is 13-20x slower)",
+    )
     parser.add_argument("--decode-tokens", type=int, default=128 if cuda else 32)
     parser.add_argument("--workdir", type=Path, default=None, help="reuse/keep the random checkpoint here")
     args = parser.parse_args()
@@ -175,12 +215,19 @@ def main() -> int:
         print(f"wrote random {args.shape} checkpoint to {folder} in {time.perf_counter() - started:.1f} s")
     prompts = args.prompts.split(",")
     quantized_prompts = (args.quantized_prompts or (args.prompts if cuda else "2d")).split(",")
-    print(f"torch {torch.__version__}, device {'cuda: ' + torch.cuda.get_device_name(0) if cuda else 'cpu'}, "
-          f"{torch.get_num_threads()} CPU threads, load average {os.getloadavg()[0]:.1f}, shape {args.shape}")
+    print(
+        f"torch {torch.__version__}, device {'cuda: ' + torch.cuda.get_device_name(0) if cuda else 'cpu'}, "
+        f"{torch.get_num_threads()} CPU threads, load average {os.getloadavg()[0]:.1f}, shape {args.shape}"
+    )
     try:
         for index, variant in enumerate(args.variants.split(",")):
-            run_variant(folder, variant, prompts if variant == "none" else quantized_prompts, args.decode_tokens,
-                        peers=index == 0)
+            run_variant(
+                folder,
+                variant,
+                prompts if variant == "none" else quantized_prompts,
+                args.decode_tokens,
+                peers=index == 0,
+            )
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

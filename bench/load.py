@@ -51,7 +51,9 @@ def generate(folder: Path, slices: int, matrix: int) -> list[Path]:
 
     for old in folder.glob("*.dcm"):
         old.unlink()
-    geometry = SeriesGeometry(rows=matrix, columns=matrix, pixel_spacing=(0.7, 0.7), slices=slices, slice_step=0.8)
+    geometry = SeriesGeometry(
+        rows=matrix, columns=matrix, pixel_spacing=(0.7, 0.7), slices=slices, slice_step=0.8
+    )
     files = write_datasets(ct_series(geometry), folder)
     marker.touch()
     return files
@@ -93,8 +95,13 @@ def time_planes(volume: object) -> dict[str, float]:
 
     c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
     oblique = Oblique((c, s, 0.0), (0.0, 0.0, -1.0))
-    cases = {"axial_ms": ("axial", 0.0), "coronal_ms": ("coronal", 0.0), "oblique_ms": (oblique, 0.0),
-             "coronal_slab10_mip_ms": ("coronal", 10.0), "oblique_slab10_mip_ms": (oblique, 10.0)}
+    cases = {
+        "axial_ms": ("axial", 0.0),
+        "coronal_ms": ("coronal", 0.0),
+        "oblique_ms": (oblique, 0.0),
+        "coronal_slab10_mip_ms": ("coronal", 10.0),
+        "oblique_slab10_mip_ms": (oblique, 10.0),
+    }
     out = {}
     for key, (plane, slab) in cases.items():
         times = []
@@ -129,7 +136,9 @@ def child(which: str, folder: Path, workers: int | None) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--child", which, "--data", str(folder)]
     if workers:
         cmd += ["--workers", str(workers)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        cmd, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -138,7 +147,9 @@ def median(runs: list[dict[str, float]], key: str) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--slices", type=int, default=500)
     parser.add_argument("--matrix", type=int, default=512)
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "hulu-bench-load")
@@ -154,7 +165,9 @@ def main() -> int:
     args.data.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     files = generate(args.data, args.slices, args.matrix)
-    print(f"data: {len(files)} slices {args.matrix}x{args.matrix} in {args.data} ({time.perf_counter() - t:.1f} s)")
+    print(
+        f"data: {len(files)} slices {args.matrix}x{args.matrix} in {args.data} ({time.perf_counter() - t:.1f} s)"
+    )
     print(f"cpus: {os.cpu_count()}, workers: {args.workers or 'default'}, runs: {args.runs} (median)")
     ours, sitk = [], []
     for _ in range(args.runs):  # interleaved so both see the same machine load
@@ -162,15 +175,21 @@ def main() -> int:
         sitk.append(child("sitk", args.data, args.workers))
     if ours[0]["checksum"] != sitk[0]["checksum"]:
         print("WARNING: middle slices differ between the two readers")
-    print(f"ours:      first image {median(ours, 'first_image_s') * 1e3:7.1f} ms | "
-          f"middle sorted slice {median(ours, 'first_sorted_slice_s') * 1e3:7.1f} ms | "
-          f"full volume {median(ours, 'full_volume_s'):6.3f} s | peak RSS +{median(ours, 'peak_rss_growth_mib'):.0f} MiB "
-          f"(volume {ours[0]['volume_mib']:.0f} MiB)")
-    planes = ", ".join(f"{k[:-3].replace('_', ' ')} {median(ours, k):.1f} ms" for k in
-                       ("axial_ms", "coronal_ms", "oblique_ms", "coronal_slab10_mip_ms", "oblique_slab10_mip_ms"))
+    print(
+        f"ours:      first image {median(ours, 'first_image_s') * 1e3:7.1f} ms | "
+        f"middle sorted slice {median(ours, 'first_sorted_slice_s') * 1e3:7.1f} ms | "
+        f"full volume {median(ours, 'full_volume_s'):6.3f} s | peak RSS +{median(ours, 'peak_rss_growth_mib'):.0f} MiB "
+        f"(volume {ours[0]['volume_mib']:.0f} MiB)"
+    )
+    planes = ", ".join(
+        f"{k[:-3].replace('_', ' ')} {median(ours, k):.1f} ms"
+        for k in ("axial_ms", "coronal_ms", "oblique_ms", "coronal_slab10_mip_ms", "oblique_slab10_mip_ms")
+    )
     print(f"planes: {planes}")
-    print(f"SimpleITK: full volume {median(sitk, 'full_volume_s'):6.3f} s | "
-          f"peak RSS +{median(sitk, 'peak_rss_growth_mib'):.0f} MiB (volume {sitk[0]['volume_mib']:.0f} MiB)")
+    print(
+        f"SimpleITK: full volume {median(sitk, 'full_volume_s'):6.3f} s | "
+        f"peak RSS +{median(sitk, 'peak_rss_growth_mib'):.0f} MiB (volume {sitk[0]['volume_mib']:.0f} MiB)"
+    )
     ratio = median(sitk, "full_volume_s") / median(ours, "full_volume_s")
     print(f"full-load time ratio SimpleITK/ours: {ratio:.2f}x")
     return 0

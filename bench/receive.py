@@ -192,8 +192,10 @@ def startup(files: int, rounds: int) -> None:
                 getattr(archive, name)()
             runs.append(time.perf_counter() - begin)
     full, adopt = (statistics.median(timings[n]) for n in ("reindex", "adopt_unindexed"))
-    print(f"listener start on {files} archived objects, median of {rounds}: full reindex {full * 1000:.0f} ms, "
-          f"adopt_unindexed {adopt * 1000:.0f} ms ({full / adopt:.1f}x faster)")
+    print(
+        f"listener start on {files} archived objects, median of {rounds}: full reindex {full * 1000:.0f} ms, "
+        f"adopt_unindexed {adopt * 1000:.0f} ms ({full / adopt:.1f}x faster)"
+    )
     shutil.rmtree(root.parent, ignore_errors=True)
 
 

@@ -23,8 +23,11 @@ from app.reporting.report import Report, StudyInfo
 
 def scan_every_file(root: Path, study_uid: str) -> list[Report]:
     """The former ``reports_for_study``: parse every report.json, keep the study's."""
-    found = [Report.from_dict(d) for p in root.glob("*/report.json")
-             if (d := read_json(p))["study"]["study_instance_uid"] == study_uid]
+    found = [
+        Report.from_dict(d)
+        for p in root.glob("*/report.json")
+        if (d := read_json(p))["study"]["study_instance_uid"] == study_uid
+    ]
     return sorted(found, key=lambda r: r.created_at)
 
 

@@ -77,8 +77,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-retrieve-"))
-    files = write_datasets(ct_series(SeriesGeometry(rows=args.matrix, columns=args.matrix, slices=args.slices)),
-                           tmp / "series")
+    files = write_datasets(
+        ct_series(SeriesGeometry(rows=args.matrix, columns=args.matrix, slices=args.slices)), tmp / "series"
+    )
     size_mb = sum(p.stat().st_size for p in files) / 1e6
     study_uid = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
 
@@ -87,8 +88,10 @@ def main() -> int:
         orthanc.add_modality("bench", CALLING, net.host_ip, 1)
         node = PacsNode("orthanc", orthanc.aet, orthanc.host, orthanc.dicom_port, calling_aet=CALLING)
         host, port = orthanc.host, str(orthanc.dicom_port)
-        print(f"Orthanc in namespace {net.name}; series: {args.slices} x {args.matrix}^2 CT, {size_mb:.1f} MB; "
-              f"median of {args.repeat}")
+        print(
+            f"Orthanc in namespace {net.name}; series: {args.slices} x {args.matrix}^2 CT, {size_mb:.1f} MB; "
+            f"median of {args.repeat}"
+        )
 
         def store_ours(i: int) -> None:
             orthanc.clear()
@@ -103,10 +106,28 @@ def main() -> int:
         assert orthanc.instance_count() == args.slices
 
         find_ours = median_time(lambda i: scu.find(node, "study", study_uid=study_uid), max(args.repeat, 10))
-        find_dcmtk = median_time(lambda i: check(run_dcmtk(
-            "findscu", "-S", "-aet", CALLING, "-aec", orthanc.aet, "-k", "QueryRetrieveLevel=STUDY",
-            "-k", f"StudyInstanceUID={study_uid}", "-k", "PatientName", host, port), "findscu"),
-            max(args.repeat, 10))
+        find_dcmtk = median_time(
+            lambda i: check(
+                run_dcmtk(
+                    "findscu",
+                    "-S",
+                    "-aet",
+                    CALLING,
+                    "-aec",
+                    orthanc.aet,
+                    "-k",
+                    "QueryRetrieveLevel=STUDY",
+                    "-k",
+                    f"StudyInstanceUID={study_uid}",
+                    "-k",
+                    "PatientName",
+                    host,
+                    port,
+                ),
+                "findscu",
+            ),
+            max(args.repeat, 10),
+        )
 
         def get_ours(i: int) -> None:
             with Archive(tmp / f"get-ours-{i}") as archive:
@@ -121,8 +142,25 @@ def main() -> int:
         def get_dcmtk(i: int) -> None:
             out = tmp / f"get-dcmtk-{i}"
             out.mkdir()
-            check(run_dcmtk("getscu", "-S", "-aet", CALLING, "-aec", orthanc.aet, "-k", "QueryRetrieveLevel=STUDY",
-                            "-k", f"StudyInstanceUID={study_uid}", "-od", out, host, port), "getscu")
+            check(
+                run_dcmtk(
+                    "getscu",
+                    "-S",
+                    "-aet",
+                    CALLING,
+                    "-aec",
+                    orthanc.aet,
+                    "-k",
+                    "QueryRetrieveLevel=STUDY",
+                    "-k",
+                    f"StudyInstanceUID={study_uid}",
+                    "-od",
+                    out,
+                    host,
+                    port,
+                ),
+                "getscu",
+            )
             assert len(list(out.iterdir())) == args.slices
 
         def get_ours_receive_only(i: int) -> None:
@@ -137,14 +175,32 @@ def main() -> int:
         # C-MOVE into our listener (bound on our side of the veth pair)
 
         def move_to_listener(i: int, dcmtk: bool) -> None:
-            config = ListenerConfig(aet=LISTENER, port=0, archive_dir=tmp / f"move-{dcmtk}-{i}", host=net.host_ip)
+            config = ListenerConfig(
+                aet=LISTENER, port=0, archive_dir=tmp / f"move-{dcmtk}-{i}", host=net.host_ip
+            )
             listener = start_listener(config, write_status=False)
             orthanc.add_modality("listener", LISTENER, net.host_ip, listener.port)
             start = time.perf_counter()
             if dcmtk:
-                check(run_dcmtk("movescu", "-S", "-aet", CALLING, "-aec", orthanc.aet, "-aem", LISTENER,
-                                "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}", host, port),
-                      "movescu")
+                check(
+                    run_dcmtk(
+                        "movescu",
+                        "-S",
+                        "-aet",
+                        CALLING,
+                        "-aec",
+                        orthanc.aet,
+                        "-aem",
+                        LISTENER,
+                        "-k",
+                        "QueryRetrieveLevel=STUDY",
+                        "-k",
+                        f"StudyInstanceUID={study_uid}",
+                        host,
+                        port,
+                    ),
+                    "movescu",
+                )
             else:
                 result = scu.retrieve(node, study_uid, method="move", move_destination=LISTENER)
                 assert result.ok and result.completed == args.slices, result
@@ -166,12 +222,36 @@ def main() -> int:
         def move_dcmtk_self(i: int) -> None:
             out = tmp / f"move-self-{i}"
             out.mkdir()
-            check(subprocess.run(
-                [*net.exec_prefix(), "movescu", "-S", "-aet", MOVESCU_SELF, "-aec", orthanc.aet, "-aem", MOVESCU_SELF,
-                 "+P", str(self_port), "-od", str(out), "-k", "QueryRetrieveLevel=STUDY",
-                 "-k", f"StudyInstanceUID={study_uid}", "127.0.0.1", port],
-                capture_output=True, text=True, env={**os.environ, "TCP_NODELAY": "1"}, check=False),
-                "movescu (self)")
+            check(
+                subprocess.run(
+                    [
+                        *net.exec_prefix(),
+                        "movescu",
+                        "-S",
+                        "-aet",
+                        MOVESCU_SELF,
+                        "-aec",
+                        orthanc.aet,
+                        "-aem",
+                        MOVESCU_SELF,
+                        "+P",
+                        str(self_port),
+                        "-od",
+                        str(out),
+                        "-k",
+                        "QueryRetrieveLevel=STUDY",
+                        "-k",
+                        f"StudyInstanceUID={study_uid}",
+                        "127.0.0.1",
+                        port,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "TCP_NODELAY": "1"},
+                    check=False,
+                ),
+                "movescu (self)",
+            )
             assert len(list(out.iterdir())) == args.slices
 
         move_self = median_time(move_dcmtk_self, args.repeat)
@@ -182,7 +262,12 @@ def main() -> int:
         (f"C-GET {args.slices} images", get_ours_s, get_dcmtk_s, "getscu"),
         (f"C-GET {args.slices} images, fsync each first", get_each_s, get_dcmtk_s, "getscu"),
         (f"C-GET {args.slices} images, receive only", get_receive_s, get_dcmtk_s, "getscu (writes files)"),
-        (f"C-MOVE {args.slices} images -> our listener", move_ours, move_dcmtk_to_listener, "movescu, same listener"),
+        (
+            f"C-MOVE {args.slices} images -> our listener",
+            move_ours,
+            move_dcmtk_to_listener,
+            "movescu, same listener",
+        ),
         (f"C-MOVE {args.slices} images, DCMTK both ends", None, move_self, "movescu +P (receives itself)"),
     ]
     print(f"{'operation':44s} {'ours':>9s} {'DCMTK':>9s} {'DCMTK/ours':>10s}  peer")
@@ -190,8 +275,10 @@ def main() -> int:
         ours_txt = f"{ours * 1000:7.1f}ms" if ours is not None else "        -"
         ratio = f"{dcmtk / ours:9.2f}x" if ours else "         -"
         print(f"{label:44s} {ours_txt} {dcmtk * 1000:7.1f}ms {ratio}  {peer}")
-    print(f"C-GET throughput ours: {args.slices / get_ours_s:.0f} img/s ({size_mb / get_ours_s:.0f} MB/s); "
-          f"getscu: {args.slices / get_dcmtk_s:.0f} img/s")
+    print(
+        f"C-GET throughput ours: {args.slices / get_ours_s:.0f} img/s ({size_mb / get_ours_s:.0f} MB/s); "
+        f"getscu: {args.slices / get_dcmtk_s:.0f} img/s"
+    )
     return 0
 
 

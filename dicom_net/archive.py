@@ -14,8 +14,9 @@ Layout under the archive root::
 Crash safety: a file gets its final name only by ``link(2)`` of a complete, fsynced temp file,
 and its index row is committed only after that, so the index never points at a missing or
 partial file. Killing a writer can at worst leave a complete file without a row, which
-:meth:`Archive.adopt_unindexed` (run when the listener starts) or :meth:`Archive.reindex` picks up. ``link`` fails when the name exists, which makes concurrent
-writers in several processes safe without a lock around the slow part. A shared ``flock`` on
+:meth:`Archive.adopt_unindexed` (run when the listener starts) or :meth:`Archive.reindex` picks
+up. ``link`` fails when the name exists, which makes concurrent writers in several processes safe
+without a lock around the slow part. A shared ``flock`` on
 ``.layout.lock`` keeps :meth:`Archive.delete_study` from moving a study away between a writer's
 link and its index commit.
 """
@@ -379,7 +380,9 @@ class Archive:
         """An empty temp file created ahead (path, open fd), or None when none is ready."""
         with self._spare_cond:
             if self._spare_maker is None and not self._spares_closed:
-                self._spare_maker = threading.Thread(target=self._make_spares, name="archive-spares", daemon=True)
+                self._spare_maker = threading.Thread(
+                    target=self._make_spares, name="archive-spares", daemon=True
+                )
                 self._spare_maker.start()
             taken = self._spares.pop() if self._spares else None
             self._spare_cond.notify_all()
@@ -654,7 +657,10 @@ class Archive:
             if not study.is_dir(follow_symlinks=False):
                 continue
             for series in os.scandir(study.path):
-                if series.is_dir(follow_symlinks=False) and series.stat(follow_symlinks=False).st_mtime >= since:
+                if (
+                    series.is_dir(follow_symlinks=False)
+                    and series.stat(follow_symlinks=False).st_mtime >= since
+                ):
                     changed.append(Path(series.path))
         return changed
 

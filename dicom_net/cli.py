@@ -107,7 +107,11 @@ def _receive(args: argparse.Namespace) -> int:
             max_associations=args.max_associations,
             max_pdu=args.max_pdu,
             durability=args.durability,
-            **({"max_dataset_bytes": args.max_dataset_mb * 1024 * 1024} if args.max_dataset_mb is not None else {}),
+            **(
+                {"max_dataset_bytes": args.max_dataset_mb * 1024 * 1024}
+                if args.max_dataset_mb is not None
+                else {}
+            ),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

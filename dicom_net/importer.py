@@ -204,7 +204,9 @@ def _import_one(archive: Archive, src: _Source, report: ImportReport, source: st
     report.study_uids.add(outcome.study_uid)
     if raw_uid is not None and outcome.status != "duplicate":
         report.raw_datasets += 1
-        log.warning("import: SOP instance %s had no Part-10 header; stored with a File Meta header added", raw_uid)
+        log.warning(
+            "import: SOP instance %s had no Part-10 header; stored with a File Meta header added", raw_uid
+        )
     if outcome.status == "stored":
         report.stored += 1
     elif outcome.status == "duplicate":
@@ -231,12 +233,18 @@ def raw_dataset_as_part10(data: bytes) -> tuple[str, bytes] | None:
     if not _looks_like_implicit_little_endian(data):
         return None
     try:
-        ds = dcmread(io.BytesIO(data), force=True, stop_before_pixels=True,
-                     specific_tags=[(0x0008, 0x0016), (0x0008, 0x0018)])
+        ds = dcmread(
+            io.BytesIO(data),
+            force=True,
+            stop_before_pixels=True,
+            specific_tags=[(0x0008, 0x0016), (0x0008, 0x0018)],
+        )
         implicit, little = ds.original_encoding
         sop_class, sop_instance = str(ds.SOPClassUID), str(ds.SOPInstanceUID)
     except Exception:  # noqa: BLE001 - arbitrary bytes make pydicom raise many kinds: not a dataset
         return None
-    if not (implicit and little) or not all(_UID.match(u) and len(u) <= 64 for u in (sop_class, sop_instance)):
+    if not (implicit and little) or not all(
+        _UID.match(u) and len(u) <= 64 for u in (sop_class, sop_instance)
+    ):
         return None
     return sop_instance, file_meta_header(sop_class, sop_instance, str(ImplicitVRLittleEndian)) + data

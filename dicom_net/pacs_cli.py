@@ -29,18 +29,40 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # Columns of the text table per query level (all keys are in the --json output).
 TABLE_COLUMNS = {
-    "patient": ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "NumberOfPatientRelatedStudies"),
-    "study": ("StudyDate", "PatientID", "PatientName", "AccessionNumber", "ModalitiesInStudy",
-              "NumberOfStudyRelatedInstances", "StudyDescription", "StudyInstanceUID"),
-    "series": ("SeriesNumber", "Modality", "NumberOfSeriesRelatedInstances", "SeriesDescription",
-               "SeriesInstanceUID"),
+    "patient": (
+        "PatientID",
+        "PatientName",
+        "PatientBirthDate",
+        "PatientSex",
+        "NumberOfPatientRelatedStudies",
+    ),
+    "study": (
+        "StudyDate",
+        "PatientID",
+        "PatientName",
+        "AccessionNumber",
+        "ModalitiesInStudy",
+        "NumberOfStudyRelatedInstances",
+        "StudyDescription",
+        "StudyInstanceUID",
+    ),
+    "series": (
+        "SeriesNumber",
+        "Modality",
+        "NumberOfSeriesRelatedInstances",
+        "SeriesDescription",
+        "SeriesInstanceUID",
+    ),
     "image": ("InstanceNumber", "SOPClassUID", "SOPInstanceUID"),
 }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    pacs = subparsers.add_parser("pacs", help="PACS nodes: configure, echo, find, retrieve, send",
-                                 description="Talk to a PACS (DICOM C-ECHO, C-FIND, C-MOVE/C-GET, C-STORE).")
+    pacs = subparsers.add_parser(
+        "pacs",
+        help="PACS nodes: configure, echo, find, retrieve, send",
+        description="Talk to a PACS (DICOM C-ECHO, C-FIND, C-MOVE/C-GET, C-STORE).",
+    )
     sub = pacs.add_subparsers(dest="pacs_command", metavar="ACTION", required=True)
 
     nodes = sub.add_parser("nodes", help="add, list or remove configured PACS nodes")
@@ -50,9 +72,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--aet", required=True, help="the PACS's AE title")
     add.add_argument("--host", required=True)
     add.add_argument("--port", required=True, type=int)
-    add.add_argument("--calling-aet", default=DEFAULT_CALLING_AET,
-                     help=f"our AE title as the PACS knows it, also the C-MOVE destination (default {DEFAULT_CALLING_AET})")
-    add.add_argument("--method", choices=RETRIEVE_METHODS, default="move", help="how to retrieve (default move)")
+    add.add_argument(
+        "--calling-aet",
+        default=DEFAULT_CALLING_AET,
+        help=f"our AE title as the PACS knows it, also the C-MOVE destination (default {DEFAULT_CALLING_AET})",
+    )
+    add.add_argument(
+        "--method", choices=RETRIEVE_METHODS, default="move", help="how to retrieve (default move)"
+    )
     add.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the PACS (default 30)")
     add.add_argument("--tls-ca", help="CA certificate (PEM) that signed the PACS certificate: enables TLS")
     add.add_argument("--tls-cert", help="our client certificate (PEM) for mutual TLS")
@@ -90,7 +117,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ret.add_argument("--series", help="Series Instance UID (default: the whole study)")
     ret.add_argument("--method", choices=RETRIEVE_METHODS, help="default: the node's method")
     ret.add_argument("--archive", type=Path, help="archive directory for C-GET (default: the workstation's)")
-    ret.add_argument("--destination", help="C-MOVE destination AE title (default: the node's calling AE title)")
+    ret.add_argument(
+        "--destination", help="C-MOVE destination AE title (default: the node's calling AE title)"
+    )
     ret.set_defaults(func=_retrieve)
 
     send = sub.add_parser("send", help="send files or folders (C-STORE)")
@@ -135,13 +164,25 @@ def _nodes_add(args: argparse.Namespace) -> int:
     tls = None
     if args.tls_ca or args.tls_cert or args.tls_key:
         if not args.tls_ca:
-            raise PacsNodeError("--tls-cert/--tls-key need --tls-ca (the CA that signed the PACS certificate)")
+            raise PacsNodeError(
+                "--tls-cert/--tls-key need --tls-ca (the CA that signed the PACS certificate)"
+            )
         tls = TlsSettings(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
-    node = PacsNode(name=args.name, aet=args.aet, host=args.host, port=args.port, calling_aet=args.calling_aet,
-                    retrieve_method=args.method, tls=tls, timeout_s=args.timeout)
+    node = PacsNode(
+        name=args.name,
+        aet=args.aet,
+        host=args.host,
+        port=args.port,
+        calling_aet=args.calling_aet,
+        retrieve_method=args.method,
+        tls=tls,
+        timeout_s=args.timeout,
+    )
     PacsNodes().add(node, replace=args.replace)
-    print(f"saved node {node.name}: {node.aet}@{node.host}:{node.port} (we are {node.calling_aet}, "
-          f"retrieve by C-{node.retrieve_method.upper()}{', TLS' if tls else ''})")
+    print(
+        f"saved node {node.name}: {node.aet}@{node.host}:{node.port} (we are {node.calling_aet}, "
+        f"retrieve by C-{node.retrieve_method.upper()}{', TLS' if tls else ''})"
+    )
     return EXIT_OK
 
 
@@ -152,11 +193,15 @@ def _nodes_list(args: argparse.Namespace) -> int:
         print(json.dumps([n.to_json() for n in nodes.values()], indent=2))
         return EXIT_OK
     if not nodes:
-        print("no PACS nodes configured (add one with: hulu-workstation pacs nodes add NAME --aet ... "
-              "--host ... --port ...)")
+        print(
+            "no PACS nodes configured (add one with: hulu-workstation pacs nodes add NAME --aet ... "
+            "--host ... --port ...)"
+        )
     for n in nodes.values():
-        print(f"{n.name}\t{n.aet}@{n.host}:{n.port}\tcalling {n.calling_aet}\t{n.retrieve_method}"
-              f"{chr(9) + 'TLS' if n.tls else ''}")
+        print(
+            f"{n.name}\t{n.aet}@{n.host}:{n.port}\tcalling {n.calling_aet}\t{n.retrieve_method}"
+            f"{chr(9) + 'TLS' if n.tls else ''}"
+        )
     return EXIT_OK
 
 
@@ -180,8 +225,19 @@ def _echo(args: argparse.Namespace) -> int:
 def _find(args: argparse.Namespace) -> int:
     from dicom_net.scu import find
 
-    keys = {k: getattr(args, k) for k in ("patient_name", "patient_id", "accession", "date_from", "date_to",
-                                          "modality", "study_uid", "series_uid")}
+    keys = {
+        k: getattr(args, k)
+        for k in (
+            "patient_name",
+            "patient_id",
+            "accession",
+            "date_from",
+            "date_to",
+            "modality",
+            "study_uid",
+            "series_uid",
+        )
+    }
     matches = find(_node(args.node), args.level, **keys)
     if args.json:
         print(json.dumps(matches, indent=2, ensure_ascii=False))
@@ -262,14 +318,25 @@ def _retrieve(args: argparse.Namespace) -> int:
 
         archive = Archive(args.archive or default_archive_dir())
     line = _ProgressLine("retrieved")
-    result = _run_cancellable(lambda cancel: retrieve(
-        node, args.study, args.series, method=method, archive=archive, move_destination=args.destination,
-        progress=line, cancel=cancel))
+    result = _run_cancellable(
+        lambda cancel: retrieve(
+            node,
+            args.study,
+            args.series,
+            method=method,
+            archive=archive,
+            move_destination=args.destination,
+            progress=line,
+            cancel=cancel,
+        )
+    )
     line.finish()
     where = f"into {archive.root}" if archive is not None else f"to {args.destination or node.calling_aet}"
-    print(f"C-{method.upper()} {'cancelled' if result.cancelled else 'done'}: {result.completed} completed, "
-          f"{result.failed} failed, {result.warning} warning, {len(result.stored)} stored {where} "
-          f"in {result.seconds:.2f} s")
+    print(
+        f"C-{method.upper()} {'cancelled' if result.cancelled else 'done'}: {result.completed} completed, "
+        f"{result.failed} failed, {result.warning} warning, {len(result.stored)} stored {where} "
+        f"in {result.seconds:.2f} s"
+    )
     if result.store_failures:
         _error(f"{len(result.store_failures)} received object(s) refused by the archive (see log)")
     return EXIT_OK if result.ok else EXIT_FAILED
@@ -289,6 +356,8 @@ def _send(args: argparse.Namespace) -> int:
     for failure in result.failed:
         status = f"0x{failure.status:04X}" if failure.status is not None else "not sent"
         _error(f"{failure.item}: {status} {failure.message}".rstrip())
-    print(f"C-STORE to {node.name}: {result.sent} of {len(result.statuses)} sent in {result.seconds:.2f} s"
-          f"{' (cancelled)' if result.cancelled else ''}")
+    print(
+        f"C-STORE to {node.name}: {result.sent} of {len(result.statuses)} sent in {result.seconds:.2f} s"
+        f"{' (cancelled)' if result.cancelled else ''}"
+    )
     return EXIT_OK if result.ok else EXIT_FAILED

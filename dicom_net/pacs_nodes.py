@@ -65,7 +65,11 @@ class TlsSettings:
             raise PacsNodeError("TLS needs a CA certificate file (ca)")
         if (self.cert is None) != (self.key is None):
             raise PacsNodeError("TLS client certificate and key must be given together")
-        for label, path in (("CA certificate", self.ca), ("certificate", self.cert), ("private key", self.key)):
+        for label, path in (
+            ("CA certificate", self.ca),
+            ("certificate", self.cert),
+            ("private key", self.key),
+        ):
             if path is not None and not Path(path).is_file():
                 raise PacsNodeError(f"TLS {label} file not found: {path}")
 
@@ -87,16 +91,23 @@ class PacsNode:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
             raise PacsNodeError(
                 f"node name {self.name!r} must start with a letter or digit and hold only letters, digits, "
-                "'_', '.', '-' (at most 64)")
+                "'_', '.', '-' (at most 64)"
+            )
         object.__setattr__(self, "aet", validate_ae_title(self.aet, "PACS AE title"))
         object.__setattr__(self, "calling_aet", validate_ae_title(self.calling_aet, "calling AE title"))
-        if not isinstance(self.host, str) or not self.host.strip() or any(c.isspace() for c in self.host.strip()):
+        if (
+            not isinstance(self.host, str)
+            or not self.host.strip()
+            or any(c.isspace() for c in self.host.strip())
+        ):
             raise PacsNodeError(f"host {self.host!r} must be a host name or IP address")
         object.__setattr__(self, "host", self.host.strip())
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
             raise PacsNodeError(f"port {self.port!r} must be a whole number from 1 to 65535")
         if self.retrieve_method not in RETRIEVE_METHODS:
-            raise PacsNodeError(f"retrieve method {self.retrieve_method!r} must be one of {', '.join(RETRIEVE_METHODS)}")
+            raise PacsNodeError(
+                f"retrieve method {self.retrieve_method!r} must be one of {', '.join(RETRIEVE_METHODS)}"
+            )
         if not isinstance(self.timeout_s, (int, float)) or not 0 < self.timeout_s <= 3600:
             raise PacsNodeError(f"timeout {self.timeout_s!r} must be between 0 and 3600 seconds")
 
@@ -178,5 +189,8 @@ class PacsNodes:
         return node
 
     def _save(self, nodes: dict[str, PacsNode]) -> None:
-        payload = {"version": _FILE_VERSION, "nodes": [n.to_json() for n in sorted(nodes.values(), key=lambda n: n.name)]}
+        payload = {
+            "version": _FILE_VERSION,
+            "nodes": [n.to_json() for n in sorted(nodes.values(), key=lambda n: n.name)],
+        }
         write_bytes_atomic(self.path, json.dumps(payload, indent=2).encode("utf-8") + b"\n")

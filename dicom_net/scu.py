@@ -52,8 +52,20 @@ from dicom_net.scu_contexts import storage_contexts_for_get, storage_contexts_fo
 from dicom_net.scu_find import answer_to_dict, build_identifier, query_model
 
 __all__ = [
-    "AssociationRejected", "EchoResult", "InstanceStatus", "PacsAborted", "PacsConnectionError", "PacsError",
-    "PacsOperationFailed", "PacsTimeout", "RetrieveResult", "SendResult", "echo", "find", "retrieve", "send",
+    "AssociationRejected",
+    "EchoResult",
+    "InstanceStatus",
+    "PacsAborted",
+    "PacsConnectionError",
+    "PacsError",
+    "PacsOperationFailed",
+    "PacsTimeout",
+    "RetrieveResult",
+    "SendResult",
+    "echo",
+    "find",
+    "retrieve",
+    "send",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,8 +81,14 @@ class StoresBytes(Protocol):
     :class:`~dicom_net.archive.Archive`) is written to in batches: see :func:`retrieve`.
     """
 
-    def store_bytes(self, part10: bytes, *, source: str = ..., expected_sop_class: str | None = ...,
-                    expected_sop_instance: str | None = ...) -> Any: ...
+    def store_bytes(
+        self,
+        part10: bytes,
+        *,
+        source: str = ...,
+        expected_sop_class: str | None = ...,
+        expected_sop_instance: str | None = ...,
+    ) -> Any: ...
 
 
 def _stores_in_batches(archive: StoresBytes) -> bool:
@@ -121,7 +139,9 @@ def echo(node: PacsNode) -> EchoResult:
 # ------------------------------------------------------------------------------------------------
 
 
-def find(node: PacsNode, level: str, *, cancel: threading.Event | None = None, **keys: str | None) -> list[dict]:
+def find(
+    node: PacsNode, level: str, *, cancel: threading.Event | None = None, **keys: str | None
+) -> list[dict]:
     """Query ``node`` at ``level`` (patient|study|series|image); returns one dict per match.
 
     Keys: patient_name (wildcards * and ? allowed), patient_id, accession, date_from, date_to,
@@ -150,7 +170,9 @@ def find(node: PacsNode, level: str, *, cancel: threading.Event | None = None, *
             else:
                 raise PacsOperationFailed(
                     f"{describe(node)} refused the {level}-level C-FIND: status 0x{status.Status:04X}"
-                    f"{_error_comment(status)}", int(status.Status))
+                    f"{_error_comment(status)}",
+                    int(status.Status),
+                )
     log.info("C-FIND %s level on %s: %d matches", level, node.name, len(matches))
     return matches
 
@@ -184,8 +206,13 @@ class RetrieveResult:
 
     @property
     def ok(self) -> bool:
-        return (not self.cancelled and self.failed == 0 and not self.store_failures and not self.not_yet_durable
-                and self.status in (0x0000,))
+        return (
+            not self.cancelled
+            and self.failed == 0
+            and not self.store_failures
+            and not self.not_yet_durable
+            and self.status in (0x0000,)
+        )
 
 
 def retrieve(
@@ -233,9 +260,18 @@ def retrieve(
         destination = destination if isinstance(destination, str) else destination.aet
         _retrieve_move(node, identifier, destination, result, progress, cancel)
     result.seconds = time.monotonic() - start
-    log.info("C-%s of study %s%s from %s: %d completed, %d failed, %d warning, %d stored, cancelled=%s",
-             method.upper(), study_uid, f" series {series_uid}" if series_uid else "", node.name,
-             result.completed, result.failed, result.warning, len(result.stored), result.cancelled)
+    log.info(
+        "C-%s of study %s%s from %s: %d completed, %d failed, %d warning, %d stored, cancelled=%s",
+        method.upper(),
+        study_uid,
+        f" series {series_uid}" if series_uid else "",
+        node.name,
+        result.completed,
+        result.failed,
+        result.warning,
+        len(result.stored),
+        result.cancelled,
+    )
     return result
 
 
@@ -285,7 +321,9 @@ class _CancelWatcher:
         except (RuntimeError, ValueError):
             return  # association already gone
         if not self.done.wait(CANCEL_GRACE_S):
-            log.warning("PACS did not stop within %.1f s of C-CANCEL: aborting the association", CANCEL_GRACE_S)
+            log.warning(
+                "PACS did not stop within %.1f s of C-CANCEL: aborting the association", CANCEL_GRACE_S
+            )
             self.assoc.abort()
 
     def stop(self) -> None:
@@ -295,17 +333,28 @@ class _CancelWatcher:
 
 
 def _update_counts(result: RetrieveResult, status: Dataset) -> None:
-    for attr, keyword in (("completed", "NumberOfCompletedSuboperations"), ("failed", "NumberOfFailedSuboperations"),
-                          ("warning", "NumberOfWarningSuboperations"),
-                          ("remaining", "NumberOfRemainingSuboperations")):
+    for attr, keyword in (
+        ("completed", "NumberOfCompletedSuboperations"),
+        ("failed", "NumberOfFailedSuboperations"),
+        ("warning", "NumberOfWarningSuboperations"),
+        ("remaining", "NumberOfRemainingSuboperations"),
+    ):
         value = status.get(keyword)
         if value is not None:
             setattr(result, attr, int(value))
 
 
-def _run_retrieve(node: PacsNode, assoc: Any, responses: Iterator[tuple[Dataset, Any]], model: str,
-                  result: RetrieveResult, progress: Progress | None, cancel: threading.Event | None,
-                  activity: list[float], on_pending: Callable[[], None]) -> None:
+def _run_retrieve(
+    node: PacsNode,
+    assoc: Any,
+    responses: Iterator[tuple[Dataset, Any]],
+    model: str,
+    result: RetrieveResult,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+    activity: list[float],
+    on_pending: Callable[[], None],
+) -> None:
     """Consume C-GET/C-MOVE responses into ``result``; shared by both methods."""
     what = f"C-{result.method.upper()}"
     watcher = _CancelWatcher(assoc, cancel, model)
@@ -330,7 +379,8 @@ def _run_retrieve(node: PacsNode, assoc: Any, responses: Iterator[tuple[Dataset,
             if category == "Failure" and not result.completed and not result.stored:
                 raise PacsOperationFailed(
                     f"{describe(node)} refused the {what}: status 0x{status.Status:04X}{_error_comment(status)}",
-                    int(status.Status))
+                    int(status.Status),
+                )
             break
     finally:
         watcher.stop()
@@ -340,8 +390,14 @@ def _run_retrieve(node: PacsNode, assoc: Any, responses: Iterator[tuple[Dataset,
         progress(done, done)
 
 
-def _retrieve_move(node: PacsNode, identifier: Dataset, destination: str, result: RetrieveResult,
-                   progress: Progress | None, cancel: threading.Event | None) -> None:
+def _retrieve_move(
+    node: PacsNode,
+    identifier: Dataset,
+    destination: str,
+    result: RetrieveResult,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+) -> None:
     model = StudyRootQueryRetrieveInformationModelMove
     activity = [time.monotonic()]
 
@@ -355,8 +411,14 @@ def _retrieve_move(node: PacsNode, identifier: Dataset, destination: str, result
         _run_retrieve(node, assoc, responses, model, result, progress, cancel, activity, on_pending)
 
 
-def _retrieve_get(node: PacsNode, identifier: Dataset, archive: StoresBytes, result: RetrieveResult,
-                  progress: Progress | None, cancel: threading.Event | None) -> None:
+def _retrieve_get(
+    node: PacsNode,
+    identifier: Dataset,
+    archive: StoresBytes,
+    result: RetrieveResult,
+    progress: Progress | None,
+    cancel: threading.Event | None,
+) -> None:
     model = StudyRootQueryRetrieveInformationModelGet
     contexts, roles = storage_contexts_for_get((model,))
     activity = [time.monotonic()]
@@ -371,8 +433,13 @@ def _retrieve_get(node: PacsNode, identifier: Dataset, archive: StoresBytes, res
         sop_class = str(event.request.AffectedSOPClassUID)
         try:  # our own File Meta encoder: pynetdicom's (through a pydicom Dataset) costs ~1 ms an object
             part10 = file_meta_header(sop_class, sop_uid, str(event.context.transfer_syntax), node.aet)
-            archive.store_bytes(part10 + event.encoded_dataset(include_meta=False), source=source,
-                                expected_sop_class=sop_class, expected_sop_instance=sop_uid, **batched)
+            archive.store_bytes(
+                part10 + event.encoded_dataset(include_meta=False),
+                source=source,
+                expected_sop_class=sop_class,
+                expected_sop_instance=sop_uid,
+                **batched,
+            )
         except Exception as exc:  # noqa: BLE001 - any failure must reach the PACS as a status, not vanish
             status = int(getattr(exc, "status", 0xA700))
             log.error("C-GET store of %s failed with 0x%04X: %s", sop_uid, status, type(exc).__name__)
@@ -394,8 +461,11 @@ def _retrieve_get(node: PacsNode, identifier: Dataset, archive: StoresBytes, res
         # whatever happened, what was acknowledged is fsynced and indexed on return
         if in_batches and archive.flush() is False:  # type: ignore[attr-defined]
             result.not_yet_durable = True
-            log.error("C-GET from %s: stored objects are not yet fsynced and indexed (disk full?); "
-                      "the archive keeps retrying", node.name)
+            log.error(
+                "C-GET from %s: stored objects are not yet fsynced and indexed (disk full?); "
+                "the archive keeps retrying",
+                node.name,
+            )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -475,8 +545,13 @@ def _describe_item(item: str | Path | Dataset) -> _Item:
             item = copy.copy(item)
             item.file_meta = FileMetaDataset()
             item.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        return _Item(label, dataset=item, sop_class=str(item.SOPClassUID), sop_uid=str(item.SOPInstanceUID),
-                     syntax=str(item.file_meta.TransferSyntaxUID))
+        return _Item(
+            label,
+            dataset=item,
+            sop_class=str(item.SOPClassUID),
+            sop_uid=str(item.SOPInstanceUID),
+            syntax=str(item.file_meta.TransferSyntaxUID),
+        )
     path = Path(item)
     try:
         head = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
@@ -506,7 +581,9 @@ def send(
     described = [_describe_item(i) for i in expand_paths(items)]
     result = SendResult()
     sendable = [d for d in described if not d.error]
-    result.statuses.extend(InstanceStatus(d.label, d.sop_uid or None, None, d.error) for d in described if d.error)
+    result.statuses.extend(
+        InstanceStatus(d.label, d.sop_uid or None, None, d.error) for d in described if d.error
+    )
     total, done = len(described), len(result.statuses)
     if progress is not None:
         progress(done, total)
@@ -533,8 +610,14 @@ def send(
                 if progress is not None:
                     progress(done, total)
     result.seconds = time.monotonic() - start
-    log.info("C-STORE to %s: %d of %d sent, %d failed, cancelled=%s", node.name, result.sent, total,
-             len(result.failed), result.cancelled)
+    log.info(
+        "C-STORE to %s: %d of %d sent, %d failed, cancelled=%s",
+        node.name,
+        result.sent,
+        total,
+        len(result.failed),
+        result.cancelled,
+    )
     return result
 
 
@@ -552,7 +635,11 @@ def _send_one(node: PacsNode, assoc: Any, item: _Item, msg_id: int) -> InstanceS
         return InstanceStatus(item.label, item.sop_uid, None, "association lost before it was sent")
     if "Status" not in rsp:
         timed_out = time.monotonic() - start >= node.timeout_s * 0.9
-        reason = f"{_NO_REPLY} within {node.timeout_s:g} s" if timed_out else f"{_NO_REPLY}: association aborted"
+        reason = (
+            f"{_NO_REPLY} within {node.timeout_s:g} s" if timed_out else f"{_NO_REPLY}: association aborted"
+        )
         return InstanceStatus(item.label, item.sop_uid, None, reason)
     status = int(rsp.Status)
-    return InstanceStatus(item.label, item.sop_uid, status, "" if status == 0 else _error_comment(rsp).strip(" ()"))
+    return InstanceStatus(
+        item.label, item.sop_uid, status, "" if status == 0 else _error_comment(rsp).strip(" ()")
+    )

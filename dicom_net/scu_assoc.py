@@ -89,8 +89,12 @@ def tls_context(node: PacsNode) -> ssl.SSLContext | None:
     if node.tls is None:
         return None
     tls = node.tls
-    return client_tls_context(Path(tls.ca), Path(tls.cert) if tls.cert else None,
-                              Path(tls.key) if tls.key else None, check_hostname=tls.check_hostname)
+    return client_tls_context(
+        Path(tls.ca),
+        Path(tls.cert) if tls.cert else None,
+        Path(tls.key) if tls.key else None,
+        check_hostname=tls.check_hostname,
+    )
 
 
 def describe(node: PacsNode) -> str:
@@ -121,7 +125,11 @@ def associate(
     tls_args = (context, node.host) if context is not None else None
     start = time.monotonic()
     assoc = ae.associate(
-        node.host, node.port, ae_title=node.aet, ext_neg=list(ext_neg) or None, tls_args=tls_args,
+        node.host,
+        node.port,
+        ae_title=node.aet,
+        ext_neg=list(ext_neg) or None,
+        tls_args=tls_args,
         evt_handlers=[(evt.EVT_CONN_OPEN, _on_connection_open, [opened]), *handlers],
     )
     if not assoc.is_established:
@@ -166,14 +174,15 @@ def _raise_for_failed_association(node: PacsNode, assoc: Any, connected: bool, w
         raise PacsTimeout(f"{where} did not answer the association request within {node.timeout_s:g} s")
     if not connected:
         raise PacsConnectionError(
-            f"{where}: cannot connect (host unreachable, port closed, timed out or TLS handshake failed)")
+            f"{where}: cannot connect (host unreachable, port closed, timed out or TLS handshake failed)"
+        )
     if assoc.is_rejected:
         rsp = assoc.acceptor.primitive
         source, diagnostic = (rsp.result_source, rsp.diagnostic) if rsp is not None else (0, 0)
         reason = _REJECT_REASONS.get((source, diagnostic), f"source {source}, diagnostic {diagnostic}")
         raise AssociationRejected(f"{where} rejected the association: {reason}", reason)
     if assoc.is_aborted:
-        hint = ("it may not accept our client certificate" if node.tls else "it may require TLS")
+        hint = "it may not accept our client certificate" if node.tls else "it may require TLS"
         raise PacsAborted(f"{where} aborted the association request ({hint}, or refuse our AE title)")
     raise PacsTimeout(f"{where} did not answer the association request within {node.timeout_s:g} s")
 
@@ -186,5 +195,7 @@ def raise_for_lost_association(node: PacsNode, what: str, idle_s: float) -> None
     """
     if idle_s >= node.timeout_s * 0.9:
         raise PacsTimeout(f"{describe(node)}: no response to {what} within {node.timeout_s:g} s")
-    raise PacsAborted(f"{describe(node)}: association aborted during {what}; a PACS does this when it does "
-                      f"not know our calling AE title {node.calling_aet!r} or refuses the request")
+    raise PacsAborted(
+        f"{describe(node)}: association aborted during {what}; a PACS does this when it does "
+        f"not know our calling AE title {node.calling_aet!r} or refuses the request"
+    )

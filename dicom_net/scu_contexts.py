@@ -41,54 +41,105 @@ MAX_CONTEXTS = 128
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 IMAGE_SYNTAXES: tuple[UID, ...] = (
     *UNCOMPRESSED,
-    JPEGLosslessSV1, JPEGLossless, JPEGBaseline8Bit, JPEGExtended12Bit,
-    JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000, RLELossless,
-    HTJ2KLossless, HTJ2KLosslessRPCL, DeflatedExplicitVRLittleEndian,
+    JPEGLosslessSV1,
+    JPEGLossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    RLELossless,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    DeflatedExplicitVRLittleEndian,
 )
 VIDEO_SYNTAXES: tuple[UID, ...] = (MPEG2MPML, MPEG2MPHL, MPEG4HP41, MPEG4HP41BD, HEVCMP51, *UNCOMPRESSED)
 NON_IMAGE_SYNTAXES: tuple[UID, ...] = (*UNCOMPRESSED, DeflatedExplicitVRLittleEndian)
 
 IMAGE_STORAGE: tuple[str, ...] = (
-    sc.CTImageStorage, sc.EnhancedCTImageStorage, sc.LegacyConvertedEnhancedCTImageStorage,
-    sc.MRImageStorage, sc.EnhancedMRImageStorage, sc.EnhancedMRColorImageStorage,
-    sc.LegacyConvertedEnhancedMRImageStorage, sc.MRSpectroscopyStorage,
-    sc.PositronEmissionTomographyImageStorage, sc.EnhancedPETImageStorage,
-    sc.LegacyConvertedEnhancedPETImageStorage, sc.NuclearMedicineImageStorage,
+    sc.CTImageStorage,
+    sc.EnhancedCTImageStorage,
+    sc.LegacyConvertedEnhancedCTImageStorage,
+    sc.MRImageStorage,
+    sc.EnhancedMRImageStorage,
+    sc.EnhancedMRColorImageStorage,
+    sc.LegacyConvertedEnhancedMRImageStorage,
+    sc.MRSpectroscopyStorage,
+    sc.PositronEmissionTomographyImageStorage,
+    sc.EnhancedPETImageStorage,
+    sc.LegacyConvertedEnhancedPETImageStorage,
+    sc.NuclearMedicineImageStorage,
     sc.ComputedRadiographyImageStorage,
-    sc.DigitalXRayImageStorageForPresentation, sc.DigitalXRayImageStorageForProcessing,
-    sc.DigitalMammographyXRayImageStorageForPresentation, sc.DigitalMammographyXRayImageStorageForProcessing,
-    sc.DigitalIntraOralXRayImageStorageForPresentation, sc.BreastTomosynthesisImageStorage,
+    sc.DigitalXRayImageStorageForPresentation,
+    sc.DigitalXRayImageStorageForProcessing,
+    sc.DigitalMammographyXRayImageStorageForPresentation,
+    sc.DigitalMammographyXRayImageStorageForProcessing,
+    sc.DigitalIntraOralXRayImageStorageForPresentation,
+    sc.BreastTomosynthesisImageStorage,
     sc.BreastProjectionXRayImageStorageForPresentation,
-    sc.XRayAngiographicImageStorage, sc.EnhancedXAImageStorage, sc.XRayRadiofluoroscopicImageStorage,
-    sc.EnhancedXRFImageStorage, sc.XRay3DAngiographicImageStorage, sc.XRay3DCraniofacialImageStorage,
-    sc.UltrasoundImageStorage, sc.UltrasoundMultiFrameImageStorage, sc.EnhancedUSVolumeStorage,
-    sc.SecondaryCaptureImageStorage, sc.MultiFrameSingleBitSecondaryCaptureImageStorage,
+    sc.XRayAngiographicImageStorage,
+    sc.EnhancedXAImageStorage,
+    sc.XRayRadiofluoroscopicImageStorage,
+    sc.EnhancedXRFImageStorage,
+    sc.XRay3DAngiographicImageStorage,
+    sc.XRay3DCraniofacialImageStorage,
+    sc.UltrasoundImageStorage,
+    sc.UltrasoundMultiFrameImageStorage,
+    sc.EnhancedUSVolumeStorage,
+    sc.SecondaryCaptureImageStorage,
+    sc.MultiFrameSingleBitSecondaryCaptureImageStorage,
     sc.MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
     sc.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
     sc.MultiFrameTrueColorSecondaryCaptureImageStorage,
-    sc.VLEndoscopicImageStorage, sc.VLMicroscopicImageStorage, sc.VLSlideCoordinatesMicroscopicImageStorage,
-    sc.VLPhotographicImageStorage, sc.VLWholeSlideMicroscopyImageStorage,
-    sc.OphthalmicPhotography8BitImageStorage, sc.OphthalmicPhotography16BitImageStorage,
-    sc.OphthalmicTomographyImageStorage, sc.WideFieldOphthalmicPhotographyStereographicProjectionImageStorage,
-    sc.RTImageStorage, sc.RTDoseStorage, sc.ParametricMapStorage, sc.SegmentationStorage,
+    sc.VLEndoscopicImageStorage,
+    sc.VLMicroscopicImageStorage,
+    sc.VLSlideCoordinatesMicroscopicImageStorage,
+    sc.VLPhotographicImageStorage,
+    sc.VLWholeSlideMicroscopyImageStorage,
+    sc.OphthalmicPhotography8BitImageStorage,
+    sc.OphthalmicPhotography16BitImageStorage,
+    sc.OphthalmicTomographyImageStorage,
+    sc.WideFieldOphthalmicPhotographyStereographicProjectionImageStorage,
+    sc.RTImageStorage,
+    sc.RTDoseStorage,
+    sc.ParametricMapStorage,
+    sc.SegmentationStorage,
 )
 VIDEO_STORAGE: tuple[str, ...] = (
-    sc.VideoEndoscopicImageStorage, sc.VideoMicroscopicImageStorage, sc.VideoPhotographicImageStorage,
+    sc.VideoEndoscopicImageStorage,
+    sc.VideoMicroscopicImageStorage,
+    sc.VideoPhotographicImageStorage,
 )
 NON_IMAGE_STORAGE: tuple[str, ...] = (
-    sc.BasicTextSRStorage, sc.EnhancedSRStorage, sc.ComprehensiveSRStorage, sc.Comprehensive3DSRStorage,
-    sc.KeyObjectSelectionDocumentStorage, sc.XRayRadiationDoseSRStorage, sc.MammographyCADSRStorage,
-    sc.ChestCADSRStorage, sc.EncapsulatedPDFStorage, sc.EncapsulatedCDAStorage,
-    sc.GrayscaleSoftcopyPresentationStateStorage, sc.ColorSoftcopyPresentationStateStorage,
-    sc.RTStructureSetStorage, sc.RTPlanStorage, sc.SpatialRegistrationStorage,
-    sc.DeformableSpatialRegistrationStorage, sc.RawDataStorage,
+    sc.BasicTextSRStorage,
+    sc.EnhancedSRStorage,
+    sc.ComprehensiveSRStorage,
+    sc.Comprehensive3DSRStorage,
+    sc.KeyObjectSelectionDocumentStorage,
+    sc.XRayRadiationDoseSRStorage,
+    sc.MammographyCADSRStorage,
+    sc.ChestCADSRStorage,
+    sc.EncapsulatedPDFStorage,
+    sc.EncapsulatedCDAStorage,
+    sc.GrayscaleSoftcopyPresentationStateStorage,
+    sc.ColorSoftcopyPresentationStateStorage,
+    sc.RTStructureSetStorage,
+    sc.RTPlanStorage,
+    sc.SpatialRegistrationStorage,
+    sc.DeformableSpatialRegistrationStorage,
+    sc.RawDataStorage,
 )
 
 
 def storage_contexts_for_get(query_models: tuple[str, ...]) -> tuple[list[PresentationContext], list]:
     """Contexts and SCP role items for a C-GET association using ``query_models``."""
     contexts = [build_context(m) for m in query_models]
-    groups = ((IMAGE_STORAGE, IMAGE_SYNTAXES), (VIDEO_STORAGE, VIDEO_SYNTAXES), (NON_IMAGE_STORAGE, NON_IMAGE_SYNTAXES))
+    groups = (
+        (IMAGE_STORAGE, IMAGE_SYNTAXES),
+        (VIDEO_STORAGE, VIDEO_SYNTAXES),
+        (NON_IMAGE_STORAGE, NON_IMAGE_SYNTAXES),
+    )
     roles = []
     for classes, syntaxes in groups:
         for uid in classes:
@@ -112,4 +163,4 @@ def storage_contexts_for_send(pairs: set[tuple[str, str]]) -> list[list[Presenta
         if UID(syntax) in UNCOMPRESSED:
             syntaxes += [s for s in UNCOMPRESSED if s != syntax]
         contexts.append(build_context(sop_class, syntaxes))
-    return [contexts[i:i + MAX_CONTEXTS] for i in range(0, len(contexts), MAX_CONTEXTS)] or [[]]
+    return [contexts[i : i + MAX_CONTEXTS] for i in range(0, len(contexts), MAX_CONTEXTS)] or [[]]

@@ -18,23 +18,59 @@ LEVELS = ("patient", "study", "series", "image")
 
 # What each level asks the PACS to return (empty keys = "return this attribute").
 RETURN_KEYS: dict[str, tuple[str, ...]] = {
-    "patient": ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
-                "NumberOfPatientRelatedStudies"),
-    "study": ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
-              "StudyTime", "AccessionNumber", "StudyID", "StudyDescription", "ReferringPhysicianName",
-              "ModalitiesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"),
-    "series": ("StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription",
-               "BodyPartExamined", "SeriesDate", "NumberOfSeriesRelatedInstances"),
+    "patient": (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "NumberOfPatientRelatedStudies",
+    ),
+    "study": (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "StudyID",
+        "StudyDescription",
+        "ReferringPhysicianName",
+        "ModalitiesInStudy",
+        "NumberOfStudyRelatedSeries",
+        "NumberOfStudyRelatedInstances",
+    ),
+    "series": (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "Modality",
+        "SeriesNumber",
+        "SeriesDescription",
+        "BodyPartExamined",
+        "SeriesDate",
+        "NumberOfSeriesRelatedInstances",
+    ),
     "image": ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "InstanceNumber"),
 }
 
 # Search keys accepted per level: python name -> (DICOM keyword at that level).
 SEARCH_KEYS: dict[str, dict[str, str]] = {
     "patient": {"patient_name": "PatientName", "patient_id": "PatientID"},
-    "study": {"patient_name": "PatientName", "patient_id": "PatientID", "accession": "AccessionNumber",
-              "study_uid": "StudyInstanceUID", "modality": "ModalitiesInStudy", "date": "StudyDate"},
+    "study": {
+        "patient_name": "PatientName",
+        "patient_id": "PatientID",
+        "accession": "AccessionNumber",
+        "study_uid": "StudyInstanceUID",
+        "modality": "ModalitiesInStudy",
+        "date": "StudyDate",
+    },
     "series": {"study_uid": "StudyInstanceUID", "series_uid": "SeriesInstanceUID", "modality": "Modality"},
-    "image": {"study_uid": "StudyInstanceUID", "series_uid": "SeriesInstanceUID", "sop_uid": "SOPInstanceUID"},
+    "image": {
+        "study_uid": "StudyInstanceUID",
+        "series_uid": "SeriesInstanceUID",
+        "sop_uid": "SOPInstanceUID",
+    },
 }
 # Unique keys of the levels above, which a hierarchical query below study level must give.
 REQUIRED_KEYS = {"series": ("study_uid",), "image": ("study_uid", "series_uid")}
@@ -47,7 +83,11 @@ class QueryError(ValueError):
 
 
 def query_model(level: str) -> str:
-    return PatientRootQueryRetrieveInformationModelFind if level == "patient" else StudyRootQueryRetrieveInformationModelFind
+    return (
+        PatientRootQueryRetrieveInformationModelFind
+        if level == "patient"
+        else StudyRootQueryRetrieveInformationModelFind
+    )
 
 
 def normalise_date(value: str, what: str) -> str:
@@ -80,8 +120,10 @@ def build_identifier(level: str, keys: Mapping[str, str | None]) -> Dataset:
     allowed = SEARCH_KEYS[level]
     wrong = sorted(set(given) - set(allowed))
     if wrong:
-        raise QueryError(f"{', '.join(wrong)} cannot be searched at {level} level (allowed: "
-                         f"{', '.join(sorted({*allowed, 'date_from', 'date_to'} - {'date'}))})")
+        raise QueryError(
+            f"{', '.join(wrong)} cannot be searched at {level} level (allowed: "
+            f"{', '.join(sorted({*allowed, 'date_from', 'date_to'} - {'date'}))})"
+        )
     missing = [k for k in REQUIRED_KEYS.get(level, ()) if k not in given]
     if missing:
         raise QueryError(f"a {level}-level query needs {' and '.join(missing)}")

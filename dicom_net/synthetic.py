@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
-    ExplicitVRLittleEndian,
     PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
     DigitalXRayImageStorageForPresentation,
+    ExplicitVRLittleEndian,
     UltrasoundMultiFrameImageStorage,
     generate_uid,
 )
@@ -222,8 +222,13 @@ def radiograph(
     Image columns run towards the patient's left (Patient Orientation ``L\\F``), so the marker is
     on the image's right, as radiologists read a PA film.
     """
-    ds = _base_dataset(DigitalXRayImageStorageForPresentation, "DX", patient or {}, study_uid or generate_uid(),
-                       generate_uid())
+    ds = _base_dataset(
+        DigitalXRayImageStorageForPresentation,
+        "DX",
+        patient or {},
+        study_uid or generate_uid(),
+        generate_uid(),
+    )
     ds.SeriesNumber = series_number
     ds.SeriesDescription = "Phantom chest PA"
     ds.InstanceNumber = 1
@@ -238,12 +243,14 @@ def radiograph(
     yy, xx = np.mgrid[0:rows, 0:columns].astype(np.float32)
     cy, cx = rows * 0.5, columns * 0.5
     body = ((xx - cx) / (columns * 0.42)) ** 2 + ((yy - cy) / (rows * 0.48)) ** 2 <= 1.0
-    lungs = (((np.abs(xx - cx) - columns * 0.18) / (columns * 0.13)) ** 2 + ((yy - cy * 0.95) / (rows * 0.3)) ** 2) <= 1
+    lungs = (
+        ((np.abs(xx - cx) - columns * 0.18) / (columns * 0.13)) ** 2 + ((yy - cy * 0.95) / (rows * 0.3)) ** 2
+    ) <= 1
     img = np.full((rows, columns), 300.0, dtype=np.float32)
     img[body] = 2600.0
     img[lungs] = 900.0
     # side marker: a bright block top-right (patient's left on a PA image)
-    img[int(rows * 0.05):int(rows * 0.12), int(columns * 0.85):int(columns * 0.93)] = 4000.0
+    img[int(rows * 0.05) : int(rows * 0.12), int(columns * 0.85) : int(columns * 0.93)] = 4000.0
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -268,8 +275,9 @@ def ultrasound_cine(
     the frame number is encoded in the red channel of pixel (0, 0), so cine tests can tell frames
     apart exactly.
     """
-    ds = _base_dataset(UltrasoundMultiFrameImageStorage, "US", patient or {}, study_uid or generate_uid(),
-                       generate_uid())
+    ds = _base_dataset(
+        UltrasoundMultiFrameImageStorage, "US", patient or {}, study_uid or generate_uid(), generate_uid()
+    )
     ds.SeriesNumber = series_number
     ds.SeriesDescription = "Phantom US cine"
     ds.InstanceNumber = 1
@@ -328,11 +336,16 @@ def demo_study(folder: Path, *, ct_slices: int = 120, ct_matrix: int = 256) -> D
     }
     study_uid = generate_uid()
     geometry = SeriesGeometry(
-        rows=ct_matrix, columns=ct_matrix, pixel_spacing=(320 / ct_matrix, 320 / ct_matrix),
-        slices=ct_slices, slice_step=1.5,
+        rows=ct_matrix,
+        columns=ct_matrix,
+        pixel_spacing=(320 / ct_matrix, 320 / ct_matrix),
+        slices=ct_slices,
+        slice_step=1.5,
     )
-    files = write_datasets(ct_series(geometry, patient=patient, study_uid=study_uid,
-                                     series_description="Phantom CT chest"), folder / "ct")
+    files = write_datasets(
+        ct_series(geometry, patient=patient, study_uid=study_uid, series_description="Phantom CT chest"),
+        folder / "ct",
+    )
     files += write_datasets([radiograph(patient=patient, study_uid=study_uid)], folder / "dx")
     files += write_datasets([ultrasound_cine(patient=patient, study_uid=study_uid)], folder / "us")
     return DemoStudy(study_uid, files)

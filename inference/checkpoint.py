@@ -100,7 +100,9 @@ def _safetensors_header(path: Path) -> dict[str, TensorEntry]:
             raise CheckpointError(path, f"weight shard is truncated ({size} bytes)", _REDOWNLOAD)
         (header_len,) = struct.unpack("<Q", prefix)
         if header_len > min(size - 8, 100 << 20):
-            raise CheckpointError(path, "not a safetensors file or truncated (bad header length)", _REDOWNLOAD)
+            raise CheckpointError(
+                path, "not a safetensors file or truncated (bad header length)", _REDOWNLOAD
+            )
         try:
             header = json.loads(handle.read(header_len))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -132,23 +134,35 @@ def _read_weights(folder: Path) -> dict[str, TensorEntry]:
             if set(entries) != listed:
                 missing = sorted(listed - set(entries))[:3]
                 extra = sorted(set(entries) - listed)[:3]
-                raise CheckpointError(folder / shard, f"does not match {INDEX_FILE} (missing {missing}, "
-                                      f"unlisted {extra}); shard and index come from different downloads",
-                                      _REDOWNLOAD)
+                raise CheckpointError(
+                    folder / shard,
+                    f"does not match {INDEX_FILE} (missing {missing}, "
+                    f"unlisted {extra}); shard and index come from different downloads",
+                    _REDOWNLOAD,
+                )
             tensors.update(entries)
         return tensors
     if (folder / SINGLE_WEIGHTS_FILE).is_file():
         return _safetensors_header(folder / SINGLE_WEIGHTS_FILE)
     if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
-        raise CheckpointError(folder, "weights are pickle files (*.bin/*.pt), which can execute code when "
-                              "loaded and are refused", "use the safetensors release of the checkpoint")
-    raise CheckpointError(index_path, "no safetensors weights (neither the index nor model.safetensors)",
-                          _REDOWNLOAD)
+        raise CheckpointError(
+            folder,
+            "weights are pickle files (*.bin/*.pt), which can execute code when loaded and are refused",
+            "use the safetensors release of the checkpoint",
+        )
+    raise CheckpointError(
+        index_path, "no safetensors weights (neither the index nor model.safetensors)", _REDOWNLOAD
+    )
 
 
 def _check_weight_names(folder: Path, tensors: dict[str, TensorEntry], tied: bool) -> None:
-    required = ["model.embed_tokens.weight", "model.norm.weight", "model.mm_projector.readout.0.weight",
-                "model.mm_projector.readout.2.weight", "model.vision_encoder.post_layernorm.weight"]
+    required = [
+        "model.embed_tokens.weight",
+        "model.norm.weight",
+        "model.mm_projector.readout.0.weight",
+        "model.mm_projector.readout.2.weight",
+        "model.vision_encoder.post_layernorm.weight",
+    ]
     if not tied:
         required.append("lm_head.weight")
     missing = [name for name in required if name not in tensors]
@@ -156,8 +170,11 @@ def _check_weight_names(folder: Path, tensors: dict[str, TensorEntry], tied: boo
         if not any(name.startswith(prefix) for name in tensors):
             missing.append(prefix + "*")
     if missing:
-        raise CheckpointError(folder / INDEX_FILE, f"weights lack Hulu-Med tensors {missing[:4]}: not a Hulu-Med "
-                              "checkpoint or an incomplete one", "point the workstation at a Hulu-Med folder")
+        raise CheckpointError(
+            folder / INDEX_FILE,
+            f"weights lack Hulu-Med tensors {missing[:4]}: not a Hulu-Med checkpoint or an incomplete one",
+            "point the workstation at a Hulu-Med folder",
+        )
 
 
 def _image_token_id(folder: Path, config: dict[str, Any]) -> int:
@@ -175,16 +192,24 @@ def _image_token_id(folder: Path, config: dict[str, Any]) -> int:
         if token_id is None and (folder / "added_tokens.json").is_file():
             token_id = _read_json(folder / "added_tokens.json", _REDOWNLOAD).get(IMAGE_TOKEN)
     else:
-        raise CheckpointError(tokenizer_json, "tokenizer files are missing (tokenizer.json, or vocab.json + "
-                              "merges.txt)", _REDOWNLOAD)
+        raise CheckpointError(
+            tokenizer_json,
+            "tokenizer files are missing (tokenizer.json, or vocab.json + merges.txt)",
+            _REDOWNLOAD,
+        )
     if token_id is None:
-        raise CheckpointError(tokenizer_json if tokenizer_json.is_file() else folder / "tokenizer_config.json",
-                              f"the tokenizer has no {IMAGE_TOKEN} token, so images cannot be placed in a prompt",
-                              "use the tokenizer files shipped with the Hulu-Med checkpoint")
+        raise CheckpointError(
+            tokenizer_json if tokenizer_json.is_file() else folder / "tokenizer_config.json",
+            f"the tokenizer has no {IMAGE_TOKEN} token, so images cannot be placed in a prompt",
+            "use the tokenizer files shipped with the Hulu-Med checkpoint",
+        )
     if token_id >= int(config.get("vocab_size", 0)):
-        raise CheckpointError(folder / "config.json", f"{IMAGE_TOKEN} id {token_id} is outside vocab_size "
-                              f"{config.get('vocab_size')}: tokenizer and weights do not belong together",
-                              _REDOWNLOAD)
+        raise CheckpointError(
+            folder / "config.json",
+            f"{IMAGE_TOKEN} id {token_id} is outside vocab_size "
+            f"{config.get('vocab_size')}: tokenizer and weights do not belong together",
+            _REDOWNLOAD,
+        )
     return int(token_id)
 
 
@@ -258,7 +283,9 @@ def verify_checksums(folder: Path, hash_cache: Path | None = None) -> str:
             continue
         parts = line.strip().split(maxsplit=1)
         if len(parts) != 2 or len(parts[0]) != 64:
-            raise CheckpointError(sums, f"line {line_no} is not '<sha256>  <file>'", "regenerate it with sha256sum")
+            raise CheckpointError(
+                sums, f"line {line_no} is not '<sha256>  <file>'", "regenerate it with sha256sum"
+            )
         expected, name = parts[0].lower(), parts[1].lstrip("*")
         target = (folder / name).resolve()
         if folder.resolve() not in target.parents:
@@ -266,8 +293,9 @@ def verify_checksums(folder: Path, hash_cache: Path | None = None) -> str:
         if not target.is_file():
             raise CheckpointError(target, f"listed in {CHECKSUM_FILE} but missing", _REDOWNLOAD)
         if _file_digest(target, cache) != expected:
-            raise CheckpointError(target, f"SHA-256 does not match {CHECKSUM_FILE} (corrupt or altered file)",
-                                  _REDOWNLOAD)
+            raise CheckpointError(
+                target, f"SHA-256 does not match {CHECKSUM_FILE} (corrupt or altered file)", _REDOWNLOAD
+            )
         count += 1
     if hash_cache is not None:
         _save_hash_cache(hash_cache, cache)
@@ -287,21 +315,32 @@ def _check_is_checkpoint_folder(folder: Path) -> None:
     below = sorted(p.parent for pattern in ("*/config.json", "*/*/config.json") for p in folder.glob(pattern))
     if below:
         names = ", ".join(str(p) for p in below[:3])
-        raise CheckpointError(folder / "config.json", "is missing here, but a sub-folder holds a checkpoint",
-                              f"choose that sub-folder: {names}")
-    raise CheckpointError(folder / "config.json", "is missing: this folder holds no Hulu-Med checkpoint",
-                          f"{choose}, downloaded from ZJU-AI4H/Hulu-Med-* (all files)")
+        raise CheckpointError(
+            folder / "config.json",
+            "is missing here, but a sub-folder holds a checkpoint",
+            f"choose that sub-folder: {names}",
+        )
+    raise CheckpointError(
+        folder / "config.json",
+        "is missing: this folder holds no Hulu-Med checkpoint",
+        f"{choose}, downloaded from ZJU-AI4H/Hulu-Med-* (all files)",
+    )
 
 
-def validate_checkpoint(folder: Path | str, check_sums: bool = True, hash_cache: Path | None = None) -> CheckpointInfo:
+def validate_checkpoint(
+    folder: Path | str, check_sums: bool = True, hash_cache: Path | None = None
+) -> CheckpointInfo:
     """Validate ``folder`` and describe it; raise :class:`CheckpointError` on the first problem."""
     folder = Path(folder).expanduser()
     _check_is_checkpoint_folder(folder)
     config = _read_json(folder / "config.json", _REDOWNLOAD)
     model_type = config.get("model_type") if isinstance(config, dict) else None
     if model_type not in SUPPORTED_MODEL_TYPES:
-        raise CheckpointError(folder / "config.json", f"model_type is {model_type!r}, expected one of "
-                              f"{SUPPORTED_MODEL_TYPES}", "point the workstation at a Hulu-Med checkpoint")
+        raise CheckpointError(
+            folder / "config.json",
+            f"model_type is {model_type!r}, expected one of {SUPPORTED_MODEL_TYPES}",
+            "point the workstation at a Hulu-Med checkpoint",
+        )
     if not isinstance(config.get("vision_encoder_config"), dict):
         raise CheckpointError(folder / "config.json", "has no vision_encoder_config", _REDOWNLOAD)
 
@@ -314,16 +353,30 @@ def validate_checkpoint(folder: Path | str, check_sums: bool = True, hash_cache:
     warnings = []
     declared = config.get("image_token_index")
     if isinstance(declared, int) and declared >= 0 and declared != image_token_id:
-        warnings.append(f"config image_token_index {declared} differs from the tokenizer's {IMAGE_TOKEN} id "
-                        f"{image_token_id}; the tokenizer's id is used")
+        warnings.append(
+            f"config image_token_index {declared} differs from the tokenizer's {IMAGE_TOKEN} id "
+            f"{image_token_id}; the tokenizer's id is used"
+        )
 
     preprocessor = _read_json(folder / "preprocessor_config.json", _REDOWNLOAD)
     vision_patch = config["vision_encoder_config"].get("patch_size")
     if preprocessor.get("patch_size") != vision_patch:
-        raise CheckpointError(folder / "preprocessor_config.json", f"patch_size {preprocessor.get('patch_size')} "
-                              f"differs from the vision encoder's {vision_patch}", _REDOWNLOAD)
+        raise CheckpointError(
+            folder / "preprocessor_config.json",
+            f"patch_size {preprocessor.get('patch_size')} differs from the vision encoder's {vision_patch}",
+            _REDOWNLOAD,
+        )
 
     checksum = verify_checksums(folder, hash_cache) if check_sums else "not checked"
-    return CheckpointInfo(folder=folder, model_type=model_type, decoder=decoder, config=config, tensors=tensors,
-                          image_token_id=image_token_id, preprocessor=preprocessor,
-                          chat_template=_chat_template(folder), checksum=checksum, warnings=tuple(warnings))
+    return CheckpointInfo(
+        folder=folder,
+        model_type=model_type,
+        decoder=decoder,
+        config=config,
+        tensors=tensors,
+        image_token_id=image_token_id,
+        preprocessor=preprocessor,
+        chat_template=_chat_template(folder),
+        checksum=checksum,
+        warnings=tuple(warnings),
+    )

@@ -31,14 +31,38 @@ KEY_MAPPING = {
 }
 
 # Defaults of Hulu's HulumedVisionEncoderConfig for fields a config might omit.
-_VISION_DEFAULTS = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                    "num_attention_heads": 12, "num_channels": 3, "patch_size": 16,
-                    "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6, "attention_dropout": 0.0}
+_VISION_DEFAULTS = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "num_channels": 3,
+    "patch_size": 16,
+    "hidden_act": "gelu_pytorch_tanh",
+    "layer_norm_eps": 1e-6,
+    "attention_dropout": 0.0,
+}
 VISION_ROPE_THETA = 10000.0
-_TEXT_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "hidden_act",
-                "attention_dropout", "initializer_range", "use_sliding_window", "sliding_window",
-                "max_window_layers", "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id")
+_TEXT_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "hidden_act",
+    "attention_dropout",
+    "initializer_range",
+    "use_sliding_window",
+    "sliding_window",
+    "max_window_layers",
+    "tie_word_embeddings",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+)
 _QWEN3_FIELDS = ("head_dim", "attention_bias")
 # Qwen2Config of transformers 4.x (what the reference code ran with) defaulted rope_theta to 10000.
 _LEGACY_ROPE_THETA = 10000.0
@@ -75,8 +99,9 @@ def vision_config(hulu: dict[str, Any]) -> VideoLlama3VisionConfig:
     """The SigLIP-NaViT encoder's native config."""
     source = hulu.get("vision_encoder_config") or {}
     fields = {k: source.get(k, default) for k, default in _VISION_DEFAULTS.items()}
-    return VideoLlama3VisionConfig(rope_parameters={"rope_type": "axial", "rope_theta": VISION_ROPE_THETA},
-                                   **fields)
+    return VideoLlama3VisionConfig(
+        rope_parameters={"rope_type": "axial", "rope_theta": VISION_ROPE_THETA}, **fields
+    )
 
 
 def translate_config(hulu: dict[str, Any], image_token_id: int, decoder: str) -> VideoLlama3Config:

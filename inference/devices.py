@@ -22,8 +22,10 @@ DEFAULT_CONTEXT_TOKENS = 16384
 PREFILL_CHUNK = 2048  # prompt tokens per decoder pass (the engine prefills in chunks)
 VISION_CHUNK_PATCHES = 16384  # vision-tower patches per pass (the engine encodes whole frames in chunks)
 _MARGIN_BYTES = 1 << 30  # CUDA context, allocator fragmentation, vision encoder activations
-SLOW_MODE_NOTICE = ("No usable GPU: Hulu-Med runs on the CPU in slow mode (minutes per answer for the 7B "
-                    "model). Results are the same, only slower.")
+SLOW_MODE_NOTICE = (
+    "No usable GPU: Hulu-Med runs on the CPU in slow mode (minutes per answer for the 7B "
+    "model). Results are the same, only slower."
+)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,9 @@ def _normalise_device(device: str) -> str:
     if device == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available (no GPU or CPU-only torch)")
+        raise RuntimeError(
+            f"device {device!r} requested but CUDA is not available (no GPU or CPU-only torch)"
+        )
     if device != "cpu" and not device.startswith("cuda:"):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
     return "cuda:0" if device == "cuda" else device
@@ -94,8 +98,12 @@ def _cpu_plan(info: CheckpointInfo, quantization: str, reserve: int, why: str) -
     return DevicePlan("cpu", dtype, kind, True, f"{why}; {SLOW_MODE_NOTICE}", available, needed)
 
 
-def plan_device(info: CheckpointInfo, device: str = "auto", quantization: str = "auto",
-                context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> DevicePlan:
+def plan_device(
+    info: CheckpointInfo,
+    device: str = "auto",
+    quantization: str = "auto",
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+) -> DevicePlan:
     """Pick device, dtype and quantization (``auto`` or an explicit override for each)."""
     if quantization != "auto" and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be auto or one of {QUANTIZATIONS}, not {quantization!r}")
@@ -112,16 +120,42 @@ def plan_device(info: CheckpointInfo, device: str = "auto", quantization: str = 
     if quantization != "auto":
         fits = needs[quantization] <= free
         note = "fits" if fits else "may NOT fit"
-        return DevicePlan(device, dtype, quantization, False,
-                          f"{quantization} requested; needs ~{needs[quantization] / 2**30:.1f} GiB, "
-                          f"{free / 2**30:.1f} GiB free ({note})", free, needs[quantization])
+        return DevicePlan(
+            device,
+            dtype,
+            quantization,
+            False,
+            f"{quantization} requested; needs ~{needs[quantization] / 2**30:.1f} GiB, "
+            f"{free / 2**30:.1f} GiB free ({note})",
+            free,
+            needs[quantization],
+        )
     kind = auto_gpu_quantization(needs, free)
     if kind is not None:
         label = "bf16 everywhere" if kind == "none" else "NF4 decoder, bf16 vision/projector"
-        return DevicePlan(device, dtype, kind, False, f"{label}: needs ~{needs[kind] / 2**30:.1f} GiB of "
-                          f"{free / 2**30:.1f} GiB free VRAM", free, needs[kind])
+        return DevicePlan(
+            device,
+            dtype,
+            kind,
+            False,
+            f"{label}: needs ~{needs[kind] / 2**30:.1f} GiB of {free / 2**30:.1f} GiB free VRAM",
+            free,
+            needs[kind],
+        )
     if requested == "auto":
-        return _cpu_plan(info, "none", reserve, f"only {free / 2**30:.1f} GiB VRAM free, NF4 needs "
-                         f"~{needs['nf4'] / 2**30:.1f} GiB")
-    return DevicePlan(device, dtype, "nf4", False, f"{device} requested with only {free / 2**30:.1f} GiB free; "
-                      f"NF4 needs ~{needs['nf4'] / 2**30:.1f} GiB (may NOT fit)", free, needs["nf4"])
+        return _cpu_plan(
+            info,
+            "none",
+            reserve,
+            f"only {free / 2**30:.1f} GiB VRAM free, NF4 needs ~{needs['nf4'] / 2**30:.1f} GiB",
+        )
+    return DevicePlan(
+        device,
+        dtype,
+        "nf4",
+        False,
+        f"{device} requested with only {free / 2**30:.1f} GiB free; "
+        f"NF4 needs ~{needs['nf4'] / 2**30:.1f} GiB (may NOT fit)",
+        free,
+        needs["nf4"],
+    )

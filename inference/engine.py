@@ -189,11 +189,11 @@ def visual_fingerprints(inputs: ModelInputs) -> list[bytes]:
     for (t, h, w), merge in zip(inputs.image_grid_thw.tolist(), inputs.image_merge_sizes.tolist()):
         patches, features = t * h * w, t * (h // merge) * (w // merge)
         digest = hashlib.sha256()  # hardware-accelerated on current CPUs: ~1-2 GB/s
-        digest.update(pixels[patch_start:patch_start + patches].numpy().tobytes())
+        digest.update(pixels[patch_start : patch_start + patches].numpy().tobytes())
         digest.update(f"{t},{h},{w},{merge}".encode())
         kept = features
         if mask is not None:
-            item_mask = mask[feature_start:feature_start + features]
+            item_mask = mask[feature_start : feature_start + features]
             digest.update(item_mask.numpy().tobytes())
             kept = int(item_mask.sum())
         prints.extend([digest.digest()[:16]] * kept)
@@ -215,7 +215,7 @@ class _TextStream:
         decoded = self._tokenizer.decode(token_ids, skip_special_tokens=self._skip)
         if decoded.endswith("\ufffd") and not final:
             return ""
-        new, self.text = decoded[len(self.text):], decoded
+        new, self.text = decoded[len(self.text) :], decoded
         return new
 
 
@@ -232,9 +232,13 @@ def stop_token_ids(loaded: LoadedModel) -> set[int]:
 class Engine:
     """Owns a loaded model and runs requests on its own thread; see the module docstring."""
 
-    def __init__(self, loaded: LoadedModel, max_conversations: int = 2,
-                 prefill_chunk: int = PREFILL_CHUNK,
-                 vision_encoder: Callable[[ModelInputs], torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        max_conversations: int = 2,
+        prefill_chunk: int = PREFILL_CHUNK,
+        vision_encoder: Callable[[ModelInputs], torch.Tensor] | None = None,
+    ) -> None:
         self.loaded = loaded
         self.max_conversations = max_conversations
         self.prefill_chunk = prefill_chunk
@@ -324,7 +328,9 @@ class Engine:
     def _model(self) -> Any:
         return self.loaded.model
 
-    def visual_features(self, inputs: ModelInputs, cancelled: Callable[[], bool] = lambda: False) -> torch.Tensor:
+    def visual_features(
+        self, inputs: ModelInputs, cancelled: Callable[[], bool] = lambda: False
+    ) -> torch.Tensor:
         """Projected visual features in ``<image>`` order (after token reduction), on the LLM device.
 
         The torch tower runs over groups of whole frames of at most ``VISION_CHUNK_PATCHES`` patches
@@ -343,11 +349,13 @@ class Engine:
                     if cancelled():
                         raise _Cancelled
                     frames = min(per_pass, t - first)
-                    pixels = inputs.pixel_values[start + first * h * w:start + (first + frames) * h * w]
+                    pixels = inputs.pixel_values[start + first * h * w : start + (first + frames) * h * w]
                     output = self._model.model.get_image_features(
                         pixels.to(device, self.loaded.vision_dtype),
-                        torch.tensor([[frames, h, w]], device=device), torch.tensor([merge], device=device),
-                        return_dict=True)
+                        torch.tensor([[frames, h, w]], device=device),
+                        torch.tensor([merge], device=device),
+                        return_dict=True,
+                    )
                     parts.extend(output.pooler_output)
                 start += t * h * w
             features = torch.cat(parts, dim=0)
@@ -358,8 +366,9 @@ class Engine:
     def _projector_dtype(self) -> torch.dtype:
         return self._model.model.projector.readout[0].weight.dtype
 
-    def _embed(self, ids: torch.Tensor, inputs: ModelInputs, images_before: int,
-               cancelled: Callable[[], bool]) -> tuple[torch.Tensor, float]:
+    def _embed(
+        self, ids: torch.Tensor, inputs: ModelInputs, images_before: int, cancelled: Callable[[], bool]
+    ) -> tuple[torch.Tensor, float]:
         """Token embeddings of ``ids`` with visual features scattered into its ``<image>`` slots."""
         embeds = self._model.get_input_embeddings()(ids)
         mask = ids == self.loaded.image_token_id
@@ -371,9 +380,11 @@ class Engine:
         started = time.perf_counter()
         features = self.visual_features(inputs, cancelled)
         if images_before + count > features.shape[0]:
-            raise ValueError(f"prompt has {images_before + count} <image> tokens but the visuals give "
-                             f"{features.shape[0]} features")
-        features = features[images_before:images_before + count].to(embeds.dtype)
+            raise ValueError(
+                f"prompt has {images_before + count} <image> tokens but the visuals give "
+                f"{features.shape[0]} features"
+            )
+        features = features[images_before : images_before + count].to(embeds.dtype)
         embeds = embeds.masked_scatter(mask.unsqueeze(-1), features)
         return embeds, time.perf_counter() - started
 
@@ -388,14 +399,19 @@ class Engine:
         limit = min(len(cached.token_ids), len(ids) - 1)
         while common < limit and cached.token_ids[common] == ids[common]:
             if ids[common] == image_id:
-                if ordinal >= len(visual) or ordinal >= len(cached.visual) or visual[ordinal] != cached.visual[ordinal]:
+                if (
+                    ordinal >= len(visual)
+                    or ordinal >= len(cached.visual)
+                    or visual[ordinal] != cached.visual[ordinal]
+                ):
                     break
                 ordinal += 1
             common += 1
         return common
 
-    def _reuse_prefix(self, conversation_id: str | None, ids: list[int],
-                      visual: list[bytes]) -> tuple[DynamicCache, int]:
+    def _reuse_prefix(
+        self, conversation_id: str | None, ids: list[int], visual: list[bytes]
+    ) -> tuple[DynamicCache, int]:
         """A cache holding the longest cached prefix of ``ids``, and its length.
 
         The conversation's own cache is taken over (and cut back to the shared prefix). A request
@@ -425,8 +441,9 @@ class Engine:
         """Run the decoder over ``embeds`` (appending to ``cache``); logits of the last position."""
         total = cache.get_seq_length() + embeds.shape[1]
         attention_mask = torch.ones((1, total), dtype=torch.long, device=embeds.device)
-        hidden = self._model.model.language_model(inputs_embeds=embeds, attention_mask=attention_mask,
-                                                  past_key_values=cache, use_cache=True).last_hidden_state
+        hidden = self._model.model.language_model(
+            inputs_embeds=embeds, attention_mask=attention_mask, past_key_values=cache, use_cache=True
+        ).last_hidden_state
         return self._model.lm_head(hidden[:, -1, :]).float()
 
     def _logits_processors(self, request: GenerationRequest) -> LogitsProcessorList:
@@ -463,9 +480,9 @@ class Engine:
             if handle.cancelled:
                 finish = "cancelled"
                 break
-            logits = self._decoder_step(embeds[:, start:start + self.prefill_chunk], cache)
+            logits = self._decoder_step(embeds[:, start : start + self.prefill_chunk], cache)
         del embeds
-        fed = ids[:cache.get_seq_length()]
+        fed = ids[: cache.get_seq_length()]
         prefill_tokens = len(ids) - reused
 
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
@@ -512,12 +529,24 @@ class Engine:
                 request.on_text(tail)
         decoded_steps = max(len(out) - 1, 0)
 
-        if request.conversation_id is not None and finish != "cancelled" and len(fed) == cache.get_seq_length():
+        if (
+            request.conversation_id is not None
+            and finish != "cancelled"
+            and len(fed) == cache.get_seq_length()
+        ):
             self._store_prefix(request.conversation_id, _CachedPrefix(fed, cache, visual))
         return GenerationResult(
-            text=stream.text, token_ids=out, finish_reason=finish, prompt_tokens=len(ids),
-            prefill_tokens=prefill_tokens, reused_tokens=reused, vision_seconds=vision_seconds, ttft_seconds=ttft,
-            decode_tokens_per_second=decoded_steps / decode_seconds if decoded_steps and decode_seconds else 0.0,
+            text=stream.text,
+            token_ids=out,
+            finish_reason=finish,
+            prompt_tokens=len(ids),
+            prefill_tokens=prefill_tokens,
+            reused_tokens=reused,
+            vision_seconds=vision_seconds,
+            ttft_seconds=ttft,
+            decode_tokens_per_second=decoded_steps / decode_seconds
+            if decoded_steps and decode_seconds
+            else 0.0,
         )
 
     def _store_prefix(self, conversation_id: str, prefix: _CachedPrefix) -> None:

@@ -33,7 +33,11 @@ def apply_window(values: np.ndarray, width: float, level: float) -> np.ndarray:
     if width < 1:
         raise ValueError(f"window width must be >= 1, got {width}")
     x = np.asarray(values, dtype=np.float64)
-    scaled = ((x - (level - 0.5)) / (width - 1) + 0.5) * 255.0 if width > 1 else np.where(x > level - 0.5, 255.0, 0.0)
+    scaled = (
+        ((x - (level - 0.5)) / (width - 1) + 0.5) * 255.0
+        if width > 1
+        else np.where(x > level - 0.5, 255.0, 0.0)
+    )
     lower, upper = level - 0.5 - (width - 1) / 2, level - 0.5 + (width - 1) / 2
     scaled = np.where(x <= lower, 0.0, np.where(x > upper, 255.0, scaled))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)

@@ -115,13 +115,24 @@ def build_model_inputs(
         return ModelInputs(
             input_ids=torch.tensor([ids], dtype=torch.long),
             attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
-            pixel_values=None, image_grid_thw=None, image_merge_sizes=None, video_compression_mask=None,
-            visual_tokens=0, visual_tokens_after_reduction=0, text_tokens=len(ids), frames=0,
+            pixel_values=None,
+            image_grid_thw=None,
+            image_merge_sizes=None,
+            video_compression_mask=None,
+            visual_tokens=0,
+            visual_tokens_after_reduction=0,
+            text_tokens=len(ids),
+            frames=0,
         )
     visuals = preprocess_items(items, max_tokens=max_tokens, min_tokens=min_tokens)
     reduced = reduce_tokens(
-        visuals.pixel_values, visuals.grid_thw, visuals.merge_sizes, visuals.frame_tokens,
-        [item.kind for item in items], mode=reduction, threshold=threshold,
+        visuals.pixel_values,
+        visuals.grid_thw,
+        visuals.merge_sizes,
+        visuals.frame_tokens,
+        [item.kind for item in items],
+        mode=reduction,
+        threshold=threshold,
     )
     ids = tokenize_prompt(tokenizer, text, [n for tokens in reduced.frame_tokens for n in tokens])
     mask = None if reduced.mask is None else torch.from_numpy(np.ascontiguousarray(reduced.mask))

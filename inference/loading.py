@@ -47,8 +47,10 @@ class LoadReport:
     def summary(self) -> str:
         """One line: 'cuda:0 bf16 none 16.1 GiB (verified 11 files)'."""
         mode = " SLOW MODE" if self.slow_mode else ""
-        return (f"{self.device} {self.dtype} quantization={self.quantization} "
-                f"{self.memory_bytes / 2**30:.2f} GiB ({self.checksum}){mode}")
+        return (
+            f"{self.device} {self.dtype} quantization={self.quantization} "
+            f"{self.memory_bytes / 2**30:.2f} GiB ({self.checksum}){mode}"
+        )
 
 
 @dataclass
@@ -80,8 +82,9 @@ def load_tokenizer(folder: Path) -> Any:
 
     # Every Hulu-Med variant uses Qwen's byte-level BPE; naming the type keeps transformers from
     # reading config.json (whose hulumed_* model_type it does not know).
-    return AutoTokenizer.from_pretrained(str(folder), tokenizer_type="qwen2", local_files_only=True,
-                                         trust_remote_code=False)
+    return AutoTokenizer.from_pretrained(
+        str(folder), tokenizer_type="qwen2", local_files_only=True, trust_remote_code=False
+    )
 
 
 class _DropInt8CastNotice(logging.Filter):
@@ -103,22 +106,35 @@ def _load_weights(info: CheckpointInfo, config: Any, plan: DevicePlan) -> Any:
     quantization_config = bitsandbytes_config(plan.quantization, compute_dtype=plan.dtype)
     if plan.quantization == "int8":
         _silence_int8_cast_notice()
-    kwargs: dict[str, Any] = {"config": config, "key_mapping": KEY_MAPPING, "dtype": plan.dtype,
-                              "local_files_only": True, "use_safetensors": True, "output_loading_info": True,
-                              "device_map": {"": plan.device}}
+    kwargs: dict[str, Any] = {
+        "config": config,
+        "key_mapping": KEY_MAPPING,
+        "dtype": plan.dtype,
+        "local_files_only": True,
+        "use_safetensors": True,
+        "output_loading_info": True,
+        "device_map": {"": plan.device},
+    }
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
     model, loading = VideoLlama3ForConditionalGeneration.from_pretrained(str(info.folder), **kwargs)
     problems = {k: sorted(v)[:5] for k, v in loading.items() if v and k != "error_msgs"}
     if problems or loading.get("error_msgs"):
-        raise CheckpointError(info.folder / "model.safetensors.index.json",
-                              f"weights do not fit the Hulu-Med architecture {problems or loading['error_msgs']}",
-                              "use an unmodified Hulu-Med checkpoint")
+        raise CheckpointError(
+            info.folder / "model.safetensors.index.json",
+            f"weights do not fit the Hulu-Med architecture {problems or loading['error_msgs']}",
+            "use an unmodified Hulu-Med checkpoint",
+        )
     return model.eval()
 
 
-def load_model(folder: Path | str, device: str = "auto", quantization: str = "auto",
-               check_sums: bool = True, hash_cache: Path | None = None) -> LoadedModel:
+def load_model(
+    folder: Path | str,
+    device: str = "auto",
+    quantization: str = "auto",
+    check_sums: bool = True,
+    hash_cache: Path | None = None,
+) -> LoadedModel:
     """Validate and load a Hulu-Med checkpoint; see the module docstring.
 
     ``device``: auto, cpu, cuda, cuda:N. ``quantization``: auto, none, nf4, int8. ``hash_cache``:
@@ -130,9 +146,12 @@ def load_model(folder: Path | str, device: str = "auto", quantization: str = "au
     tokenizer = load_tokenizer(info.folder)
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     if image_token_id != info.image_token_id:
-        raise CheckpointError(info.folder / "tokenizer_config.json", f"{IMAGE_TOKEN} is id {image_token_id} for "
-                              f"transformers but {info.image_token_id} in tokenizer.json",
-                              "use the tokenizer files shipped with the checkpoint")
+        raise CheckpointError(
+            info.folder / "tokenizer_config.json",
+            f"{IMAGE_TOKEN} is id {image_token_id} for "
+            f"transformers but {info.image_token_id} in tokenizer.json",
+            "use the tokenizer files shipped with the checkpoint",
+        )
     config = translate_config(info.config, image_token_id, info.decoder)
     plan = plan_device(info, device=device, quantization=quantization)
     if plan.slow_mode:
@@ -146,11 +165,25 @@ def load_model(folder: Path | str, device: str = "auto", quantization: str = "au
 
         model.generation_config = GenerationConfig.from_pretrained(str(info.folder), local_files_only=True)
     report = LoadReport(
-        device=plan.device, dtype=str(plan.dtype).removeprefix("torch."), quantization=plan.quantization,
-        memory_bytes=int(model.get_memory_footprint()), slow_mode=plan.slow_mode, checksum=info.checksum,
-        reason=plan.reason, free_bytes=plan.free_bytes, decoder=info.decoder, load_seconds=time.perf_counter() - started,
+        device=plan.device,
+        dtype=str(plan.dtype).removeprefix("torch."),
+        quantization=plan.quantization,
+        memory_bytes=int(model.get_memory_footprint()),
+        slow_mode=plan.slow_mode,
+        checksum=info.checksum,
+        reason=plan.reason,
+        free_bytes=plan.free_bytes,
+        decoder=info.decoder,
+        load_seconds=time.perf_counter() - started,
         warnings=info.warnings,
     )
     log.info("Hulu-Med loaded: %s in %.1f s", report.summary(), report.load_seconds)
-    return LoadedModel(model=model, tokenizer=tokenizer, processor_config=dict(info.preprocessor), report=report,
-                       image_token_id=image_token_id, chat_template=info.chat_template, info=info)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        processor_config=dict(info.preprocessor),
+        report=report,
+        image_token_id=image_token_id,
+        chat_template=info.chat_template,
+        info=info,
+    )

@@ -52,7 +52,9 @@ class FrameBatchEncoder(nn.Module):
         self.heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
 
-    def _attention(self, attn: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def _attention(
+        self, attn: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> torch.Tensor:
         frames, patches, width = x.shape
         shape = (frames, patches, self.heads, self.head_dim)
         q, k, v = attn.q_proj(x).view(shape), attn.k_proj(x).view(shape), attn.v_proj(x).view(shape)
@@ -93,7 +95,7 @@ def _items(inputs: ModelInputs) -> list[tuple[int, int, int, int, torch.Tensor]]
     out, start = [], 0
     for (t, h, w), merge in zip(inputs.image_grid_thw.tolist(), inputs.image_merge_sizes.tolist()):
         count = t * h * w
-        out.append((t, h, w, merge, inputs.pixel_values[start:start + count].reshape(t, h * w, -1)))
+        out.append((t, h, w, merge, inputs.pixel_values[start : start + count].reshape(t, h * w, -1)))
         start += count
     return out
 
@@ -112,10 +114,19 @@ def export_vision_encoder(vision_model: nn.Module, path: Path | str) -> Path:
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            encoder, (sample, cos, sin), str(tmp), dynamo=False, opset_version=OPSET,
-            input_names=["pixels", "cos", "sin"], output_names=["hidden"],
-            dynamic_axes={"pixels": {0: "frames", 1: "patches"}, "cos": {0: "patches"}, "sin": {0: "patches"},
-                          "hidden": {0: "frames", 1: "patches"}},
+            encoder,
+            (sample, cos, sin),
+            str(tmp),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["pixels", "cos", "sin"],
+            output_names=["hidden"],
+            dynamic_axes={
+                "pixels": {0: "frames", 1: "patches"},
+                "cos": {0: "patches"},
+                "sin": {0: "patches"},
+                "hidden": {0: "frames", 1: "patches"},
+            },
         )
     tmp.replace(path)
     return path
@@ -126,19 +137,27 @@ def available_providers() -> list[str]:
     import onnxruntime as ort
 
     providers = ort.get_available_providers()
-    wanted = ["CUDAExecutionProvider"] if torch.cuda.is_available() and "CUDAExecutionProvider" in providers else []
+    wanted = (
+        ["CUDAExecutionProvider"]
+        if torch.cuda.is_available() and "CUDAExecutionProvider" in providers
+        else []
+    )
     return [*wanted, "CPUExecutionProvider"]
 
 
 class OnnxVisionEncoder:
     """Runs the exported encoder; ``__call__(inputs)`` returns what ``vision_model`` would (pre-projector)."""
 
-    def __init__(self, onnx_path: Path | str, vision_model: nn.Module, providers: list[str] | None = None) -> None:
+    def __init__(
+        self, onnx_path: Path | str, vision_model: nn.Module, providers: list[str] | None = None
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=providers or available_providers())
+        self.session = ort.InferenceSession(
+            str(onnx_path), options, providers=providers or available_providers()
+        )
         self.providers = self.session.get_providers()
         self.vision = vision_model
 
@@ -146,8 +165,9 @@ class OnnxVisionEncoder:
         hidden = []
         for t, h, w, merge, pixels in _items(inputs):
             cos, sin = _frame_rotary(self.vision, h, w, merge)
-            (out,) = self.session.run(None, {"pixels": pixels.float().cpu().numpy(), "cos": cos.numpy(),
-                                             "sin": sin.numpy()})
+            (out,) = self.session.run(
+                None, {"pixels": pixels.float().cpu().numpy(), "cos": cos.numpy(), "sin": sin.numpy()}
+            )
             hidden.append(torch.from_numpy(np.ascontiguousarray(out)).reshape(t * h * w, -1))
         grid = inputs.image_grid_thw
         return self.vision.pixel_unshuffle(torch.cat(hidden), grid, inputs.image_merge_sizes)
@@ -168,8 +188,12 @@ def torch_vision_forward(vision_model: nn.Module, inputs: ModelInputs) -> torch.
     """The native encoder's output (pre-projector) for ``inputs``."""
     device = next(vision_model.parameters()).device
     dtype = next(vision_model.parameters()).dtype
-    out = vision_model(pixel_values=inputs.pixel_values.to(device, dtype), grid_thw=inputs.image_grid_thw.to(device),
-                       merge_sizes=inputs.image_merge_sizes.to(device), return_dict=True)
+    out = vision_model(
+        pixel_values=inputs.pixel_values.to(device, dtype),
+        grid_thw=inputs.image_grid_thw.to(device),
+        merge_sizes=inputs.image_merge_sizes.to(device),
+        return_dict=True,
+    )
     return out.last_hidden_state
 
 
@@ -186,8 +210,9 @@ def _best_of(fn: Any, repeats: int) -> tuple[float, Any]:
     return best, result
 
 
-def choose_vision_path(vision_model: nn.Module, sample: ModelInputs, onnx_path: Path | str,
-                       repeats: int = 3) -> tuple[OnnxVisionEncoder | None, VisionPathChoice]:
+def choose_vision_path(
+    vision_model: nn.Module, sample: ModelInputs, onnx_path: Path | str, repeats: int = 3
+) -> tuple[OnnxVisionEncoder | None, VisionPathChoice]:
     """Export (if needed), time both paths on ``sample`` and return the ONNX runner only if it wins."""
     with torch.inference_mode():
         torch_seconds, reference = _best_of(lambda: torch_vision_forward(vision_model, sample), repeats)
@@ -204,10 +229,16 @@ def choose_vision_path(vision_model: nn.Module, sample: ModelInputs, onnx_path: 
     difference = float((output.float() - reference.float().cpu()).abs().max())
     tolerance = PARITY_TOLERANCE.get(reference.dtype, 5e-2) * max(1.0, float(reference.abs().max()))
     faster = onnx_seconds < torch_seconds and difference <= tolerance
-    choice = VisionPathChoice(torch_seconds, onnx_seconds, difference, "onnx" if faster else "torch",
-                              tuple(runner.providers))
-    log.info("vision encoder: torch %.3f s, onnx %.3f s (max diff %.2g) -> %s", torch_seconds, onnx_seconds,
-             difference, choice.chosen)
+    choice = VisionPathChoice(
+        torch_seconds, onnx_seconds, difference, "onnx" if faster else "torch", tuple(runner.providers)
+    )
+    log.info(
+        "vision encoder: torch %.3f s, onnx %.3f s (max diff %.2g) -> %s",
+        torch_seconds,
+        onnx_seconds,
+        difference,
+        choice.chosen,
+    )
     return (runner if faster else None), choice
 
 
@@ -217,15 +248,30 @@ def sample_image_inputs(patches_per_side: int = 37, seed: int = 0) -> ModelInput
     count = patches_per_side * patches_per_side
     pixels = torch.rand((count, 3 * 14 * 14), generator=generator) * 2 - 1
     ids = torch.zeros((1, count), dtype=torch.long)
-    return ModelInputs(ids, torch.ones_like(ids), pixels, torch.tensor([[1, patches_per_side, patches_per_side]]),
-                       torch.tensor([1]), None, count, count, 0, 1)
+    return ModelInputs(
+        ids,
+        torch.ones_like(ids),
+        pixels,
+        torch.tensor([[1, patches_per_side, patches_per_side]]),
+        torch.tensor([1]),
+        None,
+        count,
+        count,
+        0,
+        1,
+    )
 
 
-def best_vision_encoder(loaded: Any, cache_dir: Path | str) -> tuple[OnnxVisionEncoder | None, VisionPathChoice]:
+def best_vision_encoder(
+    loaded: Any, cache_dir: Path | str
+) -> tuple[OnnxVisionEncoder | None, VisionPathChoice]:
     """For a loaded model: export once per checkpoint into ``cache_dir``, time, keep the faster path."""
     folder = Path(loaded.info.folder).resolve()
     index = folder / "model.safetensors.index.json"
     stamp = index if index.is_file() else folder / "model.safetensors"
-    key = hashlib.sha256(f"{folder}|{stamp.stat().st_mtime_ns}|{stamp.stat().st_size}".encode()).hexdigest()[:16]
-    return choose_vision_path(loaded.model.model.vision_model, sample_image_inputs(),
-                              Path(cache_dir) / f"vision-{key}.onnx")
+    key = hashlib.sha256(f"{folder}|{stamp.stat().st_mtime_ns}|{stamp.stat().st_size}".encode()).hexdigest()[
+        :16
+    ]
+    return choose_vision_path(
+        loaded.model.model.vision_model, sample_image_inputs(), Path(cache_dir) / f"vision-{key}.onnx"
+    )

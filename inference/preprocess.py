@@ -134,23 +134,31 @@ def preprocess_items(
     merge = merge_size_for(any(item.kind != "image" for item in items))
     frame_count = sum(item.frame_count for item in items)
     resized = [
-        target_size(*item.frames.shape[1:3], merge_size=merge, frame_count=frame_count,
-                    max_tokens=max_tokens, min_tokens=min_tokens, patch_size=patch_size)
+        target_size(
+            *item.frames.shape[1:3],
+            merge_size=merge,
+            frame_count=frame_count,
+            max_tokens=max_tokens,
+            min_tokens=min_tokens,
+            patch_size=patch_size,
+        )
         for item in items
     ]
     grid_thw = [(item.frame_count, h // patch_size, w // patch_size) for item, (h, w) in zip(items, resized)]
     frame_tokens = [[(gh // merge) * (gw // merge)] * t for t, gh, gw in grid_thw]
     # One float32 output written item by item: peak memory is the output plus one item's uint8
     # levels, not a float copy per item plus their concatenation.
-    pixel_values = np.empty((sum(t * gh * gw for t, gh, gw in grid_thw), 3 * patch_size * patch_size),
-                            dtype=NORMALISED_LEVELS.dtype)
+    pixel_values = np.empty(
+        (sum(t * gh * gw for t, gh, gw in grid_thw), 3 * patch_size * patch_size),
+        dtype=NORMALISED_LEVELS.dtype,
+    )
     start = 0
     for item, (new_h, new_w) in zip(items, resized):
         # patch the uint8 levels (1 byte per value), then look the normalised floats up in place
         patches = patchify(resize_frames(item.frames, new_h, new_w), merge, patch_size)
         for first in range(0, len(patches), _LOOKUP_ROWS):  # bounded float temporaries
-            rows = patches[first:first + _LOOKUP_ROWS]
-            pixel_values[start + first:start + first + len(rows)] = NORMALISED_LEVELS[rows]
+            rows = patches[first : first + _LOOKUP_ROWS]
+            pixel_values[start + first : start + first + len(rows)] = NORMALISED_LEVELS[rows]
         start += len(patches)
     return PreprocessedVisuals(
         pixel_values=pixel_values,

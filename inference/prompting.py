@@ -117,13 +117,20 @@ class Conversation:
 def image_token_id(tokenizer: Any) -> int:
     """The id of ``<image>`` in this checkpoint's tokenizer (error if it is not one added token)."""
     token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    if token_id is None or token_id == tokenizer.unk_token_id or tokenizer.convert_ids_to_tokens(token_id) != IMAGE_TOKEN:
+    if (
+        token_id is None
+        or token_id == tokenizer.unk_token_id
+        or tokenizer.convert_ids_to_tokens(token_id) != IMAGE_TOKEN
+    ):
         raise ValueError(f"the checkpoint's tokenizer has no {IMAGE_TOKEN} token")
     return int(token_id)
 
 
 def render_prompt(
-    tokenizer: Any, conversation: Conversation, chat_template: str | None = None, add_generation_prompt: bool = True
+    tokenizer: Any,
+    conversation: Conversation,
+    chat_template: str | None = None,
+    add_generation_prompt: bool = True,
 ) -> str:
     """The prompt text with exactly one ``<image>`` per frame of every visual item.
 
@@ -135,19 +142,31 @@ def render_prompt(
     template = chat_template or getattr(tokenizer, "chat_template", None)
     if template:
         text = tokenizer.apply_chat_template(
-            messages, chat_template=template, tokenize=False, add_generation_prompt=add_generation_prompt,
+            messages,
+            chat_template=template,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
             image_token=IMAGE_TOKEN,
         )
         if text.count(IMAGE_TOKEN) == expected:
             return text
-        log.warning("checkpoint chat template placed %d image placeholders for %d frames; using the "
-                    "built-in Hulu-Med ChatML layout", text.count(IMAGE_TOKEN), expected)
+        log.warning(
+            "checkpoint chat template placed %d image placeholders for %d frames; using the "
+            "built-in Hulu-Med ChatML layout",
+            text.count(IMAGE_TOKEN),
+            expected,
+        )
     text = tokenizer.apply_chat_template(
-        messages, chat_template=BUILTIN_CHAT_TEMPLATE, tokenize=False,
-        add_generation_prompt=add_generation_prompt, image_token=IMAGE_TOKEN,
+        messages,
+        chat_template=BUILTIN_CHAT_TEMPLATE,
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+        image_token=IMAGE_TOKEN,
     )
     if text.count(IMAGE_TOKEN) != expected:
-        raise ValueError(f"built-in template placed {text.count(IMAGE_TOKEN)} placeholders for {expected} frames")
+        raise ValueError(
+            f"built-in template placed {text.count(IMAGE_TOKEN)} placeholders for {expected} frames"
+        )
     return text
 
 
@@ -204,7 +223,6 @@ def strip_reasoning(text: str) -> str:
     return re.sub(r"\n\s*\n", "\n\n", split_reasoning(text)[1])
 
 
-
 class ReasoningStream:
     """Splits a streamed output into reasoning and answer as chunks arrive.
 
@@ -226,12 +244,12 @@ class ReasoningStream:
             pos = text.find(tag)
             if pos >= 0:
                 sink.append(text[:pos])
-                text = text[pos + len(tag):]
+                text = text[pos + len(tag) :]
                 self._in_think = not self._in_think
                 continue
             hold = 0 if final else _partial_tag_suffix(text, tag)
             sink.append(text[: len(text) - hold])
-            self._pending = text[len(text) - hold:]
+            self._pending = text[len(text) - hold :]
             break
         return "".join(reasoning), "".join(answer)
 

@@ -21,7 +21,9 @@ from inference.checkpoint import CheckpointInfo
 QUANTIZATIONS = ("none", "nf4", "int8")
 # Native module names that bitsandbytes must leave alone (prefix match at a module boundary).
 SKIP_MODULES = ["model.vision_model", "model.projector", "lm_head"]
-_DECODER_LINEAR = re.compile(r"^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$")
+_DECODER_LINEAR = re.compile(
+    r"^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$"
+)
 # Bytes per weight after quantization, including bitsandbytes' per-block scales.
 _NF4_BYTES_PER_WEIGHT = 0.5 + 4 / 64 / 4 + 4 / 256 / 64  # 4 bit + double-quantized absmax
 _INT8_BYTES_PER_WEIGHT = 1.0 + 4 / 4096  # int8 + one fp32 scale per row (rows >= 3584 wide)
@@ -32,8 +34,13 @@ def bitsandbytes_config(kind: str, compute_dtype: torch.dtype = torch.bfloat16) 
     if kind == "none":
         return None
     if kind == "nf4":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=SKIP_MODULES)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+            llm_int8_skip_modules=SKIP_MODULES,
+        )
     if kind == "int8":
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=SKIP_MODULES)
     raise ValueError(f"quantization must be one of {QUANTIZATIONS}, not {kind!r}")
@@ -46,8 +53,11 @@ def is_quantized_name(hulu_name: str) -> bool:
 
 def estimated_weight_bytes(info: CheckpointInfo, kind: str, bytes_per_unquantized: int = 2) -> int:
     """Resident weight bytes once loaded with quantization ``kind`` (others at ``bytes_per_unquantized``)."""
-    per_weight = {"none": float(bytes_per_unquantized), "nf4": _NF4_BYTES_PER_WEIGHT,
-                  "int8": _INT8_BYTES_PER_WEIGHT}[kind]
+    per_weight = {
+        "none": float(bytes_per_unquantized),
+        "nf4": _NF4_BYTES_PER_WEIGHT,
+        "int8": _INT8_BYTES_PER_WEIGHT,
+    }[kind]
     total = 0.0
     for name, tensor in info.tensors.items():
         count = 1

@@ -37,12 +37,40 @@ INSTALLER_DIR = Path(__file__).resolve().parent
 REPO_ROOT = INSTALLER_DIR.parent
 MANIFEST = "SHA256SUMS"
 # Files that can execute code when a checkpoint is loaded or opened (pickles, scripts, binaries).
-REFUSED_MODEL_SUFFIXES = frozenset({
-    ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".npy", ".npz", ".h5", ".msgpack",
-    ".py", ".pyc", ".pyo", ".so", ".dll", ".dylib", ".exe", ".sh",
-})
-SOURCE_IGNORED = (".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-                  ".ruff_cache")
+REFUSED_MODEL_SUFFIXES = frozenset(
+    {
+        ".bin",
+        ".pt",
+        ".pth",
+        ".ckpt",
+        ".pkl",
+        ".pickle",
+        ".joblib",
+        ".npy",
+        ".npz",
+        ".h5",
+        ".msgpack",
+        ".py",
+        ".pyc",
+        ".pyo",
+        ".so",
+        ".dll",
+        ".dylib",
+        ".exe",
+        ".sh",
+    }
+)
+SOURCE_IGNORED = (
+    ".git",
+    ".venv",
+    "venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+)
 _WHEEL_RE = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
 _CHUNK = 8 << 20
 
@@ -84,8 +112,10 @@ def check_model_folder(folder: Path) -> list[Path]:
         if path.is_dir():
             continue
         if path.suffix.lower() in REFUSED_MODEL_SUFFIXES:
-            raise BundleError(f"{path}: refused in a model folder ({path.suffix} files can run code when "
-                              "loaded); only safetensors weights are shipped - remove it")
+            raise BundleError(
+                f"{path}: refused in a model folder ({path.suffix} files can run code when "
+                "loaded); only safetensors weights are shipped - remove it"
+            )
         files.append(rel)
     if not any(f.suffix == ".safetensors" for f in files):
         raise BundleError(f"{folder}: no *.safetensors weights in the model folder")
@@ -165,8 +195,10 @@ def check_torch_build(choice: str, pin: str) -> None:
     if choice == "cpu" and local != "cpu":
         raise BundleError(f"{pin}: resolved instead of a CPU build; check --torch-index")
     if choice == "cuda" and local and not local.startswith("cu"):
-        raise BundleError(f"{pin}: resolved instead of a CUDA build; a local wheel folder or index offers it "
-                          "first (remove it from pip's find-links, or pass --torch-index for a cuXXX index)")
+        raise BundleError(
+            f"{pin}: resolved instead of a CUDA build; a local wheel folder or index offers it "
+            "first (remove it from pip's find-links, or pass --torch-index for a cuXXX index)"
+        )
 
 
 def build_bundle(args: argparse.Namespace) -> Path:
@@ -174,8 +206,9 @@ def build_bundle(args: argparse.Namespace) -> Path:
     if out.exists():
         raise BundleError(f"{out}: already exists; choose a new output folder or remove it")
     if args.project.resolve() in out.parents:
-        raise BundleError(f"{out}: inside the project folder, which is copied for the build; choose a folder "
-                          "outside it")
+        raise BundleError(
+            f"{out}: inside the project folder, which is copied for the build; choose a folder outside it"
+        )
     constraint = torch_constraint(args.torch, args.torch_version)
     if args.model:
         check_model_folder(args.model)  # refuse before spending minutes on downloads
@@ -237,16 +270,19 @@ def fill_bundle(partial: Path, args: argparse.Namespace, constraint: str | None)
     shutil.copy2(INSTALLER_DIR / "install_offline.sh", partial / "install_offline.sh")
     shutil.copy2(INSTALLER_DIR / "README.md", partial / "README.md")
     model_files = copy_model(args.model.resolve(), partial / "model") if args.model else 0
-    version_text = "".join(f"{k}={v}\n" for k, v in {
-        "PROJECT": project_name,
-        "PROJECT_VERSION": project_version,
-        "PYTHON_VERSION": f"{sys.version_info.major}.{sys.version_info.minor}",
-        "PLATFORM": sysconfig.get_platform(),
-        "TORCH": f"{args.torch} {torch_line}",
-        "MODEL_FILES": model_files,
-        "BUILT_UTC": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "BUILT_ON": f"{platform.node()} python {platform.python_version()}",
-    }.items())
+    version_text = "".join(
+        f"{k}={v}\n"
+        for k, v in {
+            "PROJECT": project_name,
+            "PROJECT_VERSION": project_version,
+            "PYTHON_VERSION": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "PLATFORM": sysconfig.get_platform(),
+            "TORCH": f"{args.torch} {torch_line}",
+            "MODEL_FILES": model_files,
+            "BUILT_UTC": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "BUILT_ON": f"{platform.node()} python {platform.python_version()}",
+        }.items()
+    )
     write_text_atomic(partial / "VERSION", version_text)
     everything = [p.relative_to(partial) for p in partial.rglob("*") if p.is_file()]
     write_manifest(partial, everything, partial / MANIFEST)
@@ -288,18 +324,30 @@ def write_tar(folder: Path) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="bundle folder to create (must not exist)")
-    p.add_argument("--project", type=Path, default=REPO_ROOT, help="project to bundle (default: this checkout)")
+    p.add_argument(
+        "--project", type=Path, default=REPO_ROOT, help="project to bundle (default: this checkout)"
+    )
     p.add_argument("--extras", default="", help="extras of the project to include, e.g. 'test'")
-    p.add_argument("--torch", choices=("resolver", "cpu", "cuda"), default="resolver",
-                   help="torch build: cpu (+cpu wheel), cuda (PyPI's CUDA wheel) or whatever pip resolves")
+    p.add_argument(
+        "--torch",
+        choices=("resolver", "cpu", "cuda"),
+        default="resolver",
+        help="torch build: cpu (+cpu wheel), cuda (PyPI's CUDA wheel) or whatever pip resolves",
+    )
     p.add_argument("--torch-version", help="torch version for --torch cpu/cuda, e.g. 2.13.0")
-    p.add_argument("--torch-index", help="extra index that serves the chosen torch build (default: none, pip's own indexes)")
+    p.add_argument(
+        "--torch-index",
+        help="extra index that serves the chosen torch build (default: none, pip's own indexes)",
+    )
     p.add_argument("--model", type=Path, help="checkpoint folder to include (safetensors only)")
     p.add_argument("--tar", action="store_true", help="also write <out>.tar")
     p.add_argument("--find-links", type=Path, action="append", default=[], help="extra local wheel folder")
     p.add_argument("--no-index", action="store_true", help="resolve from --find-links only (no index)")
-    p.add_argument("--no-build-isolation", action="store_true",
-                   help="build wheels with the running Python's setuptools (no build-time download)")
+    p.add_argument(
+        "--no-build-isolation",
+        action="store_true",
+        help="build wheels with the running Python's setuptools (no build-time download)",
+    )
     return p.parse_args(argv)
 
 
@@ -312,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"bundle: {out} ({size / 1e6:.1f} MB)")
-    print(f"manifest sha256 (record it, pass it to install_offline.sh --manifest-sha256): "
-          f"{sha256_file(out / MANIFEST)}")
+    print(
+        f"manifest sha256 (record it, pass it to install_offline.sh --manifest-sha256): "
+        f"{sha256_file(out / MANIFEST)}"
+    )
     if args.tar:
         tar = write_tar(out)
         print(f"tar: {tar} sha256 {sha256_file(tar)}")

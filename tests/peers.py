@@ -259,8 +259,10 @@ class OrthancServer:
         return int(self.rest("GET", "/statistics")["CountInstances"])
 
     def study_uids(self) -> list[str]:
-        return [self.rest("GET", f"/studies/{i}")["MainDicomTags"]["StudyInstanceUID"]
-                for i in self.rest("GET", "/studies")]
+        return [
+            self.rest("GET", f"/studies/{i}")["MainDicomTags"]["StudyInstanceUID"]
+            for i in self.rest("GET", "/studies")
+        ]
 
     def find(self, level: str, query: Mapping[str, str]) -> list[dict]:
         """Orthanc's own lookup (``/tools/find``, expanded): level Patient|Study|Series|Instance."""
@@ -294,8 +296,14 @@ class OrthancServer:
             self.rest("DELETE", f"/patients/{pid}")
 
 
-def _orthanc_config(tmp: Path, aet: str, dicom_port: int, http_port: int,
-                    modalities: Mapping[str, tuple[str, str, int]], tls: Mapping[str, str] | None) -> dict:
+def _orthanc_config(
+    tmp: Path,
+    aet: str,
+    dicom_port: int,
+    http_port: int,
+    modalities: Mapping[str, tuple[str, str, int]],
+    tls: Mapping[str, str] | None,
+) -> dict:
     config: dict[str, Any] = {
         "Name": "hulu-test-orthanc",
         "StorageDirectory": str(tmp / "storage"),
@@ -317,13 +325,15 @@ def _orthanc_config(tmp: Path, aet: str, dicom_port: int, http_port: int,
         "DeidentifyLogs": True,
     }
     if tls:
-        config.update({
-            "DicomTlsEnabled": True,
-            "DicomTlsCertificate": tls["cert"],
-            "DicomTlsPrivateKey": tls["key"],
-            "DicomTlsTrustedCertificates": tls["ca"],
-            "DicomTlsRemoteCertificateRequired": bool(tls.get("require_client_cert", True)),
-        })
+        config.update(
+            {
+                "DicomTlsEnabled": True,
+                "DicomTlsCertificate": tls["cert"],
+                "DicomTlsPrivateKey": tls["key"],
+                "DicomTlsTrustedCertificates": tls["ca"],
+                "DicomTlsRemoteCertificateRequired": bool(tls.get("require_client_cert", True)),
+            }
+        )
     return config
 
 
@@ -358,14 +368,29 @@ def orthanc_server(
             aet, host, port = entry if len(entry) == 3 else (name, *entry)
             mods[name] = (aet, host if host is not None else net.host_ip, port)
         config_path = tmp / "orthanc.json"
-        config_path.write_text(json.dumps(_orthanc_config(tmp, aet, dicom_port, http_port, mods, tls), indent=1))
+        config_path.write_text(
+            json.dumps(_orthanc_config(tmp, aet, dicom_port, http_port, mods, tls), indent=1)
+        )
         log_path = tmp / "orthanc.log"
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen([*net.exec_prefix(), binary, str(config_path)], stdout=log,
-                                    stderr=subprocess.STDOUT, env=_peer_env(), cwd=tmp)
+            proc = subprocess.Popen(
+                [*net.exec_prefix(), binary, str(config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_peer_env(),
+                cwd=tmp,
+            )
         try:
-            server = OrthancServer(aet=aet, host=net.peer_ip, dicom_port=dicom_port, http_port=http_port,
-                                   network=net, storage_dir=tmp / "storage", log_path=log_path, process=proc)
+            server = OrthancServer(
+                aet=aet,
+                host=net.peer_ip,
+                dicom_port=dicom_port,
+                http_port=http_port,
+                network=net,
+                storage_dir=tmp / "storage",
+                log_path=log_path,
+                process=proc,
+            )
             _wait_orthanc_ready(server, timeout)
             yield server
         finally:
@@ -433,13 +458,35 @@ def dcmtk_storescp(
         log_path = out.with_suffix(".log")
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [*net.exec_prefix(), binary, "-aet", aet, "-od", str(out), "+xa", "-dhl", "-pdu", "131072",
-                 *extra_args, str(port)],
-                stdout=log, stderr=subprocess.STDOUT, env=_peer_env())
+                [
+                    *net.exec_prefix(),
+                    binary,
+                    "-aet",
+                    aet,
+                    "-od",
+                    str(out),
+                    "+xa",
+                    "-dhl",
+                    "-pdu",
+                    "131072",
+                    *extra_args,
+                    str(port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_peer_env(),
+            )
         try:
             _wait_port(net.peer_ip, port, proc, log_path, timeout)
-            yield StoreScp(aet=aet, host=net.peer_ip, port=port, output_dir=out, network=net,
-                           log_path=log_path, process=proc)
+            yield StoreScp(
+                aet=aet,
+                host=net.peer_ip,
+                port=port,
+                output_dir=out,
+                network=net,
+                log_path=log_path,
+                process=proc,
+            )
         finally:
             _stop(proc, timeout=3.0)
 
@@ -449,19 +496,28 @@ def run_dcmtk(tool: str, *args: str | Path, timeout: float = 120.0) -> subproces
     binary = shutil.which(tool)
     if binary is None:
         raise PeerUnavailable(f"DCMTK {tool} is not installed (Debian package 'dcmtk')")
-    return subprocess.run([binary, *map(str, args)], check=False, capture_output=True, text=True,
-                          env=_peer_env(),
-                          timeout=timeout)
+    return subprocess.run(
+        [binary, *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=_peer_env(),
+        timeout=timeout,
+    )
 
 
-def run_storescu(files: Sequence[Path], host: str, port: int, called_aet: str, calling_aet: str = "STORESCU",
-                 *extra: str) -> subprocess.CompletedProcess[str]:
+def run_storescu(
+    files: Sequence[Path], host: str, port: int, called_aet: str, calling_aet: str = "STORESCU", *extra: str
+) -> subprocess.CompletedProcess[str]:
     """Send files with ``storescu`` (one association, every SOP class in the files proposed)."""
-    return run_dcmtk("storescu", "-aet", calling_aet, "-aec", called_aet, "+sd", *extra, host, str(port), *map(str, files))
+    return run_dcmtk(
+        "storescu", "-aet", calling_aet, "-aec", called_aet, "+sd", *extra, host, str(port), *map(str, files)
+    )
 
 
-def run_echoscu(host: str, port: int, called_aet: str, calling_aet: str = "ECHOSCU",
-                *extra: str) -> subprocess.CompletedProcess[str]:
+def run_echoscu(
+    host: str, port: int, called_aet: str, calling_aet: str = "ECHOSCU", *extra: str
+) -> subprocess.CompletedProcess[str]:
     """Verify a peer with ``echoscu``."""
     return run_dcmtk("echoscu", "-aet", calling_aet, "-aec", called_aet, *extra, host, str(port), timeout=30)
 
@@ -498,19 +554,51 @@ def make_tls_material(folder: Path, server_ips: Sequence[str] = ("127.0.0.1",)) 
             raise RuntimeError(f"openssl {args[0]} failed: {proc.stderr.strip()}")
 
     ca_key, ca_cert = folder / "ca.key", folder / "ca.crt"
-    openssl("req", "-x509", *_EC_KEY, "-nodes", "-keyout", str(ca_key), "-out", str(ca_cert),
-            "-days", "2", "-subj", "/CN=Hulu test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl(
+        "req",
+        "-x509",
+        *_EC_KEY,
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca_cert),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Hulu test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
     for role, san in (("server", ",".join(f"IP:{ip}" for ip in server_ips)), ("client", "DNS:hulu-client")):
         key, csr, cert, ext = (folder / f"{role}.{s}" for s in ("key", "csr", "crt", "ext"))
-        openssl("req", *_EC_KEY, "-nodes", "-keyout", str(key), "-out", str(csr),
-                "-subj", f"/CN=hulu-test-{role}")
+        openssl(
+            "req", *_EC_KEY, "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN=hulu-test-{role}"
+        )
         usage = "serverAuth" if role == "server" else "clientAuth"
         ext.write_text(f"subjectAltName={san}\nextendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n")
-        openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
-                "-out", str(cert), "-days", "2", "-extfile", str(ext))
-    return TlsMaterial(ca_cert, folder / "server.crt", folder / "server.key", folder / "client.crt",
-                       folder / "client.key")
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_cert),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-extfile",
+            str(ext),
+        )
+    return TlsMaterial(
+        ca_cert, folder / "server.crt", folder / "server.key", folder / "client.crt", folder / "client.key"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -534,10 +622,14 @@ def peer_network() -> Iterator[PrivateNetwork]:
 
 
 @pytest.fixture(scope="module")
-def orthanc_module(tmp_path_factory: pytest.TempPathFactory, peer_network: PrivateNetwork) -> Iterator[OrthancServer]:
+def orthanc_module(
+    tmp_path_factory: pytest.TempPathFactory, peer_network: PrivateNetwork
+) -> Iterator[OrthancServer]:
     """One Orthanc per test module in ``peer_network`` (call ``clear()`` between tests as needed)."""
     with contextlib.ExitStack() as stack:
-        yield _skip_if_unavailable(stack, orthanc_server(tmp_path_factory.mktemp("orthanc"), network=peer_network))
+        yield _skip_if_unavailable(
+            stack, orthanc_server(tmp_path_factory.mktemp("orthanc"), network=peer_network)
+        )
 
 
 @pytest.fixture

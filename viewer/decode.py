@@ -81,8 +81,11 @@ def pixel_layout(ds: Dataset) -> PixelLayout:
     missing = [k for k in ("Rows", "Columns", "BitsAllocated") if k not in ds]
     if missing or "PixelData" not in ds:
         raise DecodeError(f"no image pixels (missing {', '.join(missing) or 'Pixel Data'})")
-    tsyntax = str(ds.file_meta.get("TransferSyntaxUID", ImplicitVRLittleEndian)) if hasattr(ds, "file_meta") \
+    tsyntax = (
+        str(ds.file_meta.get("TransferSyntaxUID", ImplicitVRLittleEndian))
+        if hasattr(ds, "file_meta")
         else str(ImplicitVRLittleEndian)
+    )
     raw = ds.get_item(0x7FE00010, keep_deferred=True)
     offset = getattr(raw, "value_tell", None) if getattr(raw, "value", b"") is None else None
     bits_allocated = _us(ds, "BitsAllocated")
@@ -101,9 +104,20 @@ def pixel_layout(ds: Dataset) -> PixelLayout:
     )
 
 
-_TAGS = {k: tag_for_keyword(k) for k in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored",
-                                          "PixelRepresentation", "PlanarConfiguration", "NumberOfFrames",
-                                          "PhotometricInterpretation")}
+_TAGS = {
+    k: tag_for_keyword(k)
+    for k in (
+        "Rows",
+        "Columns",
+        "SamplesPerPixel",
+        "BitsAllocated",
+        "BitsStored",
+        "PixelRepresentation",
+        "PlanarConfiguration",
+        "NumberOfFrames",
+        "PhotometricInterpretation",
+    )
+}
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -123,8 +137,13 @@ def _us(ds: Dataset, keyword: str, default: int | None = None) -> int:
     2-byte form is read directly (pydicom's conversion of a few such values per file was ~15 % of
     the header scan); anything else goes through pydicom."""
     elem = ds.get_item(_TAGS[keyword], keep_deferred=True)
-    if isinstance(elem, RawDataElement) and elem.is_little_endian and elem.VR in (None, "US") \
-            and elem.value is not None and len(elem.value) == 2:
+    if (
+        isinstance(elem, RawDataElement)
+        and elem.is_little_endian
+        and elem.VR in (None, "US")
+        and elem.value is not None
+        and len(elem.value) == 2
+    ):
         return int.from_bytes(elem.value, "little")
     value = ds.get(keyword, default)
     if value is None or value == "":
@@ -249,11 +268,13 @@ def ybr_full_to_rgb(arr: np.ndarray) -> np.ndarray:
     cb = arr[..., 1].astype(np.float32) - 128.0
     cr = arr[..., 2].astype(np.float32) - 128.0
     out = np.empty(arr.shape, dtype=np.uint8)
-    for channel, value in enumerate((
-        y + np.float32(1.402) * cr,
-        y + np.float32(-0.114 * 1.772 / 0.587) * cb + np.float32(-0.299 * 1.402 / 0.587) * cr,
-        y + np.float32(1.772) * cb,
-    )):
+    for channel, value in enumerate(
+        (
+            y + np.float32(1.402) * cr,
+            y + np.float32(-0.114 * 1.772 / 0.587) * cb + np.float32(-0.299 * 1.402 / 0.587) * cr,
+            y + np.float32(1.772) * cb,
+        )
+    ):
         value += 0.5
         np.floor(value, out=value)
         np.clip(value, 0, 255, out=value)
@@ -261,8 +282,15 @@ def ybr_full_to_rgb(arr: np.ndarray) -> np.ndarray:
     return out
 
 
-def to_modality(stored: np.ndarray, slope: float, intercept: float, dtype: np.dtype,
-                out: np.ndarray | None = None, *, checked: bool = False) -> np.ndarray:
+def to_modality(
+    stored: np.ndarray,
+    slope: float,
+    intercept: float,
+    dtype: np.dtype,
+    out: np.ndarray | None = None,
+    *,
+    checked: bool = False,
+) -> np.ndarray:
     """``stored * slope + intercept`` in ``dtype``, written into ``out`` when given.
 
     ``checked``: the integer result may not fit ``dtype``; compute wide, raise

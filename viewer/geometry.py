@@ -44,8 +44,13 @@ class StackGeometry:
         return self.irregular or self.sheared
 
 
-def analyse_positions(positions: np.ndarray, row_dir: np.ndarray, col_dir: np.ndarray,
-                      pixel_spacing: tuple[float, float], fallback_spacing: float = 1.0) -> StackGeometry:
+def analyse_positions(
+    positions: np.ndarray,
+    row_dir: np.ndarray,
+    col_dir: np.ndarray,
+    pixel_spacing: tuple[float, float],
+    fallback_spacing: float = 1.0,
+) -> StackGeometry:
     """Check a stack's slice origins (n, 3), sorted along the normal ``row_dir x col_dir``."""
     positions = np.asarray(positions, dtype=np.float64)
     normal = np.cross(row_dir, col_dir)
@@ -64,7 +69,8 @@ def analyse_positions(positions: np.ndarray, row_dir: np.ndarray, col_dir: np.nd
         geom.irregular = True
         geom.warnings.append(
             f"Irregular slice spacing: steps from {steps.min():.3f} to {steps.max():.3f} mm "
-            f"(median {spacing:.3f} mm); resampled to a regular {spacing:.3f} mm grid")
+            f"(median {spacing:.3f} mm); resampled to a regular {spacing:.3f} mm grid"
+        )
     # Shear: in-plane drift of the slice origins against distance along the normal.
     drift = offsets / np.asarray([pixel_spacing[1], pixel_spacing[0]])
     if np.max(np.abs(drift)) > SHEAR_TOLERANCE_PIXELS:
@@ -74,7 +80,8 @@ def analyse_positions(positions: np.ndarray, row_dir: np.ndarray, col_dir: np.nd
         geom.tilt_degrees = float(np.degrees(np.arctan(slope_mm)))
         geom.warnings.append(
             f"Gantry tilt / sheared slices ({geom.tilt_degrees:.2f} degrees): resampled onto an orthogonal "
-            "grid so anatomy is not distorted")
+            "grid so anatomy is not distorted"
+        )
     return geom
 
 
@@ -88,9 +95,15 @@ class RegularGrid:
     direction: np.ndarray
 
 
-def resample_to_regular(slices: np.ndarray, geom: StackGeometry, first_position: np.ndarray,
-                        row_dir: np.ndarray, col_dir: np.ndarray, pixel_spacing: tuple[float, float],
-                        fill: float | None = None) -> RegularGrid:
+def resample_to_regular(
+    slices: np.ndarray,
+    geom: StackGeometry,
+    first_position: np.ndarray,
+    row_dir: np.ndarray,
+    col_dir: np.ndarray,
+    pixel_spacing: tuple[float, float],
+    fill: float | None = None,
+) -> RegularGrid:
     """Resample sorted slices ``[k, j, i(, c)]`` onto a regular orthogonal grid."""
     dr, dc = pixel_spacing
     normal = np.cross(row_dir, col_dir)
@@ -110,9 +123,13 @@ def resample_to_regular(slices: np.ndarray, geom: StackGeometry, first_position:
         b = int(np.clip(np.searchsorted(d, s, side="right"), 1, n_in - 1))
         a = b - 1
         w = 0.0 if d[b] == d[a] else float(np.clip((s - d[a]) / (d[b] - d[a]), 0.0, 1.0))
-        plane = (1.0 - w) * _shifted(slices[a], (u0 - u[a]) / dc, (v0 - v[a]) / dr, out_rows, out_cols, fill_value)
+        plane = (1.0 - w) * _shifted(
+            slices[a], (u0 - u[a]) / dc, (v0 - v[a]) / dr, out_rows, out_cols, fill_value
+        )
         if w > 0:
-            plane += w * _shifted(slices[b], (u0 - u[b]) / dc, (v0 - v[b]) / dr, out_rows, out_cols, fill_value)
+            plane += w * _shifted(
+                slices[b], (u0 - u[b]) / dc, (v0 - v[b]) / dr, out_rows, out_cols, fill_value
+            )
         out[k] = np.rint(plane) if out.dtype.kind in "iu" else plane
     origin = first_position + u0 * row_dir + v0 * col_dir
     direction = np.column_stack([row_dir, col_dir, normal])
@@ -133,8 +150,13 @@ def _shift_axis(src: np.ndarray, delta: float, n_out: int, fill: float, axis: in
     frac = delta - base
     idx = np.arange(n_out) + base
     padded = np.concatenate(
-        [np.full_like(np.take(src, [0], axis=axis), fill), src, np.full_like(np.take(src, [0], axis=axis), fill)],
-        axis=axis)
+        [
+            np.full_like(np.take(src, [0], axis=axis), fill),
+            src,
+            np.full_like(np.take(src, [0], axis=axis), fill),
+        ],
+        axis=axis,
+    )
     # padded index p = original index + 1; anything outside [-1, n_in] maps to a fill cell
     i0 = np.clip(idx + 1, 0, n_in + 1)
     i1 = np.clip(idx + 2, 0, n_in + 1)

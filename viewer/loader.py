@@ -126,8 +126,13 @@ def default_workers() -> int:
     return max(2, min(16, os.cpu_count() or 2))
 
 
-def load_series(paths: Sequence[str | Path], *, on_slice: SliceCallback | None = None, workers: int | None = None,
-                memory_budget_bytes: int | None = None) -> LoadResult:
+def load_series(
+    paths: Sequence[str | Path],
+    *,
+    on_slice: SliceCallback | None = None,
+    workers: int | None = None,
+    memory_budget_bytes: int | None = None,
+) -> LoadResult:
     """Load the image files of one or more series into volumes (see the module docstring).
 
     A folder among ``paths`` stands for every file below it."""
@@ -144,7 +149,9 @@ def load_series(paths: Sequence[str | Path], *, on_slice: SliceCallback | None =
         raise LoadError("no DICOM image in the given files" + (f": {warnings[0]}" if warnings else ""))
     stacks = build_stacks(headers)
     plans = [_plan(s) for s in stacks]
-    budget = memory_budget_bytes if memory_budget_bytes is not None else psutil.virtual_memory().available // 2
+    budget = (
+        memory_budget_bytes if memory_budget_bytes is not None else psutil.virtual_memory().available // 2
+    )
     needed = sum(p.nbytes for p in plans)
     if needed > budget:
         plans = _thin_videos(plans, budget)
@@ -209,9 +216,15 @@ def _plan(stack: Stack, wide: bool = False, stride: int = 1) -> _Plan:
     """Allocate the volume of a stack (``wide``: int32 after an int16 overflow; ``stride``: keep
     every n-th frame of a video)."""
     if stride > 1:
-        stack = Stack(stack.series_uid, stack.frames[::stride], stack.warnings + [
-            f"video decoded keeping one frame in {stride} to fit the memory budget "
-            f"({len(stack.frames[::stride])} of {len(stack.frames)} frames)"])
+        stack = Stack(
+            stack.series_uid,
+            stack.frames[::stride],
+            stack.warnings
+            + [
+                f"video decoded keeping one frame in {stride} to fit the memory budget "
+                f"({len(stack.frames[::stride])} of {len(stack.frames)} frames)"
+            ],
+        )
     first = stack.first
     layout = first.header.layout
     ds = first.header.ds
@@ -228,8 +241,9 @@ def _plan(stack: Stack, wide: bool = False, stride: int = 1) -> _Plan:
     metadata = _metadata(stack)
     if stack.has_geometry:
         positions = np.stack([f.position for f in stack.frames])
-        geom = analyse_positions(positions, first.row_dir, first.col_dir, first.pixel_spacing,
-                                 _fallback_slice_spacing(ds))
+        geom = analyse_positions(
+            positions, first.row_dir, first.col_dir, first.pixel_spacing, _fallback_slice_spacing(ds)
+        )
         metadata["warnings"] = stack.warnings + geom.warnings
         metadata["geometry_corrected"] = geom.needs_resampling
         metadata["tilt_degrees"] = geom.tilt_degrees
@@ -311,8 +325,10 @@ def _ultrasound_region_spacing(ds: object) -> tuple[tuple[float, float], str, li
     for region in getattr(ds, "SequenceOfUltrasoundRegions", None) or []:
         try:
             two_d = int(region.get("RegionSpatialFormat", 1) or 0) == 1
-            in_cm = all(int(region.get(k, 0) or 0) == _US_UNITS_CM
-                        for k in ("PhysicalUnitsXDirection", "PhysicalUnitsYDirection"))
+            in_cm = all(
+                int(region.get(k, 0) or 0) == _US_UNITS_CM
+                for k in ("PhysicalUnitsXDirection", "PhysicalUnitsYDirection")
+            )
             dx, dy = abs(float(region.PhysicalDeltaX)) * 10.0, abs(float(region.PhysicalDeltaY)) * 10.0
         except (AttributeError, TypeError, ValueError):
             continue
@@ -322,8 +338,10 @@ def _ultrasound_region_spacing(ds: object) -> tuple[tuple[float, float], str, li
         return None
     warnings = []
     if any(abs(d[0] - deltas[0][0]) > 1e-6 or abs(d[1] - deltas[0][1]) > 1e-6 for d in deltas):
-        warnings.append(f"{len(deltas)} ultrasound regions have different pixel sizes: measurements use "
-                        "the first region's calibration")
+        warnings.append(
+            f"{len(deltas)} ultrasound regions have different pixel sizes: measurements use "
+            "the first region's calibration"
+        )
     return deltas[0], SPACING_US, warnings
 
 
@@ -383,8 +401,9 @@ def _rescale_unit(rescale_type: str, modality: str) -> str:
     return "" if rescale_type.upper() == "US" else rescale_type
 
 
-def _decode_task(frames: list[tuple[int, FrameRef]], out: np.ndarray, dataset: object = None,
-                 checked: bool = False) -> list[int]:
+def _decode_task(
+    frames: list[tuple[int, FrameRef]], out: np.ndarray, dataset: object = None, checked: bool = False
+) -> list[int]:
     """Decode frames into ``out[k]``; returns the slice indices written."""
     header = frames[0][1].header
     if header.layout.native_fast_path and not has_modality_lut(header.ds):
@@ -435,7 +454,8 @@ def _fill_video(plan: _Plan, index: int, on_slice: SliceCallback | None) -> None
         for key in ("sources", "sop_instance_uids"):
             volume.metadata[key] = volume.metadata[key][:loaded]  # type: ignore[index]
         volume.metadata["warnings"] = list(volume.metadata.get("warnings", [])) + [  # type: ignore[arg-type]
-            f"the video holds {loaded} decodable frames, not the {len(frames)} its header declares"]
+            f"the video holds {loaded} decodable frames, not the {len(frames)} its header declares"
+        ]
         if volume.frame_times_ms is not None:
             volume.frame_times_ms = volume.frame_times_ms[:loaded]
     if volume.frame_times_ms is None and len(times) > 1:  # no Cine timing attributes: the stream's
@@ -506,7 +526,8 @@ def _blank_failed_slices(plan: _Plan, failed: dict[int, str]) -> None:
     voxels[~good] = voxels[good].min()
     first = failed[min(failed)]
     plan.volume.metadata["warnings"] = list(plan.volume.metadata.get("warnings", [])) + [  # type: ignore[arg-type]
-        f"{len(failed)} slice(s) could not be decoded and are shown blank (first: {first})"]
+        f"{len(failed)} slice(s) could not be decoded and are shown blank (first: {first})"
+    ]
 
 
 def _finish(plan: _Plan) -> Volume:
@@ -515,8 +536,9 @@ def _finish(plan: _Plan) -> Volume:
     if geom is None or not geom.needs_resampling:
         return volume
     first = plan.stack.first
-    grid = resample_to_regular(volume.voxels, geom, np.asarray(volume.origin), first.row_dir, first.col_dir,
-                               first.pixel_spacing)
+    grid = resample_to_regular(
+        volume.voxels, geom, np.asarray(volume.origin), first.row_dir, first.col_dir, first.pixel_spacing
+    )
     metadata = dict(volume.metadata)
     # Slices were resampled: per-slice sources no longer map one to one; the acquired ones are
     # kept for viewer.sources (nearest acquired slice of a plane or point).
@@ -525,8 +547,14 @@ def _finish(plan: _Plan) -> Volume:
     metadata["sources"] = []
     metadata["sop_instance_uids"] = []
     metadata["acquired_positions_mm"] = [float(x) for x in geom.normal_positions]
-    return Volume(grid.voxels, grid.spacing, tuple(float(x) for x in grid.origin), grid.direction,
-                  volume.frame_times_ms, metadata)
+    return Volume(
+        grid.voxels,
+        grid.spacing,
+        tuple(float(x) for x in grid.origin),
+        grid.direction,
+        volume.frame_times_ms,
+        metadata,
+    )
 
 
 def _emit_preview(path: Path, on_slice: SliceCallback) -> None:

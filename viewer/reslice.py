@@ -83,12 +83,18 @@ class PlaneImage:
         return self.pixels.shape[0], self.pixels.shape[1]
 
     def to_lps(self, row: float, col: float) -> np.ndarray:
-        return self.origin + col * self.pixel_spacing[1] * self.row_dir + row * self.pixel_spacing[0] * self.col_dir
+        return (
+            self.origin
+            + col * self.pixel_spacing[1] * self.row_dir
+            + row * self.pixel_spacing[0] * self.col_dir
+        )
 
     def from_lps(self, point: np.ndarray) -> tuple[float, float]:
         """(row, col) of an LPS point projected onto the plane."""
         rel = np.asarray(point, dtype=np.float64) - self.origin
-        return float(rel @ self.col_dir / self.pixel_spacing[0]), float(rel @ self.row_dir / self.pixel_spacing[1])
+        return float(rel @ self.col_dir / self.pixel_spacing[0]), float(
+            rel @ self.row_dir / self.pixel_spacing[1]
+        )
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,9 @@ def _plane_frame(volume: Volume, plane: Plane) -> _Frame:
         if np.linalg.norm(v) < 1e-6:
             raise ValueError("oblique plane: row_dir and col_dir are parallel")
         v = v / np.linalg.norm(v)
-        centre = np.asarray(plane.center if plane.center is not None else volume_centre(volume), dtype=np.float64)
+        centre = np.asarray(
+            plane.center if plane.center is not None else volume_centre(volume), dtype=np.float64
+        )
         return _Frame(u, v, np.cross(u, v), centre)
     if plane == "native":
         d = np.asarray(volume.direction, dtype=np.float64)
@@ -118,7 +126,9 @@ def _plane_frame(volume: Volume, plane: Plane) -> _Frame:
     try:
         u, v, axis = (np.asarray(x) for x in STANDARD_PLANES[plane])
     except KeyError:
-        raise ValueError(f"unknown plane {plane!r}: use axial, coronal, sagittal, native or Oblique") from None
+        raise ValueError(
+            f"unknown plane {plane!r}: use axial, coronal, sagittal, native or Oblique"
+        ) from None
     return _Frame(u, v, axis, np.zeros(3))
 
 
@@ -127,7 +137,9 @@ def volume_centre(volume: Volume) -> np.ndarray:
     return volume.index_to_lps(np.array([(i - 1) / 2, (j - 1) / 2, (k - 1) / 2]))
 
 
-def _axis_map(volume: Volume, frame: _Frame) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None:
+def _axis_map(
+    volume: Volume, frame: _Frame
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None:
     """(volume axis, sign) for u, v and the plane axis when all three line up with volume axes."""
     d = np.asarray(volume.direction, dtype=np.float64)
     out = []
@@ -173,8 +185,9 @@ def plane_positions(volume: Volume, plane: Plane) -> np.ndarray:
     return np.arange(lo, hi + step * 1e-6, step)
 
 
-def plane_point(volume: Volume, plane: Plane, position_mm: float | None = None, *,
-                index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def plane_point(
+    volume: Volume, plane: Plane, position_mm: float | None = None, *, index: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(an LPS point on the plane, its unit normal) of the plane at ``position_mm`` or scroll step
     ``index`` (as :func:`plane_image`, without computing pixels)."""
     frame = _plane_frame(volume, plane)
@@ -182,8 +195,9 @@ def plane_point(volume: Volume, plane: Plane, position_mm: float | None = None, 
     return frame.anchor + position_mm * frame.axis, frame.axis.copy()
 
 
-def _resolve_position(volume: Volume, plane: Plane, frame: _Frame, position_mm: float | None,
-                      index: int | None) -> float:
+def _resolve_position(
+    volume: Volume, plane: Plane, frame: _Frame, position_mm: float | None, index: int | None
+) -> float:
     """The plane's position in mm along its axis: scroll step ``index``, else ``position_mm``, else
     the volume's centre."""
     if index is not None:
@@ -207,8 +221,15 @@ def _extent(volume: Volume, frame: _Frame, vec: np.ndarray) -> tuple[float, floa
     return float(p.min()), float(p.max())
 
 
-def plane_image(volume: Volume, plane: Plane = "axial", position_mm: float | None = None, *,
-                index: int | None = None, slab_mm: float = 0.0, slab_mode: SlabMode = "mip") -> PlaneImage:
+def plane_image(
+    volume: Volume,
+    plane: Plane = "axial",
+    position_mm: float | None = None,
+    *,
+    index: int | None = None,
+    slab_mm: float = 0.0,
+    slab_mode: SlabMode = "mip",
+) -> PlaneImage:
     """The image of one plane through ``volume`` (see the module docstring)."""
     if slab_mode not in ("mip", "minip", "mean"):
         raise ValueError(f"unknown slab mode {slab_mode!r}: use mip, minip or mean")
@@ -227,8 +248,9 @@ def plane_image(volume: Volume, plane: Plane = "axial", position_mm: float | Non
     return img
 
 
-def _aligned_plane(volume: Volume, frame: _Frame, amap: tuple, position: float, slab_mm: float,
-                   slab_mode: str) -> PlaneImage:
+def _aligned_plane(
+    volume: Volume, frame: _Frame, amap: tuple, position: float, slab_mm: float, slab_mode: str
+) -> PlaneImage:
     (au, su), (av, sv), (an, sn) = amap
     shape_ijk = volume.shape_ijk
     sp_n = float(volume.spacing[an])
@@ -271,9 +293,16 @@ def _aligned_plane(volume: Volume, frame: _Frame, amap: tuple, position: float, 
     start[av] = 0 if sv > 0 else shape_ijk[av] - 1
     origin = volume.index_to_lps(start)
     d = np.asarray(volume.direction, dtype=np.float64)
-    return PlaneImage(np.ascontiguousarray(plane2d), (float(volume.spacing[av]), float(volume.spacing[au])),
-                      origin, d[:, au] * su, d[:, av] * sv, position, slab_mm=slab_mm,
-                      slab_mode=slab_mode if slab_mm > 0 else "")
+    return PlaneImage(
+        np.ascontiguousarray(plane2d),
+        (float(volume.spacing[av]), float(volume.spacing[au])),
+        origin,
+        d[:, au] * su,
+        d[:, av] * sv,
+        position,
+        slab_mm=slab_mm,
+        slab_mode=slab_mode if slab_mm > 0 else "",
+    )
 
 
 def _reduce(block: np.ndarray, axis: int, mode: str) -> np.ndarray:
@@ -284,7 +313,9 @@ def _reduce(block: np.ndarray, axis: int, mode: str) -> np.ndarray:
     return block.mean(axis=axis, dtype=np.float32)
 
 
-def _sampled_plane(volume: Volume, frame: _Frame, position: float, slab_mm: float, slab_mode: str) -> PlaneImage:
+def _sampled_plane(
+    volume: Volume, frame: _Frame, position: float, slab_mm: float, slab_mode: str
+) -> PlaneImage:
     spacing = float(min(volume.spacing))
     ulo, uhi = _extent(volume, frame, frame.u)
     vlo, vhi = _extent(volume, frame, frame.v)
@@ -299,15 +330,32 @@ def _sampled_plane(volume: Volume, frame: _Frame, position: float, slab_mm: floa
         m = int(np.floor(slab_mm / 2.0 / step + 1e-6))
         offsets = [s * step for s in range(-m, m + 1)]
     values = _vtk_reslice(volume, origin, frame, spacing, (rows, cols), step, len(offsets), slab_mode, fill)
-    return PlaneImage(values, (spacing, spacing), origin, frame.u, frame.v, position, slab_mm=slab_mm,
-                      slab_mode=slab_mode if slab_mm > 0 else "")
+    return PlaneImage(
+        values,
+        (spacing, spacing),
+        origin,
+        frame.u,
+        frame.v,
+        position,
+        slab_mm=slab_mm,
+        slab_mode=slab_mode if slab_mm > 0 else "",
+    )
 
 
 _VTK_SLAB_MODES = {"mip": "SetSlabModeToMax", "minip": "SetSlabModeToMin", "mean": "SetSlabModeToMean"}
 
 
-def _vtk_reslice(volume: Volume, origin: np.ndarray, frame: _Frame, spacing: float, shape: tuple[int, int],
-                 step: float, slab_slices: int, slab_mode: str, fill: float) -> np.ndarray:
+def _vtk_reslice(
+    volume: Volume,
+    origin: np.ndarray,
+    frame: _Frame,
+    spacing: float,
+    shape: tuple[int, int],
+    step: float,
+    slab_slices: int,
+    slab_mode: str,
+    fill: float,
+) -> np.ndarray:
     """Trilinear samples (float32) of a plane grid, ``slab_slices`` planes ``step`` mm apart along the
     plane axis combined by ``slab_mode``; ``fill`` outside the volume.
 
@@ -328,8 +376,12 @@ def _vtk_reslice(volume: Volume, origin: np.ndarray, frame: _Frame, spacing: flo
     flat = vox.reshape(-1)
     image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(flat, deep=False))
     to_index = np.linalg.inv(np.asarray(volume.direction, dtype=np.float64) * np.asarray(volume.spacing))
-    columns = [to_index @ (spacing * frame.u), to_index @ (spacing * frame.v), to_index @ (step * frame.axis),
-               to_index @ (origin - np.asarray(volume.origin, dtype=np.float64))]
+    columns = [
+        to_index @ (spacing * frame.u),
+        to_index @ (spacing * frame.v),
+        to_index @ (step * frame.axis),
+        to_index @ (origin - np.asarray(volume.origin, dtype=np.float64)),
+    ]
     axes = vtkMatrix4x4()
     for c, vec in enumerate(columns):
         for r in range(3):

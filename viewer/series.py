@@ -149,7 +149,10 @@ def _functional_group(ds: Dataset, frame: int, keyword: str) -> Dataset | None:
 
 
 def _windows(src: Dataset) -> tuple[float, float] | None:
-    width, centre = _floats(text_values(src, "WindowWidth")[:1], 1), _floats(text_values(src, "WindowCenter")[:1], 1)
+    width, centre = (
+        _floats(text_values(src, "WindowWidth")[:1], 1),
+        _floats(text_values(src, "WindowCenter")[:1], 1),
+    )
     if width is None or centre is None:
         return None
     return float(width[0]), float(centre[0])
@@ -158,11 +161,16 @@ def _windows(src: Dataset) -> tuple[float, float] | None:
 def _rescale(src: Dataset | None) -> tuple[float, float] | None:
     if src is None:
         return None
-    slope, intercept = _floats(text_values(src, "RescaleSlope"), 1), _floats(text_values(src, "RescaleIntercept"), 1)
+    slope, intercept = (
+        _floats(text_values(src, "RescaleSlope"), 1),
+        _floats(text_values(src, "RescaleIntercept"), 1),
+    )
     if slope is None and intercept is None:
         return None
-    return (float(slope[0]) if slope is not None and slope[0] != 0 else 1.0,
-            float(intercept[0]) if intercept is not None else 0.0)
+    return (
+        float(slope[0]) if slope is not None and slope[0] != 0 else 1.0,
+        float(intercept[0]) if intercept is not None else 0.0,
+    )
 
 
 def _spacing(values: object) -> tuple[float, float] | None:
@@ -174,9 +182,13 @@ def frames_of(header: InstanceHeader) -> list[FrameRef]:
     """Every frame of an instance with its geometry, rescale and ordering keys."""
     ds, layout = header.ds, header.layout
     enhanced = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
-    base_order = tuple(_first_int(text_values(ds, k)) for k in
-                       ("AcquisitionNumber", "TemporalPositionIdentifier", "EchoNumbers", "InstanceNumber"))
-    grid_offsets = _floats(text_values(ds, "GridFrameOffsetVector"), layout.frames) if layout.frames > 1 else None
+    base_order = tuple(
+        _first_int(text_values(ds, k))
+        for k in ("AcquisitionNumber", "TemporalPositionIdentifier", "EchoNumbers", "InstanceNumber")
+    )
+    grid_offsets = (
+        _floats(text_values(ds, "GridFrameOffsetVector"), layout.frames) if layout.frames > 1 else None
+    )
     scaling = _floats(text_values(ds, "DoseGridScaling"), 1)
     dose_scaling = (float(scaling[0]), 0.0) if scaling is not None and scaling[0] > 0 else None
     frames = []
@@ -195,15 +207,23 @@ def frames_of(header: InstanceHeader) -> list[FrameRef]:
             rescale = own or _rescale(ds)
             rescale_type = text_value(transform if own else ds, "RescaleType")  # type: ignore[arg-type]
             stack_id = str(content.get("StackID", "")) if content is not None else ""
-            dims = tuple(_first_int([v]) for v in _as_list(content.get("DimensionIndexValues"))) \
-                if content is not None else ()
-            order = base_order + (int(content.get("TemporalPositionIndex", 0) or 0) if content is not None else 0,
-                                  *dims, f)
+            dims = (
+                tuple(_first_int([v]) for v in _as_list(content.get("DimensionIndexValues")))
+                if content is not None
+                else ()
+            )
+            order = base_order + (
+                int(content.get("TemporalPositionIndex", 0) or 0) if content is not None else 0,
+                *dims,
+                f,
+            )
             window = _windows(voi) if voi is not None else _windows(ds)
         else:
             position = _floats(text_values(ds, "ImagePositionPatient"), 3)
             iop = _floats(text_values(ds, "ImageOrientationPatient"), 6)
-            if layout.frames > 1:  # multi-frame with one plane: only a grid offset vector (RT dose) places frames
+            if (
+                layout.frames > 1
+            ):  # multi-frame with one plane: only a grid offset vector (RT dose) places frames
                 position = _grid_frame_position(position, iop, grid_offsets, f)
             spacing = _spacing(text_values(ds, "PixelSpacing"))
             rescale = _rescale(ds) or dose_scaling
@@ -217,13 +237,28 @@ def frames_of(header: InstanceHeader) -> list[FrameRef]:
         if row_dir is None or position is None:
             position = row_dir = col_dir = None
         slope, intercept = rescale or (1.0, 0.0)
-        frames.append(FrameRef(header, f, position, row_dir, col_dir, spacing, slope, intercept,
-                               order, stack_id, window, rescale_type))
+        frames.append(
+            FrameRef(
+                header,
+                f,
+                position,
+                row_dir,
+                col_dir,
+                spacing,
+                slope,
+                intercept,
+                order,
+                stack_id,
+                window,
+                rescale_type,
+            )
+        )
     return frames
 
 
-def _grid_frame_position(position: np.ndarray | None, iop: np.ndarray | None, offsets: np.ndarray | None,
-                         frame: int) -> np.ndarray | None:
+def _grid_frame_position(
+    position: np.ndarray | None, iop: np.ndarray | None, offsets: np.ndarray | None, frame: int
+) -> np.ndarray | None:
     """Position of frame ``frame`` of a multi-frame placed by Grid Frame Offset Vector (offsets
     along the normal from Image Position; RT Dose), None without such a vector."""
     if position is None or iop is None or offsets is None:
@@ -284,14 +319,22 @@ def _plane_family(f: FrameRef) -> tuple[float, ...]:
 
 
 def _same_plane_family(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return all(abs(x - y) < ORIENTATION_TOLERANCE for x, y in zip(a[:6], b[:6])) and \
-        all(abs(x - y) < 1e-4 for x, y in zip(a[6:], b[6:]))
+    return all(abs(x - y) < ORIENTATION_TOLERANCE for x, y in zip(a[:6], b[:6])) and all(
+        abs(x - y) < 1e-4 for x, y in zip(a[6:], b[6:])
+    )
 
 
 def _format_key(f: FrameRef) -> tuple:
     ds, lay = f.header.ds, f.header.layout
-    return (text_value(ds, "SeriesInstanceUID"), text_value(ds, "FrameOfReferenceUID"), lay.rows, lay.columns,
-            lay.samples, lay.photometric == "PALETTE COLOR", f.stack_id)
+    return (
+        text_value(ds, "SeriesInstanceUID"),
+        text_value(ds, "FrameOfReferenceUID"),
+        lay.rows,
+        lay.columns,
+        lay.samples,
+        lay.photometric == "PALETTE COLOR",
+        f.stack_id,
+    )
 
 
 def drop_duplicate_instances(headers: Iterable[InstanceHeader]) -> tuple[list[InstanceHeader], list[str]]:
@@ -307,8 +350,11 @@ def drop_duplicate_instances(headers: Iterable[InstanceHeader]) -> tuple[list[In
             continue
         seen.add(uid)
         kept.append(h)
-    warnings = [f"{dropped} file(s) repeat an instance already loaded (same SOP Instance UID): ignored"] \
-        if dropped else []
+    warnings = (
+        [f"{dropped} file(s) repeat an instance already loaded (same SOP Instance UID): ignored"]
+        if dropped
+        else []
+    )
     return kept, warnings
 
 
@@ -324,8 +370,15 @@ def build_stacks(headers: Iterable[InstanceHeader]) -> list[Stack]:
         except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
             # malformed geometry attributes: show the frames without 3D geometry rather than fail
             frames = [FrameRef(header, f, None, None, None, None) for f in range(header.layout.frames)]
-            stacks.append(Stack(text_value(header.ds, "SeriesInstanceUID"), frames,
-                                [f"{header.path.name}: unreadable geometry ({exc}); shown as plain frames without rescale"]))
+            stacks.append(
+                Stack(
+                    text_value(header.ds, "SeriesInstanceUID"),
+                    frames,
+                    [
+                        f"{header.path.name}: unreadable geometry ({exc}); shown as plain frames without rescale"
+                    ],
+                )
+            )
             continue
         if not all(f.has_geometry for f in frames):
             stacks.append(Stack(text_value(header.ds, "SeriesInstanceUID"), frames))
@@ -347,8 +400,10 @@ def build_stacks(headers: Iterable[InstanceHeader]) -> list[Stack]:
         series_counts[s.series_uid] = series_counts.get(s.series_uid, 0) + 1
     for uid, count in series_counts.items():
         if count > 1:
-            split_note.append(f"series {uid} was split into {count} stacks (different orientation, "
-                              "image size or repeated positions)")
+            split_note.append(
+                f"series {uid} was split into {count} stacks (different orientation, "
+                "image size or repeated positions)"
+            )
     for s in geometric:
         if series_counts[s.series_uid] > 1:
             s.warnings.extend(n for n in split_note if s.series_uid in n)
@@ -362,8 +417,9 @@ def _sort_and_split(frames: list[FrameRef]) -> list[Stack]:
     """Sort frames along the normal; frames at one position become repetitions (one stack each),
     frames at one normal distance but shifted in-plane (tiles, stations) separate tracks."""
     normal = frames[0].normal
-    frames = sorted(frames, key=lambda f: (round(float(np.dot(f.position, normal)) / POSITION_TOLERANCE_MM),
-                                           f.order_key))
+    frames = sorted(
+        frames, key=lambda f: (round(float(np.dot(f.position, normal)) / POSITION_TOLERANCE_MM), f.order_key)
+    )
     levels: list[list[list[FrameRef]]] = []  # per normal distance: the distinct origins, each its repetitions
     last = None
     for fr in frames:
@@ -385,14 +441,18 @@ def _sort_and_split(frames: list[FrameRef]) -> list[Stack]:
         stacks = [Stack(uid, [p[r] for p in track if len(p) > r]) for r in range(repeats)]
         if repeats > 1:
             for s in stacks:
-                s.warnings.append(f"{repeats} frames share each slice position: split into {repeats} volumes "
-                                  "(dynamic, multi-echo or repeated acquisition)")
+                s.warnings.append(
+                    f"{repeats} frames share each slice position: split into {repeats} volumes "
+                    "(dynamic, multi-echo or repeated acquisition)"
+                )
         out += stacks
     if len(tracks) > 1:
         shared = sum(1 for level in levels if len(level) > 1)
         for s in out:
-            s.warnings.append(f"{shared} slice position(s) hold images shifted in-plane (tiles or stations at "
-                              f"the same position along the normal): split into {len(tracks)} stacks")
+            s.warnings.append(
+                f"{shared} slice position(s) hold images shifted in-plane (tiles or stations at "
+                f"the same position along the normal): split into {len(tracks)} stacks"
+            )
     return out
 
 
@@ -410,8 +470,11 @@ def _in_plane_tracks(levels: list[list[list[FrameRef]]], normal: np.ndarray) -> 
 
     for level in levels:
         here = [in_plane(origin) for origin in level]
-        pairs = sorted((float(np.linalg.norm(in_plane(track[-1]) - h)), o, t)
-                       for o, h in enumerate(here) for t, track in enumerate(tracks))
+        pairs = sorted(
+            (float(np.linalg.norm(in_plane(track[-1]) - h)), o, t)
+            for o, h in enumerate(here)
+            for t, track in enumerate(tracks)
+        )
         placed: set[int] = set()
         used: set[int] = set()
         for _, o, t in pairs:  # closest pairs first

@@ -97,9 +97,16 @@ def _grab(view: Any, overlay: str) -> RenderedView:
         view.setParent(None)
 
 
-def render_plane(plane: PlaneImage, *, window: float, level: float, size: tuple[int, int] = (512, 512),
-                 invert: bool = False, labels: dict[str, str] | None = None,
-                 overlay: str = "labels") -> RenderedView:
+def render_plane(
+    plane: PlaneImage,
+    *,
+    window: float,
+    level: float,
+    size: tuple[int, int] = (512, 512),
+    invert: bool = False,
+    labels: dict[str, str] | None = None,
+    overlay: str = "labels",
+) -> RenderedView:
     """Render a plane image alone (no volume) in the 2D view's ``SliceView``; ``labels`` (edge ->
     letters) replace the letters computed from the plane's directions."""
     qt_application()
@@ -127,7 +134,10 @@ def projection_labels(patient_orientation: Sequence[str]) -> dict[str, str]:
     if len(patient_orientation) != 2:
         return {}
     row, col = (str(x).upper() for x in patient_orientation)
-    flip = (lambda s: "".join(_OPPOSITE.get(c, c) for c in s))
+
+    def flip(s: str) -> str:
+        return "".join(_OPPOSITE.get(c, c) for c in s)
+
     return {"right": row, "left": flip(row), "bottom": col, "top": flip(col)}
 
 
@@ -139,7 +149,8 @@ def write_png(rgb: np.ndarray, path: str | Path) -> Path:
     image = vtk.vtkImageData()
     image.SetDimensions(w, h, 1)
     image.GetPointData().SetScalars(
-        numpy_support.numpy_to_vtk(np.ascontiguousarray(rgb[::-1]).reshape(h * w, 3), deep=True))
+        numpy_support.numpy_to_vtk(np.ascontiguousarray(rgb[::-1]).reshape(h * w, 3), deep=True)
+    )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
@@ -166,17 +177,31 @@ def choose_volume(volumes: list[Volume], frame: int | None) -> tuple[Volume, int
     first = volumes[0]
     if frame is None or not first.metadata.get("has_patient_geometry", True):
         return first, frame
-    same = [v for v in volumes if v.metadata.get("series_uid") == first.metadata.get("series_uid")
-            and v.voxels.shape == first.voxels.shape]
+    same = [
+        v
+        for v in volumes
+        if v.metadata.get("series_uid") == first.metadata.get("series_uid")
+        and v.voxels.shape == first.voxels.shape
+    ]
     if not 0 <= frame < len(same):
         raise ValueError(f"frame {frame} outside 0..{len(same) - 1}")
     return same[frame], None
 
 
-def render_volume(volume: Volume, *, plane: Plane | None = None, index: int | None = None,
-                  position_mm: float | None = None, window: float | None = None, level: float | None = None,
-                  slab_mm: float = 0.0, slab_mode: SlabMode = "mip", frame: int | None = None,
-                  size: tuple[int, int] = (512, 512), overlay: str = "full") -> RenderedView:
+def render_volume(
+    volume: Volume,
+    *,
+    plane: Plane | None = None,
+    index: int | None = None,
+    position_mm: float | None = None,
+    window: float | None = None,
+    level: float | None = None,
+    slab_mm: float = 0.0,
+    slab_mode: SlabMode = "mip",
+    frame: int | None = None,
+    size: tuple[int, int] = (512, 512),
+    overlay: str = "full",
+) -> RenderedView:
     """Render one view of a loaded volume as the 2D view shows it (defaults: axial, or native
     without patient geometry; the middle slice; the view's opening window)."""
     qt_application()
@@ -186,8 +211,10 @@ def render_volume(volume: Volume, *, plane: Plane | None = None, index: int | No
     plane = plane or ("axial" if geometric else "native")
     if frame is not None:
         if geometric:
-            raise ValueError("--frame selects a frame of a multi-frame image without 3D geometry or a "
-                             "repetition of a dynamic series; this series has neither")
+            raise ValueError(
+                "--frame selects a frame of a multi-frame image without 3D geometry or a "
+                "repetition of a dynamic series; this series has neither"
+            )
         if index is not None:
             raise ValueError("give --frame or --index, not both")
         index = frame
@@ -207,7 +234,9 @@ def render_volume(volume: Volume, *, plane: Plane | None = None, index: int | No
         elif position_mm is not None:
             view.show_position(position_mm)
         default_width, default_level = view.window_level()
-        view.set_window(default_width if window is None else window, default_level if level is None else level)
+        view.set_window(
+            default_width if window is None else window, default_level if level is None else level
+        )
     except BaseException:
         view.render_window.Finalize()
         view.setParent(None)
@@ -223,7 +252,9 @@ def snapshot(paths: Sequence[str | Path], out: str | Path, **options: object) ->
     view.warnings = list(result.warnings)
     series = list(dict.fromkeys(str(v.metadata.get("series_uid", "")) for v in result.volumes))
     if len(series) > 1:
-        view.warnings.append(f"{len(series)} series found; showing series {volume.metadata.get('series_uid')} "
-                             "(give one series folder or UID to choose)")
+        view.warnings.append(
+            f"{len(series)} series found; showing series {volume.metadata.get('series_uid')} "
+            "(give one series folder or UID to choose)"
+        )
     write_png(view.rgb, out)
     return view

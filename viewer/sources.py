@@ -40,8 +40,13 @@ class SourceInstance:
     distance_mm: float  # from the plane / point to that slice, along the slices' normal
 
     def as_dict(self) -> dict[str, object]:
-        return {"sop_instance_uid": self.sop_instance_uid, "path": self.path, "frame": self.frame,
-                "acquired_index": self.acquired_index, "distance_mm": round(self.distance_mm, 4)}
+        return {
+            "sop_instance_uid": self.sop_instance_uid,
+            "path": self.path,
+            "frame": self.frame,
+            "acquired_index": self.acquired_index,
+            "distance_mm": round(self.distance_mm, 4),
+        }
 
 
 def acquired_slices(volume: Volume) -> tuple[list[str], list[tuple[str, int]], np.ndarray]:
@@ -77,8 +82,9 @@ def source_at_lps(volume: Volume, lps: Sequence[float] | np.ndarray) -> SourceIn
     return _nearest(uids, sources, distances, along)
 
 
-def source_for_plane(volume: Volume, plane: Plane, index: int | None = None, *,
-                     position_mm: float | None = None) -> SourceInstance | None:
+def source_for_plane(
+    volume: Volume, plane: Plane, index: int | None = None, *, position_mm: float | None = None
+) -> SourceInstance | None:
     """The acquired slice a plane (scroll step ``index`` or ``position_mm``, as
     :func:`viewer.reslice.plane_image`) lies on or nearest to; None when the plane is not
     parallel to the acquired slices (a reformat draws on many of them) or sources are unknown."""
@@ -100,7 +106,9 @@ def _slice_axis(volume: Volume) -> np.ndarray:
     return np.asarray(volume.direction, dtype=np.float64)[:, 2]
 
 
-def _nearest(uids: list[str], sources: list[tuple[str, int]], distances: np.ndarray, along: float) -> SourceInstance:
+def _nearest(
+    uids: list[str], sources: list[tuple[str, int]], distances: np.ndarray, along: float
+) -> SourceInstance:
     gaps = np.abs(distances - along)
     k = int(np.argmin(gaps))
     path, frame = sources[k]

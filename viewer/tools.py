@@ -164,7 +164,9 @@ class Measurement:
         record: dict[str, object] = {
             "kind": self.kind,
             "points": [[float(c), float(r)] for c, r in self.points],
-            "points_lps": [[float(v) for v in p] for p in self.points_lps] if self.points_lps is not None else None,
+            "points_lps": [[float(v) for v in p] for p in self.points_lps]
+            if self.points_lps is not None
+            else None,
             "plane": plain_data(self.plane_key),
             "calibrated": cal.known,
             "calibration_note": cal.note,
@@ -178,8 +180,16 @@ class Measurement:
             s = self.value
             assert isinstance(s, RoiStats)
             area = s.area_mm2 if cal.known else s.area_px2
-            record.update(mean=s.mean, sd=s.sd, min=s.minimum, max=s.maximum, pixel_count=s.pixel_count,
-                          area=area, area_unit=cal.area_unit, unit=unit)
+            record.update(
+                mean=s.mean,
+                sd=s.sd,
+                min=s.minimum,
+                max=s.maximum,
+                pixel_count=s.pixel_count,
+                area=area,
+                area_unit=cal.area_unit,
+                unit=unit,
+            )
         return record
 
     def text(self, unit: str = "") -> str:

@@ -29,12 +29,12 @@ from pydicom.uid import (
     MPEG4HP41BD,
     MPEG4HP41BDF,
     MPEG4HP41F,
+    MPEG4HP42STEREO,
+    MPEG4HP42STEREOF,
     MPEG4HP422D,
     MPEG4HP422DF,
     MPEG4HP423D,
     MPEG4HP423DF,
-    MPEG4HP42STEREO,
-    MPEG4HP42STEREOF,
 )
 
 from viewer.decode import DecodeError
@@ -42,9 +42,21 @@ from viewer.decode import DecodeError
 # Transfer syntax -> FFmpeg demuxer to try when probing does not recognise the stream.
 VIDEO_TRANSFER_SYNTAXES: dict[str, str] = {
     **{str(uid): "mpegvideo" for uid in (MPEG2MPML, MPEG2MPMLF, MPEG2MPHL, MPEG2MPHLF)},
-    **{str(uid): "h264" for uid in (MPEG4HP41, MPEG4HP41F, MPEG4HP41BD, MPEG4HP41BDF, MPEG4HP422D,
-                                    MPEG4HP422DF, MPEG4HP423D, MPEG4HP423DF, MPEG4HP42STEREO,
-                                    MPEG4HP42STEREOF)},
+    **{
+        str(uid): "h264"
+        for uid in (
+            MPEG4HP41,
+            MPEG4HP41F,
+            MPEG4HP41BD,
+            MPEG4HP41BDF,
+            MPEG4HP422D,
+            MPEG4HP422DF,
+            MPEG4HP423D,
+            MPEG4HP423DF,
+            MPEG4HP42STEREO,
+            MPEG4HP42STEREOF,
+        )
+    },
     **{str(uid): "hevc" for uid in (HEVCMP51, HEVCM10P51)},
 }
 
@@ -73,8 +85,9 @@ def _open(stream: bytes, transfer_syntax: str) -> av.container.InputContainer:
         return av.open(io.BytesIO(stream), mode="r", format=fallback)
 
 
-def decode_video(ds: Dataset, out: np.ndarray, keep: Mapping[int, int],
-                 on_frame: Callable[[int], None] | None = None) -> list[float]:
+def decode_video(
+    ds: Dataset, out: np.ndarray, keep: Mapping[int, int], on_frame: Callable[[int], None] | None = None
+) -> list[float]:
     """Decode the video of ``ds`` into ``out`` (k, rows, cols, 3) uint8.
 
     ``keep`` maps a decoded frame number (0-based, display order) to the slice ``k`` of ``out``

@@ -170,13 +170,19 @@ class ReportStore:
         try:
             data = read_json(path)
             studies = data["studies"]
-            if data.get("version") != INDEX_VERSION or not isinstance(studies, dict) or not all(
-                isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in studies.values()
+            if (
+                data.get("version") != INDEX_VERSION
+                or not isinstance(studies, dict)
+                or not all(
+                    isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in studies.values()
+                )
             ):
                 raise ValueError("unexpected layout")
             return studies
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("report store: index unreadable (%s); rebuilt from the report files", type(exc).__name__)
+            log.warning(
+                "report store: index unreadable (%s); rebuilt from the report files", type(exc).__name__
+            )
             return None
 
     def _rebuild_index(self) -> dict[str, list[str]]:
@@ -212,5 +218,7 @@ class ReportStore:
         except FileNotFoundError:
             return None  # listed but never written (crash between index and report)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("report store: record %s unreadable (%s); skipped", path.parent.name, type(exc).__name__)
+            log.warning(
+                "report store: record %s unreadable (%s); skipped", path.parent.name, type(exc).__name__
+            )
             return None

@@ -246,7 +246,9 @@ class Outbox:
             self._save(message)
             purged.append(message.message_id)
         if purged:
-            log.info("outbox: deleted %d delivered payload(s) older than %d days", len(purged), self.retention_days)
+            log.info(
+                "outbox: deleted %d delivered payload(s) older than %d days", len(purged), self.retention_days
+            )
         return purged
 
     # -- delivery ----------------------------------------------------------------------------

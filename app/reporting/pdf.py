@@ -89,7 +89,11 @@ def render_pdf(
     pdf.set_text_color(*TEXT_COLOUR)
     pdf.set_font(family, "B", 15)
     pdf.cell(0, 9, clean(institution or "Radiology report"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    signed = report.status is not ReportStatus.DRAFT and not report.amendment_open and not report.edited_since_signed
+    signed = (
+        report.status is not ReportStatus.DRAFT
+        and not report.amendment_open
+        and not report.edited_since_signed
+    )
     if not signed or report.unreviewed_ai_spans():
         pdf.set_fill_color(255, 236, 200)
         pdf.set_font(family, "B", 10)

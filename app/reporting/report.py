@@ -372,7 +372,9 @@ class Report:
             raise ReportError("an empty report cannot be signed")
         self.status = status
         self.amendment_open = False
-        self.signatures.append(Signature(radiologist, status, (at or _now()).isoformat(), self.content_digest()))
+        self.signatures.append(
+            Signature(radiologist, status, (at or _now()).isoformat(), self.content_digest())
+        )
 
     # -- persistence -------------------------------------------------------------------------
 

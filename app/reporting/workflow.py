@@ -42,7 +42,9 @@ class PdfJob:
 
     def __call__(self, progress: Callable[[int, int, str], None], cancel: threading.Event) -> list[str]:
         progress(0, 1, "writing PDF")
-        warnings = render_pdf(self.report, self.path, key_images=self.key_pixels, institution=self.institution)
+        warnings = render_pdf(
+            self.report, self.path, key_images=self.key_pixels, institution=self.institution
+        )
         self.written = True
         progress(1, 1, "PDF written")
         return warnings

@@ -24,7 +24,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ct64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """64 axial slices of 512 x 512: the reference's 16,384-token case."""
     folder = tmp_path_factory.mktemp("ct64")
-    write_datasets(ct_series(SeriesGeometry(rows=512, columns=512, slices=64, pixel_spacing=(0.7, 0.7))), folder)
+    write_datasets(
+        ct_series(SeriesGeometry(rows=512, columns=512, slices=64, pixel_spacing=(0.7, 0.7))), folder
+    )
     return folder
 
 
@@ -43,11 +45,33 @@ def test_dry_run_counts_for_a_64_slice_ct(checkpoint: Path, ct64: Path, capsys) 
 
 
 def test_dry_run_2d_slice_and_token_reduction(checkpoint: Path, ct64: Path, capsys) -> None:
-    out = _ask_json(capsys, "--model", str(checkpoint), "--series", str(ct64), "--mode", "2d",
-                    "--window", "400", "--level", "40", "What is shown?")
+    out = _ask_json(
+        capsys,
+        "--model",
+        str(checkpoint),
+        "--series",
+        str(ct64),
+        "--mode",
+        "2d",
+        "--window",
+        "400",
+        "--level",
+        "40",
+        "What is shown?",
+    )
     assert out["visual_tokens"] == 1369 and out["frames"] == 1 and out["merge_sizes"] == [1]
-    reduced = _ask_json(capsys, "--model", str(checkpoint), "--series", str(ct64), "--slices", "16",
-                        "--token-reduction", "intended", "Describe.")
+    reduced = _ask_json(
+        capsys,
+        "--model",
+        str(checkpoint),
+        "--series",
+        str(ct64),
+        "--slices",
+        "16",
+        "--token-reduction",
+        "intended",
+        "Describe.",
+    )
     assert reduced["visual_tokens"] == 16 * 324  # 504 x 504 per slice: 18 x 18 merged tokens
     # the phantom's slices away from the markers are identical: most tokens of later frames drop
     assert reduced["visual_tokens_after_reduction"] < reduced["visual_tokens"] // 2
@@ -60,8 +84,18 @@ def test_dry_run_by_series_uid_from_the_archive(checkpoint: Path, tmp_path: Path
     with Archive(tmp_path / "archive") as archive:
         for f in files:
             archive.store_file(f)
-    out = _ask_json(capsys, "--model", str(checkpoint), "--series", series_uid, "--archive",
-                    str(tmp_path / "archive"), "--slices", "8", "Describe.")
+    out = _ask_json(
+        capsys,
+        "--model",
+        str(checkpoint),
+        "--series",
+        series_uid,
+        "--archive",
+        str(tmp_path / "archive"),
+        "--slices",
+        "8",
+        "Describe.",
+    )
     assert out["frames"] == 8 and out["kind"] == "volume" and series_uid in out["source"]
     # 64 px -> 56 (2 x 2 merged tokens) is under min_tokens=16 per frame: raised to 112 px, 16 tokens
     assert out["grid_thw"] == [[8, 8, 8]] and out["visual_tokens"] == 8 * 16
@@ -90,18 +124,46 @@ def test_dry_run_png_image(checkpoint: Path, tmp_path: Path, capsys) -> None:
 def test_bad_inputs_exit_2_with_one_clear_line(checkpoint: Path, tmp_path: Path, capsys) -> None:
     assert main(["ask", "--model", str(tmp_path / "nope"), "--series", str(tmp_path), "--dry-run", "q"]) == 2
     assert "is not a folder" in capsys.readouterr().err
-    assert main(["ask", "--model", str(checkpoint), "--series", "1.2.3.4", "--archive",
-                 str(tmp_path / "none"), "--dry-run", "q"]) == 2
+    assert (
+        main(
+            [
+                "ask",
+                "--model",
+                str(checkpoint),
+                "--series",
+                "1.2.3.4",
+                "--archive",
+                str(tmp_path / "none"),
+                "--dry-run",
+                "q",
+            ]
+        )
+        == 2
+    )
     assert "neither a folder nor a series" in capsys.readouterr().err
     (tmp_path / "junk.txt").write_text("not an image")
-    assert main(["ask", "--model", str(checkpoint), "--image", str(tmp_path / "junk.txt"), "--dry-run", "q"]) == 2
+    assert (
+        main(["ask", "--model", str(checkpoint), "--image", str(tmp_path / "junk.txt"), "--dry-run", "q"])
+        == 2
+    )
     assert "neither DICOM nor a picture" in capsys.readouterr().err
 
 
 def test_ask_streams_the_answer_with_the_tiny_model(checkpoint: Path, tmp_path: Path, capsys) -> None:
     files = write_datasets(ct_series(SeriesGeometry(rows=64, columns=64, slices=6)), tmp_path)
-    common = ["ask", "--model", str(checkpoint), "--series", str(tmp_path), "--slices", "4",
-              "--device", "cpu", "--max-new-tokens", "8"]
+    common = [
+        "ask",
+        "--model",
+        str(checkpoint),
+        "--series",
+        str(tmp_path),
+        "--slices",
+        "4",
+        "--device",
+        "cpu",
+        "--max-new-tokens",
+        "8",
+    ]
     assert files and main([*common, "Describe."]) == 0
     streamed = capsys.readouterr()
     assert "AI draft" in streamed.err

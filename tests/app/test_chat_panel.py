@@ -147,13 +147,29 @@ def test_scope_controls_appear_only_with_an_open_series(qtbot, ct_context, tiny_
     panel = ChatPanel(tiny_model_service, lambda: shown[0])
     qtbot.addWidget(panel)
     panel.show()
-    controls = (panel.kind_box, panel.plane_box, panel.slice_spin, panel.slices_spin, panel.width_spin,
-                panel.level_spin, panel.refresh_button)
+    controls = (
+        panel.kind_box,
+        panel.plane_box,
+        panel.slice_spin,
+        panel.slices_spin,
+        panel.width_spin,
+        panel.level_spin,
+        panel.refresh_button,
+    )
     assert not any(w.isVisibleTo(panel) for w in controls)  # no "slice 0", "W 1" placeholders
     shown[0] = ct_context
     panel.refresh_from_screen()
-    assert all(w.isVisibleTo(panel) for w in (panel.kind_box, panel.plane_box, panel.slice_spin,
-                                              panel.width_spin, panel.level_spin, panel.refresh_button))
+    assert all(
+        w.isVisibleTo(panel)
+        for w in (
+            panel.kind_box,
+            panel.plane_box,
+            panel.slice_spin,
+            panel.width_spin,
+            panel.level_spin,
+            panel.refresh_button,
+        )
+    )
     assert panel.slice_spin.value() == ct_context.slice_index + 1
     assert (panel.width_spin.value(), panel.level_spin.value()) == ct_context.window
 

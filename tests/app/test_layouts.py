@@ -17,7 +17,7 @@ def test_ct_hangs_as_mpr_plus_3d():
 
 
 def test_radiograph_hangs_1x1_and_ultrasound_as_cine():
-    assert default_hanging([DX]) .slots == (("dx", ViewKind.STACK),)
+    assert default_hanging([DX]).slots == (("dx", ViewKind.STACK),)
     assert default_hanging([DX]).layout is Layout.ONE
     assert default_hanging([US]).slots == (("us", ViewKind.CINE),)
 

@@ -21,23 +21,29 @@ pytestmark = pytest.mark.network_peer
 
 @pytest.fixture
 def supervisor(archive):
-    sup = ListenerSupervisor(archive.root, ListenerSettings(aet="HULUTEST", port=free_port()),
-                             log_path=archive.root.parent / "listener.log")
+    sup = ListenerSupervisor(
+        archive.root,
+        ListenerSettings(aet="HULUTEST", port=free_port()),
+        log_path=archive.root.parent / "listener.log",
+    )
     yield sup
     sup.stop()
 
 
 def wait_listening(qtbot, sup: ListenerSupervisor) -> None:
     """Until the supervised process has written its status file (it is then accepting)."""
+
     def ready() -> bool:
         sup.poll()
         report = read_status_report(sup.archive)
         return report.get("pid") == sup.pid and report.get("state") == "running"
+
     qtbot.waitUntil(ready, timeout=30000)
 
 
-def test_killed_listener_is_restarted_and_status_bar_says_so(archive, supervisor, make_window, qtbot,
-                                                             screenshot_dir):
+def test_killed_listener_is_restarted_and_status_bar_says_so(
+    archive, supervisor, make_window, qtbot, screenshot_dir
+):
     supervisor.start()
     window = make_window(archive, supervisor)
     wait_listening(qtbot, supervisor)
@@ -52,8 +58,9 @@ def test_killed_listener_is_restarted_and_status_bar_says_so(archive, supervisor
     save_screenshot(window, screenshot_dir / "listener_restarted.png")
 
 
-def test_closing_the_window_keeps_receiving_and_a_new_supervisor_adopts_it(archive, supervisor, make_window,
-                                                                           qtbot):
+def test_closing_the_window_keeps_receiving_and_a_new_supervisor_adopts_it(
+    archive, supervisor, make_window, qtbot
+):
     supervisor.start()
     window = make_window(archive, supervisor)
     wait_listening(qtbot, supervisor)
@@ -69,16 +76,20 @@ def test_closing_the_window_keeps_receiving_and_a_new_supervisor_adopts_it(archi
 
 
 def test_listener_that_cannot_start_ends_failed_with_reason(archive, qtbot):
-    bad = ListenerSupervisor(archive.root, ListenerSettings(aet="HULUTEST", port=free_port()),
-                             command_factory=lambda s, a: ["python3", "-c", "import sys; sys.exit(3)"],
-                             max_rapid_failures=3)
+    bad = ListenerSupervisor(
+        archive.root,
+        ListenerSettings(aet="HULUTEST", port=free_port()),
+        command_factory=lambda s, a: ["python3", "-c", "import sys; sys.exit(3)"],
+        max_rapid_failures=3,
+    )
     bad.start()
     qtbot.waitUntil(lambda: bad.poll().state is ListenerState.FAILED, timeout=10000)
     assert "exited 3 times" in bad.status().message and "code 3" in bad.status().message
 
 
-def test_study_sent_by_storescu_appears_live_and_opens(archive, supervisor, demo_files, make_window, qtbot,
-                                                       screenshot_dir):
+def test_study_sent_by_storescu_appears_live_and_opens(
+    archive, supervisor, demo_files, make_window, qtbot, screenshot_dir
+):
     supervisor.start()
     window = make_window(archive, supervisor)
     wait_listening(qtbot, supervisor)
@@ -86,8 +97,12 @@ def test_study_sent_by_storescu_appears_live_and_opens(archive, supervisor, demo
     assert window.browser_logic.rows == []
     result = run_storescu(ct, "127.0.0.1", supervisor.settings.port, "HULUTEST")
     assert result.returncode == 0, result.stderr
-    qtbot.waitUntil(lambda: len(window.browser_logic.rows) == 1
-                    and window.browser_logic.rows[0].instance_count == len(ct), timeout=20000)
+    qtbot.waitUntil(
+        lambda: (
+            len(window.browser_logic.rows) == 1 and window.browser_logic.rows[0].instance_count == len(ct)
+        ),
+        timeout=20000,
+    )
     model = window.browser.proxy
     assert model.rowCount() == 1
     texts = [model.index(0, c).data() for c in range(model.columnCount())]
@@ -98,8 +113,10 @@ def test_study_sent_by_storescu_appears_live_and_opens(archive, supervisor, demo
     assert window.browser.series.count() == 1  # series thumbnail strip of the selected study
     save_screenshot(window, screenshot_dir / "browser_received.png")
     window.browser.table.doubleClicked.emit(model.index(0, 0))
-    qtbot.waitUntil(lambda: window.reading.viewports and all(vp.view is not None
-                                                             for vp in window.reading.viewports), timeout=30000)
+    qtbot.waitUntil(
+        lambda: window.reading.viewports and all(vp.view is not None for vp in window.reading.viewports),
+        timeout=30000,
+    )
     mpr = window.reading.viewports[0].view
     frame = mpr.render_to_array("axial", overlays=False)
     h, w = frame.shape[:2]

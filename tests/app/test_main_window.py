@@ -42,7 +42,9 @@ def test_build_window_creates_demo_when_asked_by_setting(themed_app, qtbot):
     window.archive.close()
 
 
-def test_drop_zip_imports_then_export_anonymised_and_delete_in_the_background(archive, demo_files, make_window, qtbot, tmp_path):
+def test_drop_zip_imports_then_export_anonymised_and_delete_in_the_background(
+    archive, demo_files, make_window, qtbot, tmp_path
+):
     dx = [p for p in demo_files if p.parent.name == "dx"]
     bundle = tmp_path / "incoming.zip"
     with zipfile.ZipFile(bundle, "w") as zf:
@@ -51,8 +53,15 @@ def test_drop_zip_imports_then_export_anonymised_and_delete_in_the_background(ar
     window = make_window(archive)
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(bundle))])
-    window.dropEvent(QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                                Qt.KeyboardModifier.NoModifier))
+    window.dropEvent(
+        QDropEvent(
+            QPointF(5, 5),
+            Qt.DropAction.CopyAction,
+            mime,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
+    )
     qtbot.waitUntil(lambda: len(window.browser_logic.rows) == 1, timeout=20000)
     uid = window.browser_logic.rows[0].study_uid
     out = tmp_path / "anon.zip"
@@ -169,8 +178,14 @@ def test_browser_filter_bar_filters_and_sorts_through_widgets(demo_archive, make
     browser.clear_filter()
     assert browser.message.text() == "" and browser.proxy.rowCount() == 1
     # a second study arrives (another writer); sort by patient name and by image count
-    other = {"name": "AARON^ZED", "id": "Z1", "birth_date": "", "sex": "M", "accession": "Z",
-             "study_description": "Knee"}
+    other = {
+        "name": "AARON^ZED",
+        "id": "Z1",
+        "birth_date": "",
+        "sex": "M",
+        "accession": "Z",
+        "study_description": "Knee",
+    }
     for f in write_datasets([radiograph(patient=other)], tmp_path / "z"):
         demo_archive.store_file(f)
     qtbot.waitUntil(lambda: browser.proxy.rowCount() == 2, timeout=5000)
@@ -199,8 +214,9 @@ def test_hulu_workstation_command_opens_gui_and_listener_outlives_it(_private_ho
     env.pop("DISPLAY", None)
     port = free_port()
     SettingsStore().apply_form({"listener.port": str(port), "listener.aet": "HULUGUI"})
-    gui = subprocess.Popen([sys.executable, "-m", "app.cli"], env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    gui = subprocess.Popen(
+        [sys.executable, "-m", "app.cli"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     status = home / "archive" / "listener-status.json"
     listener_pid = None
     try:
@@ -248,8 +264,11 @@ def test_check_boxes_are_visible_in_the_dark_theme(themed_app, qtbot):
         rect = box.style().subElementRect(QStyle.SubElement.SE_CheckBoxIndicator, option, box)
         image = box.grab().toImage()
         centre = rect.center()
-        return (image.pixelColor(rect.left(), centre.y()), image.pixelColor(centre),
-                image.pixelColor(rect.right() + 3, centre.y()))
+        return (
+            image.pixelColor(rect.left(), centre.y()),
+            image.pixelColor(centre),
+            image.pixelColor(rect.right() + 3, centre.y()),
+        )
 
     border, inside, beside = indicator_colours()
     assert border.name() == "#8a9099" and inside.name() == "#141618"

@@ -15,14 +15,23 @@ pytestmark = pytest.mark.network_peer
 CALLING = "HULUAPP"
 
 
-def test_query_then_retrieve_with_progress_opens_the_study(orthanc_module: OrthancServer, archive, demo_files,
-                                                           make_window, qtbot, screenshot_dir):
+def test_query_then_retrieve_with_progress_opens_the_study(
+    orthanc_module: OrthancServer, archive, demo_files, make_window, qtbot, screenshot_dir
+):
     orthanc = orthanc_module
     orthanc.clear()
     orthanc.upload([p for p in demo_files if p.parent.name in ("dx", "us")])
     orthanc.add_modality("huluapp", CALLING, orthanc.network.host_ip, 1)
-    PacsNodes().add(PacsNode("orthanc", orthanc.aet, orthanc.host, orthanc.dicom_port, calling_aet=CALLING,
-                             retrieve_method="get"))
+    PacsNodes().add(
+        PacsNode(
+            "orthanc",
+            orthanc.aet,
+            orthanc.host,
+            orthanc.dicom_port,
+            calling_aet=CALLING,
+            retrieve_method="get",
+        )
+    )
     window = make_window(archive)
     dialog = PacsDialog(window.tasks, archive, "HULUWS", parent=window)
     qtbot.addWidget(dialog)
@@ -54,8 +63,9 @@ def test_query_then_retrieve_with_progress_opens_the_study(orthanc_module: Ortha
     assert type(window.reading.viewports[0].view).__name__ == "StackView"  # DX hangs 1x1
 
 
-def test_c_move_sends_the_study_to_the_supervised_listener_and_it_opens(orthanc_module: OrthancServer, archive,
-                                                                       demo_files, make_window, qtbot):
+def test_c_move_sends_the_study_to_the_supervised_listener_and_it_opens(
+    orthanc_module: OrthancServer, archive, demo_files, make_window, qtbot
+):
     """The PACS dialog's C-MOVE: Orthanc sends the study to the app's own supervised listener
     (bound on the private network's host address, the AE known to Orthanc as the destination),
     the listener process stores it in the archive, the browser shows it and it opens."""
@@ -70,18 +80,39 @@ def test_c_move_sends_the_study_to_the_supervised_listener_and_it_opens(orthanc_
     study_uid = orthanc.study_uids()[0]
     host = orthanc.network.host_ip
     store = SettingsStore()
-    settings = store.apply_form({"listener.aet": "HULUWS", "listener.port": str(free_port()),
-                                 "listener.host": host, "listener.allowed_aets": orthanc.aet})
+    settings = store.apply_form(
+        {
+            "listener.aet": "HULUWS",
+            "listener.port": str(free_port()),
+            "listener.host": host,
+            "listener.allowed_aets": orthanc.aet,
+        }
+    )
     orthanc.add_modality("huluapp", CALLING, host, 1)  # the requester (never called back)
     orthanc.add_modality("huluws", "HULUWS", host, settings.listener.port)  # the move destination
-    PacsNodes().add(PacsNode("orthanc", orthanc.aet, orthanc.host, orthanc.dicom_port, calling_aet=CALLING,
-                             retrieve_method="move"))
-    supervisor = ListenerSupervisor(archive.root, settings.listener, log_path=archive.root.parent / "listener.log")
+    PacsNodes().add(
+        PacsNode(
+            "orthanc",
+            orthanc.aet,
+            orthanc.host,
+            orthanc.dicom_port,
+            calling_aet=CALLING,
+            retrieve_method="move",
+        )
+    )
+    supervisor = ListenerSupervisor(
+        archive.root, settings.listener, log_path=archive.root.parent / "listener.log"
+    )
     try:
         supervisor.start()
         window = make_window(archive, supervisor)
-        qtbot.waitUntil(lambda: read_status_report(archive.root).get("pid") == supervisor.poll().pid
-                        and read_status_report(archive.root).get("state") == "running", timeout=30000)
+        qtbot.waitUntil(
+            lambda: (
+                read_status_report(archive.root).get("pid") == supervisor.poll().pid
+                and read_status_report(archive.root).get("state") == "running"
+            ),
+            timeout=30000,
+        )
         assert window.browser_logic.rows == []
         window.show_pacs_dialog()
         dialog = window.pacs_dialog
@@ -94,10 +125,17 @@ def test_c_move_sends_the_study_to_the_supervised_listener_and_it_opens(orthanc_
             dialog.retrieve_selected()
         assert blocker.args[0] == study_uid
         assert dialog.status.text() == f"Retrieved: {len(dx_us)} images, 0 failed"
-        qtbot.waitUntil(lambda: [(r.study_uid, r.instance_count) for r in window.browser_logic.rows]
-                        == [(study_uid, len(dx_us))], timeout=20000)
+        qtbot.waitUntil(
+            lambda: (
+                [(r.study_uid, r.instance_count) for r in window.browser_logic.rows]
+                == [(study_uid, len(dx_us))]
+            ),
+            timeout=20000,
+        )
         assert window.browser.selected_study_uid() == study_uid  # the dialog selected it in the browser
-        stored = {i.sop_instance_uid for s in archive.series(study_uid) for i in archive.instances(s.series_uid)}
+        stored = {
+            i.sop_instance_uid for s in archive.series(study_uid) for i in archive.instances(s.series_uid)
+        }
         assert stored == {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in dx_us}
         session = window.open_study(study_uid)
         assert {s.modality for s in session.series} == {"DX", "US"}
@@ -107,8 +145,9 @@ def test_c_move_sends_the_study_to_the_supervised_listener_and_it_opens(orthanc_
         supervisor.stop()
 
 
-def test_settings_echo_button_reports_success_and_failure(orthanc_module: OrthancServer, make_window, archive,
-                                                         qtbot):
+def test_settings_echo_button_reports_success_and_failure(
+    orthanc_module: OrthancServer, make_window, archive, qtbot
+):
     from app.settings_dialog import SettingsDialog
 
     orthanc = orthanc_module
@@ -117,8 +156,13 @@ def test_settings_echo_button_reports_success_and_failure(orthanc_module: Orthan
     dialog = SettingsDialog(window.store, parent=window)
     qtbot.addWidget(dialog)
     page = dialog.pacs_page
-    values = {"name": "orthanc", "aet": orthanc.aet, "host": orthanc.host, "port": str(orthanc.dicom_port),
-              "calling_aet": CALLING}
+    values = {
+        "name": "orthanc",
+        "aet": orthanc.aet,
+        "host": orthanc.host,
+        "port": str(orthanc.dicom_port),
+        "calling_aet": CALLING,
+    }
     for key, value in values.items():
         page.fields[key].setText(value)
     with qtbot.waitSignal(page.echo_result, timeout=15000) as ok:

@@ -31,16 +31,27 @@ def patient(pid: str, date: str, description: str) -> dict[str, str]:
 def studies(archive, tmp_path):
     small = SeriesGeometry(rows=32, columns=32, slices=6)
     uids = {
-        "today": store(archive, list(ct_series(small, patient=patient("P1", "20250301", "CT chest"))),
-                       tmp_path / "a", "HOSP_A"),
-        "last_year": store(archive, [radiograph(patient=patient("P1", "20240110", "Chest PA"))],
-                           tmp_path / "b", "HOSP_A"),
-        "older": store(archive, list(ct_series(small, patient=patient("P1", "20230505", "CT chest old"))),
-                       tmp_path / "c", "HOSP_A"),
-        "other_issuer": store(archive, [radiograph(patient=patient("P1", "20240601", "Elsewhere"))],
-                              tmp_path / "d", "HOSP_B"),
-        "other_patient": store(archive, [radiograph(patient=patient("P10", "20240601", "Not ours"))],
-                               tmp_path / "e", "HOSP_A"),
+        "today": store(
+            archive,
+            list(ct_series(small, patient=patient("P1", "20250301", "CT chest"))),
+            tmp_path / "a",
+            "HOSP_A",
+        ),
+        "last_year": store(
+            archive, [radiograph(patient=patient("P1", "20240110", "Chest PA"))], tmp_path / "b", "HOSP_A"
+        ),
+        "older": store(
+            archive,
+            list(ct_series(small, patient=patient("P1", "20230505", "CT chest old"))),
+            tmp_path / "c",
+            "HOSP_A",
+        ),
+        "other_issuer": store(
+            archive, [radiograph(patient=patient("P1", "20240601", "Elsewhere"))], tmp_path / "d", "HOSP_B"
+        ),
+        "other_patient": store(
+            archive, [radiograph(patient=patient("P10", "20240601", "Not ours"))], tmp_path / "e", "HOSP_A"
+        ),
     }
     return uids
 
@@ -76,18 +87,29 @@ def test_dragging_a_prior_series_shows_it_beside_todays_study(archive, studies, 
     session = window.open_study(studies["today"])
     reading = window.reading
     assert reading.priors_label.text() == "Priors (2)" and reading.prior_box.isVisible()
-    assert [reading.prior_box.itemText(i) for i in range(2)] == ["2024-01-10 DX Chest PA",
-                                                                "2023-05-05 CT CT chest old"]
+    assert [reading.prior_box.itemText(i) for i in range(2)] == [
+        "2024-01-10 DX Chest PA",
+        "2023-05-05 CT CT chest old",
+    ]
     reading.set_layout(Layout.ONE_BY_TWO)
     reading.prior_box.setCurrentIndex(1)
     older_ct = archive.series(studies["older"])[0].series_uid
-    assert reading.prior_strip.count() == 1 and reading.prior_strip.item(0).data(Qt.ItemDataRole.UserRole + 1) \
-        == older_ct
+    assert (
+        reading.prior_strip.count() == 1
+        and reading.prior_strip.item(0).data(Qt.ItemDataRole.UserRole + 1) == older_ct
+    )
     mime = reading.prior_strip.mimeData([reading.prior_strip.item(0)])
     assert bytes(mime.data(SERIES_MIME)).decode() == older_ct
     target = reading.viewports[1]
-    target.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                                Qt.KeyboardModifier.NoModifier))
+    target.dropEvent(
+        QDropEvent(
+            QPointF(10, 10),
+            Qt.DropAction.CopyAction,
+            mime,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
+    )
     qtbot.waitUntil(lambda: all(vp.view is not None for vp in reading.viewports), timeout=30000)
     today_vp, prior_vp = reading.viewports
     assert today_vp.series_uid == session.series[0].series_uid and not today_vp.caption.isVisible()
@@ -107,7 +129,9 @@ def test_a_patient_without_priors_shows_none(archive, studies, make_window):
     assert window.reading.prior_strip.count() == 0
 
 
-def test_deleting_a_prior_takes_it_off_the_list_and_out_of_the_viewports(archive, studies, make_window, qtbot):
+def test_deleting_a_prior_takes_it_off_the_list_and_out_of_the_viewports(
+    archive, studies, make_window, qtbot
+):
     window = make_window(archive)
     session = window.open_study(studies["today"])
     reading = window.reading

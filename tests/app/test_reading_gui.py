@@ -35,10 +35,13 @@ def pixel_at(view, col: float, row: float) -> int:
 
 def wait_views(qtbot, window, count: int) -> None:
     """Wait until the grid has ``count`` viewports and every one with a series shows its view."""
+
     def ready() -> bool:
         slots = window.session.slots
         return len(window.reading.viewports) == count and all(
-            vp.view is not None for vp, slot in zip(window.reading.viewports, slots) if slot.series_uid)
+            vp.view is not None for vp, slot in zip(window.reading.viewports, slots) if slot.series_uid
+        )
+
     qtbot.waitUntil(ready, timeout=60000)
 
 
@@ -56,8 +59,10 @@ def test_ct_opens_as_mpr_plus_3d_with_correct_grey_values(reading, screenshot_di
     assert session.layout is Layout.MPR_3D
     banner = window.reading.patient_bar
     assert banner.isVisible()
-    assert banner.text() == (f"DEMO, PATIENT  |  ID DEMO0001  |  born 1965-04-12 F  |  CT/DX/US Demo study "
-                             f"(generated phantom)  |  {format_date(session.study.study_date)}  |  Acc DEMO-ACC-1")
+    assert banner.text() == (
+        f"DEMO, PATIENT  |  ID DEMO0001  |  born 1965-04-12 F  |  CT/DX/US Demo study "
+        f"(generated phantom)  |  {format_date(session.study.study_date)}  |  Acc DEMO-ACC-1"
+    )
     kinds = [type(vp.view).__name__ for vp in window.reading.viewports]
     assert kinds == ["MprView", "VolumeRenderView"]
     mpr = window.reading.viewports[0].view
@@ -120,8 +125,13 @@ def test_2x2_layout_drop_and_linked_scrolling(reading, qtbot, screenshot_dir):
     mime = QMimeData()
     mime.setData(SERIES_MIME, ct_uid.encode())
     target = window.reading.viewports[3]
-    drop = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                      Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     target.dropEvent(drop)
     wait_views(qtbot, window, 4)
     ct_ports = [vp for vp in window.reading.viewports if vp.series_uid == ct_uid]

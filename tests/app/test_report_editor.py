@@ -97,7 +97,10 @@ def test_draft_edit_accept_sign_send_and_pdf(qtbot, tiny_model_service, ct_study
     pdf = tmp_path / "report.pdf"
     task = editor.export_pdf(pdf)  # written on a worker thread from a snapshot of the report
     assert task is not None and not editor.pdf_button.isEnabled()
-    assert editor.export_pdf(tmp_path / "twice.pdf") is None and "still being written" in editor.message_label.text()
+    assert (
+        editor.export_pdf(tmp_path / "twice.pdf") is None
+        and "still being written" in editor.message_label.text()
+    )
     qtbot.waitUntil(lambda: editor.pdf_task is None, timeout=30000)
     assert editor.pdf_button.isEnabled() and editor.message_label.text().startswith("PDF written")
     assert not (tmp_path / "twice.pdf").exists()
@@ -230,8 +233,13 @@ def test_ris_switch_and_msh_names_come_from_settings(demo_archive, make_window, 
     window, editor = _signed_window(demo_archive, make_window, qtbot)
     with python_hl7_receiver("AA") as ris:
         host, port = ris.address.rsplit(":", 1)
-        form = {"ris.host": host, "ris.port": port, "ris.sending_application": "READROOM7",
-                "ris.sending_facility": "NORTHRAD", "ris.receiving_application": "EPICRIS"}
+        form = {
+            "ris.host": host,
+            "ris.port": port,
+            "ris.sending_application": "READROOM7",
+            "ris.sending_facility": "NORTHRAD",
+            "ris.receiving_application": "EPICRIS",
+        }
         window.apply_settings(window.store.apply_form({**form, "ris.enabled": "false"}))
         assert not editor.ris_button.isEnabled()  # a configured but disabled RIS gets nothing
         assert "Enable the RIS" in editor.ris_button.toolTip()
@@ -271,15 +279,20 @@ def test_model_folder_chosen_in_settings_loads_without_restart_and_a_wrong_one_s
     wrong = tmp_path / "not-a-model"
     wrong.mkdir()
     (wrong / "notes.txt").write_text("x")
-    window.apply_settings(window.store.apply_form(
-        {"model.folder": str(wrong), "model.device": "cpu", "model.quantization": "none"}))
+    window.apply_settings(
+        window.store.apply_form(
+            {"model.folder": str(wrong), "model.device": "cpu", "model.quantization": "none"}
+        )
+    )
     qtbot.waitUntil(lambda: window.model_service.state.kind == "failed", timeout=60000)
     qtbot.waitUntil(lambda: "config.json" in panel.model_label.text(), timeout=5000)
     assert "Settings > Model" in panel.model_label.text() and str(wrong) in panel.model_label.text()
     window.apply_settings(window.store.apply_form({"model.folder": str(tiny_model_folder)}))
     qtbot.waitUntil(lambda: window.model_service.state.ready, timeout=60000)
-    qtbot.waitUntil(lambda: not panel.model_label.isVisible() or panel.model_label.text().startswith("Model ready"),
-                    timeout=5000)
+    qtbot.waitUntil(
+        lambda: not panel.model_label.isVisible() or panel.model_label.text().startswith("Model ready"),
+        timeout=5000,
+    )
 
 
 def test_the_editor_names_the_patient_the_report_is_for(qtbot, tiny_model_service, ct_study):

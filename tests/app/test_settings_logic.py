@@ -11,13 +11,23 @@ from app.settings_store import SettingsStore
 def test_valid_form_parses_every_section(tmp_path):
     (tmp_path / "cert.pem").write_text("x")
     (tmp_path / "key.pem").write_text("x")
-    s = parse_settings({
-        "listener.aet": "READROOM1", "listener.port": "11113", "listener.host": "0.0.0.0", "listener.allowed_aets": "CT1, MR_2 PACS",
-        "listener.tls_cert": str(tmp_path / "cert.pem"), "listener.tls_key": str(tmp_path / "key.pem"),
-        "ris.host": "ris.example.org", "ris.port": "2576", "ris.sending_facility": "RAD",
-        "model.folder": str(tmp_path), "model.device": "CPU", "model.quantization": "int8",
-        "general.create_demo_if_empty": "yes",
-    })
+    s = parse_settings(
+        {
+            "listener.aet": "READROOM1",
+            "listener.port": "11113",
+            "listener.host": "0.0.0.0",
+            "listener.allowed_aets": "CT1, MR_2 PACS",
+            "listener.tls_cert": str(tmp_path / "cert.pem"),
+            "listener.tls_key": str(tmp_path / "key.pem"),
+            "ris.host": "ris.example.org",
+            "ris.port": "2576",
+            "ris.sending_facility": "RAD",
+            "model.folder": str(tmp_path),
+            "model.device": "CPU",
+            "model.quantization": "int8",
+            "general.create_demo_if_empty": "yes",
+        }
+    )
     assert (s.listener.aet, s.listener.port, s.listener.host) == ("READROOM1", 11113, "0.0.0.0")
     assert s.listener.allowed_aets == ("CT1", "MR_2", "PACS")
     assert s.listener.tls_enabled
@@ -28,16 +38,33 @@ def test_valid_form_parses_every_section(tmp_path):
 
 def test_invalid_form_names_every_bad_field(tmp_path):
     with pytest.raises(SettingsError) as info:
-        parse_settings({
-            "listener.aet": "A" * 17, "listener.port": "70000", "listener.host": "not-an-ip", "listener.allowed_aets": "OK, BAD\\AE",
-            "listener.tls_cert": str(tmp_path / "cert.pem"),
-            "ris.port": "abc", "ris.sending_facility": "RAD|X",
-            "model.folder": str(tmp_path / "missing"), "model.device": "tpu", "model.quantization": "q3",
-        })
+        parse_settings(
+            {
+                "listener.aet": "A" * 17,
+                "listener.port": "70000",
+                "listener.host": "not-an-ip",
+                "listener.allowed_aets": "OK, BAD\\AE",
+                "listener.tls_cert": str(tmp_path / "cert.pem"),
+                "ris.port": "abc",
+                "ris.sending_facility": "RAD|X",
+                "model.folder": str(tmp_path / "missing"),
+                "model.device": "tpu",
+                "model.quantization": "q3",
+            }
+        )
     assert set(info.value.errors) == {
-        "listener.aet", "listener.port", "listener.host", "listener.allowed_aets", "listener.tls_cert", "listener.tls_key",
+        "listener.aet",
+        "listener.port",
+        "listener.host",
+        "listener.allowed_aets",
+        "listener.tls_cert",
+        "listener.tls_key",
         "ris.port",
-        "ris.sending_facility", "model.folder", "model.device", "model.quantization"}
+        "ris.sending_facility",
+        "model.folder",
+        "model.device",
+        "model.quantization",
+    }
     assert "65535" in info.value.errors["listener.port"]
 
 
@@ -51,8 +78,14 @@ def test_tls_key_without_certificate_is_refused(tmp_path):
 def test_round_trip_through_qsettings_and_refusal_keeps_old_values(tmp_path):
     store = SettingsStore()
     assert store.load() == AppSettings()
-    saved = store.apply_form({"listener.aet": "ROOM7", "listener.port": "10400", "ris.host": "10.1.2.3",
-                              "listener.allowed_aets": "CT1 CT2"})
+    saved = store.apply_form(
+        {
+            "listener.aet": "ROOM7",
+            "listener.port": "10400",
+            "ris.host": "10.1.2.3",
+            "listener.allowed_aets": "CT1 CT2",
+        }
+    )
     reloaded = SettingsStore().load()  # a fresh QSettings reads the INI file back
     assert reloaded == saved
     assert reloaded.listener.allowed_aets == ("CT1", "CT2") and reloaded.ris.host == "10.1.2.3"
@@ -106,15 +139,30 @@ def test_new_switches_are_validated_and_round_trip():
     store = SettingsStore()
     assert (AppSettings().ris.enabled, AppSettings().general.predraft) == (False, False)
     assert AppSettings().general.outbox_retention_days == 30
-    saved = store.apply_form({"ris.enabled": "true", "ris.host": "ris.example.org", "general.predraft": "true",
-                              "general.outbox_retention_days": "90"})
+    saved = store.apply_form(
+        {
+            "ris.enabled": "true",
+            "ris.host": "ris.example.org",
+            "general.predraft": "true",
+            "general.outbox_retention_days": "90",
+        }
+    )
     reloaded = SettingsStore().load()
     assert reloaded == saved
     assert (reloaded.ris.enabled, reloaded.general.predraft, reloaded.general.outbox_retention_days) == (
-        True, True, 90)
+        True,
+        True,
+        90,
+    )
     with pytest.raises(SettingsError) as info:
-        parse_settings({"ris.enabled": "true", "ris.host": "", "general.predraft": "maybe",
-                        "general.outbox_retention_days": "0"})
+        parse_settings(
+            {
+                "ris.enabled": "true",
+                "ris.host": "",
+                "general.predraft": "maybe",
+                "general.outbox_retention_days": "0",
+            }
+        )
     assert set(info.value.errors) == {"ris.host", "general.predraft", "general.outbox_retention_days"}
     with pytest.raises(SettingsError, match="outbox_retention_days"):
         parse_settings({"general.outbox_retention_days": "thirty"})

@@ -16,10 +16,22 @@ def _store(archive: Archive, folder, datasets) -> None:
 
 @pytest.fixture
 def two_patients(archive, tmp_path):
-    ann = {"name": "SMITH^ANN", "id": "P001", "birth_date": "19700101", "sex": "F", "accession": "ACC1",
-           "study_description": "CT chest"}
-    bob = {"name": "JONES^BOB", "id": "P002", "birth_date": "19800101", "sex": "M", "accession": "ACC2",
-           "study_description": "Chest radiograph"}
+    ann = {
+        "name": "SMITH^ANN",
+        "id": "P001",
+        "birth_date": "19700101",
+        "sex": "F",
+        "accession": "ACC1",
+        "study_description": "CT chest",
+    }
+    bob = {
+        "name": "JONES^BOB",
+        "id": "P002",
+        "birth_date": "19800101",
+        "sex": "M",
+        "accession": "ACC2",
+        "study_description": "Chest radiograph",
+    }
     _store(archive, tmp_path / "a", ct_series(SeriesGeometry(rows=16, columns=16, slices=3), patient=ann))
     _store(archive, tmp_path / "b", [radiograph(patient=bob)])
     return archive
@@ -55,10 +67,17 @@ def test_poll_sees_studies_written_by_another_archive_instance_with_receiving_co
     logic = StudyBrowserLogic(archive, clock=lambda: now[0])
     assert logic.poll() == [] and logic.rows == []
     other = Archive(archive.root)  # stands in for the listener process writing the same archive
-    patient = {"name": "NEW^ONE", "id": "P9", "birth_date": "", "sex": "O", "accession": "A9",
-               "study_description": "Incoming"}
-    files = write_datasets(ct_series(SeriesGeometry(rows=16, columns=16, slices=4), patient=patient),
-                           tmp_path / "in")
+    patient = {
+        "name": "NEW^ONE",
+        "id": "P9",
+        "birth_date": "",
+        "sex": "O",
+        "accession": "A9",
+        "study_description": "Incoming",
+    }
+    files = write_datasets(
+        ct_series(SeriesGeometry(rows=16, columns=16, slices=4), patient=patient), tmp_path / "in"
+    )
     for f in files[:2]:
         other.store_file(f)
     changed = logic.poll()

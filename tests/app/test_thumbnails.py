@@ -36,7 +36,9 @@ def test_cache_returns_the_same_pixels_without_reading_the_file(tmp_path):
     assert first is not None and max(first.shape) <= 48
     dx[0].unlink()
     np.testing.assert_array_equal(cache.get("dx-uid", dx), first)
-    ct = sorted((p for p in demo.files if p.parent.name == "ct"), key=lambda p: pydicom.dcmread(p).InstanceNumber)
+    ct = sorted(
+        (p for p in demo.files if p.parent.name == "ct"), key=lambda p: pydicom.dcmread(p).InstanceNumber
+    )
     partial = cache.get("ct-uid", ct[:1])  # a series still arriving: its first slice (z = -8.25 mm)
     complete = cache.get("ct-uid", ct)  # all 12 slices: the middle one (z = +0.75 mm), not the cached first
     # the patient-left marker (r = 8 mm around z = 0) shows in the middle slice only
@@ -75,7 +77,9 @@ def test_series_strip_lists_series_at_once_and_thumbnails_follow_from_a_worker(d
     uids = [strip.item(i).data(STUDY_UID_ROLE) for i in range(strip.count())]
     assert len(uids) == 3  # CT, DX, US listed before any pixel is decoded
     strip.wait_thumbnails()
-    qtbot.waitUntil(lambda: all(not strip.item(i).icon().isNull() for i in range(strip.count())), timeout=10000)
+    qtbot.waitUntil(
+        lambda: all(not strip.item(i).icon().isNull() for i in range(strip.count())), timeout=10000
+    )
     for i, uid in enumerate(uids):
         paths = [r.path for r in demo_archive.instances(uid)]
         image = strip.item(i).icon().pixmap(96, 96).toImage()

@@ -163,7 +163,9 @@ def test_start_scan_reads_only_series_folders_changed_since_the_last_scan(tmp_pa
         assert archive.reindex() == 4  # the full scan reads every folder
 
 
-def test_spare_temp_files_of_the_listener_path_are_removed_on_close_and_swept_after_a_kill(tmp_path: Path) -> None:
+def test_spare_temp_files_of_the_listener_path_are_removed_on_close_and_swept_after_a_kill(
+    tmp_path: Path,
+) -> None:
     root = tmp_path / "arc"
     series = small_ct(6, rows=16)
     with Archive(root) as archive:

@@ -145,8 +145,10 @@ def test_import_accepts_a_raw_implicit_dataset_and_writes_a_part10_file(
     with caplog.at_level("WARNING", logger="dicom_net"):
         report = import_paths(archive, [folder])
     assert (report.stored, report.raw_datasets, report.skipped, report.failed) == (1, 1, 2, [])
-    assert any(str(ds.SOPInstanceUID) in r.getMessage() and "no Part-10 header" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        str(ds.SOPInstanceUID) in r.getMessage() and "no Part-10 header" in r.getMessage()
+        for r in caplog.records
+    )
     [record] = archive.instances(str(ds.SeriesInstanceUID))
     stored = record.path.read_bytes()
     assert stored[128:132] == b"DICM" and stored.endswith(raw)  # the dataset bytes are kept after the header

@@ -163,16 +163,23 @@ def test_a_dataset_over_the_size_cap_aborts_its_association_with_a_logged_reason
 ) -> None:
     small = write_datasets(small_ct(2, rows=32), tmp_path / "small")  # ~2 KiB each
     big = write_datasets(small_ct(1, rows=256), tmp_path / "big")  # 128 KiB of pixels
-    config = ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=tmp_path / "arc", max_dataset_bytes=64 * 1024)
+    config = ListenerConfig(
+        aet=LISTENER_AET, port=0, archive_dir=tmp_path / "arc", max_dataset_bytes=64 * 1024
+    )
     with caplog.at_level("WARNING", logger="dicom_net"), start_listener(config, write_status=False) as handle:
         result = storescu(handle.port, [small[0], big[0]])
         assert result.returncode != 0  # storescu reports the abort
         big_uid = big[0].stem
         assert any(
-            big_uid in r.getMessage() and "exceeds the cap of 65536 bytes" in r.getMessage() for r in caplog.records
+            big_uid in r.getMessage() and "exceeds the cap of 65536 bytes" in r.getMessage()
+            for r in caplog.records
         )
-        stored = {r.sop_instance_uid for s in handle.archive.studies() for se in handle.archive.series(s.study_uid)
-                  for r in handle.archive.instances(se.series_uid)}
+        stored = {
+            r.sop_instance_uid
+            for s in handle.archive.studies()
+            for se in handle.archive.series(s.study_uid)
+            for r in handle.archive.instances(se.series_uid)
+        }
         assert stored == {small[0].stem}  # the object before it was kept; nothing of the big one
         assert not list(handle.archive.root.rglob("*.part"))
         assert storescu(handle.port, [small[1]]).returncode == 0  # the listener goes on receiving

@@ -48,19 +48,22 @@ def test_unknown_node_names_the_known_ones() -> None:
         PacsNodes().remove("beta")
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"aet": ""}, "PACS AE title must not be empty"),
-    ({"aet": "A" * 17}, "longer than 16"),
-    ({"aet": "BAD\\AE"}, "without backslash"),
-    ({"calling_aet": "tab\there"}, "calling AE title"),
-    ({"port": 0}, "port 0 must be"),
-    ({"port": 65536}, "port 65536 must be"),
-    ({"port": "104"}, "port '104' must be"),
-    ({"host": "two words"}, "host"),
-    ({"retrieve_method": "ftp"}, "retrieve method 'ftp'"),
-    ({"name": "has space"}, "node name"),
-    ({"timeout_s": 0}, "timeout"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"aet": ""}, "PACS AE title must not be empty"),
+        ({"aet": "A" * 17}, "longer than 16"),
+        ({"aet": "BAD\\AE"}, "without backslash"),
+        ({"calling_aet": "tab\there"}, "calling AE title"),
+        ({"port": 0}, "port 0 must be"),
+        ({"port": 65536}, "port 65536 must be"),
+        ({"port": "104"}, "port '104' must be"),
+        ({"host": "two words"}, "host"),
+        ({"retrieve_method": "ftp"}, "retrieve method 'ftp'"),
+        ({"name": "has space"}, "node name"),
+        ({"timeout_s": 0}, "timeout"),
+    ],
+)
 def test_invalid_fields_are_refused_with_a_clear_message(fields: dict, message: str) -> None:
     values = {"name": "n", "aet": "AE", "host": "h", "port": 104, **fields}
     with pytest.raises(PacsNodeError, match=message):
@@ -89,7 +92,9 @@ def test_damaged_file_is_reported_not_overwritten() -> None:
     with pytest.raises(PacsNodeError):
         PacsNodes().add(PacsNode("a", "AE", "h", 104))
     assert path.read_text() == "{ not json"
-    path.write_text(json.dumps({"nodes": [{"name": "a", "aet": "AE", "host": "h", "port": 104, "colour": "red"}]}))
+    path.write_text(
+        json.dumps({"nodes": [{"name": "a", "aet": "AE", "host": "h", "port": 104, "colour": "red"}]})
+    )
     with pytest.raises(PacsNodeError, match="unknown field.*colour"):
         PacsNodes().load()
     path.write_text(json.dumps({"nodes": [{"name": "a", "aet": "AE", "host": "h"}]}))
@@ -98,26 +103,41 @@ def test_damaged_file_is_reported_not_overwritten() -> None:
 
 
 def test_identifiers_carry_keys_valid_at_each_level() -> None:
-    ds = build_identifier("study", {"patient_name": "DOE*", "date_from": "2024-01-01", "date_to": "20240131",
-                                    "modality": "CT", "accession": None})
+    ds = build_identifier(
+        "study",
+        {
+            "patient_name": "DOE*",
+            "date_from": "2024-01-01",
+            "date_to": "20240131",
+            "modality": "CT",
+            "accession": None,
+        },
+    )
     assert ds.QueryRetrieveLevel == "STUDY"
     assert (str(ds.PatientName), ds.StudyDate, ds.ModalitiesInStudy) == ("DOE*", "20240101-20240131", "CT")
     assert ds.AccessionNumber == ""  # not searched, only asked for
     image = build_identifier("image", {"study_uid": "1.2", "series_uid": "1.2.3"})
-    assert (image.QueryRetrieveLevel, image.StudyInstanceUID, image.SeriesInstanceUID) == ("IMAGE", "1.2", "1.2.3")
+    assert (image.QueryRetrieveLevel, image.StudyInstanceUID, image.SeriesInstanceUID) == (
+        "IMAGE",
+        "1.2",
+        "1.2.3",
+    )
     assert date_range("2024-02-03", None) == "20240203-"
     assert date_range(None, "2024-02-03") == "-20240203"
     assert date_range("2024-02-03", "2024-02-03") == "20240203"
 
 
-@pytest.mark.parametrize(("level", "keys", "message"), [
-    ("series", {"accession": "A1", "study_uid": "1.2"}, "accession cannot be searched at series level"),
-    ("series", {}, "needs study_uid"),
-    ("image", {"study_uid": "1.2"}, "needs series_uid"),
-    ("visit", {}, "query level 'visit'"),
-    ("study", {"date_from": "31/01/2024"}, "must be a date"),
-    ("study", {"date_from": "2024-02-01", "date_to": "2024-01-01"}, "is after"),
-])
+@pytest.mark.parametrize(
+    ("level", "keys", "message"),
+    [
+        ("series", {"accession": "A1", "study_uid": "1.2"}, "accession cannot be searched at series level"),
+        ("series", {}, "needs study_uid"),
+        ("image", {"study_uid": "1.2"}, "needs series_uid"),
+        ("visit", {}, "query level 'visit'"),
+        ("study", {"date_from": "31/01/2024"}, "must be a date"),
+        ("study", {"date_from": "2024-02-01", "date_to": "2024-01-01"}, "is after"),
+    ],
+)
 def test_bad_queries_are_refused_before_sending(level: str, keys: dict, message: str) -> None:
     with pytest.raises(QueryError, match=message):
         build_identifier(level, keys)

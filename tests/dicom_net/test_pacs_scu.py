@@ -63,15 +63,17 @@ def _small_ct(tmp: Path, name: str, slices: int, rows: int, **kw: object) -> lis
 
 
 @pytest.fixture(scope="module")
-def pacs(tmp_path_factory: pytest.TempPathFactory, orthanc_module: OrthancServer,
-         peer_network: PrivateNetwork) -> Iterator[Pacs]:
+def pacs(
+    tmp_path_factory: pytest.TempPathFactory, orthanc_module: OrthancServer, peer_network: PrivateNetwork
+) -> Iterator[Pacs]:
     tmp = tmp_path_factory.mktemp("pacs-data")
     orthanc = orthanc_module
     patient_a = {"name": "DOE^JANE", "id": "PA-1", "accession": "ACC-A", "study_date": "20240115"}
     study_a = generate_uid()
     a1 = _small_ct(tmp, "a1", 16, 64, patient=patient_a, study_uid=study_a, series_number=1)
-    a2 = _small_ct(tmp, "a2", 4, 32, patient=patient_a, study_uid=study_a, series_number=2,
-                   series_description="Scout")
+    a2 = _small_ct(
+        tmp, "a2", 4, 32, patient=patient_a, study_uid=study_a, series_number=2, series_description="Scout"
+    )
     patient_b = {"name": "SMITH^JOHN", "id": "PB-2", "accession": "ACC-B", "study_date": "20230301"}
     dx = radiograph(rows=64, columns=48, patient=patient_b)
     b = write_datasets([dx], tmp / "b")
@@ -81,15 +83,28 @@ def pacs(tmp_path_factory: pytest.TempPathFactory, orthanc_module: OrthancServer
     orthanc.add_modality("hulutest", CALLING_AET, peer_network.host_ip, 1)  # a port nobody listens on
     with dcmtk_storescp(tmp, MOVE_SCP_AET, network=peer_network) as scp:
         orthanc.add_modality("movescp", MOVE_SCP_AET, "127.0.0.1", scp.port)
-        node = PacsNode("orthanc", orthanc.aet, orthanc.host, orthanc.dicom_port, calling_aet=CALLING_AET,
-                        timeout_s=10)
+        node = PacsNode(
+            "orthanc", orthanc.aet, orthanc.host, orthanc.dicom_port, calling_aet=CALLING_AET, timeout_s=10
+        )
 
         def sop(paths: list[Path]) -> set[str]:
             return {p.stem for p in paths}
 
-        yield Pacs(orthanc, node, scp, peer_network, study_a, dcmread(a1[0]).SeriesInstanceUID,
-                   dcmread(a2[0]).SeriesInstanceUID, sop(a1), sop(a2), str(dx.StudyInstanceUID), big_study,
-                   len(big), {p.stem: p for p in a1})
+        yield Pacs(
+            orthanc,
+            node,
+            scp,
+            peer_network,
+            study_a,
+            dcmread(a1[0]).SeriesInstanceUID,
+            dcmread(a2[0]).SeriesInstanceUID,
+            sop(a1),
+            sop(a2),
+            str(dx.StudyInstanceUID),
+            big_study,
+            len(big),
+            {p.stem: p for p in a1},
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,15 +118,18 @@ def test_echo_succeeds_with_success_status(pacs: Pacs) -> None:
 
 
 def test_wrong_called_ae_title_is_rejected_with_reason(pacs: Pacs) -> None:
-    wrong = PacsNode("wrong", "NOT_ORTHANC", pacs.orthanc.host, pacs.orthanc.dicom_port, calling_aet=CALLING_AET)
+    wrong = PacsNode(
+        "wrong", "NOT_ORTHANC", pacs.orthanc.host, pacs.orthanc.dicom_port, calling_aet=CALLING_AET
+    )
     with pytest.raises(scu.AssociationRejected, match="called AE title not recognised") as info:
         scu.echo(wrong)
     assert "wrong" in str(info.value)
 
 
 def test_unknown_calling_ae_title_is_refused_for_query_and_retrieve(pacs: Pacs, tmp_path: Path) -> None:
-    stranger = PacsNode("orthanc", pacs.orthanc.aet, pacs.orthanc.host, pacs.orthanc.dicom_port,
-                        calling_aet="STRANGER")
+    stranger = PacsNode(
+        "orthanc", pacs.orthanc.aet, pacs.orthanc.host, pacs.orthanc.dicom_port, calling_aet="STRANGER"
+    )
     with pytest.raises(scu.PacsAborted, match="'STRANGER'"):
         scu.find(stranger, "study")
     archive = Archive(tmp_path / "archive")
@@ -160,8 +178,10 @@ def test_find_study_level_by_date_range_accession_and_modality(pacs: Pacs) -> No
 
 def test_find_series_level_lists_both_series_with_counts(pacs: Pacs) -> None:
     matches = sorted(scu.find(pacs.node, "series", study_uid=pacs.study_a), key=lambda m: m["SeriesNumber"])
-    assert [(m["SeriesNumber"], m["SeriesInstanceUID"], m["NumberOfSeriesRelatedInstances"], m["Modality"])
-            for m in matches] == [(1, pacs.series_a1, 16, "CT"), (2, pacs.series_a2, 4, "CT")]
+    assert [
+        (m["SeriesNumber"], m["SeriesInstanceUID"], m["NumberOfSeriesRelatedInstances"], m["Modality"])
+        for m in matches
+    ] == [(1, pacs.series_a1, 16, "CT"), (2, pacs.series_a2, 4, "CT")]
     assert matches[1]["SeriesDescription"] == "Scout"
 
 
@@ -190,7 +210,10 @@ def test_send_ct_series_arrives_intact(pacs: Pacs, tmp_path: Path) -> None:
     [hit] = pacs.orthanc.find("Instance", {"SOPInstanceUID": original.SOPInstanceUID})
     echoed = dcmread(io.BytesIO(pacs.orthanc.instance_file(hit["ID"])))
     assert list(echoed.ImagePositionPatient) == list(original.ImagePositionPatient)
-    assert (echoed.RescaleSlope, echoed.RescaleIntercept) == (original.RescaleSlope, original.RescaleIntercept)
+    assert (echoed.RescaleSlope, echoed.RescaleIntercept) == (
+        original.RescaleSlope,
+        original.RescaleIntercept,
+    )
     assert np.array_equal(echoed.pixel_array, original.pixel_array)
 
 
@@ -207,7 +230,9 @@ def test_send_reports_unreadable_items_and_sends_the_rest(pacs: Pacs, tmp_path: 
     assert "not found" in failures["missing.dcm"].message
     assert not result.ok
     uids = {p.stem for p in files} | {str(dataset.SOPInstanceUID)}
-    stored = {h["MainDicomTags"]["SOPInstanceUID"] for h in pacs.orthanc.find("Instance", {"PatientID": "PM-1"})}
+    stored = {
+        h["MainDicomTags"]["SOPInstanceUID"] for h in pacs.orthanc.find("Instance", {"PatientID": "PM-1"})
+    }
     assert stored == uids
 
 
@@ -232,8 +257,9 @@ def test_send_to_a_peer_that_aborts_reports_every_item(pacs: Pacs, tmp_path: Pat
 def test_get_study_into_archive_with_progress(pacs: Pacs, tmp_path: Path) -> None:
     archive = Archive(tmp_path / "archive")
     seen: list[tuple[int, int]] = []
-    result = scu.retrieve(pacs.node, pacs.study_a, method="get", archive=archive,
-                          progress=lambda d, t: seen.append((d, t)))
+    result = scu.retrieve(
+        pacs.node, pacs.study_a, method="get", archive=archive, progress=lambda d, t: seen.append((d, t))
+    )
     assert result.ok and result.status == 0x0000
     assert (result.completed, result.failed, len(result.stored)) == (20, 0, 20)
     assert set(result.stored) == pacs.sops_a1 | pacs.sops_a2
@@ -244,8 +270,14 @@ def test_get_study_into_archive_with_progress(pacs: Pacs, tmp_path: Path) -> Non
     stored = dcmread(one.path)
     assert np.array_equal(stored.pixel_array, dcmread(pacs.files_a1[one.sop_instance_uid]).pixel_array)
     meta = stored.file_meta  # written by our own File Meta encoder
-    assert (meta.MediaStorageSOPInstanceUID, meta.MediaStorageSOPClassUID) == (one.sop_instance_uid, stored.SOPClassUID)
-    assert meta.TransferSyntaxUID == ExplicitVRLittleEndian and meta.SourceApplicationEntityTitle == pacs.orthanc.aet
+    assert (meta.MediaStorageSOPInstanceUID, meta.MediaStorageSOPClassUID) == (
+        one.sop_instance_uid,
+        stored.SOPClassUID,
+    )
+    assert (
+        meta.TransferSyntaxUID == ExplicitVRLittleEndian
+        and meta.SourceApplicationEntityTitle == pacs.orthanc.aet
+    )
     assert seen[-1] == (20, 20)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) >= 10
     assert all(t == 20 for _, t in seen)
@@ -312,10 +344,18 @@ def test_get_without_archive_stores_into_the_default_archive(pacs: Pacs) -> None
 def test_move_study_to_storescp(pacs: Pacs) -> None:
     before = set(pacs.storescp.files())
     seen: list[tuple[int, int]] = []
-    result = scu.retrieve(pacs.node, pacs.study_a, pacs.series_a1, method="move", move_destination=MOVE_SCP_AET,
-                          progress=lambda d, t: seen.append((d, t)))
+    result = scu.retrieve(
+        pacs.node,
+        pacs.study_a,
+        pacs.series_a1,
+        method="move",
+        move_destination=MOVE_SCP_AET,
+        progress=lambda d, t: seen.append((d, t)),
+    )
     assert result.ok and (result.completed, result.failed) == (16, 0)
-    arrived = {dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in set(pacs.storescp.files()) - before}
+    arrived = {
+        dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in set(pacs.storescp.files()) - before
+    }
     assert arrived == pacs.sops_a1
     assert seen[-1] == (16, 16) and len(seen) >= 8
 
@@ -323,7 +363,9 @@ def test_move_study_to_storescp(pacs: Pacs) -> None:
 def test_move_to_our_listener(pacs: Pacs, tmp_path: Path) -> None:
     from dicom_net.listener import ListenerConfig, start_listener
 
-    config = ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=tmp_path / "received", host=pacs.network.host_ip)
+    config = ListenerConfig(
+        aet=LISTENER_AET, port=0, archive_dir=tmp_path / "received", host=pacs.network.host_ip
+    )
     with start_listener(config, write_status=False) as listener:
         pacs.orthanc.add_modality("listener", LISTENER_AET, pacs.network.host_ip, listener.port)
         result = scu.retrieve(pacs.node, pacs.study_a, method="move", move_destination=LISTENER_AET)
@@ -347,8 +389,15 @@ def test_cancel_mid_retrieve_keeps_what_arrived(pacs: Pacs, tmp_path: Path, meth
         if done >= 10:
             cancel.set()
 
-    result = scu.retrieve(pacs.node, pacs.study_big, method=method, archive=archive, move_destination=MOVE_SCP_AET,
-                          progress=progress, cancel=cancel)
+    result = scu.retrieve(
+        pacs.node,
+        pacs.study_big,
+        method=method,
+        archive=archive,
+        move_destination=MOVE_SCP_AET,
+        progress=progress,
+        cancel=cancel,
+    )
     assert result.cancelled and not result.ok
     assert result.status == 0xFE00  # Orthanc honours C-CANCEL
     assert 10 <= result.completed < pacs.big_count

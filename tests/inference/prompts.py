@@ -16,8 +16,14 @@ def visual_item(t: int, h: int, w: int, merge: int, seed: int) -> tuple[torch.Te
     return pixels, [t, h, w], t * (h // merge) * (w // merge)
 
 
-def chat_inputs(tokenizer, image_token_id: int, question: str, items=(), history_ids: list[int] | None = None,
-                all_items=None) -> ModelInputs:
+def chat_inputs(
+    tokenizer,
+    image_token_id: int,
+    question: str,
+    items=(),
+    history_ids: list[int] | None = None,
+    all_items=None,
+) -> ModelInputs:
     """``history_ids`` + one ChatML user turn (``<image>`` runs for ``items``) + assistant header.
 
     ``items`` are ``(t, h, w, merge, seed)`` tuples placed in this turn; ``all_items`` (default:
@@ -40,9 +46,15 @@ def chat_inputs(tokenizer, image_token_id: int, question: str, items=(), history
         pixels = grid = merges = None
         visual = 0
     return ModelInputs(
-        input_ids=torch.tensor([ids], dtype=torch.long), attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
-        pixel_values=pixels, image_grid_thw=grid, image_merge_sizes=merges, video_compression_mask=None,
-        visual_tokens=visual, visual_tokens_after_reduction=visual, text_tokens=len(ids) - visual,
+        input_ids=torch.tensor([ids], dtype=torch.long),
+        attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
+        pixel_values=pixels,
+        image_grid_thw=grid,
+        image_merge_sizes=merges,
+        video_compression_mask=None,
+        visual_tokens=visual,
+        visual_tokens_after_reduction=visual,
+        text_tokens=len(ids) - visual,
         frames=sum(item[0] for item in every),
     )
 

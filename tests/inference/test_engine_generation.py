@@ -30,9 +30,14 @@ def engine(loaded):
 def native_greedy(loaded, inputs, max_new_tokens: int) -> list[int]:
     """transformers' own generate() on the same model: the reference for the engine's loop."""
     eos = sorted(stop_token_ids(loaded))
-    out = loaded.model.generate(**inputs.as_model_kwargs(dtype=loaded.vision_dtype), max_new_tokens=max_new_tokens,
-                                do_sample=False, eos_token_id=eos, pad_token_id=eos[0])
-    tokens = out[0, inputs.prompt_tokens:].tolist()
+    out = loaded.model.generate(
+        **inputs.as_model_kwargs(dtype=loaded.vision_dtype),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=eos,
+        pad_token_id=eos[0],
+    )
+    tokens = out[0, inputs.prompt_tokens :].tolist()
     return [t for t in tokens if t not in eos]
 
 
@@ -70,8 +75,11 @@ def test_stream_chunks_and_callback_add_up_to_the_answer(loaded, engine):
 def test_cancel_stops_a_long_generation_promptly(loaded, engine):
     inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Write a long report.", (IMAGE,))
     first_chunk = threading.Event()
-    handle = engine.submit(GenerationRequest(inputs, max_new_tokens=1_000_000, ignore_eos=True,
-                                             on_text=lambda _text: first_chunk.set()))
+    handle = engine.submit(
+        GenerationRequest(
+            inputs, max_new_tokens=1_000_000, ignore_eos=True, on_text=lambda _text: first_chunk.set()
+        )
+    )
     assert first_chunk.wait(60)
     handle.cancel()
     result = handle.result(timeout=10)  # one decode step of a tiny model takes milliseconds
@@ -83,8 +91,9 @@ def test_cancel_stops_a_long_generation_promptly(loaded, engine):
 def test_requests_run_in_order_and_a_queued_cancel_never_starts(loaded, engine):
     inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Findings?", (IMAGE,))
     gate = threading.Event()
-    blocker = engine.submit(GenerationRequest(inputs, max_new_tokens=1_000_000, ignore_eos=True,
-                                              on_text=lambda _t: gate.wait(30)))
+    blocker = engine.submit(
+        GenerationRequest(inputs, max_new_tokens=1_000_000, ignore_eos=True, on_text=lambda _t: gate.wait(30))
+    )
     queued = engine.submit(GenerationRequest(inputs, max_new_tokens=5))
     last = engine.submit(GenerationRequest(inputs, max_new_tokens=5, ignore_eos=True))
     queued.cancel()
@@ -101,15 +110,19 @@ def test_follow_up_prefills_only_the_new_turn_and_matches_a_fresh_run(loaded):
     tokenizer, image_id = loaded.tokenizer, loaded.image_token_id
     first = chat_inputs(tokenizer, image_id, "Describe the image.", (IMAGE,))
     with Engine(loaded) as engine:
-        answer = engine.submit(GenerationRequest(first, conversation_id="study-1", max_new_tokens=8,
-                                                 ignore_eos=True)).result(timeout=60)
+        answer = engine.submit(
+            GenerationRequest(first, conversation_id="study-1", max_new_tokens=8, ignore_eos=True)
+        ).result(timeout=60)
         cached = engine.cached_tokens("study-1")
         # The last token is sampled but not yet fed to the decoder.
         assert cached == first.prompt_tokens + answer.new_tokens - 1
         history = follow_up_ids(tokenizer, first, answer.token_ids)
-        second = chat_inputs(tokenizer, image_id, "Is it normal?", (), history_ids=history, all_items=(IMAGE,))
-        follow = engine.submit(GenerationRequest(second, conversation_id="study-1",
-                                                 max_new_tokens=12)).result(timeout=60)
+        second = chat_inputs(
+            tokenizer, image_id, "Is it normal?", (), history_ids=history, all_items=(IMAGE,)
+        )
+        follow = engine.submit(
+            GenerationRequest(second, conversation_id="study-1", max_new_tokens=12)
+        ).result(timeout=60)
     assert follow.reused_tokens == cached
     assert follow.prefill_tokens == second.prompt_tokens - cached
     assert image_id in second.input_ids[0, :cached].tolist()  # the visual tokens came from the cache
@@ -126,12 +139,21 @@ def test_follow_up_with_a_new_image_uses_only_the_new_features(loaded):
     tokenizer, image_id = loaded.tokenizer, loaded.image_token_id
     first = chat_inputs(tokenizer, image_id, "Describe.", (IMAGE,))
     with Engine(loaded) as engine:
-        answer = engine.submit(GenerationRequest(first, conversation_id="s", max_new_tokens=4,
-                                                 ignore_eos=True)).result(timeout=60)
+        answer = engine.submit(
+            GenerationRequest(first, conversation_id="s", max_new_tokens=4, ignore_eos=True)
+        ).result(timeout=60)
         history = follow_up_ids(tokenizer, first, answer.token_ids)
-        second = chat_inputs(tokenizer, image_id, "Compare with the prior.", (VIDEO,), history_ids=history,
-                             all_items=(IMAGE, VIDEO))
-        follow = engine.submit(GenerationRequest(second, conversation_id="s", max_new_tokens=10)).result(timeout=60)
+        second = chat_inputs(
+            tokenizer,
+            image_id,
+            "Compare with the prior.",
+            (VIDEO,),
+            history_ids=history,
+            all_items=(IMAGE, VIDEO),
+        )
+        follow = engine.submit(GenerationRequest(second, conversation_id="s", max_new_tokens=10)).result(
+            timeout=60
+        )
     assert follow.error is None and follow.reused_tokens > first.prompt_tokens
     assert follow.token_ids == native_greedy(loaded, second, 10)
 
@@ -160,7 +182,9 @@ def test_a_new_conversation_about_the_same_study_borrows_a_copy_of_the_prefix(lo
         borrowed = engine.submit(GenerationRequest(draft, max_new_tokens=10)).result(timeout=60)
         # The donor's own cache is untouched by the borrower's crop and decode.
         assert engine.cached_tokens("chat") == chat_cached
-        again = engine.submit(GenerationRequest(chat, conversation_id="chat", max_new_tokens=4)).result(timeout=60)
+        again = engine.submit(GenerationRequest(chat, conversation_id="chat", max_new_tokens=4)).result(
+            timeout=60
+        )
     shared = 0
     while chat.input_ids[0, shared] == draft.input_ids[0, shared]:
         shared += 1
@@ -179,12 +203,20 @@ def test_chunked_prefill_gives_the_same_answer(loaded):
 
 def test_repetition_penalty_matches_native_generate(loaded, engine):
     inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Findings?", (IMAGE,))
-    ours = engine.submit(GenerationRequest(inputs, max_new_tokens=16, repetition_penalty=1.3)).result(timeout=60)
+    ours = engine.submit(GenerationRequest(inputs, max_new_tokens=16, repetition_penalty=1.3)).result(
+        timeout=60
+    )
     plain = engine.submit(GenerationRequest(inputs, max_new_tokens=16)).result(timeout=60)
     eos = sorted(stop_token_ids(loaded))
-    out = loaded.model.generate(**inputs.as_model_kwargs(), max_new_tokens=16, do_sample=False, eos_token_id=eos,
-                                pad_token_id=eos[0], repetition_penalty=1.3)
-    assert ours.token_ids == [t for t in out[0, inputs.prompt_tokens:].tolist() if t not in eos]
+    out = loaded.model.generate(
+        **inputs.as_model_kwargs(),
+        max_new_tokens=16,
+        do_sample=False,
+        eos_token_id=eos,
+        pad_token_id=eos[0],
+        repetition_penalty=1.3,
+    )
+    assert ours.token_ids == [t for t in out[0, inputs.prompt_tokens :].tolist() if t not in eos]
     assert ours.token_ids != plain.token_ids  # the penalty changed this answer
 
 
@@ -208,8 +240,14 @@ def test_vision_tower_in_frame_chunks_is_exact_and_stops_on_cancel(loaded, engin
 
 def test_sampling_is_reproducible_with_a_seed(loaded, engine):
     inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Findings?", (IMAGE,))
-    runs = [engine.submit(GenerationRequest(inputs, max_new_tokens=12, temperature=0.6, top_p=0.9, seed=s,
-                                            ignore_eos=True)).result(timeout=60).token_ids for s in (1, 1, 2)]
+    runs = [
+        engine.submit(
+            GenerationRequest(inputs, max_new_tokens=12, temperature=0.6, top_p=0.9, seed=s, ignore_eos=True)
+        )
+        .result(timeout=60)
+        .token_ids
+        for s in (1, 1, 2)
+    ]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
@@ -220,15 +258,21 @@ def test_a_failing_request_reports_an_error_and_the_engine_keeps_serving(loaded,
     bad = engine.submit(GenerationRequest(broken, max_new_tokens=5)).result(timeout=60)
     assert bad.finish_reason == "error" and bad.error
     good = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Findings?", (IMAGE,))
-    assert engine.submit(GenerationRequest(good, max_new_tokens=5, ignore_eos=True)).result(timeout=60).new_tokens == 5
+    assert (
+        engine.submit(GenerationRequest(good, max_new_tokens=5, ignore_eos=True))
+        .result(timeout=60)
+        .new_tokens
+        == 5
+    )
 
 
 def test_close_cancels_running_and_queued_work_and_refuses_new_work(loaded):
     engine = Engine(loaded)
     inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Findings?", (IMAGE,))
     started = threading.Event()
-    running = engine.submit(GenerationRequest(inputs, max_new_tokens=1_000_000, ignore_eos=True,
-                                              on_text=lambda _t: started.set()))
+    running = engine.submit(
+        GenerationRequest(inputs, max_new_tokens=1_000_000, ignore_eos=True, on_text=lambda _t: started.set())
+    )
     queued = engine.submit(GenerationRequest(inputs, max_new_tokens=5))
     assert started.wait(60)
     engine.close()

@@ -29,12 +29,15 @@ def test_follow_up_question_reuses_the_study_prefix(loaded):
     first = build_model_inputs(loaded.tokenizer, conversation)
     assert first.visual_tokens > 0
     with Engine(loaded) as engine:
-        answer = engine.submit(GenerationRequest(first, conversation_id="study", max_new_tokens=6,
-                                                 ignore_eos=True)).result(timeout=60)
+        answer = engine.submit(
+            GenerationRequest(first, conversation_id="study", max_new_tokens=6, ignore_eos=True)
+        ).result(timeout=60)
         conversation.add_assistant(answer.text)
         conversation.add_user("Is it normal?")
         second = build_model_inputs(loaded.tokenizer, conversation)
-        follow = engine.submit(GenerationRequest(second, conversation_id="study", max_new_tokens=8)).result(timeout=60)
+        follow = engine.submit(GenerationRequest(second, conversation_id="study", max_new_tokens=8)).result(
+            timeout=60
+        )
     ids = second.input_ids[0].tolist()
     last_image = len(ids) - 1 - ids[::-1].index(loaded.image_token_id)
     assert follow.error is None

@@ -133,7 +133,9 @@ def test_study_with_up_to_five_images_stays_separate_images() -> None:
 
 
 def test_study_with_more_than_five_images_becomes_one_video() -> None:
-    frames = [np.full((40, 30), i * 10, dtype=np.uint8) for i in range(5)] + [np.full((80, 60), 200, np.uint8)]
+    frames = [np.full((40, 30), i * 10, dtype=np.uint8) for i in range(5)] + [
+        np.full((80, 60), 200, np.uint8)
+    ]
     (item,) = study_items(frames)
     assert item.kind == "volume" and item.frames.shape == (6, 40, 30, 3) and item.timestamps_s is None
     assert item.frames[5, 10, 10].tolist() == [200, 200, 200]  # resized to the first image's size

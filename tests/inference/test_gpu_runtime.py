@@ -20,9 +20,14 @@ ITEMS = ((1, 4, 6, 1, 41), (3, 4, 4, 2, 42))
 
 def _native(loaded, inputs, n):
     eos = sorted(stop_token_ids(loaded))
-    out = loaded.model.generate(**inputs.as_model_kwargs(device=loaded.device, dtype=loaded.vision_dtype),
-                                max_new_tokens=n, do_sample=False, eos_token_id=eos, pad_token_id=eos[0])
-    return [t for t in out[0, inputs.prompt_tokens:].tolist() if t not in eos]
+    out = loaded.model.generate(
+        **inputs.as_model_kwargs(device=loaded.device, dtype=loaded.vision_dtype),
+        max_new_tokens=n,
+        do_sample=False,
+        eos_token_id=eos,
+        pad_token_id=eos[0],
+    )
+    return [t for t in out[0, inputs.prompt_tokens :].tolist() if t not in eos]
 
 
 def test_auto_choice_loads_bf16_on_the_gpu_and_matches_native(tiny_checkpoint):
@@ -39,7 +44,10 @@ def test_auto_choice_loads_bf16_on_the_gpu_and_matches_native(tiny_checkpoint):
 def test_bitsandbytes_cuda_kernels(tiny_checkpoint, kind, layer):
     loaded = load_model(tiny_checkpoint, device="cuda", quantization=kind)
     assert quantized_linear_count(loaded.model)[layer] == 14
-    assert loaded.model.model.vision_model.encoder.layers[0].mlp.fc1.weight.dtype in (torch.bfloat16, torch.float16)
+    assert loaded.model.model.vision_model.encoder.layers[0].mlp.fc1.weight.dtype in (
+        torch.bfloat16,
+        torch.float16,
+    )
     inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Findings?", ITEMS)
     with Engine(loaded) as engine:
         result = engine.submit(GenerationRequest(inputs, max_new_tokens=8)).result(timeout=120)

@@ -29,11 +29,29 @@ def test_translation_equals_the_native_config_the_weights_were_made_with(fixture
     assert translated.image_token_id == translated.video_token_id == info.image_token_id
     assert translated.tie_word_embeddings == expected.tie_word_embeddings
     assert type(translated.text_config) is type(expected.text_config)
-    for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                 "num_key_value_heads", "rms_norm_eps", "head_dim", "rope_parameters", "tie_word_embeddings"):
+    for name in (
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "rms_norm_eps",
+        "head_dim",
+        "rope_parameters",
+        "tie_word_embeddings",
+    ):
         assert getattr(translated.text_config, name, None) == getattr(expected.text_config, name, None), name
-    for name in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "patch_size",
-                 "hidden_act", "layer_norm_eps", "rope_parameters"):
+    for name in (
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "patch_size",
+        "hidden_act",
+        "layer_norm_eps",
+        "rope_parameters",
+    ):
         assert getattr(translated.vision_config, name) == getattr(expected.vision_config, name), name
 
 
@@ -81,7 +99,9 @@ def test_qwen3_checkpoint_loads_with_tied_head_and_qk_norm(tiny_checkpoint_qwen3
     assert model.lm_head.weight.data_ptr() == model.model.language_model.embed_tokens.weight.data_ptr()
     with safe_open(str(tiny_checkpoint_qwen3 / "model-00001-of-00002.safetensors"), "pt") as shard:
         q_norm = shard.get_tensor("model.layers.0.self_attn.q_norm.weight")
-    assert torch.equal(model.model.language_model.layers[0].self_attn.q_norm.weight.detach().to(q_norm.dtype), q_norm)
+    assert torch.equal(
+        model.model.language_model.layers[0].self_attn.q_norm.weight.detach().to(q_norm.dtype), q_norm
+    )
 
 
 def test_report_on_a_machine_without_gpu(tiny_checkpoint):
@@ -100,16 +120,30 @@ def test_loading_is_offline_and_never_runs_code_from_the_folder(tiny_checkpoint,
     folder = Path(shutil.copytree(tiny_checkpoint, tmp_path / "ck"))
     marker = tmp_path / "remote-code-ran"
     payload = f"open({str(marker)!r}, 'w').write('x')\n"
-    for name in ("configuration_hulumed_qwen2.py", "modeling_hulumed_qwen2.py", "processing_hulumed.py",
-                 "tokenization_hulumed.py"):
+    for name in (
+        "configuration_hulumed_qwen2.py",
+        "modeling_hulumed_qwen2.py",
+        "processing_hulumed.py",
+        "tokenization_hulumed.py",
+    ):
         (folder / name).write_text(payload)
     # point the Auto* classes at that code as the released checkpoints do, so anything that
     # honoured remote code (trust_remote_code=True anywhere) would run the payload
     for file, auto_map in (
-        ("config.json", {"AutoConfig": "configuration_hulumed_qwen2.HulumedQwen2Config",
-                         "AutoModelForCausalLM": "modeling_hulumed_qwen2.HulumedQwen2ForCausalLM"}),
-        ("tokenizer_config.json", {"AutoTokenizer": ["tokenization_hulumed.HulumedTokenizer", None],
-                                   "AutoProcessor": "processing_hulumed.HulumedProcessor"}),
+        (
+            "config.json",
+            {
+                "AutoConfig": "configuration_hulumed_qwen2.HulumedQwen2Config",
+                "AutoModelForCausalLM": "modeling_hulumed_qwen2.HulumedQwen2ForCausalLM",
+            },
+        ),
+        (
+            "tokenizer_config.json",
+            {
+                "AutoTokenizer": ["tokenization_hulumed.HulumedTokenizer", None],
+                "AutoProcessor": "processing_hulumed.HulumedProcessor",
+            },
+        ),
     ):
         payload_json = json.loads((folder / file).read_text())
         payload_json["auto_map"] = auto_map
@@ -161,9 +195,18 @@ def _seven_b_shaped_info() -> CheckpointInfo:
         add(p + "mlp.down_proj.weight", 3584, 18944)
         add(p + "input_layernorm.weight", 3584), add(p + "post_attention_layernorm.weight", 3584)
     add("model.vision_encoder.all", 412_000_000)
-    add("model.mm_projector.readout.0.weight", 3584, 1152), add("model.mm_projector.readout.2.weight", 3584, 3584)
-    config = {"num_attention_heads": 28, "num_key_value_heads": 4, "hidden_size": 3584, "num_hidden_layers": 28,
-              "intermediate_size": 18944, "vision_encoder_config": {"intermediate_size": 4304}}
+    (
+        add("model.mm_projector.readout.0.weight", 3584, 1152),
+        add("model.mm_projector.readout.2.weight", 3584, 3584),
+    )
+    config = {
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "hidden_size": 3584,
+        "num_hidden_layers": 28,
+        "intermediate_size": 18944,
+        "vision_encoder_config": {"intermediate_size": 4304},
+    }
     return CheckpointInfo(Path("/x"), "hulumed_qwen2", "qwen2", config, tensors, 151665, {}, None, "")
 
 
@@ -194,7 +237,12 @@ def test_automatic_gpu_choice_follows_free_vram_for_the_7b_shape():
 def test_cpu_plan_without_gpu(tiny_checkpoint):
     info = validate_checkpoint(tiny_checkpoint, check_sums=False)
     plan = plan_device(info, device="cpu", quantization="auto")
-    assert plan.device == "cpu" and plan.quantization == "none" and plan.slow_mode and plan.dtype == torch.float32
+    assert (
+        plan.device == "cpu"
+        and plan.quantization == "none"
+        and plan.slow_mode
+        and plan.dtype == torch.float32
+    )
     assert plan_device(info, device="cpu", quantization="nf4").quantization == "nf4"
     with pytest.raises(ValueError, match="quantization"):
         plan_device(info, quantization="gptq")

@@ -31,12 +31,27 @@ print(json.dumps(seen))
 """
 
 
-@pytest.mark.parametrize("module", ["inference.loading", "inference.engine", "inference.config_translation",
-                                    "inference.quantization", "inference.onnx_vision"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "inference.loading",
+        "inference.engine",
+        "inference.config_translation",
+        "inference.quantization",
+        "inference.onnx_vision",
+    ],
+)
 def test_offline_flags_are_set_before_transformers_is_imported(module: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
-    out = subprocess.run([sys.executable, "-c", PROBE, module], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=180, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, module],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert "transformers" in seen, f"{module} no longer imports transformers: test needs updating"
     for name, flags in seen.items():

@@ -31,7 +31,9 @@ def loaded(tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def onnx_file(loaded, tmp_path_factory):
-    return export_vision_encoder(loaded.model.model.vision_model, tmp_path_factory.mktemp("onnx") / "vision.onnx")
+    return export_vision_encoder(
+        loaded.model.model.vision_model, tmp_path_factory.mktemp("onnx") / "vision.onnx"
+    )
 
 
 def test_frame_batch_encoder_equals_the_native_block_diagonal_encoder(loaded):

@@ -24,7 +24,9 @@ def _norm(level: np.ndarray | int) -> np.ndarray:
         (512, 32, 2, 10368),  # 32 slices x 18 x 18
     ],
 )
-def test_token_counts_match_reference_figures(size: int, frames: int, merge: int, expected_tokens: int) -> None:
+def test_token_counts_match_reference_figures(
+    size: int, frames: int, merge: int, expected_tokens: int
+) -> None:
     h, w = target_size(size, size, merge_size=merge, frame_count=frames)
     assert h % (14 * merge) == 0 and w % (14 * merge) == 0
     assert frames * tokens_per_frame(h, w, merge) == expected_tokens
@@ -113,8 +115,12 @@ def test_pixel_values_bit_identical_to_transformers_image_processor(shape: tuple
 
     image = np.random.default_rng(7).integers(0, 256, (*shape, 3), dtype=np.uint8)
     native = VideoLlama3ImageProcessorPil(
-        image_mean=[0.5] * 3, image_std=[0.5] * 3, patch_size=14, merge_size=1,
-        min_pixels=16 * 14 * 14, max_pixels=16384 * 14 * 14,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+        patch_size=14,
+        merge_size=1,
+        min_pixels=16 * 14 * 14,
+        max_pixels=16384 * 14 * 14,
     )(images=[image], return_tensors="np")
     ours = preprocess_items([VisualItem(image)])
     assert ours.grid_thw.tolist() == native["image_grid_thw"].tolist()

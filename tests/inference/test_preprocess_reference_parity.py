@@ -22,7 +22,9 @@ from inference.preprocess import VisualItem, preprocess_items
 from inference.token_reduction import reduce_tokens
 
 REFERENCE = os.environ.get("HULUMED_REFERENCE_DIR")
-pytestmark = pytest.mark.skipif(not REFERENCE, reason="HULUMED_REFERENCE_DIR (Hulu-Med reference checkout) not set")
+pytestmark = pytest.mark.skipif(
+    not REFERENCE, reason="HULUMED_REFERENCE_DIR (Hulu-Med reference checkout) not set"
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +44,11 @@ def reference_processor():
 def reference_compression_mask():
     path = Path(REFERENCE or "") / "src/hulumed/model/hulumed_arch.py"
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    function = next(node for node in ast.walk(tree)
-                    if isinstance(node, ast.FunctionDef) and node.name == "_get_compression_mask")
+    function = next(
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name == "_get_compression_mask"
+    )
     namespace: dict = {"torch": torch, "List": list}
     exec(compile(ast.Module(body=[function], type_ignores=[]), str(path), "exec"), namespace)  # noqa: S102
     return namespace["_get_compression_mask"]
@@ -80,12 +85,22 @@ def test_reference_compression_mask_identical(reference_processor, reference_com
     image = _rng_frames(rng, (56, 56, 3))
     items = [VisualItem(image), VisualItem(frames, kind="volume")]
     ours = preprocess_items(items)
-    reduced = reduce_tokens(ours.pixel_values, ours.grid_thw, ours.merge_sizes, ours.frame_tokens,
-                            ["image", "volume"], mode="reference")
+    reduced = reduce_tokens(
+        ours.pixel_values,
+        ours.grid_thw,
+        ours.merge_sizes,
+        ours.frame_tokens,
+        ["image", "volume"],
+        mode="reference",
+    )
     grid = torch.from_numpy(ours.grid_thw)
     merges = torch.from_numpy(ours.merge_sizes)
     expected = reference_compression_mask(
-        None, torch.from_numpy(ours.pixel_values), grid.prod(dim=1) // merges**2, grid, merges,
+        None,
+        torch.from_numpy(ours.pixel_values),
+        grid.prod(dim=1) // merges**2,
+        grid,
+        merges,
         ["image", "video"],
     )
     assert reduced.mask.tolist() == expected.tolist()

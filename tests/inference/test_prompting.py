@@ -121,14 +121,20 @@ def test_template_without_image_support_falls_back_to_builtin_layout(tokenizer, 
 
 
 def test_report_prompt_is_the_authors_evaluation_prompt() -> None:
-    assert REPORT_PROMPT.startswith("You are a helpful assistant. Please generate a report for the given images")
+    assert REPORT_PROMPT.startswith(
+        "You are a helpful assistant. Please generate a report for the given images"
+    )
     assert REPORT_PROMPT.endswith("Findings: {} Impression: {}.")
 
 
 @pytest.mark.parametrize(
     ("output", "reasoning", "answer"),
     [
-        ("<think>step 1\nstep 2</think>\n\nThe answer is \\boxed{B}.", "step 1\nstep 2", "The answer is \\boxed{B}."),
+        (
+            "<think>step 1\nstep 2</think>\n\nThe answer is \\boxed{B}.",
+            "step 1\nstep 2",
+            "The answer is \\boxed{B}.",
+        ),
         ("<think>still thinking", "still thinking", ""),  # streaming, not closed yet
         ("reasoning from template</think>final", "reasoning from template", "final"),
         ("plain answer", "", "plain answer"),

@@ -34,7 +34,13 @@ def test_image_inputs_counts_and_forward(loaded) -> None:
     assert int((inputs.input_ids == loaded.image_token_id).sum()) == 24
     assert inputs.text_tokens == inputs.prompt_tokens - 24
     kwargs = inputs.as_model_kwargs()
-    assert set(kwargs) == {"input_ids", "attention_mask", "pixel_values", "image_grid_thw", "image_merge_sizes"}
+    assert set(kwargs) == {
+        "input_ids",
+        "attention_mask",
+        "pixel_values",
+        "image_grid_thw",
+        "image_merge_sizes",
+    }
     assert torch.isfinite(_logits(loaded, inputs)).all()
 
 

@@ -57,6 +57,8 @@ def test_quantized_load_and_generate_on_cpu(tiny_checkpoint, kind, layer):
     with Engine(loaded) as engine:
         result = engine.submit(GenerationRequest(inputs, max_new_tokens=6)).result(timeout=120)
     eos = sorted(stop_token_ids(loaded))
-    native = loaded.model.generate(**kwargs, max_new_tokens=6, do_sample=False, eos_token_id=eos, pad_token_id=eos[0])
+    native = loaded.model.generate(
+        **kwargs, max_new_tokens=6, do_sample=False, eos_token_id=eos, pad_token_id=eos[0]
+    )
     assert result.error is None
-    assert result.token_ids == [t for t in native[0, inputs.prompt_tokens:].tolist() if t not in eos]
+    assert result.token_ids == [t for t in native[0, inputs.prompt_tokens :].tolist() if t not in eos]

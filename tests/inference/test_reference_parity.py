@@ -31,7 +31,7 @@ REFERENCE_PYTHON = os.environ.get("HULUMED_REFERENCE_PYTHON")
 pytestmark = pytest.mark.skipif(
     not (REFERENCE_DIR and REFERENCE_PYTHON),
     reason="reference parity needs HULUMED_REFERENCE_DIR (reference remote-code files) and "
-           "HULUMED_REFERENCE_PYTHON (a Python with transformers 4.51.2)",
+    "HULUMED_REFERENCE_PYTHON (a Python with transformers 4.51.2)",
 )
 
 SCRIPT = """
@@ -63,13 +63,23 @@ def test_logits_match_the_reference_implementation(tiny_checkpoint, tmp_path):
     items = ((1, 4, 6, 1, 51), (4, 4, 4, 2, 52))  # a non-square image and a 4-frame stack
     inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Describe both.", items)
     io_path = tmp_path / "io.pt"
-    torch.save({"input_ids": inputs.input_ids, "attention_mask": inputs.attention_mask,
-                "pixel_values": inputs.pixel_values, "grid_sizes": inputs.image_grid_thw,
-                "merge_sizes": inputs.image_merge_sizes, "modals": ["image", "video"]}, io_path)
+    torch.save(
+        {
+            "input_ids": inputs.input_ids,
+            "attention_mask": inputs.attention_mask,
+            "pixel_values": inputs.pixel_values,
+            "grid_sizes": inputs.image_grid_thw,
+            "merge_sizes": inputs.image_merge_sizes,
+            "modals": ["image", "video"],
+        },
+        io_path,
+    )
     script = tmp_path / "reference_forward.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    subprocess.run([REFERENCE_PYTHON, str(script), str(folder), str(io_path)], check=True, env=env, timeout=600)
+    subprocess.run(
+        [REFERENCE_PYTHON, str(script), str(folder), str(io_path)], check=True, env=env, timeout=600
+    )
     reference = torch.load(str(io_path) + ".out")["logits"]
     with torch.inference_mode():
         ours = loaded.model(**inputs.as_model_kwargs()).logits.float()

@@ -17,8 +17,15 @@ def _video(frames: np.ndarray, kind: str = "volume") -> tuple[VisualItem, object
 
 
 def _reduce(visuals, kinds, mode, **kwargs):
-    return reduce_tokens(visuals.pixel_values, visuals.grid_thw, visuals.merge_sizes, visuals.frame_tokens,
-                         kinds, mode=mode, **kwargs)
+    return reduce_tokens(
+        visuals.pixel_values,
+        visuals.grid_thw,
+        visuals.merge_sizes,
+        visuals.frame_tokens,
+        kinds,
+        mode=mode,
+        **kwargs,
+    )
 
 
 def _frames() -> np.ndarray:
@@ -32,8 +39,9 @@ def _frames() -> np.ndarray:
 
 def test_reduction_is_off_by_default() -> None:
     item, visuals = _video(_frames())
-    result = reduce_tokens(visuals.pixel_values, visuals.grid_thw, visuals.merge_sizes, visuals.frame_tokens,
-                           [item.kind])
+    result = reduce_tokens(
+        visuals.pixel_values, visuals.grid_thw, visuals.merge_sizes, visuals.frame_tokens, [item.kind]
+    )
     assert result.mask is None and result.frame_tokens == [[4, 4, 4]] and result.kept == 12
 
 
@@ -70,7 +78,9 @@ def test_reference_mode_reproduces_frame_zero_bug() -> None:
     result = _reduce(visuals, [item.kind], "reference")
     # frame 0's keep value (0.1 + 1) is divided by 255, so only its first token survives
     assert result.mask.reshape(3, 4).tolist() == [
-        [True, False, False, False], [True, False, False, False], [True, False, False, False],
+        [True, False, False, False],
+        [True, False, False, False],
+        [True, False, False, False],
     ]
 
 

@@ -36,10 +36,20 @@ from transformers.models.video_llama_3.configuration_video_llama_3 import VideoL
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 ROPE_THETA = 1_000_000.0  # Qwen2.5's value; transformers' default (10000) would be wrong
-VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-          "patch_size": 14}
-TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2}
+VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "patch_size": 14,
+}
+TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
 
 # A ChatML template in Hulu-Med's prompt layout: "<image>\n" per image, "<image>,...,<image>\n" per
 # video/3D item (optional "Time X.Xs:" per frame), then the text.
@@ -83,7 +93,9 @@ def build_tokenizer() -> Tokenizer:
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=360, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        vocab_size=360,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(_CORPUS * 4, trainer)
@@ -91,13 +103,27 @@ def build_tokenizer() -> Tokenizer:
     return tokenizer
 
 
-def _native_config(decoder: str, vocab_size: int, image_token_id: int, eos_id: int, pad_id: int,
-                   text_shape: dict = TEXT, vision_shape: dict = VISION, max_positions: int = 4096):
+def _native_config(
+    decoder: str,
+    vocab_size: int,
+    image_token_id: int,
+    eos_id: int,
+    pad_id: int,
+    text_shape: dict = TEXT,
+    vision_shape: dict = VISION,
+    max_positions: int = 4096,
+):
     """The transformers-native config this checkpoint must translate to."""
     common = dict(
-        vocab_size=vocab_size, max_position_embeddings=max_positions, rms_norm_eps=1e-6, hidden_act="silu",
+        vocab_size=vocab_size,
+        max_position_embeddings=max_positions,
+        rms_norm_eps=1e-6,
+        hidden_act="silu",
         rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA},
-        eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=None, **text_shape,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        bos_token_id=None,
+        **text_shape,
     )
     if decoder == "qwen2":
         text = Qwen2Config(tie_word_embeddings=False, **common)
@@ -105,18 +131,31 @@ def _native_config(decoder: str, vocab_size: int, image_token_id: int, eos_id: i
         head_dim = text_shape["hidden_size"] // text_shape["num_attention_heads"]
         text = Qwen3Config(tie_word_embeddings=True, head_dim=head_dim, attention_bias=False, **common)
     vision = VideoLlama3VisionConfig(
-        num_channels=3, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6,
-        rope_parameters={"rope_type": "axial", "rope_theta": 10000.0}, **vision_shape,
+        num_channels=3,
+        hidden_act="gelu_pytorch_tanh",
+        layer_norm_eps=1e-6,
+        rope_parameters={"rope_type": "axial", "rope_theta": 10000.0},
+        **vision_shape,
     )
     return VideoLlama3Config(
-        text_config=text.to_dict(), vision_config=vision.to_dict(),
-        image_token_id=image_token_id, video_token_id=image_token_id,
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        image_token_id=image_token_id,
+        video_token_id=image_token_id,
         tie_word_embeddings=text.tie_word_embeddings,
     )
 
 
-def _hulu_config(decoder: str, vocab_size: int, image_token_id: int, eos_id: int, pad_id: int,
-                 text_shape: dict = TEXT, vision_shape: dict = VISION, max_positions: int = 4096) -> dict:
+def _hulu_config(
+    decoder: str,
+    vocab_size: int,
+    image_token_id: int,
+    eos_id: int,
+    pad_id: int,
+    text_shape: dict = TEXT,
+    vision_shape: dict = VISION,
+    max_positions: int = 4096,
+) -> dict:
     """config.json with Hulu-Med's field names (HulumedQwen2Config / Qwen3 variant)."""
     config = {
         "architectures": ["HulumedQwen2ForCausalLM" if decoder == "qwen2" else "HulumedQwen3ForCausalLM"],
@@ -157,7 +196,9 @@ def _hulu_config(decoder: str, vocab_size: int, image_token_id: int, eos_id: int
         "image_token_index": image_token_id,
     }
     if decoder == "qwen3":
-        config.update(head_dim=text_shape["hidden_size"] // text_shape["num_attention_heads"], attention_bias=False)
+        config.update(
+            head_dim=text_shape["hidden_size"] // text_shape["num_attention_heads"], attention_bias=False
+        )
     return config
 
 
@@ -187,26 +228,59 @@ def _write_auxiliary_files(folder: Path) -> tuple[Tokenizer, int, int, int]:
     tokenizer.save(str(folder / "tokenizer.json"))
     image_id = tokenizer.token_to_id(IMAGE_TOKEN)
     eos_id, pad_id = tokenizer.token_to_id("<|im_end|>"), tokenizer.token_to_id("<|endoftext|>")
-    added = {str(tokenizer.token_to_id(t)): {"content": t, "special": True, "lstrip": False, "rstrip": False,
-                                             "normalized": False, "single_word": False}
-             for t in [*SPECIAL_TOKENS, IMAGE_TOKEN]}
-    _write_json(folder / "tokenizer_config.json", {
-        "tokenizer_class": "Qwen2Tokenizer", "added_tokens_decoder": added, "bos_token": None,
-        "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "model_max_length": 4096,
-        "split_special_tokens": False, "chat_template": CHAT_TEMPLATE,
-    })
+    added = {
+        str(tokenizer.token_to_id(t)): {
+            "content": t,
+            "special": True,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "single_word": False,
+        }
+        for t in [*SPECIAL_TOKENS, IMAGE_TOKEN]
+    }
+    _write_json(
+        folder / "tokenizer_config.json",
+        {
+            "tokenizer_class": "Qwen2Tokenizer",
+            "added_tokens_decoder": added,
+            "bos_token": None,
+            "eos_token": "<|im_end|>",
+            "pad_token": "<|endoftext|>",
+            "model_max_length": 4096,
+            "split_special_tokens": False,
+            "chat_template": CHAT_TEMPLATE,
+        },
+    )
     _write_json(folder / "chat_template.json", {"chat_template": CHAT_TEMPLATE})
-    _write_json(folder / "preprocessor_config.json", {
-        "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
-        "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
-        "image_processor_type": "HulumedImageProcessor", "processor_class": "HulumedProcessor",
-        "max_tokens": 16384, "min_tokens": 16, "patch_size": 14, "resample": 3,
-        "rescale_factor": 1 / 255,
-    })
-    _write_json(folder / "generation_config.json", {
-        "bos_token_id": None, "eos_token_id": [eos_id, pad_id], "pad_token_id": pad_id,
-        "do_sample": False, "transformers_version": "4.51.2",
-    })
+    _write_json(
+        folder / "preprocessor_config.json",
+        {
+            "do_convert_rgb": True,
+            "do_normalize": True,
+            "do_rescale": True,
+            "do_resize": True,
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+            "image_processor_type": "HulumedImageProcessor",
+            "processor_class": "HulumedProcessor",
+            "max_tokens": 16384,
+            "min_tokens": 16,
+            "patch_size": 14,
+            "resample": 3,
+            "rescale_factor": 1 / 255,
+        },
+    )
+    _write_json(
+        folder / "generation_config.json",
+        {
+            "bos_token_id": None,
+            "eos_token_id": [eos_id, pad_id],
+            "pad_token_id": pad_id,
+            "do_sample": False,
+            "transformers_version": "4.51.2",
+        },
+    )
     return tokenizer, image_id, eos_id, pad_id
 
 
@@ -240,8 +314,9 @@ def write_tiny_checkpoint(folder: Path | str, decoder: str = "qwen2", seed: int 
         for n in shard_names:
             weight_map[n] = shard
             total += state[n].numel() * state[n].element_size()
-    _write_json(folder / "model.safetensors.index.json", {"metadata": {"total_size": total},
-                                                          "weight_map": weight_map})
+    _write_json(
+        folder / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map}
+    )
     write_sha256sums(folder)
     return folder
 
@@ -252,13 +327,23 @@ def native_config(folder: Path | str) -> VideoLlama3Config:
     hulu = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     return _native_config(
-        hulu["model_type"].removeprefix("hulumed_"), hulu["vocab_size"], tokenizer.token_to_id(IMAGE_TOKEN),
-        tokenizer.token_to_id("<|im_end|>"), tokenizer.token_to_id("<|endoftext|>"),
+        hulu["model_type"].removeprefix("hulumed_"),
+        hulu["vocab_size"],
+        tokenizer.token_to_id(IMAGE_TOKEN),
+        tokenizer.token_to_id("<|im_end|>"),
+        tokenizer.token_to_id("<|endoftext|>"),
     )
 
 
-def write_random_checkpoint(folder: Path | str, text_shape: dict, vision_shape: dict, vocab_size: int,
-                            decoder: str = "qwen2", shard_bytes: int = 4 << 30, seed: int = 0) -> Path:
+def write_random_checkpoint(
+    folder: Path | str,
+    text_shape: dict,
+    vision_shape: dict,
+    vocab_size: int,
+    decoder: str = "qwen2",
+    shard_bytes: int = 4 << 30,
+    seed: int = 0,
+) -> Path:
     """A Hulu-Med-format folder of any size with N(0, 0.02) bf16 weights (norm weights 1, biases 0),
     written shard by shard without building the model (benchmarks at the real 7B shape)."""
     folder = Path(folder)
@@ -266,10 +351,14 @@ def write_random_checkpoint(folder: Path | str, text_shape: dict, vision_shape: 
     _tokenizer, image_id, eos_id, pad_id = _write_auxiliary_files(folder)
     shape_args = {"text_shape": text_shape, "vision_shape": vision_shape, "max_positions": 32768}
     native = _native_config(decoder, vocab_size, image_id, eos_id, pad_id, **shape_args)
-    _write_json(folder / "config.json", _hulu_config(decoder, vocab_size, image_id, eos_id, pad_id, **shape_args))
+    _write_json(
+        folder / "config.json", _hulu_config(decoder, vocab_size, image_id, eos_id, pad_id, **shape_args)
+    )
     with torch.device("meta"):
-        shapes = {hulu_weight_name(k): tuple(v.shape)
-                  for k, v in VideoLlama3ForConditionalGeneration(native).state_dict().items()}
+        shapes = {
+            hulu_weight_name(k): tuple(v.shape)
+            for k, v in VideoLlama3ForConditionalGeneration(native).state_dict().items()
+        }
     if native.tie_word_embeddings:
         shapes.pop("lm_head.weight", None)
     shards: list[list[str]] = [[]]
@@ -296,6 +385,7 @@ def write_random_checkpoint(folder: Path | str, text_shape: dict, vision_shape: 
             weight_map[name] = shard
             total += 2 * tensors[name].numel()
         save_file(tensors, str(folder / shard), metadata={"format": "pt"})
-    _write_json(folder / "model.safetensors.index.json", {"metadata": {"total_size": total},
-                                                          "weight_map": weight_map})
+    _write_json(
+        folder / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map}
+    )
     return folder

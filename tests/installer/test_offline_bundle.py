@@ -51,15 +51,23 @@ def clean_env() -> dict[str, str]:
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in cmd], check=False, capture_output=True, text=True,
-                          env=kw.pop("env", clean_env()), timeout=120, **kw)
+    return subprocess.run(
+        [str(c) for c in cmd],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=kw.pop("env", clean_env()),
+        timeout=120,
+        **kw,
+    )
 
 
 def write_project(root: Path, name: str, version: str, deps: list[str], scripts: str, code: str) -> Path:
     package = root / name.replace("-", "")
     (package / name.replace("-", "")).mkdir(parents=True)
-    (package / "pyproject.toml").write_text(PYPROJECT.format(name=name, version=version, deps=repr(deps).replace(
-        "'", '"'), scripts=scripts))
+    (package / "pyproject.toml").write_text(
+        PYPROJECT.format(name=name, version=version, deps=repr(deps).replace("'", '"'), scripts=scripts)
+    )
     (package / name.replace("-", "") / "__init__.py").write_text(code)
     return package
 
@@ -69,14 +77,32 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A local wheel index holding tinydep, the tiny-app project and a safetensors-only model folder."""
     root = tmp_path_factory.mktemp("sources")
     dep = write_project(root, "tinydep", "1.0", [], "", "VALUE = 42\n")
-    app = write_project(root, "tiny-app", "2.3", ["tinydep==1.0"],
-                        '[project.scripts]\nhulu-workstation = "tinyapp:main"', APP_CODE)
+    app = write_project(
+        root,
+        "tiny-app",
+        "2.3",
+        ["tinydep==1.0"],
+        '[project.scripts]\nhulu-workstation = "tinyapp:main"',
+        APP_CODE,
+    )
     fake_torch = write_project(root, "torch", "9.9+cpu", [], "", "")  # stands for a CPU torch wheel
     torch_app = write_project(root, "torch-app", "1.0", ["torch>=9"], "", "")
     index = root / "index"
     for project in (dep, fake_torch):
-        built = run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", index,
-                     project])
+        built = run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                index,
+                project,
+            ]
+        )
         assert built.returncode == 0, built.stderr
     model = root / "model"
     (model / "tokenizer").mkdir(parents=True)
@@ -86,10 +112,23 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"app": app, "torch_app": torch_app, "index": index, "model": model}
 
 
-def build(sources: dict[str, Path], out: Path, model: Path | None = None, *extra: str,
-          project: str = "app") -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, BUILD, "--project", sources[project], "--out", out, "--find-links", sources["index"],
-           "--no-index", "--no-build-isolation", "--tar", *extra]
+def build(
+    sources: dict[str, Path], out: Path, model: Path | None = None, *extra: str, project: str = "app"
+) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable,
+        BUILD,
+        "--project",
+        sources[project],
+        "--out",
+        out,
+        "--find-links",
+        sources["index"],
+        "--no-index",
+        "--no-build-isolation",
+        "--tar",
+        *extra,
+    ]
     return run(cmd + (["--model", model] if model else []))
 
 
@@ -112,7 +151,9 @@ def offline() -> list[str]:
     pytest.skip("cannot remove the network: unshare -n/-rn not permitted here")
 
 
-def install(bundle: Path, prefix: Path, *extra: str, offline: list[str] = ()) -> subprocess.CompletedProcess[str]:
+def install(
+    bundle: Path, prefix: Path, *extra: str, offline: list[str] = ()
+) -> subprocess.CompletedProcess[str]:
     return run([*offline, "bash", INSTALL, bundle, "--prefix", prefix, "--python", sys.executable, *extra])
 
 
@@ -137,18 +178,27 @@ def assert_nothing_installed(prefix: Path) -> None:
 
 def missing_debian_report(bundle: Path) -> str:
     """The line the installer must print about this machine's runtime Debian packages."""
-    runtime = [ln.split()[0] for ln in (bundle / "debian-packages.txt").read_text().splitlines()
-               if ln.strip() and not ln.startswith("#") and ln.split()[1] == "runtime"]
+    runtime = [
+        ln.split()[0]
+        for ln in (bundle / "debian-packages.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#") and ln.split()[1] == "runtime"
+    ]
     if not shutil.which("dpkg-query"):
         return "not a Debian system"
-    missing = [p for p in runtime if "install ok installed" not in run(
-        ["dpkg-query", "-W", "-f=${Status}", p]).stdout]
+    missing = [
+        p
+        for p in runtime
+        if "install ok installed" not in run(["dpkg-query", "-W", "-f=${Status}", p]).stdout
+    ]
     return f"apt-get install {' '.join(missing)}" if missing else f"all {len(runtime)} present"
 
 
 def test_bundle_pins_exact_versions_with_the_wheels_hashes_and_lists_every_file(
-        bundle: Path, sources: dict[str, Path]) -> None:
-    leftovers = [p.name for p in sources["app"].iterdir() if p.name == "build" or p.name.endswith(".egg-info")]
+    bundle: Path, sources: dict[str, Path]
+) -> None:
+    leftovers = [
+        p.name for p in sources["app"].iterdir() if p.name == "build" or p.name.endswith(".egg-info")
+    ]
     assert leftovers == []  # built from a clean copy: nothing written into the project folder
     wheels = bundle / "wheels"
     assert sorted(p.name for p in wheels.iterdir()) == [PROJECT_WHEEL, TINYDEP_WHEEL]
@@ -157,26 +207,39 @@ def test_bundle_pins_exact_versions_with_the_wheels_hashes_and_lists_every_file(
     project = [ln for ln in (bundle / "project.lock").read_text().splitlines() if not ln.startswith("#")]
     assert project == [f"tiny-app==2.3 --hash=sha256:{sha256(wheels / PROJECT_WHEEL)}"]
     version = dict(ln.split("=", 1) for ln in (bundle / "VERSION").read_text().splitlines())
-    assert (version["PROJECT"], version["PROJECT_VERSION"], version["MODEL_FILES"]) == ("tiny-app", "2.3", "3")
+    assert (version["PROJECT"], version["PROJECT_VERSION"], version["MODEL_FILES"]) == (
+        "tiny-app",
+        "2.3",
+        "3",
+    )
     assert version["PYTHON_VERSION"] == f"{sys.version_info.major}.{sys.version_info.minor}"
 
-    manifest = {ln.split("  ", 1)[1]: ln.split("  ", 1)[0] for ln in (bundle / "SHA256SUMS").read_text().splitlines()}
+    manifest = {
+        ln.split("  ", 1)[1]: ln.split("  ", 1)[0] for ln in (bundle / "SHA256SUMS").read_text().splitlines()
+    }
     files = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()} - {"SHA256SUMS"}
     assert set(manifest) == files
     assert all(sha256(bundle / name) == digest for name, digest in manifest.items())
     model_sums = (bundle / "model" / "SHA256SUMS").read_text().splitlines()
-    assert sorted(ln.split("  ", 1)[1] for ln in model_sums) == ["config.json", "model.safetensors",
-                                                                   "tokenizer/tokenizer.json"]
+    assert sorted(ln.split("  ", 1)[1] for ln in model_sums) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer/tokenizer.json",
+    ]
     tar = bundle.with_name(bundle.name + ".tar")
-    assert tar.is_file() and tar.stat().st_size > sum((wheels / w).stat().st_size for w in (PROJECT_WHEEL,
-                                                                                             TINYDEP_WHEEL))
+    assert tar.is_file() and tar.stat().st_size > sum(
+        (wheels / w).stat().st_size for w in (PROJECT_WHEEL, TINYDEP_WHEEL)
+    )
 
 
 def test_install_from_the_tar_without_network_gives_an_offline_launcher(
-        bundle: Path, sources: dict[str, Path], offline: list[str], tmp_path: Path) -> None:
+    bundle: Path, sources: dict[str, Path], offline: list[str], tmp_path: Path
+) -> None:
     prefix = tmp_path / "opt hulu"  # a space in the path must survive the launcher
     recorded = sha256(bundle / "SHA256SUMS")
-    result = install(bundle.with_name(bundle.name + ".tar"), prefix, "--manifest-sha256", recorded, offline=offline)
+    result = install(
+        bundle.with_name(bundle.name + ".tar"), prefix, "--manifest-sha256", recorded, offline=offline
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert missing_debian_report(bundle) in result.stdout
     assert os.readlink(prefix / "current") == "releases/2.3"
@@ -185,8 +248,16 @@ def test_install_from_the_tar_without_network_gives_an_offline_launcher(
     env = {k: v for k, v in clean_env().items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     launched = run([prefix / "bin" / "hulu-workstation", "--demo"], env=env)
     assert launched.returncode == 0, launched.stderr
-    assert launched.stdout.split() == ["tinydep", "42", "HF_HUB_OFFLINE", "1", "TRANSFORMERS_OFFLINE", "1",
-                                       "args", "['--demo']"]
+    assert launched.stdout.split() == [
+        "tinydep",
+        "42",
+        "HF_HUB_OFFLINE",
+        "1",
+        "TRANSFORMERS_OFFLINE",
+        "1",
+        "args",
+        "['--demo']",
+    ]
     for name in ("model.safetensors", "config.json", "tokenizer/tokenizer.json"):
         assert (prefix / "model" / name).read_bytes() == (sources["model"] / name).read_bytes()
     installed = (prefix / "current" / "INSTALLED").read_text()
@@ -196,14 +267,27 @@ def test_install_from_the_tar_without_network_gives_an_offline_launcher(
     assert again.returncode == 2 and "installed already; --force reinstalls it" in again.stderr
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda b: tamper(b / "wheels" / TINYDEP_WHEEL),
-     f"wheels/{TINYDEP_WHEEL}: sha256 does not match SHA256SUMS"),
-    (lambda b: (b / "model" / "config.json").unlink(), "model/config.json: listed in SHA256SUMS but missing"),
-    (lambda b: (b / "wheels" / "evil-1.0-py3-none-any.whl").write_bytes(b"PK"),
-     "wheels/evil-1.0-py3-none-any.whl: not listed in SHA256SUMS"),
-], ids=["tampered-wheel", "missing-file", "added-file"])
-def test_a_damaged_bundle_is_refused_naming_the_file(bundle: Path, tmp_path: Path, damage, message: str) -> None:
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda b: tamper(b / "wheels" / TINYDEP_WHEEL),
+            f"wheels/{TINYDEP_WHEEL}: sha256 does not match SHA256SUMS",
+        ),
+        (
+            lambda b: (b / "model" / "config.json").unlink(),
+            "model/config.json: listed in SHA256SUMS but missing",
+        ),
+        (
+            lambda b: (b / "wheels" / "evil-1.0-py3-none-any.whl").write_bytes(b"PK"),
+            "wheels/evil-1.0-py3-none-any.whl: not listed in SHA256SUMS",
+        ),
+    ],
+    ids=["tampered-wheel", "missing-file", "added-file"],
+)
+def test_a_damaged_bundle_is_refused_naming_the_file(
+    bundle: Path, tmp_path: Path, damage, message: str
+) -> None:
     copy = copy_bundle(bundle, tmp_path)
     damage(copy)
     result = install(copy, tmp_path / "prefix")
@@ -222,7 +306,8 @@ def test_a_replaced_manifest_is_refused_against_the_recorded_hash(bundle: Path, 
 
 
 def test_a_tampered_wheel_with_a_rewritten_manifest_is_refused_by_pip_hashes(
-        bundle: Path, offline: list[str], tmp_path: Path) -> None:
+    bundle: Path, offline: list[str], tmp_path: Path
+) -> None:
     copy = copy_bundle(bundle, tmp_path)
     tamper(copy / "wheels" / TINYDEP_WHEEL)
     rewrite_manifest(copy)
@@ -235,7 +320,8 @@ def test_a_tampered_wheel_with_a_rewritten_manifest_is_refused_by_pip_hashes(
 
 @pytest.mark.parametrize("intruder", ["modeling_hulu.py", "pytorch_model.bin", "sub/extra.pt"])
 def test_a_model_folder_with_code_or_pickle_files_is_refused(
-        sources: dict[str, Path], tmp_path: Path, intruder: str) -> None:
+    sources: dict[str, Path], tmp_path: Path, intruder: str
+) -> None:
     model = tmp_path / "model"
     shutil.copytree(sources["model"], model)
     (model / intruder).parent.mkdir(parents=True, exist_ok=True)
@@ -261,16 +347,24 @@ def rewrite_manifest(bundle: Path) -> None:
     assert run(["bash", "-c", rewrite], cwd=bundle).returncode == 0
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("PYTHON_VERSION", "3.99", "bundle built for Python 3.99"),
-    ("PLATFORM", "linux-riscv128", "bundle built for linux-riscv128"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("PYTHON_VERSION", "3.99", "bundle built for Python 3.99"),
+        ("PLATFORM", "linux-riscv128", "bundle built for linux-riscv128"),
+    ],
+)
 def test_a_bundle_for_another_python_or_platform_is_refused(
-        bundle: Path, tmp_path: Path, key: str, value: str, message: str) -> None:
+    bundle: Path, tmp_path: Path, key: str, value: str, message: str
+) -> None:
     copy = copy_bundle(bundle, tmp_path)
     version = copy / "VERSION"
-    version.write_text("".join(f"{key}={value}\n" if ln.startswith(f"{key}=") else ln + "\n"
-                               for ln in version.read_text().splitlines()))
+    version.write_text(
+        "".join(
+            f"{key}={value}\n" if ln.startswith(f"{key}=") else ln + "\n"
+            for ln in version.read_text().splitlines()
+        )
+    )
     rewrite_manifest(copy)
     result = install(copy, tmp_path / "prefix")
     assert result.returncode == 2 and message in result.stderr
@@ -278,7 +372,8 @@ def test_a_bundle_for_another_python_or_platform_is_refused(
 
 
 def test_a_new_version_installs_beside_the_old_and_keeps_the_model(
-        bundle: Path, sources: dict[str, Path], tmp_path: Path) -> None:
+    bundle: Path, sources: dict[str, Path], tmp_path: Path
+) -> None:
     prefix = tmp_path / "prefix"
     assert install(bundle, prefix).returncode == 0
     newer_project = tmp_path / "tinyapp"
@@ -293,19 +388,26 @@ def test_a_new_version_installs_beside_the_old_and_keeps_the_model(
     assert result.returncode == 0, result.stderr
     assert os.readlink(prefix / "current") == "releases/2.4"
     assert sorted(p.name for p in (prefix / "releases").iterdir()) == ["2.3", "2.4"]
-    assert (prefix / "model" / "model.safetensors").read_bytes() == (sources["model"] / "model.safetensors").read_bytes()
+    assert (prefix / "model" / "model.safetensors").read_bytes() == (
+        sources["model"] / "model.safetensors"
+    ).read_bytes()
     assert run([prefix / "bin" / "hulu-workstation"]).stdout.startswith("tinydep 42 ")
     assert "PROJECT_VERSION=2.4" in (prefix / "current" / "INSTALLED").read_text()
 
 
 def test_the_torch_choice_is_pinned_and_a_cpu_wheel_is_refused_for_a_cuda_bundle(
-        sources: dict[str, Path], tmp_path: Path) -> None:
-    cpu = build(sources, tmp_path / "cpu", None, "--torch", "cpu", "--torch-version", "9.9", project="torch_app")
+    sources: dict[str, Path], tmp_path: Path
+) -> None:
+    cpu = build(
+        sources, tmp_path / "cpu", None, "--torch", "cpu", "--torch-version", "9.9", project="torch_app"
+    )
     assert cpu.returncode == 0, cpu.stderr
     assert "TORCH=cpu torch==9.9+cpu\n" in (tmp_path / "cpu" / "VERSION").read_text()
     assert "torch==9.9+cpu --hash=sha256:" in (tmp_path / "cpu" / "requirements.lock").read_text()
 
-    cuda = build(sources, tmp_path / "cuda", None, "--torch", "cuda", "--torch-version", "9.9", project="torch_app")
+    cuda = build(
+        sources, tmp_path / "cuda", None, "--torch", "cuda", "--torch-version", "9.9", project="torch_app"
+    )
     assert cuda.returncode == 2
     assert "REFUSED: torch==9.9+cpu: resolved instead of a CUDA build" in cuda.stderr
     assert not (tmp_path / "cuda").exists() and not (tmp_path / "cuda.partial").exists()
@@ -320,10 +422,27 @@ def test_an_output_folder_inside_the_project_is_refused(sources: dict[str, Path]
 
 def test_the_workstation_wheel_ships_the_resources_its_code_reads(tmp_path: Path) -> None:
     source = tmp_path / "source"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info",
-                                                                "__pycache__", ".pytest_cache", ".ruff_cache"))
-    built = run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                 "-w", tmp_path / "wheel", source])
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache"
+        ),
+    )
+    built = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            tmp_path / "wheel",
+            source,
+        ]
+    )
     assert built.returncode == 0, built.stderr
     (wheel,) = (tmp_path / "wheel").glob("hulu_med_workstation-*.whl")
     with zipfile.ZipFile(wheel) as zf:

@@ -16,8 +16,9 @@ from viewer.reslice import plane_positions
 
 def _tilted_series(folder: Path) -> list[Path]:
     """A gantry-tilted axial series: slices step along z with a small y shift (resampled on load)."""
-    geometry = SeriesGeometry(rows=64, columns=64, pixel_spacing=(4.0, 4.0), slices=40,
-                              step_vector=(0.0, 0.35, 2.5))
+    geometry = SeriesGeometry(
+        rows=64, columns=64, pixel_spacing=(4.0, 4.0), slices=40, step_vector=(0.0, 0.35, 2.5)
+    )
     return write_datasets(ct_series(geometry, gantry_tilt=8.0), folder)
 
 
@@ -34,8 +35,12 @@ def test_key_image_of_a_resampled_series_names_the_nearest_acquired_instance(tmp
     referenced = pydicom.dcmread(key.path, stop_before_pixels=True)
     assert referenced.SOPInstanceUID == key.sop_instance_uid
     # the referenced slice is the acquired one nearest to the displayed plane
-    nearest = min(files, key=lambda p: abs(float(pydicom.dcmread(p, stop_before_pixels=True)
-                                                 .ImagePositionPatient[2]) - positions[index]))
+    nearest = min(
+        files,
+        key=lambda p: abs(
+            float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2]) - positions[index]
+        ),
+    )
     assert key.path == str(nearest)
 
 

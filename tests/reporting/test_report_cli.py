@@ -208,8 +208,20 @@ def test_outbox_command_applies_the_retention_days_from_settings(archived_study,
     text_file.write_text("Normal.", encoding="utf-8")
     SettingsStore().apply_form({"general.outbox_retention_days": "2"})
     with python_hl7_receiver("AA") as ris:
-        args = ["report", "send", "--study", study_uid, "--text-file", str(text_file), "--status", "F",
-                "--radiologist", "Dr A", "--ris", ris.address]
+        args = [
+            "report",
+            "send",
+            "--study",
+            study_uid,
+            "--text-file",
+            str(text_file),
+            "--status",
+            "F",
+            "--radiologist",
+            "Dr A",
+            "--ris",
+            ris.address,
+        ]
         assert main(args) == 0
     [message] = Outbox().messages()
     record = Outbox().root / f"{message.message_id}.json"

@@ -24,8 +24,10 @@ def saved(store: ReportStore, study_uid: str, findings: str = "") -> Report:
 @pytest.fixture
 def store_with_reports(tmp_path):
     store = ReportStore(tmp_path / "reports")
-    reports = {uid: [saved(store, uid, f"{uid} #{n}") for n in range(count)]
-               for uid, count in (("1.2.1", 2), ("1.2.2", 1), ("1.2.3", 3))}
+    reports = {
+        uid: [saved(store, uid, f"{uid} #{n}") for n in range(count)]
+        for uid, count in (("1.2.1", 2), ("1.2.2", 1), ("1.2.3", 3))
+    }
     return store, reports
 
 
@@ -77,7 +79,9 @@ def test_missing_or_damaged_index_is_rebuilt_from_the_report_files(store_with_re
     for uid, expected in reports.items():
         assert ids(fresh.reports_for_study(uid)) == ids(expected)
     rebuilt = json.loads(path.read_text())["studies"]
-    assert {uid: sorted(v) for uid, v in rebuilt.items()} == {uid: sorted(ids(r)) for uid, r in reports.items()}
+    assert {uid: sorted(v) for uid, v in rebuilt.items()} == {
+        uid: sorted(ids(r)) for uid, r in reports.items()
+    }
     later = saved(fresh, "1.2.2", "after the rebuild")
     assert ids(fresh.reports_for_study("1.2.2")) == ids(reports["1.2.2"]) + [later.report_id]
 

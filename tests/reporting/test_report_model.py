@@ -167,7 +167,9 @@ def test_a_preliminary_edited_after_signing_is_not_sent_until_signed_again(tmp_p
     from app.reporting.outbox import Outbox
 
     outbox = Outbox(tmp_path / "outbox")
-    report = Report(StudyInfo(study_instance_uid="1.2.3.4", accession_number="ACC1", patient_id="P1", modality="CT"))
+    report = Report(
+        StudyInfo(study_instance_uid="1.2.3.4", accession_number="ACC1", patient_id="P1", modality="CT")
+    )
     report.set_text("findings", "No nodule.")
     report.sign("preliminary", "Dr A")
     assert not report.edited_since_signed

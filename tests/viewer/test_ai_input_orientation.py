@@ -29,8 +29,14 @@ WHITE, MID_GREY = 255, 128  # markers (>= 1000 HU) and soft tissue (40 HU) in a 
 
 @pytest.mark.parametrize("position", sorted(ORIENTATIONS))
 def test_3d_input_is_feet_to_head_anterior_up_left_on_right(tmp_path: Path, position: str) -> None:
-    geometry = SeriesGeometry(rows=64, columns=80, pixel_spacing=(4.0, 4.0), orientation=ORIENTATIONS[position],
-                              slices=40, slice_step=2.5)
+    geometry = SeriesGeometry(
+        rows=64,
+        columns=80,
+        pixel_spacing=(4.0, 4.0),
+        orientation=ORIENTATIONS[position],
+        slices=40,
+        slice_step=2.5,
+    )
     volume = load_series(write_datasets(ct_series(geometry), tmp_path)).volumes[0]
     item = visual_item_for(volume, AIView(mode="3d", plane="axial", slices=40, window=400, level=40))
     frames = item.frames[..., 0]

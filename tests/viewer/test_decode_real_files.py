@@ -27,10 +27,25 @@ def voxels(name: str) -> np.ndarray:
 @pytest.mark.parametrize(
     "reference, variants",
     [
-        ("MR_small.dcm", ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm",
-                          "MR_small_bigendian.dcm", "MR_small_implicit.dcm"]),
-        ("emri_small.dcm", ["emri_small_RLE.dcm", "emri_small_jpeg_2k_lossless.dcm",
-                            "emri_small_jpeg_ls_lossless.dcm", "emri_small_big_endian.dcm"]),
+        (
+            "MR_small.dcm",
+            [
+                "MR_small_RLE.dcm",
+                "MR_small_jpeg_ls_lossless.dcm",
+                "MR_small_jp2klossless.dcm",
+                "MR_small_bigendian.dcm",
+                "MR_small_implicit.dcm",
+            ],
+        ),
+        (
+            "emri_small.dcm",
+            [
+                "emri_small_RLE.dcm",
+                "emri_small_jpeg_2k_lossless.dcm",
+                "emri_small_jpeg_ls_lossless.dcm",
+                "emri_small_big_endian.dcm",
+            ],
+        ),
         ("693_UNCR.dcm", ["693_J2KR.dcm"]),
         ("US1_UNCR.dcm", ["US1_J2KR.dcm"]),  # RGB vs JPEG 2000 lossless YBR_RCT
         ("SC_rgb.dcm", ["SC_rgb_rle.dcm", "SC_rgb_jpeg_gdcm.dcm"]),  # RLE, JPEG lossless
@@ -83,7 +98,9 @@ def test_ultrasound_cine_120_frames_rgb_with_timing() -> None:
         assert diff.max() <= 8 and diff.mean() < 0.1
     step = float(ds.FrameTime)
     assert volume.frame_times_ms is not None and len(volume.frame_times_ms) == 120
-    assert volume.frame_times_ms[1] == pytest.approx(step) and volume.frame_times_ms[-1] == pytest.approx(119 * step)
+    assert volume.frame_times_ms[1] == pytest.approx(step) and volume.frame_times_ms[-1] == pytest.approx(
+        119 * step
+    )
     img = plane_image(volume, "native", index=59)
     assert np.array_equal(img.pixels, volume.voxels[59])
     with pytest.raises(ValueError, match="no patient geometry"):
@@ -108,8 +125,10 @@ def test_enhanced_ct_geometry_from_functional_groups() -> None:
     assert np.allclose(volume.direction, [[-1, 0, 0], [0, 1, 0], [0, 0, -1]])
     assert volume.origin == pytest.approx((99.5, -301.5, -149.0))
     assert volume.spacing == pytest.approx((0.388672, 0.388672, 10.0))
-    frames = {round(float(f.PlanePositionSequence[0].ImagePositionPatient[2])): i
-              for i, f in enumerate(ds.PerFrameFunctionalGroupsSequence)}
+    frames = {
+        round(float(f.PlanePositionSequence[0].ImagePositionPatient[2])): i
+        for i, f in enumerate(ds.PerFrameFunctionalGroupsSequence)
+    }
     raw = ds.pixel_array
     assert np.array_equal(volume.voxels[0], raw[frames[-149]].astype(np.int32) - 1024)
     assert np.array_equal(volume.voxels[1], raw[frames[-159]].astype(np.int32) - 1024)
@@ -145,9 +164,16 @@ def test_enhanced_multiframe_matches_its_classic_series(tmp_path, reverse: bool)
     oblique = (0.8660254, 0.5, 0.0, 0.0, 0.0, -1.0)  # coronal-ish, rotated 30 degrees about z
     geometry = SeriesGeometry(rows=40, columns=48, orientation=oblique, slices=16, slice_step=2.0)
     files = write_datasets(ct_series(geometry), tmp_path / "classic")
-    datasets = sorted((pydicom.dcmread(f) for f in files), key=lambda ds: int(ds.InstanceNumber), reverse=reverse)
-    enhanced = LegacyConvertedEnhancedCTImage(legacy_datasets=datasets, series_instance_uid=UID(), series_number=9,
-                                              sop_instance_uid=UID(), instance_number=1)
+    datasets = sorted(
+        (pydicom.dcmread(f) for f in files), key=lambda ds: int(ds.InstanceNumber), reverse=reverse
+    )
+    enhanced = LegacyConvertedEnhancedCTImage(
+        legacy_datasets=datasets,
+        series_instance_uid=UID(),
+        series_number=9,
+        sop_instance_uid=UID(),
+        instance_number=1,
+    )
     assert "PerFrameFunctionalGroupsSequence" in enhanced
     enhanced.save_as(tmp_path / "enhanced.dcm")
     classic = load_series(files).volumes[0]
@@ -167,9 +193,13 @@ def test_malformed_enhanced_geometry_degrades_to_plain_frames_with_warning(tmp_p
     from viewer.series import build_stacks, read_header
 
     files = write_datasets(ct_series(SeriesGeometry(rows=16, columns=16, slices=4)), tmp_path / "classic")
-    enhanced = LegacyConvertedEnhancedCTImage(legacy_datasets=[pydicom.dcmread(f) for f in files],
-                                              series_instance_uid=UID(), series_number=9, sop_instance_uid=UID(),
-                                              instance_number=1)
+    enhanced = LegacyConvertedEnhancedCTImage(
+        legacy_datasets=[pydicom.dcmread(f) for f in files],
+        series_instance_uid=UID(),
+        series_number=9,
+        sop_instance_uid=UID(),
+        instance_number=1,
+    )
     enhanced.save_as(tmp_path / "enhanced.dcm")
     header = read_header(tmp_path / "enhanced.dcm")
     with warnings.catch_warnings():  # a value no scanner should write, but some file will
@@ -189,8 +219,10 @@ def test_enhanced_per_frame_pixel_value_transformation_overrides_the_shared_one(
     ds = pydicom.dcmread(data("eCT_Supplemental.dcm"))
     own = Dataset()
     own.RescaleSlope, own.RescaleIntercept, own.RescaleType = "2", "-500", "HU"
-    frame_at = {round(float(f.PlanePositionSequence[0].ImagePositionPatient[2])): i
-                for i, f in enumerate(ds.PerFrameFunctionalGroupsSequence)}
+    frame_at = {
+        round(float(f.PlanePositionSequence[0].ImagePositionPatient[2])): i
+        for i, f in enumerate(ds.PerFrameFunctionalGroupsSequence)
+    }
     ds.PerFrameFunctionalGroupsSequence[frame_at[-159]].PixelValueTransformationSequence = Sequence([own])
     ds.save_as(tmp_path / "per_frame_rescale.dcm")
     raw = ds.pixel_array.astype(np.int32)

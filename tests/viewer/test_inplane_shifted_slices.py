@@ -19,8 +19,9 @@ def _station(centre: tuple[float, float, float], slices: int, series: str, frame
 
 def test_two_scout_tiles_at_one_position_load_as_two_stacks(tmp_path: Path) -> None:
     series, frame_of_reference = generate_uid(), generate_uid()
-    datasets = _station((-40.0, 0.0, 0.0), 1, series, frame_of_reference) + \
-        _station((40.0, 0.0, 0.0), 1, series, frame_of_reference)
+    datasets = _station((-40.0, 0.0, 0.0), 1, series, frame_of_reference) + _station(
+        (40.0, 0.0, 0.0), 1, series, frame_of_reference
+    )
     result = load_series(write_datasets(datasets, tmp_path))
     assert len(result.volumes) == 2
     origins_x = sorted(round(v.origin[0], 3) for v in result.volumes)

@@ -44,8 +44,13 @@ def pixel_centres(geometry: SeriesGeometry) -> np.ndarray:
     return np.concatenate([geometry.pixel_lps(p).reshape(-1, 3) for p in geometry.slice_positions()])
 
 
-def expected_pixel(plane: str, marker_lps: np.ndarray, bbox_min: np.ndarray, bbox_max: np.ndarray,
-                   spacing_rc: tuple[float, float]) -> tuple[int, int]:
+def expected_pixel(
+    plane: str,
+    marker_lps: np.ndarray,
+    bbox_min: np.ndarray,
+    bbox_max: np.ndarray,
+    spacing_rc: tuple[float, float],
+) -> tuple[int, int]:
     right, down, _ = DISPLAY[plane]
     # pixel [0, 0] is at the bounding-box corner that is leftmost on screen and topmost
     corner = np.where(right + down > 0, bbox_min, bbox_max)
@@ -80,8 +85,14 @@ def assert_markers_in_all_planes(volume, geometry: SeriesGeometry) -> None:
     "name, geometry",
     [
         ("axial", SeriesGeometry(rows=96, columns=112, slices=48)),
-        ("coronal_acquired", SeriesGeometry(rows=64, columns=112, orientation=CORONAL, slices=60, slice_step=2.0)),
-        ("sagittal_acquired", SeriesGeometry(rows=64, columns=80, orientation=SAGITTAL, slices=80, slice_step=2.0)),
+        (
+            "coronal_acquired",
+            SeriesGeometry(rows=64, columns=112, orientation=CORONAL, slices=60, slice_step=2.0),
+        ),
+        (
+            "sagittal_acquired",
+            SeriesGeometry(rows=64, columns=80, orientation=SAGITTAL, slices=80, slice_step=2.0),
+        ),
         ("oblique", SeriesGeometry(rows=100, columns=100, orientation=OBLIQUE, slices=48, slice_step=2.5)),
     ],
 )
@@ -93,7 +104,9 @@ def test_marker_at_expected_pixel_in_every_plane(tmp_path: Path, name: str, geom
 
 def test_reversed_file_order_gives_identical_volume(tmp_path: Path) -> None:
     forward = SeriesGeometry(rows=64, columns=64, slices=40)
-    reversed_geom = SeriesGeometry(rows=64, columns=64, positions=[tuple(p) for p in forward.slice_positions()[::-1]])
+    reversed_geom = SeriesGeometry(
+        rows=64, columns=64, positions=[tuple(p) for p in forward.slice_positions()[::-1]]
+    )
     a = load_series(write_phantom(tmp_path / "fwd", forward)).volumes[0]
     b = load_series(write_phantom(tmp_path / "rev", reversed_geom)).volumes[0]
     assert np.array_equal(a.voxels, b.voxels)
@@ -144,11 +157,19 @@ def test_irregular_spacing_detected_and_resampled(tmp_path: Path) -> None:
 
 def test_mixed_orientation_and_size_are_split(tmp_path: Path) -> None:
     series_uid = "1.2.826.0.1.3680043.8.498.999"
-    axial = write_phantom(tmp_path / "a", SeriesGeometry(rows=64, columns=64, slices=20), series_uid=series_uid)
-    coronal = write_phantom(tmp_path / "c", SeriesGeometry(rows=48, columns=64, orientation=CORONAL, slices=5),
-                            series_uid=series_uid)
-    small = write_phantom(tmp_path / "s", SeriesGeometry(rows=32, columns=32, pixel_spacing=(4.0, 4.0), slices=3),
-                          series_uid=series_uid)
+    axial = write_phantom(
+        tmp_path / "a", SeriesGeometry(rows=64, columns=64, slices=20), series_uid=series_uid
+    )
+    coronal = write_phantom(
+        tmp_path / "c",
+        SeriesGeometry(rows=48, columns=64, orientation=CORONAL, slices=5),
+        series_uid=series_uid,
+    )
+    small = write_phantom(
+        tmp_path / "s",
+        SeriesGeometry(rows=32, columns=32, pixel_spacing=(4.0, 4.0), slices=3),
+        series_uid=series_uid,
+    )
     result = load_series(axial + coronal + small)
     shapes = sorted(v.voxels.shape for v in result.volumes)
     assert shapes == [(3, 32, 32), (5, 48, 64), (20, 64, 64)]
@@ -202,8 +223,14 @@ def test_repeated_positions_split_into_phases_in_acquisition_order(tmp_path: Pat
     uid, geometry = "1.2.826.0.1.3680043.8.498.777", SeriesGeometry(rows=32, columns=32, slices=6)
     phases = []
     for acquisition, offset in ((2, 100.0), (1, 0.0)):  # written late phase first
-        datasets = list(ct_series(geometry, series_uid=uid, frame_of_reference_uid=uid + ".1",
-                                  hu=lambda p, o=offset: ct_phantom_hu(p) + o))
+        datasets = list(
+            ct_series(
+                geometry,
+                series_uid=uid,
+                frame_of_reference_uid=uid + ".1",
+                hu=lambda p, o=offset: ct_phantom_hu(p) + o,
+            )
+        )
         for ds in datasets:
             ds.AcquisitionNumber = acquisition
         phases += write_datasets(datasets, tmp_path / str(acquisition))
@@ -222,8 +249,13 @@ def test_folder_stands_for_its_files(tmp_path: Path) -> None:
 def test_scanner_style_tilt_tilted_planes_stepping_along_the_table(tmp_path: Path) -> None:
     # real gantry tilt: image planes tilted 15 degrees about L-R, slices stepping along z (the table)
     t = np.radians(15.0)
-    geometry = SeriesGeometry(rows=96, columns=96, orientation=(1.0, 0.0, 0.0, 0.0, np.cos(t), -np.sin(t)),
-                              slices=50, step_vector=(0.0, 0.0, 2.5))
+    geometry = SeriesGeometry(
+        rows=96,
+        columns=96,
+        orientation=(1.0, 0.0, 0.0, 0.0, np.cos(t), -np.sin(t)),
+        slices=50,
+        step_vector=(0.0, 0.0, 2.5),
+    )
     result = load_series(write_phantom(tmp_path, geometry, gantry_tilt=15.0))
     volume = result.volumes[0]
     assert volume.metadata["geometry_corrected"] is True

@@ -34,7 +34,7 @@ def stack(qtbot):
 def _yellow(image: np.ndarray, col: float, row: float) -> bool:
     """The measurement colour (255, 220, 0), antialiased over two screen rows, at a plane pixel."""
     x, y = screen(col, row)
-    return any(int(r) > 150 and int(g) > 130 and int(b) < 40 for r, g, b in image[y - 2:y + 1, x])
+    return any(int(r) > 150 and int(g) > 130 and int(b) < 40 for r, g, b in image[y - 2 : y + 1, x])
 
 
 def _draw(view: StackView, tool: str, *points: tuple[float, float]) -> None:

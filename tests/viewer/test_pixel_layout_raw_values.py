@@ -19,8 +19,11 @@ def converted_layout(ds: pydicom.Dataset, offset: int | None) -> PixelLayout:
     """The layout from pydicom's converted values (the reference)."""
     bits_allocated = int(ds.BitsAllocated)
     return PixelLayout(
-        rows=int(ds.Rows), columns=int(ds.Columns), samples=int(ds.get("SamplesPerPixel", 1) or 1),
-        frames=int(ds.get("NumberOfFrames", 1) or 1), bits_allocated=bits_allocated,
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        samples=int(ds.get("SamplesPerPixel", 1) or 1),
+        frames=int(ds.get("NumberOfFrames", 1) or 1),
+        bits_allocated=bits_allocated,
         bits_stored=int(ds.get("BitsStored", bits_allocated) or bits_allocated),
         signed=int(ds.get("PixelRepresentation", 0) or 0) == 1,
         photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper(),
@@ -59,7 +62,12 @@ def test_zero_number_of_frames_means_one_frame(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["MR_small_bigendian.dcm", "MR_small_implicit.dcm", "CT_small.dcm"])
 def test_known_layouts(name: str) -> None:
-    layout = pixel_layout(pydicom.dcmread(pydicom.data.get_testdata_file(name, download=False), defer_size=2048))
-    assert (layout.rows, layout.columns, layout.bits_allocated, layout.frames) == (64, 64, 16, 1) \
-        if name.startswith("MR") else (128, 128, 16, 1)
+    layout = pixel_layout(
+        pydicom.dcmread(pydicom.data.get_testdata_file(name, download=False), defer_size=2048)
+    )
+    assert (
+        (layout.rows, layout.columns, layout.bits_allocated, layout.frames) == (64, 64, 16, 1)
+        if name.startswith("MR")
+        else (128, 128, 16, 1)
+    )
     assert layout.photometric == "MONOCHROME2" and layout.samples == 1

@@ -107,9 +107,18 @@ def MM_OF(volume: Volume) -> Calibration:  # noqa: N802 - reads as a unit in the
 
 
 def _flat_volume(known: bool, source: str | None = "PixelSpacing") -> Volume:
-    return Volume(np.zeros((1, 100, 100), dtype=np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0),
-                  metadata={"modality": "OT", "file_windows": [(100.0, 50.0, "")], "has_patient_geometry": False,
-                            "pixel_spacing_known": known, "pixel_spacing_source": source if known else None})
+    return Volume(
+        np.zeros((1, 100, 100), dtype=np.int16),
+        (1.0, 1.0, 1.0),
+        (0.0, 0.0, 0.0),
+        metadata={
+            "modality": "OT",
+            "file_windows": [(100.0, 50.0, "")],
+            "has_patient_geometry": False,
+            "pixel_spacing_known": known,
+            "pixel_spacing_source": source if known else None,
+        },
+    )
 
 
 @pytest.mark.parametrize("known", [True, False])
@@ -131,7 +140,7 @@ def test_view_measures_in_px_and_hides_the_scale_bar_without_spacing(qtbot, know
     rgb = view.render_to_array()
     # scale bar: a 1 px grey (230) ruler at x = width - 8 from y = height/2 + 20 down, antialiased over
     # the two columns beside x = 392 (the image is black there)
-    ruler = rgb[200 + 24:200 + 60, 390:395, 0].astype(int).sum(axis=1)
+    ruler = rgb[200 + 24 : 200 + 60, 390:395, 0].astype(int).sum(axis=1)
     if known:
         assert (ruler >= 200).all()
     else:

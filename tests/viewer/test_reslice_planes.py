@@ -29,7 +29,11 @@ def test_oblique_plane_samples_the_phantom_where_it_says(axial_volume) -> None:
     assert img.labels == {"left": "RA", "right": "LP", "top": "H", "bottom": "F"}
     rows, cols = img.shape
     rr, cc = np.mgrid[0:rows, 0:cols]
-    lps = img.origin + cc[..., None] * img.pixel_spacing[1] * img.row_dir + rr[..., None] * img.pixel_spacing[0] * img.col_dir
+    lps = (
+        img.origin
+        + cc[..., None] * img.pixel_spacing[1] * img.row_dir
+        + rr[..., None] * img.pixel_spacing[0] * img.col_dir
+    )
     i, j, k = np.moveaxis(axial_volume.lps_to_index(lps), -1, 0)
     inside = (i >= 0) & (i <= 111) & (j >= 0) & (j <= 95) & (k >= 0) & (k <= 47)
     truth = ct_phantom_hu(lps.astype(np.float32))
@@ -85,8 +89,16 @@ def test_window_to_uint8_follows_dicom_linear_function() -> None:
 
 @pytest.mark.parametrize(
     "vector, label",
-    [((1, 0, 0), "L"), ((-1, 0, 0), "R"), ((0, -1, 0), "A"), ((0, 1, 0), "P"), ((0, 0, 1), "H"),
-     ((0, 0, -1), "F"), ((0, 0.6, -0.8), "FP"), ((0.9, -0.3, 0.1), "LA")],
+    [
+        ((1, 0, 0), "L"),
+        ((-1, 0, 0), "R"),
+        ((0, -1, 0), "A"),
+        ((0, 1, 0), "P"),
+        ((0, 0, 1), "H"),
+        ((0, 0, -1), "F"),
+        ((0, 0.6, -0.8), "FP"),
+        ((0.9, -0.3, 0.1), "LA"),
+    ],
 )
 def test_direction_labels(vector: tuple[float, ...], label: str) -> None:
     assert direction_label(vector) == label
@@ -100,8 +112,13 @@ def test_edge_labels_of_the_three_standard_views() -> None:
 
 def test_presets_file_windows_first_then_ct_standards() -> None:
     ct = {p.name: (p.window, p.level) for p in modality_presets("CT")}
-    assert ct == {"Brain": (80, 40), "Soft tissue": (400, 40), "Lung": (1500, -600), "Liver": (150, 90),
-                  "Bone": (2500, 480)}
+    assert ct == {
+        "Brain": (80, 40),
+        "Soft tissue": (400, 40),
+        "Lung": (1500, -600),
+        "Liver": (150, 90),
+        "Bone": (2500, 480),
+    }
     meta = {"modality": "CT", "file_windows": [(350.0, 50.0, "MEDIASTINUM")]}
     presets = presets_for(meta)
     assert (presets[0].name, presets[0].window, presets[0].level) == ("MEDIASTINUM", 350.0, 50.0)

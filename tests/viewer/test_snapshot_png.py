@@ -55,8 +55,26 @@ def run(args: list[str]) -> int:
 
 def test_axial_snapshot_left_on_right_anterior_up(phantom_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "axial.png"
-    assert run([str(phantom_dir), "--out", str(out), "--plane", "axial", "--position", "1",
-                "--window", "400", "--level", "40", "--size", SIZE]) == 0
+    assert (
+        run(
+            [
+                str(phantom_dir),
+                "--out",
+                str(out),
+                "--plane",
+                "axial",
+                "--position",
+                "1",
+                "--window",
+                "400",
+                "--level",
+                "40",
+                "--size",
+                SIZE,
+            ]
+        )
+        == 0
+    )
     png = read_png(out)
     assert png.shape[:2] == (384, 448)
 
@@ -78,8 +96,26 @@ def test_axial_snapshot_left_on_right_anterior_up(phantom_dir: Path, tmp_path: P
 def test_coronal_and_sagittal_have_head_up(phantom_dir: Path, tmp_path: Path) -> None:
     # coronal at y = 1 mm: 224 mm wide (x), 96 mm high (z from -47 to 47, +-1 mm pixel edge), 2 px/mm
     out = tmp_path / "coronal.png"
-    assert run([str(phantom_dir), "--out", str(out), "--plane", "coronal", "--position", "1",
-                "--window", "400", "--level", "40", "--size", SIZE]) == 0
+    assert (
+        run(
+            [
+                str(phantom_dir),
+                "--out",
+                str(out),
+                "--plane",
+                "coronal",
+                "--position",
+                "1",
+                "--window",
+                "400",
+                "--level",
+                "40",
+                "--size",
+                SIZE,
+            ]
+        )
+        == 0
+    )
     png = read_png(out)
     top = 384 / 2 - 48 * 2  # screen row of z = +48 mm (the top edge of the image)
 
@@ -91,8 +127,26 @@ def test_coronal_and_sagittal_have_head_up(phantom_dir: Path, tmp_path: Path) ->
     assert grey(png, *screen(60, 1)) == 255  # left marker on the right
 
     out = tmp_path / "sagittal.png"
-    assert run([str(phantom_dir), "--out", str(out), "--plane", "sagittal", "--position", "1",
-                "--window", "400", "--level", "40", "--size", "384x384"]) == 0
+    assert (
+        run(
+            [
+                str(phantom_dir),
+                "--out",
+                str(out),
+                "--plane",
+                "sagittal",
+                "--position",
+                "1",
+                "--window",
+                "400",
+                "--level",
+                "40",
+                "--size",
+                "384x384",
+            ]
+        )
+        == 0
+    )
     png = read_png(out)  # 192 mm (y) x 96 mm (z) at 2 px/mm, centred
     left, top = (384 - 384) / 2, 384 / 2 - 96
 
@@ -112,14 +166,26 @@ def test_series_uid_is_found_in_the_archive(phantom_dir: Path, tmp_path: Path) -
             archive.store_file(f)
     by_uid, by_folder = tmp_path / "uid.png", tmp_path / "folder.png"
     common = ["--plane", "axial", "--index", "20", "--size", "200x200"]
-    assert run(["1.2.826.0.1.3680043.8.498.4242", "--archive", str(tmp_path / "archive"), "--out", str(by_uid),
-                *common]) == 0
+    assert (
+        run(
+            [
+                "1.2.826.0.1.3680043.8.498.4242",
+                "--archive",
+                str(tmp_path / "archive"),
+                "--out",
+                str(by_uid),
+                *common,
+            ]
+        )
+        == 0
+    )
     assert run([str(phantom_dir), "--out", str(by_folder), *common]) == 0
     assert np.array_equal(read_png(by_uid), read_png(by_folder))
 
 
-def test_unknown_series_and_bad_position_fail_cleanly(phantom_dir: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_series_and_bad_position_fail_cleanly(
+    phantom_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from dicom_net.archive import Archive
 
     Archive(tmp_path / "archive").close()
@@ -133,8 +199,19 @@ def test_unknown_series_and_bad_position_fail_cleanly(phantom_dir: Path, tmp_pat
 
 def test_slab_snapshot_shows_marker_outside_the_thin_plane(phantom_dir: Path, tmp_path: Path) -> None:
     thin, slab = tmp_path / "thin.png", tmp_path / "slab.png"
-    base = [str(phantom_dir), "--plane", "axial", "--position", "27", "--window", "400", "--level", "40",
-            "--size", SIZE]
+    base = [
+        str(phantom_dir),
+        "--plane",
+        "axial",
+        "--position",
+        "27",
+        "--window",
+        "400",
+        "--level",
+        "40",
+        "--size",
+        SIZE,
+    ]
     assert run([*base, "--out", str(thin)]) == 0
     assert run([*base, "--out", str(slab), "--slab", "20", "--slab-mode", "mip"]) == 0
     x, y = (1 + 112) * 2, (1 + 96) * 2  # the pixel at (1, 1) mm, under the head marker (z 33..47)
@@ -147,7 +224,9 @@ def test_cine_frame_snapshot(tmp_path: Path) -> None:
     for frame in (0, 9):
         out = tmp_path / f"f{frame}.png"
         assert run([str(tmp_path / "us"), "--out", str(out), "--frame", str(frame), "--size", "320x240"]) == 0
-        png = read_png(out)  # 2 screen pixels per image pixel; disc centre column 160 * (0.2 + 0.6 * frame / 9)
+        png = read_png(
+            out
+        )  # 2 screen pixels per image pixel; disc centre column 160 * (0.2 + 0.6 * frame / 9)
         disc_x = 2 * 160 * (0.2 + 0.6 * frame / 9)
         other_x = 2 * 160 * (0.2 + 0.6 * (9 - frame) / 9)
         assert abs(int(png[120, int(disc_x), 0]) - 220) <= 2
@@ -175,27 +254,53 @@ def test_dynamic_series_frame_picks_the_phase(tmp_path: Path) -> None:
 
     uid, geometry = "1.2.826.0.1.3680043.8.498.778", SeriesGeometry(rows=32, columns=32, slices=4)
     for acquisition, offset in ((1, 0.0), (2, 1000.0)):
-        datasets = list(ct_series(geometry, series_uid=uid, frame_of_reference_uid=uid + ".1",
-                                  hu=lambda p, o=offset: ct_phantom_hu(p) + o))
+        datasets = list(
+            ct_series(
+                geometry,
+                series_uid=uid,
+                frame_of_reference_uid=uid + ".1",
+                hu=lambda p, o=offset: ct_phantom_hu(p) + o,
+            )
+        )
         for ds in datasets:
             ds.AcquisitionNumber = acquisition
         write_datasets(datasets, tmp_path / "dyn" / str(acquisition))
     values = []
     for frame in (0, 1):
         out = tmp_path / f"phase{frame}.png"
-        assert run([str(tmp_path / "dyn"), "--out", str(out), "--frame", str(frame), "--window", "2000",
-                    "--level", "1000", "--size", "64x64"]) == 0
+        assert (
+            run(
+                [
+                    str(tmp_path / "dyn"),
+                    "--out",
+                    str(out),
+                    "--frame",
+                    str(frame),
+                    "--window",
+                    "2000",
+                    "--level",
+                    "1000",
+                    "--size",
+                    "64x64",
+                ]
+            )
+            == 0
+        )
         values.append(grey(read_png(out), 20, 32))  # soft tissue: 40 HU, then 1040 HU
     assert values[0] < 40 and values[1] > 120
 
 
 @pytest.mark.parametrize(
     ("plane", "where", "slab", "overlay"),
-    [("native", ["--index", "20"], 0.0, "full"), ("coronal", ["--position", "-11"], 12.0, "full"),
-     ("sagittal", ["--index", "40"], 0.0, "none")],
+    [
+        ("native", ["--index", "20"], 0.0, "full"),
+        ("coronal", ["--position", "-11"], 12.0, "full"),
+        ("sagittal", ["--index", "40"], 0.0, "none"),
+    ],
 )
-def test_snapshot_is_pixel_identical_to_the_stack_view(qtbot, phantom_dir: Path, tmp_path: Path, plane: str,
-                                                       where: list[str], slab: float, overlay: str) -> None:
+def test_snapshot_is_pixel_identical_to_the_stack_view(
+    qtbot, phantom_dir: Path, tmp_path: Path, plane: str, where: list[str], slab: float, overlay: str
+) -> None:
     """One render path: the PNG equals what the GUI's StackView shows (image, letters, texts, scale bar)."""
     from viewer.loader import load_series
     from viewer.qt.slice_view import StackView
@@ -214,8 +319,29 @@ def test_snapshot_is_pixel_identical_to_the_stack_view(qtbot, phantom_dir: Path,
     view.set_window(350, 60)
     gui = view.render_to_array(overlays=overlay != "none")
     out = tmp_path / "view.png"
-    assert run([str(phantom_dir), "--out", str(out), "--plane", plane, *where, "--slab", str(slab),
-                "--window", "350", "--level", "60", "--size", "448x384", "--overlay", overlay]) == 0
+    assert (
+        run(
+            [
+                str(phantom_dir),
+                "--out",
+                str(out),
+                "--plane",
+                plane,
+                *where,
+                "--slab",
+                str(slab),
+                "--window",
+                "350",
+                "--level",
+                "60",
+                "--size",
+                "448x384",
+                "--overlay",
+                overlay,
+            ]
+        )
+        == 0
+    )
     png = read_png(out)[..., :3]
     assert png.shape == gui.shape
     assert np.array_equal(png, gui)

@@ -84,7 +84,9 @@ def test_tilted_irregular_series_maps_resampled_planes_to_the_nearest_acquired_s
     assert _hu_at(files[src.sop_instance_uid], HEAD.lps) == HEAD.value
     point, normal = plane_point(volume, "axial", index=0)
     assert normal @ (0.0, 0.0, 1.0) == pytest.approx(1.0)
-    assert source_at_lps(volume, point).sop_instance_uid == source_for_plane(volume, "axial", 0).sop_instance_uid
+    assert (
+        source_at_lps(volume, point).sop_instance_uid == source_for_plane(volume, "axial", 0).sop_instance_uid
+    )
 
 
 def test_frames_without_patient_geometry_map_one_to_one(tmp_path: Path) -> None:

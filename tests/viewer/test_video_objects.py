@@ -60,7 +60,12 @@ def video_dataset(tsyntax: str, *, timing: bool = True, frames: int = FRAMES) ->
     ds.SOPClassUID = VideoPhotographicImageStorage
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.SeriesDescription, ds.PatientName, ds.PatientID = "XC", "Phantom video", "VIDEO^TEST", "V1"
+    ds.Modality, ds.SeriesDescription, ds.PatientName, ds.PatientID = (
+        "XC",
+        "Phantom video",
+        "VIDEO^TEST",
+        "V1",
+    )
     ds.SeriesNumber, ds.InstanceNumber = 7, 1
     ds.Rows, ds.Columns, ds.SamplesPerPixel = ROWS, COLS, 3
     ds.PhotometricInterpretation = "YBR_PARTIAL_420"

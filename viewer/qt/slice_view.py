@@ -563,7 +563,9 @@ class StackView(SliceView):
         self.slab_mode: SlabMode = "mip"
         self._pinned: PlaneImage | None = None  # shown once instead of the indexed slice
 
-    def set_volume(self, volume: Any, metadata: dict[str, Any] | None = None, plane: Plane = "native") -> None:
+    def set_volume(
+        self, volume: Any, metadata: dict[str, Any] | None = None, plane: Plane = "native"
+    ) -> None:
         """Show ``volume`` (a ``viewer.volume.Volume``) from its middle slice with its default window;
         ``plane`` picks the stack ("native": the acquired slices). Measurements are kept when the
         same volume is shown again (e.g. in another plane) and cleared for a new one."""
@@ -647,8 +649,12 @@ class StackView(SliceView):
         if pinned is not None:
             self.set_plane(pinned, (self.stack_plane, "mm", round(pinned.position_mm, 3), self.slab_mm))
             return
-        image = plane_image(self.volume, self.stack_plane, index=k, slab_mm=self.slab_mm, slab_mode=self.slab_mode)
-        key = (self.stack_plane, k) if not self.slab_mm else (self.stack_plane, k, self.slab_mm, self.slab_mode)
+        image = plane_image(
+            self.volume, self.stack_plane, index=k, slab_mm=self.slab_mm, slab_mode=self.slab_mode
+        )
+        key = (
+            (self.stack_plane, k) if not self.slab_mm else (self.stack_plane, k, self.slab_mm, self.slab_mode)
+        )
         self.set_plane(image, key)
 
     def overlay_corners(self) -> dict[str, list[str]]:
