@@ -13,8 +13,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 import threading
+import types
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -50,9 +54,37 @@ def decode_processes() -> ProcessPoolExecutor | None:
             context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             if "forkserver" in methods:
                 context.set_forkserver_preload(["viewer.decode", "viewer.decode_processes"])
-            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            with _main_module_hidden():  # all workers start now, none re-runs the caller's script
+                _pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+                for _ in range(workers):
+                    _pool.submit(_ready)
             log.info("started %d decoding processes", workers)
         return _pool
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start processes without handing them the caller's main script: multiprocessing would run
+    it again in every worker (and the forkserver), which a script without an ``if __name__ ==
+    "__main__"`` guard does not survive (it would start loading again)."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
+def _ready() -> None:
+    """A no-op task: submitting one per worker starts them all at once."""
+
+
+def start_in_background() -> None:
+    """Start the pool in a helper thread (a load calls this as soon as it sees compressed files,
+    so the processes start while the headers are scanned)."""
+    if _pool is None and worker_count() > 0:
+        threading.Thread(target=decode_processes, name="start-decoding-processes", daemon=True).start()
 
 
 def forget(pool: ProcessPoolExecutor | None) -> None:

@@ -80,7 +80,7 @@ from viewer.decode import (
     read_native_frame,
     to_modality,
 )
-from viewer.decode_processes import decode_file, decode_processes
+from viewer.decode_processes import decode_file, decode_processes, start_in_background
 from viewer.decode_processes import forget as _forget_processes
 from viewer.geometry import analyse_positions, resample_to_regular
 from viewer.series import (
@@ -162,6 +162,8 @@ def load_series(
     workers = workers or default_workers()
     if on_slice is not None:
         _emit_preview(paths[len(paths) // 2], on_slice)
+    if len(paths) >= _PROCESS_MIN_TASKS and _looks_compressed(paths[len(paths) // 2]):
+        start_in_background()
     headers, skipped = scan_headers(paths)
     headers, duplicates = drop_duplicate_instances(headers)
     if not headers:
@@ -604,6 +606,15 @@ def _tasks(
     if current:
         tasks.append(current)
     return tasks, shared
+
+
+def _looks_compressed(path: Path) -> bool:
+    """Whether a file of the load holds a compressed single-frame image (a hint, read early)."""
+    try:
+        header = read_header(path)
+    except DecodeError:
+        return False
+    return _process_decodable([(0, FrameRef(header, 0, None, None, None, None))])
 
 
 def _process_decodable(task: list[tuple[int, FrameRef]]) -> bool:
