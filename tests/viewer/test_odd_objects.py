@@ -21,7 +21,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from app.cli import main
+from app.cli.main import main
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
 from viewer.loader import LoadError, load_series
 from viewer.object_kinds import object_kind

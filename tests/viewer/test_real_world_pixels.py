@@ -14,7 +14,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, SecondaryCaptureImageStorage, generate_uid
 
-from app.ai_inputs import AIView, resolve_window
+from app.assistant.ai_inputs import AIView, resolve_window
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
 from viewer.loader import load_series
 from viewer.presets import default_window
