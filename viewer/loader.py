@@ -167,7 +167,9 @@ def load_series(
     headers, skipped = scan_headers(paths)
     headers, duplicates = drop_duplicate_instances(headers)
     if not headers:
-        raise LoadError("no DICOM image in the given files" + (f" ({_summary(skipped)})" if skipped else ""))
+        raise LoadError(
+            "no DICOM image in the given files" + (f" ({describe_skipped(skipped)})" if skipped else "")
+        )
     plans: list[_Plan] = []
     for stack in build_stacks(headers):
         try:
@@ -177,7 +179,7 @@ def load_series(
             skipped += _skipped_stack(stack, f"cannot be shown ({type(exc).__name__}: {exc})")
     warnings = [str(s) for s in skipped] + duplicates
     if not plans:
-        raise LoadError("no loadable image in the given files: " + _summary(skipped))
+        raise LoadError("no loadable image in the given files: " + describe_skipped(skipped))
     budget = (
         memory_budget_bytes if memory_budget_bytes is not None else psutil.virtual_memory().available // 2
     )
@@ -218,8 +220,8 @@ def _skipped_stack(stack: Stack, reason: str) -> list[SkippedFile]:
     return [SkippedFile(p, "unreadable", reason) for p in paths]
 
 
-def _summary(skipped: list[SkippedFile]) -> str:
-    """The first reasons files were left out, for an error message."""
+def describe_skipped(skipped: Sequence[SkippedFile]) -> str:
+    """The files left out of a load and why, in a line for the user (the first three named)."""
     text = "; ".join(str(s) for s in skipped[:3])
     return text + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
 
