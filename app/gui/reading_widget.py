@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup
@@ -24,7 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.study_browser import STUDY_UID_ROLE, SeriesStrip
+from app.gui.object_views import ObjectDialog
+from app.gui.study_browser import OBJECT_KIND_ROLE, OBJECT_PATH_ROLE, STUDY_UID_ROLE, SeriesStrip
 from app.gui.tasks import TaskHandle, TaskManager
 from app.gui.viewport import Viewport
 from app.reading.layouts import Layout, ViewKind
@@ -74,7 +76,8 @@ class ReadingWidget(QWidget):
         self._loads: list[TaskHandle] = []  # series loads started for the open study
 
         self.strip = SeriesStrip(self, vertical=True)
-        self.strip.itemDoubleClicked.connect(lambda item: self.assign(self.active, item.data(STUDY_UID_ROLE)))
+        self.strip.itemDoubleClicked.connect(self._series_activated)
+        self.object_dialogs: list[ObjectDialog] = []
         self.toolbar = QToolBar("Viewer tools", self)
         self.layout_actions: dict[Layout, QAction] = {}
         group = QActionGroup(self)
@@ -209,6 +212,22 @@ class ReadingWidget(QWidget):
     def set_layout(self, layout: Layout) -> None:
         if self.session:
             self.session.set_layout(layout)
+
+    def _series_activated(self, item) -> None:
+        """An image series goes into the active viewport; a report, PDF, ... opens in its viewer."""
+        kind = item.data(OBJECT_KIND_ROLE)
+        if kind and kind != "image":
+            self.open_object(Path(item.data(OBJECT_PATH_ROLE)))
+        else:
+            self.assign(self.active, item.data(STUDY_UID_ROLE))
+
+    def open_object(self, path: Path) -> ObjectDialog:
+        """Show a non-image object (SR, key objects, PDF, ...) with its tags, beside the images."""
+        dialog = ObjectDialog(path, self)
+        dialog.finished.connect(lambda _result: self.object_dialogs.remove(dialog))
+        self.object_dialogs.append(dialog)
+        dialog.show()
+        return dialog
 
     def assign(self, index: int, series_uid: str) -> None:
         if self.session:

@@ -38,9 +38,12 @@ from PySide6.QtWidgets import (
 
 from app.reading.study_list import COLUMNS, StudyBrowserLogic, StudyFilter
 from app.reading.thumbnails import ThumbnailCache
+from viewer.object_kinds import KIND_LABELS, object_kind
 
 SERIES_MIME = "application/x-hulu-series-uid"
 STUDY_UID_ROLE = Qt.ItemDataRole.UserRole + 1
+OBJECT_KIND_ROLE = Qt.ItemDataRole.UserRole + 2  # viewer.object_kinds kind of the series' objects
+OBJECT_PATH_ROLE = Qt.ItemDataRole.UserRole + 3  # the first file, for a non-image object's viewer
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 _ROOT = QModelIndex()
 
@@ -149,13 +152,18 @@ class SeriesStrip(QListWidget):
             paths = [i.path for i in instances]
             thumb = cache.cached(s.series_uid, len(paths))
             frames = instances[0].frames if instances else 1
+            kind = object_kind(instances[0].sop_class_uid) if instances else "image"
             count = f"{frames} fr" if frames > 1 else f"{s.instance_count} im"
+            if kind != "image":  # a report, key objects, a segmentation ...: its type, no thumbnail
+                count = KIND_LABELS[kind]
             item = QListWidgetItem(f"{s.modality} {s.series_number or ''}\n{s.description[:22]}\n{count}")
             if thumb is not None:
                 item.setIcon(QIcon(array_to_pixmap(thumb)))
-            elif paths:
+            elif paths and kind == "image":
                 missing.append((s.series_uid, paths))
             item.setData(STUDY_UID_ROLE, s.series_uid)
+            item.setData(OBJECT_KIND_ROLE, kind)
+            item.setData(OBJECT_PATH_ROLE, paths[0] if paths else "")
             item.setToolTip(s.description)
             self.addItem(item)
         if missing:

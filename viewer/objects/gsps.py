@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydicom import Dataset
 
-GSPS_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.11.1"
+from viewer.object_kinds import object_kind
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _displayed_area(ds: Dataset) -> tuple[float, float, float, float] | None:
 
 
 def read_presentation_state(ds: Dataset) -> PresentationState:
-    if str(ds.get("SOPClassUID", "")) != GSPS_SOP_CLASS:
+    if object_kind(str(ds.get("SOPClassUID", ""))) != "pr":
         raise ValueError("not a Grayscale Softcopy Presentation State")
     referenced = _referenced_images(ds)
     rotation = int(ds.get("ImageRotation", 0) or 0) % 360

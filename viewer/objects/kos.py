@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from pydicom import Dataset
 
+from viewer.object_kinds import object_kind
 from viewer.objects.sr import ImageReference, read_sr
-
-KOS_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class KeySelection:
 
 def read_key_selection(ds: Dataset) -> KeySelection:
     """The selection's title, description and referenced instances."""
-    if str(ds.get("SOPClassUID", "")) != KOS_SOP_CLASS:
+    if object_kind(str(ds.get("SOPClassUID", ""))) != "kos":
         raise ValueError("not a Key Object Selection document")
     document = read_sr(ds)
     description = next(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 from pydicom import Dataset
 
-ENCAPSULATED_PDF_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"
-
 
 def encapsulated_pdf(ds: Dataset) -> bytes:
     """The document's PDF bytes (the pad byte DICOM adds to odd lengths removed)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydicom import Dataset
 
-RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+from viewer.object_kinds import object_kind
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Roi:
 
 def read_structures(ds: Dataset) -> list[Roi]:
     """The set's ROIs with their contours (ROIs without contours are listed, empty)."""
-    if str(ds.get("SOPClassUID", "")) != RTSTRUCT_SOP_CLASS:
+    if object_kind(str(ds.get("SOPClassUID", ""))) != "rtstruct":
         raise ValueError("not an RT Structure Set")
     names = {int(r.ROINumber): str(r.get("ROIName", "")) for r in ds.get("StructureSetROISequence", [])}
     rois = {number: Roi(number, name or f"ROI {number}", (255, 255, 0)) for number, name in names.items()}

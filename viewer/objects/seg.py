@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom import Dataset
 
+from viewer.object_kinds import object_kind
 from viewer.volume import Volume
 
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 FALLBACK_COLOURS = (
     (230, 60, 60),
     (60, 200, 90),
@@ -88,7 +88,7 @@ def seg_overlay(ds: Dataset, volume: Volume) -> SegOverlay:
     """Every segment of ``ds`` sampled onto ``volume``'s voxels (empty where the SEG has no frame)."""
     import highdicom as hd
 
-    if str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS:
+    if object_kind(str(ds.get("SOPClassUID", ""))) != "seg":
         raise ValueError("not a DICOM Segmentation")
     seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
     fractional = str(seg.segmentation_type.value) == "FRACTIONAL"

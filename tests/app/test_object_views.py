@@ -1,0 +1,116 @@
+"""Non-image series in the reading room: listed with their type, never loaded as images, opened in
+their own viewer (SR tree, PDF pages) with a searchable tag browser - on the real widgets."""
+
+from __future__ import annotations
+
+import pytest
+from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from PySide6.QtCore import Qt
+
+from app.gui.study_browser import OBJECT_KIND_ROLE, STUDY_UID_ROLE
+
+
+def report_sr(reference: Dataset) -> Dataset:
+    from app.reporting.dicom_sr import build_report_sr
+    from app.reporting.report import Report, StudyInfo
+
+    report = Report(StudyInfo.from_dataset(reference))
+    report.set_text("findings", "Small left pleural effusion.")
+    report.sign("final", "Doe^Jane")
+    return build_report_sr(report, [reference])
+
+
+def encapsulated_pdf(reference: Dataset) -> Dataset:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("helvetica", size=24)
+    pdf.cell(text="Outside referral letter")
+    data = bytes(pdf.output())
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    for keyword in ("PatientName", "PatientID", "StudyInstanceUID", "StudyDate", "AccessionNumber"):
+        setattr(ds, keyword, reference.get(keyword, ""))
+    ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = generate_uid(), 77, 1
+    ds.Modality, ds.SeriesDescription = "DOC", "Referral"
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = data + (b"\0" if len(data) % 2 else b"")
+    ds.EncapsulatedDocumentLength = len(data)
+    return ds
+
+
+@pytest.fixture
+def study_with_objects(demo_archive, tmp_path):
+    from pydicom import dcmread
+
+    ct_study = demo_archive.studies()[0].study_uid
+    ct_series = next(s for s in demo_archive.series(ct_study) if s.modality == "CT")
+    reference = dcmread(demo_archive.instances(ct_series.series_uid)[0].path, stop_before_pixels=True)
+    for name, ds in (("sr.dcm", report_sr(reference)), ("pdf.dcm", encapsulated_pdf(reference))):
+        path = tmp_path / name
+        ds.save_as(path, enforce_file_format=True)
+        demo_archive.store_file(path)
+    return demo_archive, ct_study
+
+
+def strip_items(strip) -> dict[str, object]:
+    return {strip.item(n).data(OBJECT_KIND_ROLE): strip.item(n) for n in range(strip.count())}
+
+
+def test_non_image_series_are_listed_by_type_and_open_in_their_viewer(study_with_objects, make_window, qtbot):
+    archive, study_uid = study_with_objects
+    window = make_window(archive)
+    window.open_study(study_uid)
+    strip = window.reading.strip
+    qtbot.waitUntil(lambda: {"sr", "pdf"} <= set(strip_items(strip)), timeout=30000)
+    items = strip_items(strip)
+    assert "structured report (SR)" in items["sr"].text() and "encapsulated PDF" in items["pdf"].text()
+    assigned = [slot.series_uid for slot in window.session.slots]
+    strip.itemDoubleClicked.emit(items["sr"])
+    [dialog] = window.reading.object_dialogs
+    assert [slot.series_uid for slot in window.session.slots] == assigned  # never fed to the image loader
+    assert items["sr"].data(STUDY_UID_ROLE) not in assigned
+    tree = dialog.content
+    values = []
+    stack = [tree.topLevelItem(0)]
+    while stack:
+        item = stack.pop()
+        values.append(item.text(1))
+        stack.extend(item.child(n) for n in range(item.childCount()))
+    assert "Small left pleural effusion." in values
+    dialog.tags.search.setText("pleural")
+    assert "TextValue" in dialog.tags.visible_names() and "PatientID" not in dialog.tags.visible_names()
+    dialog.close()
+    strip.itemDoubleClicked.emit(items["pdf"])
+    pdf_dialog = window.reading.object_dialogs[-1]
+    [page] = pdf_dialog.content.page_labels
+    image = page.pixmap().toImage()
+    assert image.width() > 500 and image.pixelColor(5, 5).lightness() > 240  # a white page, rendered here
+    pdf_dialog.close()
+
+
+def test_tag_browser_keeps_the_parents_of_a_nested_match(qtbot):
+    from pydicom.sequence import Sequence as DicomSequence
+
+    from app.gui.object_views import TagBrowser
+    from viewer.objects.tags import tag_rows
+
+    ds = Dataset()
+    ds.PatientName = "Doe^Jane"
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.840.99"
+    ds.ReferencedImageSequence = DicomSequence([item])
+    browser = TagBrowser(tag_rows(ds))
+    qtbot.addWidget(browser)
+    browser.search.setText("1.2.840.99")
+    assert browser.visible_names() == ["ReferencedImageSequence", "Item 1", "ReferencedSOPInstanceUID"]
+    browser.search.setText("")
+    assert "PatientName" in browser.visible_names()
+    assert browser.tree.topLevelItem(0).flags() & Qt.ItemFlag.ItemIsEnabled
