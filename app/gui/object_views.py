@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 from pydicom import dcmread
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
     QScrollArea,
     QTabWidget,
     QTreeWidget,
@@ -180,3 +182,36 @@ class ObjectDialog(QDialog):
         if self.kind == "pdf":
             return PdfView(render_pages(encapsulated_pdf(ds)))
         return None
+
+
+class LayerPanel(QDialog):
+    """The segments or structures of one overlay, each with a check box to show or hide it."""
+
+    def __init__(
+        self, title: str, items: list[tuple[int, str, tuple[int, int, int]]], layer, views, parent=None
+    ):
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.layer, self.views = layer, views
+        self.list = QListWidget()
+        for number, name, colour in items:
+            entry = QListWidgetItem(name)
+            entry.setData(SOP_INSTANCE_ROLE, number)
+            entry.setFlags(entry.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            entry.setCheckState(Qt.CheckState.Checked)
+            swatch = QPixmap(12, 12)
+            swatch.fill(QColor(*colour))
+            entry.setIcon(QIcon(swatch))
+            self.list.addItem(entry)
+        self.list.itemChanged.connect(self._toggled)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.list)
+
+    def _toggled(self, entry: QListWidgetItem) -> None:
+        number = int(entry.data(SOP_INSTANCE_ROLE))
+        if entry.checkState() == Qt.CheckState.Checked:
+            self.layer.hidden.discard(number)
+        else:
+            self.layer.hidden.add(number)
+        for view in self.views:
+            view.request_render()

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from pydicom import dcmread
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import (
@@ -25,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.object_views import ObjectDialog
+from app.gui.object_views import LayerPanel, ObjectDialog
 from app.gui.study_browser import OBJECT_KIND_ROLE, OBJECT_PATH_ROLE, STUDY_UID_ROLE, SeriesStrip
 from app.gui.tasks import TaskHandle, TaskManager
 from app.gui.viewport import Viewport
@@ -34,6 +35,12 @@ from app.reading.session import ReadingSession, linked_slice_index
 from app.reading.study_list import format_date, patient_banner
 from app.reading.thumbnails import ThumbnailCache
 from viewer.loader import describe_skipped
+from viewer.object_kinds import object_kind
+from viewer.objects.gsps import apply_to_view, read_presentation_state
+from viewer.objects.overlays import SegLayer, StructureLayer
+from viewer.objects.references import referenced_series_uids
+from viewer.objects.rtstruct import read_structures
+from viewer.objects.seg import seg_overlay
 
 log = logging.getLogger(__name__)
 
@@ -214,12 +221,80 @@ class ReadingWidget(QWidget):
             self.session.set_layout(layout)
 
     def _series_activated(self, item) -> None:
-        """An image series goes into the active viewport; a report, PDF, ... opens in its viewer."""
-        kind = item.data(OBJECT_KIND_ROLE)
-        if kind and kind != "image":
-            self.open_object(Path(item.data(OBJECT_PATH_ROLE)))
+        """An image series goes into the active viewport; a segmentation or structure set is drawn
+        over the series it belongs to, a presentation state applied to it; a report, PDF, key object
+        selection ... opens in its own viewer."""
+        kind, path = item.data(OBJECT_KIND_ROLE), Path(item.data(OBJECT_PATH_ROLE) or ".")
+        try:
+            if kind in ("seg", "rtstruct"):
+                self.show_object_layer(path)
+            elif kind == "pr":
+                self.apply_presentation_state(path)
+            elif kind and kind != "image":
+                self.open_object(path)
+            else:
+                self.assign(self.active, item.data(STUDY_UID_ROLE))
+        except (ValueError, OSError, KeyError, AttributeError) as exc:
+            self.status_message.emit(f"Cannot show this {kind} object: {exc}")
+
+    def _slice_views(self, vp: Viewport) -> list:
+        views = getattr(vp.view, "views", None)
+        return (
+            list(views.values())
+            if isinstance(views, dict)
+            else [vp.view]
+            if hasattr(vp.view, "object_layers")
+            else []
+        )
+
+    def _viewport_showing(
+        self, series_uids: set[str] = frozenset(), sop_uids: set[str] = frozenset()
+    ) -> Viewport:
+        """The viewport showing one of these series (or one of these images), else the active one."""
+        assert self.session is not None
+        for vp in self.viewports:
+            volume = self.session.volumes.get(vp.series_uid or "")
+            if volume is None or vp.view is None:
+                continue
+            shown = set(map(str, volume.metadata.get("sop_instance_uids", []) or []))
+            if vp.series_uid in series_uids or shown & sop_uids:
+                return vp
+        vp = self.viewports[self.active]
+        if vp.view is None or vp.series_uid not in self.session.volumes:
+            raise ValueError("show the images it belongs to in a viewport first")
+        return vp
+
+    def show_object_layer(self, path: Path) -> LayerPanel:
+        """Draw a SEG's segments or an RTSTRUCT's contours over the viewport showing their series."""
+        ds = dcmread(path)
+        kind = object_kind(str(ds.SOPClassUID))
+        vp = self._viewport_showing(referenced_series_uids(ds))
+        volume = self.session.volumes[vp.series_uid]
+        if kind == "seg":
+            overlay = seg_overlay(ds, volume)
+            layer = SegLayer(overlay, volume)
+            items = [(s.number, s.label, s.colour) for s in overlay.segments]
         else:
-            self.assign(self.active, item.data(STUDY_UID_ROLE))
+            rois = read_structures(ds)
+            layer = StructureLayer(rois, slice_tolerance_mm=min(volume.spacing) / 2)
+            items = [(r.number, r.name, r.colour) for r in rois]
+        views = self._slice_views(vp)
+        for view in views:
+            view.object_layers.append(layer)
+            view.request_render()
+        panel = LayerPanel(f"{ds.get('SeriesDescription', kind.upper())}", items, layer, views, self)
+        panel.show()
+        self.object_dialogs.append(panel)
+        return panel
+
+    def apply_presentation_state(self, path: Path) -> None:
+        """Window, rotation, flip and displayed area of a GSPS on the viewport showing its images."""
+        state = read_presentation_state(dcmread(path))
+        vp = self._viewport_showing(sop_uids=set(state.referenced))
+        for view in self._slice_views(vp):
+            plane = view.plane
+            apply_to_view(view.state, state, plane.pixels.shape[:2], plane.pixel_spacing)
+        self.status_message.emit(f"Presentation state {state.label or ''} applied".replace("  ", " "))
 
     def open_object(self, path: Path) -> ObjectDialog:
         """Show a non-image object (SR, key objects, PDF, ...) with its tags, beside the images."""

@@ -114,3 +114,87 @@ def test_tag_browser_keeps_the_parents_of_a_nested_match(qtbot):
     browser.search.setText("")
     assert "PatientName" in browser.visible_names()
     assert browser.tree.topLevelItem(0).flags() & Qt.ItemFlag.ItemIsEnabled
+
+
+def ct_datasets(archive, study_uid):
+    from pydicom import dcmread
+
+    series = next(s for s in archive.series(study_uid) if s.modality == "CT")
+    return series.series_uid, [dcmread(i.path) for i in archive.instances(series.series_uid)]
+
+
+def shown_ct(window, qtbot, series_uid):
+    def ready():
+        return [vp for vp in window.reading.viewports if vp.series_uid == series_uid and vp.view is not None]
+
+    qtbot.waitUntil(lambda: bool(ready()), timeout=60000)
+    [vp] = ready()[:1]
+    return vp
+
+
+def test_a_segmentation_is_drawn_over_its_series_and_segments_toggle(
+    demo_archive, make_window, qtbot, tmp_path
+):
+    import highdicom as hd
+    import numpy as np
+    from pydicom.sr.codedict import codes
+
+    study_uid = demo_archive.studies()[0].study_uid
+    series_uid, datasets = ct_datasets(demo_archive, study_uid)
+    datasets.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+    mask = np.zeros((len(datasets), datasets[0].Rows, datasets[0].Columns), dtype=bool)
+    mask[:, 40:80, 50:90] = True  # a block through every slice: visible on whatever slice is shown
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="liver", segmented_property_category=codes.SCT.Organ,
+        segmented_property_type=codes.SCT.Liver, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+    )  # fmt: skip
+    seg = hd.seg.Segmentation(
+        datasets, mask, "BINARY", [description], generate_uid(), 95, generate_uid(), 1, "Hulu", "t", "1", "0"
+    )
+    seg.save_as(tmp_path / "seg.dcm")
+    demo_archive.store_file(tmp_path / "seg.dcm")
+    window = make_window(demo_archive)
+    window.open_study(study_uid)
+    vp = shown_ct(window, qtbot, series_uid)
+    strip = window.reading.strip
+    qtbot.waitUntil(lambda: "seg" in strip_items(strip), timeout=30000)
+    strip.itemDoubleClicked.emit(strip_items(strip)["seg"])
+    views = window.reading._slice_views(vp)
+    assert views and all(len(v.object_layers) == 1 for v in views)
+    view = views[0]
+    frame = view.layer_frame(view.object_layers[0])
+    assert frame.rgba is not None and (frame.rgba[..., 3] > 0).sum() > 0
+    qtbot.waitUntil(lambda: view.render_to_array().shape[0] > 0, timeout=5000)
+    shown = view.render_to_array()
+    panel = window.reading.object_dialogs[-1]
+    panel.list.item(0).setCheckState(Qt.CheckState.Unchecked)  # segment toggled off
+    assert view.layer_frame(view.object_layers[0]).rgba is None
+    hidden = view.render_to_array()
+    assert (
+        np.abs(shown.astype(int) - hidden.astype(int)).sum(axis=2) > 30
+    ).sum() > 100  # the overlay was drawn
+
+
+def test_a_presentation_state_sets_window_rotation_and_flip(demo_archive, make_window, qtbot, tmp_path):
+    import highdicom as hd
+
+    study_uid = demo_archive.studies()[0].study_uid
+    series_uid, datasets = ct_datasets(demo_archive, study_uid)
+    gsps = hd.pr.GrayscaleSoftcopyPresentationState(
+        referenced_images=datasets, series_instance_uid=generate_uid(), series_number=96,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="Hulu", manufacturer_model_name="t",
+        software_versions="1", device_serial_number="0", content_label="BONE",
+        voi_lut_transformations=[hd.pr.SoftcopyVOILUTTransformation(window_center=500.0, window_width=2000.0)],
+    )  # fmt: skip
+    gsps.ImageHorizontalFlip, gsps.ImageRotation = "Y", 180
+    gsps.save_as(tmp_path / "pr.dcm")
+    demo_archive.store_file(tmp_path / "pr.dcm")
+    window = make_window(demo_archive)
+    window.open_study(study_uid)
+    vp = shown_ct(window, qtbot, series_uid)
+    strip = window.reading.strip
+    qtbot.waitUntil(lambda: "pr" in strip_items(strip), timeout=30000)
+    strip.itemDoubleClicked.emit(strip_items(strip)["pr"])
+    state = window.reading._slice_views(vp)[0].state
+    assert (state.window_width, state.window_center) == (2000.0, 500.0)
+    assert state.rotation == 180 and state.flip_h

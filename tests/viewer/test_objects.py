@@ -247,3 +247,51 @@ def test_tag_rows_fold_sequences_and_name_private_creators():
     nested = next(r for r in rows if r.name == "ReferencedSOPInstanceUID")
     assert nested.depth == 2 and any(r.is_item and r.depth == 1 for r in rows)
     assert [r.name for r in filter_rows(rows, "doe")] == ["PatientName"]
+
+
+def test_seg_layer_colours_the_lesion_pixels_of_the_shown_plane(ct):
+    from viewer.objects.overlays import SegLayer
+
+    datasets, volume = ct
+    mask, centres = box_mask(datasets)
+    layer = SegLayer(seg_overlay(build_seg(datasets, mask.astype(np.float32), "BINARY"), volume), volume)
+    through = sorted(centres)[len(centres) // 2]
+    for plane, axis in (("axial", 2), ("coronal", 1), ("sagittal", 0)):
+        image = plane_image(volume, plane, through[axis] if plane != "coronal" else through[1])
+        frame = layer.frame_for(image)
+        coloured = {tuple(np.round(image.to_lps(r, c), 3)) for r, c in zip(*np.nonzero(frame.rgba[..., 3]))}
+        assert coloured == {c for c in centres if abs(c[axis] - through[axis]) < 1e-3}, plane
+        assert tuple(frame.rgba[..., :3][frame.rgba[..., 3] > 0][0]) == layer.overlay.segments[0].colour
+    layer.hidden.add(1)
+    assert layer.frame_for(plane_image(volume, "axial", through[2])).rgba is None  # toggled off
+
+
+def test_structure_layer_draws_the_contour_on_its_slice_and_the_cut_elsewhere(ct):
+    from viewer.objects.overlays import StructureLayer
+
+    datasets, volume = ct
+    layer = StructureLayer(read_structures(build_rtstruct(datasets)), slice_tolerance_mm=1.25)
+    z = float(datasets[3].ImagePositionPatient[2])
+    axial = plane_image(volume, "axial", z)
+    [outline] = layer.frame_for(axial).polylines
+    assert outline.closed and outline.label == "GTV" and outline.colour == (255, 0, 0)
+    corners = sorted(tuple(np.round(axial.to_lps(row, col), 3)) for col, row in outline.points)
+    assert corners == sorted([(-6.0, -4.0, z), (6.0, -4.0, z), (6.0, 4.0, z), (-6.0, 4.0, z)])
+    [cut] = layer.frame_for(plane_image(volume, "coronal", 1.0)).polylines
+    assert not cut.closed and len(cut.points) == 2
+
+
+def test_presentation_state_is_applied_to_the_view(ct):
+    from viewer.objects.gsps import PresentationState, apply_to_view
+    from viewer.view_state import ViewState
+
+    state = ViewState()
+    state.zoom_by(3.0)
+    ps = PresentationState("LUNG", "", {}, (1500.0, -600.0), 90, True, (5.0, 3.0, 12.0, 10.0))
+    apply_to_view(state, ps, image_shape=(16, 20), pixel_spacing=(2.0, 1.5))
+    assert (state.window_width, state.window_center) == (1500.0, -600.0)
+    assert state.rotation == 90 and state.flip_h
+    assert state.zoom == pytest.approx(min(20 / 8, 16 / 8))  # the 8 x 8 pixel area fills the view
+    # the area's centre (col 8.5, row 6.5) sits at the view centre: pan = display @ offset in mm
+    expected = state.display_matrix() @ np.array([(8.5 - 10.5) * 1.5, (6.5 - 8.5) * 2.0])
+    assert state.pan_mm == pytest.approx(tuple(expected))

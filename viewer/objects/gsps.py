@@ -3,7 +3,8 @@
 :func:`read_presentation_state` turns a GSPS into plain data: the images it applies to, the
 window (Softcopy VOI LUT), rotation and horizontal flip (Spatial Transformation), the displayed
 area, and the graphic and text annotations per image in image pixel coordinates (DISPLAY units
-are kept as fractions of the displayed area, as the standard defines them).
+are kept as fractions of the displayed area, as the standard defines them). :func:`apply_to_view`
+sets a view's window, rotation, flip and displayed area from it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from pydicom import Dataset
 
 from viewer.object_kinds import object_kind
+from viewer.view_state import ViewState
 
 
 @dataclass(frozen=True)
@@ -142,3 +144,28 @@ def read_presentation_state(ds: Dataset) -> PresentationState:
             for target in targets:
                 state.texts.setdefault(target, []).append(note)
     return state
+
+
+def apply_to_view(
+    state: ViewState, ps: PresentationState, image_shape: tuple[int, int], pixel_spacing: tuple[float, float]
+) -> None:
+    """Show an image as ``ps`` asks: its window, rotation then horizontal flip (the standard's
+    order), and its displayed area filling the view. ``image_shape`` is (rows, columns) and
+    ``pixel_spacing`` (between rows, between columns) of the referenced image as displayed."""
+    state.reset()
+    if ps.window is not None:
+        state.set_window(*ps.window)
+    if ps.rotation:
+        state.rotate_clockwise(ps.rotation)
+    if ps.flip_horizontal:
+        state.flip_horizontal()
+    if ps.displayed_area is None:
+        return
+    left, top, right, bottom = ps.displayed_area  # 1-based pixel columns/rows, inclusive
+    rows, cols = image_shape
+    width, height = max(right - left + 1, 1.0), max(bottom - top + 1, 1.0)
+    state.zoom_by(min(cols / width, rows / height))
+    centre_offset = np.array([(left + right) / 2 - (cols + 1) / 2, (top + bottom) / 2 - (rows + 1) / 2])
+    offset_mm = centre_offset * np.array([pixel_spacing[1], pixel_spacing[0]])
+    screen = state.display_matrix() @ offset_mm
+    state.pan_by(float(screen[0]), float(screen[1]))

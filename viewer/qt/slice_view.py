@@ -16,10 +16,21 @@ from typing import Any
 import numpy as np
 import vtk
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QKeyEvent, QMouseEvent, QPainter, QPen, QWheelEvent
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPen,
+    QTransform,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QWidget
 from vtk.util import numpy_support
 
+from viewer.objects.overlays import OverlayFrame
 from viewer.presets import WindowPreset, default_window, presets_for
 from viewer.qt.canvas import VtkCanvas
 from viewer.reslice import Plane, PlaneImage, SlabMode, plane_image, plane_positions, value_range
@@ -106,6 +117,8 @@ class SliceView(VtkCanvas):
         self.unit = ""
         self.tool = "window"
         self.lines_lps: list[tuple[np.ndarray, np.ndarray, QColor]] = []  # crosshair / reference lines
+        self.object_layers: list = []  # viewer.objects.overlays layers (SEG, RTSTRUCT) drawn over the image
+        self._layer_frames: dict[int, tuple[object, frozenset[int], OverlayFrame]] = {}
         self.show_overlay = True
         self.overlay_parts: set[str] = set(OVERLAY_PARTS)  # drawn when show_overlay is on
         self.slice_thickness_mm: float | None = None  # shown in the overlay when known
@@ -415,6 +428,7 @@ class SliceView(VtkCanvas):
         font.setPixelSize(12)
         painter.setFont(font)
         parts = self.overlay_parts
+        self._paint_object_layers(painter)
         if "lines" in parts:
             self._paint_lines(painter)
         if "measurements" in parts:
@@ -485,6 +499,48 @@ class SliceView(VtkCanvas):
             Qt.AlignmentFlag.AlignRight,
             f"{length:g} mm{calibration.suffix()}",
         )
+
+    def layer_frame(self, layer) -> OverlayFrame:
+        """A layer's overlay on the shown plane (computed once per plane and set of hidden items)."""
+        assert self.plane is not None
+        hidden = frozenset(layer.hidden)
+        cached = self._layer_frames.get(id(layer))
+        if cached is None or cached[0] is not self.plane or cached[1] != hidden:
+            cached = (self.plane, hidden, layer.frame_for(self.plane))
+            self._layer_frames[id(layer)] = cached
+        return cached[2]
+
+    def _paint_object_layers(self, painter: QPainter) -> None:
+        assert self.plane is not None
+        rows, cols = self.plane.pixels.shape[:2]
+        for layer in self.object_layers:
+            frame = self.layer_frame(layer)
+            if frame.rgba is not None:
+                image = QImage(frame.rgba.data, cols, rows, cols * 4, QImage.Format.Format_RGBA8888)
+                o, x, y = (
+                    self.pixel_to_screen(*p) for p in ((-0.5, -0.5), (cols - 0.5, -0.5), (-0.5, rows - 0.5))
+                )
+                painter.save()
+                painter.setTransform(
+                    QTransform(
+                        (x.x() - o.x()) / cols,
+                        (x.y() - o.y()) / cols,
+                        (y.x() - o.x()) / rows,
+                        (y.y() - o.y()) / rows,
+                        o.x(),
+                        o.y(),
+                    )  # fmt: skip
+                )
+                painter.drawImage(0, 0, image)
+                painter.restore()
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            for line in frame.polylines:
+                painter.setPen(QPen(QColor(*line.colour), 1.5))
+                points = [self.pixel_to_screen(col, row) for col, row in line.points]
+                if line.closed:
+                    painter.drawPolygon(points)
+                else:
+                    painter.drawPolyline(points)
 
     def _paint_lines(self, painter: QPainter) -> None:
         assert self.plane is not None

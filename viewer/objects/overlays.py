@@ -1,0 +1,96 @@
+"""What the object overlays put on a shown plane, in that plane's pixel coordinates (no Qt).
+
+A view asks each layer for the :class:`OverlayFrame` of the plane it shows: a colour image aligned
+with the plane's pixels (segmentations, sampled at the pixel centres) and polylines (structure
+contours, cut by the plane where they cross it). Both follow the plane wherever it goes: axial,
+coronal, sagittal or oblique.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from viewer.objects.rtstruct import Roi, contour_on_plane
+from viewer.objects.seg import SegOverlay
+from viewer.reslice import PlaneImage
+from viewer.volume import Volume
+
+
+@dataclass
+class Polyline:
+    points: np.ndarray  # (n, 2) plane pixels as (column, row)
+    colour: tuple[int, int, int]
+    closed: bool
+    label: str = ""
+
+
+@dataclass
+class OverlayFrame:
+    rgba: np.ndarray | None = None  # (rows, cols, 4) uint8 over the plane, or None
+    polylines: list[Polyline] = field(default_factory=list)
+
+
+def plane_pixel_lps(plane: PlaneImage) -> np.ndarray:
+    """LPS centre of every pixel of ``plane``: (rows, cols, 3)."""
+    rows, cols = plane.pixels.shape[:2]
+    r = np.arange(rows, dtype=np.float64)[:, None, None] * plane.pixel_spacing[0] * plane.col_dir
+    c = np.arange(cols, dtype=np.float64)[None, :, None] * plane.pixel_spacing[1] * plane.row_dir
+    return plane.origin + r + c
+
+
+@dataclass
+class SegLayer:
+    """A segmentation over its referenced series; ``hidden`` holds the segment numbers toggled off."""
+
+    overlay: SegOverlay
+    volume: Volume
+    opacity: float = 0.45
+    hidden: set[int] = field(default_factory=set)
+
+    def frame_for(self, plane: PlaneImage) -> OverlayFrame:
+        ijk = np.rint(self.volume.lps_to_index(plane_pixel_lps(plane))).astype(np.int64)
+        size = np.asarray(self.volume.shape_ijk)
+        inside = np.all((ijk >= 0) & (ijk < size), axis=-1)
+        rgba = np.zeros(plane.pixels.shape[:2] + (4,), dtype=np.float32)
+        i, j, k = (np.where(inside, ijk[..., n], 0) for n in range(3))
+        for segment, mask in zip(self.overlay.segments, self.overlay.masks):
+            if segment.number in self.hidden:
+                continue
+            alpha = np.where(inside, mask[k, j, i], 0.0) * self.opacity
+            rgba[..., :3] += (
+                alpha[..., None] * np.asarray(segment.colour, dtype=np.float32) * (1 - rgba[..., 3:])
+            )
+            rgba[..., 3] += alpha * (1 - rgba[..., 3])
+        out = rgba.copy()
+        shown = out[..., 3] > 0
+        out[shown, :3] /= out[shown, 3:4]  # straight (not premultiplied) colour
+        out[..., 3] *= 255
+        return OverlayFrame(rgba=np.clip(out, 0, 255).astype(np.uint8) if shown.any() else None)
+
+
+@dataclass
+class StructureLayer:
+    """An RT structure set: each ROI's contours where the plane shows or cuts them."""
+
+    rois: list[Roi]
+    slice_tolerance_mm: float  # half the spacing between the planes the view steps through
+    hidden: set[int] = field(default_factory=set)
+
+    def frame_for(self, plane: PlaneImage) -> OverlayFrame:
+        normal = np.cross(plane.row_dir, plane.col_dir)
+        lines = []
+
+        def to_pixels(points: np.ndarray) -> np.ndarray:
+            return np.array([plane.from_lps(p)[::-1] for p in points])
+
+        for roi in self.rois:
+            if roi.number in self.hidden:
+                continue
+            for contour in roi.contours:
+                whole, cuts = contour_on_plane(contour, plane.origin, normal, self.slice_tolerance_mm)
+                if len(whole):
+                    lines.append(Polyline(to_pixels(whole), roi.colour, True, roi.name))
+                lines += [Polyline(to_pixels(np.array(cut)), roi.colour, False, roi.name) for cut in cuts]
+        return OverlayFrame(polylines=lines)
