@@ -37,7 +37,8 @@ from app.reading.thumbnails import ThumbnailCache
 from viewer.loader import describe_skipped
 from viewer.object_kinds import object_kind
 from viewer.objects.gsps import apply_to_view, read_presentation_state
-from viewer.objects.overlays import SegLayer, StructureLayer
+from viewer.objects.kos import read_key_selection
+from viewer.objects.overlays import KeyImageLayer, SegLayer, StructureLayer, key_plane_indices
 from viewer.objects.references import referenced_series_uids
 from viewer.objects.rtstruct import read_structures
 from viewer.objects.seg import seg_overlay
@@ -230,6 +231,8 @@ class ReadingWidget(QWidget):
                 self.show_object_layer(path)
             elif kind == "pr":
                 self.apply_presentation_state(path)
+            elif kind == "kos":
+                self.show_key_images(path)
             elif kind and kind != "image":
                 self.open_object(path)
             else:
@@ -286,6 +289,31 @@ class ReadingWidget(QWidget):
         panel.show()
         self.object_dialogs.append(panel)
         return panel
+
+    def show_key_images(self, path: Path) -> ObjectDialog:
+        """Frame a key object selection's images where they are shown, go to the first one, and
+        list them (choosing one goes to it)."""
+        selection = read_key_selection(dcmread(path))
+        vp = self._viewport_showing(sop_uids=set(selection.sop_instance_uids))
+        volume = self.session.volumes[vp.series_uid]
+        layer = KeyImageLayer(volume, selection.sop_instance_uids)
+        for view in self._slice_views(vp):
+            view.object_layers.append(layer)
+            view.request_render()
+        dialog = self.open_object(path)
+        dialog.image_requested.connect(lambda uid: self.go_to_image(vp, frozenset({uid})))
+        self.go_to_image(vp, selection.sop_instance_uids)
+        return dialog
+
+    def go_to_image(self, vp: Viewport, sop_uids: frozenset[str]) -> bool:
+        """Scroll a stack viewport to the first of these images; False when it shows none of them."""
+        view = vp.view
+        if getattr(view, "stack_plane", None) is None or view.volume is None:
+            return False
+        indices = key_plane_indices(view.volume, view.stack_plane, sop_uids)
+        if indices:
+            view.set_slice(indices[0])
+        return bool(indices)
 
     def apply_presentation_state(self, path: Path) -> None:
         """Window, rotation, flip and displayed area of a GSPS on the viewport showing its images."""

@@ -10,6 +10,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from PySide6.QtCore import Qt
 
 from app.gui.study_browser import OBJECT_KIND_ROLE, STUDY_UID_ROLE
+from app.reading.layouts import Layout
+from viewer.sources import source_for_plane
 
 
 def report_sr(reference: Dataset) -> Dataset:
@@ -198,3 +200,41 @@ def test_a_presentation_state_sets_window_rotation_and_flip(demo_archive, make_w
     state = window.reading._slice_views(vp)[0].state
     assert (state.window_width, state.window_center) == (2000.0, 500.0)
     assert state.rotation == 180 and state.flip_h
+
+
+def test_a_key_object_selection_frames_its_images_and_goes_to_them(
+    demo_archive, make_window, qtbot, tmp_path
+):
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    study_uid = demo_archive.studies()[0].study_uid
+    series_uid, datasets = ct_datasets(demo_archive, study_uid)
+    datasets.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+    keys = [datasets[5], datasets[30]]
+    content = hd.ko.KeyObjectSelection(document_title=codes.DCM.OfInterest, referenced_objects=keys)
+    kos = hd.ko.KeyObjectSelectionDocument(keys, content, generate_uid(), 97, generate_uid(), 1, "Hulu")
+    kos.save_as(tmp_path / "kos.dcm")
+    demo_archive.store_file(tmp_path / "kos.dcm")
+    window = make_window(demo_archive)
+    window.open_study(study_uid)
+    shown_ct(window, qtbot, series_uid)
+    window.reading.set_layout(Layout.ONE)  # a 1x1 stack of the acquired slices
+    vp = shown_ct(window, qtbot, series_uid)
+    strip = window.reading.strip
+    qtbot.waitUntil(lambda: "kos" in strip_items(strip), timeout=30000)
+    strip.itemDoubleClicked.emit(strip_items(strip)["kos"])
+    views = window.reading._slice_views(vp)
+    layer = views[0].object_layers[-1]
+    key_uids = {keys[0].SOPInstanceUID, keys[1].SOPInstanceUID}
+    stack = vp.view
+    shown = source_for_plane(stack.volume, stack.stack_plane, stack.current_slice_index())
+    assert shown.sop_instance_uid in key_uids  # it went to the first key image ...
+    [frame] = layer.frame_for(stack.plane).polylines  # ... and frames it
+    assert frame.label == "KEY IMAGE" and views == [stack]
+    stack.set_slice((stack.current_slice_index() + 3) % stack.state.slice_count)
+    assert layer.frame_for(stack.plane).polylines == []  # an ordinary slice is not marked
+    dialog = window.reading.object_dialogs[-1]
+    dialog.image_requested.emit(keys[1].SOPInstanceUID)  # choosing the other key image goes there
+    shown = source_for_plane(stack.volume, stack.stack_plane, stack.current_slice_index())
+    assert shown.sop_instance_uid == keys[1].SOPInstanceUID

@@ -2,8 +2,8 @@
 
 A view asks each layer for the :class:`OverlayFrame` of the plane it shows: a colour image aligned
 with the plane's pixels (segmentations, sampled at the pixel centres) and polylines (structure
-contours, cut by the plane where they cross it). Both follow the plane wherever it goes: axial,
-coronal, sagittal or oblique.
+contours, cut by the plane where they cross it; a frame around a key image). They follow the plane
+wherever it goes: axial, coronal, sagittal or oblique.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import numpy as np
 
 from viewer.objects.rtstruct import Roi, contour_on_plane
 from viewer.objects.seg import SegOverlay
-from viewer.reslice import PlaneImage
+from viewer.reslice import Plane, PlaneImage, plane_positions
+from viewer.sources import PARALLEL_TOLERANCE, source_at_lps, source_for_plane
 from viewer.volume import Volume
 
 
@@ -94,3 +95,44 @@ class StructureLayer:
                     lines.append(Polyline(to_pixels(whole), roi.colour, True, roi.name))
                 lines += [Polyline(to_pixels(np.array(cut)), roi.colour, False, roi.name) for cut in cuts]
         return OverlayFrame(polylines=lines)
+
+
+@dataclass
+class KeyImageLayer:
+    """Frames the shown plane when it is one of a key object selection's images."""
+
+    volume: Volume
+    sop_instance_uids: frozenset[str]
+    colour: tuple[int, int, int] = (255, 210, 0)
+    hidden: set[int] = field(default_factory=set)
+
+    def is_key(self, plane: PlaneImage) -> bool:
+        normal = np.cross(plane.row_dir, plane.col_dir)
+        slice_axis = np.asarray(self.volume.direction, dtype=np.float64)[:, 2]
+        if abs(float(normal @ slice_axis)) < 1.0 - PARALLEL_TOLERANCE:
+            return False  # a reformat crosses many acquired images
+        rows, cols = plane.pixels.shape[:2]
+        source = source_at_lps(self.volume, plane.to_lps((rows - 1) / 2, (cols - 1) / 2))
+        return (
+            source is not None
+            and source.distance_mm <= float(self.volume.spacing[2]) / 2
+            and source.sop_instance_uid in self.sop_instance_uids
+        )
+
+    def frame_for(self, plane: PlaneImage) -> OverlayFrame:
+        if self.hidden or not self.is_key(plane):
+            return OverlayFrame()
+        rows, cols = plane.pixels.shape[:2]
+        edge = np.array([[-0.5, -0.5], [cols - 0.5, -0.5], [cols - 0.5, rows - 0.5], [-0.5, rows - 0.5]])
+        return OverlayFrame(polylines=[Polyline(edge, self.colour, True, "KEY IMAGE")])
+
+
+def key_plane_indices(volume: Volume, plane: Plane, sop_instance_uids: frozenset[str]) -> list[int]:
+    """The scroll steps of ``plane`` that show one of the key images, in order."""
+    count = volume.voxels.shape[0] if plane == "native" else len(plane_positions(volume, plane))
+    found = []
+    for index in range(count):
+        source = source_for_plane(volume, plane, index)
+        if source is not None and source.sop_instance_uid in sop_instance_uids:
+            found.append(index)
+    return found

@@ -541,6 +541,12 @@ class SliceView(VtkCanvas):
                     painter.drawPolygon(points)
                 else:
                     painter.drawPolyline(points)
+                if line.label and points:
+                    top_left = min(points, key=lambda p: (p.y(), p.x()))
+                    _shadowed_text(
+                        painter, int(top_left.x()) + 4, int(top_left.y()) + 2, 200, 16,
+                        Qt.AlignmentFlag.AlignLeft, line.label,
+                    )  # fmt: skip
 
     def _paint_lines(self, painter: QPainter) -> None:
         assert self.plane is not None
