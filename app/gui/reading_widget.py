@@ -38,10 +38,18 @@ from viewer.loader import describe_skipped
 from viewer.object_kinds import object_kind
 from viewer.objects.gsps import apply_to_view, read_presentation_state
 from viewer.objects.kos import read_key_selection
-from viewer.objects.overlays import KeyImageLayer, SegLayer, StructureLayer, key_plane_indices
+from viewer.objects.overlays import (
+    KeyImageLayer,
+    PresentationLayer,
+    SegLayer,
+    StructureLayer,
+    file_geometry,
+    key_plane_indices,
+)
 from viewer.objects.references import referenced_series_uids
 from viewer.objects.rtstruct import read_structures
 from viewer.objects.seg import seg_overlay
+from viewer.sources import source_at_lps
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +138,7 @@ class ReadingWidget(QWidget):
             ("Rotate", lambda: self.apply("R")),
             ("Reset", lambda: self.apply("Escape")),
             ("Play", self.toggle_cine),
+            ("Tags", self.show_image_tags),
         ):
             self.image_toolbar.addAction(text, slot)
 
@@ -305,23 +314,43 @@ class ReadingWidget(QWidget):
         self.go_to_image(vp, selection.sop_instance_uids)
         return dialog
 
-    def go_to_image(self, vp: Viewport, sop_uids: frozenset[str]) -> bool:
-        """Scroll a stack viewport to the first of these images; False when it shows none of them."""
+    def go_to_image(self, vp: Viewport, sop_uids: frozenset[str], *, stay_if_shown: bool = False) -> bool:
+        """Scroll a stack viewport to the first of these images (or stay on one it shows already);
+        False when it cannot show any of them."""
         view = vp.view
         if getattr(view, "stack_plane", None) is None or view.volume is None:
             return False
         indices = key_plane_indices(view.volume, view.stack_plane, sop_uids)
-        if indices:
+        if indices and not (stay_if_shown and view.current_slice_index() in indices):
             view.set_slice(indices[0])
         return bool(indices)
+
+    def show_image_tags(self) -> ObjectDialog | None:
+        """Every element of the image shown in the active view (the acquired image it lies on)."""
+        view = self.active_plane()
+        volume, plane = getattr(view, "volume", None), getattr(view, "plane", None)
+        if volume is None or plane is None:
+            self.status_message.emit("Tags: show an image in the active viewport first")
+            return None
+        rows, cols = plane.pixels.shape[:2]
+        source = source_at_lps(volume, plane.to_lps((rows - 1) / 2, (cols - 1) / 2))
+        if source is None or not source.path:
+            self.status_message.emit("Tags: this view is not one acquired image (a reformat or 3D)")
+            return None
+        return self.open_object(Path(source.path))
 
     def apply_presentation_state(self, path: Path) -> None:
         """Window, rotation, flip and displayed area of a GSPS on the viewport showing its images."""
         state = read_presentation_state(dcmread(path))
         vp = self._viewport_showing(sop_uids=set(state.referenced))
+        volume = self.session.volumes[vp.series_uid]
+        layer = PresentationLayer(state, volume, file_geometry(volume))
         for view in self._slice_views(vp):
             plane = view.plane
             apply_to_view(view.state, state, plane.pixels.shape[:2], plane.pixel_spacing)
+            view.object_layers.append(layer)
+            view.request_render()
+        self.go_to_image(vp, frozenset(state.referenced), stay_if_shown=True)
         self.status_message.emit(f"Presentation state {state.label or ''} applied".replace("  ", " "))
 
     def open_object(self, path: Path) -> ObjectDialog:

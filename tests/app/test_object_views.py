@@ -238,3 +238,19 @@ def test_a_key_object_selection_frames_its_images_and_goes_to_them(
     dialog.image_requested.emit(keys[1].SOPInstanceUID)  # choosing the other key image goes there
     shown = source_for_plane(stack.volume, stack.stack_plane, stack.current_slice_index())
     assert shown.sop_instance_uid == keys[1].SOPInstanceUID
+
+
+def test_tags_of_the_image_on_screen(demo_archive, make_window, qtbot):
+    study_uid = demo_archive.studies()[0].study_uid
+    series_uid, datasets = ct_datasets(demo_archive, study_uid)
+    window = make_window(demo_archive)
+    window.open_study(study_uid)
+    shown_ct(window, qtbot, series_uid)
+    window.reading.set_layout(Layout.ONE)
+    vp = shown_ct(window, qtbot, series_uid)
+    stack = vp.view
+    dialog = window.reading.show_image_tags()
+    shown = source_for_plane(stack.volume, stack.stack_plane, stack.current_slice_index())
+    dialog.tags.search.setText(shown.sop_instance_uid)
+    assert "SOPInstanceUID" in dialog.tags.visible_names()  # the tags of exactly this image
+    assert dialog.content is None and dialog.kind == "image"

@@ -295,3 +295,33 @@ def test_presentation_state_is_applied_to_the_view(ct):
     # the area's centre (col 8.5, row 6.5) sits at the view centre: pan = display @ offset in mm
     expected = state.display_matrix() @ np.array([(8.5 - 10.5) * 1.5, (6.5 - 8.5) * 2.0])
     assert state.pan_mm == pytest.approx(tuple(expected))
+
+
+def test_presentation_annotations_land_on_their_image_in_the_plane_shown(ct):
+    from viewer.objects.overlays import PresentationLayer, file_geometry
+
+    datasets, volume = ct
+    target = datasets[4]
+    layer = hd.pr.GraphicLayer(layer_name="ARROWS", order=1)
+    annotation = hd.pr.GraphicAnnotation(
+        referenced_images=[target],
+        graphic_layer=layer,
+        graphic_objects=[hd.pr.GraphicObject("POLYLINE", np.array([[2.5, 3.5], [10.5, 12.5]]), "PIXEL")],
+        text_objects=[hd.pr.TextObject("here", "PIXEL", anchor_point=(10.5, 12.5))],
+    )
+    gsps = hd.pr.GrayscaleSoftcopyPresentationState(
+        referenced_images=[target], series_instance_uid=generate_uid(), series_number=93,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="Hulu", manufacturer_model_name="t",
+        software_versions="1", device_serial_number="0", content_label="NOTE",
+        graphic_annotations=[annotation], graphic_layers=[layer],
+    )  # fmt: skip
+    overlay = PresentationLayer(read_presentation_state(gsps), volume, file_geometry(volume))
+    z = float(target.ImagePositionPatient[2])
+    axial = plane_image(volume, "axial", z)
+    line, note = overlay.frame_for(axial).polylines
+    # PIXEL units: 0\0 is the image's top left corner, so 2.5\3.5 is the centre of pixel column 2, row 3
+    pixel_lps = GEOMETRY.pixel_lps(np.asarray(target.ImagePositionPatient, dtype=np.float64))
+    expected = [pixel_lps[3, 2], pixel_lps[12, 10]]
+    assert np.allclose([axial.to_lps(row, col) for col, row in line.points], expected)
+    assert note.label == "here" and np.allclose(axial.to_lps(*note.points[0][::-1]), pixel_lps[12, 10])
+    assert overlay.frame_for(plane_image(volume, "axial", z + 2.5)).polylines == []  # another image

@@ -8,14 +8,16 @@ wherever it goes: axial, coronal, sagittal or oblique.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from viewer.objects.gsps import PresentationState
 from viewer.objects.rtstruct import Roi, contour_on_plane
 from viewer.objects.seg import SegOverlay
 from viewer.reslice import Plane, PlaneImage, plane_positions
-from viewer.sources import PARALLEL_TOLERANCE, source_at_lps, source_for_plane
+from viewer.sources import PARALLEL_TOLERANCE, acquired_slices, source_at_lps, source_for_plane
 from viewer.volume import Volume
 
 
@@ -136,3 +138,95 @@ def key_plane_indices(volume: Volume, plane: Plane, sop_instance_uids: frozenset
         if source is not None and source.sop_instance_uid in sop_instance_uids:
             found.append(index)
     return found
+
+
+def _shape_points(kind: str, points: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A GSPS graphic as a polyline (points as given, or sampled circle/ellipse), and whether closed."""
+    if kind == "CIRCLE":
+        centre, edge = points[0], points[1]
+        radius = float(np.hypot(*(edge - centre)))
+        angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+        return centre + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1), True
+    if kind == "ELLIPSE":
+        (a0, a1, b0, b1), angles = points[:4], np.linspace(0, 2 * np.pi, 48, endpoint=False)
+        centre, major, minor = (a0 + a1) / 2, (a1 - a0) / 2, (b1 - b0) / 2
+        return centre + np.cos(angles)[:, None] * major + np.sin(angles)[:, None] * minor, True
+    if kind == "POINT":
+        p = points[0]
+        return np.array([p + (-2, 0), p + (2, 0), p, p + (0, -2), p + (0, 2)]), False
+    closed = len(points) > 2 and np.allclose(points[0], points[-1])
+    return (points[:-1] if closed else points), closed
+
+
+@dataclass
+class PresentationLayer:
+    """A presentation state's graphic and text annotations on the images it names.
+
+    ``image_geometry(sop_instance_uid)`` gives (position, row direction, column direction,
+    (row spacing, column spacing)) of an acquired image, so annotations in that image's pixel
+    coordinates land on the same anatomy in the plane shown (PIXEL units: 0\\0 is the top left
+    corner of the image; DISPLAY units are fractions of the image)."""
+
+    state: PresentationState
+    volume: Volume
+    image_geometry: Callable[[str], tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]]
+    colour: tuple[int, int, int] = (120, 230, 255)
+    hidden: set[int] = field(default_factory=set)
+
+    def frame_for(self, plane: PlaneImage) -> OverlayFrame:
+        rows, cols = plane.pixels.shape[:2]
+        normal = np.cross(plane.row_dir, plane.col_dir)
+        slice_axis = np.asarray(self.volume.direction, dtype=np.float64)[:, 2]
+        if self.hidden or abs(float(normal @ slice_axis)) < 1.0 - PARALLEL_TOLERANCE:
+            return OverlayFrame()
+        source = source_at_lps(self.volume, plane.to_lps((rows - 1) / 2, (cols - 1) / 2))
+        if source is None or source.distance_mm > float(self.volume.spacing[2]) / 2:
+            return OverlayFrame()
+        uid = source.sop_instance_uid
+        if not self.state.applies_to(uid):
+            return OverlayFrame()
+        origin, row_dir, col_dir, (row_mm, col_mm) = self.image_geometry(uid)
+
+        def to_plane(image_points: np.ndarray, units: str, size: tuple[float, float]) -> np.ndarray:
+            pts = image_points * np.asarray(size) if units == "DISPLAY" else image_points
+            lps = origin + (pts[:, :1] - 0.5) * col_mm * row_dir + (pts[:, 1:2] - 0.5) * row_mm * col_dir
+            return np.array([plane.from_lps(p)[::-1] for p in lps])
+
+        size = (float(self.volume.shape_ijk[0]), float(self.volume.shape_ijk[1]))  # DISPLAY units' frame
+        lines = []
+        for graphic in self.state.graphics_for(uid):
+            points, closed = _shape_points(graphic.kind, graphic.points)
+            lines.append(Polyline(to_plane(points, graphic.units, size), self.colour, closed))
+        for note in self.state.texts_for(uid):
+            at = note.anchor or (note.box[:2] if note.box else None)
+            if at is not None:
+                lines.append(
+                    Polyline(to_plane(np.array([at]), note.units, size), self.colour, False, note.text)
+                )
+        return OverlayFrame(polylines=lines)
+
+
+def file_geometry(
+    volume: Volume,
+) -> Callable[[str], tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]]:
+    """``image_geometry`` for :class:`PresentationLayer` read from the acquired files' headers."""
+    from functools import cache
+
+    from pydicom import dcmread
+
+    uids, sources, _ = acquired_slices(volume)
+    paths = {uid: path for uid, (path, _frame) in zip(uids, sources)}
+
+    @cache
+    def geometry(uid: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
+        ds = dcmread(paths[uid], stop_before_pixels=True)
+        orientation = np.asarray(ds.ImageOrientationPatient, dtype=np.float64)
+        row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
+        return (
+            np.asarray(ds.ImagePositionPatient, dtype=np.float64),
+            orientation[:3],
+            orientation[3:],
+            (row_mm, col_mm),
+        )
+
+    return geometry
