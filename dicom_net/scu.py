@@ -5,6 +5,9 @@
     retrieve(node, study_uid, series_uid=None, method="move"|"get", archive=..., progress=..., cancel=...)
     send(node, paths_or_datasets, progress=..., cancel=...) -> SendResult
 
+A :class:`~dicom_net.pacs_nodes.DicomWebNode` is handed to :mod:`dicom_net.dicomweb` (QIDO-RS,
+WADO-RS, STOW-RS) with the same arguments and results, so callers need not know a node's kind.
+
 Every function raises a :class:`~dicom_net.scu_assoc.PacsError` subclass with the node and the
 reason when the PACS cannot be reached, refuses us, times out or aborts. ``progress(done, total)``
 is called from the calling thread (``total`` may grow while a retrieve discovers its size);
@@ -35,7 +38,7 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.status import code_to_category
 
-from dicom_net.pacs_nodes import PacsNode
+from dicom_net.pacs_nodes import AnyNode, DicomWebNode, PacsNode
 from dicom_net.part10 import file_meta_header
 from dicom_net.scu_assoc import (
     AssociationRejected,
@@ -124,8 +127,12 @@ class EchoResult:
         return self.ok
 
 
-def echo(node: PacsNode) -> EchoResult:
+def echo(node: AnyNode) -> EchoResult:
     """Verify the node (C-ECHO). Raises PacsError when no association is possible."""
+    if isinstance(node, DicomWebNode):
+        from dicom_net import dicomweb
+
+        return dicomweb.echo(node)
     start = time.monotonic()
     with associate(node, [build_context(Verification)]) as assoc:
         rsp = assoc.send_c_echo()
@@ -140,13 +147,17 @@ def echo(node: PacsNode) -> EchoResult:
 
 
 def find(
-    node: PacsNode, level: str, *, cancel: threading.Event | None = None, **keys: str | None
+    node: AnyNode, level: str, *, cancel: threading.Event | None = None, **keys: str | None
 ) -> list[dict]:
     """Query ``node`` at ``level`` (patient|study|series|image); returns one dict per match.
 
     Keys: patient_name (wildcards * and ? allowed), patient_id, accession, date_from, date_to,
     modality, study_uid, series_uid, sop_uid, each valid at the levels the standard allows.
     """
+    if isinstance(node, DicomWebNode):
+        from dicom_net import dicomweb
+
+        return dicomweb.find(node, level, cancel=cancel, **keys)
     identifier = build_identifier(level, keys)
     model = query_model(level)
     matches: list[dict] = []
@@ -216,7 +227,7 @@ class RetrieveResult:
 
 
 def retrieve(
-    node: PacsNode,
+    node: AnyNode,
     study_uid: str,
     series_uid: str | None = None,
     *,
@@ -235,8 +246,17 @@ def retrieve(
     An object fetched from a PACS can be fetched again, so C-GET acknowledges each one once its
     complete file has its final name (never a partial file) and leaves the fsyncs and index rows
     to the archive's batches; every stored object is durable and indexed before this returns.
-    Cancelling sends C-CANCEL and returns promptly with what arrived.
+    Cancelling sends C-CANCEL and returns promptly with what arrived. A DICOMweb node retrieves
+    by WADO-RS into ``archive`` (``move_destination`` does not apply).
     """
+    if isinstance(node, DicomWebNode):
+        from dicom_net import dicomweb
+
+        if method not in (None, node.retrieve_method):
+            raise ValueError(f"node {node.name} is a DICOMweb node: it retrieves by WADO-RS, not {method}")
+        return dicomweb.retrieve(
+            node, study_uid, series_uid, archive=archive, progress=progress, cancel=cancel
+        )
     method = method or node.retrieve_method
     if method not in ("move", "get"):
         raise ValueError(f"retrieve method {method!r} must be 'move' or 'get'")
@@ -565,7 +585,7 @@ def _describe_item(item: str | Path | Dataset) -> _Item:
 
 
 def send(
-    node: PacsNode,
+    node: AnyNode,
     items: Sequence[str | Path | Dataset] | Iterable[str | Path | Dataset],
     *,
     progress: Progress | None = None,
@@ -575,8 +595,12 @@ def send(
 
     Items that cannot be read, or whose SOP class the PACS did not accept, get a status of None
     and a message; the others are still sent. Raises PacsError only when no association at all
-    can be made.
+    can be made. A DICOMweb node is sent to by STOW-RS.
     """
+    if isinstance(node, DicomWebNode):
+        from dicom_net import dicomweb
+
+        return dicomweb.send(node, items, progress=progress, cancel=cancel)
     start = time.monotonic()
     described = [_describe_item(i) for i in expand_paths(items)]
     result = SendResult()
