@@ -86,6 +86,10 @@ def open_client(
     elif node.token_file:
         session.headers["Authorization"] = f"Bearer {_bearer_token(node)}"
     if node.tls_ca:
+        # requests lets REQUESTS_CA_BUNDLE from the environment override session.verify: read the
+        # environment's proxies ourselves and trust exactly the node's CA
+        session.trust_env = False
+        session.proxies = requests.utils.get_environ_proxies(node.url)
         session.verify = node.tls_ca
 
     def hook(response: requests.Response, *args: object, **kwargs: object) -> requests.Response:

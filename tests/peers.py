@@ -18,7 +18,8 @@ the context managers raise :class:`PeerUnavailable`; the fixtures turn that into
 
 ``orthanc_server(..., dicomweb=True, users={"user": "password"})`` loads Debian's
 ``orthanc-dicomweb`` plugin (root ``/dicom-web/``, see ``OrthancServer.dicomweb_url``) with HTTP
-basic authentication on; ``https`` (a PEM holding certificate and key) serves HTTP over TLS.
+basic authentication on; :func:`tls_terminator` puts HTTPS in front of it (socat, as a site's
+reverse proxy would: Debian's Orthanc 1.10.1 resets its own HTTPS connections after the handshake).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import random
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import time
 import urllib.error
@@ -246,11 +246,10 @@ class OrthancServer:
     log_path: Path
     process: subprocess.Popen = field(repr=False)
     auth: tuple[str, str] | None = field(default=None, repr=False)  # HTTP basic user and password
-    https_ca: Path | None = None  # set when the HTTP side is HTTPS: the CA that signed its certificate
 
     @property
     def http_url(self) -> str:
-        return f"{'https' if self.https_ca else 'http'}://{self.host}:{self.http_port}"
+        return f"http://{self.host}:{self.http_port}"
 
     @property
     def dicomweb_url(self) -> str:
@@ -267,13 +266,7 @@ class OrthancServer:
         if self.auth is not None:
             token = base64.b64encode(":".join(self.auth).encode()).decode()
             req.add_header("Authorization", f"Basic {token}")
-        opener = _NO_PROXY
-        if self.https_ca is not None:
-            context = ssl.create_default_context(cafile=str(self.https_ca))
-            opener = urllib.request.build_opener(
-                urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
-            )
-        with opener.open(req, timeout=30) as resp:
+        with _NO_PROXY.open(req, timeout=30) as resp:
             payload = resp.read()
             if "json" in resp.headers.get("Content-Type", ""):
                 return json.loads(payload) if payload else None
@@ -332,7 +325,6 @@ def _orthanc_config(
     tls: Mapping[str, str] | None,
     plugins: Sequence[str] = (),
     users: Mapping[str, str] | None = None,
-    https_pem: Path | None = None,
 ) -> dict:
     config: dict[str, Any] = {
         "Name": "hulu-test-orthanc",
@@ -358,8 +350,6 @@ def _orthanc_config(
         config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "EnableWado": False}
     if users:
         config.update({"AuthenticationEnabled": True, "RegisteredUsers": dict(users)})
-    if https_pem is not None:
-        config.update({"SslEnabled": True, "SslCertificate": str(https_pem)})
     if tls:
         config.update(
             {
@@ -383,7 +373,6 @@ def orthanc_server(
     tls: Mapping[str, str] | None = None,
     dicomweb: bool = False,
     users: Mapping[str, str] | None = None,
-    https: TlsMaterial | None = None,
     timeout: float = 20.0,
 ) -> Iterator[OrthancServer]:
     """Run Orthanc in a private namespace for the duration of the ``with`` block.
@@ -394,7 +383,7 @@ def orthanc_server(
     also be added later with :meth:`OrthancServer.add_modality`. ``tls`` (``cert``, ``key``,
     ``ca`` paths, optional ``require_client_cert``) switches its DICOM port to TLS only.
     ``dicomweb`` loads the orthanc-dicomweb plugin; ``users`` (name -> password) turns HTTP basic
-    authentication on; ``https`` (server certificate and key) makes the HTTP side HTTPS only.
+    authentication on.
     """
     binary = shutil.which("Orthanc")
     if binary is None:
@@ -408,10 +397,7 @@ def orthanc_server(
     _require_root("Orthanc")
     tmp = Path(tmp_path) / f"orthanc-{random.getrandbits(24):06x}"
     tmp.mkdir(parents=True)
-    https_pem = None
-    if https is not None:
-        https_pem = tmp / "https.pem"
-        https_pem.write_bytes(https.server_cert.read_bytes() + https.server_key.read_bytes())
+
     with _network_or_new(network) as net:
         dicom_port, http_port = net.allocate_port(), net.allocate_port()
         mods = {}
@@ -421,7 +407,7 @@ def orthanc_server(
         config_path = tmp / "orthanc.json"
         config_path.write_text(
             json.dumps(
-                _orthanc_config(tmp, aet, dicom_port, http_port, mods, tls, plugins, users, https_pem),
+                _orthanc_config(tmp, aet, dicom_port, http_port, mods, tls, plugins, users),
                 indent=1,
             )
         )
@@ -445,7 +431,6 @@ def orthanc_server(
                 log_path=log_path,
                 process=proc,
                 auth=next(iter(users.items())) if users else None,
-                https_ca=https.ca_cert if https is not None else None,
             )
             _wait_orthanc_ready(server, timeout)
             yield server
@@ -465,6 +450,31 @@ def _wait_orthanc_ready(server: OrthancServer, timeout: float) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Orthanc REST not ready:\n{_tail(server.log_path)}") from None
             time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def tls_terminator(tmp_path: Path, server: OrthancServer, material: TlsMaterial) -> Iterator[str]:
+    """HTTPS in front of ``server``'s HTTP port (``socat``, inside its namespace, with
+    ``material``'s server certificate); yields the base URL, e.g. ``https://10.213.0.2:4250``."""
+    binary = shutil.which("socat")
+    if binary is None:
+        raise PeerUnavailable("socat is not installed (Debian package 'socat')")
+    port = server.network.allocate_port()
+    log_path = Path(tmp_path) / f"socat-{port}.log"
+    listen = (
+        f"OPENSSL-LISTEN:{port},reuseaddr,fork,cert={material.server_cert},key={material.server_key},verify=0"
+    )
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*server.network.exec_prefix(), binary, listen, f"TCP:127.0.0.1:{server.http_port}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_port(server.host, port, proc, log_path, 10.0)
+        yield f"https://{server.host}:{port}"
+    finally:
+        _stop(proc, timeout=3.0)
 
 
 # ---------------------------------------------------------------------------------------------
