@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from app.cli import main
+from app.cli.main import main
 from dicom_net import scu
 from dicom_net.archive import Archive
 from dicom_net.dicomweb_http import DicomWebRefused
