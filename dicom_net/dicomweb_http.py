@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +40,23 @@ _HINTS = {
     413: "the request is too large for the server: send fewer objects at a time",
     415: "the server does not accept DICOM objects here (is this the STOW-RS root?)",
 }
+
+
+# RFC 3986 allows these raw in a query; dicomweb-client percent-encodes them, and Orthanc's
+# DICOMweb plugin (1.7, Debian 12) does not decode query values: "PatientName=%2Ademo%2A" found
+# nothing where "*demo*" matches. Sending them raw means the same to every server.
+_RAW_IN_QUERY = re.compile(r"%(2A|3F|2C)", re.IGNORECASE)
+
+
+class _Session(requests.Session):
+    """A session that sends the wildcard characters ``*`` and ``?`` (and ``,``) of QIDO-RS
+    query values as themselves rather than percent-encoded."""
+
+    def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:
+        if request.url and "?" in request.url:
+            base, _, query = request.url.partition("?")
+            request.url = f"{base}?{_RAW_IN_QUERY.sub(lambda m: chr(int(m.group(1), 16)), query)}"
+        return super().send(request, **kwargs)
 
 
 class DicomWebError(PacsError):
@@ -75,7 +93,7 @@ def open_client(
     """A client for ``node``: its credentials and CA, one attempt per request, each with a deadline
     (``node.timeout_s`` for every wait for data). ``on_response`` sees each response as its headers
     arrive (a streamed body can then be closed from another thread)."""
-    session = requests.Session()
+    session = _Session()
     if node.user:
         if not node.password:
             raise PacsNodeError(

@@ -106,6 +106,9 @@ def test_stow_qido_wado_round_trip_into_a_fresh_archive(node: DicomWebNode, web,
     )
     assert (study["NumberOfStudyRelatedInstances"], study["ModalitiesInStudy"]) == (6, ["CT"])
     assert scu.find(node, "study", accession="NO-SUCH") == []
+    # wildcards travel as '*' and '?' (Orthanc's plugin does not decode %2A): a name search matches
+    wild = scu.find(node, "study", patient_name="*web?pat*", date_from="2000-01-01")
+    assert [m["StudyInstanceUID"] for m in wild] == [study_uid]
     [series] = scu.find(node, "series", study_uid=study_uid)
     assert (series["SeriesInstanceUID"], series["NumberOfSeriesRelatedInstances"]) == (series_uid, 6)
     images = scu.find(node, "image", study_uid=study_uid, series_uid=series_uid)
