@@ -9,9 +9,11 @@ deadline (the node's timeout); failures raise PacsErrors naming the HTTP status 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -151,6 +153,11 @@ class _StreamCloser:
                 "WADO-RS did not reach the next object within %.1f s of cancel: closing", CANCEL_GRACE_S
             )
             self.closed = True
+            # closing a socket does not wake a read blocked on it in another thread; shutdown does
+            sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
             response.close()
 
     def stop(self) -> None:

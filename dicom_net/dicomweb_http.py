@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import requests
+import urllib3
 from dicomweb_client.api import DICOMwebClient
 
 from dicom_net.pacs_nodes import DicomWebNode, PacsNodeError
@@ -162,9 +163,13 @@ def http_error(node: DicomWebNode, what: str, exc: BaseException) -> PacsError:
         )
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return PacsTimeout(f"{where}: no connection within {min(CONNECT_TIMEOUT_S, node.timeout_s):g} s")
-    if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(
-        exc, requests.exceptions.ReadTimeout
-    ):
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        # a streamed body reports its read deadline and a dropped connection as ConnectionError
+        cause = exc.args[0] if exc.args else None
+        if isinstance(cause, urllib3.exceptions.ReadTimeoutError):
+            return PacsTimeout(f"{where}: no answer within {node.timeout_s:g} s")
+        if isinstance(cause, urllib3.exceptions.ProtocolError):
+            return PacsConnectionError(f"{where}: the server closed the connection during the transfer")
         return PacsConnectionError(f"{where}: cannot connect (check the host and port in the URL)")
     if isinstance(exc, requests.exceptions.Timeout):
         return PacsTimeout(f"{where}: no answer within {node.timeout_s:g} s")
