@@ -46,11 +46,12 @@ LABELS = {
     "ris.sending_facility": "Sending facility",
     "ris.receiving_application": "Receiving application",
     "ris.receiving_facility": "Receiving facility",
+    "ris.ack_timeout": "ACK timeout (seconds)",
     "model.folder": "Model folder",
     "model.device": "Device",
     "model.quantization": "Quantization",
     "general.create_demo_if_empty": "Create demo study when archive is empty",
-    "ris.enabled": "Send signed reports to the RIS",
+    "ris.enabled": "Send each report to the RIS when it is signed",
     "general.predraft": "Pre-draft reports of new studies while the AI is idle (drafts only, never sent)",
     "general.outbox_retention_days": "Keep delivered report messages and chat histories (days)",
 }
