@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import FileMetaDataset
 
 from app.cli.main import main
 from dicom_net import scu
@@ -136,6 +137,18 @@ def test_series_retrieve_keeps_compressed_pixel_data_byte_for_byte(
         [stored] = _archived_files(archive, original.StudyInstanceUID)
     assert _pixels_by_uid([stored]) == _pixels_by_uid([source])
     assert str(dcmread(stored).file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2.4.80"  # JPEG-LS lossless
+
+
+def test_datasets_in_memory_are_sent_as_part10_and_left_unchanged(node: DicomWebNode, web) -> None:
+    datasets = list(ct_series(SeriesGeometry(rows=16, columns=16, slices=2)))
+    datasets[0].file_meta = FileMetaDataset()  # only a transfer syntax: the rest is ours to add
+    datasets[0].file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    del datasets[1].file_meta  # no File Meta at all: sent as explicit VR little endian
+    before = [(ds.file_meta.to_json() if "file_meta" in dir(ds) else None) for ds in datasets]
+    result = scu.send(node, datasets)
+    assert result.ok and result.sent == 2
+    assert web.series_sop_uids(datasets[0].SeriesInstanceUID) == {ds.SOPInstanceUID for ds in datasets}
+    assert [(ds.file_meta.to_json() if "file_meta" in dir(ds) else None) for ds in datasets] == before
 
 
 def test_cancel_keeps_what_arrived_and_stops(node: DicomWebNode, tmp_path: Path) -> None:
