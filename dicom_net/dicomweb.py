@@ -33,14 +33,14 @@ from dicom_net.scu import (
     InstanceStatus,
     Progress,
     RetrieveResult,
+    SendItem,
     SendResult,
     StoresBytes,
-    _default_archive,
-    _describe_item,
-    _Item,
-    _stores_in_batches,
-    _without_repeats,
+    default_archive,
+    describe_item,
     expand_paths,
+    stores_in_batches,
+    without_repeats,
 )
 from dicom_net.scu_assoc import PacsError
 from dicom_net.scu_find import RETURN_KEYS, QueryError, answer_to_dict, build_identifier
@@ -185,10 +185,10 @@ def retrieve(
     if not study_uid:
         raise ValueError("a study UID is required")
     result = RetrieveResult(method="wado-rs")
-    progress = _without_repeats(progress)
+    progress = without_repeats(progress)
     start = time.monotonic()
     if archive is None:
-        with _default_archive() as own_archive:
+        with default_archive() as own_archive:
             _retrieve_into(node, study_uid, series_uid, own_archive, result, progress, cancel)
     else:
         _retrieve_into(node, study_uid, series_uid, archive, result, progress, cancel)
@@ -217,7 +217,7 @@ def _retrieve_into(
     closer = _StreamCloser(cancel, node.name)
     client = open_client(node, on_response=lambda r: setattr(closer, "response", r))
     total = _instance_count(node, client, study_uid, series_uid) or 0
-    in_batches = _stores_in_batches(archive)
+    in_batches = stores_in_batches(archive)
     batched: dict[str, bool] = {"defer_index": True, "sync_before_return": False} if in_batches else {}
     source = f"WADO-RS from {node.name}"
     if progress is not None:
@@ -310,7 +310,7 @@ def _store_part(
 # ------------------------------------------------------------------------------------------------
 
 
-def _item_size(item: _Item) -> int:
+def _item_size(item: SendItem) -> int:
     if item.path is not None:
         try:
             return item.path.stat().st_size
@@ -319,8 +319,8 @@ def _item_size(item: _Item) -> int:
     return 0
 
 
-def _batches(items: Sequence[_Item]) -> Iterator[list[_Item]]:
-    batch: list[_Item] = []
+def _batches(items: Sequence[SendItem]) -> Iterator[list[SendItem]]:
+    batch: list[SendItem] = []
     size = 0
     for item in items:
         item_size = _item_size(item)
@@ -333,7 +333,7 @@ def _batches(items: Sequence[_Item]) -> Iterator[list[_Item]]:
         yield batch
 
 
-def _as_part10(item: _Item) -> Dataset:
+def _as_part10(item: SendItem) -> Dataset:
     """The object as a Part-10 dataset (``dicomweb-client`` encodes it as read; datasets given in
     memory get their File Meta Information)."""
     if item.dataset is None:
@@ -345,7 +345,7 @@ def _as_part10(item: _Item) -> Dataset:
     return dcmread(buffer)
 
 
-def _stow_statuses(answer: Dataset | None, batch: Sequence[_Item]) -> list[InstanceStatus]:
+def _stow_statuses(answer: Dataset | None, batch: Sequence[SendItem]) -> list[InstanceStatus]:
     """One status per item from the STOW-RS answer (PS3.18 10.5.3: referenced and failed SOPs)."""
     outcome: dict[str, tuple[int, str]] = {}
     if answer is not None:
@@ -368,7 +368,7 @@ def _stow_statuses(answer: Dataset | None, batch: Sequence[_Item]) -> list[Insta
     return statuses
 
 
-def _post(node: DicomWebNode, client: Any, batch: Sequence[_Item]) -> list[InstanceStatus]:
+def _post(node: DicomWebNode, client: Any, batch: Sequence[SendItem]) -> list[InstanceStatus]:
     """One STOW-RS request; a 4xx answer with per-object statuses (e.g. 409) gives those statuses."""
     try:
         answer = client.store_instances([_as_part10(item) for item in batch])
@@ -403,7 +403,7 @@ def send(
     a later whole-request failure marks the rest unsent with the reason.
     """
     start = time.monotonic()
-    described = [_describe_item(i) for i in expand_paths(items)]
+    described = [describe_item(i) for i in expand_paths(items)]
     result = SendResult()
     sendable = [d for d in described if not d.error]
     result.statuses.extend(

@@ -94,7 +94,7 @@ class StoresBytes(Protocol):
     ) -> Any: ...
 
 
-def _stores_in_batches(archive: StoresBytes) -> bool:
+def stores_in_batches(archive: StoresBytes) -> bool:
     """Whether ``archive`` can acknowledge before fsync and make objects durable in a ``flush()``."""
     if not callable(getattr(archive, "flush", None)):
         return False
@@ -268,10 +268,10 @@ def retrieve(
     if series_uid:
         identifier.SeriesInstanceUID = series_uid
     result = RetrieveResult(method=method)
-    progress = _without_repeats(progress)
+    progress = without_repeats(progress)
     start = time.monotonic()
     if method == "get" and archive is None:
-        with _default_archive() as own_archive:
+        with default_archive() as own_archive:
             _retrieve_get(node, identifier, own_archive, result, progress, cancel)
     elif method == "get":
         _retrieve_get(node, identifier, archive, result, progress, cancel)
@@ -295,7 +295,7 @@ def retrieve(
     return result
 
 
-def _without_repeats(progress: Progress | None) -> Progress | None:
+def without_repeats(progress: Progress | None) -> Progress | None:
     """Pass on only (done, total) pairs that differ from the previous one."""
     if progress is None:
         return None
@@ -309,7 +309,7 @@ def _without_repeats(progress: Progress | None) -> Progress | None:
     return report
 
 
-def _default_archive() -> Any:
+def default_archive() -> Any:
     """The workstation's own archive (an ``Archive``, closed by the caller's ``with``)."""
     from dicom_net.archive import Archive  # imported here: echo/find/send do not need it
     from dicom_net.paths import default_archive_dir
@@ -443,7 +443,7 @@ def _retrieve_get(
     contexts, roles = storage_contexts_for_get((model,))
     activity = [time.monotonic()]
     source = f"C-GET from {node.name}"
-    in_batches = _stores_in_batches(archive)
+    in_batches = stores_in_batches(archive)
     batched: dict[str, bool] = {"defer_index": True, "sync_before_return": False} if in_batches else {}
 
     def handle_store(event: evt.Event) -> int:
@@ -530,7 +530,9 @@ _NO_REPLY = "no reply"
 
 
 @dataclass
-class _Item:
+class SendItem:
+    """One thing to send, described before any association or request: ``error`` when unsendable."""
+
     label: str
     dataset: Dataset | None = None
     path: Path | None = None
@@ -555,17 +557,17 @@ def expand_paths(items: Iterable[str | Path | Dataset]) -> list[str | Path | Dat
     return out
 
 
-def _describe_item(item: str | Path | Dataset) -> _Item:
+def describe_item(item: str | Path | Dataset) -> SendItem:
     if isinstance(item, Dataset):
         label = f"dataset {item.get('SOPInstanceUID', '?')}"
         if "SOPClassUID" not in item or "SOPInstanceUID" not in item:
-            return _Item(label, error="dataset lacks SOP Class UID or SOP Instance UID")
+            return SendItem(label, error="dataset lacks SOP Class UID or SOP Instance UID")
         meta = getattr(item, "file_meta", None)
         if meta is None or "TransferSyntaxUID" not in meta:  # pynetdicom needs one: assume explicit LE
             item = copy.copy(item)
             item.file_meta = FileMetaDataset()
             item.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        return _Item(
+        return SendItem(
             label,
             dataset=item,
             sop_class=str(item.SOPClassUID),
@@ -578,10 +580,12 @@ def _describe_item(item: str | Path | Dataset) -> _Item:
         syntax = str(head.file_meta.TransferSyntaxUID)
         sop_class, sop_uid = str(head.SOPClassUID), str(head.SOPInstanceUID)
     except FileNotFoundError:
-        return _Item(str(path), path=path, error="file not found")
+        return SendItem(str(path), path=path, error="file not found")
     except (InvalidDicomError, AttributeError, KeyError, ValueError, OSError) as exc:
-        return _Item(str(path), path=path, error=f"not a readable DICOM Part-10 file ({type(exc).__name__})")
-    return _Item(str(path), path=path, sop_class=sop_class, sop_uid=sop_uid, syntax=syntax)
+        return SendItem(
+            str(path), path=path, error=f"not a readable DICOM Part-10 file ({type(exc).__name__})"
+        )
+    return SendItem(str(path), path=path, sop_class=sop_class, sop_uid=sop_uid, syntax=syntax)
 
 
 def send(
@@ -602,7 +606,7 @@ def send(
 
         return dicomweb.send(node, items, progress=progress, cancel=cancel)
     start = time.monotonic()
-    described = [_describe_item(i) for i in expand_paths(items)]
+    described = [describe_item(i) for i in expand_paths(items)]
     result = SendResult()
     sendable = [d for d in described if not d.error]
     result.statuses.extend(
@@ -645,7 +649,7 @@ def send(
     return result
 
 
-def _send_one(node: PacsNode, assoc: Any, item: _Item, msg_id: int) -> InstanceStatus:
+def _send_one(node: PacsNode, assoc: Any, item: SendItem, msg_id: int) -> InstanceStatus:
     try:
         dataset = item.dataset if item.dataset is not None else dcmread(item.path)
     except (InvalidDicomError, OSError, ValueError) as exc:
