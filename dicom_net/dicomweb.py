@@ -36,9 +36,9 @@ from dicom_net.scu import (
     SendItem,
     SendResult,
     StoresBytes,
+    begin_send,
     default_archive,
-    describe_item,
-    expand_paths,
+    finish_send,
     stores_in_batches,
     without_repeats,
 )
@@ -403,15 +403,8 @@ def send(
     a later whole-request failure marks the rest unsent with the reason.
     """
     start = time.monotonic()
-    described = [describe_item(i) for i in expand_paths(items)]
-    result = SendResult()
-    sendable = [d for d in described if not d.error]
-    result.statuses.extend(
-        InstanceStatus(d.label, d.sop_uid or None, None, d.error) for d in described if d.error
-    )
-    total, done = len(described), len(result.statuses)
-    if progress is not None:
-        progress(done, total)
+    result, sendable, total = begin_send(items, progress)
+    done = len(result.statuses)
     client = open_client(node) if sendable else None
     stop_reason = ""
     for batch in _batches(sendable):
@@ -431,13 +424,4 @@ def send(
         done += len(batch)
         if progress is not None:
             progress(done, total)
-    result.seconds = time.monotonic() - start
-    log.info(
-        "STOW-RS to %s: %d of %d sent, %d failed, cancelled=%s",
-        node.name,
-        result.sent,
-        total,
-        len(result.failed),
-        result.cancelled,
-    )
-    return result
+    return finish_send(result, "STOW-RS", node.name, total, start)

@@ -588,6 +588,36 @@ def describe_item(item: str | Path | Dataset) -> SendItem:
     return SendItem(str(path), path=path, sop_class=sop_class, sop_uid=sop_uid, syntax=syntax)
 
 
+def begin_send(
+    items: Iterable[str | Path | Dataset], progress: Progress | None
+) -> tuple[SendResult, list[SendItem], int]:
+    """Describe ``items`` (directories walked): a result already holding the statuses of those that
+    cannot be sent, the sendable ones, and the total (reported as the first progress)."""
+    described = [describe_item(i) for i in expand_paths(items)]
+    result = SendResult()
+    result.statuses.extend(
+        InstanceStatus(d.label, d.sop_uid or None, None, d.error) for d in described if d.error
+    )
+    if progress is not None:
+        progress(len(result.statuses), len(described))
+    return result, [d for d in described if not d.error], len(described)
+
+
+def finish_send(result: SendResult, verb: str, node_name: str, total: int, start: float) -> SendResult:
+    """Time and log a finished send (counts only)."""
+    result.seconds = time.monotonic() - start
+    log.info(
+        "%s to %s: %d of %d sent, %d failed, cancelled=%s",
+        verb,
+        node_name,
+        result.sent,
+        total,
+        len(result.failed),
+        result.cancelled,
+    )
+    return result
+
+
 def send(
     node: AnyNode,
     items: Sequence[str | Path | Dataset] | Iterable[str | Path | Dataset],
@@ -606,15 +636,8 @@ def send(
 
         return dicomweb.send(node, items, progress=progress, cancel=cancel)
     start = time.monotonic()
-    described = [describe_item(i) for i in expand_paths(items)]
-    result = SendResult()
-    sendable = [d for d in described if not d.error]
-    result.statuses.extend(
-        InstanceStatus(d.label, d.sop_uid or None, None, d.error) for d in described if d.error
-    )
-    total, done = len(described), len(result.statuses)
-    if progress is not None:
-        progress(done, total)
+    result, sendable, total = begin_send(items, progress)
+    done = len(result.statuses)
     for batch in storage_contexts_for_send({(d.sop_class, d.syntax) for d in sendable}):
         if not sendable or result.cancelled:
             break
@@ -637,16 +660,7 @@ def send(
                 done += 1
                 if progress is not None:
                     progress(done, total)
-    result.seconds = time.monotonic() - start
-    log.info(
-        "C-STORE to %s: %d of %d sent, %d failed, cancelled=%s",
-        node.name,
-        result.sent,
-        total,
-        len(result.failed),
-        result.cancelled,
-    )
-    return result
+    return finish_send(result, "C-STORE", node.name, total, start)
 
 
 def _send_one(node: PacsNode, assoc: Any, item: SendItem, msg_id: int) -> InstanceStatus:
