@@ -2,7 +2,8 @@
 
 After that long without a key press, click or wheel anywhere in the app, an opaque screen covers
 the main window (the images and report under it are hidden) and takes every key and click until
-a configured workstation user enters their password. With no users configured there is nobody
+a configured workstation user enters their password; an open dialog (e.g. a sign-off waiting
+for its password) is cancelled first, so nothing is signed by whoever comes next. With no users configured there is nobody
 who could unlock it, so it does not lock (and says so in the log).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QEvent, QObject, QTimer
-from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QDialog, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from app.gui.credentials import CredentialsForm
 from app.reporting.users import AuthenticationError, UserError, UserStore
@@ -94,6 +95,14 @@ class WorkstationLock(QObject):
         if not users:
             log.warning("idle lock skipped: no workstation users configured (hulu-workstation users add)")
             return False
+        for _ in range(8):  # a modal dialog would keep the lock screen from getting input: cancel it
+            modal = QApplication.activeModalWidget()
+            if modal is None:
+                break
+            if isinstance(modal, QDialog):
+                modal.reject()
+            else:
+                modal.close()
         self.screen.reset(CredentialsForm(users, self.screen))
         self.screen.form.password.returnPressed.connect(self.unlock)
         self.screen.setGeometry(self.window.rect())

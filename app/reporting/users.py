@@ -26,7 +26,7 @@ USERS_FILE = "users.json"
 LOGIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 _XCN_FORBIDDEN = re.compile(r"[|~\\&\x00-\x1f\x7f]")
 MIN_SECRET = 4  # a PIN of four digits at least
-# scrypt cost: 2^15 x 8 x 128 B = 32 MiB and ~0.25 s per check here; stored per hash so it can grow.
+# scrypt cost: 2^15 x 8 x 128 B = 32 MiB, under a second per check here; stored per hash so it can grow.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 
 

@@ -562,9 +562,15 @@ def test_the_workstation_locks_when_idle_and_only_a_users_password_unlocks_it(
     assert lock.timer.interval() == 15 * 60_000  # Settings > General default
     window.apply_settings(window.store.apply_form({"general.lock_after_minutes": "0"}))
     assert not lock.timer.isActive()
+    from PySide6.QtWidgets import QDialog
+
+    pending = QDialog(window)  # e.g. a sign-off left waiting for its password
+    pending.setModal(True)
+    pending.open()
     lock.set_timeout_ms(300)
     qtbot.waitUntil(lambda: lock.locked, timeout=5000)
     assert lock.screen.geometry() == window.rect()
+    assert not pending.isVisible() and pending.result() == QDialog.DialogCode.Rejected
     lock.screen.form.choose("boster")
     qtbot.keyClicks(lock.screen.form.password, "wrong")
     qtbot.mouseClick(lock.screen.unlock_button, Qt.MouseButton.LeftButton)
