@@ -68,14 +68,12 @@ def person_components(name: str) -> tuple[str, str]:
     return name.strip(), ""
 
 
-def ai_note(models: Sequence[tuple[str, str]]) -> str:
-    """One sentence naming the models (id, version) whose text the signed report keeps."""
+def ai_note(models: Sequence[tuple[str, str]], *, reviewed: bool = True) -> str:
+    """One sentence naming the models (id, version) whose text the report keeps; ``reviewed``:
+    the radiologist accepted it all (a signed report)."""
     named = "; ".join(f"{model} version {version or 'unknown'}" for model, version in models)
-    return (
-        "Contains AI-generated text reviewed and accepted by the signing radiologist ("
-        + (named or "model not recorded")
-        + ")."
-    )
+    whose = "reviewed and accepted by the signing radiologist" if reviewed else "not all of it reviewed yet"
+    return f"Contains AI-generated text, {whose} ({named or 'model not recorded'})."
 
 
 def _xpn_from_dicom(pn: str) -> str:

@@ -101,9 +101,15 @@ def render_pdf(
         return text
 
     family = pdf.font_family_name
+    signed = (
+        report.status is not ReportStatus.DRAFT
+        and not report.amendment_open
+        and not report.edited_since_signed
+    )
     pdf.footer_text = f"Report {report.report_id} version {report.version}"
     if report.contains_ai_text:
-        pdf.footer_text = clean(ai_note(ai_models)) + "\n" + pdf.footer_text
+        note = ai_note(ai_models, reviewed=signed and not report.unreviewed_ai_spans())
+        pdf.footer_text = clean(note) + "\n" + pdf.footer_text
     pdf.set_title("Radiology report")
     pdf.set_auto_page_break(True, margin=24)
     pdf.add_page()
@@ -114,11 +120,6 @@ def render_pdf(
     pdf.set_text_color(*TEXT_COLOUR)
     pdf.set_font(family, "B", 15)
     pdf.cell(0, 9, clean(institution or "Radiology report"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    signed = (
-        report.status is not ReportStatus.DRAFT
-        and not report.amendment_open
-        and not report.edited_since_signed
-    )
     if not signed or report.unreviewed_ai_spans():
         pdf.set_fill_color(255, 236, 200)
         pdf.set_font(family, "B", 10)

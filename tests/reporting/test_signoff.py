@@ -223,8 +223,10 @@ def test_sr_has_tid_4019_algorithm_identification_only_when_ai_text_was_kept(tmp
         assert algorithm == ([("111001", MODEL[0]), ("111003", MODEL[1])] if keep else [])
         path = tmp_path / f"sr-{keep}.dcm"
         sr.save_as(path, enforce_file_format=True)
-        dump = subprocess.run(["dsrdump", str(path)], capture_output=True, text=True, check=True).stdout
-        assert ("Algorithm Version" in dump) is keep
+        dump = subprocess.run(["dsrdump", "-Ee", str(path)], capture_output=True, text=True, timeout=30)
+        assert dump.returncode == 0 and "error" not in dump.stderr.lower(), dump.stderr
+        assert ('has concept mod TEXT:(,,"Algorithm Version")' in dump.stdout) is keep
+        assert subprocess.run(["dcmdump", "-q", str(path)], capture_output=True, timeout=30).returncode == 0
         assert dcmread(path).VerifyingObserverSequence[0].VerifyingObserverIdentificationCodeSequence[
             0
         ].CodeValue == ("LIC-0042")
