@@ -72,8 +72,7 @@ class WorkstationLock(QObject):
         self.timer.setSingleShot(True)
         self.timer.timeout.connect(self.lock)
         self.set_timeout_ms(timeout_ms)
-        QApplication.instance().installEventFilter(self)
-        window.destroyed.connect(lambda *_: QApplication.instance().removeEventFilter(self))
+        QApplication.instance().installEventFilter(self)  # dropped by Qt when this object goes
 
     @property
     def locked(self) -> bool:
