@@ -4,7 +4,8 @@ A user has a login name, a display name in HL7 XCN order (``Family^Given``) and 
 licence/ID number (XCN-1, e.g. a national provider id). Passwords are kept only as a salted
 ``hashlib.scrypt`` hash (parameters stored with it) in ``<config_dir>/users.json``, written
 atomically and readable by its owner only (0600). :meth:`UserStore.authenticate` is the one way
-to get a :class:`User` for signing; a wrong password raises :class:`AuthenticationError`.
+to get a :class:`User` for signing; a wrong password raises :class:`AuthenticationError`, and
+five in a row make that login wait five minutes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hmac
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,8 @@ USERS_FILE = "users.json"
 LOGIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 _XCN_FORBIDDEN = re.compile(r"[|~\\&\x00-\x1f\x7f]")
 MIN_SECRET = 4  # a PIN of four digits at least
+MAX_FAILURES, LOCKOUT_S = 5, 300  # five wrong passwords in a row: that login waits five minutes
+LOCK_KEYS = ("failures", "locked_until")
 # scrypt cost: 2^15 x 8 x 128 B = 32 MiB, under a second per check here; stored per hash so it can grow.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 
@@ -154,17 +158,35 @@ class UserStore:
         records = self._records()
         if login not in records:
             raise UserError(f"no user {login!r}")
-        records[login]["hash"] = hash_secret(password)
+        records[login] = {key: value for key, value in records[login].items() if key not in LOCK_KEYS}
+        records[login]["hash"] = hash_secret(password)  # a new password also ends a lockout
         self._write(records)
 
-    def authenticate(self, login: str, password: str) -> User:
-        """The user, if ``password`` is theirs; otherwise :class:`AuthenticationError`."""
-        record = self._records().get(login)
+    def authenticate(self, login: str, password: str, *, now: float | None = None) -> User:
+        """The user, if ``password`` is theirs; otherwise :class:`AuthenticationError`.
+
+        After :data:`MAX_FAILURES` wrong passwords in a row a login is refused for
+        :data:`LOCKOUT_S` seconds, even with the right password (guessing a PIN takes too long)."""
+        now = time.time() if now is None else now
+        records = self._records()
+        record = records.get(login)
         if record is None:
             hash_secret(password)  # same cost as a real check: no hint which logins exist
             raise AuthenticationError("unknown user or wrong password")
+        locked_until = float(record.get("locked_until", 0))
+        if now < locked_until:
+            minutes = max(1, round((locked_until - now) / 60))
+            raise AuthenticationError(f"too many wrong passwords for {login}: try again in {minutes} min")
         if not verify_secret(password, record.get("hash", "")):
+            failures = int(record.get("failures", 0)) + 1
+            record["failures"] = failures
+            if failures >= MAX_FAILURES:
+                record["failures"], record["locked_until"] = 0, now + LOCKOUT_S
+            self._write(records)
             raise AuthenticationError("unknown user or wrong password")
+        if any(key in record for key in LOCK_KEYS):
+            records[login] = {key: value for key, value in record.items() if key not in LOCK_KEYS}
+            self._write(records)
         return self._user(login, record)
 
 

@@ -82,6 +82,26 @@ def test_passwords_are_stored_only_as_salted_scrypt_hashes_in_an_owner_only_file
         users.add("boster", "X^Y", "1234")
 
 
+def test_five_wrong_passwords_make_that_login_wait_and_a_new_password_ends_it(users):
+    users.add("kim", "Kim^Lee", "other secret")
+    for _ in range(5):
+        with pytest.raises(AuthenticationError, match="wrong password"):
+            users.authenticate("boster", "guess", now=1000.0)
+    with pytest.raises(AuthenticationError, match="too many wrong passwords.*5 min"):
+        users.authenticate("boster", "correct horse", now=1001.0)  # even the right one
+    assert users.authenticate("kim", "other secret", now=1001.0).login == "kim"  # others unaffected
+    assert users.authenticate("boster", "correct horse", now=1000.0 + 301).login == "boster"
+    for _ in range(4):  # the count starts again after a success
+        with pytest.raises(AuthenticationError, match="wrong password"):
+            users.authenticate("boster", "guess", now=2000.0)
+    assert users.authenticate("boster", "correct horse", now=2000.0).login == "boster"
+    for _ in range(5):
+        with pytest.raises(AuthenticationError):
+            users.authenticate("boster", "guess", now=3000.0)
+    users.set_password("boster", "new horse")
+    assert users.authenticate("boster", "new horse", now=3001.0).login == "boster"
+
+
 def test_users_command_line_add_list_passwd_remove(monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-pin\n"))
     assert main(["users", "add", "kim", "--name", "Kim^Lee", "--licence", "99", "--password-stdin"]) == 0
