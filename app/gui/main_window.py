@@ -59,6 +59,7 @@ class MainWindow(QMainWindow):
 
     study_opened = Signal(str)
     settings_changed = Signal(object)  # the new AppSettings, after Settings > OK
+    pacs_nodes_changed = Signal()  # a PACS node was added, changed or removed in Settings
 
     def __init__(
         self,
@@ -450,6 +451,7 @@ class MainWindow(QMainWindow):
 
         dialog = SettingsDialog(self.store, parent=self)
         dialog.applied.connect(self.apply_settings)
+        dialog.pacs_nodes_changed.connect(self.pacs_nodes_changed)
         dialog.open()
         self.settings_dialog = dialog
 

@@ -54,6 +54,7 @@ LABELS = {
     "ris.enabled": "Send each report to the RIS when it is signed",
     "general.predraft": "Pre-draft reports of new studies while the AI is idle (drafts only, never sent)",
     "general.outbox_retention_days": "Keep delivered report messages and chat histories (days)",
+    "general.lock_after_minutes": "Lock the workstation after this many idle minutes (0: never)",
 }
 ECHO_TIMEOUT_S = 5.0
 PAGES = (("listener", "Listener"), ("ris", "RIS"), ("model", "Model"), ("general", "General"))
@@ -78,6 +79,7 @@ class PacsNodesPage(QWidget):
     """List, add/replace, remove and C-ECHO the configured PACS nodes."""
 
     echo_result = Signal(str)
+    changed = Signal()  # a node was saved or removed
 
     def __init__(self, nodes: PacsNodes, parent: QWidget | None = None):
         super().__init__(parent)
@@ -152,6 +154,7 @@ class PacsNodesPage(QWidget):
             return False
         self.status.setText(f"Saved node {node.name}")
         self.reload()
+        self.changed.emit()
         return True
 
     def remove_node(self) -> None:
@@ -163,6 +166,7 @@ class PacsNodesPage(QWidget):
             return
         self.status.setText(f"Removed node {name}")
         self.reload()
+        self.changed.emit()
 
     def echo(self) -> None:
         """C-ECHO the node in the form on a worker thread; the answer arrives as ``echo_result``."""
@@ -190,6 +194,7 @@ class SettingsDialog(QDialog):
     """Listener, PACS nodes, RIS, model and general settings."""
 
     applied = Signal(object)  # the new AppSettings
+    pacs_nodes_changed = Signal()  # saved at once by the PACS nodes page, not by OK
 
     def __init__(self, store: SettingsStore, nodes: PacsNodes | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -225,6 +230,7 @@ class SettingsDialog(QDialog):
             tabs.addTab(page, title)
             if section == "listener":
                 self.pacs_page = PacsNodesPage(nodes or PacsNodes(), tabs)
+                self.pacs_page.changed.connect(self.pacs_nodes_changed)
                 tabs.addTab(self.pacs_page, "PACS nodes")
         self.tabs = tabs
         buttons = QDialogButtonBox(

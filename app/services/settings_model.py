@@ -68,6 +68,7 @@ class GeneralSettings:
     outbox_retention_days: int = (
         30  # delivered report payloads and chat histories (PHI) are deleted after this
     )
+    lock_after_minutes: int = 15  # the workstation locks after this long without input (0: never)
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,9 @@ def parse_settings(
         predraft=_bool(g("general.predraft", ""), errors, "general.predraft"),
         outbox_retention_days=_int_range(
             g("general.outbox_retention_days", ""), errors, "general.outbox_retention_days", 1, 3650
+        ),
+        lock_after_minutes=_int_range(
+            g("general.lock_after_minutes", ""), errors, "general.lock_after_minutes", 0, 720
         ),
     )
     if errors:
