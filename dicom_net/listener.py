@@ -33,6 +33,7 @@ from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification
 
 from dicom_net.archive import DEFAULT_MIN_FREE_BYTES, Archive, StorageFull
+from dicom_net.listener_allow import AllowList
 from dicom_net.listener_status import STATUS_FILE_NAME, ListenerStats, StatusWriter
 from dicom_net.listener_transport import ListenerServer, SharedPortListenerServer
 from dicom_net.part10 import file_meta_header
@@ -106,17 +107,6 @@ def _default_archive_dir() -> Path:
     from dicom_net.paths import default_archive_dir
 
     return default_archive_dir()
-
-
-def parse_allow(entries: list[str]) -> list[tuple[str, str | None]]:
-    """``['PACS', 'CT1@10.0.0.5']`` -> ``[('PACS', None), ('CT1', '10.0.0.5')]``."""
-    rules = []
-    for entry in entries:
-        aet, _, host = entry.partition("@")
-        if not aet.strip() or len(aet.strip()) > 16:
-            raise ValueError(f"invalid AE title in allow-list entry {entry!r}")
-        rules.append((aet.strip(), host.strip() or None))
-    return rules
 
 
 class StoreHandler:
@@ -208,16 +198,17 @@ def _prefer_requestor_syntaxes(event: Event) -> None:
     event.assoc.acceptor.supported_contexts = tailored
 
 
-def _on_requested(event: Event, rules: list[tuple[str, str | None]], stats: ListenerStats) -> None:
+def _on_requested(event: Event, allow: AllowList, stats: ListenerStats) -> None:
     """Reject associations from calling AE titles (and hosts) not on the allow-list."""
     _prefer_requestor_syntaxes(event)
     requestor = event.assoc.requestor
     calling = str(requestor.primitive.calling_ae_title or "").strip()
     host = requestor.address
-    if rules and not any(aet == calling and (h is None or h == host) for aet, h in rules):
+    if not allow.allows(calling, host):
         log.warning("rejected association from AE %s at %s: not on the allow-list", calling, host)
         stats.add("rejected")
         event.assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
+        event.assoc.kill()  # returns once the A-ASSOCIATE-RJ is out; the caller then closes the socket
 
 
 def _on_established(event: Event, stats: ListenerStats) -> None:
@@ -279,7 +270,7 @@ class ListenerHandle:
 
 def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tuple[ListenerServer, Archive]:
     archive = Archive(config.archive_dir, min_free_bytes=config.min_free_bytes)
-    rules = parse_allow(config.allow)
+    allow = AllowList(config.allow)
     ae = build_ae(config)
     ssl_context = (
         server_tls_context(config.tls_cert, config.tls_key, config.tls_ca)
@@ -290,7 +281,7 @@ def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tu
     handlers: list[Any] = [
         (evt.EVT_C_STORE, store_handler),
         (evt.EVT_C_ECHO, lambda event: store_handler.echo()),
-        (evt.EVT_REQUESTED, _on_requested, [rules, stats]),
+        (evt.EVT_REQUESTED, _on_requested, [allow, stats]),
         (evt.EVT_ACCEPTED, _on_established, [stats]),
         (evt.EVT_REJECTED, _on_rejected, [stats]),
     ]
