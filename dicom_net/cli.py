@@ -54,6 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "within ~50 ms after answering (faster; a power cut may lose the last objects)",
     )
     receive.add_argument("--max-associations", type=int, default=16)
+    receive.add_argument(
+        "--acse-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a connection must deliver its whole association request within this time, or it is "
+        "closed (DICOM's ARTIM timer, as storescp's --acse-timeout; default 30)",
+    )
     receive.add_argument("--max-pdu", type=int, default=DEFAULT_MAX_PDU, help="largest PDU we accept (bytes)")
     receive.add_argument(
         "--max-dataset-mb",
@@ -105,6 +113,7 @@ def _receive(args: argparse.Namespace) -> int:
             tls_ca=args.tls_ca,
             workers=args.workers,
             max_associations=args.max_associations,
+            acse_timeout=args.acse_timeout,
             max_pdu=args.max_pdu,
             durability=args.durability,
             **(

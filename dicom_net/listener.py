@@ -35,7 +35,7 @@ from pynetdicom.sop_class import Verification
 from dicom_net.archive import DEFAULT_MIN_FREE_BYTES, Archive, StorageFull
 from dicom_net.listener_allow import AllowList
 from dicom_net.listener_status import STATUS_FILE_NAME, ListenerStats, StatusWriter
-from dicom_net.listener_transport import ListenerServer, SharedPortListenerServer
+from dicom_net.listener_transport import ListenerAE, ListenerServer, SharedPortListenerServer
 from dicom_net.part10 import file_meta_header
 from dicom_net.sockets import server_tls_context
 from dicom_net.validation import InvalidDataset, inspect_part10
@@ -74,9 +74,9 @@ class ListenerConfig:
     tls_ca: Path | None = None
     max_associations: int = 16
     max_pdu: int = DEFAULT_MAX_PDU
-    acse_timeout: float = 30.0
+    acse_timeout: float = 30.0  # ARTIM: the whole A-ASSOCIATE-RQ must arrive within this
     dimse_timeout: float = 60.0
-    network_timeout: float = 60.0
+    network_timeout: float = 60.0  # idle limit, and the most one PDU may take once it began
     workers: int = 1
     status_interval_s: float = 0.5
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES  # refuse objects (0xA700) before the disk is full
@@ -101,6 +101,8 @@ class ListenerConfig:
             raise ValueError("several workers need a fixed port to share")
         if self.max_dataset_bytes < 1:
             raise ValueError("max_dataset_bytes must be positive")
+        if self.acse_timeout <= 0 or self.network_timeout <= 0:
+            raise ValueError("timeouts must be positive")
 
 
 def _default_archive_dir() -> Path:
@@ -225,7 +227,7 @@ def build_ae(config: ListenerConfig) -> AE:
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    ae = AE(ae_title=config.aet)
+    ae = ListenerAE(ae_title=config.aet)
     ae.require_called_aet = True
     ae.maximum_associations = config.max_associations
     ae.maximum_pdu_size = config.max_pdu
