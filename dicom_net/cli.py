@@ -44,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     receive.add_argument("--tls-key", type=Path, help="our private key (PEM)")
     receive.add_argument("--tls-ca", type=Path, help="CA (PEM) that must have signed the peers' certificates")
     receive.add_argument(
+        "--tls-no-client-auth",
+        action="store_true",
+        help="TLS without --tls-ca: encrypt, but accept any client (no client certificate checked)",
+    )
+    receive.add_argument(
         "--workers", type=int, default=1, help="receiver processes sharing the port (SO_REUSEPORT; default 1)"
     )
     receive.add_argument(
@@ -94,6 +99,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     arc.set_defaults(func=_archive)
 
 
+OPEN_TLS_WARNING = (
+    "WARNING: TLS without client authentication (--tls-no-client-auth): traffic is encrypted, but ANY "
+    "client that can reach the port may associate; only the AE title allow-list (--allow) restricts "
+    "senders. Give --tls-ca to require client certificates signed by your CA."
+)
+
+
 def _archive_dir(args: argparse.Namespace) -> Path:
     return args.archive if args.archive is not None else default_archive_dir()
 
@@ -111,6 +123,7 @@ def _receive(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             tls_ca=args.tls_ca,
+            tls_no_client_auth=args.tls_no_client_auth,
             workers=args.workers,
             max_associations=args.max_associations,
             acse_timeout=args.acse_timeout,
@@ -125,6 +138,8 @@ def _receive(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if config.tls_no_client_auth:
+        print(OPEN_TLS_WARNING, file=sys.stderr, flush=True)
     try:
         return run_listener_forever(config)
     except OSError as exc:  # port in use, archive folder not writable, bad TLS files

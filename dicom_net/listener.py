@@ -72,6 +72,9 @@ class ListenerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    # TLS without a CA encrypts but lets any client in: it must be chosen explicitly (as Orthanc's
+    # DicomTlsRemoteCertificateRequired=false); otherwise a certificate without a CA is refused
+    tls_no_client_auth: bool = False
     max_associations: int = 16
     max_pdu: int = DEFAULT_MAX_PDU
     acse_timeout: float = 30.0  # ARTIM: the whole A-ASSOCIATE-RQ must arrive within this
@@ -93,6 +96,13 @@ class ListenerConfig:
         self.archive_dir = Path(self.archive_dir)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and a key")
+        if self.tls_cert is not None and self.tls_ca is None and not self.tls_no_client_auth:
+            raise ValueError(
+                "TLS without a CA would accept any client: give --tls-ca (clients must present a "
+                "certificate it signed) or --tls-no-client-auth (encrypt, but authenticate no client)"
+            )
+        if self.tls_no_client_auth and (self.tls_cert is None or self.tls_ca is not None):
+            raise ValueError("--tls-no-client-auth is for TLS with a certificate and no CA")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         if self.durability not in ("fsync", "batch"):
@@ -331,6 +341,7 @@ def _identity(config: ListenerConfig, port: int) -> dict[str, Any]:
         "workers": config.workers,
         "durability": config.durability,
         "tls": config.tls_cert is not None,
+        "tls_client_auth": config.tls_ca is not None,
         "archive": str(config.archive_dir),
     }
 

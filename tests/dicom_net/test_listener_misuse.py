@@ -3,8 +3,11 @@ off the way DCMTK's storescp does it (ARTIM timer) and never costs an allowed se
 
 from __future__ import annotations
 
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +24,13 @@ from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification
 
 from dicom_net.listener import ListenerConfig, ListenerHandle, start_listener
+from dicom_net.listener_status import read_status
 from dicom_net.synthetic import write_datasets
+from tests.conftest import free_port
 from tests.dicom_net.conftest import LISTENER_AET
 from tests.dicom_net.dicom_objects import small_ct
-from tests.dicom_net.test_listener_dcmtk import echoscu, storescu
+from tests.dicom_net.test_listener_dcmtk import REPO, echoscu, storescu
+from tests.peers import PeerUnavailable, TlsMaterial, make_tls_material
 
 pytestmark = pytest.mark.network_peer
 
@@ -150,3 +156,61 @@ def test_pending_connections_over_the_bound_close_the_oldest(tmp_path: Path) -> 
         finally:
             for sock in silent:
                 sock.close()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
+    try:
+        return make_tls_material(tmp_path_factory.mktemp("pki"))
+    except PeerUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def _receive(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "receive", "--aet", LISTENER_AET, "--port", str(port)]
+        + ["--archive", str(tmp_path / "arc"), *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_tls_without_a_ca_needs_an_explicit_no_client_auth_choice(tmp_path: Path, pki: TlsMaterial) -> None:
+    tls = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
+    proc = _receive(tmp_path, free_port(), *tls)
+    try:
+        assert proc.wait(30) == 2  # refused at start, never listening with any client let in
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert "--tls-ca" in err and "--tls-no-client-auth" in err
+
+
+def test_tls_with_no_client_auth_warns_at_start_and_in_the_status_file(
+    tmp_path: Path, pki: TlsMaterial
+) -> None:
+    from dicom_net.sockets import client_tls_context
+
+    port = free_port()
+    tls = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
+    proc = _receive(tmp_path, port, *tls, "--tls-no-client-auth")
+    try:
+        deadline = time.monotonic() + 30
+        while (read_status(tmp_path / "arc") or {}).get("state") != "running":
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        status = read_status(tmp_path / "arc")
+        assert status["tls"] is True and status["tls_client_auth"] is False
+        ae = AE(ae_title="ANYONE")
+        ae.add_requested_context(Verification)
+        no_certificate = client_tls_context(pki.ca_cert)
+        assoc = ae.associate("127.0.0.1", port, ae_title=LISTENER_AET, tls_args=(no_certificate, None))
+        assert assoc.is_established  # as announced: any client gets in
+        assoc.release()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert "WARNING: TLS without client authentication" in proc.stderr.read()
