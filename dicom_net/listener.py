@@ -17,6 +17,7 @@ is what ``hulu-workstation receive`` runs: its own process (or several sharing t
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.events import Event
@@ -33,14 +34,16 @@ from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification
 
 from dicom_net.archive import DEFAULT_MIN_FREE_BYTES, Archive, StorageFull
+from dicom_net.lifeline import die_with_parent, parent_is
 from dicom_net.listener_allow import AllowList
-from dicom_net.listener_status import STATUS_FILE_NAME, ListenerStats, StatusWriter
+from dicom_net.listener_status import STATUS_FILE_NAME, ListenerStats, StatusWriter, record_start_failure
 from dicom_net.listener_transport import ListenerAE, ListenerServer, SharedPortListenerServer
 from dicom_net.part10 import file_meta_header
-from dicom_net.sockets import server_tls_context
+from dicom_net.sockets import PortInUse, port_holders, server_tls_context
 from dicom_net.validation import InvalidDataset, inspect_part10
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
@@ -297,12 +300,18 @@ def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tu
         (evt.EVT_ACCEPTED, _on_established, [stats]),
         (evt.EVT_REJECTED, _on_rejected, [stats]),
     ]
-    server = ae.make_server(
-        (config.host, config.port),
-        ssl_context=ssl_context,
-        evt_handlers=handlers,
-        server_class=SharedPortListenerServer if reuse_port else ListenerServer,
-    )
+    try:
+        server = ae.make_server(
+            (config.host, config.port),
+            ssl_context=ssl_context,
+            evt_handlers=handlers,
+            server_class=SharedPortListenerServer if reuse_port else ListenerServer,
+        )
+    except OSError as exc:
+        archive.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(config.host, config.port) from exc
+        raise
     server.data_phase_target = store_handler if config.fast_data_phase else None
     server.max_dataset_bytes = config.max_dataset_bytes
     ae._servers.append(server)  # pynetdicom's shutdown() removes it from there
@@ -374,7 +383,7 @@ class _Supervisor:
 
     def _spawn(self, index: int) -> tuple[Any, float]:
         process = self._mp.Process(
-            target=_worker_main, args=(self.config, self.stats), name=f"receiver-{index}"
+            target=_worker_main, args=(self.config, self.stats, os.getpid()), name=f"receiver-{index}"
         )
         process.start()
         return process, time.monotonic()
@@ -404,15 +413,34 @@ class _Supervisor:
                 process.join()
 
 
-def _worker_main(config: ListenerConfig, stats: ListenerStats) -> None:
-    """One receiver process sharing the port; exits cleanly on SIGTERM."""
+def _worker_main(config: ListenerConfig, stats: ListenerStats, parent_pid: int) -> None:
+    """One receiver process sharing the port; exits cleanly on SIGTERM or when its parent dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    if not die_with_parent(parent_pid):
+        return
     server, archive = _serve(config, stats, reuse_port=True)
     try:
-        _wait_for_sigterm()
+        _wait_for_sigterm(lambda: parent_is(parent_pid))
     finally:
         server.stop(10.0)
         archive.close()
+
+
+def _starting(config: ListenerConfig, start: Callable[[], _T]) -> _T:
+    """Run a start-up step; an OSError (port in use, unreadable TLS files) is also recorded in the
+    status file, where the GUI shows it."""
+    try:
+        return start()
+    except OSError as exc:
+        record_start_failure(config.archive_dir, _identity(config, config.port), str(exc))
+        raise
+
+
+def _check_port_free(config: ListenerConfig) -> None:
+    """Workers bind with ``SO_REUSEPORT``, which would share the port with anyone else doing so
+    (another listener, a killed supervisor's workers): refuse a port that anything listens on."""
+    if port_holders(config.host, config.port):
+        raise PortInUse(config.host, config.port)
 
 
 def run_listener_forever(config: ListenerConfig) -> int:
@@ -421,13 +449,14 @@ def run_listener_forever(config: ListenerConfig) -> int:
     with Archive(config.archive_dir) as archive:  # adopt files a killed writer stored but did not index
         archive.adopt_unindexed()
     if config.workers == 1:
-        handle = start_listener(config)
+        handle = _starting(config, lambda: start_listener(config))
         try:
             _wait_for_sigterm()
         finally:
             handle.stop()
         log.info("listener stopped")
         return 0
+    _starting(config, lambda: _check_port_free(config))
     stats = ListenerStats()
     supervisor = _Supervisor(config, stats)
     status = StatusWriter(
