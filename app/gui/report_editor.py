@@ -33,15 +33,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.reporting.chat import AI_NOTICE, ScreenContext, default_scope
-from app.reporting.drafting import DraftSettings, draft_report
+from app.assistant.chat import AI_NOTICE, ScreenContext, default_scope
+from app.assistant.drafting import DraftSettings, draft_report
+from app.assistant.model_service import ModelService
+from app.gui.tasks import TaskHandle, TaskManager
+from app.reporting.delivery import Routes
 from app.reporting.key_images import capture_key_image
-from app.reporting.model_service import ModelService
-from app.reporting.outbox import State
+from app.reporting.outbox import State, attention
 from app.reporting.report import ReportError, ReportStatus, Span, StudyInfo
 from app.reporting.templates import best_template, load_templates
 from app.reporting.workflow import PdfJob, ReportWorkflow
-from app.tasks import TaskHandle, TaskManager
 
 log = logging.getLogger(__name__)
 AI_BACKGROUND = QColor("#7a4a00")
@@ -411,8 +412,8 @@ class ReportEditor(QWidget):
             )
         )
         scope = default_scope(context, kind, slices=32)
-        from app.ai_inputs import visual_item_for
-        from app.reporting.chat import sent_input
+        from app.assistant.ai_inputs import visual_item_for
+        from app.assistant.chat import sent_input
 
         self._cancel = threading.Event()
         cancel, audit, settings = self._cancel, self.workflow.audit, self.draft_settings
@@ -493,12 +494,18 @@ class ReportEditor(QWidget):
         self.key_list.addItem(item)
 
     def sign(self, status: ReportStatus) -> bool:
+        """Sign; with Settings > RIS "send when signed" on, the same step queues it for the RIS."""
+        routes = Routes(ris=self.ris_address(), msh=self.ris_msh()) if self.ris_address() else None
         try:
-            self.workflow.sign(status, self.radiologist.text())
-        except ReportError as exc:
+            messages = self.workflow.sign(status, self.radiologist.text(), routes)
+        except (ReportError, ValueError) as exc:
             self._say(str(exc), error=True)
             return False
-        self._say(f"Signed {status.value}. Use the export buttons to send it.")
+        if messages:
+            self._say(f"Signed {status.value} and queued for the RIS (message {messages[0].message_id}).")
+            self.refresh_outbox()
+        else:
+            self._say(f"Signed {status.value}. Use the export buttons to send it.")
         self._render()
         return True
 
@@ -589,7 +596,11 @@ class ReportEditor(QWidget):
             text = f"{route} {m.result_status}: {m.state.value} (attempts {m.attempts})"
             if m.last_error and m.state is not State.DELIVERED:
                 text += f" - {m.last_error[:80]}"
-            self.outbox_list.addItem(text)
+            item = QListWidgetItem(text)
+            if attention(m):
+                item.setToolTip(attention(m))
+                item.setText(f"{text}\n  {attention(m)}")
+            self.outbox_list.addItem(item)
         self.retry_button.setEnabled(any(m.state is State.FAILED for m in messages))
 
     def retry_failed(self) -> None:
@@ -608,8 +619,8 @@ class PredraftSwitch:
         self.predrafter = None
 
     def apply(self, enabled: bool) -> None:
+        from app.assistant.predraft import PreDrafter
         from app.reporting.audit import ReportStore
-        from app.reporting.predraft import PreDrafter
 
         if enabled and self.predrafter is None:
             self.predrafter = PreDrafter(self.service, self.archive_dir, ReportStore())
@@ -629,17 +640,20 @@ def _study_paths(archive, study_uid: str) -> list[Path]:
     return [Path(i.path) for s in archive.series(study_uid) for i in archive.instances(s.series_uid)]
 
 
-def mount(window) -> ReportEditor:
-    """Add the report editor to the main window's dock and start the outbox delivery thread."""
+def attach_report_editor(window, service: ModelService) -> tuple[ReportEditor, PredraftSwitch]:
+    """Add the report editor to the main window's dock and start the outbox delivery thread; also
+    returns the pre-drafting switch that follows Settings > General."""
     from pydicom import dcmread
 
-    from app.chat_panel import shared_model_service
+    from app.assistant.chat import screen_context_from
     from app.reporting.audit import ReportStore
-    from app.reporting.chat import screen_context_from
     from app.reporting.outbox import Outbox, OutboxWorker
     from dicom_net.pacs_nodes import PacsNodes
 
-    outbox = Outbox(retention_days=window.settings.general.outbox_retention_days)
+    outbox = Outbox(
+        retention_days=window.settings.general.outbox_retention_days,
+        ack_timeout=float(window.settings.ris.ack_timeout),
+    )
     worker = OutboxWorker(outbox)
     worker.start()
     workflow = ReportWorkflow(ReportStore(), outbox, lambda uid: _study_paths(window.archive, uid))
@@ -665,7 +679,7 @@ def mount(window) -> ReportEditor:
             return []
 
     editor = ReportEditor(
-        shared_model_service(window),
+        service,
         workflow,
         lambda: screen_context_from(window),
         window,
@@ -695,6 +709,7 @@ def mount(window) -> ReportEditor:
 
     def settings_changed(settings) -> None:
         outbox.retention_days = settings.general.outbox_retention_days
+        outbox.ack_timeout = float(settings.ris.ack_timeout)
         predrafting.apply(settings.general.predraft)
         editor._update_buttons()
 
@@ -703,6 +718,4 @@ def mount(window) -> ReportEditor:
     if app is not None:
         app.aboutToQuit.connect(editor.flush)
     window.add_side_panel(editor, "Report")
-    window.report_editor = editor
-    window.predrafting = predrafting
-    return editor
+    return editor, predrafting

@@ -2,7 +2,7 @@
 
 The settings dialog collects every field as text and calls :func:`parse_settings`; either all
 values are valid and a new :class:`AppSettings` is returned, or :class:`SettingsError` names every
-bad field and nothing is applied. Storage lives in :mod:`app.settings_store`.
+bad field and nothing is applied. Storage lives in :mod:`app.services.settings_store`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class RisSettings:
     sending_facility: str = "RADIOLOGY"
     receiving_application: str = "RIS"
     receiving_facility: str = "HOSPITAL"
+    ack_timeout: int = 30  # seconds from connecting to a complete ACK (slow RIS: raise it)
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,7 @@ def parse_settings(
             g("ris.receiving_application", ""), errors, "ris.receiving_application"
         ),
         receiving_facility=_hl7_name(g("ris.receiving_facility", ""), errors, "ris.receiving_facility"),
+        ack_timeout=_int_range(g("ris.ack_timeout", ""), errors, "ris.ack_timeout", 1, 600),
     )
 
     folder = g("model.folder", "").strip()
