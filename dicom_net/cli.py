@@ -75,6 +75,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="largest single object received, held in memory until complete; a larger one aborts "
         "its association (default: 4096, or a quarter of the RAM when less)",
     )
+    receive.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop the listener that is receiving into --archive (it finishes running associations)",
+    )
     receive.set_defaults(func=_receive)
 
     imp = subparsers.add_parser(
@@ -112,6 +117,16 @@ def _archive_dir(args: argparse.Namespace) -> Path:
 
 def _receive(args: argparse.Namespace) -> int:
     from dicom_net.listener import ListenerConfig, run_listener_forever
+    from dicom_net.listener_status import record_start_failure, stop_running_listener
+
+    if args.stop:
+        pid = stop_running_listener(_archive_dir(args))
+        print(
+            f"stopped the listener (pid {pid})"
+            if pid
+            else f"no listener is receiving into {_archive_dir(args)}"
+        )
+        return 0 if pid else 1
 
     try:
         config = ListenerConfig(
@@ -137,6 +152,7 @@ def _receive(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        record_start_failure(_archive_dir(args), {"aet": args.aet, "port": args.port}, str(exc))
         return 2
     if config.tls_no_client_auth:
         print(OPEN_TLS_WARNING, file=sys.stderr, flush=True)

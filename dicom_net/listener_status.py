@@ -171,3 +171,25 @@ class StatusWriter:
             self._thread.join()
         self._last = None
         self.write("stopped")
+
+
+def stop_running_listener(archive_dir: Path, timeout_s: float = 30.0) -> int | None:
+    """SIGTERM the listener serving ``archive_dir`` (it finishes running associations) and wait
+    for it to end, SIGKILL after ``timeout_s``; returns its PID, or None when none is running.
+    Only the process that wrote the status file is signalled, never one that got its PID since."""
+    status = read_status(archive_dir)
+    if status is None or status.get("state") != "running":
+        return None
+    pid = int(status["pid"])
+    try:
+        process = psutil.Process(pid)
+        process.terminate()
+        deadline = time.monotonic() + timeout_s
+        while process_started(pid) is not None:  # a zombie (its parent has not reaped it) has ended
+            if time.monotonic() > deadline:
+                process.kill()
+                break
+            time.sleep(0.05)
+    except psutil.NoSuchProcess:
+        pass
+    return pid

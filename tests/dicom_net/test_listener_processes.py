@@ -132,3 +132,30 @@ def test_a_port_in_use_is_refused_naming_the_process_that_holds_it(tmp_path: Pat
         assert status["state"] == "failed" and said in status["error"]
     finally:
         holder.close()
+
+
+def test_receive_stop_ends_the_listener_of_an_archive(tmp_path: Path) -> None:
+    archive = tmp_path / "arc"
+    listener = receive(archive, free_port(), "--workers", "2")
+    try:
+        wait_for(lambda: (read_status(archive) or {}).get("state") == "running")
+        stopper = subprocess.run(
+            [sys.executable, "-m", "app.cli", "receive", "--stop", "--archive", str(archive)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert stopper.returncode == 0 and f"stopped the listener (pid {listener.pid})" in stopper.stdout
+        assert listener.wait(30) == 0  # a clean SIGTERM stop
+        assert read_status(archive)["state"] == "stopped"
+        again = subprocess.run(
+            [sys.executable, "-m", "app.cli", "receive", "--stop", "--archive", str(archive)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert again.returncode == 1 and "no listener is receiving" in again.stdout
+    finally:
+        stop(listener)
