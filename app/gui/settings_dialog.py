@@ -41,6 +41,7 @@ LABELS = {
     "listener.tls_key": "TLS private key",
     "listener.tls_ca": "TLS CA (client certificates)",
     "listener.tls_no_client_auth": "Accept TLS clients without a certificate (no client authentication)",
+    "listener.acse_timeout": "Association request timeout (seconds)",
     "ris.host": "Host",
     "ris.port": "Port",
     "ris.sending_application": "Sending application",

@@ -74,6 +74,7 @@ def listener_command(settings: ListenerSettings, archive: Path, python: str = sy
     ]
     for aet in settings.allowed_aets:
         cmd += ["--allow", aet]
+    cmd += ["--acse-timeout", str(settings.acse_timeout)]
     if settings.tls_enabled:
         cmd += ["--tls-cert", settings.tls_cert, "--tls-key", settings.tls_key]
         if settings.tls_ca:

@@ -34,6 +34,7 @@ class ListenerSettings:
     tls_ca: str = ""
     # TLS without a CA authenticates no client: only with this explicit choice (listener's --tls-no-client-auth)
     tls_no_client_auth: bool = False
+    acse_timeout: int = 30  # seconds a connection has to send its whole association request (ARTIM)
 
     @property
     def tls_enabled(self) -> bool:
@@ -213,6 +214,7 @@ def parse_settings(
         tls_key=key,
         tls_ca=_existing_file(g("listener.tls_ca", ""), apply_errors, "listener.tls_ca"),
         tls_no_client_auth=_bool(g("listener.tls_no_client_auth", ""), errors, "listener.tls_no_client_auth"),
+        acse_timeout=_int_range(g("listener.acse_timeout", ""), errors, "listener.acse_timeout", 1, 600),
     )
     if listener.tls_open_to_any_client and not listener.tls_no_client_auth:
         # checked when the form is applied; a stored file keeps its values and the listener,
