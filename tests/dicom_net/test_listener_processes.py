@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -22,6 +21,8 @@ from tests.conftest import free_port
 from tests.dicom_net.conftest import LISTENER_AET, need_dcmtk
 from tests.dicom_net.dicom_objects import small_ct
 from tests.dicom_net.test_listener_dcmtk import REPO, echoscu, storescu
+from tests.dicom_net.test_listener_dcmtk import _wait_for as wait_for
+from tests.peers import _stop as stop
 
 pytestmark = pytest.mark.network_peer
 
@@ -37,29 +38,11 @@ def receive(archive: Path, port: int, *extra: str) -> subprocess.Popen:
     )
 
 
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
-
-
 def alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_killing_the_supervisor_takes_its_workers_down_and_frees_the_port(tmp_path: Path) -> None:
@@ -98,7 +81,7 @@ def test_killing_the_supervisor_takes_its_workers_down_and_frees_the_port(tmp_pa
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         if replacement is not None:
-            stop(replacement)
+            stop(replacement, 30)
 
 
 def test_a_status_naming_a_live_but_different_process_is_not_running(tmp_path: Path) -> None:
@@ -134,28 +117,26 @@ def test_a_port_in_use_is_refused_naming_the_process_that_holds_it(tmp_path: Pat
         holder.close()
 
 
+def receive_stop(archive: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "receive", "--stop", "--archive", str(archive)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_receive_stop_ends_the_listener_of_an_archive(tmp_path: Path) -> None:
     archive = tmp_path / "arc"
     listener = receive(archive, free_port(), "--workers", "2")
     try:
         wait_for(lambda: (read_status(archive) or {}).get("state") == "running")
-        stopper = subprocess.run(
-            [sys.executable, "-m", "app.cli", "receive", "--stop", "--archive", str(archive)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        stopper = receive_stop(archive)
         assert stopper.returncode == 0 and f"stopped the listener (pid {listener.pid})" in stopper.stdout
         assert listener.wait(30) == 0  # a clean SIGTERM stop
         assert read_status(archive)["state"] == "stopped"
-        again = subprocess.run(
-            [sys.executable, "-m", "app.cli", "receive", "--stop", "--archive", str(archive)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        again = receive_stop(archive)
         assert again.returncode == 1 and "no listener is receiving" in again.stdout
     finally:
-        stop(listener)
+        stop(listener, 30)
