@@ -217,3 +217,14 @@ def test_tls_with_no_client_auth_warns_at_start_and_in_the_status_file(
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert "WARNING: TLS without client authentication" in proc.stderr.read()
+
+
+def test_allow_list_hosts_are_compared_as_addresses(caplog: pytest.LogCaptureFixture) -> None:
+    from dicom_net.listener_allow import AllowList
+
+    with caplog.at_level("WARNING", logger="dicom_net"):
+        allow = AllowList(["CT1@localhost", "MR1@10.0.0.5", "US1@no-such-host.invalid"])
+    assert any("no-such-host.invalid" in r.getMessage() for r in caplog.records)  # said at start
+    assert allow.allows("CT1", "127.0.0.1") and allow.allows("CT1", "::ffff:127.0.0.1")  # dual-stack peer
+    assert allow.allows("MR1", "::ffff:10.0.0.5") and not allow.allows("MR1", "10.0.0.50")
+    assert not allow.allows("US1", "127.0.0.1") and not allow.allows("CT2", "127.0.0.1")
