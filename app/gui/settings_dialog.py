@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.services.settings_model import DEVICES, QUANTIZATIONS, AppSettings, SettingsError, bool_keys
 from app.services.settings_store import SettingsStore
-from dicom_net.pacs_nodes import DEFAULT_CALLING_AET, PacsNode, PacsNodeError, PacsNodes
+from dicom_net.pacs_nodes import DEFAULT_CALLING_AET, DicomWebNode, PacsNode, PacsNodeError, PacsNodes
 
 LABELS = {
     "listener.aet": "AE title",
@@ -136,7 +136,13 @@ class PacsNodesPage(QWidget):
             node = self.nodes.load().get(name)
         except PacsNodeError:
             return
-        if node:
+        if isinstance(node, DicomWebNode):  # edited on the command line: pacs nodes add --dicomweb
+            for field in self.fields.values():
+                field.clear()
+            self.status.setText(
+                f"{name}: {node.describe()} (change it with: hulu-workstation pacs nodes add)"
+            )
+        elif node:
             for key in self.fields:
                 self.fields[key].setText(str(getattr(node, key)))
             self.method.setCurrentText(node.retrieve_method)
