@@ -9,11 +9,16 @@ pynetdicom does the DICOM upper layer; this module only changes how bytes move:
   before anything is buffered;
 - the association reactor waits on its message queue instead of sleeping 1 ms per loop, and the
   DUL polls its socket more often, which removes most of pynetdicom's per-message latency;
+- the whole A-ASSOCIATE-RQ must arrive within the ACSE timeout (DICOM's ARTIM timer, as DCMTK's
+  storescp) and every later PDU within the network timeout of its first byte, so a peer that
+  dribbles bytes or announces more than it sends is cut off; connections still waiting for their
+  request count apart from the association limit, and only a bounded number of them is kept;
 - several processes may listen on one port (``SO_REUSEPORT``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -155,7 +160,8 @@ class BoundedAssociationSocket(AssociationSocket):
                 got += n
         finally:
             view.release()
-            sock.settimeout(idle_timeout)
+            with contextlib.suppress(OSError):  # the socket may have been closed meanwhile
+                sock.settimeout(idle_timeout)
         if got < nr_bytes:
             del buf[got:]  # connection closed early: pynetdicom sees a short read and closes
         return buf
