@@ -21,8 +21,7 @@ import re
 import torch
 
 log = logging.getLogger(__name__)
-CUDA_GROUP_SIZE = 128
-CPU_GROUP_SIZES = (128, 64, 32)  # the largest that divides the input width is used
+GROUP_SIZES = (128, 64, 32)  # the largest that divides the input width is used (128 in released shapes)
 _DECODER_LINEAR = re.compile(
     r"^model\.language_model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)$"
 )
@@ -78,21 +77,17 @@ def decoder_linear_names(model: torch.nn.Module) -> list[str]:
 
 def _config(weight: torch.Tensor):
     """The torchao config for one weight on its device, or None when its shape cannot be packed."""
+    from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
     from torchao.quantization import Int4WeightOnlyConfig
 
-    in_features = weight.shape[-1]
+    group = next((g for g in GROUP_SIZES if weight.shape[-1] % g == 0), None)
+    if group is None:
+        return None
     if weight.device.type == "cuda":
-        if in_features % CUDA_GROUP_SIZE:
-            return None
         return Int4WeightOnlyConfig(
-            group_size=CUDA_GROUP_SIZE, int4_packing_format="tile_packed_to_4d", set_inductor_config=False
+            group_size=group, int4_packing_format="tile_packed_to_4d", set_inductor_config=False
         )
-    from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
-
-    for group in CPU_GROUP_SIZES:
-        if in_features % group == 0:
-            return PrototypeInt4WeightOnlyConfig(group_size=group, set_inductor_config=False)
-    return None
+    return PrototypeInt4WeightOnlyConfig(group_size=group, set_inductor_config=False)
 
 
 def quantize_decoder_int4(model: torch.nn.Module, device: str) -> int:
