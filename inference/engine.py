@@ -496,7 +496,8 @@ class Engine:
         stream = _TextStream(self.loaded.tokenizer, request.skip_special_tokens)
         history = torch.tensor([ids], dtype=torch.long, device=device)
         static = None
-        if self.static_decoder is not None and logits is not None and finish != "cancelled":
+        decoding = logits is not None and finish != "cancelled" and request.max_new_tokens > 1
+        if self.static_decoder is not None and decoding:
             static = self.static_decoder.session(cache, request.max_new_tokens)
         out: list[int] = []
         ttft = 0.0
