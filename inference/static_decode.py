@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from typing import Any
 
 import torch
@@ -73,13 +74,44 @@ class StaticDecoder:
         capacity = next((c for c in self.capacities if c >= length + new_tokens), None)
         if capacity is None:
             return None
-        buffer = self._buffers.get(capacity)
-        if buffer is None:
-            buffer = self._buffers[capacity] = StaticCache(config=self._text_config, max_cache_len=capacity)
+        buffer = self._buffer(capacity)
         for index, layer in enumerate(cache.layers):
             _set_position(buffer.layers[index], 0)
             buffer.update(layer.keys, layer.values, index)
         return StaticSession(self, buffer, cache, length)
+
+    def warm_up(self) -> float:
+        """Allocate every buffer and take three steps in each: compiles the step and captures its
+        CUDA graph now rather than inside the first answers. Returns the seconds spent.
+
+        Slot 0 of each buffer is scribbled on; every session rewrites its prompt from slot 0. Call it
+        where no request runs (e.g. right after creating the engine); graphs are per thread, so the
+        engine's thread captures its own on its first steps (fast: compiled code is shared)."""
+        started = time.perf_counter()
+        text = self._text_config
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        shape = (1, text.num_key_value_heads, 1, head_dim)
+        dtype = self._model.get_input_embeddings().weight.dtype
+        with torch.inference_mode():
+            for capacity in self.capacities:
+                buffer = self._buffer(capacity)
+                for index in range(text.num_hidden_layers):
+                    _set_position(buffer.layers[index], 0)
+                    zeros = torch.zeros(shape, dtype=dtype, device=self.device)
+                    buffer.update(zeros, zeros.clone(), index)
+                for _ in range(3):  # compile, warm-up run, graph capture
+                    for layer in buffer.layers:
+                        _set_position(layer, 0)
+                    self._step(buffer, 0, 0)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - started
+
+    def _buffer(self, capacity: int) -> StaticCache:
+        buffer = self._buffers.get(capacity)
+        if buffer is None:
+            buffer = self._buffers[capacity] = StaticCache(config=self._text_config, max_cache_len=capacity)
+        return buffer
 
     def buffer_bytes(self) -> int:
         """Bytes held by the buffers allocated so far."""

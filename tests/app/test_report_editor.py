@@ -190,7 +190,9 @@ def test_configured_model_loads_in_the_background_and_the_status_bar_follows(
     window = make_window(demo_archive)
     workstation = attach_assistant(window)
     service = workstation.model_service
-    assert workstation.chat_panel.service is service and workstation.report_editor.service is service  # one model
+    assert (
+        workstation.chat_panel.service is service and workstation.report_editor.service is service
+    )  # one model
     qtbot.waitUntil(lambda: window.model_state is StatusState.READY, timeout=60000)
     window.open_study(window.browser_logic.rows[0].study_uid)
     qtbot.waitUntil(lambda: workstation.chat_panel.send_button.isEnabled(), timeout=60000)

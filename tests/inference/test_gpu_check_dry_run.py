@@ -67,6 +67,7 @@ def test_gpu_check_dry_run_reports_every_variant(tmp_path):
     # the 4-bit kinds really hold packed decoder weights: fewer bytes per decode step than fp32
     for kind in ("int4", "nf4"):
         assert variants[kind]["decode"]["bytes_per_token"] < variants["none"]["decode"]["bytes_per_token"]
+    assert variants["int4"]["static_warm_up_seconds"] > 0 and variants["int4"]["static_capacities"]
     for name in ("int4", "none+static"):  # decoded through the static buffer (eager on the CPU)
         assert variants[name]["decode"]["static_buffer_bytes"] > 0
         assert variants[name]["decode"]["static_compiled"] is False

@@ -111,7 +111,11 @@ def test_compiled_int4_step_equals_generate_on_cpu(int4_model):
     graph: the same graph capture that CUDA graphs need on the GPU."""
     inputs = chat_inputs(int4_model.tokenizer, int4_model.image_token_id, "Findings?", (IMAGE,))
     with Engine(int4_model) as engine:
-        engine.static_decoder = StaticDecoder(int4_model.model, capacities=(128,), compile=True)
+        engine.static_decoder = StaticDecoder(int4_model.model, capacities=(64, 128), compile=True)
+        engine.static_decoder.warm_up()  # on this thread; the engine's thread reuses the compiled code
+        assert (
+            engine.static_decoder.buffer_bytes() == 2 * 2 * 2 * 16 * (64 + 128) * 4
+        )  # layers, k/v, heads, dim
         result = _ask(engine, inputs, 8)
         assert engine.static_decoder.compiled  # no fallback to eager
     assert result.token_ids == _native(int4_model, inputs, 8)
