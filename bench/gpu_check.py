@@ -136,9 +136,10 @@ def run_variant(
     tokenizer, image_id = loaded.tokenizer, loaded.image_token_id
     with Engine(loaded, static_decode=True if decode == "static" else None) as engine:
         static = engine.static_decoder
-        if static is not None and kind == "int4":  # what the product pays once per model load
-            entry["static_warm_up_seconds"] = round(static.warm_up(), 2)
-            entry["static_capacities"] = list(static.capacities)
+        if static is not None and kind == "int4":  # the product pays this once per buffer and load
+            capacity = static.capacities[0]  # the buffer the 2D decode below uses
+            entry["static_warm_up_seconds"] = round(static.warm_up((capacity,)), 2)
+            entry["static_capacities"] = [capacity]
             log.info("%s: static decoder warmed up in %.1f s", variant, entry["static_warm_up_seconds"])
         warm = chat_inputs(tokenizer, image_id, "Warm up.", ((1, 4, 4, 1, 0),))
         started = time.perf_counter()
@@ -280,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode-tokens", type=int, default=None)
     parser.add_argument("--workdir", type=Path, default=None, help="where the random checkpoint is written")
     parser.add_argument(
-        "--budget", type=float, default=480.0, help="seconds for the whole check (tests last)"
+        "--budget", type=float, default=500.0, help="seconds for the whole check (tests last)"
     )
-    parser.add_argument("--tests-reserve", type=float, default=110.0, help="seconds kept for the GPU tests")
+    parser.add_argument("--tests-reserve", type=float, default=150.0, help="seconds kept for the GPU tests")
     parser.add_argument("--no-tests", action="store_true")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -326,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for variant in args.variants.split(","):
         left = args.budget - (time.perf_counter() - started) - (0 if args.no_tests else args.tests_reserve)
-        if left < 30:
+        if left < 60:  # a 7B variant needs about a minute at least
             report.data["variants"][variant] = {"error": f"skipped: {left:.0f} s of the budget left"}
             report.save()
             continue

@@ -2,6 +2,7 @@
 # The GPU check in one command (issue 12): on a fresh H100/H200 machine with torch and transformers
 # preinstalled and no network, from the repo root, with .whl/ carried (bench/gpu_wheels.sh fills it):
 #   bash bench/gpu_check.sh                 # writes gpu_check.json + gpu_check.log to $OUT
+#   (device tool: run command "bash bench/gpu_check.sh", carry [".whl"], timeout_s 600)
 #   bash bench/gpu_check.sh --dry-run --out DIR   # tiny shapes on the CPU (what CI runs)
 # Installs only the carried wheels whose package is missing, into /tmp/gpu-check-site; a torchao that
 # does not import beside this torch is removed again (the int4 variant then reports why) so it

@@ -26,8 +26,8 @@ _DECODER_LINEAR = re.compile(
     r"^model\.language_model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)$"
 )
 # Import-time log lines that say nothing about this machine: torchao names each CUDA-only extension
-# it cannot load on a CPU build and that triton is missing; torch deprecates torchao's Enum registration. transformers imports
-# torchao whenever it is installed, so the filters stay for the whole process.
+# it cannot load on a CPU build and says that triton is missing; torch deprecates torchao's Enum
+# registration. transformers imports torchao whenever it is installed, so the filters stay on.
 _IMPORT_NOISE = {
     "torchao": "Failed to load",
     "torchao.kernel.intmm": "Warning: Detected no triton",

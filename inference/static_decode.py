@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 import time
+from collections import defaultdict
 from typing import Any
 
 import torch
@@ -80,9 +82,9 @@ class StaticDecoder:
             buffer.update(layer.keys, layer.values, index)
         return StaticSession(self, buffer, cache, length)
 
-    def warm_up(self) -> float:
-        """Allocate every buffer and take three steps in each: compiles the step and captures its
-        CUDA graph now rather than inside the first answers. Returns the seconds spent.
+    def warm_up(self, capacities: tuple[int, ...] | None = None) -> float:
+        """Allocate the buffers (default: all) and take three steps in each: compiles the step and
+        captures its CUDA graph now rather than inside the first answers. Returns the seconds spent.
 
         Slot 0 of each buffer is scribbled on; every session rewrites its prompt from slot 0. Call it
         where no request runs (e.g. right after creating the engine); graphs are per thread, so the
@@ -93,7 +95,7 @@ class StaticDecoder:
         shape = (1, text.num_key_value_heads, 1, head_dim)
         dtype = self._model.get_input_embeddings().weight.dtype
         with torch.inference_mode():
-            for capacity in self.capacities:
+            for capacity in capacities or self.capacities:
                 buffer = self._buffer(capacity)
                 for index in range(text.num_hidden_layers):
                     _set_position(buffer.layers[index], 0)
@@ -133,6 +135,8 @@ class StaticDecoder:
 
     def _step(self, buffer: StaticCache, token: int, position: int) -> torch.Tensor:
         self._active = buffer
+        if self.compiled and self.device.type == "cuda":
+            _cudagraph_state_for_this_thread()
         token_t = torch.tensor([[token]], dtype=torch.long, device=self.device)
         position_t = torch.tensor([[position]], dtype=torch.long, device=self.device)
         try:
@@ -182,3 +186,22 @@ def _set_position(layer: Any, position: int) -> None:
     counter = getattr(layer, "cumulative_length", None)
     if isinstance(counter, torch.Tensor) and getattr(layer, "is_initialized", False):
         counter.fill_(position)
+
+
+def _cudagraph_state_for_this_thread() -> None:
+    """Give this thread the CUDA-graph-tree registry that torch < 2.13 sets up only in the thread
+    that imported ``torch._inductor.cudagraph_trees`` (any other plain thread then fails an
+    ``_is_key_in_tls`` assertion: pytorch#123177). The engine compiles and replays on its own
+    thread, and ``warm_up`` may run on another one."""
+    from torch._inductor import cudagraph_trees as trees
+
+    if hasattr(trees.local, "tree_manager_containers") or torch._C._is_key_in_tls("tree_manager_containers"):
+        return
+    initialize = getattr(trees, "_initialize_tls", None)
+    if initialize is not None:
+        initialize(trees.local)
+        return
+    trees.local.tree_manager_containers = {}
+    trees.local.tree_manager_locks = defaultdict(threading.Lock)
+    torch._C._stash_obj_in_tls("tree_manager_containers", trees.local.tree_manager_containers)
+    torch._C._stash_obj_in_tls("tree_manager_locks", trees.local.tree_manager_locks)
