@@ -63,6 +63,9 @@ class StaticDecoder:
         self._buffers: dict[int, StaticCache] = {}
         self._active: StaticCache | None = None
         self._cache_keyword = _cache_keyword(self._language_model)
+        # step inputs live on the device and are refilled in place: no host-to-device copy per step
+        self._token = torch.zeros((1, 1), dtype=torch.long, device=self.device)
+        self._position = torch.zeros((1, 1), dtype=torch.long, device=self.device)
         self.compiled = self.device.type == "cuda" if compile is None else compile
         if self.compiled:
             mode = "reduce-overhead" if self.device.type == "cuda" else "default"
@@ -137,8 +140,7 @@ class StaticDecoder:
         self._active = buffer
         if self.compiled and self.device.type == "cuda":
             _cudagraph_state_for_this_thread()
-        token_t = torch.tensor([[token]], dtype=torch.long, device=self.device)
-        position_t = torch.tensor([[position]], dtype=torch.long, device=self.device)
+        token_t, position_t = self._token.fill_(token), self._position.fill_(position)
         try:
             logits = self._run(token_t, position_t)
         except Exception as exc:  # a compiler failure must not cost the answer
