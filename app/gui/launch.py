@@ -22,6 +22,7 @@ from app.assistant.model_service import ModelService
 from app.gui.chat_panel import ChatPanel, attach_chat_panel
 from app.gui.main_window import MainWindow
 from app.gui.report_editor import PredraftSwitch, ReportEditor, attach_report_editor
+from app.services.delivery_service import ensure_delivery_service
 from app.services.listener_supervisor import ListenerSupervisor
 from app.services.settings_store import SettingsStore
 from app.services.status import ModelState as StatusState
@@ -108,6 +109,7 @@ def build_workstation(*, start_listener: bool = True, create_demo: bool | None =
     supervisor = ListenerSupervisor(archive.root, settings.listener)
     if start_listener:
         supervisor.start()
+        ensure_delivery_service()  # signed reports keep going to the RIS/PACS while the app is closed
     window = MainWindow(archive, store, supervisor)
     workstation = attach_assistant(window)
     if create_demo is None:

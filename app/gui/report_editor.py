@@ -37,8 +37,9 @@ from app.assistant.chat import AI_NOTICE, ScreenContext, default_scope
 from app.assistant.drafting import DraftSettings, draft_report
 from app.assistant.model_service import ModelService
 from app.gui.tasks import TaskHandle, TaskManager
+from app.reporting.delivery import Routes
 from app.reporting.key_images import capture_key_image
-from app.reporting.outbox import State
+from app.reporting.outbox import State, attention
 from app.reporting.report import ReportError, ReportStatus, Span, StudyInfo
 from app.reporting.templates import best_template, load_templates
 from app.reporting.workflow import PdfJob, ReportWorkflow
@@ -493,12 +494,18 @@ class ReportEditor(QWidget):
         self.key_list.addItem(item)
 
     def sign(self, status: ReportStatus) -> bool:
+        """Sign; with Settings > RIS "send when signed" on, the same step queues it for the RIS."""
+        routes = Routes(ris=self.ris_address(), msh=self.ris_msh()) if self.ris_address() else None
         try:
-            self.workflow.sign(status, self.radiologist.text())
-        except ReportError as exc:
+            messages = self.workflow.sign(status, self.radiologist.text(), routes)
+        except (ReportError, ValueError) as exc:
             self._say(str(exc), error=True)
             return False
-        self._say(f"Signed {status.value}. Use the export buttons to send it.")
+        if messages:
+            self._say(f"Signed {status.value} and queued for the RIS (message {messages[0].message_id}).")
+            self.refresh_outbox()
+        else:
+            self._say(f"Signed {status.value}. Use the export buttons to send it.")
         self._render()
         return True
 
@@ -589,7 +596,11 @@ class ReportEditor(QWidget):
             text = f"{route} {m.result_status}: {m.state.value} (attempts {m.attempts})"
             if m.last_error and m.state is not State.DELIVERED:
                 text += f" - {m.last_error[:80]}"
-            self.outbox_list.addItem(text)
+            item = QListWidgetItem(text)
+            if attention(m):
+                item.setToolTip(attention(m))
+                item.setText(f"{text}\n  {attention(m)}")
+            self.outbox_list.addItem(item)
         self.retry_button.setEnabled(any(m.state is State.FAILED for m in messages))
 
     def retry_failed(self) -> None:
@@ -639,7 +650,10 @@ def attach_report_editor(window, service: ModelService) -> tuple[ReportEditor, P
     from app.reporting.outbox import Outbox, OutboxWorker
     from dicom_net.pacs_nodes import PacsNodes
 
-    outbox = Outbox(retention_days=window.settings.general.outbox_retention_days)
+    outbox = Outbox(
+        retention_days=window.settings.general.outbox_retention_days,
+        ack_timeout=float(window.settings.ris.ack_timeout),
+    )
     worker = OutboxWorker(outbox)
     worker.start()
     workflow = ReportWorkflow(ReportStore(), outbox, lambda uid: _study_paths(window.archive, uid))
@@ -695,6 +709,7 @@ def attach_report_editor(window, service: ModelService) -> tuple[ReportEditor, P
 
     def settings_changed(settings) -> None:
         outbox.retention_days = settings.general.outbox_retention_days
+        outbox.ack_timeout = float(settings.ris.ack_timeout)
         predrafting.apply(settings.general.predraft)
         editor._update_buttons()
 

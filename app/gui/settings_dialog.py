@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.services.settings_model import DEVICES, QUANTIZATIONS, AppSettings, SettingsError, bool_keys
 from app.services.settings_store import SettingsStore
-from dicom_net.pacs_nodes import DEFAULT_CALLING_AET, PacsNode, PacsNodeError, PacsNodes
+from dicom_net.pacs_nodes import DEFAULT_CALLING_AET, DicomWebNode, PacsNode, PacsNodeError, PacsNodes
 
 LABELS = {
     "listener.aet": "AE title",
@@ -46,11 +46,12 @@ LABELS = {
     "ris.sending_facility": "Sending facility",
     "ris.receiving_application": "Receiving application",
     "ris.receiving_facility": "Receiving facility",
+    "ris.ack_timeout": "ACK timeout (seconds)",
     "model.folder": "Model folder",
     "model.device": "Device",
     "model.quantization": "Quantization",
     "general.create_demo_if_empty": "Create demo study when archive is empty",
-    "ris.enabled": "Send signed reports to the RIS",
+    "ris.enabled": "Send each report to the RIS when it is signed",
     "general.predraft": "Pre-draft reports of new studies while the AI is idle (drafts only, never sent)",
     "general.outbox_retention_days": "Keep delivered report messages and chat histories (days)",
 }
@@ -128,7 +129,13 @@ class PacsNodesPage(QWidget):
             node = self.nodes.load().get(name)
         except PacsNodeError:
             return
-        if node:
+        if isinstance(node, DicomWebNode):  # edited on the command line: pacs nodes add --dicomweb
+            for field in self.fields.values():
+                field.clear()
+            self.status.setText(
+                f"{name}: {node.describe()} (change it with: hulu-workstation pacs nodes add)"
+            )
+        elif node:
             for key in self.fields:
                 self.fields[key].setText(str(getattr(node, key)))
             self.method.setCurrentText(node.retrieve_method)

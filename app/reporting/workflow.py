@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from app.reporting.audit import AuditRecord, ReportStore
+from app.reporting.delivery import Routes, SignedDelivery
 from app.reporting.export import queue_report_to_pacs, queue_report_to_ris
 from app.reporting.outbox import Outbox, OutboxMessage
 from app.reporting.pdf import render_pdf
@@ -57,6 +58,7 @@ class ReportWorkflow:
         self.store = store
         self.outbox = outbox
         self.study_paths = study_paths or (lambda _uid: [])
+        self.delivery = SignedDelivery(store, outbox, self.study_paths)
         self.report: Report | None = None
         self.audit: AuditRecord | None = None
         self.key_pixels: dict[str, np.ndarray] = {}
@@ -102,18 +104,21 @@ class ReportWorkflow:
         self.save()
         return name
 
-    def sign(self, status: ReportStatus | str, radiologist: str) -> None:
+    def sign(
+        self, status: ReportStatus | str, radiologist: str, routes: Routes | None = None
+    ) -> list[OutboxMessage]:
+        """Sign the open report and, in the same durable step, queue it on ``routes`` (e.g. the
+        RIS when Settings > RIS sends on signing); returns the queued messages."""
         report = self._require()
         self.save()  # the text as signed is on disk even if signing is refused
-        report.sign(status, radiologist)
-        self.audit.add_event("signed", status=report.status.value, radiologist=radiologist)
-        self.save()
+        messages = self.delivery.sign_and_queue(report, self.audit, status, radiologist, routes or Routes())
         log.info(
             "report %s signed %s (study %s)",
             report.report_id,
             report.status.value,
             report.study.study_instance_uid,
         )
+        return messages
 
     def amend(self) -> None:
         report = self._require()

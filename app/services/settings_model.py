@@ -49,6 +49,7 @@ class RisSettings:
     sending_facility: str = "RADIOLOGY"
     receiving_application: str = "RIS"
     receiving_facility: str = "HOSPITAL"
+    ack_timeout: int = 30  # seconds from connecting to a complete ACK (slow RIS: raise it)
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,7 @@ def parse_settings(
             g("ris.receiving_application", ""), errors, "ris.receiving_application"
         ),
         receiving_facility=_hl7_name(g("ris.receiving_facility", ""), errors, "ris.receiving_facility"),
+        ack_timeout=_int_range(g("ris.ack_timeout", ""), errors, "ris.ack_timeout", 1, 600),
     )
 
     folder = g("model.folder", "").strip()

@@ -190,7 +190,9 @@ def test_configured_model_loads_in_the_background_and_the_status_bar_follows(
     window = make_window(demo_archive)
     workstation = attach_assistant(window)
     service = workstation.model_service
-    assert workstation.chat_panel.service is service and workstation.report_editor.service is service  # one model
+    assert (
+        workstation.chat_panel.service is service and workstation.report_editor.service is service
+    )  # one model
     qtbot.waitUntil(lambda: window.model_state is StatusState.READY, timeout=60000)
     window.open_study(window.browser_logic.rows[0].study_uid)
     qtbot.waitUntil(lambda: workstation.chat_panel.send_button.isEnabled(), timeout=60000)
@@ -209,7 +211,8 @@ def test_preliminary_changed_after_signing_must_be_signed_again_before_sending(
     editor.editors["findings"].setPlainText("Nodule 8 mm.")
     assert not editor.ris_button.isEnabled()
     assert "sign again before sending" in editor.status_label.text()
-    assert editor.send_to_ris() is False and editor.workflow.messages() == []
+    [queued_on_signing] = editor.workflow.messages()  # the RIS is on: signing queued it
+    assert editor.send_to_ris() is False and editor.workflow.messages() == [queued_on_signing]
     assert editor.sign_buttons[ReportStatus.PRELIMINARY].isEnabled()
     assert editor.sign(ReportStatus.PRELIMINARY)
     assert editor.ris_button.isEnabled() and "sign again" not in editor.status_label.text()
@@ -250,6 +253,29 @@ def test_ris_switch_and_msh_names_come_from_settings(demo_archive, make_window, 
     [message] = ris.messages
     msh = hl7.parse(message).segment("MSH")
     assert (str(msh[3]), str(msh[4]), str(msh[5])) == ("READROOM7", "NORTHRAD", "EPICRIS")
+
+
+def test_signing_with_the_ris_enabled_sends_the_report_without_another_click(
+    demo_archive, make_window, qtbot
+):
+    from app.gui.launch import attach_assistant
+
+    window = make_window(demo_archive)
+    editor = attach_assistant(window).report_editor
+    window.open_study(window.browser_logic.rows[0].study_uid)
+    qtbot.waitUntil(lambda: editor.workflow.report is not None, timeout=10000)
+    with python_hl7_receiver("AA") as ris:
+        host, port = ris.address.rsplit(":", 1)
+        window.apply_settings(
+            window.store.apply_form({"ris.host": host, "ris.port": port, "ris.enabled": "true"})
+        )
+        editor.editors["findings"].setPlainText("Normal.")
+        editor.radiologist.setText("Dr A")
+        assert editor.sign(ReportStatus.FINAL)
+        assert "queued for the RIS" in editor.message_label.text()
+        editor.workflow.outbox.process_due()
+    [message] = ris.messages
+    assert str(hl7.parse(message).segment("OBR")[25]) == "F"
 
 
 def test_predraft_setting_starts_and_stops_the_predrafter(demo_archive, make_window, qtbot):

@@ -9,28 +9,11 @@ from app.cli.main import main
 from app.reporting.audit import ReportStore
 from app.reporting.outbox import Outbox, State
 from app.reporting.report import ReportStatus
-from dicom_net.archive import Archive
 from dicom_net.pacs_nodes import PacsNode, PacsNodes
-from dicom_net.paths import default_archive_dir
-from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
 from tests.peers import PeerUnavailable, orthanc_server
 from tests.reporting.hl7_receivers import python_hl7_receiver
 
 TEXT = "Findings: Lungs clear | no ^ nodule & ~ \\ Müller.\nHeart normal.\nImpression: Normal 中文."
-
-
-@pytest.fixture
-def archived_study(tmp_path):
-    datasets = list(
-        ct_series(
-            SeriesGeometry(rows=24, columns=24, slices=6), patient={"id": "CLI-PID", "accession": "CLI-ACC"}
-        )
-    )
-    paths = write_datasets(datasets, tmp_path / "incoming")
-    with Archive(default_archive_dir()) as archive:
-        for path in paths:
-            archive.store_file(path)
-    return datasets[0].StudyInstanceUID, paths
 
 
 def test_draft_prints_an_unsent_ai_draft(archived_study, tiny_model_folder, capsys):
@@ -99,27 +82,25 @@ def test_send_final_then_correction_to_ris_and_pacs(archived_study, tmp_path, ca
             )
             assert code == 0, capsys.readouterr()
             capsys.readouterr()
-            assert (
-                main(
-                    [
-                        "report",
-                        "send",
-                        "--study",
-                        study_uid,
-                        "--text-file",
-                        str(text_file),
-                        "--status",
-                        "F",
-                        "--radiologist",
-                        "Øster, Ben",
-                        "--ris",
-                        ris.address,
-                    ]
-                )
-                == 2
-            )
-            assert "use a correction" in capsys.readouterr().err
+            send_final_again = [
+                "report",
+                "send",
+                "--study",
+                study_uid,
+                "--text-file",
+                str(text_file),
+                "--status",
+                "F",
+                "--radiologist",
+                "Øster, Ben",
+                "--ris",
+                ris.address,
+            ]
+            assert main(send_final_again) == 0  # the same signature again: nothing new is sent
+            assert "already signed final" in capsys.readouterr().out and len(ris.messages) == 1
             text_file.write_text(TEXT + "\nAddendum.", encoding="utf-8")
+            assert main(send_final_again) == 2  # other text as a second final
+            assert "use a correction" in capsys.readouterr().err
             assert (
                 main(
                     [
