@@ -71,6 +71,7 @@ def test_gpu_check_dry_run_reports_every_variant(tmp_path):
     for name in ("int4", "none+static"):  # decoded through the static buffer (eager on the CPU)
         assert variants[name]["decode"]["static_buffer_bytes"] > 0
         assert variants[name]["decode"]["static_compiled"] is False
+        assert variants[name]["decode"]["step_only_tokens_per_second"] > 0
     assert "static_buffer_bytes" not in variants["none"]["decode"]
 
     assert report["tests"]["returncode"] == 0 and "skipped" in report["tests"]["summary"]  # no CUDA here
