@@ -40,6 +40,7 @@ from bench.inference import PROMPTS, SHAPES, bytes_per_decode_token, measure_ban
 from dicom_net.atomic import write_bytes_atomic  # noqa: E402
 from inference.engine import Engine, GenerationRequest  # noqa: E402
 from inference.loading import load_model  # noqa: E402
+from inference.quantization import module_bytes  # noqa: E402
 from tests.inference.prompts import chat_inputs  # noqa: E402
 from tests.inference.tiny_checkpoint import write_random_checkpoint  # noqa: E402
 
@@ -214,6 +215,44 @@ def step_only_rate(loaded, static, prompt_tokens: int, steps: int, device: str) 
     return steps / (time.perf_counter() - started)
 
 
+def linear_rates(device: str, out_features: int, in_features: int) -> dict:
+    """One decoder MLP projection, dense (bf16 on CUDA: cuBLAS) and torchao int4 (tinygemm on
+    CUDA), at M = 1 (decode: weight bytes per second) and M = 2048 (a prefill chunk: FLOP/s): does
+    int4 lose prefill speed to dense, how close does its decode kernel get to the copy bandwidth."""
+    from torchao.quantization import quantize_
+
+    from inference.int4_weights import _config
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    dense = torch.nn.Linear(in_features, out_features, bias=False, device=device, dtype=dtype)
+    packed = torch.nn.Linear(in_features, out_features, bias=False, device=device, dtype=dtype)
+    packed.weight.data.copy_(dense.weight.data)
+    quantize_(packed, _config(packed.weight))
+    rates: dict[str, Any] = {"shape": [out_features, in_features]}
+    with torch.inference_mode():
+        for name, layer in (("dense", dense), ("int4", packed)):
+            weight_bytes = module_bytes(layer)
+            for rows in (1, 2048):
+                x = torch.randn(rows, in_features, device=device, dtype=dtype)
+                for _ in range(3):
+                    layer(x)
+                _sync(device)
+                repeats = 20
+                started = time.perf_counter()
+                for _ in range(repeats):
+                    layer(x)
+                _sync(device)
+                seconds = (time.perf_counter() - started) / repeats
+                rates[f"{name}_m{rows}_microseconds"] = round(seconds * 1e6, 2)
+                if rows == 1:
+                    rates[f"{name}_m1_weight_bytes_per_second"] = weight_bytes / seconds
+                else:
+                    rates[f"{name}_m{rows}_flops_per_second"] = (
+                        2 * rows * in_features * out_features / seconds
+                    )
+    return rates
+
+
 def run_tests(timeout: float) -> dict:
     """``tests/inference/test_gpu_runtime.py`` in a subprocess; its outcome line and exit code."""
     command = [
@@ -350,8 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     meta["checkpoint_seconds"] = round(time.perf_counter() - t0, 1)
     bandwidth = measure_bandwidth(device)
     meta["bandwidth_bytes_per_second"] = bandwidth
+    try:
+        meta["linear"] = linear_rates(device, text["intermediate_size"], text["hidden_size"])
+    except Exception as exc:  # torchao missing or broken here: the int4 variant will say so too
+        meta["linear"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
     report.save()
     log.info("checkpoint in %.1f s; copy bandwidth %.1f GB/s", meta["checkpoint_seconds"], bandwidth / 1e9)
+    log.info("one MLP projection, bf16 vs int4: %s", meta["linear"])
 
     for variant in args.variants.split(","):
         left = args.budget - (time.perf_counter() - started) - (0 if args.no_tests else args.tests_reserve)

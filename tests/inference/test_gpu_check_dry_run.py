@@ -45,6 +45,11 @@ def test_gpu_check_dry_run_reports_every_variant(tmp_path):
     meta = report["meta"]
     assert meta["mode"] == "dry-run" and meta["bandwidth_bytes_per_second"] > 0
     assert meta["versions"]["torchao"][0].isdigit() and meta["versions"]["bitsandbytes"][0].isdigit()
+    linear = meta["linear"]
+    for name in ("dense", "int4"):
+        assert (
+            linear[f"{name}_m1_weight_bytes_per_second"] > 0 and linear[f"{name}_m2048_flops_per_second"] > 0
+        )
     assert set(report["variants"]) == set(VARIANTS)
     for name, variant in report["variants"].items():
         assert variant["error"] is None, (name, variant["error"])
