@@ -72,6 +72,7 @@ from transformers.generation.logits_process import (
 from inference.devices import PREFILL_CHUNK, VISION_CHUNK_PATCHES
 from inference.inputs import ModelInputs
 from inference.loading import LoadedModel
+from inference.static_decode import StaticDecoder, uses_static_decode
 
 log = logging.getLogger(__name__)
 FinishReason = Literal["stop", "length", "cancelled", "error"]
@@ -238,8 +239,13 @@ class Engine:
         max_conversations: int = 2,
         prefill_chunk: int = PREFILL_CHUNK,
         vision_encoder: Callable[[ModelInputs], torch.Tensor] | None = None,
+        static_decode: bool | None = None,
     ) -> None:
         self.loaded = loaded
+        # Single-token steps in a fixed-size, compiled KV buffer (default: for int4 models only).
+        if static_decode is None:
+            static_decode = uses_static_decode(loaded.report.quantization)
+        self.static_decoder = StaticDecoder(loaded.model) if static_decode else None
         self.max_conversations = max_conversations
         self.prefill_chunk = prefill_chunk
         self._vision_encoder = vision_encoder
@@ -489,6 +495,10 @@ class Engine:
         processors = self._logits_processors(request)
         stream = _TextStream(self.loaded.tokenizer, request.skip_special_tokens)
         history = torch.tensor([ids], dtype=torch.long, device=device)
+        static = None
+        decoding = logits is not None and finish != "cancelled" and request.max_new_tokens > 1
+        if self.static_decoder is not None and decoding:
+            static = self.static_decoder.session(cache, request.max_new_tokens)
         out: list[int] = []
         ttft = 0.0
         decode_started = time.perf_counter()
@@ -518,9 +528,14 @@ class Engine:
                     request.on_text(text)
             if len(out) >= request.max_new_tokens:
                 break
-            next_embed = self._model.get_input_embeddings()(torch.tensor([[token]], device=device))
-            logits = self._decoder_step(next_embed, cache)
+            if static is not None:
+                logits = static.step(token)
+            else:
+                next_embed = self._model.get_input_embeddings()(torch.tensor([[token]], device=device))
+                logits = self._decoder_step(next_embed, cache)
             fed.append(token)
+        if static is not None:
+            static.close()
         decode_seconds = time.perf_counter() - decode_started
         tail = stream.push(out, final=True)
         if tail:

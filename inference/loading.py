@@ -21,8 +21,9 @@ import torch
 from inference.checkpoint import IMAGE_TOKEN, CheckpointError, CheckpointInfo, validate_checkpoint
 from inference.config_translation import KEY_MAPPING, translate_config
 from inference.devices import DevicePlan, plan_device
+from inference.int4_weights import int4_unavailable_reason, quantize_decoder_int4
 from inference.offline import OFFLINE_ENV, enforce_offline
-from inference.quantization import bitsandbytes_config
+from inference.quantization import bitsandbytes_config, module_bytes
 
 log = logging.getLogger(__name__)
 __all__ = ["OFFLINE_ENV", "LoadReport", "LoadedModel", "enforce_offline", "load_model", "load_tokenizer"]
@@ -106,6 +107,9 @@ def _load_weights(info: CheckpointInfo, config: Any, plan: DevicePlan) -> Any:
     quantization_config = bitsandbytes_config(plan.quantization, compute_dtype=plan.dtype)
     if plan.quantization == "int8":
         _silence_int8_cast_notice()
+    int4 = plan.quantization == "int4"
+    if int4 and (why := int4_unavailable_reason(plan.device)):
+        raise RuntimeError(f"int4 quantization is not available: {why}; choose nf4")
     kwargs: dict[str, Any] = {
         "config": config,
         "key_mapping": KEY_MAPPING,
@@ -113,7 +117,11 @@ def _load_weights(info: CheckpointInfo, config: Any, plan: DevicePlan) -> Any:
         "local_files_only": True,
         "use_safetensors": True,
         "output_loading_info": True,
-        "device_map": {"": plan.device},
+        # int4: weights go to host memory first and are quantized layer by layer on the device
+        "device_map": {"": "cpu" if int4 else plan.device},
+        # SDPA (flash / memory-efficient kernels on CUDA) in the decoder and the vision tower: long
+        # 3D prompts never materialise a tokens x tokens score matrix
+        "attn_implementation": "sdpa",
     }
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
@@ -125,6 +133,9 @@ def _load_weights(info: CheckpointInfo, config: Any, plan: DevicePlan) -> Any:
             f"weights do not fit the Hulu-Med architecture {problems or loading['error_msgs']}",
             "use an unmodified Hulu-Med checkpoint",
         )
+    if int4:
+        count = quantize_decoder_int4(model, plan.device)
+        log.info("int4: %d decoder linears quantized with torchao on %s", count, plan.device)
     return model.eval()
 
 
@@ -137,7 +148,7 @@ def load_model(
 ) -> LoadedModel:
     """Validate and load a Hulu-Med checkpoint; see the module docstring.
 
-    ``device``: auto, cpu, cuda, cuda:N. ``quantization``: auto, none, nf4, int8. ``hash_cache``:
+    ``device``: auto, cpu, cuda, cuda:N. ``quantization``: auto, none, nf4, int8, int4. ``hash_cache``:
     a JSON file remembering verified SHA-256 sums so unchanged files are not re-hashed each start.
     """
     enforce_offline()
@@ -168,7 +179,7 @@ def load_model(
         device=plan.device,
         dtype=str(plan.dtype).removeprefix("torch."),
         quantization=plan.quantization,
-        memory_bytes=int(model.get_memory_footprint()),
+        memory_bytes=module_bytes(model),
         slow_mode=plan.slow_mode,
         checksum=info.checksum,
         reason=plan.reason,

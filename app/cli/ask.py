@@ -95,7 +95,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    p.add_argument("--quantization", default="auto", help="auto, none, nf4 or int8")
+    p.add_argument(
+        "--quantization",
+        default="auto",
+        help="auto, none, nf4, int8 (bitsandbytes) or int4 (torchao, compiled static-cache decode)",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the SHA256SUMS check of the weights")
     p.add_argument("--dry-run", action="store_true", help="load no weights; report the input token counts")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")

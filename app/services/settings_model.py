@@ -18,7 +18,7 @@ HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-:]{0,252})$")
 HL7_NAME_RE = re.compile(r"^[^|^~\\&\r\n]{1,180}$")  # must not contain HL7 delimiters
 
 DEVICES = ("auto", "cuda", "cpu")
-QUANTIZATIONS = ("none", "int8", "nf4")
+QUANTIZATIONS = ("none", "int8", "nf4", "int4")  # inference.quantization.QUANTIZATIONS (kept import-light)
 
 
 @dataclass(frozen=True)

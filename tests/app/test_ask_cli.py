@@ -173,3 +173,15 @@ def test_ask_streams_the_answer_with_the_tiny_model(checkpoint: Path, tmp_path: 
     assert result["frames"] == 4 and result["visual_tokens"] == 64
     # greedy: the streamed text is exactly the final answer
     assert streamed.out.strip() == result["answer"] and result["answer"]
+
+
+def test_ask_with_int4_weights(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    """--quantization int4: torchao int4 decoder, static-cache decode (eager on the CPU)."""
+    pytest.importorskip("torchao")
+    write_datasets(ct_series(SeriesGeometry(rows=64, columns=64, slices=6)), tmp_path)
+    argv = ["ask", "--model", str(checkpoint), "--series", str(tmp_path), "--slices", "4", "--device", "cpu"]
+    assert main([*argv, "--quantization", "int4", "--max-new-tokens", "8", "--json", "Describe."]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["new_tokens"] == 8 and result["finish_reason"] == "length" and result["answer"]
+    assert "quantization=int4" in captured.err

@@ -204,3 +204,10 @@ def test_new_switches_are_validated_and_round_trip():
     assert set(info.value.errors) == {"ris.host", "general.predraft", "general.outbox_retention_days"}
     with pytest.raises(SettingsError, match="outbox_retention_days"):
         parse_settings({"general.outbox_retention_days": "thirty"})
+
+
+def test_settings_offer_every_quantization_the_runtime_loads():
+    from app.services.settings_model import QUANTIZATIONS
+    from inference.quantization import QUANTIZATIONS as RUNTIME
+
+    assert set(QUANTIZATIONS) == set(RUNTIME)
