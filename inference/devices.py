@@ -18,7 +18,6 @@ import psutil
 import torch
 
 from inference.checkpoint import CheckpointInfo
-from inference.int4_weights import int4_unavailable_reason
 from inference.quantization import QUANTIZATIONS, estimated_weight_bytes
 
 DEFAULT_CONTEXT_TOKENS = 16384
@@ -88,8 +87,9 @@ def auto_gpu_quantization(needs: dict[str, int], free_bytes: int, four_bit: str 
 
 
 def four_bit_kind(device: str) -> str:
-    """``int4`` (torchao) where it runs on ``device``, else ``nf4`` (bitsandbytes, the fallback)."""
-    return "int4" if int4_unavailable_reason(device) is None else "nf4"
+    """The 4-bit kind ``auto`` picks on ``device``: NF4 (bitsandbytes), the path measured so far.
+    torchao ``int4`` is chosen by name until ``bench/gpu_check.sh`` has shown it faster on a GPU."""
+    return "nf4"
 
 
 def cuda_free_bytes(device: str = "cuda:0") -> int | None:
@@ -158,7 +158,7 @@ def plan_device(
     if kind is not None:
         label = {
             "none": "bf16 everywhere",
-            "nf4": f"NF4 decoder, bf16 vision/projector (int4 unavailable: {int4_unavailable_reason(device)})",
+            "nf4": "NF4 decoder, bf16 vision/projector",
             "int4": "int4 decoder (torchao, compiled static-cache decode), bf16 vision/projector",
         }[kind]
         return DevicePlan(
