@@ -1,8 +1,8 @@
 """Follow-up answers with KV reuse equal fresh runs on the LOWEST transformers that pyproject allows.
 
 installer/setup_venv.sh installs that version (installer/transformers-floor.txt) into
-``<venv>/transformers-floor``; the engine's generation tests then run in a subprocess with that
-folder first on the path. Before 5.14 ``DynamicCache.crop(0)`` emptied the cache, so an engine that
+``<venv>/transformers-floor``; the engine, loading, ONNX-tower and 4-bit tests then run in a
+subprocess with that folder first on the path. Before 5.14 ``DynamicCache.crop(0)`` emptied the cache, so an engine that
 cropped by zero lost the images of every follow-up there while passing on current versions.
 """
 
@@ -20,6 +20,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PINS = ROOT / "installer" / "transformers-floor.txt"
 FLOOR_DIR = Path(os.environ.get("HULU_TRANSFORMERS_FLOOR_DIR", Path(sys.prefix) / "transformers-floor"))
+
+
+# Engine reuse == fresh, loading of Hulu-Med checkpoints, the ONNX tower, prompting, 4-bit on CPU.
+FLOOR_TESTS = [
+    "tests/inference/test_engine_generation.py",
+    "tests/inference/test_engine_with_prompting.py",
+    "tests/inference/test_loading_native.py",
+    "tests/inference/test_onnx_vision.py",
+    "tests/inference/test_quantization_cpu.py",
+]
 
 
 def declared_range() -> tuple[str, str]:
@@ -58,7 +68,7 @@ def _floor_env() -> dict[str, str]:
     not (FLOOR_DIR / "PINS").is_file(),
     reason=f"no transformers floor environment at {FLOOR_DIR} (run installer/setup_venv.sh)",
 )
-def test_follow_ups_equal_fresh_runs_on_the_lowest_allowed_transformers():
+def test_runtime_tests_pass_on_the_lowest_allowed_transformers():
     env = _floor_env()
     probe = subprocess.run(
         [sys.executable, "-c", "import transformers; print(transformers.__version__)"],
@@ -78,7 +88,7 @@ def test_follow_ups_equal_fresh_runs_on_the_lowest_allowed_transformers():
             "-q",
             "-p",
             "no:cacheprovider",
-            "tests/inference/test_engine_generation.py",
+            *FLOOR_TESTS,
         ],
         env=env,
         cwd=ROOT,
