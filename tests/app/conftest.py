@@ -44,7 +44,7 @@ def demo_archive(archive: Archive, demo_files: list[Path]) -> Archive:
 
 @pytest.fixture
 def themed_app(qapp):
-    from app.theme import apply_dark_theme
+    from app.gui.theme import apply_dark_theme
 
     apply_dark_theme(qapp)
     return qapp
@@ -53,8 +53,8 @@ def themed_app(qapp):
 @pytest.fixture
 def make_window(themed_app, qtbot):
     """Build a MainWindow on an archive (no listener unless a supervisor is given)."""
-    from app.main_window import MainWindow
-    from app.settings_store import SettingsStore
+    from app.gui.main_window import MainWindow
+    from app.services.settings_store import SettingsStore
 
     windows = []
 

@@ -9,8 +9,8 @@ import signal
 import psutil
 import pytest
 
-from app.listener_supervisor import ListenerState, ListenerSupervisor, read_status_report
-from app.settings_model import ListenerSettings
+from app.services.listener_supervisor import ListenerState, ListenerSupervisor, read_status_report
+from app.services.settings_model import ListenerSettings
 from tests.conftest import free_port
 from tests.peers import run_echoscu, run_storescu
 

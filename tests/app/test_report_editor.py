@@ -10,10 +10,10 @@ import pytest
 from pypdf import PdfReader
 from PySide6.QtCore import Qt
 
-from app.report_editor import ReportEditor
+from app.assistant.chat import ScreenContext
+from app.assistant.drafting import DraftSettings
+from app.gui.report_editor import ReportEditor
 from app.reporting.audit import AuditRecord, ReportStore
-from app.reporting.chat import ScreenContext
-from app.reporting.drafting import DraftSettings
 from app.reporting.outbox import Outbox
 from app.reporting.report import Report, ReportStatus, StudyInfo
 from app.reporting.workflow import ReportWorkflow
@@ -142,10 +142,10 @@ def test_amendment_then_correction(qtbot, tiny_model_service, ct_study):
 
 
 def test_panels_mount_in_the_main_window_and_follow_the_viewport(demo_archive, make_window, qtbot):
-    from app.gui_main import mount_side_panels
+    from app.gui.launch import attach_assistant
 
     window = make_window(demo_archive)
-    assert mount_side_panels(window) == ["app.chat_panel", "app.report_editor"]
+    workstation = attach_assistant(window)
     titles = [window.side_tabs.tabText(i) for i in range(window.side_tabs.count())]
     assert titles == ["Assistant", "Report"]
     ct_uid = window.browser_logic.rows[0].study_uid
@@ -153,7 +153,7 @@ def test_panels_mount_in_the_main_window_and_follow_the_viewport(demo_archive, m
     qtbot.waitUntil(
         lambda: window.reading.viewports and window.reading.viewports[0].view is not None, timeout=60000
     )
-    panel, editor = window.chat_panel, window.report_editor
+    panel, editor = workstation.chat_panel, workstation.report_editor
     qtbot.waitUntil(lambda: panel.scope is not None, timeout=10000)
     state = window.reading.active_state()
     assert panel.scope.series_uid == session.slots[0].series_uid
@@ -165,7 +165,7 @@ def test_panels_mount_in_the_main_window_and_follow_the_viewport(demo_archive, m
     assert "Settings > Model" in panel.model_label.text() and not panel.send_button.isEnabled()
     from PySide6.QtCore import QUrl
 
-    from app.reporting.chat import ChatMessage
+    from app.assistant.chat import ChatMessage
 
     panel.session.history.append(
         ChatMessage("user", "q", series_uid=panel.scope.series_uid, plane=state.plane, slices=[2, 7])
@@ -180,21 +180,21 @@ def test_panels_mount_in_the_main_window_and_follow_the_viewport(demo_archive, m
 def test_configured_model_loads_in_the_background_and_the_status_bar_follows(
     demo_archive, make_window, qtbot, tiny_model_folder
 ):
-    from app.gui_main import mount_side_panels
-    from app.settings_store import SettingsStore
-    from app.status_model import ModelState as StatusState
+    from app.gui.launch import attach_assistant
+    from app.services.settings_store import SettingsStore
+    from app.services.status import ModelState as StatusState
 
     SettingsStore().apply_form(
         {"model.folder": str(tiny_model_folder), "model.device": "cpu", "model.quantization": "none"}
     )
     window = make_window(demo_archive)
-    mount_side_panels(window)
-    service = window.model_service
-    assert window.chat_panel.service is service and window.report_editor.service is service  # one model
+    workstation = attach_assistant(window)
+    service = workstation.model_service
+    assert workstation.chat_panel.service is service and workstation.report_editor.service is service  # one model
     qtbot.waitUntil(lambda: window.model_state is StatusState.READY, timeout=60000)
     window.open_study(window.browser_logic.rows[0].study_uid)
-    qtbot.waitUntil(lambda: window.chat_panel.send_button.isEnabled(), timeout=60000)
-    assert window.report_editor.draft_button.isEnabled()
+    qtbot.waitUntil(lambda: workstation.chat_panel.send_button.isEnabled(), timeout=60000)
+    assert workstation.report_editor.draft_button.isEnabled()
 
 
 def test_preliminary_changed_after_signing_must_be_signed_again_before_sending(
@@ -216,12 +216,12 @@ def test_preliminary_changed_after_signing_must_be_signed_again_before_sending(
 
 
 def _signed_window(demo_archive, make_window, qtbot):
-    from app.gui_main import mount_side_panels
+    from app.gui.launch import attach_assistant
 
     window = make_window(demo_archive)
-    mount_side_panels(window)
+    workstation = attach_assistant(window)
     window.open_study(window.browser_logic.rows[0].study_uid)
-    editor = window.report_editor
+    editor = workstation.report_editor
     qtbot.waitUntil(lambda: editor.workflow.report is not None, timeout=10000)
     editor.editors["findings"].setPlainText("Normal.")
     editor.radiologist.setText("Dr A")
@@ -253,16 +253,16 @@ def test_ris_switch_and_msh_names_come_from_settings(demo_archive, make_window, 
 
 
 def test_predraft_setting_starts_and_stops_the_predrafter(demo_archive, make_window, qtbot):
-    from app.gui_main import mount_side_panels
+    from app.gui.launch import attach_assistant
 
     window = make_window(demo_archive)
-    mount_side_panels(window)
-    assert not window.predrafting.running  # off by default
+    workstation = attach_assistant(window)
+    assert not workstation.predrafting.running  # off by default
     window.apply_settings(window.store.apply_form({"general.predraft": "true"}))
-    assert window.predrafting.running and window.predrafting.predrafter._thread.is_alive()
-    thread = window.predrafting.predrafter._thread
+    assert workstation.predrafting.running and workstation.predrafting.predrafter._thread.is_alive()
+    thread = workstation.predrafting.predrafter._thread
     window.apply_settings(window.store.apply_form({"general.predraft": "false"}))
-    assert not window.predrafting.running
+    assert not workstation.predrafting.running
     thread.join(15)
     assert not thread.is_alive()
 
@@ -270,12 +270,12 @@ def test_predraft_setting_starts_and_stops_the_predrafter(demo_archive, make_win
 def test_model_folder_chosen_in_settings_loads_without_restart_and_a_wrong_one_says_why(
     demo_archive, make_window, qtbot, tiny_model_folder, tmp_path
 ):
-    from app.gui_main import mount_side_panels
+    from app.gui.launch import attach_assistant
 
     window = make_window(demo_archive)
-    mount_side_panels(window)
-    panel = window.chat_panel
-    assert window.model_service.state.kind == "absent" and "Settings > Model" in panel.model_label.text()
+    workstation = attach_assistant(window)
+    panel = workstation.chat_panel
+    assert workstation.model_service.state.kind == "absent" and "Settings > Model" in panel.model_label.text()
     wrong = tmp_path / "not-a-model"
     wrong.mkdir()
     (wrong / "notes.txt").write_text("x")
@@ -284,11 +284,11 @@ def test_model_folder_chosen_in_settings_loads_without_restart_and_a_wrong_one_s
             {"model.folder": str(wrong), "model.device": "cpu", "model.quantization": "none"}
         )
     )
-    qtbot.waitUntil(lambda: window.model_service.state.kind == "failed", timeout=60000)
+    qtbot.waitUntil(lambda: workstation.model_service.state.kind == "failed", timeout=60000)
     qtbot.waitUntil(lambda: "config.json" in panel.model_label.text(), timeout=5000)
     assert "Settings > Model" in panel.model_label.text() and str(wrong) in panel.model_label.text()
     window.apply_settings(window.store.apply_form({"model.folder": str(tiny_model_folder)}))
-    qtbot.waitUntil(lambda: window.model_service.state.ready, timeout=60000)
+    qtbot.waitUntil(lambda: workstation.model_service.state.ready, timeout=60000)
     qtbot.waitUntil(
         lambda: not panel.model_label.isVisible() or panel.model_label.text().startswith("Model ready"),
         timeout=5000,

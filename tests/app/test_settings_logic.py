@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.settings_model import AppSettings, SettingsError, parse_settings
-from app.settings_store import SettingsStore
+from app.services.settings_model import AppSettings, SettingsError, parse_settings
+from app.services.settings_store import SettingsStore
 
 
 def test_valid_form_parses_every_section(tmp_path):
@@ -75,7 +75,7 @@ def test_tls_key_without_certificate_is_refused(tmp_path):
     assert "listener.tls_cert" in info.value.errors
 
 
-def test_round_trip_through_qsettings_and_refusal_keeps_old_values(tmp_path):
+def test_round_trip_through_the_file_and_refusal_keeps_old_values(tmp_path):
     store = SettingsStore()
     assert store.load() == AppSettings()
     saved = store.apply_form(
@@ -86,7 +86,7 @@ def test_round_trip_through_qsettings_and_refusal_keeps_old_values(tmp_path):
             "listener.allowed_aets": "CT1 CT2",
         }
     )
-    reloaded = SettingsStore().load()  # a fresh QSettings reads the INI file back
+    reloaded = SettingsStore().load()  # a fresh store reads the INI file back
     assert reloaded == saved
     assert reloaded.listener.allowed_aets == ("CT1", "CT2") and reloaded.ris.host == "10.1.2.3"
     with pytest.raises(SettingsError):
@@ -99,8 +99,7 @@ def test_hand_edited_invalid_value_falls_back_alone_and_the_rest_is_kept(tmp_pat
     model.mkdir()
     store = SettingsStore()
     store.apply_form({"listener.aet": "ROOM7", "ris.host": "10.1.2.3", "model.folder": str(model)})
-    store.qsettings.setValue("listener/port", "not-a-port")
-    store.qsettings.sync()
+    store.write_values({"listener.port": "not-a-port"})
     model.rmdir()  # e.g. the model drive is not mounted today
     fresh = SettingsStore()
     loaded = fresh.load()
@@ -127,8 +126,7 @@ def test_missing_tls_files_are_kept_so_tls_is_never_silently_dropped(tmp_path):
 def test_cross_field_error_in_the_file_resets_only_its_section():
     store = SettingsStore()
     store.apply_form({"listener.aet": "ROOM7"})
-    store.qsettings.setValue("ris/enabled", "true")  # enabled without a host
-    store.qsettings.sync()
+    store.write_values({"ris.enabled": "true"})  # enabled without a host
     fresh = SettingsStore()
     loaded = fresh.load()
     assert loaded.ris == AppSettings().ris and loaded.listener.aet == "ROOM7"

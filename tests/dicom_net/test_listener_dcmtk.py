@@ -172,7 +172,7 @@ def test_receive_command_runs_as_its_own_process(tmp_path: Path, workers: int) -
         [
             sys.executable,
             "-m",
-            "app.cli",
+            "app.cli.main",
             "receive",
             "--aet",
             LISTENER_AET,
@@ -227,7 +227,7 @@ def test_receive_restarts_a_killed_worker_and_fails_cleanly_on_a_busy_port(tmp_p
     cmd = [
         sys.executable,
         "-m",
-        "app.cli",
+        "app.cli.main",
         "receive",
         "--aet",
         LISTENER_AET,
@@ -278,7 +278,7 @@ def test_killing_the_receiver_mid_study_leaves_only_complete_indexed_files(tmp_p
 
     port = free_port()
     archive_dir = tmp_path / "arc"
-    cmd = [sys.executable, "-m", "app.cli", "receive", "--aet", LISTENER_AET, "--port", str(port)]
+    cmd = [sys.executable, "-m", "app.cli.main", "receive", "--aet", LISTENER_AET, "--port", str(port)]
     proc = subprocess.Popen(
         [*cmd, "--archive", str(archive_dir)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

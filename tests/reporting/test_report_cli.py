@@ -5,7 +5,7 @@ from __future__ import annotations
 import hl7
 import pytest
 
-from app.cli import main
+from app.cli.main import main
 from app.reporting.audit import ReportStore
 from app.reporting.outbox import Outbox, State
 from app.reporting.report import ReportStatus
@@ -201,7 +201,7 @@ def test_outbox_command_applies_the_retention_days_from_settings(archived_study,
     import json
     import time
 
-    from app.settings_store import SettingsStore
+    from app.services.settings_store import SettingsStore
 
     study_uid, _ = archived_study
     text_file = tmp_path / "report.txt"

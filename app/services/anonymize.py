@@ -24,7 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from app.tasks import Cancelled
+from app.services.task_types import Cancelled
 from dicom_net.atomic import atomic_output, write_bytes_atomic
 
 # Patient/study identity replaced with dummies (D).

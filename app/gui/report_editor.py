@@ -33,15 +33,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.reporting.chat import AI_NOTICE, ScreenContext, default_scope
-from app.reporting.drafting import DraftSettings, draft_report
+from app.assistant.chat import AI_NOTICE, ScreenContext, default_scope
+from app.assistant.drafting import DraftSettings, draft_report
+from app.assistant.model_service import ModelService
+from app.gui.tasks import TaskHandle, TaskManager
 from app.reporting.key_images import capture_key_image
-from app.reporting.model_service import ModelService
 from app.reporting.outbox import State
 from app.reporting.report import ReportError, ReportStatus, Span, StudyInfo
 from app.reporting.templates import best_template, load_templates
 from app.reporting.workflow import PdfJob, ReportWorkflow
-from app.tasks import TaskHandle, TaskManager
 
 log = logging.getLogger(__name__)
 AI_BACKGROUND = QColor("#7a4a00")
@@ -411,8 +411,8 @@ class ReportEditor(QWidget):
             )
         )
         scope = default_scope(context, kind, slices=32)
-        from app.ai_inputs import visual_item_for
-        from app.reporting.chat import sent_input
+        from app.assistant.ai_inputs import visual_item_for
+        from app.assistant.chat import sent_input
 
         self._cancel = threading.Event()
         cancel, audit, settings = self._cancel, self.workflow.audit, self.draft_settings
@@ -608,8 +608,8 @@ class PredraftSwitch:
         self.predrafter = None
 
     def apply(self, enabled: bool) -> None:
+        from app.assistant.predraft import PreDrafter
         from app.reporting.audit import ReportStore
-        from app.reporting.predraft import PreDrafter
 
         if enabled and self.predrafter is None:
             self.predrafter = PreDrafter(self.service, self.archive_dir, ReportStore())
@@ -629,13 +629,13 @@ def _study_paths(archive, study_uid: str) -> list[Path]:
     return [Path(i.path) for s in archive.series(study_uid) for i in archive.instances(s.series_uid)]
 
 
-def mount(window) -> ReportEditor:
-    """Add the report editor to the main window's dock and start the outbox delivery thread."""
+def attach_report_editor(window, service: ModelService) -> tuple[ReportEditor, PredraftSwitch]:
+    """Add the report editor to the main window's dock and start the outbox delivery thread; also
+    returns the pre-drafting switch that follows Settings > General."""
     from pydicom import dcmread
 
-    from app.chat_panel import shared_model_service
+    from app.assistant.chat import screen_context_from
     from app.reporting.audit import ReportStore
-    from app.reporting.chat import screen_context_from
     from app.reporting.outbox import Outbox, OutboxWorker
     from dicom_net.pacs_nodes import PacsNodes
 
@@ -665,7 +665,7 @@ def mount(window) -> ReportEditor:
             return []
 
     editor = ReportEditor(
-        shared_model_service(window),
+        service,
         workflow,
         lambda: screen_context_from(window),
         window,
@@ -703,6 +703,4 @@ def mount(window) -> ReportEditor:
     if app is not None:
         app.aboutToQuit.connect(editor.flush)
     window.add_side_panel(editor, "Report")
-    window.report_editor = editor
-    window.predrafting = predrafting
-    return editor
+    return editor, predrafting

@@ -1,7 +1,7 @@
 """A viewport frame: hosts one viewer widget (stack, MPR, 3D or cine), accepts dropped series.
 
 The viewer widgets come from ``viewer.qt``; this frame only chooses which one to build for a
-:class:`app.layouts.ViewKind`, shows a hint while empty or loading, and reports activation and
+:class:`app.reading.layouts.ViewKind`, shows a hint while empty or loading, and reports activation and
 drops to the reading widget.
 """
 
@@ -14,8 +14,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QMouseEvent
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
-from app.layouts import ViewKind
-from app.study_browser import SERIES_MIME
+from app.gui.study_browser import SERIES_MIME
+from app.reading.layouts import ViewKind
 
 log = logging.getLogger(__name__)
 

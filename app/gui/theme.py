@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
-STYLES_DIR = Path(__file__).resolve().parent.parent / "resources" / "styles"
+STYLES_DIR = Path(__file__).resolve().parents[2] / "resources" / "styles"
 
 
 def configure_high_dpi() -> None:

@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+from app.assistant.model_service import ModelService
 from app.reporting.audit import AuditRecord, Generation, SentInput, now_iso
-from app.reporting.model_service import ModelService
 from app.reporting.report import Report, ReportError, ReportStatus
 from inference.preprocess import VisualItem
 from inference.prompting import REPORT_PROMPT, Conversation, split_reasoning

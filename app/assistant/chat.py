@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from app.ai_inputs import AIView, is_cine, resolve_plane, resolve_window, visual_item_for
+from app.assistant.ai_inputs import AIView, is_cine, resolve_plane, resolve_window, visual_item_for
+from app.assistant.model_service import ModelService
 from app.reporting.atomic import read_json, write_json_atomic
 from app.reporting.audit import Generation, SentInput, now_iso
-from app.reporting.model_service import ModelService
 from app.reporting.outbox import DAY_SECONDS
 from dicom_net.paths import data_dir
 from inference.frames import DEFAULT_VIDEO_FPS, MAX_VIDEO_FRAMES

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "dicom_net.cli",  # receive, import, archive
     "dicom_net.pacs_cli",  # pacs echo|find|retrieve|send
-    "app.snapshot_cli",  # snapshot
-    "app.ask_cli",  # ask
-    "app.report_cli",  # report draft|send
+    "app.cli.snapshot",  # snapshot
+    "app.cli.ask",  # ask
+    "app.cli.report",  # report draft|send
 )
 
 
@@ -55,13 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from app.logging_setup import configure_logging
+    from app.services.logging_setup import configure_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(verbose=args.verbose, allow_phi=args.debug_phi)
     if args.command is None:
-        from app.gui_main import run_gui
+        from app.gui.launch import run_gui
 
         return run_gui(args)
     return int(args.func(args) or 0)

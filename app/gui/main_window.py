@@ -29,19 +29,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.import_logic import describe_import, import_into_archive
-from app.layouts import Layout
-from app.listener_supervisor import ListenerState, ListenerSupervisor
-from app.reading_session import ReadingSession
-from app.reading_widget import ReadingWidget
-from app.settings_model import AppSettings
-from app.settings_store import SettingsStore
-from app.shortcuts import SHORTCUTS, help_html
-from app.status_model import ModelState, gpu_memory_text, initial_model_state, last_study_text, model_text
-from app.study_browser import StudyBrowser
-from app.study_browser_logic import StudyBrowserLogic
-from app.tasks import TaskHandle, TaskManager
-from app.thumbnails import ThumbnailCache
+from app.gui.reading_widget import ReadingWidget
+from app.gui.study_browser import StudyBrowser
+from app.gui.tasks import TaskHandle, TaskManager
+from app.gui.ui_state import UiState
+from app.reading.keymap import SHORTCUTS, help_html
+from app.reading.layouts import Layout
+from app.reading.session import ReadingSession
+from app.reading.study_list import StudyBrowserLogic
+from app.reading.thumbnails import ThumbnailCache
+from app.services.importing import describe_import, import_into_archive
+from app.services.listener_supervisor import ListenerState, ListenerSupervisor
+from app.services.settings_model import AppSettings
+from app.services.settings_store import SettingsStore
+from app.services.status import ModelState, gpu_memory_text, initial_model_state, last_study_text, model_text
 from dicom_net.archive import Archive
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.archive = archive
         self.store = store
+        self.ui_state = UiState()
         self.settings: AppSettings = store.load()
         self.supervisor = supervisor
         self.stop_listener_on_exit = False
@@ -342,10 +344,10 @@ class MainWindow(QMainWindow):
 
     def export_study(self, study_uid: str, as_zip: bool, destination: Path | None = None) -> None:
         """Anonymised export of a study to a folder or zip, in the background."""
-        from app.anonymize import export_anonymized
+        from app.services.anonymize import export_anonymized
 
         if destination is None:
-            last = str(self.store.ui_value("last_folder", str(Path.home())))
+            last = str(self.ui_state.value("last_folder", str(Path.home())))
             if as_zip:
                 name, _ = QFileDialog.getSaveFileName(self, "Export anonymised study", last, "Zip (*.zip)")
             else:
@@ -353,7 +355,7 @@ class MainWindow(QMainWindow):
             if not name:
                 return
             destination = Path(name)
-            self.store.set_ui_value("last_folder", str(destination.parent))
+            self.ui_state.set_value("last_folder", str(destination.parent))
         if study_uid in self.browser_logic.busy:
             self.statusBar().showMessage(
                 f"This study is {self.browser_logic.busy[study_uid]}; it cannot be exported.", 10000
@@ -372,14 +374,14 @@ class MainWindow(QMainWindow):
 
     # -- import (menu, drag and drop, demo) -----------------------------------------------------------
     def choose_import(self, folder: bool = False) -> None:
-        last = str(self.store.ui_value("last_folder", str(Path.home())))
+        last = str(self.ui_state.value("last_folder", str(Path.home())))
         if folder:
             name = QFileDialog.getExistingDirectory(self, "Import folder", last)
             paths = [name] if name else []
         else:
             paths, _ = QFileDialog.getOpenFileNames(self, "Import DICOM files or zip", last)
         if paths:
-            self.store.set_ui_value("last_folder", str(Path(paths[0]).parent))
+            self.ui_state.set_value("last_folder", str(Path(paths[0]).parent))
             self.import_paths([Path(p) for p in paths])
 
     def import_paths(self, paths: list[Path]) -> None:
@@ -444,7 +446,7 @@ class MainWindow(QMainWindow):
 
     # -- dialogs ---------------------------------------------------------------------------------------
     def show_settings(self) -> None:
-        from app.settings_dialog import SettingsDialog
+        from app.gui.settings_dialog import SettingsDialog
 
         dialog = SettingsDialog(self.store, parent=self)
         dialog.applied.connect(self.apply_settings)
@@ -465,7 +467,7 @@ class MainWindow(QMainWindow):
         self.settings_changed.emit(settings)
 
     def show_pacs_dialog(self) -> None:
-        from app.pacs_dialog import PacsDialog
+        from app.gui.pacs_dialog import PacsDialog
 
         dialog = PacsDialog(self.tasks, self.archive, self.settings.listener.aet, parent=self)
         dialog.retrieved.connect(self._retrieved)
@@ -500,8 +502,8 @@ class MainWindow(QMainWindow):
 
     # -- window state ---------------------------------------------------------------------------------
     def _restore_ui_state(self) -> None:
-        geometry = self.store.ui_bytes("geometry")
-        state = self.store.ui_bytes("window_state")
+        geometry = self.ui_state.bytes_value("geometry")
+        state = self.ui_state.bytes_value("window_state")
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
@@ -510,15 +512,15 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         else:
             self.resizeDocks([self.right_dock], [380], Qt.Orientation.Horizontal)
-        splitter = self.store.ui_bytes("browser_splitter")
+        splitter = self.ui_state.bytes_value("browser_splitter")
         if splitter is not None:
             self.browser.splitter.restoreState(splitter)
 
     def save_ui_state(self) -> None:
-        self.store.set_ui_value("geometry", QByteArray(self.saveGeometry()))
-        self.store.set_ui_value("window_state", QByteArray(self.saveState()))
-        self.store.set_ui_value("browser_splitter", QByteArray(self.browser.splitter.saveState()))
-        self.store.qsettings.sync()
+        self.ui_state.set_value("geometry", QByteArray(self.saveGeometry()))
+        self.ui_state.set_value("window_state", QByteArray(self.saveState()))
+        self.ui_state.set_value("browser_splitter", QByteArray(self.browser.splitter.saveState()))
+        self.ui_state.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Closing keeps the listener running unless the user chose to stop receiving."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from app.layouts import (
+from app.reading.layouts import (
     Hanging,
     Layout,
     SeriesInfo,
@@ -24,8 +24,8 @@ from app.layouts import (
     relayout,
     view_kind_for,
 )
-from app.priors import find_priors
-from app.tasks import Cancelled
+from app.reading.priors import find_priors
+from app.services.task_types import Cancelled
 from dicom_net.archive import Archive
 from dicom_net.archive_index import SeriesRecord, StudyRecord
 from viewer.loader import SliceEvent, load_series

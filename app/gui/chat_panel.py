@@ -1,6 +1,6 @@
 """The AI chat dock: ask the local Hulu-Med model about what is on screen.
 
-A thin Qt view over :mod:`app.reporting.chat`: chips show exactly what will be sent (series,
+A thin Qt view over :mod:`app.assistant.chat`: chips show exactly what will be sent (series,
 plane, slices, window, image count, token estimate) and can be changed before sending; answers
 stream in, a Stop button cancels, follow-ups continue the study's conversation, thinking-mode
 reasoning is folded away (click to unfold). The model runs in the engine's worker thread and the
@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.reporting.chat import (
+from app.assistant.chat import (
     AI_NOTICE,
     AskScope,
     ChatSession,
@@ -37,7 +37,7 @@ from app.reporting.chat import (
     default_scope,
     summarise,
 )
-from app.reporting.model_service import ModelService, ModelState
+from app.assistant.model_service import ModelService, ModelState
 from app.reporting.templates import quick_prompts
 
 log = logging.getLogger(__name__)
@@ -446,49 +446,9 @@ class ChatPanel(QWidget):
         bar.setValue(bar.maximum())
 
 
-class _StateBridge(QObject):
-    """Carries model-state changes from the loader thread to the GUI thread."""
-
-    changed = Signal(object)
-
-
-def shared_model_service(window) -> ModelService:
-    """One model service per main window, loading in the background from Settings > Model."""
-    service = getattr(window, "model_service", None)
-    if service is not None:
-        return service
-    from app.status_model import ModelState as StatusState
-
-    settings = window.settings.model
-    service = ModelService(
-        settings.folder or None, device=settings.device, quantization=settings.quantization or "auto"
-    )
-    bridge = _StateBridge(window)
-    mapping = {
-        "absent": StatusState.NOT_INSTALLED,
-        "loading": StatusState.LOADING,
-        "ready": StatusState.READY,
-        "failed": StatusState.ERROR,
-    }
-    bridge.changed.connect(lambda state: window.set_model_state(mapping[state.kind]))
-    service.on_state(bridge.changed.emit)
-    window.model_service = service
-    window.destroyed.connect(lambda *_: service.close())
-
-    def settings_changed(new_settings) -> None:
-        model = new_settings.model
-        wanted = (model.folder or None, model.device, model.quantization or "auto")
-        if wanted != (str(service.folder) if service.folder else None, service.device, service.quantization):
-            service.reconfigure(wanted[0], device=wanted[1], quantization=wanted[2])
-
-    window.settings_changed.connect(settings_changed)
-    service.start_loading()
-    return service
-
-
-def mount(window) -> ChatPanel:
+def attach_chat_panel(window, service: ModelService) -> ChatPanel:
     """Add the chat panel to the main window's dock; it follows the active viewport."""
-    from app.reporting.chat import screen_context_from
+    from app.assistant.chat import screen_context_from
 
     def navigate(series_uid: str, plane: str, index: int) -> None:
         context = screen_context_from(window)
@@ -503,9 +463,7 @@ def mount(window) -> ChatPanel:
             return
         state.set_slice(index)
 
-    panel = ChatPanel(
-        shared_model_service(window), lambda: screen_context_from(window), window, navigate=navigate
-    )
+    panel = ChatPanel(service, lambda: screen_context_from(window), window, navigate=navigate)
     window.add_side_panel(panel, "Assistant")
 
     def purge_history() -> None:
@@ -525,5 +483,4 @@ def mount(window) -> ChatPanel:
     purge_history()
     window.reading.loaded.connect(lambda _index: panel.refresh_from_screen())
     window.study_opened.connect(lambda _uid: panel.refresh_from_screen())
-    window.chat_panel = panel
     return panel

@@ -1,6 +1,6 @@
 """The study browser widget: filter bar, sortable study table, series thumbnails (a thin Qt shell).
 
-All decisions live in :class:`app.study_browser_logic.StudyBrowserLogic`; this widget shows its
+All decisions live in :class:`app.reading.study_list.StudyBrowserLogic`; this widget shows its
 rows, forwards the filter, polls for live changes with a QTimer and emits ``open_requested``.
 """
 
@@ -36,8 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.study_browser_logic import COLUMNS, StudyBrowserLogic, StudyFilter
-from app.thumbnails import ThumbnailCache
+from app.reading.study_list import COLUMNS, StudyBrowserLogic, StudyFilter
+from app.reading.thumbnails import ThumbnailCache
 
 SERIES_MIME = "application/x-hulu-series-uid"
 STUDY_UID_ROLE = Qt.ItemDataRole.UserRole + 1

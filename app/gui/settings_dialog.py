@@ -1,4 +1,4 @@
-"""Settings dialog: a thin form over :func:`app.settings_model.parse_settings`.
+"""Settings dialog: a thin form over :func:`app.services.settings_model.parse_settings`.
 
 OK validates the whole form first; if any field is invalid a message lists every problem and
 nothing is saved. PACS nodes are edited in the same dialog but kept in ``dicom_net.pacs_nodes``'s
@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.settings_model import DEVICES, QUANTIZATIONS, AppSettings, SettingsError, bool_keys
-from app.settings_store import SettingsStore
+from app.services.settings_model import DEVICES, QUANTIZATIONS, AppSettings, SettingsError, bool_keys
+from app.services.settings_store import SettingsStore
 from dicom_net.pacs_nodes import DEFAULT_CALLING_AET, PacsNode, PacsNodeError, PacsNodes
 
 LABELS = {

@@ -6,8 +6,8 @@ import enum
 import sys
 from pathlib import Path
 
-from app.settings_model import ModelSettings
-from app.study_browser_logic import format_date
+from app.reading.study_list import format_date
+from app.services.settings_model import ModelSettings
 from dicom_net.archive_index import StudyRecord
 
 

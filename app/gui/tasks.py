@@ -17,14 +17,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
+from app.services.task_types import Cancelled, TaskFn
+
 log = logging.getLogger(__name__)
-
-ProgressFn = Callable[[int, int, str], None]
-TaskFn = Callable[[ProgressFn, threading.Event], Any]
-
-
-class Cancelled(Exception):
-    """Raised by a task function that noticed its cancel event."""
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The settings dialog collects every field as text and calls :func:`parse_settings`; either all
 values are valid and a new :class:`AppSettings` is returned, or :class:`SettingsError` names every
-bad field and nothing is applied. Storage lives in :mod:`app.settings_store`.
+bad field and nothing is applied. Storage lives in :mod:`app.services.settings_store`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from app.ai_inputs import AI_MODES, AIView, series_files, visual_item_for
+from app.assistant.ai_inputs import AI_MODES, AIView, series_files, visual_item_for
 from inference.checkpoint import CheckpointError
 from inference.frames import DEFAULT_VIDEO_FPS, DEFAULT_VOLUME_SLICES, image_item
 from inference.preprocess import VisualItem

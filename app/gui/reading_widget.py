@@ -1,6 +1,6 @@
 """The reading workspace: series strip, viewer toolbar and the viewport grid of one open study.
 
-State lives in :class:`app.reading_session.ReadingSession`; volumes load in background tasks
+State lives in :class:`app.reading.session.ReadingSession`; volumes load in background tasks
 with progress and cancel; key/toolbar actions go to the active viewport's view state.
 """
 
@@ -24,13 +24,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.layouts import Layout, ViewKind
-from app.reading_session import ReadingSession, linked_slice_index
-from app.study_browser import STUDY_UID_ROLE, SeriesStrip
-from app.study_browser_logic import format_date, patient_banner
-from app.tasks import TaskHandle, TaskManager
-from app.thumbnails import ThumbnailCache
-from app.viewport import Viewport
+from app.gui.study_browser import STUDY_UID_ROLE, SeriesStrip
+from app.gui.tasks import TaskHandle, TaskManager
+from app.gui.viewport import Viewport
+from app.reading.layouts import Layout, ViewKind
+from app.reading.session import ReadingSession, linked_slice_index
+from app.reading.study_list import format_date, patient_banner
+from app.reading.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 

@@ -73,7 +73,7 @@ def _model_folder(given: Path | None) -> Path | None:
     if given is not None:
         return given
     try:
-        from app.settings_store import SettingsStore
+        from app.services.settings_store import SettingsStore
 
         folder = SettingsStore().load().model.folder
     except Exception:  # no Qt/settings: the caller reports the absent model
@@ -85,15 +85,15 @@ def _model_folder(given: Path | None) -> Path | None:
 
 
 def run_draft(args: argparse.Namespace) -> int:
-    from app.ai_inputs import (
+    from app.assistant.ai_inputs import (
         AIView,
         resolve_mode,
         resolve_plane,
         resolve_window,
         visual_item_for,
     )
-    from app.reporting.drafting import DraftError, DraftSettings, draft_report
-    from app.reporting.model_service import ModelService
+    from app.assistant.drafting import DraftError, DraftSettings, draft_report
+    from app.assistant.model_service import ModelService
     from viewer.loader import load_volume
 
     try:
@@ -145,7 +145,7 @@ def run_draft(args: argparse.Namespace) -> int:
 
 def parse_report_text(text: str) -> dict[str, str]:
     """Findings/Impression of a radiologist's text file (no AI involved, nothing dropped)."""
-    from app.reporting.drafting import split_draft
+    from app.assistant.drafting import split_draft
 
     return split_draft(text.replace("\r\n", "\n"), final=True)
 
@@ -167,7 +167,7 @@ def _report_to_sign(store: ReportStore, info: StudyInfo, status: ReportStatus) -
 
 def configured_outbox() -> Outbox:
     """The outbox with the retention period from Settings > General (the app's settings file)."""
-    from app.settings_store import SettingsStore
+    from app.services.settings_store import SettingsStore
 
     return Outbox(retention_days=SettingsStore().load().general.outbox_retention_days)
 

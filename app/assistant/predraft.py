@@ -13,9 +13,9 @@ import threading
 import time
 from pathlib import Path
 
+from app.assistant.drafting import DraftSettings, draft_report
+from app.assistant.model_service import ModelService
 from app.reporting.audit import AuditRecord, ReportStore
-from app.reporting.drafting import DraftSettings, draft_report
-from app.reporting.model_service import ModelService
 from app.reporting.report import Report
 from app.reporting.studies import open_archive, study_info, study_series_paths
 
@@ -74,8 +74,8 @@ class PreDrafter:
         return drafted
 
     def _draft(self, study_uid: str) -> bool:
-        from app.ai_inputs import AIView, visual_item_for
-        from app.reporting.chat import ScreenContext, default_scope, sent_input
+        from app.assistant.ai_inputs import AIView, visual_item_for
+        from app.assistant.chat import ScreenContext, default_scope, sent_input
         from viewer.loader import load_volume
 
         try:

@@ -1,5 +1,5 @@
 """`hulu-workstation snapshot`: render one view of a series to PNG without a display, exactly as
-the 2D view shows it (the same widget renders it offscreen). The rendering is `viewer.snapshot`;
+the 2D view shows it (the same widget renders it offscreen). The rendering is `viewer.qt.snapshot`;
 this module only resolves SERIES (through the archive, which is why it lives in `app`).
 
 SERIES is a folder (or file) of DICOM files, or a Series Instance UID looked up in the archive
@@ -69,9 +69,9 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def run_snapshot(args: argparse.Namespace) -> int:
-    from app.ai_inputs import series_files
+    from app.assistant.ai_inputs import series_files
     from viewer.loader import LoadError
-    from viewer.snapshot import snapshot
+    from viewer.qt.snapshot import snapshot
 
     try:
         size = _size(args.size)

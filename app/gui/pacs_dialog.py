@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.study_browser_logic import StudyFilter, format_date
-from app.tasks import TaskManager
+from app.gui.tasks import TaskManager
+from app.reading.study_list import StudyFilter, format_date
 from dicom_net.archive import Archive
 from dicom_net.pacs_nodes import PacsNodeError, PacsNodes
 

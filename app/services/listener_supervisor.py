@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from app.settings_model import ListenerSettings
+from app.services.settings_model import ListenerSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def listener_command(settings: ListenerSettings, archive: Path, python: str = sy
     cmd = [
         python,
         "-m",
-        "app.cli",
+        "app.cli.main",
         "receive",
         "--aet",
         settings.aet,
@@ -225,5 +225,5 @@ class ListenerSupervisor:
 
 
 def _project_root() -> str:
-    """Run the child from the package's parent so `-m app.cli` resolves to this checkout."""
-    return str(Path(__file__).resolve().parent.parent)
+    """Run the child from the package's parent so `-m app.cli.main` resolves to this checkout."""
+    return str(Path(__file__).resolve().parents[2])
