@@ -2,9 +2,11 @@
 
 Layout (reference): ``<|im_start|>user\\n<image>\\n{question}<|im_end|>\\n<|im_start|>assistant\\n``.
 An image is one ``<image>``; a video or 3D stack is one ``<image>`` per frame joined by ``,``
-(each preceded by ``Time X.Xs:`` for real video only). The text is rendered with the checkpoint's
-own chat template (it receives ``image_token``); a built-in ChatML template of the same layout is
-used only when the checkpoint has none or its template does not place the placeholders. Each
+(each preceded by ``Time X.Xs:`` for real video only). A video whose frame timing is unknown
+gets no invented times: its turn's text starts with a note naming the frame numbers shown.
+The text is rendered with the checkpoint's own chat template (it receives ``image_token``); a
+built-in ChatML template of the same layout is used only when the checkpoint has none or its
+template does not place the placeholders. Each
 frame's placeholder is then expanded to as many ``<image>`` ids as the frame has LLM tokens; the
 id is read from the checkpoint's tokenizer.
 """
@@ -109,9 +111,23 @@ class Conversation:
                     if item.kind == "video" and item.timestamps_s is not None:
                         part["timestamps"] = [float(t) for t in item.timestamps_s]
                     parts.append(part)
-            parts.append({"type": "text", "text": turn.text})
+            notes = [untimed_video_note(item) for item in turn.visuals if _untimed_video(item)]
+            parts.append({"type": "text", "text": "\n".join([*notes, turn.text])})
             result.append({"role": turn.role, "content": parts})
         return result
+
+
+def _untimed_video(item: VisualItem) -> bool:
+    return item.kind == "video" and item.timestamps_s is None
+
+
+def untimed_video_note(item: VisualItem) -> str:
+    """What the model is told about a cine without frame timing: no times, the frame numbers shown."""
+    numbers = [index + 1 for index in item.sampled_indices] or list(range(1, item.frame_count + 1))
+    return (
+        f"The frame timing of this cine is unknown; its {item.frame_count} frames are shown in "
+        f"order and are frames {', '.join(map(str, numbers))} of the cine."
+    )
 
 
 def image_token_id(tokenizer: Any) -> int:

@@ -140,10 +140,11 @@ def frame_count(volume: Volume, scope: AskScope) -> int:
         return 1
     if scope.kind == "volume":
         return min(scope.slices, len(plane_positions(volume, scope.plane)))
-    from inference.frames import sample_video_indices
+    from inference.frames import video_frame_indices
 
-    times = volume.frame_times_ms or [100.0] * volume.voxels.shape[0]
-    return len(sample_video_indices(times, scope.fps, scope.max_frames))
+    return len(
+        video_frame_indices(volume.voxels.shape[0], volume.frame_times_ms, scope.fps, scope.max_frames)
+    )
 
 
 def summarise(volume: Volume, scope: AskScope, max_tokens: int = MAX_TOKENS) -> ScopeSummary:
@@ -163,7 +164,8 @@ def summarise(volume: Volume, scope: AskScope, max_tokens: int = MAX_TOKENS) -> 
     elif scope.kind == "volume":
         slices = f"{images} slices"
     else:
-        slices = f"cine {images} frames @ {scope.fps:g} fps"
+        timing = f"@ {scope.fps:g} fps" if volume.frame_times_ms else "(timing unknown)"
+        slices = f"cine {images} frames {timing}"
     window = f"{scope.window[0]:g}/{scope.window[1]:g}" if scope.window else "as stored"
     return ScopeSummary(
         scope.series_label, scope.plane if scope.kind != "cine" else "cine", slices, window, images, tokens

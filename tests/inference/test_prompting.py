@@ -62,6 +62,18 @@ def test_real_video_frames_carry_timestamps(tokenizer) -> None:
     assert "user\nTime 0.0s:<image>,Time 1.0s:<image>,Time 2.0s:<image>\nMotion?<|im_end|>" in text
 
 
+def test_video_without_timing_is_labelled_by_frame_number_not_time(tokenizer) -> None:
+    conv = Conversation()
+    untimed = VisualItem(np.zeros((3, 56, 56, 3), dtype=np.uint8), kind="video", sampled_indices=[0, 5, 9])
+    conv.add_user("Motion?", [untimed])
+    text = render_prompt(tokenizer, conv)
+    assert "Time " not in text
+    assert (
+        "user\n<image>,<image>,<image>\nThe frame timing of this cine is unknown; its 3 frames are shown "
+        "in order and are frames 1, 6, 10 of the cine.\nMotion?<|im_end|>"
+    ) in text
+
+
 def test_thinking_mode_appends_instruction(tokenizer) -> None:
     conv = Conversation()
     conv.add_user("Is there a fracture?", [_image()], think=True)
