@@ -26,6 +26,14 @@ SLOW_MODE_NOTICE = (
     "No usable GPU: Hulu-Med runs on the CPU in slow mode (minutes per answer for the 7B "
     "model). Results are the same, only slower."
 )
+CPU_QUANTIZED_NOTICE = (
+    "{kind} requested without a GPU: it runs on the CPU through bitsandbytes' CPU kernels, "
+    "many times slower than unquantized fp32 (--quantization none)"
+)
+
+
+class DeviceUnavailable(ValueError):
+    """The device asked for does not exist here (e.g. ``cuda`` without CUDA): bad input, one line."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +89,9 @@ def _normalise_device(device: str) -> str:
     if device == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device {device!r} requested but CUDA is not available (no GPU or CPU-only torch)"
+        raise DeviceUnavailable(
+            f"device {device!r} requested but CUDA is not available (no GPU or CPU-only torch); "
+            "choose cpu or auto"
         )
     if device != "cpu" and not device.startswith("cuda:"):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
@@ -95,6 +104,8 @@ def _cpu_plan(info: CheckpointInfo, quantization: str, reserve: int, why: str) -
     fp32_need = estimated_weight_bytes(info, kind, bytes_per_unquantized=4) + reserve
     dtype = torch.float32 if fp32_need < available else torch.bfloat16
     needed = estimated_weight_bytes(info, kind, bytes_per_unquantized=dtype.itemsize) + reserve
+    if kind != "none":
+        why += f"; {CPU_QUANTIZED_NOTICE.format(kind=kind)}"
     return DevicePlan("cpu", dtype, kind, True, f"{why}; {SLOW_MODE_NOTICE}", available, needed)
 
 

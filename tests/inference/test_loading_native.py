@@ -14,7 +14,13 @@ from safetensors import safe_open
 
 from inference.checkpoint import CheckpointInfo, TensorEntry, validate_checkpoint
 from inference.config_translation import ConfigTranslationError, rope_parameters, translate_config
-from inference.devices import auto_gpu_quantization, gpu_needs, plan_device, runtime_reserve_bytes
+from inference.devices import (
+    DeviceUnavailable,
+    auto_gpu_quantization,
+    gpu_needs,
+    plan_device,
+    runtime_reserve_bytes,
+)
 from inference.loading import load_model
 from inference.quantization import estimated_weight_bytes
 from tests.inference.tiny_checkpoint import native_config
@@ -168,7 +174,7 @@ def test_loading_is_offline_and_never_runs_code_from_the_folder(tiny_checkpoint,
 def test_explicit_cuda_without_gpu_is_a_clear_error(tiny_checkpoint):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(RuntimeError, match="CUDA is not available"):
+    with pytest.raises(DeviceUnavailable, match="CUDA is not available"):  # a ValueError: bad input
         load_model(tiny_checkpoint, device="cuda")
 
 
