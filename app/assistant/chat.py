@@ -329,7 +329,7 @@ class ChatSession:
         self.generations.append(generation)
         answer = ChatMessage("assistant", "", finished=False)
         self.history.append(answer)
-        splitter = ReasoningStream()
+        splitter = ReasoningStream(inputs.think_open)
         handle = service.submit(
             GenerationRequest(
                 inputs=inputs, conversation_id=self.conversation_id, max_new_tokens=max_new_tokens
@@ -356,7 +356,7 @@ class ChatSession:
         )
         if result.finish_reason == "error":
             answer.text = answer.text or f"(the model failed: {result.error})"
-        self.conversation.add_assistant(result.text)
+        self.conversation.add_assistant(result.text, inputs.think_open)
         self._last_scope = replace(scope)
         self._last_slices = list(shown)
         self.save()

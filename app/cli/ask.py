@@ -238,7 +238,7 @@ def _generate(args: argparse.Namespace, loaded: Any, item: VisualItem, inputs: M
     print(f"[{loaded.report.summary()}] AI draft - review before use", file=sys.stderr)
     if loaded.report.slow_mode:
         print(f"note: {loaded.report.reason}", file=sys.stderr)
-    stream = ReasoningStream()
+    stream = ReasoningStream(inputs.think_open)
     with Engine(loaded) as engine:
         handle = engine.submit(
             GenerationRequest(inputs=inputs, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
@@ -254,7 +254,7 @@ def _generate(args: argparse.Namespace, loaded: Any, item: VisualItem, inputs: M
         _write(*stream.push("", final=True))
         print()
     else:
-        reasoning, answer = split_reasoning(result.text)
+        reasoning, answer = split_reasoning(result.text, inputs.think_open)
         print(
             json.dumps(
                 {

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference.inputs import build_model_inputs
 from inference.loading import load_tokenizer
 from inference.preprocess import VisualItem
 from inference.prompting import (
@@ -18,6 +19,7 @@ from inference.prompting import (
     ReasoningStream,
     boxed_answer,
     image_token_id,
+    opens_reasoning,
     render_prompt,
     split_reasoning,
     strip_reasoning,
@@ -148,12 +150,44 @@ def test_report_prompt_is_the_authors_evaluation_prompt() -> None:
             "The answer is \\boxed{B}.",
         ),
         ("<think>still thinking", "still thinking", ""),  # streaming, not closed yet
-        ("reasoning from template</think>final", "reasoning from template", "final"),
         ("plain answer", "", "plain answer"),
+        ("stray</think> tag", "", "stray tag"),  # a closing tag outside reasoning is never shown
     ],
 )
 def test_split_reasoning(output: str, reasoning: str, answer: str) -> None:
     assert split_reasoning(output) == (reasoning, answer)
+
+
+TEMPLATE_OPENS_THINK = (
+    "{%- for message in messages -%}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{%- endfor -%}{%- if add_generation_prompt -%}<|im_start|>assistant\n<think>\n{%- endif -%}"
+)
+
+
+def test_a_template_that_pre_opens_think_streams_and_splits_alike(tokenizer) -> None:
+    conv = Conversation()
+    conv.add_user("Is there a fracture?")
+    prompt = render_prompt(tokenizer, conv, TEMPLATE_OPENS_THINK)
+    assert prompt.endswith("assistant\n<think>") and opens_reasoning(prompt)
+    assert build_model_inputs(tokenizer, conv, chat_template=TEMPLATE_OPENS_THINK).think_open
+    assert not build_model_inputs(tokenizer, conv).think_open
+    output = "The cortex is intact.\n</think>\n\nNo fracture."
+    stream = ReasoningStream(opens_reasoning(prompt))
+    pieces = [stream.push(output[i : i + 3]) for i in range(0, len(output), 3)] + [
+        stream.push("", final=True)
+    ]
+    streamed = ("".join(r for r, _ in pieces), "".join(a for _, a in pieces))
+    assert "</think>" not in streamed[1]  # was shown as answer text
+    assert (streamed[0].strip(), streamed[1].strip()) == split_reasoning(output, True)
+    assert split_reasoning(output, True) == ("The cortex is intact.", "No fracture.")
+    conv.add_assistant(output, think_open=True)
+    assert conv.turns[-1].text == "No fracture."
+
+
+def test_prompts_that_do_not_leave_think_open() -> None:
+    assert not opens_reasoning("<|im_start|>assistant\n")
+    assert not opens_reasoning("<|im_start|>assistant\n<think>\n\n</think>\n\n")  # thinking switched off
+    assert not opens_reasoning("<|im_start|>user\nwhat is <think>?<|im_end|>\n<|im_start|>assistant\n")
 
 
 def test_boxed_answer_handles_nested_braces() -> None:
