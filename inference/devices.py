@@ -21,6 +21,10 @@ from inference.quantization import QUANTIZATIONS, estimated_weight_bytes
 DEFAULT_CONTEXT_TOKENS = 16384
 PREFILL_CHUNK = 2048  # prompt tokens per decoder pass (the engine prefills in chunks)
 VISION_CHUNK_PATCHES = 16384  # vision-tower patches per pass (the engine encodes whole frames in chunks)
+# The engine keeps the KV cache of this many recent conversations (follow-ups skip the images'
+# prefill) beside the running request's own: the memory plan reserves room for all of them.
+MAX_STORED_CONVERSATIONS = 2
+KV_CACHES_KEPT = MAX_STORED_CONVERSATIONS + 1
 _MARGIN_BYTES = 1 << 30  # CUDA context, allocator fragmentation, vision encoder activations
 SLOW_MODE_NOTICE = (
     "No usable GPU: Hulu-Med runs on the CPU in slow mode (minutes per answer for the 7B "
@@ -50,7 +54,8 @@ class DevicePlan:
 
 
 def runtime_reserve_bytes(info: CheckpointInfo, context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> int:
-    """KV cache of a ``context_tokens`` prompt, the larger of one vision-tower pass's and one prefill
+    """Every KV cache the engine may hold at ``context_tokens`` each (``KV_CACHES_KEPT``: the stored
+    conversations plus the running request), the larger of one vision-tower pass's and one prefill
     chunk's MLP activations, plus a fixed margin."""
     cfg = info.config
     heads = int(cfg["num_attention_heads"])
@@ -60,7 +65,7 @@ def runtime_reserve_bytes(info: CheckpointInfo, context_tokens: int = DEFAULT_CO
     llm_chunk = 3 * min(context_tokens, PREFILL_CHUNK) * int(cfg["intermediate_size"]) * 2
     vision_intermediate = int((cfg.get("vision_encoder_config") or {}).get("intermediate_size", 4304))
     vision = 3 * min(4 * context_tokens, VISION_CHUNK_PATCHES) * vision_intermediate * 2
-    return kv_cache + max(llm_chunk, vision) + _MARGIN_BYTES
+    return KV_CACHES_KEPT * kv_cache + max(llm_chunk, vision) + _MARGIN_BYTES
 
 
 def gpu_needs(info: CheckpointInfo, context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> dict[str, int]:
