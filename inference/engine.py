@@ -531,6 +531,7 @@ class Engine:
         ttft = 0.0
         decode_started = time.perf_counter()
         while logits is not None and finish != "cancelled" and len(out) < request.max_new_tokens:
+            report("writing", len(out), request.max_new_tokens)
             if handle.cancelled:
                 finish = "cancelled"
                 break
@@ -549,7 +550,6 @@ class Engine:
                     prefill_seconds,
                     vision_seconds,
                 )
-            report("writing", len(out), request.max_new_tokens)
             if token in self._stop_ids and not request.ignore_eos:
                 finish = "stop"
                 break
