@@ -39,6 +39,14 @@ class ModelState:
         return self.kind == "ready"
 
 
+def hash_cache_path() -> Path:
+    """Verified SHA-256 sums of the weights (by size and mtime): a 7B checkpoint (16 GB) is hashed
+    once, not at every start (tens of seconds before the first answer)."""
+    from dicom_net.paths import data_dir
+
+    return data_dir() / "model-hashes.json"
+
+
 def model_checksum(folder: Path) -> str:
     """SHA-256 of the checkpoint's SHA256SUMS manifest (it pins every file), or a note when absent."""
     manifest = Path(folder) / "SHA256SUMS"
@@ -185,7 +193,13 @@ class ModelService:
             from inference.engine import Engine
             from inference.loading import load_model
 
-            loaded = load_model(folder, device=self.device, quantization=self.quantization, on_phase=phase)
+            loaded = load_model(
+                folder,
+                device=self.device,
+                quantization=self.quantization,
+                hash_cache=hash_cache_path(),
+                on_phase=phase,
+            )
             engine = Engine(loaded)
         except Exception as exc:  # a bad folder must not take the app down
             log.exception("model loading failed")

@@ -406,3 +406,17 @@ def test_status_bar_names_cpu_slow_mode_and_a_closed_study_frees_its_cache(
     window.delete_study(study_uid, confirm=False)  # the study shown is closed
     assert engine.cached_tokens(conversation_id_for(study_uid)) == 0
     window.tasks.wait(30000)
+
+
+def test_the_weights_are_hashed_once_not_at_every_start(tiny_model_folder):
+    from app.assistant.model_service import hash_cache_path
+
+    cache = hash_cache_path()
+    cache.unlink(missing_ok=True)
+    service = ModelService(tiny_model_folder, device="cpu", quantization="none")
+    try:
+        assert service.load_now().ready
+    finally:
+        service.close()
+    remembered = __import__("json").loads(cache.read_text())
+    assert any(name.endswith(".safetensors") for name in remembered)  # the next start re-hashes nothing
