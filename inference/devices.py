@@ -90,7 +90,8 @@ def cuda_free_bytes(device: str = "cuda:0") -> int | None:
     return int(free)
 
 
-def _normalise_device(device: str) -> str:
+def normalise_device(device: str) -> str:
+    """``cuda:0``/``cuda:N``/``cpu`` for a requested device; DeviceUnavailable or ValueError when bad."""
     if device == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -124,7 +125,7 @@ def plan_device(
     if quantization != "auto" and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be auto or one of {QUANTIZATIONS}, not {quantization!r}")
     requested = device
-    device = _normalise_device(device)
+    device = normalise_device(device)
     reserve = runtime_reserve_bytes(info, context_tokens)
     if device == "cpu":
         why = "CPU requested" if requested == "cpu" else "no CUDA device"

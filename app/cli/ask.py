@@ -204,6 +204,10 @@ def run_ask(args: argparse.Namespace) -> int:
     try:
         view = _view(args)
         started = time.perf_counter()
+        if not args.dry_run:  # a device that is not there fails before anything is read
+            from inference.devices import normalise_device
+
+            normalise_device(args.device)
         # the checkpoint folder is checked first: a wrong --model fails before any pixel is read
         tokenizer, template, processor = _tokenizer_only(args.model)
         item, warnings = _visual_item(args, view)
