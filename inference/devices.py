@@ -26,11 +26,23 @@ VISION_CHUNK_PATCHES = 16384  # vision-tower patches per pass (the engine encode
 # Capacities (tokens) of the fixed-size KV buffers the int4 path decodes in (inference.static_decode):
 # a short one for 2D questions, a long one for a full 3D prompt plus its answer.
 STATIC_CACHE_TOKENS = (4096, DEFAULT_CONTEXT_TOKENS + 2048)
+# The engine keeps the KV cache of this many recent conversations (follow-ups skip the images'
+# prefill) beside the running request's own: the memory plan reserves room for all of them.
+MAX_STORED_CONVERSATIONS = 2
+KV_CACHES_KEPT = MAX_STORED_CONVERSATIONS + 1
 _MARGIN_BYTES = 1 << 30  # CUDA context, allocator fragmentation, vision encoder activations
 SLOW_MODE_NOTICE = (
     "No usable GPU: Hulu-Med runs on the CPU in slow mode (minutes per answer for the 7B "
     "model). Results are the same, only slower."
 )
+CPU_QUANTIZED_NOTICE = (
+    "{kind} requested without a GPU: it runs on the CPU through bitsandbytes' CPU kernels, "
+    "many times slower than unquantized fp32 (--quantization none)"
+)
+
+
+class DeviceUnavailable(ValueError):
+    """The device asked for does not exist here (e.g. ``cuda`` without CUDA): bad input, one line."""
 
 
 @dataclass(frozen=True)
@@ -56,14 +68,15 @@ def kv_bytes_per_token(info: CheckpointInfo, dtype_bytes: int = 2) -> int:
 
 
 def runtime_reserve_bytes(info: CheckpointInfo, context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> int:
-    """KV cache of a ``context_tokens`` prompt, the larger of one vision-tower pass's and one prefill
+    """Every KV cache the engine may hold at ``context_tokens`` each (``KV_CACHES_KEPT``: the stored
+    conversations plus the running request), the larger of one vision-tower pass's and one prefill
     chunk's MLP activations, plus a fixed margin."""
     cfg = info.config
     kv_cache = kv_bytes_per_token(info) * context_tokens
     llm_chunk = 3 * min(context_tokens, PREFILL_CHUNK) * int(cfg["intermediate_size"]) * 2
     vision_intermediate = int((cfg.get("vision_encoder_config") or {}).get("intermediate_size", 4304))
     vision = 3 * min(4 * context_tokens, VISION_CHUNK_PATCHES) * vision_intermediate * 2
-    return kv_cache + max(llm_chunk, vision) + _MARGIN_BYTES
+    return KV_CACHES_KEPT * kv_cache + max(llm_chunk, vision) + _MARGIN_BYTES
 
 
 def gpu_needs(info: CheckpointInfo, context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> dict[str, int]:
@@ -100,12 +113,14 @@ def cuda_free_bytes(device: str = "cuda:0") -> int | None:
     return int(free)
 
 
-def _normalise_device(device: str) -> str:
+def normalise_device(device: str) -> str:
+    """``cuda:0``/``cuda:N``/``cpu`` for a requested device; DeviceUnavailable or ValueError when bad."""
     if device == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device {device!r} requested but CUDA is not available (no GPU or CPU-only torch)"
+        raise DeviceUnavailable(
+            f"device {device!r} requested but CUDA is not available (no GPU or CPU-only torch); "
+            "choose cpu or auto"
         )
     if device != "cpu" and not device.startswith("cuda:"):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
@@ -118,6 +133,8 @@ def _cpu_plan(info: CheckpointInfo, quantization: str, reserve: int, why: str) -
     fp32_need = estimated_weight_bytes(info, kind, bytes_per_unquantized=4) + reserve
     dtype = torch.float32 if fp32_need < available else torch.bfloat16
     needed = estimated_weight_bytes(info, kind, bytes_per_unquantized=dtype.itemsize) + reserve
+    if kind != "none":
+        why += f"; {CPU_QUANTIZED_NOTICE.format(kind=kind)}"
     return DevicePlan("cpu", dtype, kind, True, f"{why}; {SLOW_MODE_NOTICE}", available, needed)
 
 
@@ -131,7 +148,7 @@ def plan_device(
     if quantization != "auto" and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be auto or one of {QUANTIZATIONS}, not {quantization!r}")
     requested = device
-    device = _normalise_device(device)
+    device = normalise_device(device)
     reserve = runtime_reserve_bytes(info, context_tokens)
     if device == "cpu":
         why = "CPU requested" if requested == "cpu" else "no CUDA device"

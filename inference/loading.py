@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,14 +146,18 @@ def load_model(
     quantization: str = "auto",
     check_sums: bool = True,
     hash_cache: Path | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> LoadedModel:
     """Validate and load a Hulu-Med checkpoint; see the module docstring.
 
     ``device``: auto, cpu, cuda, cuda:N. ``quantization``: auto, none, nf4, int8, int4. ``hash_cache``:
     a JSON file remembering verified SHA-256 sums so unchanged files are not re-hashed each start.
+    ``on_phase``: told "checking files" then "loading weights" (for a progress display).
     """
     enforce_offline()
     started = time.perf_counter()
+    if on_phase is not None:
+        on_phase("checking files")
     info = validate_checkpoint(folder, check_sums=check_sums, hash_cache=hash_cache)
     tokenizer = load_tokenizer(info.folder)
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
@@ -169,6 +174,9 @@ def load_model(
         log.warning("%s", plan.reason)
     if plan.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(plan.device)
+    log.info("Hulu-Med: files checked in %.1f s; loading weights", time.perf_counter() - started)
+    if on_phase is not None:
+        on_phase("loading weights")
     model = _load_weights(info, config, plan)
     gen_path = info.folder / "generation_config.json"
     if gen_path.is_file():

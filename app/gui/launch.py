@@ -71,6 +71,15 @@ _STATUS_OF_MODEL = {
 }
 
 
+def _detail(service: ModelService, state) -> str:
+    """Status-bar detail: CPU slow mode once ready on the CPU, the loading phase while loading."""
+    if state.ready and service.slow_mode:
+        return "CPU slow mode"
+    if state.kind == "loading" and ": " in state.message:
+        return state.message.rsplit(": ", 1)[1].rstrip(" .")
+    return ""
+
+
 def build_model_service(window: MainWindow) -> ModelService:
     """One model service per window, loading in the background from Settings > Model; its state
     is shown in the status bar and it follows settings changes."""
@@ -79,7 +88,9 @@ def build_model_service(window: MainWindow) -> ModelService:
         settings.folder or None, device=settings.device, quantization=settings.quantization or "auto"
     )
     bridge = _StateBridge(window)
-    bridge.changed.connect(lambda state: window.set_model_state(_STATUS_OF_MODEL[state.kind]))
+    bridge.changed.connect(
+        lambda state: window.set_model_state(_STATUS_OF_MODEL[state.kind], _detail(service, state))
+    )
     service.on_state(bridge.changed.emit)
     window.destroyed.connect(lambda *_: service.close())
 

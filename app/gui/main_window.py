@@ -58,6 +58,7 @@ class MainWindow(QMainWindow):
     """Studies | Reading tabs in the centre, AI chat/report dock on the right."""
 
     study_opened = Signal(str)
+    study_closed = Signal(str)  # the reading tab no longer shows this study (another opened, or deleted)
     settings_changed = Signal(object)  # the new AppSettings, after Settings > OK
     pacs_nodes_changed = Signal()  # a PACS node was added, changed or removed in Settings
 
@@ -300,8 +301,11 @@ class MainWindow(QMainWindow):
                 f"This study is {self.browser_logic.busy[study_uid]}; it cannot be opened.", 10000
             )
             return None
+        closed = self.session.study_uid if self.session is not None else None
         self.session = ReadingSession(self.archive, study_uid)
         self.reading.open_session(self.session)
+        if closed is not None and closed != study_uid:
+            self.study_closed.emit(closed)
         self.tabs.setCurrentWidget(self.reading)
         self.study_opened.emit(study_uid)
         return self.session
@@ -323,6 +327,7 @@ class MainWindow(QMainWindow):
         if self.session and self.session.study_uid == study_uid:
             self.session = None
             self.reading.close_session()
+            self.study_closed.emit(study_uid)
         elif self.session:
             self.session.forget_prior(study_uid)  # a prior shown for comparison goes off screen
         self.browser_logic.mark_busy(study_uid, "deleting")

@@ -18,7 +18,8 @@ HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-:]{0,252})$")
 HL7_NAME_RE = re.compile(r"^[^|^~\\&\r\n]{1,180}$")  # must not contain HL7 delimiters
 
 DEVICES = ("auto", "cuda", "cpu")
-QUANTIZATIONS = ("none", "int8", "nf4", "int4")  # inference.quantization.QUANTIZATIONS (kept import-light)
+# auto: bf16 when the GPU holds it, else NF4; CPU: none. The rest: inference.quantization.QUANTIZATIONS
+QUANTIZATIONS = ("auto", "none", "int8", "nf4", "int4")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class ModelSettings:
 
     folder: str = ""
     device: str = "auto"
-    quantization: str = "nf4"
+    quantization: str = "auto"  # NF4 on a CPU is many times slower than fp32: never the default
 
 
 @dataclass(frozen=True)
