@@ -75,7 +75,7 @@ def _split(data: bytes) -> tuple[str, str, str, bytes]:
     return meta[0x0002], meta[0x0003], meta[0x0010], data[start:]
 
 
-def _with_references(ds: Dataset, defined_length: bool) -> Dataset:
+def with_references(ds: Dataset, defined_length: bool) -> Dataset:
     """Add nested sequences (two levels) with defined- or undefined-length items."""
     items = []
     for n in range(2):
@@ -104,9 +104,9 @@ def generated_seeds() -> list[tuple[str, bytes]]:
     seeds = []
     for syntax in NATIVE_SYNTAXES:
         for defined in (True, False):
-            ds = _with_references(small_ct(1, rows=16)[0], defined)
+            ds = with_references(small_ct(1, rows=16)[0], defined)
             seeds.append((f"ct-{syntax.name}-{'defined' if defined else 'undefined'}", _encoded(ds, syntax)))
-    ds = _with_references(small_ct(1, rows=16)[0], True)
+    ds = with_references(small_ct(1, rows=16)[0], True)
     ds.compress(RLELossless, encoding_plugin="pydicom")
     frame = pydicom.encaps.get_frame(ds.PixelData, 0)
     ds.PixelData = encapsulate([frame], fragments_per_frame=3, has_bot=True)
@@ -274,7 +274,9 @@ def _mutate_once(case: Case, rng: random.Random) -> tuple[Case, str]:
         _set_length(data, offset, size, little, new)
     elif kind == "vr" and found.vrs:
         offset = rng.choice(found.vrs)
-        data[offset : offset + 2] = rng.choice((b"UN", b"OB", b"SQ", b"US", b"UL", b"LO", b"UI", b"ob", b"\0\0"))
+        data[offset : offset + 2] = rng.choice(
+            (b"UN", b"OB", b"SQ", b"US", b"UL", b"LO", b"UI", b"ob", b"\0\0")
+        )
     elif kind == "duplicate" and found.elements:
         start, end = rng.choice(found.elements)
         data[end:end] = data[start:end]
@@ -303,7 +305,9 @@ def _mutate_once(case: Case, rng: random.Random) -> tuple[Case, str]:
 
 def _damage_a_uid(data: bytearray, rng: random.Random) -> bytearray:
     """Replace one character of a UID-looking value (same length) with a letter, dot or space."""
-    starts = [i for i in range(0, len(data) - 12) if data[i : i + 6] == b"1.2.84" or data[i : i + 6] == b"1.2.82"]
+    starts = [
+        i for i in range(0, len(data) - 12) if data[i : i + 6] == b"1.2.84" or data[i : i + 6] == b"1.2.82"
+    ]
     if not starts:
         return data
     at = rng.choice(starts) + rng.randint(0, 10)

@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import pydicom
-import pytest
 
 from dicom_net.archive import Archive
 from dicom_net.listener import STATUS_SUCCESS, StoreHandler
 from dicom_net.listener_status import ListenerStats
+from dicom_net.part10 import file_meta_header
 from tests.dicom_net.conftest import need_dcmtk
-from tests.dicom_net.dicom_fuzz import dcmdump_problems, mutated_cases, part10_meta, pydicom_problem
+from tests.dicom_net.dicom_fuzz import Case, dcmdump_problems, mutated_cases, part10_meta, pydicom_problem
 
 MUTATIONS = 1200
 
@@ -68,36 +68,46 @@ def test_every_object_answered_success_is_read_completely_by_pydicom_and_dcmtk(t
         f"in {time.monotonic() - started:.0f} s"
     )
     assert not broken, "\n".join(f"{label}: {why}" for label, why in sorted(broken.items())[:40])
-    unmutated_refused = [c.label for c in refused if "[" not in c.label]
     assert len(refused) > MUTATIONS // 4 and len(accepted) > MUTATIONS // 10
-    return_value = unmutated_refused
-    assert return_value is not None
 
 
-@pytest.mark.parametrize("count", [0])
-def test_unmutated_seeds_that_both_toolkits_read_are_all_accepted(tmp_path: Path, count: int) -> None:
+# Readable by both toolkits but not storable, for reasons other than structure.
+_NOT_STORABLE = {"MR_small_padded.dcm": "pixel data 128 bytes longer than its attributes call for"}
+
+
+def _storable(case: Case, data: bytes) -> bool:
+    """Readable by both toolkits, with the UIDs the archive needs, agreeing with the file meta."""
+    if case.label in _NOT_STORABLE or pydicom_problem(data) is not None:
+        return False
+    ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    uids = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+    return all(ds.get(k) for k in uids) and ds.SOPInstanceUID == case.sop_instance
+
+
+def test_every_unmutated_seed_both_toolkits_read_is_accepted(tmp_path: Path) -> None:
     need_dcmtk("dcmdump")
-    cases = list(mutated_cases(count))
-    readable = {}
-    for number, case in enumerate(cases):
+    candidates: dict[Path, Case] = {}
+    for number, case in enumerate(mutated_cases(0)):
         path = tmp_path / f"{number}.dcm"
-        from dicom_net.part10 import file_meta_header
-
-        path.write_bytes(file_meta_header(case.sop_class, case.sop_instance, case.transfer_syntax) + case.dataset)
-        if pydicom_problem(path.read_bytes()) is None:
-            readable[path] = case
-    for path in dcmdump_problems(list(readable)):
-        del readable[path]
+        path.write_bytes(
+            file_meta_header(case.sop_class, case.sop_instance, case.transfer_syntax) + case.dataset
+        )
+        if _storable(case, path.read_bytes()):
+            candidates[path] = case
+    for path in dcmdump_problems(list(candidates)):
+        del candidates[path]
+    assert len(candidates) > 60
     archive = Archive(tmp_path / "arc")
-    handler = StoreHandler(archive, ListenerStats(), sync_before_return=False)
+    stats = ListenerStats()
+    handler = StoreHandler(archive, stats, sync_before_return=False)
+    refused = []
     try:
-        refused = [
-            f"{case.label}: {handler.stats.snapshot()['last_error'] if 'last_error' in handler.stats.snapshot() else ''}"
-            for case in readable.values()
-            if _status(handler.store(case.sop_class, case.sop_instance, case.transfer_syntax, [case.dataset], "FUZZ"))
-            != STATUS_SUCCESS
-        ]
+        for case in candidates.values():
+            status = handler.store(
+                case.sop_class, case.sop_instance, case.transfer_syntax, [case.dataset], "SEED"
+            )
+            if _status(status) != STATUS_SUCCESS:
+                refused.append(f"{case.label}: {stats.snapshot().get('last_error')}")
     finally:
         archive.close()
-    assert len(readable) > 60
     assert not refused, "\n".join(refused)
