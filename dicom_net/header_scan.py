@@ -45,7 +45,7 @@ class MalformedDataset(ValueError):
 @dataclass
 class ScanResult:
     meta: dict[int, bytes]  # group-0002 element -> value
-    dataset: bytes  # the dataset's bytes (inflated for deflated syntaxes); offsets refer to it
+    dataset: bytes  # the file's bytes, or the inflated dataset for deflated syntaxes; offsets refer to it
     elements: dict[int, tuple[bytes | None, int, int]]  # tag -> (VR or None, value offset, length)
     little_endian: bool
     explicit_vr: bool
@@ -71,15 +71,16 @@ def _looks_explicit(data: bytes, pos: int) -> bool:
 
 
 class _Walker:
-    def __init__(self, data: bytes, little: bool) -> None:
+    def __init__(self, data: bytes, little: bool, start: int) -> None:
         self.data = data
+        self.start = start  # where the dataset begins in ``data``
         self.little = little
         self.tag_len = struct.Struct("<HHI" if little else ">HHI")
         self.tag_vr_len = struct.Struct("<HH2sH" if little else ">HH2sH")
         self.u32 = struct.Struct("<I" if little else ">I")
 
     def fail(self, pos: int, why: str) -> MalformedDataset:
-        return MalformedDataset(f"{why} at byte {pos} of the dataset")
+        return MalformedDataset(f"{why} at byte {pos - self.start} of the dataset")
 
     def dataset(self, pos: int, end: int, explicit: bool, depth: int, top: dict | None = None) -> int:
         """Walk the elements of a dataset or item from ``pos``.
@@ -256,8 +257,8 @@ def _inflate(body: bytes) -> bytes:
     return inflated
 
 
-def scan_part10(data: bytes) -> ScanResult:
-    """Walk a complete Part-10 file; raise :class:`MalformedDataset` unless it is well formed."""
+def read_meta(data: bytes) -> tuple[dict[int, bytes], int]:
+    """The File Meta group of a Part-10 file (element -> value) and where the dataset starts."""
     if len(data) < 144 or data[128:132] != b"DICM":
         raise MalformedDataset("not a DICOM Part-10 stream (no DICM prefix)")
     meta: dict[int, bytes] = {}
@@ -276,6 +277,12 @@ def scan_part10(data: bytes) -> ScanResult:
             raise MalformedDataset("file meta element runs past the end of the data")
         meta[element] = data[value : value + length]
         pos = value + length
+    return meta, pos
+
+
+def scan_part10(data: bytes) -> ScanResult:
+    """Walk a complete Part-10 file; raise :class:`MalformedDataset` unless it is well formed."""
+    meta, pos = read_meta(data)
     group_length = meta.get(0x0000)
     if group_length is not None and (
         len(group_length) != 4 or 144 + struct.unpack("<I", group_length)[0] != pos
@@ -285,18 +292,18 @@ def scan_part10(data: bytes) -> ScanResult:
     if not ts:
         raise MalformedDataset("file meta has no Transfer Syntax UID")
     little, explicit, deflated = _layout(ts)
-    body = _inflate(data[pos:]) if deflated else data[pos:]
-    if not body:
+    body, start = (_inflate(data[pos:]), 0) if deflated else (data, pos)
+    if start == len(body):
         raise MalformedDataset("dataset has no elements")
-    if _looks_explicit(body, 0) != explicit:
+    if _looks_explicit(body, start) != explicit:
         raise MalformedDataset(
             f"dataset is encoded in {'explicit' if not explicit else 'implicit'} VR, "
             f"its transfer syntax says {'explicit' if explicit else 'implicit'}"
         )
     elements: dict[int, tuple[bytes | None, int, int]] = {}
-    walker = _Walker(body, little)
+    walker = _Walker(body, little, start)
     try:
-        walker.dataset(0, len(body), explicit, 0, top=elements)
+        walker.dataset(start, len(body), explicit, 0, top=elements)
     except struct.error as exc:  # a header cut short inside a container
         raise MalformedDataset("an element header runs past the end of the data") from exc
     return ScanResult(meta, body, elements, little, explicit, ts)
