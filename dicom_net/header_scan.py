@@ -94,6 +94,8 @@ class _Walker:
         last = -1
         while pos < limit:
             if pos + 8 > limit:
+                if top is not None:
+                    raise self.fail(pos, f"{limit - pos} bytes after the last element")
                 raise self.fail(pos, "an element header runs past the end of its container")
             if explicit:
                 group, element, vr, short_length = self.tag_vr_len.unpack_from(data, pos)
@@ -109,11 +111,13 @@ class _Walker:
                 raise self.fail(
                     pos, f"item or delimiter tag ({group:04X},{element:04X}) where an element belongs"
                 )
+            if group in _ILLEGAL_GROUPS:
+                if tag == 0 and top is not None:  # zero bytes appended to the data
+                    raise self.fail(pos, "bytes after the last element (reading as (0000,0000))")
+                raise self.fail(pos, f"element ({group:04X},{element:04X}) in the dataset")
             if tag <= last:
                 raise self.fail(pos, f"element ({group:04X},{element:04X}) out of order or repeated")
             last = tag
-            if group in _ILLEGAL_GROUPS:
-                raise self.fail(pos, f"element of group {group:04X} in the dataset")
             if explicit:
                 if vr not in _VRS:
                     raise self.fail(pos, f"element ({group:04X},{element:04X}) has no valid VR")
@@ -126,6 +130,8 @@ class _Walker:
                     length = short_length
                     value = pos + 8
                 kind = vr
+                if vr == b"UN" and length < 0xFFFF and not group & 1:
+                    kind = _dictionary_vr(tag) or vr  # pydicom reads such a value by its dictionary VR
             else:
                 value = pos + 8
                 kind = _dictionary_vr(tag) if group & 1 == 0 else None
@@ -145,7 +151,8 @@ class _Walker:
                     pos, f"({group:04X},{element:04X}) has {length} bytes, not a multiple of {size}"
                 )
             if kind == b"SQ" and length:
-                self.sequence(value, after, explicit, depth + 1)
+                un = vr == b"UN"  # PS3.5 6.2.2: a sequence sent as UN is in implicit VR
+                self.sequence(value, after, explicit and not un, depth + 1, un=un)
             if top is not None:
                 top[tag] = (vr, value, length)
             pos = after
@@ -157,7 +164,7 @@ class _Walker:
         self, tag: int, kind: bytes | None, value: int, explicit: bool, depth: int, pos: int
     ) -> int:
         """Walk an undefined-length value; returns the position after its Sequence Delimitation Item."""
-        if tag == PIXEL_DATA and depth == 0 and kind in (b"OB", b"OW"):
+        if tag == PIXEL_DATA and kind in (b"OB", b"OW"):  # at the top or in an icon image item
             return self.fragments(value)
         if kind == b"SQ":
             return self.sequence(value, -1, explicit, depth + 1)

@@ -29,6 +29,11 @@ PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float Pixel, Do
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # components of digits (leading zeros exist in real data)
 
 
+def is_valid_uid(uid: str) -> bool:
+    """Digits in dot-separated components, at most 64 characters (padding already removed)."""
+    return len(uid) <= 64 and _UID.fullmatch(uid) is not None
+
+
 class ArchiveError(Exception):
     """Base of every error that keeps an object out of the archive."""
 
@@ -316,7 +321,7 @@ def _header_info(
     ):
         if not value:
             raise InvalidDataset(f"no {name} UID")
-        if len(value) > 64 or not _UID.fullmatch(value):
+        if not is_valid_uid(value):
             raise InvalidDataset(f"invalid {name} UID (digits and dots, at most 64)")
     if meta_class and meta_class != sop_class:
         raise UIDMismatch("SOP Class UID differs between file meta and dataset")

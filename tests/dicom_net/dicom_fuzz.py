@@ -356,6 +356,8 @@ def _convert_binary(ds: Dataset) -> None:
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
         vr = raw.VR or _dictionary_vr(int(tag))
+        if vr == "UN" and not tag.is_private:  # pydicom reads it by its dictionary VR
+            vr = ds[tag].VR
         if vr == "SQ":
             for item in ds[tag].value:
                 _convert_binary(item)
@@ -363,12 +365,63 @@ def _convert_binary(ds: Dataset) -> None:
             ds[tag]  # converts the raw value; raises when its length does not fit the VR
 
 
-def dcmdump_problems(paths: list[Path], batch: int = 200) -> dict[Path, str]:
-    """Files that ``dcmdump`` cannot read completely (non-zero exit or an ``E:`` line), with why."""
+def pydicom_tree(data: bytes) -> list[tuple[int, int]]:
+    """(depth, tag) of every dataset element as pydicom reads it, items' elements included."""
+    tree: list[tuple[int, int]] = []
+
+    def walk(ds: Dataset, depth: int) -> None:
+        for tag in sorted(ds.keys()):
+            tree.append((depth, int(tag)))
+            if ds.get_item(tag).VR != "UN" and ds[tag].VR == "SQ":  # DCMTK keeps a UN value opaque
+                for item in ds[tag].value:
+                    walk(item, depth + 1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        walk(pydicom.dcmread(io.BytesIO(data)), 0)
+    return tree
+
+
+def dcmdump_problems(
+    paths: list[Path], batch: int = 200, trees: dict[Path, list] | None = None
+) -> dict[Path, str]:
+    """Files that ``dcmdump`` cannot read completely (non-zero exit or an ``E:`` line), with why.
+
+    With ``trees`` (path -> :func:`pydicom_tree`), a file whose elements DCMTK reads otherwise
+    (other tags, other nesting) is a problem too: the two toolkits would see different objects.
+    """
     problems: dict[Path, str] = {}
     for start in range(0, len(paths), batch):
         _dcmdump_batch(paths[start : start + batch], problems)
+    if trees:
+        readable = [p for p in paths if p not in problems and p in trees]
+        for start in range(0, len(readable), batch):
+            chunk = readable[start : start + batch]
+            for path, tree in _dcmdump_trees(chunk).items():
+                if tree != trees[path]:
+                    problems[path] = "DCMTK reads other elements than pydicom"
     return problems
+
+
+def _dcmdump_trees(paths: list[Path]) -> dict[Path, list[tuple[int, int]]]:
+    """(depth, tag) of the dataset elements ``dcmdump`` shows for each file."""
+    result = subprocess.run(
+        ["dcmdump", "+F", *map(str, paths)], capture_output=True, text=True, errors="replace"
+    )
+    trees: dict[Path, list[tuple[int, int]]] = {}
+    current: list[tuple[int, int]] = []
+    in_dataset = False
+    for line in result.stdout.splitlines():
+        if line.startswith("# dcmdump ("):
+            current = trees.setdefault(Path(line.split("): ", 1)[1]), [])
+            in_dataset = False
+        elif line.startswith("# Dicom-Data-Set"):
+            in_dataset = True
+        elif in_dataset and line.lstrip().startswith("(") and not line.lstrip().startswith("(fffe,"):
+            indent = len(line) - len(line.lstrip())
+            group, element = line.lstrip()[1:10].split(",")
+            current.append((indent // 4, int(group, 16) << 16 | int(element, 16)))
+    return trees
 
 
 def _dcmdump_batch(paths: list[Path], problems: dict[Path, str]) -> None:

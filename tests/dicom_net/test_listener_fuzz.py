@@ -20,9 +20,16 @@ from dicom_net.listener import STATUS_SUCCESS, StoreHandler
 from dicom_net.listener_status import ListenerStats
 from dicom_net.part10 import file_meta_header
 from tests.dicom_net.conftest import need_dcmtk
-from tests.dicom_net.dicom_fuzz import Case, dcmdump_problems, mutated_cases, part10_meta, pydicom_problem
+from tests.dicom_net.dicom_fuzz import (
+    Case,
+    dcmdump_problems,
+    mutated_cases,
+    part10_meta,
+    pydicom_problem,
+    pydicom_tree,
+)
 
-MUTATIONS = 1200
+MUTATIONS = 3000
 
 
 def test_every_object_answered_success_is_read_completely_by_pydicom_and_dcmtk(tmp_path: Path) -> None:
@@ -43,6 +50,7 @@ def test_every_object_answered_success_is_read_completely_by_pydicom_and_dcmtk(t
     stored = {p.stem: p for p in (tmp_path / "arc" / "studies").rglob("*.dcm")}
     broken: dict[str, str] = {}
     paths: dict[Path, str] = {}
+    trees: dict[Path, list] = {}
     for case in accepted:
         path = stored.get(case.sop_instance)
         if path is None:
@@ -56,7 +64,8 @@ def test_every_object_answered_success_is_read_completely_by_pydicom_and_dcmtk(t
             broken[case.label] = f"pydicom: {problem}"
         else:
             paths[path] = case.label
-    for path, problem in dcmdump_problems(list(paths)).items():
+            trees[path] = pydicom_tree(data)
+    for path, problem in dcmdump_problems(list(paths), trees=trees).items():
         broken[paths[path]] = f"dcmdump: {problem}"
     print(
         f"\nfuzz: {len(accepted) - len(broken)} accepted-valid / {len(refused)} refused / "
