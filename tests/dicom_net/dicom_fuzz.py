@@ -31,11 +31,13 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     RLELossless,
 )
+from pydicom.valuerep import VR
 
 from tests.dicom_net.dicom_objects import part10, small_ct
 
 NATIVE_SYNTAXES = (ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian)
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+_KNOWN_VRS = {str(vr) for vr in VR}
 _BINARY_VRS = {"AT", "FD", "FL", "OD", "OF", "OL", "OV", "OW", "SL", "SS", "SV", "UL", "US", "UV"}
 
 
@@ -356,6 +358,8 @@ def _convert_binary(ds: Dataset) -> None:
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
         vr = raw.VR or _dictionary_vr(int(tag))
+        if vr not in _KNOWN_VRS:
+            raise ValueError(f"unknown VR {vr!r} in {tag}")
         if vr == "UN" and not tag.is_private:  # pydicom reads it by its dictionary VR
             vr = ds[tag].VR
         if vr == "SQ":
@@ -372,7 +376,7 @@ def pydicom_tree(data: bytes) -> list[tuple[int, int]]:
     def walk(ds: Dataset, depth: int) -> None:
         for tag in sorted(ds.keys()):
             tree.append((depth, int(tag)))
-            if ds.get_item(tag).VR != "UN" and ds[tag].VR == "SQ":  # DCMTK keeps a UN value opaque
+            if (ds.get_item(tag).VR or _dictionary_vr(int(tag))) == "SQ":  # DCMTK keeps a UN value opaque
                 for item in ds[tag].value:
                     walk(item, depth + 1)
 
