@@ -242,10 +242,7 @@ def inspect_part10(
         scan = scan_part10(data)
     except MalformedDataset as exc:
         raise InvalidDataset(str(exc)) from None
-    try:
-        compressed = scan.transfer_syntax.is_compressed
-    except ValueError as exc:
-        raise InvalidDataset(f"unknown transfer syntax {scan.transfer_syntax}") from exc
+    compressed = scan.transfer_syntax.is_compressed  # a syntax the walk knows
     body, elements = scan.dataset, scan.elements
 
     def lookup(tag: int) -> tuple[str | None, bytes] | None:
