@@ -84,7 +84,12 @@ def _even_uid(uid: bytes) -> bytes:
 
 
 def error_comment(text: str) -> bytes:
-    """An Error Comment (LO) value: at most 64 characters, ASCII, no backslash or control codes."""
+    """An Error Comment (LO) value: at most 64 characters, ASCII, no backslash or control codes.
+
+    A reason too long for that loses its position first ("... at byte N of the dataset").
+    """
+    if len(text) > 64:
+        text = text.split(" at byte ")[0]
     clean = "".join(c if " " <= c <= "~" and c != "\\" else "?" for c in text)[:64].rstrip()
     raw = clean.encode("ascii")
     return raw + b" " if len(raw) % 2 else raw

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
-from pynetdicom import AE
+from pynetdicom import AE, _config
 
 from dicom_net.listener import ListenerConfig, start_listener
 from dicom_net.listener_dataphase import pdata_pdu
@@ -43,6 +43,14 @@ def test_failure_statuses_carry_an_error_comment_saying_why(tmp_path: Path, fast
         assert refused.Status == 0xA900 and "pixel data" in refused.ErrorComment
         refused = assoc.send_c_store(bad_uid)
         assert refused.Status >= 0xA000 and "Study Instance UID" in refused.ErrorComment
+        trailing = tmp_path / "trailing.dcm"
+        trailing.write_bytes(part10(small_ct(1)[0]) + b"\0" * 8)
+        _config.STORE_SEND_CHUNKED_DATASET = True  # the file's bytes as they are
+        try:
+            refused = assoc.send_c_store(trailing)
+        finally:
+            _config.STORE_SEND_CHUNKED_DATASET = False
+        assert refused.Status >= 0xA000 and refused.ErrorComment.startswith("bytes after the last element")
         stored = assoc.send_c_store(small_ct(1)[0])
         assert stored.Status == 0x0000 and "ErrorComment" not in stored
         assoc.release()
