@@ -4,12 +4,18 @@ Layout under the archive root::
 
     index.sqlite                     the index (patients, studies, series, instances, changes)
     studies/<study>/<series>/<sop>.dcm            first version of each SOP instance
-    studies/<study>/<series>/<sop>~<sha256:16>.dcm  a later object with the same UID but other bytes
+    studies/<study>/<series>/<sop>~<sha256:16>.dcm  a later object with the same UID but another
+                                     dataset (hash of transfer syntax and dataset; our File Meta,
+                                     e.g. the sender's AE title, does not make a new version)
     tmp/<pid>-<random>.part          files being written (removed on failure, swept when stale)
     spare/<pid>-<random>.spare       empty files created ahead by a helper thread, then written as
                                      temp files (creating a file can wait ~0.5 ms on the journal)
     .last-scan                       when the last scan for unindexed files started (epoch seconds)
     trash/                           studies being deleted
+    quarantine/                      files reindex found invalid or filed under a second study
+
+A series belongs to one study: an object whose Series Instance UID the archive already files
+under another Study Instance UID is refused (:class:`SeriesInOtherStudy`).
 
 Crash safety: a file gets its final name only by ``link(2)`` of a complete, fsynced temp file,
 and its index row is committed only after that, so the index never points at a missing or
