@@ -134,7 +134,13 @@ class _Walker:
                     kind = _dictionary_vr(tag) or vr  # pydicom reads such a value by its dictionary VR
             else:
                 value = pos + 8
-                kind = _dictionary_vr(tag) if group & 1 == 0 else None
+                kind = None
+                if not group & 1:  # private tags stay opaque, public ones have the dictionary's VR
+                    kind = _dictionary_vr(tag) if element else b"UL"
+                    if kind is None:
+                        raise self.fail(
+                            pos, f"({group:04X},{element:04X}) is no known tag: implicit VR hides its VR"
+                        )
             if length == UNDEFINED:
                 pos = self._undefined(tag, kind, value, explicit, depth, pos)
                 if top is not None:

@@ -181,3 +181,12 @@ def test_every_cut_of_an_image_is_refused() -> None:
         with pytest.raises(InvalidDataset):
             inspect_part10(data[:cut])
     assert inspect_part10(data).rows == 64
+
+
+def test_an_unknown_public_tag_is_refused_in_implicit_vr_only() -> None:
+    """pydicom cannot tell the VR of an unknown tag without an explicit one (it warns, guesses UN)."""
+    ds = small_ct(1, rows=16)[0]
+    ds.add_new(0x000810F3, "LO", "unknown")
+    assert inspect_part10(part10(ds)).rows == 16  # explicit VR says what it is
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    assert "no known tag" in _refusal(part10(ds))
