@@ -317,10 +317,11 @@ def _damage_a_uid(data: bytearray, rng: random.Random) -> bytearray:
     return data
 
 
-def mutated_cases(count: int, seed: int = 10) -> Iterator[Case]:
-    """The unmutated seeds (each once), then ``count`` mutants, each under its own SOP UID."""
+def mutated_cases(count: int, seed: int = 10, max_bytes: int = 64 * 1024) -> Iterator[Case]:
+    """The unmutated seeds (sample files up to ``max_bytes``, each once), then ``count`` mutants,
+    each under its own SOP UID."""
     rng = random.Random(seed)
-    seeds = [seed_case(name, data) for name, data in generated_seeds() + sample_seeds()]
+    seeds = [seed_case(name, data) for name, data in generated_seeds() + sample_seeds(max_bytes)]
     number = 0
     for case in seeds:
         number += 1
