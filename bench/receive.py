@@ -84,7 +84,7 @@ def round_ours(files: list[str], work: Path, workers: int, durability: str) -> f
         [
             sys.executable,
             "-m",
-            "app.cli",
+            "app.cli.main",
             "receive",
             "--aet",
             "HULUWS",

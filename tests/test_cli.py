@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from app.cli import build_parser
+from app.cli.main import build_parser
 
 EXPECTED_COMMANDS = {"receive", "import", "archive", "pacs", "snapshot", "ask", "report"}
 
@@ -19,7 +19,7 @@ def test_every_workflow_has_a_sub_command() -> None:
 def test_command_line_starts_without_torch_qt_or_vtk() -> None:
     """The listener process runs `hulu-workstation receive`: it must not pay for the model or GUI stacks."""
     code = (
-        "import sys; from app.cli import build_parser; build_parser();"
+        "import sys; from app.cli.main import build_parser; build_parser();"
         "print(sorted(m for m in ('torch', 'transformers', 'PySide6', 'vtkmodules') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

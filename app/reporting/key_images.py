@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.ai_inputs import AIView, visual_item_for
-from app.reporting.chat import ScreenContext
+from app.assistant.ai_inputs import AIView, visual_item_for
+from app.assistant.chat import ScreenContext
 from app.reporting.report import KeyImage
 from viewer.sources import source_for_plane
 

@@ -44,7 +44,7 @@ def demo_archive(archive: Archive, demo_files: list[Path]) -> Archive:
 
 @pytest.fixture
 def themed_app(qapp):
-    from app.theme import apply_dark_theme
+    from app.gui.theme import apply_dark_theme
 
     apply_dark_theme(qapp)
     return qapp
@@ -53,14 +53,15 @@ def themed_app(qapp):
 @pytest.fixture
 def make_window(themed_app, qtbot):
     """Build a MainWindow on an archive (no listener unless a supervisor is given)."""
-    from app.main_window import MainWindow
-    from app.settings_store import SettingsStore
+    from app.gui.main_window import MainWindow
+    from app.services.settings_store import SettingsStore
 
     windows = []
 
     def make(archive: Archive, supervisor=None, size=(1400, 860)):
         window = MainWindow(archive, SettingsStore(), supervisor, poll_ms=200)
-        qtbot.addWidget(window)
+        # the harness closes it at the end: as File > Quit (keep receiving), without the question
+        qtbot.addWidget(window, before_close_func=lambda w: setattr(w, "quit_keeps_listener", True))
         if size:
             window.resize(*size)
         window.show()

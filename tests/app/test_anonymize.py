@@ -9,8 +9,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from app.anonymize import DeidPolicy, export_anonymized
-from app.tasks import Cancelled
+from app.services.anonymize import DeidPolicy, export_anonymized
+from app.services.task_types import Cancelled
 from dicom_net.synthetic import demo_study
 
 
@@ -67,7 +67,7 @@ def test_zip_export_and_cancel_leaves_no_partial_zip(demo, tmp_path):
 
 
 def test_unwritable_destination_is_refused_up_front_with_a_clear_message(demo, tmp_path):
-    from app.anonymize import ExportError
+    from app.services.anonymize import ExportError
 
     not_a_folder = tmp_path / "report.txt"  # a file where a folder is needed (unwritable even for root)
     not_a_folder.write_text("keep me")
@@ -88,7 +88,7 @@ def test_export_failure_is_shown_in_the_main_window(demo_archive, make_window, q
 
 
 def test_a_second_study_never_overwrites_an_earlier_export_in_the_same_folder(demo, tmp_path):
-    from app.anonymize import ExportError
+    from app.services.anonymize import ExportError
 
     out = tmp_path / "anon"
     names = export_anonymized(demo.files[:2], out)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.cli import main
+from app.cli.main import main
 from dicom_net.archive import Archive
 from dicom_net.synthetic import SeriesGeometry, ct_series, radiograph, ultrasound_cine, write_datasets
 from tests.inference.tiny_checkpoint import write_tiny_checkpoint

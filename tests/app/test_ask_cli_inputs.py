@@ -1,4 +1,4 @@
-"""app.ai_inputs: what the model is shown for a loaded series (plane, laterality, W/L, sampling)."""
+"""app.assistant.ai_inputs: what the model is shown for a loaded series (plane, laterality, W/L, sampling)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.ai_inputs import AIView, series_files, visual_item_for
+from app.assistant.ai_inputs import AIView, series_files, visual_item_for
 from dicom_net.synthetic import SeriesGeometry, ct_series, ultrasound_cine, write_datasets
 from viewer.loader import load_volume
 from viewer.reslice import plane_image

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QUrl
 
-from app.ai_inputs import visual_item_for
-from app.chat_panel import ChatPanel
-from app.reporting.chat import AI_NOTICE, ScreenContext, default_scope, summarise
-from app.reporting.model_service import ModelService
+from app.assistant.ai_inputs import visual_item_for
+from app.assistant.chat import AI_NOTICE, ScreenContext, default_scope, summarise
+from app.assistant.model_service import ModelService
+from app.gui.chat_panel import ChatPanel
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
 from inference.inputs import build_model_inputs
 from inference.prompting import Conversation
@@ -116,7 +116,7 @@ def test_thinking_reasoning_is_folded_until_clicked(qtbot, ct_context, tiny_mode
     panel = ChatPanel(tiny_model_service, lambda: ct_context)
     qtbot.addWidget(panel)
     session = panel.session
-    from app.reporting.chat import ChatMessage
+    from app.assistant.chat import ChatMessage
 
     session.history += [ChatMessage("user", "q"), ChatMessage("assistant", "Answer", reasoning="step one")]
     panel._render_history()
@@ -227,7 +227,7 @@ def test_retention_spares_the_shown_and_open_studies_and_forgets_deleted_session
     import os
     import time
 
-    from app.reporting.chat import ChatMessage, ChatSession
+    from app.assistant.chat import ChatMessage, ChatSession
 
     old = time.time() - 60 * 86400
     for uid in (ct_context.study_uid, "1.2.3.200", "1.2.3.300"):
@@ -259,9 +259,9 @@ def test_mounted_panel_applies_the_configured_retention_at_start_and_on_settings
     import os
     import time
 
-    from app.chat_panel import mount
-    from app.reporting.chat import ChatMessage, ChatSession
-    from app.settings_store import SettingsStore
+    from app.assistant.chat import ChatMessage, ChatSession
+    from app.gui.launch import attach_assistant
+    from app.services.settings_store import SettingsStore
 
     def old_history(uid: str, days: float) -> None:
         session = ChatSession(uid)
@@ -274,8 +274,8 @@ def test_mounted_panel_applies_the_configured_retention_at_start_and_on_settings
     old_history("1.2.9.1", 12)
     old_history("1.2.9.2", 8)
     window = make_window(archive)
-    mount(window)
+    workstation = attach_assistant(window)
     assert not ChatSession.path_for("1.2.9.1").exists() and ChatSession.path_for("1.2.9.2").exists()
-    assert window.chat_panel.retention_timer.isActive()
+    assert workstation.chat_panel.retention_timer.isActive()
     window.apply_settings(SettingsStore().apply_form({"general.outbox_retention_days": "5"}))
     assert not ChatSession.path_for("1.2.9.2").exists()

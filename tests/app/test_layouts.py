@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.layouts import Layout, SeriesInfo, ViewKind, default_hanging, link_groups, relayout
+from app.reading.layouts import Layout, SeriesInfo, ViewKind, default_hanging, link_groups, relayout
 
 CT = SeriesInfo("ct", "CT", 120, frame_of_reference="for1")
 CT2 = SeriesInfo("ct2", "CT", 60, frame_of_reference="for1")

@@ -10,9 +10,9 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QLabel
 
-from app.settings_store import SettingsStore
-from app.shortcuts import SHORTCUTS, conflicts
-from app.status_model import ModelState
+from app.reading.keymap import SHORTCUTS, conflicts
+from app.services.settings_store import SettingsStore
+from app.services.status import ModelState
 from dicom_net.synthetic import radiograph, write_datasets
 
 from .conftest import save_screenshot
@@ -31,11 +31,11 @@ def test_first_launch_offers_and_creates_the_demo_study(archive, make_window, qt
 
 
 def test_build_window_creates_demo_when_asked_by_setting(themed_app, qtbot):
-    from app.gui_main import build_window
+    from app.gui.launch import build_workstation
 
     store = SettingsStore()
     store.apply_form({"general.create_demo_if_empty": "true"})
-    window = build_window(start_listener=False)
+    window = build_workstation(start_listener=False).window
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: not window.tasks.active, timeout=120000)
     assert len(window.browser_logic.archive.studies()) == 1
@@ -90,7 +90,7 @@ def test_drop_zip_imports_then_export_anonymised_and_delete_in_the_background(
 
 
 def test_settings_dialog_refuses_invalid_form_and_applies_valid_one(make_window, archive, qtbot):
-    from app.settings_dialog import SettingsDialog
+    from app.gui.settings_dialog import SettingsDialog
 
     window = make_window(archive)
     dialog = SettingsDialog(window.store, parent=window)
@@ -112,7 +112,7 @@ def test_settings_dialog_refuses_invalid_form_and_applies_valid_one(make_window,
 
 
 def test_pacs_node_form_validates_and_saves(make_window, archive, qtbot):
-    from app.settings_dialog import SettingsDialog
+    from app.gui.settings_dialog import SettingsDialog
     from dicom_net.pacs_nodes import PacsNodes
 
     window = make_window(archive)
@@ -196,8 +196,8 @@ def test_browser_filter_bar_filters_and_sorts_through_widgets(demo_archive, make
 
 
 def test_hulu_workstation_command_opens_gui_and_listener_outlives_it(_private_home):
-    """`hulu-workstation` with no sub-command (app.cli -> run_gui) starts the listener as its own
-    process; when the GUI process ends, the listener keeps receiving."""
+    """`hulu-workstation` with no sub-command (app.cli.main -> run_gui) starts the listener and the
+    report delivery service as their own processes; when the GUI process ends, both keep working."""
     import json
     import os
     import signal
@@ -207,6 +207,7 @@ def test_hulu_workstation_command_opens_gui_and_listener_outlives_it(_private_ho
 
     import psutil
 
+    from app.services.delivery_service import running_service_pid
     from tests.conftest import free_port
 
     home = _private_home
@@ -215,10 +216,10 @@ def test_hulu_workstation_command_opens_gui_and_listener_outlives_it(_private_ho
     port = free_port()
     SettingsStore().apply_form({"listener.port": str(port), "listener.aet": "HULUGUI"})
     gui = subprocess.Popen(
-        [sys.executable, "-m", "app.cli"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "app.cli.main"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     status = home / "archive" / "listener-status.json"
-    listener_pid = None
+    listener_pid = service_pid = None
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and listener_pid is None:
@@ -230,18 +231,24 @@ def test_hulu_workstation_command_opens_gui_and_listener_outlives_it(_private_ho
                     listener_pid = report["pid"]
         assert listener_pid is not None and listener_pid != gui.pid
         assert psutil.Process(listener_pid).ppid() == gui.pid  # spawned by the GUI's supervisor
+        while time.monotonic() < deadline and service_pid is None:
+            service_pid = running_service_pid()
+            time.sleep(0.1)
+        assert service_pid is not None and service_pid not in (gui.pid, listener_pid)
         gui.send_signal(signal.SIGTERM)
         gui.wait(20)
         time.sleep(0.5)
         assert psutil.Process(listener_pid).status() != psutil.STATUS_ZOMBIE  # still receiving
         assert run_echoscu_ok(port)
+        assert running_service_pid() == service_pid  # signed reports still go out
     finally:
         if gui.poll() is None:
             gui.kill()
             gui.wait()
-        if listener_pid is not None and psutil.pid_exists(listener_pid):
-            os.kill(listener_pid, signal.SIGTERM)
-            psutil.Process(listener_pid).wait(10)
+        for pid in (listener_pid, service_pid or running_service_pid()):
+            if pid and pid > 0 and psutil.pid_exists(pid):
+                os.kill(pid, signal.SIGTERM)
+                psutil.Process(pid).wait(10)
 
 
 def run_echoscu_ok(port: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydicom
 import pytest
 
-from app.pacs_dialog import PacsDialog
+from app.gui.pacs_dialog import PacsDialog
 from dicom_net.pacs_nodes import PacsNode, PacsNodes
 from tests.peers import OrthancServer, orthanc_module, peer_network
 
@@ -69,8 +69,8 @@ def test_c_move_sends_the_study_to_the_supervised_listener_and_it_opens(
     """The PACS dialog's C-MOVE: Orthanc sends the study to the app's own supervised listener
     (bound on the private network's host address, the AE known to Orthanc as the destination),
     the listener process stores it in the archive, the browser shows it and it opens."""
-    from app.listener_supervisor import ListenerSupervisor, read_status_report
-    from app.settings_store import SettingsStore
+    from app.services.listener_supervisor import ListenerSupervisor, read_status_report
+    from app.services.settings_store import SettingsStore
     from tests.conftest import free_port
 
     orthanc = orthanc_module
@@ -148,7 +148,7 @@ def test_c_move_sends_the_study_to_the_supervised_listener_and_it_opens(
 def test_settings_echo_button_reports_success_and_failure(
     orthanc_module: OrthancServer, make_window, archive, qtbot
 ):
-    from app.settings_dialog import SettingsDialog
+    from app.gui.settings_dialog import SettingsDialog
 
     orthanc = orthanc_module
     orthanc.add_modality("huluapp", CALLING, orthanc.network.host_ip, 1)

@@ -8,8 +8,8 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QDropEvent
 
-from app.priors import find_priors
-from app.reading_session import ReadingSession
+from app.reading.priors import find_priors
+from app.reading.session import ReadingSession
 from dicom_net.synthetic import SeriesGeometry, ct_series, radiograph, write_datasets
 
 
@@ -79,9 +79,9 @@ def test_session_accepts_a_priors_series_and_refuses_any_other_study(archive, st
 
 
 def test_dragging_a_prior_series_shows_it_beside_todays_study(archive, studies, make_window, qtbot):
-    from app.layouts import Layout
-    from app.reporting.chat import screen_context_from
-    from app.study_browser import SERIES_MIME
+    from app.assistant.chat import screen_context_from
+    from app.gui.study_browser import SERIES_MIME
+    from app.reading.layouts import Layout
 
     window = make_window(archive)
     session = window.open_study(studies["today"])

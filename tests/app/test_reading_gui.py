@@ -12,9 +12,9 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt
 from PySide6.QtGui import QDropEvent
 
-from app.layouts import Layout, ViewKind
-from app.study_browser import SERIES_MIME
-from app.study_browser_logic import format_date
+from app.gui.study_browser import SERIES_MIME
+from app.reading.layouts import Layout, ViewKind
+from app.reading.study_list import format_date
 
 from .conftest import rgb, save_screenshot
 

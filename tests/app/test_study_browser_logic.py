@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.study_browser_logic import StudyBrowserLogic, StudyFilter
+from app.reading.study_list import StudyBrowserLogic, StudyFilter
 from dicom_net.archive import Archive
 from dicom_net.synthetic import SeriesGeometry, ct_series, radiograph, write_datasets
 

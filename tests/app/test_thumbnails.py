@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 
-from app.thumbnails import ThumbnailCache, render_thumbnail, window_to_uint8
+from app.reading.thumbnails import ThumbnailCache, render_thumbnail, window_to_uint8
 from dicom_net.synthetic import demo_study
 
 
@@ -67,7 +67,7 @@ def test_multiframe_thumbnail_decodes_only_the_middle_frame(tmp_path):
 
 
 def test_series_strip_lists_series_at_once_and_thumbnails_follow_from_a_worker(demo_archive, qtbot, tmp_path):
-    from app.study_browser import STUDY_UID_ROLE, SeriesStrip
+    from app.gui.study_browser import STUDY_UID_ROLE, SeriesStrip
 
     strip = SeriesStrip()
     qtbot.addWidget(strip)

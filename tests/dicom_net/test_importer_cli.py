@@ -15,7 +15,7 @@ from pydicom.fileset import FileSet
 from pydicom.filewriter import write_dataset
 from pydicom.uid import ImplicitVRLittleEndian
 
-from app.cli import main
+from app.cli.main import main
 from dicom_net.archive import Archive
 from dicom_net.importer import import_paths
 from dicom_net.synthetic import radiograph, write_datasets

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from app.cli import main
+from app.cli.main import main
 from dicom_net.archive import Archive
 from dicom_net.pacs_nodes import PacsNodes
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets

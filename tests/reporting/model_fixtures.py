@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.reporting.model_service import ModelService
+from app.assistant.model_service import ModelService
 from tests.inference.tiny_checkpoint import write_tiny_checkpoint
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from app.reporting.chat import ChatMessage, ChatSession
+from app.assistant.chat import ChatMessage, ChatSession
 from app.reporting.outbox import DAY_SECONDS
 
 

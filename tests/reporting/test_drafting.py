@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 
+from app.assistant.drafting import DraftError, DraftSettings, draft_report, split_draft
+from app.assistant.model_service import ModelService
 from app.reporting.audit import AuditRecord, SentInput
-from app.reporting.drafting import DraftError, DraftSettings, draft_report, split_draft
-from app.reporting.model_service import ModelService
 from app.reporting.outbox import Outbox
 from app.reporting.report import Report, ReportError, StudyInfo
 from inference.frames import volume_item

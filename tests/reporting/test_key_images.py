@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from app.reporting.chat import ScreenContext
+from app.assistant.chat import ScreenContext
 from app.reporting.key_images import capture_key_image
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
 from viewer.loader import load_series

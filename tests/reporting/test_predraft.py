@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 
+from app.assistant.drafting import DraftSettings
+from app.assistant.predraft import PreDrafter
 from app.reporting.audit import ReportStore
-from app.reporting.drafting import DraftSettings
 from app.reporting.outbox import Outbox
-from app.reporting.predraft import PreDrafter
 from app.reporting.report import ReportStatus
 from dicom_net.archive import Archive
 from dicom_net.paths import default_archive_dir

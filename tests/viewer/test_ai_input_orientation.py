@@ -1,7 +1,7 @@
 """The AI's 3D input is anatomically oriented whatever the patient position of the acquisition.
 
 Runs the whole path the app uses (files -> ``viewer.loader`` -> ``viewer.reslice`` ->
-``app.ai_inputs.visual_item_for`` -> RGB frames) on phantoms whose markers sit at known LPS
+``app.assistant.ai_inputs.visual_item_for`` -> RGB frames) on phantoms whose markers sit at known LPS
 positions, and checks every sampled frame against pixel positions computed here from the phantom
 geometry alone: axial frames have anterior up and the patient's left on the image's right, and
 the frames run from the feet to the head.
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.ai_inputs import AIView, visual_item_for
+from app.assistant.ai_inputs import AIView, visual_item_for
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
 from viewer.loader import load_series
 

@@ -14,7 +14,7 @@ import pytest
 import vtk
 from vtk.util import numpy_support
 
-from app.cli import main
+from app.cli.main import main
 from dicom_net.synthetic import SeriesGeometry, ct_series, ultrasound_cine, write_datasets
 
 SIZE = "448x384"
@@ -235,7 +235,7 @@ def test_cine_frame_snapshot(tmp_path: Path) -> None:
 
 def test_radiograph_native_view_keeps_side_marker_on_the_right(tmp_path: Path) -> None:
     from dicom_net.synthetic import radiograph
-    from viewer.snapshot import projection_labels
+    from viewer.qt.snapshot import projection_labels
 
     assert projection_labels(["L", "F"]) == {"right": "L", "left": "R", "bottom": "F", "top": "H"}
     write_datasets([radiograph()], tmp_path / "dx")

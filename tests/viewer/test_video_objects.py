@@ -178,7 +178,7 @@ def test_video_plays_in_the_cine_view_at_its_rate(qtbot, h264_file: Path) -> Non
 
 
 def test_snapshot_cli_renders_the_requested_video_frame(h264_file: Path, tmp_path: Path) -> None:
-    from app.cli import main
+    from app.cli.main import main
     from tests.viewer.test_snapshot_png import read_png
 
     out = tmp_path / "frame.png"
@@ -190,7 +190,7 @@ def test_snapshot_cli_renders_the_requested_video_frame(h264_file: Path, tmp_pat
 
 
 def test_video_is_asked_as_video_from_its_frames(h264_file: Path) -> None:
-    from app.ai_inputs import AIView, visual_item_for
+    from app.assistant.ai_inputs import AIView, visual_item_for
 
     volume = load_series([h264_file]).volumes[0]
     item = visual_item_for(volume, AIView(fps=10))  # 10 frames/s from a 30 frames/s video

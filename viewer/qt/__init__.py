@@ -19,7 +19,7 @@ np.ndarray (H, W, 3) uint8`` and ``describe() -> dict``, "what is on screen" for
     (window, pan, zoom, crosshair, length, angle, rectangle, ellipse), ``measurements``,
     ``current_plane()``, ``orientation_labels()``, ``state`` (flip/rotate/invert/zoom/pan),
     ``calibration`` (measurements in px when the pixel size is unknown), ``show_overlay`` and
-    ``overlay_parts`` (subset of ``OVERLAY_PARTS``). ``viewer.snapshot`` renders through it.
+    ``overlay_parts`` (subset of ``OVERLAY_PARTS``). ``viewer.qt.snapshot`` renders through it.
     Signals: ``slice_changed(int)``, ``window_changed(float, float)``,
     ``measurement_added(Measurement)``, ``cursor_value_changed(dict | None)``.
     Mouse: left = active tool (default W/L drag: right widens, down raises level), right drag

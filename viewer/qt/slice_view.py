@@ -552,7 +552,7 @@ class StackView(SliceView):
 
     The stack is the acquired ("native") slices unless ``set_volume(..., plane=...)`` asks for an
     axial/coronal/sagittal stack (optionally thick: ``set_slab``); ``show_position(mm)`` shows the
-    plane at any position. ``viewer.snapshot`` renders through this class, so a snapshot is what
+    plane at any position. ``viewer.qt.snapshot`` renders through this class, so a snapshot is what
     this view shows."""
 
     def __init__(self, parent: QWidget | None = None) -> None:

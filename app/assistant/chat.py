@@ -1,0 +1,405 @@
+"""Asking the local model about what is on screen (plain Python; the chat panel is its view).
+
+A :class:`ScreenContext` is what the viewer shows (series, plane, slice, window, cine frame); an
+:class:`AskScope` is what will be sent, derived from it and editable (the panel's chips):
+the current image, the series as a volume (N slices through the displayed plane) or the cine.
+:class:`ChatSession` keeps one conversation per study: follow-up questions reuse it (and the
+engine's prefix cache); visuals are attached again only when the scope changed. Every answer
+is an AI draft; nothing here stores or sends anything outside the workstation.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from app.assistant.ai_inputs import AIView, is_cine, resolve_plane, resolve_window, visual_item_for
+from app.assistant.model_service import ModelService
+from app.reporting.atomic import read_json, write_json_atomic
+from app.reporting.audit import Generation, SentInput, now_iso
+from app.reporting.outbox import DAY_SECONDS
+from dicom_net.paths import data_dir
+from inference.frames import DEFAULT_VIDEO_FPS, MAX_VIDEO_FRAMES
+from inference.preprocess_budget import MAX_TOKENS, MIN_TOKENS, merge_size_for, target_size, tokens_per_frame
+from inference.prompting import Conversation, ReasoningStream
+from viewer.reslice import plane_image, plane_positions
+from viewer.volume import Volume
+
+log = logging.getLogger(__name__)
+
+ScopeKind = Literal["image", "volume", "cine"]
+AI_NOTICE = "AI-generated answers can be wrong. Review them against the images; not for diagnosis."
+
+
+@dataclass
+class ScreenContext:
+    """What the active viewport shows right now."""
+
+    study_uid: str
+    series_uid: str
+    volume: Volume
+    modality: str = ""
+    series_label: str = ""
+    plane: str | None = None
+    slice_index: int | None = None
+    window: tuple[float, float] | None = None  # (width, level) as displayed
+    invert: bool | None = None
+    frame_index: int | None = None  # cine: the frame on screen
+
+
+@dataclass
+class AskScope:
+    """What one question sends: the chips of the panel show and edit these fields."""
+
+    kind: ScopeKind
+    series_uid: str
+    series_label: str
+    plane: str
+    slice_index: int
+    slices: int
+    window: tuple[float, float] | None
+    invert: bool | None = None
+    fps: float = DEFAULT_VIDEO_FPS
+    max_frames: int = MAX_VIDEO_FRAMES
+
+    def view(self) -> AIView:
+        mode = {"image": "2d", "volume": "3d", "cine": "video"}[self.kind]
+        width, level = self.window if self.window else (None, None)
+        return AIView(
+            mode=mode,
+            plane=self.plane or None,
+            index=self.slice_index,
+            slices=self.slices,
+            window=width,
+            level=level,
+            invert=self.invert,
+            fps=self.fps,
+            max_frames=self.max_frames,
+        )
+
+
+@dataclass(frozen=True)
+class ScopeSummary:
+    """The chips' text: exactly what will be sent."""
+
+    series: str
+    plane: str
+    slices: str
+    window: str
+    images: int
+    visual_tokens: int
+
+    def chips(self) -> list[str]:
+        return [
+            f"Series {self.series}",
+            f"Plane {self.plane}",
+            self.slices,
+            f"W/L {self.window}",
+            f"{self.images} image(s)",
+            f"~{self.visual_tokens} visual tokens",
+        ]
+
+
+def default_scope(ctx: ScreenContext, kind: ScopeKind | None = None, slices: int = 32) -> AskScope:
+    """The scope for what is on screen: the cine for a cine, else the current image."""
+    volume = ctx.volume
+    if kind is None:
+        kind = "cine" if is_cine(volume) else "image"
+    base_view = AIView(
+        plane=ctx.plane,
+        window=ctx.window[0] if ctx.window else None,
+        level=ctx.window[1] if ctx.window else None,
+    )
+    plane = resolve_plane(volume, base_view)
+    depth = len(plane_positions(volume, plane))
+    index = ctx.frame_index if kind == "cine" and ctx.frame_index is not None else ctx.slice_index
+    index = depth // 2 if index is None else min(max(int(index), 0), depth - 1)
+    window = ctx.window if ctx.window is not None else resolve_window(volume, base_view)
+    return AskScope(
+        kind=kind,
+        series_uid=ctx.series_uid,
+        series_label=ctx.series_label or ctx.series_uid[-12:],
+        plane=plane,
+        slice_index=index,
+        slices=min(slices, depth),
+        window=window,
+        invert=ctx.invert,
+    )
+
+
+def frame_count(volume: Volume, scope: AskScope) -> int:
+    if scope.kind == "image":
+        return 1
+    if scope.kind == "volume":
+        return min(scope.slices, len(plane_positions(volume, scope.plane)))
+    from inference.frames import sample_video_indices
+
+    times = volume.frame_times_ms or [100.0] * volume.voxels.shape[0]
+    return len(sample_video_indices(times, scope.fps, scope.max_frames))
+
+
+def summarise(volume: Volume, scope: AskScope, max_tokens: int = MAX_TOKENS) -> ScopeSummary:
+    """Chip text and token estimate without resampling the pixels (cheap: one plane's shape)."""
+    images = frame_count(volume, scope)
+    if scope.kind == "cine":
+        height, width = volume.voxels.shape[1:3]
+    else:
+        height, width = plane_image(volume, scope.plane, index=scope.slice_index).pixels.shape[:2]
+    merge = merge_size_for(scope.kind != "image")
+    new_h, new_w = target_size(
+        height, width, merge_size=merge, frame_count=images, max_tokens=max_tokens, min_tokens=MIN_TOKENS
+    )
+    tokens = tokens_per_frame(new_h, new_w, merge) * images
+    if scope.kind == "image":
+        slices = f"slice {scope.slice_index + 1}"
+    elif scope.kind == "volume":
+        slices = f"{images} slices"
+    else:
+        slices = f"cine {images} frames @ {scope.fps:g} fps"
+    window = f"{scope.window[0]:g}/{scope.window[1]:g}" if scope.window else "as stored"
+    return ScopeSummary(
+        scope.series_label, scope.plane if scope.kind != "cine" else "cine", slices, window, images, tokens
+    )
+
+
+def sent_input(scope: AskScope, sampled: list[int]) -> SentInput:
+    width, level = scope.window if scope.window else (None, None)
+    return SentInput(
+        scope.series_uid,
+        scope.kind,
+        scope.plane if scope.kind != "cine" else "",
+        list(sampled),
+        level,
+        width,
+        len(sampled),
+    )
+
+
+@dataclass
+class ChatMessage:
+    role: Literal["user", "assistant"]
+    text: str
+    reasoning: str = ""
+    chips: list[str] = field(default_factory=list)
+    finished: bool = True
+    # what the question's answer rests on (the panel links each slice back to the viewer)
+    series_uid: str = ""
+    plane: str = ""
+    slices: list[int] = field(default_factory=list)
+
+
+class ChatSession:
+    """One study's conversation with the model, its visible history and audit of model calls."""
+
+    def __init__(self, study_uid: str) -> None:
+        self.study_uid = study_uid
+        self.conversation = Conversation()
+        self.history: list[ChatMessage] = []
+        self.generations: list[Generation] = []
+        self._last_scope: AskScope | None = None
+        self._last_slices: list[int] = []
+        self.restored = 0  # messages of an earlier session: shown, but not in the model's context
+
+    @property
+    def conversation_id(self) -> str:
+        return f"chat-{self.study_uid}"
+
+    @staticmethod
+    def path_for(study_uid: str) -> Path:
+        if not re.fullmatch(r"[0-9.]{1,64}", study_uid):
+            raise ValueError(f"not a DICOM UID: {study_uid!r}")
+        return data_dir() / "chat" / f"{study_uid}.json"
+
+    def save(self) -> None:
+        """Keep the visible history (finished messages) in the data directory, atomically."""
+        messages = [asdict(m) for m in self.history if m.finished]
+        write_json_atomic(self.path_for(self.study_uid), {"study_uid": self.study_uid, "history": messages})
+
+    @staticmethod
+    def purge_expired(retention_days: int, keep: set[str], now: float | None = None) -> list[str]:
+        """Delete the chat histories (PHI) last written more than ``retention_days`` ago, the
+        same rule as the outbox's delivered payloads; studies in ``keep`` (open now) are never
+        touched. Returns the study UIDs whose history was deleted."""
+        if retention_days < 1:
+            raise ValueError(f"retention_days must be at least 1, got {retention_days}")
+        folder = data_dir() / "chat"
+        if not folder.is_dir():
+            return []
+        cutoff = (time.time() if now is None else now) - retention_days * DAY_SECONDS
+        purged = []
+        for path in folder.glob("*.json"):
+            study_uid = path.stem
+            try:
+                if study_uid in keep or path.stat().st_mtime > cutoff:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue  # removed meanwhile (another instance)
+            purged.append(study_uid)
+        if purged:
+            log.info("chat: deleted %d history file(s) older than %d days", len(purged), retention_days)
+        return purged
+
+    @classmethod
+    def load(cls, study_uid: str) -> ChatSession:
+        """The study's earlier history (display only: the model starts a fresh conversation)."""
+        session = cls(study_uid)
+        try:
+            path = cls.path_for(study_uid)
+            if path.is_file():
+                session.history = [ChatMessage(**m) for m in read_json(path)["history"]]
+                session.restored = len(session.history)
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            log.warning("chat history of study %s not restored: %s", study_uid, type(exc).__name__)
+        return session
+
+    def ask(
+        self,
+        service: ModelService,
+        question: str,
+        volume: Volume,
+        scope: AskScope,
+        *,
+        think: bool = False,
+        max_new_tokens: int = 512,
+        max_tokens: int = MAX_TOKENS,
+        on_delta: Callable[[str, str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ChatMessage:
+        """Ask on the calling (worker) thread; ``on_delta(reasoning, answer)`` per streamed piece.
+
+        Returns the assistant message (also appended to :attr:`history`).
+        """
+        from inference.engine import GenerationRequest
+        from inference.inputs import build_model_inputs
+
+        if not service.state.ready:
+            raise RuntimeError(service.state.message)
+        if not question.strip():
+            raise ValueError("type a question first")
+        attach = self._last_scope != scope
+        visuals = [visual_item_for(volume, scope.view())] if attach else []
+        summary = summarise(volume, scope, max_tokens)
+        turn_count = len(self.conversation.turns)
+        self.conversation.add_user(question, visuals, think=think)
+        shown = [int(i) for i in visuals[0].sampled_indices] if visuals else self._last_slices
+        self.history.append(
+            ChatMessage(
+                "user",
+                question.strip(),
+                chips=summary.chips(),
+                series_uid=scope.series_uid,
+                plane=scope.plane if scope.kind != "cine" else "cine",
+                slices=list(shown),
+            )
+        )
+        loaded = service.loaded
+        try:
+            inputs = build_model_inputs(
+                loaded.tokenizer,
+                self.conversation,
+                max_tokens=max_tokens,
+                chat_template=loaded.chat_template,
+            )
+        except Exception:
+            del self.conversation.turns[turn_count:]
+            self.history.pop()
+            raise
+        sampled = [int(i) for item in visuals for i in item.sampled_indices]
+        generation = Generation(
+            purpose="chat",
+            model_id=service.model_id,
+            model_checksum=service.checksum,
+            prompt=question,
+            settings={"think": think, "max_new_tokens": max_new_tokens, "max_visual_tokens": max_tokens},
+            inputs=[sent_input(scope, sampled)] if attach else [],
+            started_at=now_iso(),
+            prompt_tokens=inputs.prompt_tokens,
+        )
+        self.generations.append(generation)
+        answer = ChatMessage("assistant", "", finished=False)
+        self.history.append(answer)
+        splitter = ReasoningStream()
+        handle = service.submit(
+            GenerationRequest(
+                inputs=inputs, conversation_id=self.conversation_id, max_new_tokens=max_new_tokens
+            )
+        )
+        for chunk in handle:
+            if cancel is not None and cancel.is_set():
+                handle.cancel()
+            reasoning, text = splitter.push(chunk)
+            self._grow(answer, reasoning, text, on_delta)
+        reasoning, text = splitter.push("", final=True)
+        self._grow(answer, reasoning, text, on_delta)
+        result = handle.result()
+        answer.finished = True
+        generation.finished_at = now_iso()
+        generation.new_tokens = result.new_tokens
+        generation.output_chars = len(result.text)
+        generation.outcome = (
+            "cancelled"
+            if result.finish_reason == "cancelled"
+            else f"failed: {result.error}"
+            if result.finish_reason == "error"
+            else "completed"
+        )
+        if result.finish_reason == "error":
+            answer.text = answer.text or f"(the model failed: {result.error})"
+        self.conversation.add_assistant(result.text)
+        self._last_scope = replace(scope)
+        self._last_slices = list(shown)
+        self.save()
+        return answer
+
+    @staticmethod
+    def _grow(
+        answer: ChatMessage, reasoning: str, text: str, on_delta: Callable[[str, str], None] | None
+    ) -> None:
+        if not reasoning and not text:
+            return
+        answer.reasoning += reasoning
+        answer.text += text
+        if on_delta is not None:
+            on_delta(reasoning, text)
+
+
+def screen_context_from(main_window: Any) -> ScreenContext | None:
+    """What the main window's active viewport shows (public attributes of the reading widget)."""
+    reading = getattr(main_window, "reading", None)
+    session = getattr(reading, "session", None)
+    if reading is None or session is None or not reading.viewports:
+        return None
+    slot = session.slots[reading.active] if reading.active < len(session.slots) else None
+    series_uid = getattr(slot, "series_uid", None)
+    volume = session.volumes.get(series_uid) if series_uid else None
+    prior_of = getattr(session, "prior_of", None)
+    if volume is None or (prior_of is not None and prior_of(series_uid) is not None):
+        return None  # a prior's series (comparison) is never asked about or keyed into this study's report
+    state = reading.active_state()
+    info = session.info(series_uid)
+    window = (float(state.window_width), float(state.window_center)) if state is not None else None
+    plane = getattr(state, "plane", None) if state is not None else None
+    index = int(state.slice_index) if state is not None else None
+    if isinstance(volume.voxels, np.ndarray) and volume.is_color:
+        window = None
+    return ScreenContext(
+        study_uid=session.study_uid,
+        series_uid=series_uid,
+        volume=volume,
+        modality=getattr(info, "modality", "") or "",
+        series_label=getattr(info, "description", "") or series_uid[-12:],
+        plane=plane if plane in ("axial", "coronal", "sagittal", "native") else None,
+        slice_index=index,
+        window=window,
+        invert=getattr(state, "invert", None),
+        frame_index=index if is_cine(volume) else None,
+    )

@@ -1,0 +1,399 @@
+"""The reading workspace: series strip, viewer toolbar and the viewport grid of one open study.
+
+State lives in :class:`app.reading.session.ReadingSession`; volumes load in background tasks
+with progress and cancel; key/toolbar actions go to the active viewport's view state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QSizePolicy,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.study_browser import STUDY_UID_ROLE, SeriesStrip
+from app.gui.tasks import TaskHandle, TaskManager
+from app.gui.viewport import Viewport
+from app.reading.layouts import Layout, ViewKind
+from app.reading.session import ReadingSession, linked_slice_index
+from app.reading.study_list import format_date, patient_banner
+from app.reading.thumbnails import ThumbnailCache
+
+log = logging.getLogger(__name__)
+
+SLABS = {
+    "Thin": (0.0, "mip"),
+    "MIP 5 mm": (5.0, "mip"),
+    "MIP 10 mm": (10.0, "mip"),
+    "MIP 20 mm": (20.0, "mip"),
+    "MinIP 10 mm": (10.0, "minip"),
+    "Average 10 mm": (10.0, "mean"),
+}
+TOOL_LABELS = {
+    "window": "W/L",
+    "pan": "Pan",
+    "zoom": "Zoom",
+    "crosshair": "Cross",
+    "length": "Length",
+    "angle": "Angle",
+    "cobb": "Cobb",
+    "rectangle": "ROI",
+    "ellipse": "Ellipse ROI",
+    "point": "HU",
+}
+
+
+class ReadingWidget(QWidget):
+    """Series thumbnails on the left, tools on top, the viewport grid in the middle."""
+
+    loaded = Signal(int)  # viewport index whose volume is now shown
+    status_message = Signal(str)
+
+    def __init__(self, tasks: TaskManager, thumbnails: ThumbnailCache, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.tasks = tasks
+        self.thumbnails = thumbnails
+        self.session: ReadingSession | None = None
+        self.viewports: list[Viewport] = []
+        self.active = 0
+        self._syncing = False
+        self._loads: list[TaskHandle] = []  # series loads started for the open study
+
+        self.strip = SeriesStrip(self, vertical=True)
+        self.strip.itemDoubleClicked.connect(lambda item: self.assign(self.active, item.data(STUDY_UID_ROLE)))
+        self.toolbar = QToolBar("Viewer tools", self)
+        self.layout_actions: dict[Layout, QAction] = {}
+        group = QActionGroup(self)
+        for layout in Layout:
+            action = QAction(layout.value, self)
+            action.setCheckable(True)
+            action.triggered.connect(lambda _=False, lay=layout: self.set_layout(lay))
+            group.addAction(action)
+            self.toolbar.addAction(action)
+            self.layout_actions[layout] = action
+        self.toolbar.addSeparator()
+        self.tool_actions: dict[str, QAction] = {}
+        tools = QActionGroup(self)
+        from viewer.qt.slice_view import TOOLS
+
+        for tool in TOOLS:
+            action = QAction(TOOL_LABELS.get(tool, tool.title()), self)
+            action.setCheckable(True)
+            action.setChecked(tool == "window")
+            action.triggered.connect(lambda _=False, t=tool: self.set_tool(t))
+            tools.addAction(action)
+            self.toolbar.addAction(action)
+            self.tool_actions[tool] = action
+        self.image_toolbar = QToolBar("Image", self)  # second row: window, slab, orientation, cine
+        self.preset_menu = QMenu("W/L presets", self)
+        self.preset_menu.aboutToShow.connect(self._fill_preset_menu)
+        preset_button = QToolButton(self)
+        preset_button.setText("Presets")
+        preset_button.setMenu(self.preset_menu)
+        preset_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.image_toolbar.addWidget(preset_button)
+        self.slab_box = QComboBox(self)
+        self.slab_box.setToolTip("MPR slab thickness and projection")
+        for text, (mm, mode) in SLABS.items():
+            self.slab_box.addItem(text, (mm, mode))
+        self.slab_box.currentIndexChanged.connect(lambda _i: self.set_slab(*self.slab_box.currentData()))
+        self.image_toolbar.addWidget(self.slab_box)
+        for text, slot in (
+            ("Invert", lambda: self.apply("I")),
+            ("Flip H", lambda: self.apply("H")),
+            ("Flip V", lambda: self.apply("V")),
+            ("Rotate", lambda: self.apply("R")),
+            ("Reset", lambda: self.apply("Escape")),
+            ("Play", self.toggle_cine),
+        ):
+            self.image_toolbar.addAction(text, slot)
+
+        self.patient_bar = QLabel("", self)  # whose images these are, always in view while reading
+        self.patient_bar.setObjectName("patientBar")
+        self.patient_bar.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # a long name must not widen the reading area (and squeeze the report dock): clip instead
+        self.patient_bar.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.grid_host = QWidget(self)
+        self.grid = QGridLayout(self.grid_host)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(2)
+        right = QVBoxLayout()
+        right.setContentsMargins(0, 0, 0, 0)
+        right.addWidget(self.patient_bar)
+        right.addWidget(self.toolbar)
+        right.addWidget(self.image_toolbar)
+        right.addWidget(self.grid_host, 1)
+        self.priors_label = QLabel("Priors", self)  # the patient's other studies in the archive
+        self.prior_box = QComboBox(self)
+        self.prior_box.setFixedWidth(140)
+        self.prior_box.currentIndexChanged.connect(self._show_prior_series)
+        self.prior_strip = SeriesStrip(self, vertical=True)  # drag a prior's series into a viewport
+        left = QVBoxLayout()
+        left.setContentsMargins(0, 0, 0, 0)
+        left.addWidget(self.strip, 2)
+        left.addWidget(self.priors_label)
+        left.addWidget(self.prior_box)
+        left.addWidget(self.prior_strip, 1)
+        self._show_priors([])
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addLayout(left)
+        outer.addLayout(right, 1)
+
+    # -- study ---------------------------------------------------------------------------------
+    def open_session(self, session: ReadingSession) -> None:
+        self.session = session
+        self.patient_bar.setText(patient_banner(session.study))
+        self.patient_bar.setToolTip(self.patient_bar.text())
+        session.listeners.append(self._session_changed)
+        self.strip.show_series(session.archive, session.study_uid, self.thumbnails)
+        self._show_priors(session.priors)
+        self._rebuild()
+
+    def _session_changed(self, what: str) -> None:
+        if what == "priors" and self.session is not None:
+            self._show_priors(self.session.priors)
+        self._rebuild()
+
+    def _show_priors(self, priors: list) -> None:
+        """List the patient's other studies (newest first); the first one's series are shown."""
+        self.prior_box.blockSignals(True)
+        self.prior_box.clear()
+        for prior in priors:
+            text = f"{format_date(prior.study_date)} {'/'.join(prior.modalities)} {prior.description}".strip()
+            self.prior_box.addItem(text, prior.study_uid)
+            self.prior_box.setItemData(self.prior_box.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
+        self.prior_box.blockSignals(False)
+        self.priors_label.setText(f"Priors ({len(priors)})" if priors else "No priors")
+        for w in (self.prior_box, self.prior_strip):
+            w.setVisible(bool(priors))
+        self._show_prior_series()
+
+    def _show_prior_series(self, _index: int = 0) -> None:
+        study_uid = self.prior_box.currentData()
+        if self.session is not None and study_uid:
+            self.prior_strip.show_series(self.session.archive, study_uid, self.thumbnails)
+        else:
+            self.prior_strip.clear()
+
+    def close_session(self) -> None:
+        """Show no study (its study was deleted): viewports, series strip and patient bar cleared."""
+        self.session = None
+        for handle in self._loads:
+            handle.cancel()
+        self._loads = []
+        for vp in self.viewports:
+            self.grid.removeWidget(vp)
+            vp.hide()
+            vp.deleteLater()
+        self.viewports = []
+        self.strip.clear()
+        self._show_priors([])
+        self.patient_bar.setText("")
+        self.patient_bar.setToolTip("")
+
+    def set_layout(self, layout: Layout) -> None:
+        if self.session:
+            self.session.set_layout(layout)
+
+    def assign(self, index: int, series_uid: str) -> None:
+        if self.session:
+            self.session.assign(index, series_uid)
+
+    def _rebuild(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        for vp in self.viewports:
+            self.grid.removeWidget(vp)
+            vp.hide()
+            vp.deleteLater()
+        self.viewports = []
+        rows, cols = session.layout.grid
+        for r in range(2):
+            self.grid.setRowStretch(r, 1 if r < rows else 0)
+        for c in range(2):
+            self.grid.setColumnStretch(c, 1 if c < cols else 0)
+        for i, slot in enumerate(session.slots):
+            vp = Viewport(i, self.grid_host)
+            vp.activated.connect(self.set_active)
+            vp.series_dropped.connect(self.assign)
+            self.grid.addWidget(vp, i // cols, i % cols)
+            self.viewports.append(vp)
+            if slot.series_uid:
+                self._load_into(vp, slot.series_uid, slot.kind)
+        self.layout_actions[session.layout].setChecked(True)
+        self.set_active(min(self.active, len(self.viewports) - 1))
+
+    def _load_into(self, vp: Viewport, series_uid: str, kind: ViewKind) -> None:
+        session = self.session
+        assert session is not None
+        if series_uid in session.volumes:
+            self._show(vp, series_uid, kind)
+            return
+        vp.show_message("Loading...")
+        info = session.info(series_uid)
+        title = f"Loading {info.modality if info else ''} series"
+        self._loads = [h for h in self._loads if not h.finished]
+        handle = self.tasks.submit(
+            title,
+            lambda progress, cancel: session.load(series_uid, progress, cancel),
+            on_done=lambda _v, vp=vp: self._show_if_current(vp, series_uid, kind),
+            on_error=lambda msg, vp=vp: self._failed(vp, msg),
+        )
+        self._loads.append(handle)
+
+    def _show_if_current(self, vp: Viewport, series_uid: str, kind: ViewKind) -> None:
+        if vp in self.viewports and self.session and self.session.slots[vp.index].series_uid == series_uid:
+            self._show(vp, series_uid, kind)
+
+    def _failed(self, vp: Viewport, message: str) -> None:
+        if vp in self.viewports:
+            vp.show_message(f"Cannot show this series:\n{message}")
+
+    def _show(self, vp: Viewport, series_uid: str, kind: ViewKind) -> None:
+        assert self.session is not None
+        prior = self.session.prior_of(series_uid)
+        caption = f"PRIOR {format_date(prior.study_date)} {prior.description}".strip() if prior else ""
+        view = vp.show_volume(series_uid, kind, self.session.volumes[series_uid], caption)
+        signal = getattr(view, "slice_changed", None)
+        if signal is not None:
+            signal.connect(lambda k, i=vp.index: self._sync_linked(i, k))
+        self.loaded.emit(vp.index)
+
+    # -- active viewport and actions --------------------------------------------------------------
+    def set_active(self, index: int) -> None:
+        if not self.viewports:
+            return
+        self.active = max(0, min(index, len(self.viewports) - 1))
+        for vp in self.viewports:
+            vp.set_active(vp.index == self.active)
+
+    def next_viewport(self) -> None:
+        self.set_active((self.active + 1) % max(len(self.viewports), 1))
+
+    def active_view(self) -> QWidget | None:
+        return self.viewports[self.active].view if self.viewports else None
+
+    def active_plane(self) -> QWidget | None:
+        """The 2D view keys act on: the focused MPR plane (axial by default) or the view itself."""
+        view = self.active_view()
+        planes = getattr(view, "views", None)
+        if isinstance(planes, dict) and planes:
+            return next(
+                (v for v in planes.values() if v.hasFocus()),
+                planes.get("axial") or next(iter(planes.values())),
+            )
+        return getattr(view, "display", None) or view  # CineView shows its frames in a StackView
+
+    def active_state(self):
+        return getattr(self.active_plane(), "state", None)
+
+    def apply(self, key_name: str) -> bool:
+        """Run a view-state key binding (``viewer.view_state.ViewState.key_bindings``) on the active view."""
+        state = self.active_state()
+        action = state.key_bindings().get(key_name) if state is not None else None
+        if action is None:
+            return False
+        action()
+        return True
+
+    def call_state(self, fn: Callable) -> None:
+        state = self.active_state()
+        if state is not None:
+            fn(state)
+
+    def set_tool(self, tool: str) -> None:
+        for vp in self.viewports:
+            planes = getattr(vp.view, "views", None)
+            for view in planes.values() if isinstance(planes, dict) else [vp.view]:
+                setter = getattr(view, "set_tool", None)
+                if setter:
+                    setter(tool)
+        if tool in self.tool_actions:
+            self.tool_actions[tool].setChecked(True)
+
+    def set_slab(self, thickness_mm: float, mode: str = "mip") -> None:
+        """Thick-slab MIP/MinIP/average in every MPR viewport (0 mm: thin planes)."""
+        for vp in self.viewports:
+            setter = getattr(vp.view, "set_slab", None)
+            if setter:
+                setter(thickness_mm, mode)
+
+    def presets(self) -> list:
+        """W/L presets of the active 2D view (WindowPreset), or 3D rendering presets (names)."""
+        getter = getattr(self.active_plane(), "presets", None)
+        return list(getter()) if getter else []
+
+    def apply_preset_number(self, number: int) -> bool:
+        """Number keys: preset ``number`` (1-based) of the active view; 0 restores the default."""
+        state = self.active_state()
+        if state is None:
+            return False
+        if number == 0:
+            state.set_window(*state.default_window)
+            return True
+        presets = self.presets()
+        if not 1 <= number <= len(presets):
+            return False
+        preset = presets[number - 1]
+        if isinstance(preset, str):  # 3D view: rendering preset by name
+            self.active_view().set_preset(preset)
+        else:  # MprView.set_window links its three planes
+            target = self.active_view() if hasattr(self.active_view(), "set_window") else self.active_plane()
+            target.set_window(preset.window, preset.level)
+        return True
+
+    def _fill_preset_menu(self) -> None:
+        self.preset_menu.clear()
+        for n, preset in enumerate(self.presets()[:9], 1):
+            text = (
+                preset if isinstance(preset, str) else f"{preset.name}  ({preset.window:g}/{preset.level:g})"
+            )
+            action = self.preset_menu.addAction(f"{n}  {text}")
+            action.triggered.connect(lambda _=False, n=n: self.apply_preset_number(n))
+
+    def toggle_cine(self) -> None:
+        view = self.active_view()
+        for name in ("toggle_play", "toggle"):
+            fn = getattr(view, name, None)
+            if callable(fn):
+                fn()
+                return
+        player = getattr(view, "player", None)
+        if player is not None:
+            player.toggle()
+
+    def _sync_linked(self, index: int, k: int) -> None:
+        """Linked scrolling: other stacks on the same Frame of Reference follow this one."""
+        if self._syncing or self.session is None:
+            return
+        source_uid = self.session.slots[index].series_uid
+        source = self.session.volumes.get(source_uid or "")
+        if source is None:
+            return
+        self._syncing = True
+        try:
+            for group in self.session.linked_viewports().values():
+                if index not in group:
+                    continue
+                for other in group:
+                    vp = self.viewports[other]
+                    target = self.session.volumes.get(vp.series_uid or "")
+                    if other != index and target is not None and vp.view is not None:
+                        vp.view.state.set_slice(linked_slice_index(source, k, target))
+        finally:
+            self._syncing = False

@@ -1,0 +1,1 @@
+"""Workstation services without Qt: settings, the listener process, import, anonymisation, logging."""
