@@ -179,7 +179,9 @@ def _checked_charset(element: tuple[str | None, bytes] | None) -> str:
         return ""
     vr, raw = element
     name = raw.decode("ascii", "replace").strip(" \0")
-    if vr not in (None, "CS", "UN") or any(term.strip(" \0") not in python_encoding for term in name.split("\\")):
+    if vr not in (None, "CS", "UN") or any(
+        term.strip(" \0") not in python_encoding for term in name.split("\\")
+    ):
         raise InvalidDataset("Specific Character Set is not a defined term")
     return name
 
