@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
@@ -36,6 +37,7 @@ from pynetdicom.sop_class import Verification
 from dicom_net.archive import DEFAULT_MIN_FREE_BYTES, Archive, StorageFull
 from dicom_net.lifeline import die_with_parent, parent_is
 from dicom_net.listener_allow import AllowList
+from dicom_net.listener_dataphase import error_comment
 from dicom_net.listener_status import STATUS_FILE_NAME, ListenerStats, StatusWriter, record_start_failure
 from dicom_net.listener_transport import ListenerAE, ListenerServer, SharedPortListenerServer
 from dicom_net.part10 import file_meta_header
@@ -132,16 +134,21 @@ class StoreHandler:
         self.stats = stats
         self.sync_before_return = sync_before_return
 
-    def __call__(self, event: Event) -> int:
+    def __call__(self, event: Event) -> Dataset:
         """pynetdicom's EVT_C_STORE handler."""
         request = event.request
-        return self.store(
+        status, comment = self.store(
             str(request.AffectedSOPClassUID or ""),
             str(request.AffectedSOPInstanceUID or ""),
             str(event.context.transfer_syntax),
             [event.encoded_dataset(include_meta=False)],
             str(event.assoc.requestor.ae_title or ""),
         )
+        response = Dataset()
+        response.Status = status
+        if comment:
+            response.ErrorComment = error_comment(comment).decode("ascii").rstrip()
+        return response
 
     def store(
         self,
@@ -150,8 +157,11 @@ class StoreHandler:
         transfer_syntax: str,
         dataset: Sequence[bytes | bytearray | memoryview],
         calling: str,
-    ) -> int:
-        """Validate and store one received dataset (given as its fragments); returns the C-STORE status."""
+    ) -> tuple[int, str]:
+        """Validate and store one received dataset (given as its fragments).
+
+        Returns the C-STORE status and, for a failure, why (the response's Error Comment).
+        """
         try:
             data = b"".join((file_meta_header(sop_class, sop_instance, transfer_syntax, calling), *dataset))
             info = inspect_part10(data, expected_sop_class=sop_class, expected_sop_instance=sop_instance)
@@ -163,32 +173,31 @@ class StoreHandler:
                 sync_before_return=self.sync_before_return,
             )
         except InvalidDataset as exc:
-            return self._fail(exc.status, f"refused {sop_instance}: {exc}")
+            return self._fail(exc.status, sop_instance, str(exc))
         except StorageFull as exc:
-            return self._fail(STATUS_OUT_OF_RESOURCES, f"refused {sop_instance}: {exc}")
+            return self._fail(STATUS_OUT_OF_RESOURCES, sop_instance, str(exc))
         except OSError as exc:
             return self._fail(
-                STATUS_OUT_OF_RESOURCES, f"storing {sop_instance} failed: {type(exc).__name__} {exc.errno}"
+                STATUS_OUT_OF_RESOURCES, sop_instance, f"storing failed: {type(exc).__name__} {exc.errno}"
             )
         except Exception as exc:  # never let one object kill the association
             log.exception("unexpected error storing %s", sop_instance)
             self.stats.add("errors")
-            return self._fail(
-                STATUS_CANNOT_UNDERSTAND, f"storing {sop_instance} failed: {type(exc).__name__}"
-            )
+            return self._fail(STATUS_CANNOT_UNDERSTAND, sop_instance, f"storing failed: {type(exc).__name__}")
         self.stats.add({"stored": "stored", "duplicate": "duplicates", "version": "versions"}[outcome.status])
         self.stats.set_last_study(outcome.study_uid)
-        return STATUS_SUCCESS
+        return STATUS_SUCCESS, ""
 
     def echo(self) -> int:
         self.stats.add("echoes")
         return STATUS_SUCCESS
 
-    def _fail(self, status: int, message: str) -> int:
+    def _fail(self, status: int, sop_instance: str, reason: str) -> tuple[int, str]:
+        message = f"refused {sop_instance}: {reason}"
         log.warning("%s -> status 0x%04X", message, status)
         self.stats.add("failed")
         self.stats.set_last_error(message)
-        return status
+        return status, reason
 
 
 def _prefer_requestor_syntaxes(event: Event) -> None:
