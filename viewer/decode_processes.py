@@ -87,13 +87,14 @@ def start_in_background() -> None:
         threading.Thread(target=decode_processes, name="start-decoding-processes", daemon=True).start()
 
 
-def forget(pool: ProcessPoolExecutor | None) -> None:
-    """Drop a broken pool (a worker died) so the next load starts a fresh one."""
+def forget(pool: ProcessPoolExecutor | None = None) -> None:
+    """Drop a broken pool (a worker died) so the next load starts a fresh one (``pool``: only if
+    it is still the current one; None: whichever is current)."""
     global _pool
     with _lock:
-        if pool is not None and pool is _pool:
-            _pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
+        if _pool is not None and (pool is None or pool is _pool):
+            broken, _pool = _pool, None
+            broken.shutdown(wait=False, cancel_futures=True)
 
 
 def decode_file(path: str) -> np.ndarray:

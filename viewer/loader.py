@@ -60,7 +60,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -536,29 +536,32 @@ def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCall
     # first tasks (middle slices) stay in this process so the first image does not wait for them.
     in_processes = [i >= _IN_PROCESS_HEAD and _process_decodable(t) for i, t in enumerate(tasks)]
     processes = decode_processes() if sum(in_processes) >= _PROCESS_MIN_TASKS else None
+    started = processes
     futures: list[Future] = []
-    for task, remote in zip(tasks, in_processes):
-        if remote and processes is not None:
-            futures.append(processes.submit(decode_file, str(task[0][1].header.path)))
-        else:
-            futures.append(
-                pool.submit(_decode_task, task, voxels, shared.get(task[0][1].header.path), plan.checked)
-            )
+    for i, task in enumerate(tasks):
+        if in_processes[i] and processes is not None:
+            try:
+                futures.append(processes.submit(decode_file, str(task[0][1].header.path)))
+                continue
+            except (BrokenProcessPool, RuntimeError):  # a worker died earlier, or the pool shut down
+                _forget_processes(processes)
+                processes = None
+        in_processes[i] = False
+        futures.append(
+            pool.submit(_decode_task, task, voxels, shared.get(task[0][1].header.path), plan.checked)
+        )
     loaded = 0
     failed: dict[int, str] = {}
     try:
         for task, fut, remote in zip(tasks, futures, in_processes):  # middle slice first, then outwards
             try:
-                if remote and processes is not None:
-                    _store(task, {0: fut.result()[0]}, voxels, None, plan.checked)
-                    done = [k for k, _ in task]
+                if remote:
+                    done = _stored_from_process(fut, task, voxels, plan.checked, started)
                 else:
                     done = fut.result()
             except RangeOverflow:
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad file must not cost the whole series
-                if isinstance(exc, BrokenProcessPool):
-                    _forget_processes(processes)
                 failed.update((k, f"{fr.header.path.name}: {exc}") for k, fr in task)
                 continue
             for k in done:
@@ -571,6 +574,24 @@ def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCall
         raise
     if failed:
         _blank_failed_slices(plan, failed)
+
+
+def _stored_from_process(
+    fut: Future,
+    task: list[tuple[int, FrameRef]],
+    voxels: np.ndarray,
+    checked: bool,
+    processes: ProcessPoolExecutor | None,
+) -> list[int]:
+    """Store what a worker process decoded; if the pool broke (a worker was killed), forget it
+    and decode the file here instead."""
+    try:
+        stored = fut.result()
+    except BrokenProcessPool:
+        _forget_processes(processes)
+        return _decode_task(task, voxels, None, checked)
+    _store(task, {0: stored[0]}, voxels, None, checked)
+    return [k for k, _ in task]
 
 
 def _tasks(
@@ -620,7 +641,7 @@ def _looks_compressed(path: Path) -> bool:
 
 
 def _process_decodable(task: list[tuple[int, FrameRef]]) -> bool:
-    """A task worth a worker process: one compressed single-frame greyscale image (no mosaic)."""
+    """A task worth a worker process: one compressed single-frame image (no mosaic, no video)."""
     header = task[0][1].header
     layout = header.layout
     return (
@@ -628,7 +649,6 @@ def _process_decodable(task: list[tuple[int, FrameRef]]) -> bool:
         and layout.frames == 1
         and header.mosaic is None
         and not layout.native_fast_path
-        and not layout.is_color
         and not has_modality_lut(header.ds)
         and not is_video_syntax(layout.transfer_syntax)
     )

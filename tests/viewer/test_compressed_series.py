@@ -62,3 +62,28 @@ def test_a_broken_codestream_blanks_its_slice_only(tmp_path: Path) -> None:
     assert np.array_equal(voxels[1:], expected[1:])
     assert np.all(voxels[0] == expected[1:].min())  # blank: the darkest value of the other slices
     assert any("1 slice(s) could not be decoded" in w and first.name in w for w in result.warnings)
+
+
+def test_killed_decoding_processes_do_not_cost_a_slice(tmp_path: Path) -> None:
+    """A decoding worker killed between loads (out-of-memory killer, user): the next load decodes
+    everything anyway and a fresh pool serves the one after."""
+    import os
+    import signal
+
+    from viewer import decode_processes
+
+    native = write_datasets(ct_series(GEOMETRY), tmp_path / "native")
+    expected = load_series(native).volumes[0].voxels
+    files = compressed_copy(native, tmp_path / "j2k", JPEG2000Lossless)
+    assert np.array_equal(load_series(files).volumes[0].voxels, expected)
+    pool = decode_processes.decode_processes()
+    workers = list(pool._processes.values())  # noqa: SLF001 - the processes to kill
+    assert workers
+    for process in workers:
+        os.kill(process.pid, signal.SIGKILL)
+        process.join(10)
+    for _ in range(2):
+        result = load_series(files)
+        assert not result.warnings
+        assert np.array_equal(result.volumes[0].voxels, expected)
+    assert decode_processes.decode_processes() is not pool
