@@ -234,7 +234,7 @@ def bench_case(args: argparse.Namespace, case: str) -> None:
         files = generate_compressed(folder, args.compressed_slices, args.matrix, case)
     print(
         f"\n[{case}] {len(files)} slices {args.matrix}x{args.matrix} in {folder} "
-        f"(ready in {time.perf_counter() - t:.1f} s)"
+        f"(ready in {time.perf_counter() - t:.1f} s; load average {os.getloadavg()[0]:.1f})"
     )
     ours, sitk = [], []
     for _ in range(args.runs):  # interleaved so both see the same machine load
