@@ -33,10 +33,17 @@ import numpy as np
 import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.pixels.decoders.base import get_decoder
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -405,6 +412,26 @@ def apply_lut(stored: np.ndarray, ds: Dataset) -> np.ndarray:
 def read_dataset(path: str | Path) -> Dataset:
     """Full parse of a file, for the pydicom decode path."""
     try:
-        return pydicom.dcmread(path)
+        return dcmread_tolerant(path)
     except Exception as exc:
         raise DecodeError(f"cannot read {Path(path).name}: {exc}") from exc
+
+
+def dcmread_tolerant(path: str | Path, defer_size: int | None = None) -> Dataset:
+    """``pydicom.dcmread``, also of a bare data set without the Part 10 preamble and file meta
+    header (older modalities and archives write those; DCMTK and GDCM read them): accepted when
+    it names its SOP Class and Instance, with the transfer syntax it was found to use."""
+    try:
+        return pydicom.dcmread(path, defer_size=defer_size)
+    except InvalidDicomError:
+        ds = pydicom.dcmread(path, defer_size=defer_size, force=True)
+        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+            raise
+    implicit, little = ds.original_encoding
+    meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+    ds.file_meta = meta
+    return ds
