@@ -535,25 +535,34 @@ def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCall
     # Compressed single-frame files decode in worker processes (the decoders hold the GIL); the
     # first tasks (middle slices) stay in this process so the first image does not wait for them.
     in_processes = [i >= _IN_PROCESS_HEAD and _process_decodable(t) for i, t in enumerate(tasks)]
-    processes = decode_processes() if sum(in_processes) >= _PROCESS_MIN_TASKS else None
-    started = processes
-    futures: list[Future] = []
-    for i, task in enumerate(tasks):
-        if in_processes[i] and processes is not None:
+    if sum(in_processes) < _PROCESS_MIN_TASKS:
+        in_processes = [False] * len(tasks)
+    futures: list[Future | None] = [None] * len(tasks)
+
+    def here(i: int) -> None:
+        in_processes[i] = False
+        futures[i] = pool.submit(
+            _decode_task, tasks[i], voxels, shared.get(tasks[i][0][1].header.path), plan.checked
+        )
+
+    for i in range(len(tasks)):  # first what this process decodes: it must not wait for the pool
+        if not in_processes[i]:
+            here(i)
+    processes = started = decode_processes() if any(in_processes) else None
+    for i in (i for i, remote in enumerate(in_processes) if remote):
+        if processes is not None:
             try:
-                futures.append(processes.submit(decode_file, str(task[0][1].header.path)))
+                futures[i] = processes.submit(decode_file, str(tasks[i][0][1].header.path))
                 continue
             except (BrokenProcessPool, RuntimeError):  # a worker died earlier, or the pool shut down
                 _forget_processes(processes)
                 processes = None
-        in_processes[i] = False
-        futures.append(
-            pool.submit(_decode_task, task, voxels, shared.get(task[0][1].header.path), plan.checked)
-        )
+        here(i)
     loaded = 0
     failed: dict[int, str] = {}
     try:
         for task, fut, remote in zip(tasks, futures, in_processes):  # middle slice first, then outwards
+            assert fut is not None
             try:
                 if remote:
                     done = _stored_from_process(fut, task, voxels, plan.checked, started)
@@ -570,7 +579,8 @@ def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCall
                     on_slice(SliceEvent(index, k, voxels[k], plan.volume, loaded, len(frames)))
     except BaseException:
         for fut in futures:
-            fut.cancel()
+            if fut is not None:
+                fut.cancel()
         raise
     if failed:
         _blank_failed_slices(plan, failed)
