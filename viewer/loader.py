@@ -548,35 +548,45 @@ def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCall
     for i in range(len(tasks)):  # first what this process decodes: it must not wait for the pool
         if not in_processes[i]:
             here(i)
-    processes = started = decode_processes() if any(in_processes) else None
-    for i in (i for i, remote in enumerate(in_processes) if remote):
-        if processes is not None:
-            try:
-                futures[i] = processes.submit(decode_file, str(tasks[i][0][1].header.path))
-                continue
-            except (BrokenProcessPool, RuntimeError):  # a worker died earlier, or the pool shut down
-                _forget_processes(processes)
-                processes = None
-        here(i)
     loaded = 0
     failed: dict[int, str] = {}
+    started: ProcessPoolExecutor | None = None
+
+    def consume(i: int) -> None:
+        nonlocal loaded
+        task, fut = tasks[i], futures[i]
+        assert fut is not None
+        try:
+            if in_processes[i]:
+                done = _stored_from_process(fut, task, voxels, plan.checked, started)
+            else:
+                done = fut.result()
+        except RangeOverflow:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad file must not cost the whole series
+            failed.update((k, f"{fr.header.path.name}: {exc}") for k, fr in task)
+            return
+        for k in done:
+            loaded += 1
+            if on_slice is not None:
+                on_slice(SliceEvent(index, k, voxels[k], plan.volume, loaded, len(frames)))
+
     try:
-        for task, fut, remote in zip(tasks, futures, in_processes):  # middle slice first, then outwards
-            assert fut is not None
-            try:
-                if remote:
-                    done = _stored_from_process(fut, task, voxels, plan.checked, started)
-                else:
-                    done = fut.result()
-            except RangeOverflow:
-                raise
-            except Exception as exc:  # noqa: BLE001 - one bad file must not cost the whole series
-                failed.update((k, f"{fr.header.path.name}: {exc}") for k, fr in task)
-                continue
-            for k in done:
-                loaded += 1
-                if on_slice is not None:
-                    on_slice(SliceEvent(index, k, voxels[k], plan.volume, loaded, len(frames)))
+        head = min(_IN_PROCESS_HEAD, len(tasks))
+        for i in range(head):  # the middle slices, decoded here, are shown before the pool is awaited
+            consume(i)
+        processes = started = decode_processes() if any(in_processes) else None
+        for i in (i for i, remote in enumerate(in_processes) if remote):
+            if processes is not None:
+                try:
+                    futures[i] = processes.submit(decode_file, str(tasks[i][0][1].header.path))
+                    continue
+                except (BrokenProcessPool, RuntimeError):  # a worker died earlier, or the pool shut down
+                    _forget_processes(processes)
+                    processes = None
+            here(i)
+        for i in range(head, len(tasks)):  # then outwards, in order
+            consume(i)
     except BaseException:
         for fut in futures:
             if fut is not None:
