@@ -80,6 +80,7 @@ from viewer.decode import (
     read_native_frame,
     to_modality,
 )
+from viewer.decode_gil_free import GilFreeUnsuitable, decode_frames, gil_free_decodable
 from viewer.decode_processes import decode_file, decode_processes, start_in_background
 from viewer.decode_processes import forget as _forget_processes
 from viewer.geometry import analyse_positions, resample_to_regular
@@ -448,12 +449,22 @@ def _rescale_unit(rescale_type: str, modality: str) -> str:
 def _decode_task(
     frames: list[tuple[int, FrameRef]], out: np.ndarray, dataset: object = None, checked: bool = False
 ) -> list[int]:
-    """Decode frames (all of one instance) into ``out[k]``; returns the slice indices written."""
+    """Decode frames (all of one instance) into ``out[k]``; returns the slice indices written.
+
+    Native pixels are read straight from the file, greyscale JPEG Lossless / JPEG 2000 decoded
+    without the GIL (:mod:`viewer.decode_gil_free`), everything else by pydicom (``dataset``: the
+    instance already parsed in full)."""
     header = frames[0][1].header
     indices = sorted({fr.frame for _, fr in frames})
+    stored: list[np.ndarray] | None = None
     if header.layout.native_fast_path and not has_modality_lut(header.ds):
         stored = [read_native_frame(header.path, header.layout, f) for f in indices]
-    else:
+    elif _gil_free(header):
+        try:
+            stored = decode_frames(header.path, header.layout, indices, header.ds)
+        except GilFreeUnsuitable as exc:
+            log.debug("%s: %s; decoding with pydicom", header.path.name, exc)
+    if stored is None:
         ds = dataset if dataset is not None else read_dataset(header.path)
         stored = list(decode_with_pydicom(ds, None if header.layout.frames == 1 else indices))  # type: ignore[arg-type]
         dataset = ds
@@ -660,6 +671,11 @@ def _looks_compressed(path: Path) -> bool:
     return _process_decodable([(0, FrameRef(header, 0, None, None, None, None))])
 
 
+def _gil_free(header: InstanceHeader) -> bool:
+    """Single-frame greyscale JPEG Lossless / JPEG 2000: decoded in threads without the GIL."""
+    return header.layout.frames == 1 and gil_free_decodable(header.layout)
+
+
 def _process_decodable(task: list[tuple[int, FrameRef]]) -> bool:
     """A task worth a worker process: one compressed single-frame image (no mosaic, no video)."""
     header = task[0][1].header
@@ -671,6 +687,7 @@ def _process_decodable(task: list[tuple[int, FrameRef]]) -> bool:
         and not layout.native_fast_path
         and not has_modality_lut(header.ds)
         and not is_video_syntax(layout.transfer_syntax)
+        and not _gil_free(header)
     )
 
 
