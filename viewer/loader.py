@@ -27,9 +27,10 @@ DICOM video objects (MPEG-2, H.264, HEVC transfer syntaxes) are decoded by :mod:
 the Cine attributes or, without them, the stream (``metadata["frame_timing_source"]``); a video
 larger than the memory budget keeps one frame in n (with a warning) instead of being refused.
 
-Decoding runs in a thread pool (reading native pixels and numpy release the GIL); compressed
-single-frame files go to worker processes (:mod:`viewer.decode_processes`), since the JPEG
-Lossless / JPEG 2000 decoders hold the GIL, except the first (middle) slices. The volume is
+Decoding runs in a thread pool: native pixels are read with numpy and greyscale JPEG Lossless /
+JPEG 2000 decoded by imagecodecs (:mod:`viewer.decode_gil_free`), both without the GIL; other
+compressed single-frame files (JPEG-LS, RLE, colour ...), whose pydicom decoders hold the GIL,
+go to worker processes (:mod:`viewer.decode_processes`), except the first (middle) slices. The volume is
 allocated once in its final dtype (int16 for usual CT); no float copy is made unless rescale
 slope/intercept are not integral. ``memory_budget_bytes`` (default: half the available RAM)
 refuses a series whose volumes would not fit, with a clear :class:`MemoryBudgetError`.
@@ -543,8 +544,8 @@ def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCall
     frames = plan.stack.frames
     voxels = plan.volume.voxels
     tasks, shared = _tasks(frames, _middle_out(len(frames)))
-    # Compressed single-frame files decode in worker processes (the decoders hold the GIL); the
-    # first tasks (middle slices) stay in this process so the first image does not wait for them.
+    # Compressed files whose decoders hold the GIL go to worker processes; the first tasks
+    # (middle slices) stay in this process so the first image does not wait for them.
     in_processes = [i >= _IN_PROCESS_HEAD and _process_decodable(t) for i, t in enumerate(tasks)]
     if sum(in_processes) < _PROCESS_MIN_TASKS:
         in_processes = [False] * len(tasks)
