@@ -364,7 +364,7 @@ def read_header(path: str | Path) -> InstanceHeader:
     sop_class = text_value(ds, "SOPClassUID") or str(meta.get("MediaStorageSOPClassUID", "") if meta else "")
     kind = object_kind(sop_class, "PixelData" in ds and "Rows" in ds)
     if kind != "image":
-        raise NotLoadable(kind, f"{KIND_LABELS[kind]}, not an image: not loaded as one")
+        raise NotLoadable(kind, f"{KIND_LABELS[kind]}, not an image: left out")
     try:
         layout = pixel_layout(ds)
         problem = unsupported_reason(layout, ds)
