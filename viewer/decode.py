@@ -272,11 +272,7 @@ def decode_with_pydicom(ds: Dataset, frames: list[int] | None = None) -> np.ndar
     """Stored values (frames, rows, cols[, 3]) decoded by pydicom's plug-ins; colour as RGB."""
     nframes = int(ds.get("NumberOfFrames", 1) or 1)
     tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ImplicitVRLittleEndian)
-    if (
-        tsyntax == JPEGExtended12Bit
-        and int(ds.get("BitsStored", 8) or 8) > 8
-        and getattr(ds, "filename", None)
-    ):
+    if _gdcm_12_bit(str(tsyntax), int(ds.get("BitsStored", 8) or 8)) and getattr(ds, "filename", None):
         decoded_all = decode_with_gdcm(str(ds.filename))
         return decoded_all if frames is None else decoded_all[frames]
     try:
@@ -293,6 +289,16 @@ def decode_with_pydicom(ds: Dataset, frames: list[int] | None = None) -> np.ndar
     if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR":
         out = palette_to_rgb8(out, ds)
     return out
+
+
+def _gdcm_12_bit(transfer_syntax: str, bits_stored: int) -> bool:
+    return transfer_syntax == JPEGExtended12Bit and bits_stored > 8
+
+
+def decodes_whole_file(layout: PixelLayout) -> bool:
+    """Whether decoding any frame decodes them all (12-bit JPEG through GDCM): the loader then
+    decodes a multi-frame file in one task instead of chunks."""
+    return _gdcm_12_bit(layout.transfer_syntax, layout.bits_stored)
 
 
 def decode_with_gdcm(path: str) -> np.ndarray:

@@ -75,6 +75,7 @@ from viewer.decode import (
     apply_lut,
     colour_to_8bit,
     decode_with_pydicom,
+    decodes_whole_file,
     has_modality_lut,
     modality_dtype,
     read_dataset,
@@ -643,7 +644,8 @@ def _tasks(
                 ds = read_dataset(fr.header.path)
                 _ = ds.PixelData  # parse once here, not concurrently in the workers
                 shared[fr.header.path] = ds
-            if current and (current[0][1].header is not fr.header or len(current) >= _CHUNK_FRAMES):
+            chunk = fr.header.layout.frames if decodes_whole_file(fr.header.layout) else _CHUNK_FRAMES
+            if current and (current[0][1].header is not fr.header or len(current) >= chunk):
                 tasks.append(current)
                 current = []
             current.append((k, fr))
