@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -171,15 +172,29 @@ class DataPhase:
             return "aborted"
 
     def _recv_exact(self, count: int) -> bytearray:
+        """``count`` bytes; once the first arrives, the rest must follow within the socket's
+        timeout in all (a peer dribbling a PDU, or announcing more than it sends, is cut off)."""
         buf = bytearray(count)
         view = memoryview(buf)
         got = 0
-        while got < count:
-            n = self.sock.recv_into(view[got:], min(count - got, 1 << 20))
-            if n == 0:
-                break
-            got += n
-        view.release()
+        budget = self.sock.gettimeout()
+        deadline = None
+        try:
+            while got < count:
+                n = self.sock.recv_into(view[got:], min(count - got, 1 << 20))
+                if n == 0:
+                    break
+                got += n
+                if budget is not None and got < count:
+                    deadline = deadline or time.monotonic() + budget
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError("PDU not complete within the network timeout")
+                    self.sock.settimeout(remaining)
+        finally:
+            view.release()
+            if deadline is not None:
+                self.sock.settimeout(budget)
         if got < count:
             del buf[got:]
         return buf

@@ -32,10 +32,17 @@ class ListenerSettings:
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
+    # TLS without a CA authenticates no client: only with this explicit choice (listener's --tls-no-client-auth)
+    tls_no_client_auth: bool = False
+    acse_timeout: int = 30  # seconds a connection has to send its whole association request (ARTIM)
 
     @property
     def tls_enabled(self) -> bool:
         return bool(self.tls_cert and self.tls_key)
+
+    @property
+    def tls_open_to_any_client(self) -> bool:
+        return self.tls_enabled and not self.tls_ca
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ class GeneralSettings:
     outbox_retention_days: int = (
         30  # delivered report payloads and chat histories (PHI) are deleted after this
     )
+    lock_after_minutes: int = 15  # the workstation locks after this long without input (0: never)
 
 
 @dataclass(frozen=True)
@@ -172,13 +180,14 @@ def parse_settings(
 
     Keys absent from ``form`` keep their value from ``base``. Raises :class:`SettingsError`
     listing every invalid field; nothing is partially applied. ``check_paths=False`` (loading a
-    saved file) keeps TLS files and the model folder even when they are missing right now: the
-    listener and the model then say what is missing, instead of TLS being silently dropped.
+    saved file) keeps TLS files and the model folder even when they are missing right now, and TLS
+    without a CA even when open to any client was not chosen: the listener and the model then say
+    what is wrong, instead of TLS being silently dropped.
     """
     merged = (base or AppSettings()).to_form()
     unknown = set(form) - set(merged)
     errors: dict[str, str] = {k: "unknown setting" for k in sorted(unknown)}
-    path_errors: dict[str, str] = errors if check_paths else {}
+    apply_errors: dict[str, str] = errors if check_paths else {}  # checked only when a form is applied
     merged.update({k: v for k, v in form.items() if k in merged})
     g = merged.get
 
@@ -186,8 +195,8 @@ def parse_settings(
     for a in allowed:
         if not AE_TITLE_RE.match(a):
             errors["listener.allowed_aets"] = f"not a valid AE title: {a!r}"
-    cert = _existing_file(g("listener.tls_cert", ""), path_errors, "listener.tls_cert")
-    key = _existing_file(g("listener.tls_key", ""), path_errors, "listener.tls_key")
+    cert = _existing_file(g("listener.tls_cert", ""), apply_errors, "listener.tls_cert")
+    key = _existing_file(g("listener.tls_key", ""), apply_errors, "listener.tls_key")
     if bool(cert) != bool(key):
         errors.setdefault(
             "listener.tls_key" if cert else "listener.tls_cert", "TLS needs both a certificate and a key"
@@ -204,8 +213,19 @@ def parse_settings(
         allowed_aets=allowed,
         tls_cert=cert,
         tls_key=key,
-        tls_ca=_existing_file(g("listener.tls_ca", ""), path_errors, "listener.tls_ca"),
+        tls_ca=_existing_file(g("listener.tls_ca", ""), apply_errors, "listener.tls_ca"),
+        tls_no_client_auth=_bool(g("listener.tls_no_client_auth", ""), errors, "listener.tls_no_client_auth"),
+        acse_timeout=_int_range(g("listener.acse_timeout", ""), errors, "listener.acse_timeout", 1, 600),
     )
+    if listener.tls_open_to_any_client and not listener.tls_no_client_auth:
+        # checked when the form is applied; a stored file keeps its values and the listener,
+        # which refuses to start so, says why in the status bar
+        apply_errors["listener.tls_ca"] = (
+            "without a CA any client gets in: give the CA that signs your modalities' certificates, "
+            "or tick 'accept TLS clients without a certificate'"
+        )
+    elif listener.tls_no_client_auth and listener.tls_ca:
+        errors["listener.tls_no_client_auth"] = "with a CA, clients must present a certificate: untick this"
 
     host = g("ris.host", "").strip()
     ris_enabled = _bool(g("ris.enabled", ""), errors, "ris.enabled")
@@ -228,7 +248,7 @@ def parse_settings(
 
     folder = g("model.folder", "").strip()
     if folder and not Path(folder).is_dir():
-        path_errors["model.folder"] = f"folder not found: {folder}"
+        apply_errors["model.folder"] = f"folder not found: {folder}"
     device = g("model.device", "").strip().lower()
     if device not in DEVICES:
         errors["model.device"] = f"one of {', '.join(DEVICES)}"
@@ -244,6 +264,9 @@ def parse_settings(
         predraft=_bool(g("general.predraft", ""), errors, "general.predraft"),
         outbox_retention_days=_int_range(
             g("general.outbox_retention_days", ""), errors, "general.outbox_retention_days", 1, 3650
+        ),
+        lock_after_minutes=_int_range(
+            g("general.lock_after_minutes", ""), errors, "general.lock_after_minutes", 0, 720
         ),
     )
     if errors:
