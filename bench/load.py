@@ -7,8 +7,9 @@ Generates (once, cached in DIR) a phantom CT of SLICES x MATRIX x MATRIX uncompr
 shuffled file names, and COMPRESSED_SLICES noisy phantom slices (CT-like noise, SD 20 HU, so the
 codecs work as hard as on real CT) stored as JPEG Lossless SV1 (DCMTK dcmcjpeg) and as JPEG 2000
 lossless (pydicom + OpenJPEG). Each case is loaded in fresh subprocesses (page cache warm, as
-after a C-STORE); for the compressed cases "ours" includes starting the decoding processes, and a
-second load in the same process (processes already running) is shown too:
+after a C-STORE; ours decodes both in threads without the GIL, see viewer.decode_gil_free), and
+a second load in the same process is shown too (for syntaxes that use the decoding processes,
+those are then already running):
 
 * ours: time to the first image on screen (preview decoded and windowed to uint8), time to the
   middle slice of the sorted volume, time to the full volume, peak RSS growth;
