@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
         page_layout.addWidget(self.browser, 1)
 
         self.reading = ReadingWidget(self.tasks, self.thumbnails, self)
+        self.reading.status_message.connect(lambda text: self.statusBar().showMessage(text, 30000))
         self.tabs = QTabWidget(self)
         self.tabs.addTab(browser_page, "Studies")
         self.tabs.addTab(self.reading, "Reading")

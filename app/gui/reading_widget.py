@@ -31,6 +31,7 @@ from app.reading.layouts import Layout, ViewKind
 from app.reading.session import ReadingSession, linked_slice_index
 from app.reading.study_list import format_date, patient_banner
 from app.reading.thumbnails import ThumbnailCache
+from viewer.loader import describe_skipped
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,9 @@ class ReadingWidget(QWidget):
         prior = self.session.prior_of(series_uid)
         caption = f"PRIOR {format_date(prior.study_date)} {prior.description}".strip() if prior else ""
         view = vp.show_volume(series_uid, kind, self.session.volumes[series_uid], caption)
+        skipped = self.session.skipped.get(series_uid)
+        if skipped:
+            self.status_message.emit(f"Not loaded from this series: {describe_skipped(skipped)}")
         signal = getattr(view, "slice_changed", None)
         if signal is not None:
             signal.connect(lambda k, i=vp.index: self._sync_linked(i, k))

@@ -29,6 +29,7 @@ from app.services.task_types import Cancelled
 from dicom_net.archive import Archive
 from dicom_net.archive_index import SeriesRecord, StudyRecord
 from viewer.loader import SliceEvent, load_series
+from viewer.series import SkippedFile
 from viewer.volume import Volume
 
 
@@ -65,6 +66,7 @@ class ReadingSession:
         self.priors: list[StudyRecord] = find_priors(archive, self.study)
         self.prior_series: dict[str, tuple[SeriesInfo, StudyRecord]] = {}  # shown priors' series
         self.volumes: dict[str, Volume] = {}
+        self.skipped: dict[str, list[SkippedFile]] = {}  # per series: files the load left out
         self._lock = threading.Lock()
         self.listeners: list[Callable[[str], None]] = []
         hanging: Hanging = default_hanging(infos)
@@ -107,6 +109,7 @@ class ReadingSession:
             del self.prior_series[uid]
             self.paths.pop(uid, None)
             self.volumes.pop(uid, None)
+            self.skipped.pop(uid, None)
         self.slots = [Slot(None, ViewKind.STACK) if s.series_uid in gone else s for s in self.slots]
         self._changed("priors")
         return True
@@ -178,6 +181,7 @@ class ReadingSession:
         volume = max(result.volumes, key=lambda v: v.voxels.shape[0])
         with self._lock:
             self.volumes[series_uid] = volume
+            self.skipped[series_uid] = list(result.skipped)
         return volume
 
 
