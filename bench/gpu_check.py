@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench.inference import PROMPTS, SHAPES, bytes_per_decode_token, measure_bandwidth  # noqa: E402
-from dicom_net.atomic import write_bytes_atomic  # noqa: E402
+from hulu_common.atomic import write_bytes_atomic  # noqa: E402
 from inference.engine import Engine, GenerationRequest  # noqa: E402
 from inference.loading import load_model  # noqa: E402
 from inference.quantization import module_bytes  # noqa: E402

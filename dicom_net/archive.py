@@ -47,9 +47,9 @@ from pathlib import Path
 
 from dicom_net import archive_index as idx
 from dicom_net.archive_index import InstanceRecord, SeriesInOtherStudy, SeriesRecord, StudyRecord
-from dicom_net.atomic import write_bytes_atomic
 from dicom_net.header_scan import MalformedDataset, read_meta
 from dicom_net.validation import ArchiveError, HeaderInfo, InvalidDataset, inspect_part10
+from hulu_common.atomic import write_bytes_atomic
 
 __all__ = [
     "Archive",

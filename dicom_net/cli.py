@@ -11,6 +11,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from dicom_net.ae_titles import validate_ae_title
 from dicom_net.paths import default_archive_dir
 
 
@@ -23,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Receive studies by DICOM C-STORE until SIGTERM/Ctrl-C. Writes "
         "<archive>/listener-status.json for the GUI.",
     )
-    receive.add_argument("--aet", default=DEFAULT_AET, help=f"our AE title (default {DEFAULT_AET})")
+    receive.add_argument(
+        "--aet", type=_ae_title_arg, default=DEFAULT_AET, help=f"our AE title (default {DEFAULT_AET})"
+    )
     receive.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
     receive.add_argument(
         "--host",
@@ -221,3 +224,10 @@ def _archive(args: argparse.Namespace) -> int:
                 f"{s.description[:40]}"
             )
     return 0
+
+
+def _ae_title_arg(text: str) -> str:
+    try:
+        return validate_ae_title(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -34,6 +34,7 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification
 
+from dicom_net.ae_titles import WORKSTATION_AE_TITLE
 from dicom_net.archive import DEFAULT_MIN_FREE_BYTES, Archive, StorageFull
 from dicom_net.lifeline import die_with_parent, parent_is
 from dicom_net.listener_allow import AllowList
@@ -50,7 +51,7 @@ _T = TypeVar("_T")
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
-DEFAULT_AET = "HULUWS"
+DEFAULT_AET = WORKSTATION_AE_TITLE
 DEFAULT_PORT = 11112
 DEFAULT_MAX_PDU = 256 * 1024
 MAX_DATASET_BYTES = 4 * 1024**3  # largest single received dataset by default (held in memory)

@@ -1,6 +1,6 @@
 """Counters shared by the receiver processes and the status file the GUI reads.
 
-``<archive>/listener-status.json`` is replaced atomically (:mod:`dicom_net.atomic`) so a reader never
+``<archive>/listener-status.json`` is replaced atomically (:mod:`hulu_common.atomic`) so a reader never
 sees half a file. It carries UIDs and counts only, never patient data. It names the writing
 process (PID and start time); :func:`read_status` reports a "running" listener that is gone as "dead".
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from dicom_net.atomic import write_bytes_atomic
+from hulu_common.atomic import write_bytes_atomic
 
 STATUS_FILE_NAME = "listener-status.json"
 COUNTERS = ("associations", "rejected", "echoes", "stored", "duplicates", "versions", "failed", "errors")

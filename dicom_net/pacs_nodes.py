@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
-from dicom_net.atomic import write_bytes_atomic
+from dicom_net.ae_titles import WORKSTATION_AE_TITLE, validate_ae_title
 from dicom_net.paths import config_dir
+from hulu_common.atomic import write_bytes_atomic
 
 RETRIEVE_METHODS = ("move", "get")
 # Same as the listener's default AE title: one entry in the PACS then allows our queries and
 # names the destination that C-MOVE sends to.
-DEFAULT_CALLING_AET = "HULUWS"
+DEFAULT_CALLING_AET = WORKSTATION_AE_TITLE
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DICOMWEB = "dicomweb"  # the "kind" of a DICOMweb node in the nodes file (DIMSE nodes have none)
 _FILE_VERSION = 1
@@ -56,20 +57,6 @@ def _check_name(name: object) -> None:
 def _check_timeout(timeout_s: object) -> None:
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= 3600:
         raise PacsNodeError(f"timeout {timeout_s!r} must be between 0 and 3600 seconds")
-
-
-def validate_ae_title(value: str, what: str = "AE title") -> str:
-    """Return ``value`` if it is a valid DICOM AE title (1-16 printable ASCII, no backslash)."""
-    if not isinstance(value, str):
-        raise PacsNodeError(f"{what} must be text, got {type(value).__name__}")
-    stripped = value.strip()
-    if not stripped:
-        raise PacsNodeError(f"{what} must not be empty")
-    if len(stripped) > 16:
-        raise PacsNodeError(f"{what} {stripped!r} is longer than 16 characters")
-    if any(not (0x20 <= ord(c) < 0x7F) or c == "\\" for c in stripped):
-        raise PacsNodeError(f"{what} {stripped!r} may hold only printable ASCII without backslash")
-    return stripped
 
 
 @dataclass(frozen=True)
@@ -110,8 +97,11 @@ class PacsNode:
 
     def __post_init__(self) -> None:
         _check_name(self.name)
-        object.__setattr__(self, "aet", validate_ae_title(self.aet, "PACS AE title"))
-        object.__setattr__(self, "calling_aet", validate_ae_title(self.calling_aet, "calling AE title"))
+        try:
+            object.__setattr__(self, "aet", validate_ae_title(self.aet, "PACS AE title"))
+            object.__setattr__(self, "calling_aet", validate_ae_title(self.calling_aet, "calling AE title"))
+        except ValueError as exc:
+            raise PacsNodeError(str(exc)) from None
         if (
             not isinstance(self.host, str)
             or not self.host.strip()

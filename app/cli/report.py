@@ -36,6 +36,7 @@ from app.reporting.preflight import check_before_signing
 from app.reporting.report import Report, ReportError, ReportStatus, StudyInfo
 from app.reporting.studies import study_info, study_series_paths
 from app.reporting.users import UserError, UserStore, read_password
+from dicom_net.ae_titles import WORKSTATION_AE_TITLE
 
 log = logging.getLogger(__name__)
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QUEUED, EXIT_AUTH = 1, 2, 3, 4
@@ -72,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     send.add_argument("--ris", help="RIS MLLP address HOST:PORT")
     send.add_argument("--pacs", help="PACS node name (see `hulu-workstation pacs`)")
     send.add_argument("--archive", type=Path, help="archive folder (default: the workstation's)")
-    send.add_argument("--sending-application", default="HULUWS")
+    send.add_argument("--sending-application", default=WORKSTATION_AE_TITLE)
     send.add_argument("--receiving-application", default="RIS")
     send.add_argument(
         "--ack-timeout",

@@ -20,6 +20,7 @@ from app.reporting.mllp import MllpEndpoint
 from app.reporting.outbox import Outbox, OutboxMessage, State
 from app.reporting.report import Report, ReportError, ReportStatus
 from app.reporting.ris_status import first_final_status
+from dicom_net.ae_titles import WORKSTATION_AE_TITLE
 
 
 class AlreadyQueued(ReportError):
@@ -54,7 +55,7 @@ def queue_report_to_ris(
     outbox: Outbox,
     ris: str,
     *,
-    sending_application: str = "HULU-WS",
+    sending_application: str = WORKSTATION_AE_TITLE,
     sending_facility: str = "",
     receiving_application: str = "RIS",
     receiving_facility: str = "",

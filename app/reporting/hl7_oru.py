@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from app.reporting.report import SECTION_KINDS, Report, ReportStatus
+from dicom_net.ae_titles import WORKSTATION_AE_TITLE
 
 SEGMENT_END = "\r"
 ENCODING_CHARACTERS = "^~\\&"
@@ -91,7 +92,7 @@ class OruR01:
         report: Report,
         *,
         control_id: str,
-        sending_application: str = "HULU-WS",
+        sending_application: str = WORKSTATION_AE_TITLE,
         sending_facility: str = "",
         receiving_application: str = "RIS",
         receiving_facility: str = "",

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE VR: 16 chars, no backslash
+from dicom_net.ae_titles import WORKSTATION_AE_TITLE, validate_ae_title
+
 HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-:]{0,252})$")
 HL7_NAME_RE = re.compile(r"^[^|^~\\&\r\n]{1,180}$")  # must not contain HL7 delimiters
 
@@ -26,7 +27,7 @@ QUANTIZATIONS = ("auto", "none", "int8", "nf4", "int4")
 class ListenerSettings:
     """Our C-STORE SCP: the called AE title, port, allowed calling AEs, optional TLS files."""
 
-    aet: str = "HULUWS"
+    aet: str = WORKSTATION_AE_TITLE
     port: int = 11112
     host: str = "127.0.0.1"  # bind address: 0.0.0.0 to receive from modalities on the network
     allowed_aets: tuple[str, ...] = ()
@@ -53,7 +54,7 @@ class RisSettings:
     enabled: bool = False
     host: str = ""
     port: int = 2575
-    sending_application: str = "HULUWS"
+    sending_application: str = WORKSTATION_AE_TITLE  # MSH-3: the same name as on the DICOM side
     sending_facility: str = "RADIOLOGY"
     receiving_application: str = "RIS"
     receiving_facility: str = "HOSPITAL"
@@ -144,10 +145,11 @@ def _port(text: str, errors: dict[str, str], key: str) -> int:
 
 
 def _ae(text: str, errors: dict[str, str], key: str) -> str:
-    text = text.strip()
-    if not AE_TITLE_RE.match(text) or not text.strip():
+    try:
+        return validate_ae_title(text)
+    except ValueError:
         errors[key] = "an AE title of 1-16 printable characters, no backslash"
-    return text
+        return text.strip()
 
 
 def _existing_file(text: str, errors: dict[str, str], key: str) -> str:
@@ -194,7 +196,9 @@ def parse_settings(
 
     allowed = tuple(a.strip() for a in re.split(r"[,\s]+", g("listener.allowed_aets", "")) if a.strip())
     for a in allowed:
-        if not AE_TITLE_RE.match(a):
+        try:
+            validate_ae_title(a)
+        except ValueError:
             errors["listener.allowed_aets"] = f"not a valid AE title: {a!r}"
     cert = _existing_file(g("listener.tls_cert", ""), apply_errors, "listener.tls_cert")
     key = _existing_file(g("listener.tls_key", ""), apply_errors, "listener.tls_key")
