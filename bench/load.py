@@ -7,8 +7,9 @@ Generates (once, cached in DIR) a phantom CT of SLICES x MATRIX x MATRIX uncompr
 shuffled file names, and COMPRESSED_SLICES noisy phantom slices (CT-like noise, SD 20 HU, so the
 codecs work as hard as on real CT) stored as JPEG Lossless SV1 (DCMTK dcmcjpeg) and as JPEG 2000
 lossless (pydicom + OpenJPEG). Each case is loaded in fresh subprocesses (page cache warm, as
-after a C-STORE); for the compressed cases "ours" includes starting the decoding processes, and a
-second load in the same process (processes already running) is shown too:
+after a C-STORE; ours decodes both in threads without the GIL, see viewer.decode_gil_free), and
+a second load in the same process is shown too (for syntaxes that use the decoding processes,
+those are then already running):
 
 * ours: time to the first image on screen (preview decoded and windowed to uint8), time to the
   middle slice of the sorted volume, time to the full volume, peak RSS growth;
@@ -17,8 +18,9 @@ second load in the same process (processes already running) is shown too:
   and 10 mm MIP slabs (vtkImageReslice), best of 3.
 
 Prints the median of RUNS runs and, per case, the full-load time ratio ours / SimpleITK (aim:
-<= 0.5). Anchors (2-core CPU): 0.7-1.4 s for 500 slices, first image ~3 ms; oblique 512^2 ~20 ms,
-slab MIP 95-345 ms.
+<= 0.5), and the CPU seconds each used (ours with its decoding processes): on a busy shared
+machine the wall-clock ratio swings with the other load, CPU seconds much less. Anchors (2-core
+CPU): 0.7-1.4 s for 500 slices, first image ~3 ms; oblique 512^2 ~20 ms, slab MIP 95-345 ms.
 """
 
 from __future__ import annotations
@@ -41,6 +43,21 @@ sys.path.insert(0, str(ROOT))
 def rss_mib() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def cpu_s() -> float:
+    """CPU seconds used by this process and its descendants, live (the decoding workers) or ended:
+    a figure that does not depend on how busy the machine is."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:4])  # user, system, children_user, children_system
+    for proc in me.children(recursive=True):
+        try:
+            total += sum(proc.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            continue
+    return total
 
 
 def peak_rss_mib() -> float:
@@ -108,6 +125,7 @@ def run_ours(folder: Path, workers: int | None, planes: bool) -> dict[str, float
     files = sorted(folder.glob("*.dcm"))
     base = rss_mib()
     marks: dict[str, float] = {}
+    c0 = cpu_s()
     t0 = time.perf_counter()
 
     def on_slice(event: object) -> None:
@@ -119,6 +137,7 @@ def run_ours(folder: Path, workers: int | None, planes: bool) -> dict[str, float
 
     result = load_series(files, on_slice=on_slice, workers=workers)
     marks["full_volume_s"] = time.perf_counter() - t0
+    marks["cpu_s"] = cpu_s() - c0
     volume = result.volumes[0]
     marks["peak_rss_growth_mib"] = peak_rss_mib() - base
     marks["volume_mib"] = volume.voxels.nbytes / 2**20
@@ -126,9 +145,10 @@ def run_ours(folder: Path, workers: int | None, planes: bool) -> dict[str, float
     if planes:
         marks.update(time_planes(volume))
     del result, volume
-    t = time.perf_counter()
+    c, t = cpu_s(), time.perf_counter()
     load_series(files, workers=workers)
     marks["second_load_s"] = time.perf_counter() - t
+    marks["second_cpu_s"] = cpu_s() - c
     return marks
 
 
@@ -163,14 +183,17 @@ def run_sitk(folder: Path) -> dict[str, float]:
     import SimpleITK as sitk
 
     base = rss_mib()
+    c0 = cpu_s()
     t0 = time.perf_counter()
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
     image = reader.Execute()
     elapsed = time.perf_counter() - t0
+    used = cpu_s() - c0
     array = sitk.GetArrayViewFromImage(image)
     return {
         "full_volume_s": elapsed,
+        "cpu_s": used,
         "peak_rss_growth_mib": peak_rss_mib() - base,
         "volume_mib": array.nbytes / 2**20,
         "checksum": float(np.asarray(array[len(array) // 2], dtype=np.int64).sum()),
@@ -234,7 +257,7 @@ def bench_case(args: argparse.Namespace, case: str) -> None:
         files = generate_compressed(folder, args.compressed_slices, args.matrix, case)
     print(
         f"\n[{case}] {len(files)} slices {args.matrix}x{args.matrix} in {folder} "
-        f"(ready in {time.perf_counter() - t:.1f} s)"
+        f"(ready in {time.perf_counter() - t:.1f} s; load average {os.getloadavg()[0]:.1f})"
     )
     ours, sitk = [], []
     for _ in range(args.runs):  # interleaved so both see the same machine load
@@ -245,7 +268,8 @@ def bench_case(args: argparse.Namespace, case: str) -> None:
     print(
         f"ours:      first image {median(ours, 'first_image_s') * 1e3:7.1f} ms | "
         f"middle sorted slice {median(ours, 'first_sorted_slice_s') * 1e3:7.1f} ms | "
-        f"full volume {median(ours, 'full_volume_s'):6.3f} s (second load {median(ours, 'second_load_s'):6.3f} s)"
+        f"full volume {median(ours, 'full_volume_s'):6.3f} s, CPU {median(ours, 'cpu_s'):.2f} s "
+        f"(second load {median(ours, 'second_load_s'):6.3f} s, CPU {median(ours, 'second_cpu_s'):.2f} s)"
         f" | peak RSS +{median(ours, 'peak_rss_growth_mib'):.0f} MiB (volume {ours[0]['volume_mib']:.0f} MiB)"
     )
     if case == "native":
@@ -261,7 +285,7 @@ def bench_case(args: argparse.Namespace, case: str) -> None:
         )
         print(f"planes: {planes}")
     print(
-        f"SimpleITK: full volume {median(sitk, 'full_volume_s'):6.3f} s | "
+        f"SimpleITK: full volume {median(sitk, 'full_volume_s'):6.3f} s, CPU {median(sitk, 'cpu_s'):.2f} s | "
         f"peak RSS +{median(sitk, 'peak_rss_growth_mib'):.0f} MiB (volume {sitk[0]['volume_mib']:.0f} MiB)"
     )
     ratio = median(ours, "full_volume_s") / median(sitk, "full_volume_s")

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer
+
+from hulu_common.atomic import write_bytes_atomic
 
 IMAGE_TOKEN = "<image>"
 SUPPORTED_MODEL_TYPES = ("hulumed_qwen2", "hulumed_qwen3")
@@ -245,14 +246,7 @@ def _load_hash_cache(cache: Path | None) -> dict[str, list]:
 
 
 def _save_hash_cache(cache: Path, entries: dict[str, list]) -> None:
-    """Atomic write (temp file, fsync, rename)."""
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(entries, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(cache)
+    write_bytes_atomic(cache, json.dumps(entries).encode("utf-8"))
 
 
 def _file_digest(path: Path, cache: dict[str, list]) -> str:

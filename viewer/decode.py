@@ -33,10 +33,17 @@ import numpy as np
 import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.pixels.decoders.base import get_decoder
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -265,11 +272,7 @@ def decode_with_pydicom(ds: Dataset, frames: list[int] | None = None) -> np.ndar
     """Stored values (frames, rows, cols[, 3]) decoded by pydicom's plug-ins; colour as RGB."""
     nframes = int(ds.get("NumberOfFrames", 1) or 1)
     tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ImplicitVRLittleEndian)
-    if (
-        tsyntax == JPEGExtended12Bit
-        and int(ds.get("BitsStored", 8) or 8) > 8
-        and getattr(ds, "filename", None)
-    ):
+    if _gdcm_12_bit(str(tsyntax), int(ds.get("BitsStored", 8) or 8)) and getattr(ds, "filename", None):
         decoded_all = decode_with_gdcm(str(ds.filename))
         return decoded_all if frames is None else decoded_all[frames]
     try:
@@ -286,6 +289,16 @@ def decode_with_pydicom(ds: Dataset, frames: list[int] | None = None) -> np.ndar
     if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR":
         out = palette_to_rgb8(out, ds)
     return out
+
+
+def _gdcm_12_bit(transfer_syntax: str, bits_stored: int) -> bool:
+    return transfer_syntax == JPEGExtended12Bit and bits_stored > 8
+
+
+def decodes_whole_file(layout: PixelLayout) -> bool:
+    """Whether decoding any frame decodes them all (12-bit JPEG through GDCM): the loader then
+    decodes a multi-frame file in one task instead of chunks."""
+    return _gdcm_12_bit(layout.transfer_syntax, layout.bits_stored)
 
 
 def decode_with_gdcm(path: str) -> np.ndarray:
@@ -405,6 +418,26 @@ def apply_lut(stored: np.ndarray, ds: Dataset) -> np.ndarray:
 def read_dataset(path: str | Path) -> Dataset:
     """Full parse of a file, for the pydicom decode path."""
     try:
-        return pydicom.dcmread(path)
+        return dcmread_tolerant(path)
     except Exception as exc:
         raise DecodeError(f"cannot read {Path(path).name}: {exc}") from exc
+
+
+def dcmread_tolerant(path: str | Path, defer_size: int | None = None) -> Dataset:
+    """``pydicom.dcmread``, also of a bare data set without the Part 10 preamble and file meta
+    header (older modalities and archives write those; DCMTK and GDCM read them): accepted when
+    it names its SOP Class and Instance, with the transfer syntax it was found to use."""
+    try:
+        return pydicom.dcmread(path, defer_size=defer_size)
+    except InvalidDicomError:
+        ds = pydicom.dcmread(path, defer_size=defer_size, force=True)
+        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+            raise
+    implicit, little = ds.original_encoding
+    meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+    ds.file_meta = meta
+    return ds

@@ -1,10 +1,11 @@
 """Worker processes for decoding compressed images in parallel.
 
-pydicom's JPEG Lossless / JPEG 2000 / JPEG-LS decoders hold the GIL (~5-10 ms a 512² slice), so
-threads decode one slice at a time. The loader hands compressed single-frame files to these
-processes instead. The pool starts on first use (forkserver: no copy of the caller's threads or
-Qt state; the server preloads the decoder modules once) and is kept for later loads; its workers
-exit with the application. ``HULU_DECODE_PROCESSES=0`` turns it off (decode in threads), a number
+pydicom's decoders (GDCM, pylibjpeg, pyjpegls) hold the GIL (~5-10 ms a 512² lossless slice), so
+threads decode one slice at a time. The loader hands compressed single-frame files that
+:mod:`viewer.decode_gil_free` does not take (JPEG-LS, RLE, colour JPEG ...) to these processes.
+The pool starts on first use (forkserver: no copy of the caller's threads or Qt state; the server
+preloads the decoder modules once) and is kept for later loads; its workers exit with the
+application. ``HULU_DECODE_PROCESSES=0`` turns it off (decode in threads), a number
 sets the worker count (default: the CPUs this process may use, at most 8; none on one CPU).
 """
 
@@ -87,13 +88,14 @@ def start_in_background() -> None:
         threading.Thread(target=decode_processes, name="start-decoding-processes", daemon=True).start()
 
 
-def forget(pool: ProcessPoolExecutor | None) -> None:
-    """Drop a broken pool (a worker died) so the next load starts a fresh one."""
+def forget(pool: ProcessPoolExecutor | None = None) -> None:
+    """Drop a broken pool (a worker died) so the next load starts a fresh one (``pool``: only if
+    it is still the current one; None: whichever is current)."""
     global _pool
     with _lock:
-        if pool is not None and pool is _pool:
-            _pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
+        if _pool is not None and (pool is None or pool is _pool):
+            broken, _pool = _pool, None
+            broken.shutdown(wait=False, cancel_futures=True)
 
 
 def decode_file(path: str) -> np.ndarray:

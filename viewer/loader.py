@@ -27,9 +27,10 @@ DICOM video objects (MPEG-2, H.264, HEVC transfer syntaxes) are decoded by :mod:
 the Cine attributes or, without them, the stream (``metadata["frame_timing_source"]``); a video
 larger than the memory budget keeps one frame in n (with a warning) instead of being refused.
 
-Decoding runs in a thread pool (reading native pixels and numpy release the GIL); compressed
-single-frame files go to worker processes (:mod:`viewer.decode_processes`), since the JPEG
-Lossless / JPEG 2000 decoders hold the GIL, except the first (middle) slices. The volume is
+Decoding runs in a thread pool: native pixels are read with numpy and greyscale JPEG Lossless /
+JPEG 2000 decoded by imagecodecs (:mod:`viewer.decode_gil_free`), both without the GIL; other
+compressed single-frame files (JPEG-LS, RLE, colour ...), whose pydicom decoders hold the GIL,
+go to worker processes (:mod:`viewer.decode_processes`), except the first (middle) slices. The volume is
 allocated once in its final dtype (int16 for usual CT); no float copy is made unless rescale
 slope/intercept are not integral. ``memory_budget_bytes`` (default: half the available RAM)
 refuses a series whose volumes would not fit, with a clear :class:`MemoryBudgetError`.
@@ -60,7 +61,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,12 +75,14 @@ from viewer.decode import (
     apply_lut,
     colour_to_8bit,
     decode_with_pydicom,
+    decodes_whole_file,
     has_modality_lut,
     modality_dtype,
     read_dataset,
     read_native_frame,
     to_modality,
 )
+from viewer.decode_gil_free import GilFreeUnsuitable, decode_frames, gil_free_decodable
 from viewer.decode_processes import decode_file, decode_processes, start_in_background
 from viewer.decode_processes import forget as _forget_processes
 from viewer.geometry import analyse_positions, resample_to_regular
@@ -448,12 +451,22 @@ def _rescale_unit(rescale_type: str, modality: str) -> str:
 def _decode_task(
     frames: list[tuple[int, FrameRef]], out: np.ndarray, dataset: object = None, checked: bool = False
 ) -> list[int]:
-    """Decode frames (all of one instance) into ``out[k]``; returns the slice indices written."""
+    """Decode frames (all of one instance) into ``out[k]``; returns the slice indices written.
+
+    Native pixels are read straight from the file, greyscale JPEG Lossless / JPEG 2000 decoded
+    without the GIL (:mod:`viewer.decode_gil_free`), everything else by pydicom (``dataset``: the
+    instance already parsed in full)."""
     header = frames[0][1].header
     indices = sorted({fr.frame for _, fr in frames})
+    stored: list[np.ndarray] | None = None
     if header.layout.native_fast_path and not has_modality_lut(header.ds):
         stored = [read_native_frame(header.path, header.layout, f) for f in indices]
-    else:
+    elif _gil_free(header):
+        try:
+            stored = decode_frames(header.path, header.layout, indices, header.ds)
+        except GilFreeUnsuitable as exc:
+            log.debug("%s: %s; decoding with pydicom", header.path.name, exc)
+    if stored is None:
         ds = dataset if dataset is not None else read_dataset(header.path)
         stored = list(decode_with_pydicom(ds, None if header.layout.frames == 1 else indices))  # type: ignore[arg-type]
         dataset = ds
@@ -532,45 +545,86 @@ def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCall
     frames = plan.stack.frames
     voxels = plan.volume.voxels
     tasks, shared = _tasks(frames, _middle_out(len(frames)))
-    # Compressed single-frame files decode in worker processes (the decoders hold the GIL); the
-    # first tasks (middle slices) stay in this process so the first image does not wait for them.
+    # Compressed files whose decoders hold the GIL go to worker processes; the first tasks
+    # (middle slices) stay in this process so the first image does not wait for them.
     in_processes = [i >= _IN_PROCESS_HEAD and _process_decodable(t) for i, t in enumerate(tasks)]
-    processes = decode_processes() if sum(in_processes) >= _PROCESS_MIN_TASKS else None
-    futures: list[Future] = []
-    for task, remote in zip(tasks, in_processes):
-        if remote and processes is not None:
-            futures.append(processes.submit(decode_file, str(task[0][1].header.path)))
-        else:
-            futures.append(
-                pool.submit(_decode_task, task, voxels, shared.get(task[0][1].header.path), plan.checked)
-            )
+    if sum(in_processes) < _PROCESS_MIN_TASKS:
+        in_processes = [False] * len(tasks)
+    futures: list[Future | None] = [None] * len(tasks)
+
+    def here(i: int) -> None:
+        in_processes[i] = False
+        futures[i] = pool.submit(
+            _decode_task, tasks[i], voxels, shared.get(tasks[i][0][1].header.path), plan.checked
+        )
+
+    for i in range(len(tasks)):  # first what this process decodes: it must not wait for the pool
+        if not in_processes[i]:
+            here(i)
     loaded = 0
     failed: dict[int, str] = {}
+    started: ProcessPoolExecutor | None = None
+
+    def consume(i: int) -> None:
+        nonlocal loaded
+        task, fut = tasks[i], futures[i]
+        assert fut is not None
+        try:
+            if in_processes[i]:
+                done = _stored_from_process(fut, task, voxels, plan.checked, started)
+            else:
+                done = fut.result()
+        except RangeOverflow:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad file must not cost the whole series
+            failed.update((k, f"{fr.header.path.name}: {exc}") for k, fr in task)
+            return
+        for k in done:
+            loaded += 1
+            if on_slice is not None:
+                on_slice(SliceEvent(index, k, voxels[k], plan.volume, loaded, len(frames)))
+
     try:
-        for task, fut, remote in zip(tasks, futures, in_processes):  # middle slice first, then outwards
-            try:
-                if remote and processes is not None:
-                    _store(task, {0: fut.result()[0]}, voxels, None, plan.checked)
-                    done = [k for k, _ in task]
-                else:
-                    done = fut.result()
-            except RangeOverflow:
-                raise
-            except Exception as exc:  # noqa: BLE001 - one bad file must not cost the whole series
-                if isinstance(exc, BrokenProcessPool):
+        head = min(_IN_PROCESS_HEAD, len(tasks))
+        for i in range(head):  # the middle slices, decoded here, are shown before the pool is awaited
+            consume(i)
+        processes = started = decode_processes() if any(in_processes) else None
+        for i in (i for i, remote in enumerate(in_processes) if remote):
+            if processes is not None:
+                try:
+                    futures[i] = processes.submit(decode_file, str(tasks[i][0][1].header.path))
+                    continue
+                except (BrokenProcessPool, RuntimeError):  # a worker died earlier, or the pool shut down
                     _forget_processes(processes)
-                failed.update((k, f"{fr.header.path.name}: {exc}") for k, fr in task)
-                continue
-            for k in done:
-                loaded += 1
-                if on_slice is not None:
-                    on_slice(SliceEvent(index, k, voxels[k], plan.volume, loaded, len(frames)))
+                    processes = None
+            here(i)
+        for i in range(head, len(tasks)):  # then outwards, in order
+            consume(i)
     except BaseException:
         for fut in futures:
-            fut.cancel()
+            if fut is not None:
+                fut.cancel()
         raise
     if failed:
         _blank_failed_slices(plan, failed)
+
+
+def _stored_from_process(
+    fut: Future,
+    task: list[tuple[int, FrameRef]],
+    voxels: np.ndarray,
+    checked: bool,
+    processes: ProcessPoolExecutor | None,
+) -> list[int]:
+    """Store what a worker process decoded; if the pool broke (a worker was killed), forget it
+    and decode the file here instead."""
+    try:
+        stored = fut.result()
+    except BrokenProcessPool:
+        _forget_processes(processes)
+        return _decode_task(task, voxels, None, checked)
+    _store(task, {0: stored[0]}, voxels, None, checked)
+    return [k for k, _ in task]
 
 
 def _tasks(
@@ -590,7 +644,8 @@ def _tasks(
                 ds = read_dataset(fr.header.path)
                 _ = ds.PixelData  # parse once here, not concurrently in the workers
                 shared[fr.header.path] = ds
-            if current and (current[0][1].header is not fr.header or len(current) >= _CHUNK_FRAMES):
+            chunk = fr.header.layout.frames if decodes_whole_file(fr.header.layout) else _CHUNK_FRAMES
+            if current and (current[0][1].header is not fr.header or len(current) >= chunk):
                 tasks.append(current)
                 current = []
             current.append((k, fr))
@@ -619,8 +674,13 @@ def _looks_compressed(path: Path) -> bool:
     return _process_decodable([(0, FrameRef(header, 0, None, None, None, None))])
 
 
+def _gil_free(header: InstanceHeader) -> bool:
+    """Single-frame greyscale JPEG Lossless / JPEG 2000: decoded in threads without the GIL."""
+    return header.layout.frames == 1 and gil_free_decodable(header.layout)
+
+
 def _process_decodable(task: list[tuple[int, FrameRef]]) -> bool:
-    """A task worth a worker process: one compressed single-frame greyscale image (no mosaic)."""
+    """A task worth a worker process: one compressed single-frame image (no mosaic, no video)."""
     header = task[0][1].header
     layout = header.layout
     return (
@@ -628,9 +688,9 @@ def _process_decodable(task: list[tuple[int, FrameRef]]) -> bool:
         and layout.frames == 1
         and header.mosaic is None
         and not layout.native_fast_path
-        and not layout.is_color
         and not has_modality_lut(header.ds)
         and not is_video_syntax(layout.transfer_syntax)
+        and not _gil_free(header)
     )
 
 

@@ -28,13 +28,13 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
-from viewer.decode import DecodeError, PixelLayout, pixel_layout, unsupported_reason
+from viewer.decode import DecodeError, PixelLayout, dcmread_tolerant, pixel_layout, unsupported_reason
 from viewer.mosaic import Mosaic, mosaic_of
 from viewer.object_kinds import KIND_LABELS, object_kind
 
@@ -352,7 +352,9 @@ def read_header(path: str | Path) -> InstanceHeader:
     Raises :class:`NotLoadable` for a file that is not an image or cannot be read or decoded."""
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE)
+        ds = dcmread_tolerant(path, defer_size=_DEFER_SIZE)
+    except InvalidDicomError:
+        raise NotLoadable("unreadable", "not a DICOM file") from None
     except Exception as exc:
         raise NotLoadable("unreadable", f"not a readable DICOM file ({exc})") from exc
     truncated = _truncation(ds, path)
@@ -362,7 +364,7 @@ def read_header(path: str | Path) -> InstanceHeader:
     sop_class = text_value(ds, "SOPClassUID") or str(meta.get("MediaStorageSOPClassUID", "") if meta else "")
     kind = object_kind(sop_class, "PixelData" in ds and "Rows" in ds)
     if kind != "image":
-        raise NotLoadable(kind, f"{KIND_LABELS[kind]}, not an image: not loaded as one")
+        raise NotLoadable(kind, f"{KIND_LABELS[kind]}, not an image: left out")
     try:
         layout = pixel_layout(ds)
         problem = unsupported_reason(layout, ds)

@@ -6,7 +6,8 @@ result into model frames. Zoom, pan, flips and rotations are display-only and ar
 the model always gets the plane in standard radiological orientation at full resolution.
 
 Modes: ``2d`` the current slice/frame; ``3d`` N slices sampled uniformly through the whole
-stack in the chosen plane (no duplicates); ``video`` a cine sampled at ``fps`` with timestamps.
+stack in the chosen plane (no duplicates); ``video`` a cine sampled at ``fps`` with timestamps,
+or, without frame timing, frames spread uniformly and labelled by number (timing unknown).
 """
 
 from __future__ import annotations
@@ -124,11 +125,11 @@ def visual_item_for(volume: Volume, view: AIView | None = None) -> VisualItem:
     invert = bool(volume.metadata.get("invert", False)) if view.invert is None else view.invert
     series = str(volume.metadata.get("series_uid", ""))
     if mode == "video":
-        times = volume.frame_times_ms or [i * 1000.0 / 10.0 for i in range(volume.voxels.shape[0])]
+        # No frame timing: no invented times (video_item labels the frames by number instead).
         # video_item windows only the frames it samples (same DICOM formula as the display).
         return video_item(
             volume.voxels,
-            times,
+            volume.frame_times_ms or None,
             fps=view.fps,
             max_frames=view.max_frames,
             window=window,

@@ -1,18 +1,21 @@
 """``hulu-workstation report``: draft, sign and export reports without the GUI.
 
     report draft --study UID [--model DIR] [--archive DIR] [--slices N] [--max-new-tokens N]
-    report send --study UID --text-file F --status P|F|C --radiologist NAME
+    report send --study UID --text-file F --status P|F|C --user LOGIN [--password-stdin]
                 [--ris HOST:PORT] [--pacs NODE] [--archive DIR] [--ack-timeout SECONDS]
     report outbox [--process] [--retry ID] [--serve [--interval SECONDS]]
 
 ``draft`` prints an AI draft (stored as a draft report, never sent). ``send`` signs the text of
 the file (``Findings:`` / ``Impression:`` headers; without headers all of it is Findings) with the
-given status and queues it for the RIS (HL7 ORU over MLLP) and/or the PACS (DICOM SR) through the
-persistent outbox in one durable step (:mod:`app.reporting.delivery`), trying each once now; what
-is not delivered stays queued for the delivery service. Running the same ``send`` again (after a
-crash, say) signs nothing new: it completes and delivers what that signature queued.
+given status as the workstation user LOGIN (see `hulu-workstation users`; the password is asked
+for, or read from the first line of stdin with --password-stdin) and queues it for the RIS (HL7
+ORU over MLLP) and/or the PACS (DICOM SR) through the persistent outbox in one durable step
+(:mod:`app.reporting.delivery`), trying each once now; what is not delivered stays queued for the
+delivery service. Running the same ``send`` again (after a crash, say) signs nothing new: it
+completes and delivers what that signature queued.
 ``outbox --serve`` is the delivery service: it keeps delivering while the app is closed.
-Exit codes: 0 done, 1 rejected/failed, 2 bad input, 3 queued for a later retry.
+Exit codes: 0 done, 1 rejected/failed, 2 bad input, 3 queued for a later retry, 4 wrong user or
+password (nothing signed, nothing sent).
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ from pathlib import Path
 from app.reporting.audit import AuditRecord, ReportStore, SentInput
 from app.reporting.delivery import Routes, SignedDelivery
 from app.reporting.outbox import Outbox, OutboxMessage, State, attention
+from app.reporting.preflight import check_before_signing
 from app.reporting.report import Report, ReportError, ReportStatus, StudyInfo
 from app.reporting.studies import study_info, study_series_paths
+from app.reporting.users import UserError, UserStore, read_password
+from dicom_net.ae_titles import WORKSTATION_AE_TITLE
 
 log = logging.getLogger(__name__)
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QUEUED = 1, 2, 3
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QUEUED, EXIT_AUTH = 1, 2, 3, 4
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,11 +66,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("P", "F", "C"),
         help="P preliminary, F final, C correction of a final report",
     )
-    send.add_argument("--radiologist", required=True, help='the signing radiologist, e.g. "Family, Given"')
+    send.add_argument("--user", required=True, help="the signing workstation user's login")
+    send.add_argument(
+        "--password-stdin", action="store_true", help="read the password from the first line of stdin"
+    )
     send.add_argument("--ris", help="RIS MLLP address HOST:PORT")
     send.add_argument("--pacs", help="PACS node name (see `hulu-workstation pacs`)")
     send.add_argument("--archive", type=Path, help="archive folder (default: the workstation's)")
-    send.add_argument("--sending-application", default="HULUWS")
+    send.add_argument("--sending-application", default=WORKSTATION_AE_TITLE)
     send.add_argument("--receiving-application", default="RIS")
     send.add_argument(
         "--ack-timeout",
@@ -231,6 +240,11 @@ def run_send(args: argparse.Namespace) -> int:
     if not args.ris and not args.pacs:
         print("error: give --ris HOST:PORT and/or --pacs NODE", file=sys.stderr)
         return EXIT_BAD_INPUT
+    try:
+        user = UserStore().authenticate(args.user, read_password(args.password_stdin))
+    except UserError as exc:
+        print(f"error: {exc}: nothing signed, nothing sent", file=sys.stderr)
+        return EXIT_AUTH
     store, outbox = ReportStore(), configured_outbox(args.ack_timeout)
     routes = Routes(
         ris=args.ris or "",
@@ -261,7 +275,8 @@ def run_send(args: argparse.Namespace) -> int:
             for key, text in sections.items():
                 report.set_text(key, text)
             report.accept_ai()  # the radiologist signs the file's text as a whole
-            messages = delivery.sign_and_queue(report, audit, status, args.radiologist, routes, via="cli")
+            check_before_signing(report, status, user, for_ris=bool(args.ris))
+            messages = delivery.sign_and_queue(report, audit, status, user, routes, via="cli")
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,4 +1,4 @@
-"""Atomic JSON files for reports, audits and the outbox (the byte writer is `dicom_net.atomic`)."""
+"""Atomic JSON files for reports, audits and the outbox (the byte writer is `hulu_common.atomic`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dicom_net.atomic import write_bytes_atomic
+from hulu_common.atomic import write_bytes_atomic
 
 __all__ = ["read_json", "write_bytes_atomic", "write_json_atomic"]
 

@@ -23,6 +23,7 @@ from app.reporting.mllp import MllpEndpoint
 from app.reporting.outbox import Outbox, OutboxMessage, State
 from app.reporting.report import Report, ReportStatus
 from app.reporting.studies import study_series_paths
+from app.reporting.users import User
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +63,28 @@ class SignedDelivery:
         report: Report,
         audit: AuditRecord,
         status: ReportStatus | str,
-        signer: str,
+        signer: User,
         routes: Routes,
         **audit_details: str,
     ) -> list[OutboxMessage]:
-        """Sign ``report`` and queue it on ``routes``; returns the queued messages (none without routes)."""
+        """Sign ``report`` as the authenticated ``signer`` and queue it on ``routes``; returns the
+        queued messages (none without routes)."""
         intent = self._intent(report.report_id)
         if routes:
             write_json_atomic(intent, {"signature_count": len(report.signatures) + 1, **asdict(routes)})
         try:
-            report.sign(status, signer)
+            report.sign(status, signer.xcn_name, user=signer.login, licence=signer.licence)
         except BaseException:
             intent.unlink(missing_ok=True)
             raise
-        audit.add_event("signed", status=report.status.value, radiologist=signer, **audit_details)
+        audit.add_event(
+            "signed",
+            status=report.status.value,
+            radiologist=signer.xcn_name,
+            user=signer.login,
+            licence=signer.licence,
+            **audit_details,
+        )
         self.store.save(report, audit)  # the signature is durable; its messages follow from the intent
         if not routes:
             return []

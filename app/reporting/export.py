@@ -19,6 +19,8 @@ from app.reporting.hl7_oru import OruR01
 from app.reporting.mllp import MllpEndpoint
 from app.reporting.outbox import Outbox, OutboxMessage, State
 from app.reporting.report import Report, ReportError, ReportStatus
+from app.reporting.ris_status import first_final_status
+from dicom_net.ae_titles import WORKSTATION_AE_TITLE
 
 
 class AlreadyQueued(ReportError):
@@ -53,7 +55,7 @@ def queue_report_to_ris(
     outbox: Outbox,
     ris: str,
     *,
-    sending_application: str = "HULU-WS",
+    sending_application: str = WORKSTATION_AE_TITLE,
     sending_facility: str = "",
     receiving_application: str = "RIS",
     receiving_facility: str = "",
@@ -69,6 +71,8 @@ def queue_report_to_ris(
         sending_facility=sending_facility,
         receiving_application=receiving_application,
         receiving_facility=receiving_facility,
+        result_status=first_final_status(outbox, report, str(endpoint)),
+        ai_models=audit.ai_models(),
     )
     message = OutboxMessage(
         message_id=control_id,
@@ -124,6 +128,7 @@ def queue_report_to_pacs(
         evidence,
         previous_versions=previous_sr_versions(outbox, report),
         institution_name=institution_name,
+        ai_models=audit.ai_models(),
     )
     buffer = io.BytesIO()
     sr.save_as(buffer, enforce_file_format=True)

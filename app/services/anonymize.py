@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from app.services.task_types import Cancelled
-from dicom_net.atomic import atomic_output, write_bytes_atomic
+from hulu_common.atomic import atomic_output, write_bytes_atomic
 
 # Patient/study identity replaced with dummies (D).
 DUMMY = {

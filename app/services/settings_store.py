@@ -17,8 +17,8 @@ import logging
 from pathlib import Path
 
 from app.services.settings_model import AppSettings, SettingsError, form_keys, parse_settings
-from dicom_net.atomic import write_bytes_atomic
 from dicom_net.paths import config_dir
+from hulu_common.atomic import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "settings.ini"

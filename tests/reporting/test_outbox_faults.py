@@ -3,6 +3,7 @@ sender stuck on a babbling RIS, bounded copies for a RIS that never ACKs, delive
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -24,11 +25,21 @@ from app.reporting.export import queue_report_to_ris
 from app.reporting.mllp import MllpEndpoint, NoAck, send_message
 from app.reporting.outbox import Outbox, State, attention
 from app.reporting.report import Report, StudyInfo
+from app.reporting.users import UserStore
 from app.services.delivery_service import running_service_pid
 from tests.conftest import free_port
 from tests.reporting.hl7_receivers import python_hl7_receiver
 
 REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "correct horse"
+
+
+@pytest.fixture(autouse=True)
+def signer(monkeypatch):
+    """The workstation user who signs, and the password on stdin for every in-process command."""
+    UserStore().add("boster", "Øster^Ben", PASSWORD, licence="LIC-0042")
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{PASSWORD}\n" * 10))
+
 
 # `report send` in a child process that dies (os._exit) the first time the named function runs.
 KILLED_SEND = textwrap.dedent("""
@@ -45,7 +56,7 @@ KILLED_SEND = textwrap.dedent("""
 def send_args(study_uid: str, text_file: Path, ris: str) -> list[str]:
     return [
         "report", "send", "--study", study_uid, "--text-file", str(text_file),
-        "--status", "F", "--radiologist", "Dr A", "--ris", ris,
+        "--status", "F", "--user", "boster", "--password-stdin", "--ris", ris,
     ]  # fmt: skip
 
 
@@ -54,6 +65,7 @@ def killed_send(point: str, args: list[str]) -> None:
         [sys.executable, "-c", KILLED_SEND, point, *args],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         cwd=REPO,
+        input=PASSWORD + "\n",
         capture_output=True,
         text=True,
         timeout=120,

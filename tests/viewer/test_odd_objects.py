@@ -134,6 +134,7 @@ CASES = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:End of file reached before delimiter")  # pydicom, on the cut file
 @pytest.mark.parametrize("case", list(CASES))
 def test_odd_object_is_skipped_and_the_series_loads(case: str, tmp_path: Path) -> None:
     writer, kind, words = CASES[case]
@@ -200,3 +201,28 @@ def test_snapshot_cli_names_the_skipped_object_without_a_traceback(
 )
 def test_object_kind_by_sop_class(sop_class: str, has_pixels: bool, kind: str) -> None:
     assert object_kind(sop_class, has_pixels) == kind
+
+
+def test_bare_data_set_without_preamble_loads_and_a_text_file_is_named(tmp_path: Path) -> None:
+    """Older modalities write the data set without the Part 10 preamble and meta header (DCMTK and
+    GDCM read it); a stray text file in the folder is left out as not DICOM."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    slices = phantom(tmp_path / "part10")
+    expected = load_series([tmp_path / "part10"]).volumes[0]
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for i, ds in enumerate(slices):
+        buffer = DicomBytesIO()
+        buffer.is_little_endian, buffer.is_implicit_VR = True, True
+        write_dataset(buffer, ds)
+        (bare / f"IM{i:04d}").write_bytes(buffer.getvalue())
+    (bare / "README.txt").write_text("exported by a modality\n" * 10)
+    result = load_series([bare])
+    (volume,) = result.volumes
+    assert np.array_equal(volume.voxels, expected.voxels)
+    assert volume.origin == expected.origin and volume.spacing == expected.spacing
+    assert [(s.path.name, s.kind, s.reason) for s in result.skipped] == [
+        ("README.txt", "unreadable", "not a DICOM file")
+    ]

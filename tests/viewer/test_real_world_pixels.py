@@ -201,3 +201,18 @@ def test_real_siemens_diffusion_mosaic_matches_nibabel(tmp_path: Path) -> None:
     theirs = (wrapper.affine @ np.column_stack([rcs, np.ones(20)]).T).T[:, :3]
     ours = volume.index_to_lps(rcs[:, [1, 0, 2]])
     assert np.max(np.abs(ours - theirs)) < 1e-3  # mm
+
+
+def test_multi_frame_12_bit_lossy_jpeg_decodes_as_dcmtk_does(tmp_path: Path) -> None:
+    """Old X-ray angiography: 12-bit lossy JPEG cines (every frame, in order)."""
+    ds = pydicom.dcmread(twelve_bit_image(tmp_path))
+    frames = np.stack([np.roll(ds.pixel_array, 7 * i, axis=1) for i in range(20)])
+    ds.NumberOfFrames, ds.PixelData = len(frames), frames.tobytes()
+    ds.save_as(tmp_path / "cine.dcm")
+    jpeg, reference = tmp_path / "cine12.dcm", tmp_path / "cine_dcmdjpeg.dcm"
+    subprocess.run([dcmtk("dcmcjpeg"), "+ee", str(tmp_path / "cine.dcm"), str(jpeg)], check=True)
+    subprocess.run([dcmtk("dcmdjpeg"), str(jpeg), str(reference)], check=True)
+    expected = pydicom.dcmread(reference).pixel_array
+    (volume,) = load_series([jpeg]).volumes
+    assert volume.voxels.shape == expected.shape == (20, 96, 112)
+    assert np.array_equal(volume.voxels, expected)

@@ -20,7 +20,6 @@ the thread that runs (or will run) the QApplication, not from a worker thread.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 import vtk
 from vtk.util import numpy_support
 
+from hulu_common.atomic import atomic_output
 from viewer.loader import load_series
 from viewer.reslice import Plane, PlaneImage, SlabMode
 from viewer.volume import Volume
@@ -144,28 +144,19 @@ def projection_labels(patient_orientation: Sequence[str]) -> dict[str, str]:
 def write_png(rgb: np.ndarray, path: str | Path) -> Path:
     """Write an RGB image (top row first) as PNG atomically (temp file, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     h, w = rgb.shape[:2]
     image = vtk.vtkImageData()
     image.SetDimensions(w, h, 1)
     image.GetPointData().SetScalars(
         numpy_support.numpy_to_vtk(np.ascontiguousarray(rgb[::-1]).reshape(h * w, 3), deep=True)
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         writer = vtk.vtkPNGWriter()
-        writer.SetFileName(tmp)
+        writer.SetFileName(str(tmp))
         writer.SetInputData(image)
         writer.Write()
         if writer.GetErrorCode() != 0:
             raise OSError(f"cannot write PNG {path}")
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
