@@ -76,6 +76,7 @@ class ChatPanel(QWidget):
         self.sessions: dict[str, ChatSession] = {}
         self.context: ScreenContext | None = None
         self.scope: AskScope | None = None
+        self.chosen_kind: str | None = None  # the scope kind the reader picked (None: follow the screen)
         self._cancel: threading.Event | None = None
         self._worker: threading.Thread | None = None
         self._answering: str | None = None  # study UID of the question being answered
@@ -231,9 +232,11 @@ class ChatPanel(QWidget):
         self._screen_key = self._key(context)
         study_changed = context is None or self.context is None or context.study_uid != self.context.study_uid
         self.context = context
-        kind = self.scope.kind if self.scope is not None and not study_changed else None
+        if study_changed:
+            self.chosen_kind = None
+        kind = self.chosen_kind  # the reader's choice holds while it fits; else what the viewport shows
         if context is not None and kind not in offered_scopes(context):
-            kind = None  # e.g. "Current image" while a 3D rendering is active: the default instead
+            kind = None
         self.scope = default_scope(context, kind) if context is not None and offered_scopes(context) else None
         if study_changed:
             self._fill_quick_prompts()
@@ -315,6 +318,7 @@ class ChatPanel(QWidget):
         self.follow_screen = False
         kind = self.kind_box.currentData()
         if kind != self.scope.kind:
+            self.chosen_kind = kind
             try:
                 self.scope = default_scope(self.context, kind, slices=self.slices_spin.value())
             except ValueError as exc:

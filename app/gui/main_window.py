@@ -36,7 +36,7 @@ from app.gui.ui_state import UiState
 from app.reading.keymap import SHORTCUTS, VIEW_SHORTCUTS, help_html
 from app.reading.layouts import Layout
 from app.reading.session import ReadingSession
-from app.reading.study_list import StudyBrowserLogic
+from app.reading.study_list import StudyBrowserLogic, study_files
 from app.reading.thumbnails import ThumbnailCache
 from app.services.importing import describe_import, import_into_archive
 from app.services.listener_supervisor import ListenerState, ListenerSupervisor
@@ -353,9 +353,7 @@ class MainWindow(QMainWindow):
                 f"This study is {self.browser_logic.busy[study_uid]}; it cannot be exported.", 10000
             )
             return
-        files = [
-            Path(i.path) for s in self.archive.series(study_uid) for i in self.archive.instances(s.series_uid)
-        ]
+        files = study_files(self.archive, study_uid)
         self.tasks.submit(
             "Anonymised export",
             lambda progress, cancel: export_anonymized(files, destination, progress=progress, cancel=cancel),

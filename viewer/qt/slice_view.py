@@ -128,7 +128,7 @@ class SliceView(VtkCanvas):
         self._pending: list[Point] = []
         self._dragging: tuple[Measurement, int] | None = None  # a measurement handle being moved
         self.ask_text: Callable[[], str | None] = self._ask_annotation_text  # the text tool's prompt
-        self.overlay_rects: list[QRectF] = []  # where the last paint put its texts (overlap checks)
+        self.overlay_texts: list[tuple[str, QRectF]] = []  # texts of the last paint and where they went
         self._press: QPointF | None = None
         self._last: QPointF | None = None
         self._button = Qt.MouseButton.NoButton
@@ -543,7 +543,7 @@ class SliceView(VtkCanvas):
         }
 
     def paint_overlay(self, painter: QPainter) -> None:
-        self.overlay_rects = []
+        self.overlay_texts = []
         if self.plane is None or not self.show_overlay:
             return
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -565,10 +565,10 @@ class SliceView(VtkCanvas):
     def _place_text(self, painter: QPainter, rect: QRectF, flags: Qt.AlignmentFlag, text: str) -> bool:
         """Draw ``text`` in ``rect`` unless it would overlap text already placed; records where."""
         drawn = QFontMetrics(painter.font()).boundingRect(rect.toRect(), int(flags), text)
-        if not text.strip() or any(drawn.intersects(r.toRect()) for r in self.overlay_rects):
+        if not text.strip() or any(drawn.intersects(r.toRect()) for _, r in self.overlay_texts):
             return False
         _shadowed_text(painter, *rect.toRect().getRect(), flags, text)
-        self.overlay_rects.append(QRectF(drawn))
+        self.overlay_texts.append((text, QRectF(drawn)))
         return True
 
     def _paint_orientation_labels(self, painter: QPainter) -> None:
