@@ -222,9 +222,8 @@ class ReadingSession:
 
         result = load_series(self.paths[series_uid], on_slice=on_slice)
         volume = max(result.volumes, key=lambda v: v.voxels.shape[0])
-        with self._lock:
-            self.volumes[series_uid] = volume
-        return volume
+        with self._lock:  # a second load of the same series (a rebuilt grid) keeps the first volume
+            return self.volumes.setdefault(series_uid, volume)
 
 
 def linked_slice_index(source: Volume, k: int, target: Volume) -> int:

@@ -279,6 +279,7 @@ def test_mpr_panes_are_separated_their_texts_never_overlap_and_lines_stay_on_the
     mpr, _ = mpr_3d(window, qtbot)
     window.reading.slab_box.setCurrentText("MIP 10 mm")
     views = [mpr.views[n] for n in ("axial", "coronal", "sagittal")]
+    qtbot.waitUntil(lambda: all(view.width() > 120 for view in views))  # laid out in the grid
     for left, right in zip(views, views[1:]):
         assert right.geometry().left() - left.geometry().right() > 3  # a visible gutter
     for view in views:
