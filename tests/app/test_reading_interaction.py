@@ -280,8 +280,11 @@ def test_mpr_panes_are_separated_their_texts_never_overlap_and_lines_stay_on_the
     window.reading.slab_box.setCurrentText("MIP 10 mm")
     views = [mpr.views[n] for n in ("axial", "coronal", "sagittal")]
     qtbot.waitUntil(lambda: all(view.width() > 120 for view in views))  # laid out in the grid
+    shot = mpr.grab().toImage()
     for left, right in zip(views, views[1:]):
         assert right.geometry().left() - left.geometry().right() > 3  # a visible gutter
+        gutter = shot.pixelColor((left.geometry().right() + right.geometry().left()) // 2, mpr.height() // 2)
+        assert min(gutter.red(), gutter.green(), gutter.blue()) > 60  # grey between black images
     for view in views:
         frame = view.render_to_array(overlays=True)
         texts = view.overlay_texts

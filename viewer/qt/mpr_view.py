@@ -31,6 +31,7 @@ PLANE_COLOURS = {
     "sagittal": QColor(255, 90, 90),
 }
 PANE_GAP_PX = 6
+GUTTER_COLOUR = "#5a5a5a"  # between the panes
 ROTATE_HANDLE_SHARE = 0.35  # rotation handles sit this share of the pane's size from the centre
 
 
@@ -172,6 +173,8 @@ class MprView(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(PANE_GAP_PX)  # a visible gutter: three panes, not one image
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)  # a theme cannot hide it
+        self.setStyleSheet(f"MprView {{ background: {GUTTER_COLOUR}; }}")
         for name, view in self.views.items():
             layout.addWidget(view)
             view.angle = lambda n=name: self.crosshair.angles[n]
