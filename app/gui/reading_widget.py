@@ -32,7 +32,7 @@ from app.gui.study_browser import STUDY_UID_ROLE, SeriesStrip
 from app.gui.tasks import TaskHandle, TaskManager
 from app.gui.viewport import Viewport
 from app.reading.layouts import Layout, ViewKind
-from app.reading.session import ReadingSession, linked_slice_index
+from app.reading.session import ReadingSession
 from app.reading.study_list import format_date, patient_banner
 from app.reading.thumbnails import ThumbnailCache
 
@@ -76,7 +76,6 @@ class ReadingWidget(QWidget):
         self.viewports: list[Viewport] = []
         self.tool = "window"  # the mouse tool of every view
         self._observed: list[tuple[object, Callable[[str], None]]] = []  # states the list follows
-        self._syncing = False
         self._loads: list[TaskHandle] = []  # series loads started for the open study
 
         self.strip = SeriesStrip(self, vertical=True)
@@ -292,9 +291,6 @@ class ReadingWidget(QWidget):
         caption = f"PRIOR {format_date(prior.study_date)} {prior.description}".strip() if prior else ""
         view = vp.show_volume(series_uid, kind, self.session.volumes[series_uid], caption)
         self._set_view_tool(view, self.tool)
-        signal = getattr(view, "slice_changed", None)
-        if signal is not None:
-            signal.connect(lambda k, i=vp.index: self._sync_linked(i, k))
         if vp.index == self.active:
             self._show_active()
         self.loaded.emit(vp.index)
@@ -500,24 +496,3 @@ class ReadingWidget(QWidget):
         player = getattr(view, "player", None)
         if player is not None:
             player.toggle()
-
-    def _sync_linked(self, index: int, k: int) -> None:
-        """Linked scrolling: other stacks on the same Frame of Reference follow this one."""
-        if self._syncing or self.session is None:
-            return
-        source_uid = self.session.slots[index].series_uid
-        source = self.session.volumes.get(source_uid or "")
-        if source is None:
-            return
-        self._syncing = True
-        try:
-            for group in self.session.linked_viewports().values():
-                if index not in group:
-                    continue
-                for other in group:
-                    vp = self.viewports[other]
-                    target = self.session.volumes.get(vp.series_uid or "")
-                    if other != index and target is not None and vp.view is not None:
-                        vp.view.state.set_slice(linked_slice_index(source, k, target))
-        finally:
-            self._syncing = False

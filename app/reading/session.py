@@ -33,6 +33,7 @@ from app.services.task_types import Cancelled
 from dicom_net.archive import Archive
 from dicom_net.archive_index import SeriesRecord, StudyRecord
 from viewer.loader import SliceEvent, load_series
+from viewer.view_state import ViewState
 from viewer.volume import Volume
 
 
@@ -78,6 +79,8 @@ class ReadingSession:
         self.layout = hanging.layout
         self.slots = [Slot(uid, kind) for uid, kind in hanging.slots]
         self.viewports: list[ViewportModel] = []
+        self._links: list[tuple[ViewState, Callable[[str], None]]] = []  # linked scrolling
+        self._syncing = False
         self.active = 0
         self.maximised: int | None = None
         self._pad_slots()
@@ -145,6 +148,40 @@ class ReadingSession:
         ]
         self.active = min(self.active, len(self.viewports) - 1)
         self.maximised = None
+        self._link_stacks()
+
+    # -- synchronised scrolling ----------------------------------------------------------------
+    def _link_stacks(self) -> None:
+        """Stacks on one Frame of Reference scroll together (``linked_viewports``)."""
+        for state, callback in self._links:
+            if callback in state.changed:
+                state.changed.disconnect(callback)
+        self._links = []
+        for index, model in enumerate(self.viewports):
+            if model.kind is ViewKind.STACK:
+                callback = self._follower(index)
+                model.stack.changed.connect(callback)
+                self._links.append((model.stack, callback))
+
+    def _follower(self, index: int) -> Callable[[str], None]:
+        return lambda what: self._sync_linked(index) if what == "slice" else None
+
+    def _sync_linked(self, index: int) -> None:
+        """Viewport ``index`` scrolled: the other stacks of its group show the nearest slice."""
+        source = self.volumes.get(self.viewports[index].series_uid or "")
+        if self._syncing or source is None:
+            return
+        k = self.viewports[index].stack.slice_index
+        self._syncing = True
+        try:
+            for group in self.linked_viewports().values():
+                for other in group if index in group else ():
+                    target = self.volumes.get(self.viewports[other].series_uid or "")
+                    state = self.viewports[other].stack
+                    if other != index and target is not None and state.source is target:
+                        state.set_slice(linked_slice_index(source, k, target))
+        finally:
+            self._syncing = False
 
     # -- active and maximised viewport ---------------------------------------------------------
     def active_viewport(self) -> ViewportModel | None:

@@ -41,3 +41,18 @@ def test_activation_focus_and_maximise_emit_without_rebuilding(demo_archive):
     session.toggle_maximised(0)
     assert session.maximised is None
     assert events == ["active", "active", "active", "maximised", "maximised"]
+
+
+def test_stacks_on_one_frame_of_reference_scroll_together(demo_archive):
+    session = open_ct(demo_archive)
+    ct_uid = session.viewports[0].series_uid
+    session.set_layout(Layout.ONE_BY_TWO)
+    session.assign(1, ct_uid)
+    volume = session.load(ct_uid)
+    for model in session.viewports:  # as the stack views set them up
+        model.stack.source, model.stack.slice_count = volume, volume.voxels.shape[0]
+    a, b = (m.stack for m in session.viewports)
+    a.set_slice(5)
+    assert b.slice_index == 5
+    b.scroll(3)
+    assert a.slice_index == 8
