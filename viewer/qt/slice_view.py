@@ -126,7 +126,7 @@ class SliceView(VtkCanvas):
         self.overlay_parts: set[str] = set(OVERLAY_PARTS)  # drawn when show_overlay is on
         self.slice_thickness_mm: float | None = None  # shown in the overlay when known
         self._pending: list[Point] = []
-        self._dragging: tuple[Measurement, int] | None = None  # a measurement handle being moved
+        self._dragging: tuple[Measurement, int | None] | None = None  # a measurement handle being moved
         self.ask_text: Callable[[], str | None] = self._ask_annotation_text  # the text tool's prompt
         self.overlay_texts: list[tuple[str, QRectF]] = []  # texts of the last paint and where they went
         self._press: QPointF | None = None
@@ -436,7 +436,7 @@ class SliceView(VtkCanvas):
                 if box.contains(pos):
                     return m, None
             elif m.kind == "text":
-                if self._label_rect(m, pts[0]).contains(pos):
+                if self._label_rect(pts[0]).contains(pos):
                     return m, None
             elif any(segment_distance(pos, a, b) <= HANDLE_PX for a, b in zip(pts, pts[1:])):
                 return m, None
@@ -646,7 +646,7 @@ class SliceView(VtkCanvas):
             painter.drawLine(self.lps_to_screen(a), self.lps_to_screen(b))
         painter.restore()
 
-    def _label_rect(self, m: Measurement, anchor: QPointF) -> QRectF:
+    def _label_rect(self, anchor: QPointF) -> QRectF:
         return QRectF(anchor.x() + 6, anchor.y() + 4, 260, 30)
 
     def _paint_measurements(self, painter: QPainter) -> None:
@@ -665,7 +665,7 @@ class SliceView(VtkCanvas):
                 for p in pts:
                     painter.drawRect(QRectF(p.x() - 3, p.y() - 3, 6, 6))
             anchor = pts[-1] if m.kind != "arrow" else pts[0]
-            rect = self._label_rect(m, anchor)
+            rect = self._label_rect(anchor)
             _shadowed_text(painter, *rect.toRect().getRect(), Qt.AlignmentFlag.AlignLeft, m.text(self.unit))
         painter.setPen(QPen(_YELLOW, 1.5))
         for p in self._pending:
