@@ -122,7 +122,7 @@ class ReadingWidget(QWidget):
             ("Flip H", lambda: self.apply("flip_h")),
             ("Flip V", lambda: self.apply("flip_v")),
             ("Rotate", lambda: self.apply("rotate")),
-            ("Reset", lambda: self.apply("reset_view")),
+            ("Reset", self.reset_view),
             ("Clear measurements", self.clear_measurements),
             ("Play", self.toggle_cine),
         ):
@@ -374,6 +374,13 @@ class ReadingWidget(QWidget):
         """Run a view key binding (``viewer.view_state.VIEW_BINDINGS``) on the active view."""
         state = self.active_state()
         return state.run(action) if state is not None else False
+
+    def reset_view(self) -> None:
+        """Toolbar Reset: the active view's window and transforms, and an MPR's oblique rotation."""
+        model = self.active_model()
+        if model is not None and model.kind is ViewKind.MPR:
+            model.crosshair.reset_rotation()
+        self.apply("reset_view")
 
     def call_state(self, fn: Callable) -> None:
         state = self.active_state()

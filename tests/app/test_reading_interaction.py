@@ -322,3 +322,5 @@ def test_oblique_mpr_by_dragging_a_rotation_handle(ct, qtbot):
     assert mpr.crosshair.angles["axial"] == pytest.approx(0.5, abs=0.05)
     assert np.allclose(mpr.crosshair_position(), start)  # rotating does not move the crosshair
     assert mpr.views["coronal"].state.plane == "oblique" and mpr.views["sagittal"].state.plane == "oblique"
+    window.reading.reset_view()  # the toolbar's Reset straightens the planes again
+    assert mpr.crosshair.angles["axial"] == 0.0 and mpr.views["coronal"].state.plane == "coronal"
