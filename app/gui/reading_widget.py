@@ -382,11 +382,6 @@ class ReadingWidget(QWidget):
             model.crosshair.reset_rotation()
         self.apply("reset_view")
 
-    def call_state(self, fn: Callable) -> None:
-        state = self.active_state()
-        if state is not None:
-            fn(state)
-
     @staticmethod
     def _set_view_tool(view: QWidget | None, tool: str) -> None:
         planes = getattr(view, "views", None)
