@@ -15,7 +15,7 @@ test: setup system-packages
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml installer/setup_venv.sh
+$(STAMP): pyproject.toml installer/setup_venv.sh installer/transformers-floor.txt
 	bash installer/setup_venv.sh $(VENV)
 	touch $(STAMP)
 

@@ -32,6 +32,7 @@ import torch  # noqa: E402
 from inference.engine import Engine, GenerationRequest, stop_token_ids  # noqa: E402
 from inference.loading import LoadedModel, load_model  # noqa: E402
 from inference.onnx_vision import choose_vision_path  # noqa: E402
+from inference.quantization import module_bytes  # noqa: E402
 from tests.inference.prompts import chat_inputs  # noqa: E402
 from tests.inference.tiny_checkpoint import write_random_checkpoint  # noqa: E402
 
@@ -98,7 +99,7 @@ def bytes_per_decode_token(loaded: LoadedModel, context: int) -> int:
     """Decoder + final norm + lm_head storage, plus the KV cache read at ``context`` tokens."""
     model = loaded.model
     modules = [model.model.language_model.layers, model.model.language_model.norm, model.lm_head]
-    weights = sum(t.numel() * t.element_size() for m in modules for t in [*m.parameters(), *m.buffers()])
+    weights = sum(module_bytes(m) for m in modules)  # packed sizes for quantized weights
     text = model.config.text_config
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     kv_dtype_bytes = 2 if loaded.report.dtype in ("bfloat16", "float16") else 4

@@ -1,4 +1,5 @@
-"""Query/retrieve speed against Orthanc: our SCU beside DCMTK findscu/getscu/movescu, same run.
+"""Query/retrieve speed against Orthanc: our SCU beside DCMTK findscu/getscu/movescu, and our
+DICOMweb client beside curl, same run.
 
     sudo .venv/bin/python bench/retrieve.py [--slices 100] [--matrix 256] [--repeat 3]
 
@@ -8,6 +9,9 @@ the series (ours vs storescu); C-FIND study level (vs findscu); C-GET into a fre
 each object fsynced and indexed before its answer (as before C-GET used the archive's batches),
 and receiving only with nothing written (vs getscu writing files); C-MOVE to our listener (ours,
 and movescu asking for the same move); movescu receiving itself (DCMTK on both ends).
+DICOMweb (Orthanc's plugin, HTTP basic auth on): STOW-RS of the series, QIDO-RS study query and
+WADO-RS of the series into a fresh archive (and receiving only), each beside curl doing the same
+HTTP request with nothing parsed or stored (the STOW body built beforehand).
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from pydicom import dcmread
 from dicom_net import scu
 from dicom_net.archive import Archive
 from dicom_net.listener import ListenerConfig, start_listener
-from dicom_net.pacs_nodes import PacsNode
+from dicom_net.pacs_nodes import DicomWebNode, PacsNode
 from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
 from tests.peers import orthanc_server, private_network, run_dcmtk, run_storescu
 
 CALLING = "BENCHSCU"
+WEB_USER, WEB_PASSWORD = "bench", "bench-pw"
+BOUNDARY = "hulu-bench-boundary"
 LISTENER = "BENCHLSN"
 MOVESCU_SELF = "MOVESELF"
 
@@ -70,6 +76,82 @@ def check(proc, what: str) -> None:
         raise SystemExit(f"{what} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
 
 
+def curl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--fail",
+            "--noproxy",
+            "*",
+            "-u",
+            f"{WEB_USER}:{WEB_PASSWORD}",
+            "-o",
+            "/dev/null",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def dicomweb_rows(orthanc, files: list[Path], study_uid: str, tmp: Path, args) -> list[tuple]:
+    """STOW-RS, QIDO-RS and WADO-RS of the series: ours (dicomweb-client) beside curl."""
+    node = DicomWebNode("web", orthanc.dicomweb_url, user=WEB_USER, password=WEB_PASSWORD)
+    series_uid = str(dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+    base = orthanc.dicomweb_url
+    body = tmp / "stow-body"
+    with open(body, "wb") as out:
+        for path in files:
+            out.write(f"\r\n--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode())
+            out.write(path.read_bytes())
+        out.write(f"\r\n--{BOUNDARY}--".encode())
+    stow_type = f'Content-Type: multipart/related; type="application/dicom"; boundary={BOUNDARY}'
+
+    def stow_ours(i: int) -> None:
+        orthanc.clear()
+        assert scu.send(node, files).sent == args.slices
+
+    def stow_curl(i: int) -> None:
+        orthanc.clear()
+        check(
+            curl("-X", "POST", "-H", stow_type, "--data-binary", f"@{body}", f"{base}/studies"), "curl STOW"
+        )
+
+    stow_ours_s = median_time(stow_ours, args.repeat)
+    stow_curl_s = median_time(stow_curl, args.repeat)
+    assert orthanc.instance_count() == args.slices
+    qido_url = f"{base}/studies?StudyInstanceUID={study_uid}&includefield=PatientName"
+    qido_ours = median_time(lambda i: scu.find(node, "study", study_uid=study_uid), max(args.repeat, 10))
+    qido_curl = median_time(
+        lambda i: check(curl("-H", "Accept: application/dicom+json", qido_url), "curl QIDO"),
+        max(args.repeat, 10),
+    )
+    wado_url = f"{base}/studies/{study_uid}/series/{series_uid}"
+    wado_accept = 'Accept: multipart/related; type="application/dicom"; transfer-syntax=*'
+
+    def wado_ours(i: int) -> None:
+        with Archive(tmp / f"wado-ours-{i}") as archive:
+            result = scu.retrieve(node, study_uid, series_uid, archive=archive)
+        assert result.ok and len(result.stored) == args.slices, result
+
+    def wado_receive_only(i: int) -> None:
+        result = scu.retrieve(node, study_uid, series_uid, archive=_Discard())
+        assert result.ok and len(result.stored) == args.slices, result
+
+    wado_ours_s = median_time(wado_ours, args.repeat)
+    wado_receive_s = median_time(wado_receive_only, args.repeat)
+    wado_curl_s = median_time(lambda i: check(curl("-H", wado_accept, wado_url), "curl WADO"), args.repeat)
+    n = args.slices
+    return [
+        (f"STOW-RS {n} images to Orthanc", stow_ours_s, stow_curl_s, "curl POST (body pre-built)"),
+        ("QIDO-RS study query", qido_ours, qido_curl, "curl GET"),
+        (f"WADO-RS {n} images (series) into archive", wado_ours_s, wado_curl_s, "curl GET to /dev/null"),
+        (f"WADO-RS {n} images, receive only", wado_receive_s, wado_curl_s, "curl GET to /dev/null"),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=100)
@@ -83,7 +165,10 @@ def main() -> int:
     size_mb = sum(p.stat().st_size for p in files) / 1e6
     study_uid = dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
 
-    with private_network() as net, orthanc_server(tmp, network=net) as orthanc:
+    with (
+        private_network() as net,
+        orthanc_server(tmp, network=net, dicomweb=True, users={WEB_USER: WEB_PASSWORD}) as orthanc,
+    ):
         orthanc.upload(files)
         orthanc.add_modality("bench", CALLING, net.host_ip, 1)
         node = PacsNode("orthanc", orthanc.aet, orthanc.host, orthanc.dicom_port, calling_aet=CALLING)
@@ -255,6 +340,7 @@ def main() -> int:
             assert len(list(out.iterdir())) == args.slices
 
         move_self = median_time(move_dcmtk_self, args.repeat)
+        web = dicomweb_rows(orthanc, files, study_uid, tmp, args)
 
     rows = [
         (f"C-STORE {args.slices} images to Orthanc", store_ours_s, store_dcmtk_s, "storescu"),
@@ -269,8 +355,9 @@ def main() -> int:
             "movescu, same listener",
         ),
         (f"C-MOVE {args.slices} images, DCMTK both ends", None, move_self, "movescu +P (receives itself)"),
+        *web,
     ]
-    print(f"{'operation':44s} {'ours':>9s} {'DCMTK':>9s} {'DCMTK/ours':>10s}  peer")
+    print(f"{'operation':44s} {'ours':>9s} {'peer':>9s} {'peer/ours':>10s}  peer")
     for label, ours, dcmtk, peer in rows:
         ours_txt = f"{ours * 1000:7.1f}ms" if ours is not None else "        -"
         ratio = f"{dcmtk / ours:9.2f}x" if ours else "         -"
@@ -279,6 +366,8 @@ def main() -> int:
         f"C-GET throughput ours: {args.slices / get_ours_s:.0f} img/s ({size_mb / get_ours_s:.0f} MB/s); "
         f"getscu: {args.slices / get_dcmtk_s:.0f} img/s"
     )
+    wado_s = web[2][1]
+    print(f"WADO-RS throughput ours: {args.slices / wado_s:.0f} img/s ({size_mb / wado_s:.0f} MB/s)")
     return 0
 
 

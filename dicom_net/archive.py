@@ -4,12 +4,18 @@ Layout under the archive root::
 
     index.sqlite                     the index (patients, studies, series, instances, changes)
     studies/<study>/<series>/<sop>.dcm            first version of each SOP instance
-    studies/<study>/<series>/<sop>~<sha256:16>.dcm  a later object with the same UID but other bytes
+    studies/<study>/<series>/<sop>~<sha256:16>.dcm  a later object with the same UID but another
+                                     dataset (hash of transfer syntax and dataset; our File Meta,
+                                     e.g. the sender's AE title, does not make a new version)
     tmp/<pid>-<random>.part          files being written (removed on failure, swept when stale)
     spare/<pid>-<random>.spare       empty files created ahead by a helper thread, then written as
                                      temp files (creating a file can wait ~0.5 ms on the journal)
     .last-scan                       when the last scan for unindexed files started (epoch seconds)
     trash/                           studies being deleted
+    quarantine/                      files reindex found invalid or filed under a second study
+
+A series belongs to one study: an object whose Series Instance UID the archive already files
+under another Study Instance UID is refused (:class:`SeriesInOtherStudy`).
 
 Crash safety: a file gets its final name only by ``link(2)`` of a complete, fsynced temp file,
 and its index row is committed only after that, so the index never points at a missing or
@@ -40,8 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicom_net import archive_index as idx
-from dicom_net.archive_index import InstanceRecord, SeriesRecord, StudyRecord
+from dicom_net.archive_index import InstanceRecord, SeriesInOtherStudy, SeriesRecord, StudyRecord
 from dicom_net.atomic import write_bytes_atomic
+from dicom_net.header_scan import MalformedDataset, read_meta
 from dicom_net.validation import ArchiveError, HeaderInfo, InvalidDataset, inspect_part10
 
 __all__ = [
@@ -49,6 +56,7 @@ __all__ = [
     "ArchiveError",
     "InstanceRecord",
     "InvalidDataset",
+    "SeriesInOtherStudy",
     "SeriesRecord",
     "StorageFull",
     "StoreOutcome",
@@ -121,13 +129,34 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _same_bytes(path: Path, data: bytes) -> bool:
-    try:
-        if path.stat().st_size != len(data):
+@dataclass(frozen=True)
+class _Object:
+    """What makes two received files the same object: transfer syntax and dataset bytes.
+
+    The File Meta group is ours (Source AE Title, implementation), not part of the object, so
+    the same object sent by two AEs is a duplicate, not a new version.
+    """
+
+    syntax: bytes
+    dataset: memoryview
+
+    @classmethod
+    def of(cls, part10: bytes) -> _Object:
+        meta, start = read_meta(part10)
+        return cls(meta.get(0x0010, b"").rstrip(b"\0 "), memoryview(part10)[start:])
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.syntax + b"\0" + self.dataset).hexdigest()[:16]
+
+    def stored_in(self, path: Path) -> bool:
+        try:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size < len(self.dataset):
+                    return False
+                other = _Object.of(f.read())
+        except (FileNotFoundError, MalformedDataset):
             return False
-        return path.read_bytes() == data
-    except FileNotFoundError:
-        return False
+        return other.syntax == self.syntax and other.dataset == self.dataset
 
 
 def _pid_alive(pid: int) -> bool:
@@ -172,6 +201,8 @@ class Archive:
         self._spare_cond = threading.Condition()
         self._spare_maker: threading.Thread | None = None
         self._spares_closed = False
+        self._series_lock = threading.Lock()  # taken before, never while holding, ``_lock``
+        self._series_studies: dict[str, str] = {}  # series -> study, of this process's stores
         self._db = self._open_index()
         self._sweep_leftovers()
         if self._index_was_corrupt:
@@ -294,9 +325,42 @@ class Archive:
             info = inspect_part10(
                 part10, expected_sop_class=expected_sop_class, expected_sop_instance=expected_sop_instance
             )
+        first_of_series = self._claim_series(info)
+        try:
+            return self._store(part10, info, source, defer_index, sync_before_return)
+        except BaseException:
+            if first_of_series:
+                with self._series_lock:
+                    self._series_studies.pop(info.series_uid, None)
+            raise
+
+    def _claim_series(self, info: HeaderInfo) -> bool:
+        """Refuse an object whose series the archive files under another study.
+
+        Series seen by this process are remembered (their rows may still wait for the batch);
+        others are looked up in the index. True when this call is the first to claim the series.
+        """
+        with self._series_lock:
+            remembered = self._series_studies.get(info.series_uid)
+            if remembered == info.study_uid:
+                return False
+            if remembered is not None:
+                self.flush()  # our rows of that series are committed: the index decides (deleted since?)
+            with self._lock:
+                owner = idx.series_study(self._db, info.series_uid)
+            if owner is not None and owner != info.study_uid:
+                self._series_studies[info.series_uid] = owner
+                raise SeriesInOtherStudy(info.series_uid)
+            self._series_studies[info.series_uid] = info.study_uid
+            return owner is None
+
+    def _store(
+        self, part10: bytes, info: HeaderInfo, source: str, defer_index: bool, sync_before_return: bool
+    ) -> StoreOutcome:
+        obj = _Object.of(part10)
         series_dir = self.studies_dir / _safe_name(info.study_uid) / _safe_name(info.series_uid)
         primary = series_dir / f"{_safe_name(info.sop_instance_uid)}.dcm"
-        if _same_bytes(primary, part10):  # fast path for a re-sent object: no write at all
+        if obj.stored_in(primary):  # fast path for a re-sent object: no write at all
             row = _PendingRow(info, primary, len(part10), True, source, time.time())
             if defer_index:
                 self._queue_row(row)
@@ -312,9 +376,7 @@ class Archive:
         tmp = self._write_temp(part10, fsync=sync_before_return, spare=defer_index)
         try:
             with self._lock, self._layout(exclusive=False):
-                status, final = self._link_into_place(
-                    tmp, series_dir, primary, part10, sync_dir=not defer_index
-                )
+                status, final = self._link_into_place(tmp, series_dir, primary, obj, sync_dir=not defer_index)
                 row = _PendingRow(
                     info,
                     final,
@@ -425,7 +487,7 @@ class Archive:
             path.unlink(missing_ok=True)
 
     def _link_into_place(
-        self, tmp: Path, series_dir: Path, primary: Path, data: bytes, sync_dir: bool = True
+        self, tmp: Path, series_dir: Path, primary: Path, obj: _Object, sync_dir: bool = True
     ) -> tuple[str, Path]:
         """Give the complete temp file its final name without ever replacing another file."""
         series_dir.mkdir(parents=True, exist_ok=True)
@@ -436,17 +498,17 @@ class Archive:
             return "stored", primary
         except FileExistsError:
             pass
-        if _same_bytes(primary, data):
-            return "duplicate", primary
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        versioned = primary.with_name(f"{primary.stem}~{digest}.dcm")
+        for kept in (primary, *sorted(series_dir.glob(f"{primary.stem}~*.dcm"))):
+            if obj.stored_in(kept):
+                return "duplicate", kept
+        versioned = primary.with_name(f"{primary.stem}~{obj.digest()}.dcm")
         try:
             os.link(tmp, versioned)
             if sync_dir:
                 _fsync_dir(series_dir)
             return "version", versioned
         except FileExistsError:
-            if _same_bytes(versioned, data):
+            if obj.stored_in(versioned):
                 return "duplicate", versioned
             raise ArchiveError(f"hash collision for {versioned.name}") from None
 
@@ -464,6 +526,7 @@ class Archive:
                     _fsync_dir(folder)
                 except FileNotFoundError:
                     pass  # deleted meanwhile: its rows are skipped below
+        misfiled: list[Path] = []
         with self._lock, self._layout(exclusive=False), self._transaction() as conn:
             for row in rows:
                 if not row.path.exists():
@@ -477,7 +540,12 @@ class Archive:
                     ).fetchone()[0]
                 )
                 rel = row.path.relative_to(self.root).as_posix()
-                idx.insert_instance(conn, row.info, rel, row.size, version, row.source, row.received_at)
+                try:
+                    idx.insert_instance(conn, row.info, rel, row.size, version, row.source, row.received_at)
+                except SeriesInOtherStudy:  # another process filed the series under another study meanwhile
+                    misfiled.append(row.path)
+        for path in misfiled:
+            self._quarantine(path, "its Series Instance UID belongs to another study")
 
     def _queue_row(self, row: _PendingRow) -> None:
         with self._pending_cond:
@@ -606,6 +674,9 @@ class Archive:
                 idx.touch_study(conn, study_uid)
             if study_dir.exists():
                 os.rename(study_dir, trash)
+        with self._series_lock:
+            for series in [k for k, v in self._series_studies.items() if v == study_uid]:
+                del self._series_studies[series]
         shutil.rmtree(trash, ignore_errors=True)
         log.info("deleted study %s (%d instances)", study_uid, removed)
         return removed
@@ -645,7 +716,8 @@ class Archive:
         fresh.sort(key=lambda p: (p.name.count("~"), p.stat().st_mtime))
         parsed = self._parse_for_index(fresh)
         with self._lock, self._layout(exclusive=False), self._transaction() as conn:
-            self._insert_parsed(conn, parsed)
+            misfiled = self._insert_parsed(conn, parsed)
+        self._quarantine_misfiled(misfiled)
         self._mark_scan_start(started)
         if parsed:
             log.info("adopted %d stored files that had no index row", len(parsed))
@@ -686,7 +758,11 @@ class Archive:
                 self._quarantine(path, str(exc))
         return parsed
 
-    def _insert_parsed(self, conn: sqlite3.Connection, parsed: list[tuple[HeaderInfo, Path, int]]) -> None:
+    def _insert_parsed(
+        self, conn: sqlite3.Connection, parsed: list[tuple[HeaderInfo, Path, int]]
+    ) -> list[Path]:
+        """Index parsed files; returns those whose series belongs to another study (not indexed)."""
+        misfiled: list[Path] = []
         for info, path, size in parsed:
             rel = path.relative_to(self.root).as_posix()
             conn.execute("DELETE FROM instances WHERE path = ?", (rel,))  # size changed: re-read it
@@ -698,7 +774,17 @@ class Archive:
                     (info.sop_instance_uid,),
                 ).fetchone()[0]
             )
-            idx.insert_instance(conn, info, rel, size, version, "reindex", path.stat().st_mtime)
+            try:
+                idx.insert_instance(conn, info, rel, size, version, "reindex", path.stat().st_mtime)
+            except SeriesInOtherStudy:
+                misfiled.append(path)
+        return misfiled
+
+    def _quarantine_misfiled(self, paths: list[Path]) -> None:
+        for path in paths:
+            self._quarantine(path, "its Series Instance UID belongs to another study")
+        with self._series_lock:
+            self._series_studies.clear()
 
     def reindex(self) -> int:
         """Bring the index in line with the files after a crash; returns the instances indexed.
@@ -725,9 +811,17 @@ class Archive:
                     conn.execute("DELETE FROM instances WHERE path = ?", (rel,))
                     if study:
                         idx.touch_study(conn, study[0])
-            self._insert_parsed(conn, parsed)
+            misfiled = [self.root / rel for rel in idx.misfiled_instances(conn)]  # indexed by older versions
+            for path in misfiled:
+                study = conn.execute(
+                    "DELETE FROM instances WHERE path = ? RETURNING study_uid",
+                    (path.relative_to(self.root).as_posix(),),
+                ).fetchone()
+                idx.touch_study(conn, study[0])
+            misfiled += self._insert_parsed(conn, parsed)
             idx.prune_empty(conn)
             total = int(conn.execute("SELECT count(*) FROM instances").fetchone()[0])
+        self._quarantine_misfiled(misfiled)
         self._mark_scan_start(started)
         log.info("reindex: %d instances indexed, %d files (re)read", total, len(parsed))
         return total
@@ -736,4 +830,4 @@ class Archive:
         target = self.root / "quarantine" / f"{uuid.uuid4().hex}-{path.name}"
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
-        log.error("reindex: moved an invalid file to quarantine/%s (%s)", target.name, reason)
+        log.error("moved a stored file to quarantine/%s (%s)", target.name, reason)

@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from dicom_net.validation import HeaderInfo
+from dicom_net.validation import HeaderInfo, InvalidDataset
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS patients (
@@ -50,6 +50,33 @@ CREATE INDEX IF NOT EXISTS changes_seq ON changes(seq);
 CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counter VALUES ('changes', 0);
 """
+
+
+class SeriesInOtherStudy(InvalidDataset):
+    """The object's Series Instance UID is filed under another Study Instance UID already.
+
+    A series belongs to one study; indexing it under a second one would list that study with no
+    series (and drop it at the next reindex) while its images showed up in the first study's series.
+    """
+
+    def __init__(self, series_uid: str) -> None:
+        super().__init__("Series Instance UID already belongs to another study", status=0xA900)
+        self.series_uid = series_uid
+
+
+def series_study(conn: sqlite3.Connection, series_uid: str) -> str | None:
+    """The study the index files a series under, or None for a series it does not know."""
+    row = conn.execute("SELECT study_uid FROM series WHERE series_uid = ?", (series_uid,)).fetchone()
+    return row[0] if row else None
+
+
+def misfiled_instances(conn: sqlite3.Connection) -> list[str]:
+    """Paths of instance rows whose series the index files under another study (older archives)."""
+    rows = conn.execute(
+        "SELECT i.path FROM instances i JOIN series s ON s.series_uid = i.series_uid "
+        "WHERE s.study_uid != i.study_uid"
+    )
+    return [row[0] for row in rows]
 
 
 def fold(text: str) -> str:
@@ -142,7 +169,13 @@ def insert_instance(
     source: str,
     now: float,
 ) -> bool:
-    """Insert patient/study/series rows as needed and the instance row; False if the path was indexed."""
+    """Insert patient/study/series rows as needed and the instance row; False if the path was indexed.
+
+    Raises :class:`SeriesInOtherStudy` (nothing inserted) when the series belongs to another study.
+    """
+    owner = series_study(conn, info.series_uid)
+    if owner is not None and owner != info.study_uid:
+        raise SeriesInOtherStudy(info.series_uid)
     conn.execute(
         "INSERT OR IGNORE INTO patients (patient_id, patient_name, birth_date, sex, name_fold, id_fold) "
         "VALUES (?, ?, ?, ?, ?, ?)",

@@ -44,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     receive.add_argument("--tls-key", type=Path, help="our private key (PEM)")
     receive.add_argument("--tls-ca", type=Path, help="CA (PEM) that must have signed the peers' certificates")
     receive.add_argument(
+        "--tls-no-client-auth",
+        action="store_true",
+        help="TLS without --tls-ca: encrypt, but accept any client (no client certificate checked)",
+    )
+    receive.add_argument(
         "--workers", type=int, default=1, help="receiver processes sharing the port (SO_REUSEPORT; default 1)"
     )
     receive.add_argument(
@@ -54,6 +59,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "within ~50 ms after answering (faster; a power cut may lose the last objects)",
     )
     receive.add_argument("--max-associations", type=int, default=16)
+    receive.add_argument(
+        "--acse-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a connection must deliver its whole association request within this time, or it is "
+        "closed (DICOM's ARTIM timer, as storescp's --acse-timeout; default 30)",
+    )
     receive.add_argument("--max-pdu", type=int, default=DEFAULT_MAX_PDU, help="largest PDU we accept (bytes)")
     receive.add_argument(
         "--max-dataset-mb",
@@ -61,6 +74,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="largest single object received, held in memory until complete; a larger one aborts "
         "its association (default: 4096, or a quarter of the RAM when less)",
+    )
+    receive.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop the listener that is receiving into --archive (it finishes running associations)",
     )
     receive.set_defaults(func=_receive)
 
@@ -86,12 +104,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     arc.set_defaults(func=_archive)
 
 
+OPEN_TLS_WARNING = (
+    "WARNING: TLS without client authentication (--tls-no-client-auth): traffic is encrypted, but ANY "
+    "client that can reach the port may associate; only the AE title allow-list (--allow) restricts "
+    "senders. Give --tls-ca to require client certificates signed by your CA."
+)
+
+
 def _archive_dir(args: argparse.Namespace) -> Path:
     return args.archive if args.archive is not None else default_archive_dir()
 
 
 def _receive(args: argparse.Namespace) -> int:
     from dicom_net.listener import ListenerConfig, run_listener_forever
+    from dicom_net.listener_status import record_start_failure, stop_running_listener
+
+    if args.stop:
+        pid = stop_running_listener(_archive_dir(args))
+        print(
+            f"stopped the listener (pid {pid})"
+            if pid
+            else f"no listener is receiving into {_archive_dir(args)}"
+        )
+        return 0 if pid else 1
 
     try:
         config = ListenerConfig(
@@ -103,8 +138,10 @@ def _receive(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             tls_ca=args.tls_ca,
+            tls_no_client_auth=args.tls_no_client_auth,
             workers=args.workers,
             max_associations=args.max_associations,
+            acse_timeout=args.acse_timeout,
             max_pdu=args.max_pdu,
             durability=args.durability,
             **(
@@ -115,7 +152,10 @@ def _receive(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        record_start_failure(_archive_dir(args), {"aet": args.aet, "port": args.port}, str(exc))
         return 2
+    if config.tls_no_client_auth:
+        print(OPEN_TLS_WARNING, file=sys.stderr, flush=True)
     try:
         return run_listener_forever(config)
     except OSError as exc:  # port in use, archive folder not writable, bad TLS files

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import re
 import struct
 import threading
 import zipfile
@@ -29,13 +28,13 @@ from pydicom import dcmread
 from pydicom.uid import ImplicitVRLittleEndian
 
 from dicom_net.archive import Archive, StorageFull
+from dicom_net.header_scan import MalformedDataset, read_meta
 from dicom_net.part10 import file_meta_header
-from dicom_net.validation import InvalidDataset
+from dicom_net.validation import InvalidDataset, is_valid_uid
 
 log = logging.getLogger(__name__)
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 ProgressCallback = Callable[[int, int], None]
 CancelFlag = threading.Event | Callable[[], bool]
 
@@ -130,8 +129,8 @@ def collect_sources(paths: list[Path]) -> list[_Source]:
 
 def _media_class(data: bytes) -> str:
     """The Media Storage SOP Class UID from the file meta (cheap: meta group only)."""
-    ds = dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=[(0x0008, 0x0016)])
-    return str(ds.file_meta.get("MediaStorageSOPClassUID", ""))
+    meta, _ = read_meta(data)
+    return meta.get(0x0002, b"").decode("ascii", "replace").rstrip("\0 ")
 
 
 def import_paths(
@@ -190,7 +189,7 @@ def _import_one(archive: Archive, src: _Source, report: ImportReport, source: st
         if _media_class(data) == MEDIA_STORAGE_DIRECTORY:
             report.skipped += 1  # a DICOMDIR: its referenced files are imported instead
             return
-    except Exception:  # broken meta: let the full validation below report it
+    except MalformedDataset:  # broken meta: the full validation below reports it
         pass
     try:
         outcome = archive.store_bytes(data, source=source)
@@ -243,8 +242,6 @@ def raw_dataset_as_part10(data: bytes) -> tuple[str, bytes] | None:
         sop_class, sop_instance = str(ds.SOPClassUID), str(ds.SOPInstanceUID)
     except Exception:  # noqa: BLE001 - arbitrary bytes make pydicom raise many kinds: not a dataset
         return None
-    if not (implicit and little) or not all(
-        _UID.match(u) and len(u) <= 64 for u in (sop_class, sop_instance)
-    ):
+    if not (implicit and little) or not all(is_valid_uid(u) for u in (sop_class, sop_instance)):
         return None
     return sop_instance, file_meta_header(sop_class, sop_instance, str(ImplicitVRLittleEndian)) + data

@@ -17,6 +17,7 @@ is what ``hulu-workstation receive`` runs: its own process (or several sharing t
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -25,21 +26,26 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification
 
 from dicom_net.archive import DEFAULT_MIN_FREE_BYTES, Archive, StorageFull
-from dicom_net.listener_status import STATUS_FILE_NAME, ListenerStats, StatusWriter
-from dicom_net.listener_transport import ListenerServer, SharedPortListenerServer
+from dicom_net.lifeline import die_with_parent, parent_is
+from dicom_net.listener_allow import AllowList
+from dicom_net.listener_dataphase import error_comment
+from dicom_net.listener_status import STATUS_FILE_NAME, ListenerStats, StatusWriter, record_start_failure
+from dicom_net.listener_transport import ListenerAE, ListenerServer, SharedPortListenerServer
 from dicom_net.part10 import file_meta_header
-from dicom_net.sockets import server_tls_context
+from dicom_net.sockets import PortInUse, port_holders, server_tls_context
 from dicom_net.validation import InvalidDataset, inspect_part10
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
@@ -71,11 +77,14 @@ class ListenerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    # TLS without a CA encrypts but lets any client in: it must be chosen explicitly (as Orthanc's
+    # DicomTlsRemoteCertificateRequired=false); otherwise a certificate without a CA is refused
+    tls_no_client_auth: bool = False
     max_associations: int = 16
     max_pdu: int = DEFAULT_MAX_PDU
-    acse_timeout: float = 30.0
+    acse_timeout: float = 30.0  # ARTIM: the whole A-ASSOCIATE-RQ must arrive within this
     dimse_timeout: float = 60.0
-    network_timeout: float = 60.0
+    network_timeout: float = 60.0  # idle limit, and the most one PDU may take once it began
     workers: int = 1
     status_interval_s: float = 0.5
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES  # refuse objects (0xA700) before the disk is full
@@ -92,6 +101,13 @@ class ListenerConfig:
         self.archive_dir = Path(self.archive_dir)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and a key")
+        if self.tls_cert is not None and self.tls_ca is None and not self.tls_no_client_auth:
+            raise ValueError(
+                "TLS without a CA would accept any client: give --tls-ca (clients must present a "
+                "certificate it signed) or --tls-no-client-auth (encrypt, but authenticate no client)"
+            )
+        if self.tls_no_client_auth and (self.tls_cert is None or self.tls_ca is not None):
+            raise ValueError("--tls-no-client-auth is for TLS with a certificate and no CA")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         if self.durability not in ("fsync", "batch"):
@@ -100,23 +116,14 @@ class ListenerConfig:
             raise ValueError("several workers need a fixed port to share")
         if self.max_dataset_bytes < 1:
             raise ValueError("max_dataset_bytes must be positive")
+        if self.acse_timeout <= 0 or self.network_timeout <= 0:
+            raise ValueError("timeouts must be positive")
 
 
 def _default_archive_dir() -> Path:
     from dicom_net.paths import default_archive_dir
 
     return default_archive_dir()
-
-
-def parse_allow(entries: list[str]) -> list[tuple[str, str | None]]:
-    """``['PACS', 'CT1@10.0.0.5']`` -> ``[('PACS', None), ('CT1', '10.0.0.5')]``."""
-    rules = []
-    for entry in entries:
-        aet, _, host = entry.partition("@")
-        if not aet.strip() or len(aet.strip()) > 16:
-            raise ValueError(f"invalid AE title in allow-list entry {entry!r}")
-        rules.append((aet.strip(), host.strip() or None))
-    return rules
 
 
 class StoreHandler:
@@ -127,16 +134,21 @@ class StoreHandler:
         self.stats = stats
         self.sync_before_return = sync_before_return
 
-    def __call__(self, event: Event) -> int:
+    def __call__(self, event: Event) -> Dataset:
         """pynetdicom's EVT_C_STORE handler."""
         request = event.request
-        return self.store(
+        status, comment = self.store(
             str(request.AffectedSOPClassUID or ""),
             str(request.AffectedSOPInstanceUID or ""),
             str(event.context.transfer_syntax),
             [event.encoded_dataset(include_meta=False)],
             str(event.assoc.requestor.ae_title or ""),
         )
+        response = Dataset()
+        response.Status = status
+        if comment:
+            response.ErrorComment = error_comment(comment).decode("ascii").rstrip()
+        return response
 
     def store(
         self,
@@ -145,8 +157,11 @@ class StoreHandler:
         transfer_syntax: str,
         dataset: Sequence[bytes | bytearray | memoryview],
         calling: str,
-    ) -> int:
-        """Validate and store one received dataset (given as its fragments); returns the C-STORE status."""
+    ) -> tuple[int, str]:
+        """Validate and store one received dataset (given as its fragments).
+
+        Returns the C-STORE status and, for a failure, why (the response's Error Comment).
+        """
         try:
             data = b"".join((file_meta_header(sop_class, sop_instance, transfer_syntax, calling), *dataset))
             info = inspect_part10(data, expected_sop_class=sop_class, expected_sop_instance=sop_instance)
@@ -158,32 +173,31 @@ class StoreHandler:
                 sync_before_return=self.sync_before_return,
             )
         except InvalidDataset as exc:
-            return self._fail(exc.status, f"refused {sop_instance}: {exc}")
+            return self._fail(exc.status, sop_instance, str(exc))
         except StorageFull as exc:
-            return self._fail(STATUS_OUT_OF_RESOURCES, f"refused {sop_instance}: {exc}")
+            return self._fail(STATUS_OUT_OF_RESOURCES, sop_instance, str(exc))
         except OSError as exc:
             return self._fail(
-                STATUS_OUT_OF_RESOURCES, f"storing {sop_instance} failed: {type(exc).__name__} {exc.errno}"
+                STATUS_OUT_OF_RESOURCES, sop_instance, f"storing failed: {type(exc).__name__} {exc.errno}"
             )
         except Exception as exc:  # never let one object kill the association
             log.exception("unexpected error storing %s", sop_instance)
             self.stats.add("errors")
-            return self._fail(
-                STATUS_CANNOT_UNDERSTAND, f"storing {sop_instance} failed: {type(exc).__name__}"
-            )
+            return self._fail(STATUS_CANNOT_UNDERSTAND, sop_instance, f"storing failed: {type(exc).__name__}")
         self.stats.add({"stored": "stored", "duplicate": "duplicates", "version": "versions"}[outcome.status])
         self.stats.set_last_study(outcome.study_uid)
-        return STATUS_SUCCESS
+        return STATUS_SUCCESS, ""
 
     def echo(self) -> int:
         self.stats.add("echoes")
         return STATUS_SUCCESS
 
-    def _fail(self, status: int, message: str) -> int:
+    def _fail(self, status: int, sop_instance: str, reason: str) -> tuple[int, str]:
+        message = f"refused {sop_instance}: {reason}"
         log.warning("%s -> status 0x%04X", message, status)
         self.stats.add("failed")
         self.stats.set_last_error(message)
-        return status
+        return status, reason
 
 
 def _prefer_requestor_syntaxes(event: Event) -> None:
@@ -208,16 +222,17 @@ def _prefer_requestor_syntaxes(event: Event) -> None:
     event.assoc.acceptor.supported_contexts = tailored
 
 
-def _on_requested(event: Event, rules: list[tuple[str, str | None]], stats: ListenerStats) -> None:
+def _on_requested(event: Event, allow: AllowList, stats: ListenerStats) -> None:
     """Reject associations from calling AE titles (and hosts) not on the allow-list."""
     _prefer_requestor_syntaxes(event)
     requestor = event.assoc.requestor
     calling = str(requestor.primitive.calling_ae_title or "").strip()
     host = requestor.address
-    if rules and not any(aet == calling and (h is None or h == host) for aet, h in rules):
+    if not allow.allows(calling, host):
         log.warning("rejected association from AE %s at %s: not on the allow-list", calling, host)
         stats.add("rejected")
         event.assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
+        event.assoc.kill()  # returns once the A-ASSOCIATE-RJ is out; the caller then closes the socket
 
 
 def _on_established(event: Event, stats: ListenerStats) -> None:
@@ -234,7 +249,7 @@ def build_ae(config: ListenerConfig) -> AE:
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    ae = AE(ae_title=config.aet)
+    ae = ListenerAE(ae_title=config.aet)
     ae.require_called_aet = True
     ae.maximum_associations = config.max_associations
     ae.maximum_pdu_size = config.max_pdu
@@ -279,7 +294,7 @@ class ListenerHandle:
 
 def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tuple[ListenerServer, Archive]:
     archive = Archive(config.archive_dir, min_free_bytes=config.min_free_bytes)
-    rules = parse_allow(config.allow)
+    allow = AllowList(config.allow)
     ae = build_ae(config)
     ssl_context = (
         server_tls_context(config.tls_cert, config.tls_key, config.tls_ca)
@@ -290,16 +305,22 @@ def _serve(config: ListenerConfig, stats: ListenerStats, reuse_port: bool) -> tu
     handlers: list[Any] = [
         (evt.EVT_C_STORE, store_handler),
         (evt.EVT_C_ECHO, lambda event: store_handler.echo()),
-        (evt.EVT_REQUESTED, _on_requested, [rules, stats]),
+        (evt.EVT_REQUESTED, _on_requested, [allow, stats]),
         (evt.EVT_ACCEPTED, _on_established, [stats]),
         (evt.EVT_REJECTED, _on_rejected, [stats]),
     ]
-    server = ae.make_server(
-        (config.host, config.port),
-        ssl_context=ssl_context,
-        evt_handlers=handlers,
-        server_class=SharedPortListenerServer if reuse_port else ListenerServer,
-    )
+    try:
+        server = ae.make_server(
+            (config.host, config.port),
+            ssl_context=ssl_context,
+            evt_handlers=handlers,
+            server_class=SharedPortListenerServer if reuse_port else ListenerServer,
+        )
+    except OSError as exc:
+        archive.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(config.host, config.port) from exc
+        raise
     server.data_phase_target = store_handler if config.fast_data_phase else None
     server.max_dataset_bytes = config.max_dataset_bytes
     ae._servers.append(server)  # pynetdicom's shutdown() removes it from there
@@ -338,6 +359,7 @@ def _identity(config: ListenerConfig, port: int) -> dict[str, Any]:
         "workers": config.workers,
         "durability": config.durability,
         "tls": config.tls_cert is not None,
+        "tls_client_auth": config.tls_ca is not None,
         "archive": str(config.archive_dir),
     }
 
@@ -370,7 +392,7 @@ class _Supervisor:
 
     def _spawn(self, index: int) -> tuple[Any, float]:
         process = self._mp.Process(
-            target=_worker_main, args=(self.config, self.stats), name=f"receiver-{index}"
+            target=_worker_main, args=(self.config, self.stats, os.getpid()), name=f"receiver-{index}"
         )
         process.start()
         return process, time.monotonic()
@@ -400,15 +422,34 @@ class _Supervisor:
                 process.join()
 
 
-def _worker_main(config: ListenerConfig, stats: ListenerStats) -> None:
-    """One receiver process sharing the port; exits cleanly on SIGTERM."""
+def _worker_main(config: ListenerConfig, stats: ListenerStats, parent_pid: int) -> None:
+    """One receiver process sharing the port; exits cleanly on SIGTERM or when its parent dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    if not die_with_parent(parent_pid):
+        return
     server, archive = _serve(config, stats, reuse_port=True)
     try:
-        _wait_for_sigterm()
+        _wait_for_sigterm(lambda: parent_is(parent_pid))
     finally:
         server.stop(10.0)
         archive.close()
+
+
+def _starting(config: ListenerConfig, start: Callable[[], _T]) -> _T:
+    """Run a start-up step; an OSError (port in use, unreadable TLS files) is also recorded in the
+    status file, where the GUI shows it."""
+    try:
+        return start()
+    except OSError as exc:
+        record_start_failure(config.archive_dir, _identity(config, config.port), str(exc))
+        raise
+
+
+def _check_port_free(config: ListenerConfig) -> None:
+    """Workers bind with ``SO_REUSEPORT``, which would share the port with anyone else doing so
+    (another listener, a killed supervisor's workers): refuse a port that anything listens on."""
+    if port_holders(config.host, config.port):
+        raise PortInUse(config.host, config.port)
 
 
 def run_listener_forever(config: ListenerConfig) -> int:
@@ -417,13 +458,14 @@ def run_listener_forever(config: ListenerConfig) -> int:
     with Archive(config.archive_dir) as archive:  # adopt files a killed writer stored but did not index
         archive.adopt_unindexed()
     if config.workers == 1:
-        handle = start_listener(config)
+        handle = _starting(config, lambda: start_listener(config))
         try:
             _wait_for_sigterm()
         finally:
             handle.stop()
         log.info("listener stopped")
         return 0
+    _starting(config, lambda: _check_port_free(config))
     stats = ListenerStats()
     supervisor = _Supervisor(config, stats)
     status = StatusWriter(

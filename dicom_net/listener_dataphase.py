@@ -7,9 +7,11 @@ pydicom-encoded response -> DUL thread) costs several thread wake-ups and millis
 object. Here the DUL thread itself reads each P-DATA-TF PDU, reassembles the command and
 dataset, calls the store handler and writes the response PDU, as DCMTK's storescp does.
 
-Anything else (an unexpected command, a malformed PDU, a context that was not accepted, an
-oversized PDU, a dataset growing past ``max_dataset`` bytes while it is held in memory) gets an
-A-ABORT and the connection is closed; nothing half-received is stored.
+Anything else (an unexpected command, a command without a Message ID, a malformed PDU, a context
+that was not accepted, an oversized PDU, a dataset growing past ``max_dataset`` bytes while it
+is held in memory) gets an A-ABORT and the connection is closed; nothing half-received is
+stored, and a command is judged before its dataset is read, never after storing it. A failure
+status carries an Error Comment (0000,0902) saying why.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -41,7 +44,7 @@ class StoreTarget(Protocol):
         transfer_syntax: str,
         dataset: Sequence[bytes | bytearray | memoryview],
         calling: str,
-    ) -> int: ...
+    ) -> tuple[int, str]: ...  # status, and for a failure the Error Comment
 
     def echo(self) -> int: ...
 
@@ -81,8 +84,25 @@ def _even_uid(uid: bytes) -> bytes:
     return uid + b"\0" if len(uid) % 2 else uid
 
 
+def error_comment(text: str) -> bytes:
+    """An Error Comment (LO) value: at most 64 characters, ASCII, no backslash or control codes.
+
+    A reason too long for that loses its position first ("... at byte N of the dataset").
+    """
+    if len(text) > 64:
+        text = text.split(" at byte ")[0]
+    clean = "".join(c if " " <= c <= "~" and c != "\\" else "?" for c in text)[:64].rstrip()
+    raw = clean.encode("ascii")
+    return raw + b" " if len(raw) % 2 else raw
+
+
 def encode_response(
-    command_field: int, message_id: int, status: int, sop_class: bytes, sop_instance: bytes | None
+    command_field: int,
+    message_id: int,
+    status: int,
+    sop_class: bytes,
+    sop_instance: bytes | None,
+    comment: str = "",
 ) -> bytes:
     """An implicit-VR little-endian C-STORE-RSP or C-ECHO-RSP command set."""
     elements = [
@@ -92,6 +112,8 @@ def encode_response(
         (0x0800, struct.pack("<H", NO_DATASET)),
         (0x0900, struct.pack("<H", status)),
     ]
+    if comment:
+        elements.append((0x0902, error_comment(comment)))
     if sop_instance is not None:
         elements.append((0x1000, _even_uid(sop_instance)))
     body = b"".join(struct.pack("<HHI", 0, tag, len(value)) + value for tag, value in elements)
@@ -171,15 +193,29 @@ class DataPhase:
             return "aborted"
 
     def _recv_exact(self, count: int) -> bytearray:
+        """``count`` bytes; once the first arrives, the rest must follow within the socket's
+        timeout in all (a peer dribbling a PDU, or announcing more than it sends, is cut off)."""
         buf = bytearray(count)
         view = memoryview(buf)
         got = 0
-        while got < count:
-            n = self.sock.recv_into(view[got:], min(count - got, 1 << 20))
-            if n == 0:
-                break
-            got += n
-        view.release()
+        budget = self.sock.gettimeout()
+        deadline = None
+        try:
+            while got < count:
+                n = self.sock.recv_into(view[got:], min(count - got, 1 << 20))
+                if n == 0:
+                    break
+                got += n
+                if budget is not None and got < count:
+                    deadline = deadline or time.monotonic() + budget
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError("PDU not complete within the network timeout")
+                    self.sock.settimeout(remaining)
+        finally:
+            view.release()
+            if deadline is not None:
+                self.sock.settimeout(budget)
         if got < count:
             del buf[got:]
         return buf
@@ -221,6 +257,7 @@ class DataPhase:
         self.command = bytearray()
         command_field = _ushort(request, 0x0100)
         has_dataset = _ushort(request, 0x0800) != NO_DATASET
+        _ushort(request, 0x0110)  # no Message ID, no answer possible: abort now, before any dataset
         if command_field == C_ECHO_RQ and not has_dataset:
             status = self.target.echo()
             self._respond(context_id, C_ECHO_RSP, request, status, with_instance=False)
@@ -247,14 +284,22 @@ class DataPhase:
         sop_class = _uid(request.get(0x0002, b""))
         sop_instance = _uid(request.get(0x1000, b""))
         if sop_class != abstract_syntax:
-            status = 0x0122  # SOP class not supported on this presentation context
+            status, comment = 0x0122, "SOP Class differs from the presentation context's"
             log.warning("C-STORE of %s on a context for another SOP class -> 0x0122", sop_instance)
         else:
-            status = self.target.store(sop_class, sop_instance, transfer_syntax, dataset, self.calling)
-        self._respond(context_id, C_STORE_RSP, request, status, with_instance=True)
+            status, comment = self.target.store(
+                sop_class, sop_instance, transfer_syntax, dataset, self.calling
+            )
+        self._respond(context_id, C_STORE_RSP, request, status, with_instance=True, comment=comment)
 
     def _respond(
-        self, context_id: int, command_field: int, request: dict[int, bytes], status: int, with_instance: bool
+        self,
+        context_id: int,
+        command_field: int,
+        request: dict[int, bytes],
+        status: int,
+        with_instance: bool,
+        comment: str = "",
     ) -> None:
         message_id = _ushort(request, 0x0110)
         response = encode_response(
@@ -263,5 +308,6 @@ class DataPhase:
             status,
             request.get(0x0002, b""),
             request.get(0x1000, b"") if with_instance else None,
+            comment,
         )
         self.sock.sendall(pdata_pdu(context_id, response))

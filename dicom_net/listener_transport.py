@@ -9,20 +9,27 @@ pynetdicom does the DICOM upper layer; this module only changes how bytes move:
   before anything is buffered;
 - the association reactor waits on its message queue instead of sleeping 1 ms per loop, and the
   DUL polls its socket more often, which removes most of pynetdicom's per-message latency;
+- the whole A-ASSOCIATE-RQ must arrive within the ACSE timeout (DICOM's ARTIM timer, as DCMTK's
+  storescp) and every later PDU within the network timeout of its first byte, so a peer that
+  dribbles bytes or announces more than it sends is cut off; connections still waiting for their
+  request count apart from the association limit, and only a bounded number of them is kept;
 - several processes may listen on one port (``SO_REUSEPORT``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import select
 import socket
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from pynetdicom import evt
+from pynetdicom import AE, evt
 from pynetdicom.association import MODE_ACCEPTOR, Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
@@ -40,13 +47,34 @@ _RECV_CHUNK = 1 << 20
 _DUL_IDLE_WAIT_S = 0.05  # longest a DUL waits for the socket or a wake-up before re-checking timers
 
 
-class BoundedAssociationSocket(AssociationSocket):
-    """An AssociationSocket that reads PDUs in large chunks and refuses oversized ones."""
+class _Expired(Exception):
+    """A deadline for the association request or for the rest of a PDU has passed."""
 
-    def __init__(self, assoc: Association, client_socket: socket.socket, max_pdu: int) -> None:
+
+class BoundedAssociationSocket(AssociationSocket):
+    """An AssociationSocket that reads PDUs in large chunks, refuses oversized ones and bounds
+    how long a peer may take: the whole A-ASSOCIATE-RQ (TLS handshake included) must arrive
+    within ``request_timeout`` of the connection (DICOM's ARTIM timer; storescp's ``--acse-timeout``),
+    and every later PDU within ``pdu_timeout`` of its first byte, however the bytes are dribbled."""
+
+    def __init__(
+        self,
+        assoc: Association,
+        client_socket: socket.socket,
+        max_pdu: int,
+        request_timeout: float,
+        pdu_timeout: float,
+        on_request: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(assoc, client_socket=client_socket)
         self._max_pdata = max_pdu + 6 if max_pdu else 0
         self._expect_pdu_type: int | None = None
+        self._request_timeout = request_timeout
+        self._request_deadline: float | None = time.monotonic() + request_timeout
+        self._pdu_timeout = pdu_timeout
+        self._pdu_deadline = 0.0
+        self._idle_timeout = client_socket.gettimeout()
+        self._on_request = on_request
 
     def _limit_for(self, pdu_type: int) -> int:
         if pdu_type == 0x04:
@@ -76,7 +104,8 @@ class BoundedAssociationSocket(AssociationSocket):
         if sock is None:
             return bytearray()
         if nr_bytes == 6:  # pynetdicom reads the PDU header first, then its body
-            header = self._recv_exact(sock, 6)
+            self._pdu_deadline = self._request_deadline or time.monotonic() + self._pdu_timeout
+            header = self._recv_within(sock, 6)
             self._expect_pdu_type = header[0] if len(header) == 6 else None
             return header
         if self._expect_pdu_type is not None and nr_bytes > self._limit_for(self._expect_pdu_type):
@@ -88,19 +117,51 @@ class BoundedAssociationSocket(AssociationSocket):
             self._abort_and_close(sock)
             return bytearray()
         self._expect_pdu_type = None
-        return self._recv_exact(sock, nr_bytes)
+        body = self._recv_within(sock, nr_bytes)
+        if len(body) == nr_bytes and self._request_deadline is not None:
+            self._request_deadline = None  # the association request is in: ARTIM stops
+            self._on_request()
+        return body
+
+    def _recv_within(self, sock: socket.socket, nr_bytes: int) -> bytearray:
+        """Read ``nr_bytes`` before the current deadline; on expiry close the connection."""
+        try:
+            return self._recv_exact(sock, nr_bytes, self._pdu_deadline, self._idle_timeout)
+        except _Expired:
+            if self._request_deadline is not None:
+                what = f"no complete association request within {self._request_timeout:g} s"
+            else:
+                what = f"a PDU was not complete {self._pdu_timeout:g} s after it began"
+            log.warning("closing the connection from %s: %s", self.assoc.requestor.address, what)
+            _shutdown_quietly(sock)
+            return bytearray()
 
     @staticmethod
-    def _recv_exact(sock: socket.socket, nr_bytes: int) -> bytearray:
+    def _recv_exact(
+        sock: socket.socket, nr_bytes: int, deadline: float, idle_timeout: float | None
+    ) -> bytearray:
         buf = bytearray(nr_bytes)
         view = memoryview(buf)
         got = 0
-        while got < nr_bytes:
-            n = sock.recv_into(view[got:], min(nr_bytes - got, _RECV_CHUNK))
-            if n == 0:
-                break
-            got += n
-        view.release()
+        try:
+            while got < nr_bytes:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _Expired
+                sock.settimeout(remaining if idle_timeout is None else min(remaining, idle_timeout))
+                try:
+                    n = sock.recv_into(view[got:], min(nr_bytes - got, _RECV_CHUNK))
+                except TimeoutError:
+                    if deadline - time.monotonic() <= 0:
+                        raise _Expired from None
+                    raise
+                if n == 0:
+                    break
+                got += n
+        finally:
+            view.release()
+            with contextlib.suppress(OSError):  # the socket may have been closed meanwhile
+                sock.settimeout(idle_timeout)
         if got < nr_bytes:
             del buf[got:]  # connection closed early: pynetdicom sees a short read and closes
         return buf
@@ -110,10 +171,7 @@ class BoundedAssociationSocket(AssociationSocket):
             sock.sendall(_ABORT_PDU)
         except OSError:
             pass
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        _shutdown_quietly(sock)
 
 
 class _WakingQueue(queue.Queue):
@@ -273,7 +331,14 @@ class ListenerRequestHandler(RequestHandler):
         assoc = ListenerAssociation(self.ae, MODE_ACCEPTOR)
         assoc._server = self.server
         assoc.name = f"AcceptorThread@{time.strftime('%Y%m%d%H%M%S')}"
-        sock = BoundedAssociationSocket(assoc, self.request, self.ae.maximum_pdu_size)
+        sock = BoundedAssociationSocket(
+            assoc,
+            self.request,
+            self.ae.maximum_pdu_size,
+            request_timeout=self.ae.acse_timeout,
+            pdu_timeout=self.ae.network_timeout,
+            on_request=lambda: self.server.request_received(self.request),
+        )
         assoc.set_socket(sock)
         assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
         assoc.acceptor.ae_title = self.server.ae_title
@@ -295,17 +360,37 @@ class ListenerRequestHandler(RequestHandler):
         return assoc
 
 
+class ListenerAE(AE):
+    """An AE whose association limit counts only peers that have sent their A-ASSOCIATE-RQ.
+
+    Connections still in their ARTIM window are bounded apart (:attr:`ListenerServer.max_pending`),
+    so clients that connect and dribble or send nothing cannot take a sender's place.
+    """
+
+    @property
+    def active_associations(self) -> list[Association]:
+        return [a for a in super().active_associations if a.requestor.primitive is not None]
+
+
 class ListenerServer(ThreadedAssociationServer):
-    """The accept loop: shared port, Nagle off, receive timeouts, lazy TLS handshakes, clean stop."""
+    """The accept loop: shared port, Nagle off, receive timeouts, lazy TLS handshakes, clean stop,
+    and a bound on connections that have not yet sent their association request."""
 
     reuse_port = False
     daemon_threads = True
     data_phase_target: StoreTarget | None = None  # serve C-STORE/C-ECHO without pynetdicom's DIMSE layer
     max_dataset_bytes = 0  # largest dataset the data phase holds in memory (0: no cap)
+    pending_per_association = 4  # connections awaiting their A-ASSOCIATE-RQ, per allowed association
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("request_handler", ListenerRequestHandler)
+        self._pending: dict[socket.socket, None] = {}  # insertion order: oldest first
+        self._pending_lock = threading.Lock()
         super().__init__(*args, **kwargs)
+
+    @property
+    def max_pending(self) -> int:
+        return self.pending_per_association * self.ae.maximum_associations
 
     def server_bind(self) -> None:
         if self.reuse_port:
@@ -318,7 +403,23 @@ class ListenerServer(ThreadedAssociationServer):
         client.settimeout(self.ae.network_timeout)
         if self.ssl_context:
             client = self.ssl_context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+        with self._pending_lock:
+            while len(self._pending) >= self.max_pending:
+                oldest = next(iter(self._pending))
+                del self._pending[oldest]
+                log.warning("too many connections without an association request: closing the oldest")
+                _shutdown_quietly(oldest)
+            self._pending[client] = None
         return client, address
+
+    def request_received(self, client: socket.socket) -> None:
+        """``client`` has sent its A-ASSOCIATE-RQ: it no longer counts as pending."""
+        with self._pending_lock:
+            self._pending.pop(client, None)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.request_received(request)
+        super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception(
@@ -328,6 +429,10 @@ class ListenerServer(ThreadedAssociationServer):
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop accepting; give running associations ``grace_s`` to finish, then abort them."""
         self.shutdown()
+        with self._pending_lock:
+            pending, self._pending = list(self._pending), {}
+        for client in pending:  # not associated yet: nothing to finish
+            _shutdown_quietly(client)
         deadline = time.monotonic() + grace_s
         while self.active_associations and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -335,6 +440,13 @@ class ListenerServer(ThreadedAssociationServer):
             assoc.abort()
         for assoc in self.active_associations:
             assoc.join(5.0)
+
+
+def _shutdown_quietly(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class SharedPortListenerServer(ListenerServer):

@@ -1,5 +1,10 @@
 """`hulu-workstation pacs ...`: configure PACS nodes, verify, query, retrieve and send.
 
+A node is a DICOM AE (``--aet --host --port``: C-ECHO, C-FIND, C-MOVE/C-GET, C-STORE) or a
+DICOMweb service (``--dicomweb URL``: QIDO-RS, WADO-RS, STOW-RS); every action takes either by
+name. A DICOMweb password is read from stdin (``--password-stdin``, never a command-line argument,
+which other users can see) and kept in ``pacs_secrets.json`` beside the nodes file, mode 0600.
+
 Exit status: 0 when everything asked for was done, 1 when the PACS refused or part of the work
 failed (details on stderr), 2 for bad input (unknown node, invalid option values).
 """
@@ -11,12 +16,15 @@ import json
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from dicom_net.pacs_nodes import (
     DEFAULT_CALLING_AET,
     RETRIEVE_METHODS,
+    AnyNode,
+    DicomWebNode,
     PacsNode,
     PacsNodeError,
     PacsNodes,
@@ -61,17 +69,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pacs = subparsers.add_parser(
         "pacs",
         help="PACS nodes: configure, echo, find, retrieve, send",
-        description="Talk to a PACS (DICOM C-ECHO, C-FIND, C-MOVE/C-GET, C-STORE).",
+        description="Talk to a PACS (DICOM C-ECHO, C-FIND, C-MOVE/C-GET, C-STORE, or DICOMweb "
+        "QIDO-RS, WADO-RS, STOW-RS).",
     )
     sub = pacs.add_subparsers(dest="pacs_command", metavar="ACTION", required=True)
 
     nodes = sub.add_parser("nodes", help="add, list or remove configured PACS nodes")
     nodes_sub = nodes.add_subparsers(dest="nodes_command", metavar="ACTION", required=True)
-    add = nodes_sub.add_parser("add", help="add (or with --replace, change) a node")
+    add = nodes_sub.add_parser(
+        "add",
+        help="add (or with --replace, change) a node",
+        description="A DICOM node: --aet --host --port. A DICOMweb node: --dicomweb URL, with --user and "
+        "--password-stdin (HTTP basic) or --token-file (bearer), and --tls-ca for an https URL whose "
+        "certificate a private CA signed.",
+    )
     add.add_argument("name")
-    add.add_argument("--aet", required=True, help="the PACS's AE title")
-    add.add_argument("--host", required=True)
-    add.add_argument("--port", required=True, type=int)
+    add.add_argument("--aet", help="the PACS's AE title (DICOM node)")
+    add.add_argument("--host", help="DICOM node")
+    add.add_argument("--port", type=int, help="DICOM node")
+    add.add_argument("--dicomweb", metavar="URL", help="DICOMweb root, e.g. https://pacs:8042/dicom-web")
+    add.add_argument("--user", help="DICOMweb: HTTP basic user (the password comes from --password-stdin)")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="DICOMweb: read the password from stdin (one line)"
+    )
+    add.add_argument("--token-file", help="DICOMweb: file holding a bearer token (read at each use)")
     add.add_argument(
         "--calling-aet",
         default=DEFAULT_CALLING_AET,
@@ -81,7 +102,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--method", choices=RETRIEVE_METHODS, default="move", help="how to retrieve (default move)"
     )
     add.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the PACS (default 30)")
-    add.add_argument("--tls-ca", help="CA certificate (PEM) that signed the PACS certificate: enables TLS")
+    add.add_argument(
+        "--tls-ca",
+        help="CA certificate (PEM) that signed the PACS certificate: enables DICOM TLS; for "
+        "DICOMweb, the CA to trust for its https URL",
+    )
     add.add_argument("--tls-cert", help="our client certificate (PEM) for mutual TLS")
     add.add_argument("--tls-key", help="our client private key (PEM) for mutual TLS")
     add.add_argument("--replace", action="store_true", help="replace an existing node of that name")
@@ -93,11 +118,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rm.add_argument("name")
     rm.set_defaults(func=_nodes_remove)
 
-    echo = sub.add_parser("echo", help="verify a node (C-ECHO)")
+    echo = sub.add_parser("echo", help="verify a node (C-ECHO; DICOMweb: a one-study QIDO-RS)")
     echo.add_argument("node")
     echo.set_defaults(func=_echo)
 
-    find = sub.add_parser("find", help="query a node (C-FIND)")
+    find = sub.add_parser("find", help="query a node (C-FIND or QIDO-RS)")
     find.add_argument("node")
     find.add_argument("--level", choices=LEVELS, default="study")
     find.add_argument("--patient-name", help="wildcards * and ? allowed, e.g. 'DOE^*'")
@@ -111,18 +136,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     find.add_argument("--json", action="store_true", help="print matches as a JSON list")
     find.set_defaults(func=_find)
 
-    ret = sub.add_parser("retrieve", help="retrieve a study or series (C-MOVE or C-GET)")
+    ret = sub.add_parser("retrieve", help="retrieve a study or series (C-MOVE, C-GET or WADO-RS)")
     ret.add_argument("node")
     ret.add_argument("--study", required=True, help="Study Instance UID")
     ret.add_argument("--series", help="Series Instance UID (default: the whole study)")
     ret.add_argument("--method", choices=RETRIEVE_METHODS, help="default: the node's method")
-    ret.add_argument("--archive", type=Path, help="archive directory for C-GET (default: the workstation's)")
+    ret.add_argument(
+        "--archive", type=Path, help="archive directory for C-GET and WADO-RS (default: the workstation's)"
+    )
     ret.add_argument(
         "--destination", help="C-MOVE destination AE title (default: the node's calling AE title)"
     )
     ret.set_defaults(func=_retrieve)
 
-    send = sub.add_parser("send", help="send files or folders (C-STORE)")
+    send = sub.add_parser("send", help="send files or folders (C-STORE or STOW-RS)")
     send.add_argument("node")
     send.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
     send.set_defaults(func=_send)
@@ -155,12 +182,59 @@ def _guarded(action: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
     return run
 
 
-def _node(name: str) -> PacsNode:
+def _node(name: str) -> AnyNode:
     return PacsNodes().get(name)
+
+
+def _read_password() -> str:
+    """One line from stdin (a terminal gets a prompt without echo)."""
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass("password: ")
+    line = sys.stdin.readline()
+    return line[:-1] if line.endswith("\n") else line
+
+
+def _dicomweb_node(args: argparse.Namespace) -> DicomWebNode:
+    dimse = [f"--{k}" for k in ("aet", "host", "port", "tls_cert", "tls_key") if getattr(args, k)]
+    if dimse or args.method != "move" or args.calling_aet != DEFAULT_CALLING_AET:
+        raise UsageError(f"a DICOMweb node takes none of {', '.join(dimse) or '--method/--calling-aet'}")
+    if args.password_stdin and not args.user:
+        raise UsageError("--password-stdin needs --user")
+    if args.user and not args.password_stdin:
+        raise UsageError("--user needs --password-stdin (a password is never given on the command line)")
+    node = DicomWebNode(
+        name=args.name,
+        url=args.dicomweb,
+        user=args.user,
+        token_file=args.token_file,
+        tls_ca=args.tls_ca,
+        timeout_s=args.timeout,
+    )
+    if args.password_stdin:
+        password = _read_password()
+        if not password:
+            raise UsageError("the password read from stdin is empty")
+        node = replace(node, password=password)
+    return node
 
 
 @_guarded
 def _nodes_add(args: argparse.Namespace) -> int:
+    if args.dicomweb:
+        web = _dicomweb_node(args)
+        PacsNodes().add(web, replace=args.replace)
+        print(f"saved node {web.name}: {web.describe()}")
+        return EXIT_OK
+    web_only = [
+        f"--{k.replace('_', '-')}" for k in ("user", "password_stdin", "token_file") if getattr(args, k)
+    ]
+    if web_only:
+        raise UsageError(f"{', '.join(web_only)} apply to a DICOMweb node (--dicomweb URL)")
+    missing = [f"--{k}" for k in ("aet", "host", "port") if getattr(args, k) is None]
+    if missing:
+        raise UsageError(f"a DICOM node needs {', '.join(missing)} (or give --dicomweb URL)")
     tls = None
     if args.tls_ca or args.tls_cert or args.tls_key:
         if not args.tls_ca:
@@ -198,6 +272,9 @@ def _nodes_list(args: argparse.Namespace) -> int:
             "--host ... --port ...)"
         )
     for n in nodes.values():
+        if isinstance(n, DicomWebNode):
+            print(f"{n.name}\t{n.describe()}")
+            continue
         print(
             f"{n.name}\t{n.aet}@{n.host}:{n.port}\tcalling {n.calling_aet}\t{n.retrieve_method}"
             f"{chr(9) + 'TLS' if n.tls else ''}"
@@ -216,8 +293,12 @@ def _nodes_remove(args: argparse.Namespace) -> int:
 def _echo(args: argparse.Namespace) -> int:
     from dicom_net.scu import echo
 
-    result = echo(_node(args.node))
-    print(f"C-ECHO {args.node}: status 0x{result.status:04X} in {result.seconds * 1000:.0f} ms")
+    node = _node(args.node)
+    result = echo(node)
+    if isinstance(node, DicomWebNode):
+        print(f"DICOMweb {args.node}: QIDO-RS answered in {result.seconds * 1000:.0f} ms")
+    else:
+        print(f"C-ECHO {args.node}: status 0x{result.status:04X} in {result.seconds * 1000:.0f} ms")
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -310,9 +391,11 @@ def _retrieve(args: argparse.Namespace) -> int:
     from dicom_net.scu import retrieve
 
     node = _node(args.node)
+    if isinstance(node, DicomWebNode) and (args.method or args.destination):
+        raise UsageError(f"node {node.name} is a DICOMweb node: it retrieves by WADO-RS into the archive")
     method = args.method or node.retrieve_method
     archive = None
-    if method == "get":
+    if method in ("get", "wado-rs"):
         from dicom_net.archive import Archive
         from dicom_net.paths import default_archive_dir
 
@@ -332,8 +415,9 @@ def _retrieve(args: argparse.Namespace) -> int:
     )
     line.finish()
     where = f"into {archive.root}" if archive is not None else f"to {args.destination or node.calling_aet}"
+    verb = "WADO-RS" if method == "wado-rs" else f"C-{method.upper()}"
     print(
-        f"C-{method.upper()} {'cancelled' if result.cancelled else 'done'}: {result.completed} completed, "
+        f"{verb} {'cancelled' if result.cancelled else 'done'}: {result.completed} completed, "
         f"{result.failed} failed, {result.warning} warning, {len(result.stored)} stored {where} "
         f"in {result.seconds:.2f} s"
     )
@@ -356,8 +440,9 @@ def _send(args: argparse.Namespace) -> int:
     for failure in result.failed:
         status = f"0x{failure.status:04X}" if failure.status is not None else "not sent"
         _error(f"{failure.item}: {status} {failure.message}".rstrip())
+    verb = "STOW-RS" if isinstance(node, DicomWebNode) else "C-STORE"
     print(
-        f"C-STORE to {node.name}: {result.sent} of {len(result.statuses)} sent in {result.seconds:.2f} s"
+        f"{verb} to {node.name}: {result.sent} of {len(result.statuses)} sent in {result.seconds:.2f} s"
         f"{' (cancelled)' if result.cancelled else ''}"
     )
     return EXIT_OK if result.ok else EXIT_FAILED

@@ -5,6 +5,9 @@
     retrieve(node, study_uid, series_uid=None, method="move"|"get", archive=..., progress=..., cancel=...)
     send(node, paths_or_datasets, progress=..., cancel=...) -> SendResult
 
+A :class:`~dicom_net.pacs_nodes.DicomWebNode` is handed to :mod:`dicom_net.dicomweb` (QIDO-RS,
+WADO-RS, STOW-RS) with the same arguments and results, so callers need not know a node's kind.
+
 Every function raises a :class:`~dicom_net.scu_assoc.PacsError` subclass with the node and the
 reason when the PACS cannot be reached, refuses us, times out or aborts. ``progress(done, total)``
 is called from the calling thread (``total`` may grow while a retrieve discovers its size);
@@ -35,7 +38,7 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.status import code_to_category
 
-from dicom_net.pacs_nodes import PacsNode
+from dicom_net.pacs_nodes import AnyNode, DicomWebNode, PacsNode
 from dicom_net.part10 import file_meta_header
 from dicom_net.scu_assoc import (
     AssociationRejected,
@@ -91,7 +94,7 @@ class StoresBytes(Protocol):
     ) -> Any: ...
 
 
-def _stores_in_batches(archive: StoresBytes) -> bool:
+def stores_in_batches(archive: StoresBytes) -> bool:
     """Whether ``archive`` can acknowledge before fsync and make objects durable in a ``flush()``."""
     if not callable(getattr(archive, "flush", None)):
         return False
@@ -124,8 +127,12 @@ class EchoResult:
         return self.ok
 
 
-def echo(node: PacsNode) -> EchoResult:
+def echo(node: AnyNode) -> EchoResult:
     """Verify the node (C-ECHO). Raises PacsError when no association is possible."""
+    if isinstance(node, DicomWebNode):
+        from dicom_net import dicomweb
+
+        return dicomweb.echo(node)
     start = time.monotonic()
     with associate(node, [build_context(Verification)]) as assoc:
         rsp = assoc.send_c_echo()
@@ -140,13 +147,17 @@ def echo(node: PacsNode) -> EchoResult:
 
 
 def find(
-    node: PacsNode, level: str, *, cancel: threading.Event | None = None, **keys: str | None
+    node: AnyNode, level: str, *, cancel: threading.Event | None = None, **keys: str | None
 ) -> list[dict]:
     """Query ``node`` at ``level`` (patient|study|series|image); returns one dict per match.
 
     Keys: patient_name (wildcards * and ? allowed), patient_id, accession, date_from, date_to,
     modality, study_uid, series_uid, sop_uid, each valid at the levels the standard allows.
     """
+    if isinstance(node, DicomWebNode):
+        from dicom_net import dicomweb
+
+        return dicomweb.find(node, level, cancel=cancel, **keys)
     identifier = build_identifier(level, keys)
     model = query_model(level)
     matches: list[dict] = []
@@ -216,7 +227,7 @@ class RetrieveResult:
 
 
 def retrieve(
-    node: PacsNode,
+    node: AnyNode,
     study_uid: str,
     series_uid: str | None = None,
     *,
@@ -235,8 +246,17 @@ def retrieve(
     An object fetched from a PACS can be fetched again, so C-GET acknowledges each one once its
     complete file has its final name (never a partial file) and leaves the fsyncs and index rows
     to the archive's batches; every stored object is durable and indexed before this returns.
-    Cancelling sends C-CANCEL and returns promptly with what arrived.
+    Cancelling sends C-CANCEL and returns promptly with what arrived. A DICOMweb node retrieves
+    by WADO-RS into ``archive`` (``move_destination`` does not apply).
     """
+    if isinstance(node, DicomWebNode):
+        from dicom_net import dicomweb
+
+        if method not in (None, node.retrieve_method):
+            raise ValueError(f"node {node.name} is a DICOMweb node: it retrieves by WADO-RS, not {method}")
+        return dicomweb.retrieve(
+            node, study_uid, series_uid, archive=archive, progress=progress, cancel=cancel
+        )
     method = method or node.retrieve_method
     if method not in ("move", "get"):
         raise ValueError(f"retrieve method {method!r} must be 'move' or 'get'")
@@ -248,10 +268,10 @@ def retrieve(
     if series_uid:
         identifier.SeriesInstanceUID = series_uid
     result = RetrieveResult(method=method)
-    progress = _without_repeats(progress)
+    progress = without_repeats(progress)
     start = time.monotonic()
     if method == "get" and archive is None:
-        with _default_archive() as own_archive:
+        with default_archive() as own_archive:
             _retrieve_get(node, identifier, own_archive, result, progress, cancel)
     elif method == "get":
         _retrieve_get(node, identifier, archive, result, progress, cancel)
@@ -275,7 +295,7 @@ def retrieve(
     return result
 
 
-def _without_repeats(progress: Progress | None) -> Progress | None:
+def without_repeats(progress: Progress | None) -> Progress | None:
     """Pass on only (done, total) pairs that differ from the previous one."""
     if progress is None:
         return None
@@ -289,7 +309,7 @@ def _without_repeats(progress: Progress | None) -> Progress | None:
     return report
 
 
-def _default_archive() -> Any:
+def default_archive() -> Any:
     """The workstation's own archive (an ``Archive``, closed by the caller's ``with``)."""
     from dicom_net.archive import Archive  # imported here: echo/find/send do not need it
     from dicom_net.paths import default_archive_dir
@@ -423,7 +443,7 @@ def _retrieve_get(
     contexts, roles = storage_contexts_for_get((model,))
     activity = [time.monotonic()]
     source = f"C-GET from {node.name}"
-    in_batches = _stores_in_batches(archive)
+    in_batches = stores_in_batches(archive)
     batched: dict[str, bool] = {"defer_index": True, "sync_before_return": False} if in_batches else {}
 
     def handle_store(event: evt.Event) -> int:
@@ -510,7 +530,9 @@ _NO_REPLY = "no reply"
 
 
 @dataclass
-class _Item:
+class SendItem:
+    """One thing to send, described before any association or request: ``error`` when unsendable."""
+
     label: str
     dataset: Dataset | None = None
     path: Path | None = None
@@ -535,17 +557,17 @@ def expand_paths(items: Iterable[str | Path | Dataset]) -> list[str | Path | Dat
     return out
 
 
-def _describe_item(item: str | Path | Dataset) -> _Item:
+def describe_item(item: str | Path | Dataset) -> SendItem:
     if isinstance(item, Dataset):
         label = f"dataset {item.get('SOPInstanceUID', '?')}"
         if "SOPClassUID" not in item or "SOPInstanceUID" not in item:
-            return _Item(label, error="dataset lacks SOP Class UID or SOP Instance UID")
+            return SendItem(label, error="dataset lacks SOP Class UID or SOP Instance UID")
         meta = getattr(item, "file_meta", None)
         if meta is None or "TransferSyntaxUID" not in meta:  # pynetdicom needs one: assume explicit LE
             item = copy.copy(item)
             item.file_meta = FileMetaDataset()
             item.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        return _Item(
+        return SendItem(
             label,
             dataset=item,
             sop_class=str(item.SOPClassUID),
@@ -558,14 +580,46 @@ def _describe_item(item: str | Path | Dataset) -> _Item:
         syntax = str(head.file_meta.TransferSyntaxUID)
         sop_class, sop_uid = str(head.SOPClassUID), str(head.SOPInstanceUID)
     except FileNotFoundError:
-        return _Item(str(path), path=path, error="file not found")
+        return SendItem(str(path), path=path, error="file not found")
     except (InvalidDicomError, AttributeError, KeyError, ValueError, OSError) as exc:
-        return _Item(str(path), path=path, error=f"not a readable DICOM Part-10 file ({type(exc).__name__})")
-    return _Item(str(path), path=path, sop_class=sop_class, sop_uid=sop_uid, syntax=syntax)
+        return SendItem(
+            str(path), path=path, error=f"not a readable DICOM Part-10 file ({type(exc).__name__})"
+        )
+    return SendItem(str(path), path=path, sop_class=sop_class, sop_uid=sop_uid, syntax=syntax)
+
+
+def begin_send(
+    items: Iterable[str | Path | Dataset], progress: Progress | None
+) -> tuple[SendResult, list[SendItem], int]:
+    """Describe ``items`` (directories walked): a result already holding the statuses of those that
+    cannot be sent, the sendable ones, and the total (reported as the first progress)."""
+    described = [describe_item(i) for i in expand_paths(items)]
+    result = SendResult()
+    result.statuses.extend(
+        InstanceStatus(d.label, d.sop_uid or None, None, d.error) for d in described if d.error
+    )
+    if progress is not None:
+        progress(len(result.statuses), len(described))
+    return result, [d for d in described if not d.error], len(described)
+
+
+def finish_send(result: SendResult, verb: str, node_name: str, total: int, start: float) -> SendResult:
+    """Time and log a finished send (counts only)."""
+    result.seconds = time.monotonic() - start
+    log.info(
+        "%s to %s: %d of %d sent, %d failed, cancelled=%s",
+        verb,
+        node_name,
+        result.sent,
+        total,
+        len(result.failed),
+        result.cancelled,
+    )
+    return result
 
 
 def send(
-    node: PacsNode,
+    node: AnyNode,
     items: Sequence[str | Path | Dataset] | Iterable[str | Path | Dataset],
     *,
     progress: Progress | None = None,
@@ -575,18 +629,15 @@ def send(
 
     Items that cannot be read, or whose SOP class the PACS did not accept, get a status of None
     and a message; the others are still sent. Raises PacsError only when no association at all
-    can be made.
+    can be made. A DICOMweb node is sent to by STOW-RS.
     """
+    if isinstance(node, DicomWebNode):
+        from dicom_net import dicomweb
+
+        return dicomweb.send(node, items, progress=progress, cancel=cancel)
     start = time.monotonic()
-    described = [_describe_item(i) for i in expand_paths(items)]
-    result = SendResult()
-    sendable = [d for d in described if not d.error]
-    result.statuses.extend(
-        InstanceStatus(d.label, d.sop_uid or None, None, d.error) for d in described if d.error
-    )
-    total, done = len(described), len(result.statuses)
-    if progress is not None:
-        progress(done, total)
+    result, sendable, total = begin_send(items, progress)
+    done = len(result.statuses)
     for batch in storage_contexts_for_send({(d.sop_class, d.syntax) for d in sendable}):
         if not sendable or result.cancelled:
             break
@@ -609,19 +660,10 @@ def send(
                 done += 1
                 if progress is not None:
                     progress(done, total)
-    result.seconds = time.monotonic() - start
-    log.info(
-        "C-STORE to %s: %d of %d sent, %d failed, cancelled=%s",
-        node.name,
-        result.sent,
-        total,
-        len(result.failed),
-        result.cancelled,
-    )
-    return result
+    return finish_send(result, "C-STORE", node.name, total, start)
 
 
-def _send_one(node: PacsNode, assoc: Any, item: _Item, msg_id: int) -> InstanceStatus:
+def _send_one(node: PacsNode, assoc: Any, item: SendItem, msg_id: int) -> InstanceStatus:
     try:
         dataset = item.dataset if item.dataset is not None else dcmread(item.path)
     except (InvalidDicomError, OSError, ValueError) as exc:

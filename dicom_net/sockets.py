@@ -1,10 +1,26 @@
-"""Socket helpers shared by our DICOM SCP and SCU: Nagle off, shared ports and DICOM TLS contexts."""
+"""Socket helpers shared by our DICOM SCP and SCU: Nagle off, shared ports, who holds a port,
+and DICOM TLS contexts."""
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import socket
 import ssl
 from pathlib import Path
+
+import psutil
+
+
+class PortInUse(OSError):
+    """The listening port is taken; the message names the process holding it where it can be seen."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, describe_port_holders(host, port))
+        self.port = port
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def enable_nodelay(sock: socket.socket) -> None:
@@ -20,6 +36,42 @@ def enable_reuse_port(sock: socket.socket) -> None:
     if not hasattr(socket, "SO_REUSEPORT"):
         raise OSError("SO_REUSEPORT is not available on this platform")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+
+
+def _overlaps(bound_ip: str, host: str) -> bool:
+    try:
+        a, b = ipaddress.ip_address(bound_ip.split("%")[0]), ipaddress.ip_address(host)
+    except ValueError:
+        return True  # a name we cannot compare: assume it may be the same address
+    return a.is_unspecified or b.is_unspecified or a == b
+
+
+def port_holders(host: str, port: int) -> list[int | None]:
+    """Processes listening on TCP ``port`` where a listener on ``host`` would also listen;
+    None for a listener whose process is not visible to us (another user's)."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return []
+    return [
+        c.pid
+        for c in connections
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and _overlaps(c.laddr.ip, host)
+    ]
+
+
+def describe_port_holders(host: str, port: int) -> str:
+    """``'port 11112 is in use by process 4242 (storescp)'``, or as much of it as can be seen."""
+    pids = sorted({pid for pid in port_holders(host, port) if pid})
+    if not pids:
+        return f"port {port} is in use by another program"
+    named = []
+    for pid in pids[:3]:
+        try:
+            named.append(f"{pid} ({psutil.Process(pid).name()})")
+        except psutil.Error:
+            named.append(str(pid))
+    return f"port {port} is in use by process{'es' if len(pids) > 1 else ''} {', '.join(named)}"
 
 
 def server_tls_context(cert: Path, key: Path, ca: Path | None = None) -> ssl.SSLContext:

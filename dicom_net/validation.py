@@ -1,31 +1,37 @@
-"""Cheap, strict checks of a received DICOM object before it may enter the archive.
+"""Strict checks of a DICOM object before it may enter the archive.
 
-:func:`inspect_part10` parses a complete Part-10 file's bytes once (pydicom, no pixel decoding)
-and returns the few attributes the archive index needs. It raises :class:`InvalidDataset` for
-anything that must not be stored: unparsable or truncated data, missing or disagreeing UIDs, and
-uncompressed pixel data whose length disagrees with rows/columns/bits/frames.
+:func:`inspect_part10` walks a complete Part-10 file's bytes once
+(:func:`dicom_net.header_scan.scan_part10`: every element, item and fragment, no pixel decoding)
+and returns the few attributes the archive index needs. It raises :class:`InvalidDataset`, with
+a reason fit for a C-STORE Error Comment, for anything that must not be stored: bytes pydicom
+and DCMTK would not both read completely and alike, missing, invalid or disagreeing UIDs, and
+pixel data whose length disagrees with rows/columns/bits/frames.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom import dcmread
-from pydicom.dataelem import RawDataElement
+from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from dicom_net.header_scan import scan_part10
+from dicom_net.header_scan import MalformedDataset, ScanResult, scan_part10
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float Pixel, Double Float Pixel
-_SEQUENCE_DELIMITER_LE = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
-_SEQUENCE_DELIMITER_BE = struct.pack(">HHI", 0xFFFE, 0xE0DD, 0)
-_ITEM_TAG_LE = struct.pack("<HH", 0xFFFE, 0xE000)
-_ITEM_TAG_BE = struct.pack(">HH", 0xFFFE, 0xE000)
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # components of digits (leading zeros exist in real data)
+
+
+def is_valid_uid(uid: str) -> bool:
+    """Digits in dot-separated components, at most 64 characters (padding already removed)."""
+    return len(uid) <= 64 and _UID.fullmatch(uid) is not None
 
 
 class ArchiveError(Exception):
@@ -102,13 +108,6 @@ def _int(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
-def _raw(ds: Dataset, tag: int) -> RawDataElement | None:
-    if tag not in ds:
-        return None
-    elem = ds.get_item(tag)
-    return elem if isinstance(elem, RawDataElement) else None
-
-
 _SIMPLE_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
 
 
@@ -120,26 +119,29 @@ class _Fields:
     """The index attributes, decoded straight from the raw element bytes.
 
     pydicom's value conversion costs ~40 µs per element, more than the rest of a received
-    object's checks; anything unusual (other character sets, odd lengths, values pydicom has
-    already converted) goes to ``fallback`` (pydicom) or raises :class:`_NeedsPydicom`.
+    object's checks; anything unusual (other character sets, odd lengths, undefined-length
+    values) is read from ``fallback()``, the dataset as pydicom parses it.
     """
 
-    def __init__(self, lookup, encoding: str | None, little_endian: bool, fallback: Dataset | None) -> None:
+    def __init__(
+        self, lookup, encoding: str | None, little_endian: bool, fallback: Callable[[], Dataset]
+    ) -> None:
         self.lookup = lookup  # tag -> (VR or None, raw bytes) | None when absent; may raise _NeedsPydicom
         self.encoding = encoding
         self.uint16 = struct.Struct("<H" if little_endian else ">H")
-        self.fallback = fallback
-
-    def lookup_present(self, tag: int) -> bool:
-        try:
-            return self.lookup(tag) is not None
-        except _NeedsPydicom:
-            return True
+        self.fallback = fallback  # the dataset as pydicom reads it (built on first use)
 
     def _pydicom(self, kind: str, keyword: str) -> object:
-        if self.fallback is None:
-            raise _NeedsPydicom(keyword)
-        return _text(self.fallback, keyword) if kind == "text" else _int(self.fallback, keyword)
+        ds = self.fallback()
+        return _text(ds, keyword) if kind == "text" else _int(ds, keyword)
+
+    def uid(self, tag: int, keyword: str) -> str:
+        """A UI value with its trailing padding removed, nothing else (invalid ones stay invalid)."""
+        try:
+            found = self.lookup(tag)
+        except _NeedsPydicom:
+            return self._pydicom("text", keyword)  # type: ignore[return-value]
+        return "" if found is None else found[1].decode("ascii", "replace").rstrip("\0 ")
 
     def text(self, tag: int, keyword: str) -> str:
         try:
@@ -171,16 +173,17 @@ class _Fields:
             return self._pydicom("int", keyword)  # type: ignore[return-value]
 
 
-def _pydicom_lookup(ds: Dataset):
-    def lookup(tag: int) -> tuple[str | None, bytes] | None:
-        if tag not in ds:
-            return None
-        elem = ds.get_item(tag)
-        if not isinstance(elem, RawDataElement) or elem.value is None:
-            raise _NeedsPydicom(tag)
-        return elem.VR, bytes(elem.value)
-
-    return lookup
+def _checked_charset(element: tuple[str | None, bytes] | None) -> str:
+    """The Specific Character Set value; raises unless every term is one pydicom knows."""
+    if element is None:
+        return ""
+    vr, raw = element
+    name = raw.decode("ascii", "replace").strip(" \0")
+    if vr not in (None, "CS", "UN") or any(
+        term.strip(" \0") not in python_encoding for term in name.split("\\")
+    ):
+        raise InvalidDataset("Specific Character Set is not a defined term")
+    return name
 
 
 def _charset_encoding(charset: object) -> str | None:
@@ -188,26 +191,6 @@ def _charset_encoding(charset: object) -> str | None:
 
 
 _US_KEYWORDS = {"Rows", "Columns", "BitsAllocated", "SamplesPerPixel"}
-
-
-def _check_complete(ds: Dataset, data_len: int, little_endian: bool, deflated: bool, data: bytes) -> None:
-    """Raise unless the last top-level element ends exactly where the bytes end."""
-    tags = list(ds.keys())
-    if not tags:
-        raise InvalidDataset("dataset has no elements")
-    if deflated:
-        return  # positions refer to the inflated stream; pydicom's inflate already failed on truncation
-    last = ds.get_item(tags[-1])
-    if not isinstance(last, RawDataElement):
-        return
-    if last.length == UNDEFINED_LENGTH:
-        delimiter = _SEQUENCE_DELIMITER_LE if little_endian else _SEQUENCE_DELIMITER_BE
-        if not data.endswith(delimiter):
-            raise InvalidDataset("truncated: undefined-length element without its delimiter")
-        return
-    end = last.value_tell + last.length
-    if end != data_len or (last.value is not None and len(last.value) != last.length):
-        raise InvalidDataset(f"truncated or trailing bytes: last element ends at {end}, data has {data_len}")
 
 
 def expected_pixel_bytes(
@@ -219,18 +202,16 @@ def expected_pixel_bytes(
     return (rows * columns * samples * frames * bits_allocated + 7) // 8
 
 
-def _check_pixels(pixel, fields: _Fields, compressed: bool, little_endian: bool) -> None:
-    """``pixel(tag)`` gives (length, first four value bytes) of a pixel data element or None."""
+def _check_pixels(scan: ScanResult, fields: _Fields, compressed: bool) -> None:
+    """Pixel data must be encapsulated exactly when the syntax compresses, and of the right size."""
     for tag in PIXEL_DATA_TAGS:
-        found = pixel(tag)
+        found = scan.elements.get(tag)
         if found is None:
             continue
-        length, head = found
+        length = found[2]
         if compressed:
             if length != UNDEFINED_LENGTH:
                 raise InvalidDataset("compressed transfer syntax but pixel data is not encapsulated", 0xA900)
-            if head != (_ITEM_TAG_LE if little_endian else _ITEM_TAG_BE):
-                raise InvalidDataset("encapsulated pixel data does not start with an item", 0xA900)
             continue
         if length == UNDEFINED_LENGTH:
             raise PixelLengthMismatch("native transfer syntax with encapsulated pixel data")
@@ -259,27 +240,12 @@ def inspect_part10(
     ``expected_*`` are the command set's Affected SOP Class/Instance UIDs when the object came
     over the network; they must agree with the dataset and the file meta.
     """
-    fast = _inspect_scanned(data, expected_sop_class, expected_sop_instance)
-    if fast is not None:
-        return fast
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns on odd values; we decide what is fatal
-        return _inspect(data, expected_sop_class, expected_sop_instance)
-
-
-def _inspect_scanned(
-    data: bytes, expected_sop_class: str | None, expected_sop_instance: str | None
-) -> HeaderInfo | None:
-    """The same checks on :func:`scan_part10`'s element map; None means: let pydicom decide."""
-    scan = scan_part10(data)
-    if scan is None:
-        return None
-    ts = UID(scan.meta.get(0x0010, b"").decode("ascii", "replace").rstrip("\0 "))
     try:
-        compressed = ts.is_compressed
-    except ValueError:
-        return None
-    elements = scan.elements
+        scan = scan_part10(data)
+    except MalformedDataset as exc:
+        raise InvalidDataset(str(exc)) from None
+    compressed = scan.transfer_syntax.is_compressed  # a syntax the walk knows
+    body, elements = scan.dataset, scan.elements
 
     def lookup(tag: int) -> tuple[str | None, bytes] | None:
         found = elements.get(tag)
@@ -288,75 +254,39 @@ def _inspect_scanned(
         vr, offset, length = found
         if length == UNDEFINED_LENGTH:
             raise _NeedsPydicom(tag)
-        return (vr.decode("ascii") if vr else None), data[offset : offset + length]
+        return (vr.decode("ascii") if vr else None), body[offset : offset + length]
 
-    def pixel(tag: int) -> tuple[int, bytes] | None:
-        found = elements.get(tag)
-        return None if found is None else (found[2], data[found[1] : found[1] + 4])
+    parsed: list[Dataset] = []
+
+    def pydicom_dataset() -> Dataset:
+        if not parsed:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the walk already decided what is fatal
+                parsed.append(dcmread(io.BytesIO(data), stop_before_pixels=True))
+        return parsed[0]
 
     charset = lookup(0x00080005) if 0x00080005 in elements else None
-    charset_name = charset[1].decode("ascii", "replace").strip(" \0") if charset else ""
-    f = _Fields(
-        lookup, None if "\\" in charset_name else _charset_encoding(charset_name), scan.little_endian, None
-    )
+    charset_name = _checked_charset(charset)
+    encoding = None if "\\" in charset_name else _charset_encoding(charset_name)
+    fields = _Fields(lookup, encoding, scan.little_endian, pydicom_dataset)
 
     def meta_uid(element: int) -> str:
         return scan.meta.get(element, b"").decode("ascii", "replace").rstrip("\0 ")
 
     try:
         return _header_info(
-            f,
-            str(ts),
+            fields,
+            scan,
+            compressed=compressed,
             meta_class=meta_uid(0x0002),
             meta_instance=meta_uid(0x0003),
-            pixel=pixel,
-            compressed=compressed,
-            little_endian=scan.little_endian,
             expected_sop_class=expected_sop_class,
             expected_sop_instance=expected_sop_instance,
         )
-    except (InvalidDataset, _NeedsPydicom):
-        return None  # pydicom re-checks and words the error
-
-
-def _inspect(data: bytes, expected_sop_class: str | None, expected_sop_instance: str | None) -> HeaderInfo:
-    if len(data) < 132 + 12 or data[128:132] != b"DICM":
-        raise InvalidDataset("not a DICOM Part-10 stream (no DICM prefix)")
-    try:
-        ds = dcmread(io.BytesIO(data), force=False)
-    except Exception as exc:  # pydicom raises many types on garbage
-        raise InvalidDataset(f"unparsable dataset: {type(exc).__name__}") from exc
-    meta = ds.file_meta
-    ts = UID(str(meta.get("TransferSyntaxUID", "") or ""))
-    if not ts:
-        raise InvalidDataset("file meta has no Transfer Syntax UID")
-    try:
-        little_endian = ts.is_little_endian
-        compressed = ts.is_compressed
-        deflated = ts.is_deflated
-    except ValueError as exc:
-        raise InvalidDataset(f"unknown transfer syntax {ts}") from exc
-    _check_complete(ds, len(data), little_endian, deflated, data)
-    f = _Fields(_pydicom_lookup(ds), _charset_encoding(ds.get("SpecificCharacterSet", "")), little_endian, ds)
-    return _header_info(
-        f,
-        str(ts),
-        meta_class=str(meta.get("MediaStorageSOPClassUID", "") or ""),
-        meta_instance=str(meta.get("MediaStorageSOPInstanceUID", "") or ""),
-        pixel=lambda tag: _pydicom_pixel(ds, tag),
-        compressed=compressed,
-        little_endian=little_endian,
-        expected_sop_class=expected_sop_class,
-        expected_sop_instance=expected_sop_instance,
-    )
-
-
-def _pydicom_pixel(ds: Dataset, tag: int) -> tuple[int, bytes] | None:
-    """(length, first 4 value bytes) of a pixel data element."""
-    elem = _raw(ds, tag)
-    if elem is None:
-        return None
-    return elem.length, bytes(elem.value[:4]) if elem.value is not None else b""
+    except InvalidDataset:
+        raise
+    except Exception as exc:  # an attribute pydicom cannot decode
+        raise InvalidDataset(f"unreadable attributes: {type(exc).__name__}") from exc
 
 
 # Bulk data elements: an object with Rows/Columns must carry one, else it was cut short.
@@ -370,28 +300,28 @@ def _is_image_class(sop_class: str) -> bool:
 
 def _header_info(
     f: _Fields,
-    ts: str,
+    scan: ScanResult,
     *,
+    compressed: bool,
     meta_class: str,
     meta_instance: str,
-    pixel,
-    compressed: bool,
-    little_endian: bool,
     expected_sop_class: str | None,
     expected_sop_instance: str | None,
 ) -> HeaderInfo:
-    sop_class = f.text(0x00080016, "SOPClassUID")
-    sop_instance = f.text(0x00080018, "SOPInstanceUID")
-    study_uid = f.text(0x0020000D, "StudyInstanceUID")
-    series_uid = f.text(0x0020000E, "SeriesInstanceUID")
+    sop_class = f.uid(0x00080016, "SOPClassUID")
+    sop_instance = f.uid(0x00080018, "SOPInstanceUID")
+    study_uid = f.uid(0x0020000D, "StudyInstanceUID")
+    series_uid = f.uid(0x0020000E, "SeriesInstanceUID")
     for name, value in (
         ("SOP Class", sop_class),
         ("SOP Instance", sop_instance),
         ("Study Instance", study_uid),
         ("Series Instance", series_uid),
     ):
-        if not value or len(value) > 64:
-            raise InvalidDataset(f"missing or invalid {name} UID")
+        if not value:
+            raise InvalidDataset(f"no {name} UID")
+        if not is_valid_uid(value):
+            raise InvalidDataset(f"invalid {name} UID (digits and dots, at most 64)")
     if meta_class and meta_class != sop_class:
         raise UIDMismatch("SOP Class UID differs between file meta and dataset")
     if meta_instance and meta_instance != sop_instance:
@@ -400,12 +330,12 @@ def _header_info(
         raise UIDMismatch("dataset SOP Class UID differs from the command's Affected SOP Class UID")
     if expected_sop_instance is not None and expected_sop_instance != sop_instance:
         raise UIDMismatch("dataset SOP Instance UID differs from the command's Affected SOP Instance UID")
-    if not any(f.lookup_present(tag) for tag in _BULK_DATA_TAGS) and (
-        (f.lookup_present(0x00280010) and f.lookup_present(0x00280011)) or _is_image_class(sop_class)
+    if not any(tag in scan.elements for tag in _BULK_DATA_TAGS) and (
+        (0x00280010 in scan.elements and 0x00280011 in scan.elements) or _is_image_class(sop_class)
     ):
         raise InvalidDataset("an image without pixel data: the object is cut short")
     try:
-        _check_pixels(pixel, f, compressed, little_endian)
+        _check_pixels(scan, f, compressed)
     except InvalidDataset:
         raise
     except Exception as exc:
@@ -415,7 +345,7 @@ def _header_info(
         sop_instance_uid=sop_instance,
         study_uid=study_uid,
         series_uid=series_uid,
-        transfer_syntax=ts,
+        transfer_syntax=str(scan.transfer_syntax),
         patient_name=f.text(0x00100010, "PatientName"),
         patient_id=f.text(0x00100020, "PatientID"),
         birth_date=f.text(0x00100030, "PatientBirthDate"),

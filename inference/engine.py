@@ -69,9 +69,10 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from inference.devices import PREFILL_CHUNK, VISION_CHUNK_PATCHES
+from inference.devices import MAX_STORED_CONVERSATIONS, PREFILL_CHUNK, VISION_CHUNK_PATCHES
 from inference.inputs import ModelInputs
 from inference.loading import LoadedModel
+from inference.static_decode import StaticDecoder, uses_static_decode
 
 log = logging.getLogger(__name__)
 FinishReason = Literal["stop", "length", "cancelled", "error"]
@@ -95,6 +96,10 @@ class GenerationRequest:
     repetition_penalty: float = 1.0
     seed: int = 0
     on_text: Callable[[str], None] | None = None  # each new text chunk, on the engine thread
+    # (phase, done, total) on the engine thread: "reading" (prompt tokens prefilled of those to
+    # prefill; the vision tower counts its frames first as "seeing" frames done/total) and
+    # "writing" (new tokens of max_new_tokens)
+    on_progress: Callable[[str, int, int], None] | None = None
     skip_special_tokens: bool = True
     ignore_eos: bool = False  # run to max_new_tokens (benchmarks)
 
@@ -123,6 +128,7 @@ class GenerationResult:
 class _Job:
     request: GenerationRequest
     handle: GenerationHandle
+    epoch: int = 0  # the conversation's forget() count at submit: a cache is stored only if unchanged
 
 
 class GenerationHandle:
@@ -235,11 +241,16 @@ class Engine:
     def __init__(
         self,
         loaded: LoadedModel,
-        max_conversations: int = 2,
+        max_conversations: int = MAX_STORED_CONVERSATIONS,  # the memory plan reserves for these
         prefill_chunk: int = PREFILL_CHUNK,
         vision_encoder: Callable[[ModelInputs], torch.Tensor] | None = None,
+        static_decode: bool | None = None,
     ) -> None:
         self.loaded = loaded
+        # Single-token steps in a fixed-size, compiled KV buffer (default: for int4 models only).
+        if static_decode is None:
+            static_decode = uses_static_decode(loaded.report.quantization)
+        self.static_decoder = StaticDecoder(loaded.model) if static_decode else None
         self.max_conversations = max_conversations
         self.prefill_chunk = prefill_chunk
         self._vision_encoder = vision_encoder
@@ -247,6 +258,7 @@ class Engine:
         self._ids = itertools.count(1)
         self._prefixes: OrderedDict[str, _CachedPrefix] = OrderedDict()
         self._prefix_lock = threading.Lock()
+        self._epochs: dict[str, int] = {}  # forget() count per conversation (guarded by _prefix_lock)
         self._stop_ids = stop_token_ids(loaded)
         self._current: GenerationHandle | None = None
         self._thread = threading.Thread(target=self._run, name="hulu-engine", daemon=True)
@@ -258,13 +270,17 @@ class Engine:
         if not self._thread.is_alive():
             raise RuntimeError("engine is closed")
         handle = GenerationHandle(next(self._ids))
-        self._jobs.put(_Job(request, handle))
+        with self._prefix_lock:
+            epoch = self._epochs.get(request.conversation_id, 0) if request.conversation_id else 0
+        self._jobs.put(_Job(request, handle, epoch))
         return handle
 
     def forget(self, conversation_id: str) -> None:
-        """Drop a conversation's cached KV (e.g. when its study is closed)."""
+        """Drop a conversation's cached KV (e.g. when its study is closed). A request of that
+        conversation that is running or queued now keeps no cache when it finishes."""
         with self._prefix_lock:
             self._prefixes.pop(conversation_id, None)
+            self._epochs[conversation_id] = self._epochs.get(conversation_id, 0) + 1
 
     def cached_tokens(self, conversation_id: str) -> int:
         """How many tokens of ``conversation_id`` are cached (0 when none)."""
@@ -311,7 +327,7 @@ class Engine:
             self._current = job.handle
             try:
                 with torch.inference_mode():
-                    result = self._generate(job.request, job.handle)
+                    result = self._generate(job.request, job.handle, job.epoch)
             except Exception as exc:  # the thread must survive any single request
                 log.exception("generation %d failed", job.handle.request_id)
                 if job.request.conversation_id is not None:
@@ -329,7 +345,10 @@ class Engine:
         return self.loaded.model
 
     def visual_features(
-        self, inputs: ModelInputs, cancelled: Callable[[], bool] = lambda: False
+        self,
+        inputs: ModelInputs,
+        cancelled: Callable[[], bool] = lambda: False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
         """Projected visual features in ``<image>`` order (after token reduction), on the LLM device.
 
@@ -342,10 +361,12 @@ class Engine:
             vision_out = self._vision_encoder(inputs).to(device)
             features = self._model.model.projector(vision_out.to(self._projector_dtype()))
         else:
-            parts, start = [], 0
+            parts, start, seen = [], 0, 0
             for (t, h, w), merge in zip(inputs.image_grid_thw.tolist(), inputs.image_merge_sizes.tolist()):
                 per_pass = max(1, VISION_CHUNK_PATCHES // (h * w))
                 for first in range(0, t, per_pass):
+                    if progress is not None:
+                        progress(seen + first, inputs.frames)
                     if cancelled():
                         raise _Cancelled
                     frames = min(per_pass, t - first)
@@ -358,6 +379,7 @@ class Engine:
                     )
                     parts.extend(output.pooler_output)
                 start += t * h * w
+                seen += t
             features = torch.cat(parts, dim=0)
         if inputs.video_compression_mask is not None:
             features = features[inputs.video_compression_mask.to(features.device)]
@@ -367,7 +389,12 @@ class Engine:
         return self._model.model.projector.readout[0].weight.dtype
 
     def _embed(
-        self, ids: torch.Tensor, inputs: ModelInputs, images_before: int, cancelled: Callable[[], bool]
+        self,
+        ids: torch.Tensor,
+        inputs: ModelInputs,
+        images_before: int,
+        cancelled: Callable[[], bool],
+        progress: Callable[[int, int], None] | None = None,
     ) -> tuple[torch.Tensor, float]:
         """Token embeddings of ``ids`` with visual features scattered into its ``<image>`` slots."""
         embeds = self._model.get_input_embeddings()(ids)
@@ -378,7 +405,7 @@ class Engine:
         if inputs.pixel_values is None:
             raise ValueError(f"prompt has {count} <image> tokens but no pixel values")
         started = time.perf_counter()
-        features = self.visual_features(inputs, cancelled)
+        features = self.visual_features(inputs, cancelled, progress)
         if images_before + count > features.shape[0]:
             raise ValueError(
                 f"prompt has {images_before + count} <image> tokens but the visuals give "
@@ -456,7 +483,7 @@ class Engine:
                 processors.append(TopPLogitsWarper(request.top_p))
         return processors
 
-    def _generate(self, request: GenerationRequest, handle: GenerationHandle) -> GenerationResult:
+    def _generate(self, request: GenerationRequest, handle: GenerationHandle, epoch: int) -> GenerationResult:
         started = time.perf_counter()
         inputs = request.inputs
         device = self.loaded.device
@@ -467,21 +494,38 @@ class Engine:
         cache, reused = self._reuse_prefix(request.conversation_id, ids, visual)
         images_before = sum(1 for t in ids[:reused] if t == self.loaded.image_token_id)
         new_ids = torch.tensor([ids[reused:]], dtype=torch.long, device=device)
+        report = request.on_progress or (lambda _phase, _done, _total: None)
+        image_tokens = sum(1 for t in ids[reused:] if t == self.loaded.image_token_id)
+        log.info(
+            "generation %d: reading %d prompt tokens (%d image tokens; %d reused from the cache)",
+            handle.request_id,
+            len(ids) - reused,
+            image_tokens,
+            reused,
+        )
         try:
-            embeds, vision_seconds = self._embed(new_ids, inputs, images_before, lambda: handle.cancelled)
+            embeds, vision_seconds = self._embed(
+                new_ids,
+                inputs,
+                images_before,
+                lambda: handle.cancelled,
+                lambda done, total: report("seeing", done, total),
+            )
         except _Cancelled:
             if request.conversation_id is not None and reused:  # the shared prefix is still valid
-                self._store_prefix(request.conversation_id, _CachedPrefix(ids[:reused], cache, visual))
+                self._store_prefix(request.conversation_id, _CachedPrefix(ids[:reused], cache, visual), epoch)
             return self._empty_result(request, "cancelled")
 
         finish: FinishReason = "length"
         logits = None
         for start in range(0, embeds.shape[1], self.prefill_chunk):
+            report("reading", start, embeds.shape[1])
             if handle.cancelled:
                 finish = "cancelled"
                 break
             logits = self._decoder_step(embeds[:, start : start + self.prefill_chunk], cache)
         del embeds
+        prefill_seconds = time.perf_counter() - started
         fed = ids[: cache.get_seq_length()]
         prefill_tokens = len(ids) - reused
 
@@ -489,10 +533,15 @@ class Engine:
         processors = self._logits_processors(request)
         stream = _TextStream(self.loaded.tokenizer, request.skip_special_tokens)
         history = torch.tensor([ids], dtype=torch.long, device=device)
+        static = None
+        decoding = logits is not None and finish != "cancelled" and request.max_new_tokens > 1
+        if self.static_decoder is not None and decoding:
+            static = self.static_decoder.session(cache, request.max_new_tokens)
         out: list[int] = []
         ttft = 0.0
         decode_started = time.perf_counter()
         while logits is not None and finish != "cancelled" and len(out) < request.max_new_tokens:
+            report("writing", len(out), request.max_new_tokens)
             if handle.cancelled:
                 finish = "cancelled"
                 break
@@ -505,6 +554,12 @@ class Engine:
             if not out:
                 ttft = time.perf_counter() - started
                 decode_started = time.perf_counter()
+                log.info(
+                    "generation %d: prompt read in %.2f s (vision %.2f s); writing",
+                    handle.request_id,
+                    prefill_seconds,
+                    vision_seconds,
+                )
             if token in self._stop_ids and not request.ignore_eos:
                 finish = "stop"
                 break
@@ -518,9 +573,14 @@ class Engine:
                     request.on_text(text)
             if len(out) >= request.max_new_tokens:
                 break
-            next_embed = self._model.get_input_embeddings()(torch.tensor([[token]], device=device))
-            logits = self._decoder_step(next_embed, cache)
+            if static is not None:
+                logits = static.step(token)
+            else:
+                next_embed = self._model.get_input_embeddings()(torch.tensor([[token]], device=device))
+                logits = self._decoder_step(next_embed, cache)
             fed.append(token)
+        if static is not None:
+            static.close()
         decode_seconds = time.perf_counter() - decode_started
         tail = stream.push(out, final=True)
         if tail:
@@ -528,13 +588,20 @@ class Engine:
             if request.on_text is not None:
                 request.on_text(tail)
         decoded_steps = max(len(out) - 1, 0)
+        log.info(
+            "generation %d: %s after %d new tokens in %.2f s",
+            handle.request_id,
+            finish,
+            len(out),
+            decode_seconds,
+        )
 
         if (
             request.conversation_id is not None
             and finish != "cancelled"
             and len(fed) == cache.get_seq_length()
         ):
-            self._store_prefix(request.conversation_id, _CachedPrefix(fed, cache, visual))
+            self._store_prefix(request.conversation_id, _CachedPrefix(fed, cache, visual), epoch)
         return GenerationResult(
             text=stream.text,
             token_ids=out,
@@ -549,8 +616,10 @@ class Engine:
             else 0.0,
         )
 
-    def _store_prefix(self, conversation_id: str, prefix: _CachedPrefix) -> None:
+    def _store_prefix(self, conversation_id: str, prefix: _CachedPrefix, epoch: int) -> None:
         with self._prefix_lock:
+            if self._epochs.get(conversation_id, 0) != epoch:
+                return  # forgotten while this request ran or waited: its cache goes with it
             self._prefixes[conversation_id] = prefix
             self._prefixes.move_to_end(conversation_id)
             while len(self._prefixes) > self.max_conversations:

@@ -8,7 +8,10 @@ modality values (HU for CT) with a window (width, level) to apply here.
 - 3D: N slices sampled uniformly from an already resliced stack, never duplicated (N is capped at
   the stack depth), shown to the model as a video without timestamps (2x2 token merging).
 - Video: a multi-frame cine sampled at 1 frame/s (configurable) with "Time X.Xs:" timestamps
-  taken from the recorded frame timing.
+  taken from the recorded frame timing. A cine without frame timing gets no invented times:
+  up to ``UNTIMED_VIDEO_FRAMES`` frames are sampled uniformly, the item has no timestamps and the
+  prompt says that the timing is unknown and which frame numbers are shown (see
+  :func:`inference.prompting.untimed_video_note`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ DEFAULT_VOLUME_SLICES = 64
 MAX_SEPARATE_IMAGES = 5  # report drafting: a study with more images goes in as one video
 DEFAULT_VIDEO_FPS = 1.0
 MAX_VIDEO_FRAMES = 128
+UNTIMED_VIDEO_FRAMES = 32  # frames sampled from a cine whose frame rate is unknown
 
 
 def apply_window(values: np.ndarray, width: float, level: float) -> np.ndarray:
@@ -159,28 +163,46 @@ def sample_video_indices(
     return indices
 
 
+def video_frame_indices(
+    frame_count: int,
+    frame_times_ms: Sequence[float] | None,
+    fps: float = DEFAULT_VIDEO_FPS,
+    max_frames: int = MAX_VIDEO_FRAMES,
+) -> np.ndarray:
+    """Indices of the frames a cine is shown with: sampled at ``fps`` from its frame timing, or,
+    when the timing is unknown (None or empty), up to ``UNTIMED_VIDEO_FRAMES`` spread uniformly."""
+    if frame_times_ms is None or len(frame_times_ms) == 0:
+        return sample_slice_indices(frame_count, min(max_frames, UNTIMED_VIDEO_FRAMES))
+    return sample_video_indices(frame_times_ms, fps, max_frames)
+
+
 def video_item(
     frames: np.ndarray,
-    frame_times_ms: Sequence[float],
+    frame_times_ms: Sequence[float] | None,
     fps: float = DEFAULT_VIDEO_FPS,
     max_frames: int = MAX_VIDEO_FRAMES,
     window: tuple[float, float] | None = None,
     invert: bool = False,
     source: str = "",
 ) -> VisualItem:
-    """A video item from a (T, H, W[, 3]) cine sampled at ``fps``, stamped with frame start times."""
+    """A video item from a (T, H, W[, 3]) cine sampled at ``fps``, stamped with frame start times.
+
+    ``frame_times_ms`` None (or empty): the timing is unknown, see :func:`video_frame_indices`;
+    the item then has no timestamps.
+    """
     frames = np.asarray(frames)
-    if frames.ndim not in (3, 4) or len(frames) != len(frame_times_ms):
+    timed = frame_times_ms is not None and len(frame_times_ms) > 0
+    if frames.ndim not in (3, 4) or (timed and len(frames) != len(frame_times_ms)):
         raise ValueError("a cine needs (T, H, W[, 3]) frames and one start time per frame")
-    indices = sample_video_indices(frame_times_ms, fps, max_frames)
-    starts = _start_times_s(frame_times_ms)
+    indices = video_frame_indices(len(frames), frame_times_ms, fps, max_frames)
+    starts = _start_times_s(frame_times_ms) if timed else None
     sampled = np.empty((len(indices), *frames.shape[1:3], 3), dtype=np.uint8)
     for out, i in zip(sampled, indices):
         out[...] = to_rgb_uint8(frames[i], window, invert)
     return VisualItem(
         sampled,
         kind="video",
-        timestamps_s=[float(starts[i]) for i in indices],
+        timestamps_s=None if starts is None else [float(starts[i]) for i in indices],
         source=source,
         sampled_indices=indices.tolist(),
     )

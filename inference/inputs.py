@@ -22,7 +22,7 @@ import torch
 
 from inference.preprocess import preprocess_items
 from inference.preprocess_budget import MAX_TOKENS, MIN_TOKENS
-from inference.prompting import Conversation, render_prompt, tokenize_prompt
+from inference.prompting import Conversation, opens_reasoning, render_prompt, tokenize_prompt
 from inference.token_reduction import DEFAULT_THRESHOLD, ReductionMode, reduce_tokens
 
 
@@ -48,6 +48,7 @@ class ModelInputs:
     visual_tokens_after_reduction: int
     text_tokens: int
     frames: int
+    think_open: bool = False  # the prompt pre-opens <think>: the output starts as reasoning
 
     @property
     def prompt_tokens(self) -> int:
@@ -123,6 +124,7 @@ def build_model_inputs(
             visual_tokens_after_reduction=0,
             text_tokens=len(ids),
             frames=0,
+            think_open=opens_reasoning(text),
         )
     visuals = preprocess_items(items, max_tokens=max_tokens, min_tokens=min_tokens)
     reduced = reduce_tokens(
@@ -147,4 +149,5 @@ def build_model_inputs(
         visual_tokens_after_reduction=reduced.kept,
         text_tokens=len(ids) - reduced.kept,
         frames=visuals.frames,
+        think_open=opens_reasoning(text),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ import torch
 from inference.checkpoint import IMAGE_TOKEN, CheckpointError, CheckpointInfo, validate_checkpoint
 from inference.config_translation import KEY_MAPPING, translate_config
 from inference.devices import DevicePlan, plan_device
+from inference.int4_weights import int4_unavailable_reason, quantize_decoder_int4
 from inference.offline import OFFLINE_ENV, enforce_offline
-from inference.quantization import bitsandbytes_config
+from inference.quantization import bitsandbytes_config, module_bytes
 
 log = logging.getLogger(__name__)
 __all__ = ["OFFLINE_ENV", "LoadReport", "LoadedModel", "enforce_offline", "load_model", "load_tokenizer"]
@@ -106,6 +108,9 @@ def _load_weights(info: CheckpointInfo, config: Any, plan: DevicePlan) -> Any:
     quantization_config = bitsandbytes_config(plan.quantization, compute_dtype=plan.dtype)
     if plan.quantization == "int8":
         _silence_int8_cast_notice()
+    int4 = plan.quantization == "int4"
+    if int4 and (why := int4_unavailable_reason(plan.device)):
+        raise RuntimeError(f"int4 quantization is not available: {why}; choose nf4")
     kwargs: dict[str, Any] = {
         "config": config,
         "key_mapping": KEY_MAPPING,
@@ -113,7 +118,11 @@ def _load_weights(info: CheckpointInfo, config: Any, plan: DevicePlan) -> Any:
         "local_files_only": True,
         "use_safetensors": True,
         "output_loading_info": True,
-        "device_map": {"": plan.device},
+        # int4: weights go to host memory first and are quantized layer by layer on the device
+        "device_map": {"": "cpu" if int4 else plan.device},
+        # SDPA (flash / memory-efficient kernels on CUDA) in the decoder and the vision tower: long
+        # 3D prompts never materialise a tokens x tokens score matrix
+        "attn_implementation": "sdpa",
     }
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
@@ -125,6 +134,9 @@ def _load_weights(info: CheckpointInfo, config: Any, plan: DevicePlan) -> Any:
             f"weights do not fit the Hulu-Med architecture {problems or loading['error_msgs']}",
             "use an unmodified Hulu-Med checkpoint",
         )
+    if int4:
+        count = quantize_decoder_int4(model, plan.device)
+        log.info("int4: %d decoder linears quantized with torchao on %s", count, plan.device)
     return model.eval()
 
 
@@ -134,14 +146,18 @@ def load_model(
     quantization: str = "auto",
     check_sums: bool = True,
     hash_cache: Path | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> LoadedModel:
     """Validate and load a Hulu-Med checkpoint; see the module docstring.
 
-    ``device``: auto, cpu, cuda, cuda:N. ``quantization``: auto, none, nf4, int8. ``hash_cache``:
+    ``device``: auto, cpu, cuda, cuda:N. ``quantization``: auto, none, nf4, int8, int4. ``hash_cache``:
     a JSON file remembering verified SHA-256 sums so unchanged files are not re-hashed each start.
+    ``on_phase``: told "checking files" then "loading weights" (for a progress display).
     """
     enforce_offline()
     started = time.perf_counter()
+    if on_phase is not None:
+        on_phase("checking files")
     info = validate_checkpoint(folder, check_sums=check_sums, hash_cache=hash_cache)
     tokenizer = load_tokenizer(info.folder)
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
@@ -158,6 +174,9 @@ def load_model(
         log.warning("%s", plan.reason)
     if plan.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(plan.device)
+    log.info("Hulu-Med: files checked in %.1f s; loading weights", time.perf_counter() - started)
+    if on_phase is not None:
+        on_phase("loading weights")
     model = _load_weights(info, config, plan)
     gen_path = info.folder / "generation_config.json"
     if gen_path.is_file():
@@ -168,7 +187,7 @@ def load_model(
         device=plan.device,
         dtype=str(plan.dtype).removeprefix("torch."),
         quantization=plan.quantization,
-        memory_bytes=int(model.get_memory_footprint()),
+        memory_bytes=module_bytes(model),
         slow_mode=plan.slow_mode,
         checksum=info.checksum,
         reason=plan.reason,

@@ -3,10 +3,15 @@
 ``transformers`` and ``huggingface_hub`` read the offline flags from the environment when they
 are imported, so every module of this package that imports either imports this one first:
 whatever path loads the model, no code can reach the network before the flags are set.
+
+It also quiets two import-time messages nobody can act on, which ``transformers`` triggers by
+importing torchao when it is installed: torchao's CUDA-only extensions failing to load on a
+CPU-only torch, and torch's deprecation notice about torchao registering enums.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -28,3 +33,5 @@ def enforce_offline() -> None:
 
 
 enforce_offline()
+logging.getLogger("torchao").setLevel(logging.ERROR)
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)

@@ -27,11 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-import inference.offline  # noqa: F401  (hub off before transformers is imported)
-
-# isort: split
-from transformers.vision_utils import get_vision_position_ids
-
 from inference.inputs import ModelInputs
 
 log = logging.getLogger(__name__)
@@ -82,12 +77,19 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def _frame_rotary(vision_model: nn.Module, h: int, w: int, merge: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin ``[h*w, head_dim]`` for one frame, patches in merge-block order (as the model orders them)."""
-    grid = torch.tensor([[1, h, w]])
-    positions = get_vision_position_ids(grid, torch.tensor([merge]))
-    probe = torch.empty(0, dtype=torch.float32)
-    cos, sin = vision_model.rotary_pos_emb(probe, positions)
-    return cos.float(), sin.float()
+    """cos/sin ``[h*w, head_dim]`` for one frame, patches in merge-block order (as the model orders them).
+
+    Axial 2D RoPE from the tower's own ``inv_freq`` (head_dim/4 frequencies): row angles then column
+    angles, repeated for both halves of the head. Computed here rather than through the rotary
+    module, whose call signature changed several times within transformers 5.x.
+    """
+    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    blocks = (h // merge, merge, w // merge, merge)
+    rows, cols = (grid.reshape(blocks).transpose(1, 2).flatten() for grid in (rows, cols))
+    inv_freq = vision_model.rotary_pos_emb.inv_freq.detach().float().cpu()
+    angles = torch.cat([rows[:, None] * inv_freq, cols[:, None] * inv_freq], dim=-1)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
 
 
 def _items(inputs: ModelInputs) -> list[tuple[int, int, int, int, torch.Tensor]]:

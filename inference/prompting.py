@@ -2,9 +2,11 @@
 
 Layout (reference): ``<|im_start|>user\\n<image>\\n{question}<|im_end|>\\n<|im_start|>assistant\\n``.
 An image is one ``<image>``; a video or 3D stack is one ``<image>`` per frame joined by ``,``
-(each preceded by ``Time X.Xs:`` for real video only). The text is rendered with the checkpoint's
-own chat template (it receives ``image_token``); a built-in ChatML template of the same layout is
-used only when the checkpoint has none or its template does not place the placeholders. Each
+(each preceded by ``Time X.Xs:`` for real video only). A video whose frame timing is unknown
+gets no invented times: its turn's text starts with a note naming the frame numbers shown.
+The text is rendered with the checkpoint's own chat template (it receives ``image_token``); a
+built-in ChatML template of the same layout is used only when the checkpoint has none or its
+template does not place the placeholders. Each
 frame's placeholder is then expanded to as many ``<image>`` ids as the frame has LLM tokens; the
 id is read from the checkpoint's tokenizer.
 """
@@ -81,9 +83,10 @@ class Conversation:
         self.turns.append(turn)
         return turn
 
-    def add_assistant(self, text: str) -> Turn:
-        """Append the model's answer; its ``<think>`` reasoning is not fed back to the model."""
-        turn = Turn("assistant", _without_placeholder(split_reasoning(text)[1]))
+    def add_assistant(self, text: str, think_open: bool = False) -> Turn:
+        """Append the model's answer; its ``<think>`` reasoning is not fed back to the model.
+        ``think_open``: the prompt it answered pre-opened ``<think>`` (``ModelInputs.think_open``)."""
+        turn = Turn("assistant", _without_placeholder(split_reasoning(text, think_open)[1]))
         self.turns.append(turn)
         return turn
 
@@ -109,9 +112,23 @@ class Conversation:
                     if item.kind == "video" and item.timestamps_s is not None:
                         part["timestamps"] = [float(t) for t in item.timestamps_s]
                     parts.append(part)
-            parts.append({"type": "text", "text": turn.text})
+            notes = [untimed_video_note(item) for item in turn.visuals if _untimed_video(item)]
+            parts.append({"type": "text", "text": "\n".join([*notes, turn.text])})
             result.append({"role": turn.role, "content": parts})
         return result
+
+
+def _untimed_video(item: VisualItem) -> bool:
+    return item.kind == "video" and item.timestamps_s is None
+
+
+def untimed_video_note(item: VisualItem) -> str:
+    """What the model is told about a cine without frame timing: no times, the frame numbers shown."""
+    numbers = [index + 1 for index in item.sampled_indices] or list(range(1, item.frame_count + 1))
+    return (
+        f"The frame timing of this cine is unknown; its {item.frame_count} frames are shown in "
+        f"order and are frames {', '.join(map(str, numbers))} of the cine."
+    )
 
 
 def image_token_id(tokenizer: Any) -> int:
@@ -188,18 +205,22 @@ def tokenize_prompt(tokenizer: Any, text: str, frame_tokens: Sequence[int]) -> l
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 
 
-def split_reasoning(text: str) -> tuple[str, str]:
+def opens_reasoning(prompt_text: str) -> bool:
+    """Whether a rendered prompt ends inside an open ``<think>`` (a chat template that pre-opens the
+    reasoning block for the model), so the output starts as reasoning."""
+    last_open = prompt_text.rfind(_THINK_OPEN)
+    return last_open >= 0 and not any(end in prompt_text[last_open:] for end in (_THINK_CLOSE, "<|im_end|>"))
+
+
+def split_reasoning(text: str, think_open: bool = False) -> tuple[str, str]:
     """(reasoning, answer) of a model output; an unclosed ``<think>`` is still reasoning.
 
-    Works on a partial, still-streaming output too, so a chat panel can show both as they grow.
+    The same splitter as :class:`ReasoningStream` (a stream fed the whole text at once), so a chat
+    panel showing a growing output and the final split always agree. ``think_open``: the prompt
+    pre-opened ``<think>`` (:func:`opens_reasoning`), so the output starts as reasoning.
     """
-    if _THINK_CLOSE in text:
-        head, answer = text.split(_THINK_CLOSE, 1)
-        return head.replace(_THINK_OPEN, "", 1).strip(), answer.strip()
-    if _THINK_OPEN in text:
-        before, reasoning = text.split(_THINK_OPEN, 1)
-        return reasoning.strip(), before.strip()
-    return "", text.strip()
+    reasoning, answer = ReasoningStream(think_open).push(text, final=True)
+    return reasoning.strip(), answer.strip()
 
 
 def boxed_answer(text: str) -> str | None:
@@ -218,36 +239,39 @@ def boxed_answer(text: str) -> str | None:
     return None
 
 
-def strip_reasoning(text: str) -> str:
+def strip_reasoning(text: str, think_open: bool = False) -> str:
     """The answer only, with blank-line runs collapsed (what the reference returns by default)."""
-    return re.sub(r"\n\s*\n", "\n\n", split_reasoning(text)[1])
+    return re.sub(r"\n\s*\n", "\n\n", split_reasoning(text, think_open)[1])
 
 
 class ReasoningStream:
     """Splits a streamed output into reasoning and answer as chunks arrive.
 
     ``push(chunk)`` returns (reasoning_delta, answer_delta); text that might be the start of a
-    ``<think>``/``</think>`` tag is held back until the next chunk (or ``final=True``).
+    ``<think>``/``</think>`` tag is held back until the next chunk (or ``final=True``). Tags are
+    never shown: ``think_open`` starts inside reasoning (the chat template pre-opened ``<think>``),
+    and a ``</think>`` outside reasoning is dropped.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, think_open: bool = False) -> None:
         self._pending = ""
-        self._in_think = False
+        self._in_think = think_open
 
     def push(self, chunk: str, final: bool = False) -> tuple[str, str]:
         text, self._pending = self._pending + chunk, ""
         reasoning: list[str] = []
         answer: list[str] = []
         while text:
-            tag = _THINK_CLOSE if self._in_think else _THINK_OPEN
             sink = reasoning if self._in_think else answer
-            pos = text.find(tag)
-            if pos >= 0:
+            tags = (_THINK_CLOSE,) if self._in_think else (_THINK_OPEN, _THINK_CLOSE)
+            found = [(pos, tag) for tag in tags if (pos := text.find(tag)) >= 0]
+            if found:
+                pos, tag = min(found)
                 sink.append(text[:pos])
                 text = text[pos + len(tag) :]
-                self._in_think = not self._in_think
+                self._in_think = tag == _THINK_OPEN
                 continue
-            hold = 0 if final else _partial_tag_suffix(text, tag)
+            hold = 0 if final else max(_partial_tag_suffix(text, tag) for tag in tags)
             sink.append(text[: len(text) - hold])
             self._pending = text[len(text) - hold :]
             break

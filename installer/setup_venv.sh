@@ -11,3 +11,11 @@ if ! command -v nvidia-smi >/dev/null 2>&1; then
   "$venv/bin/python" -m pip install -q "torch==2.13.0"
 fi
 "$venv/bin/python" -m pip install -q -e '.[test]'
+# The lowest allowed transformers beside the venv, for the version-floor test (~130 MB,
+# --no-deps: the venv's own torch, numpy, safetensors ... serve everything else).
+floor="$venv/transformers-floor"
+if ! cmp -s installer/transformers-floor.txt "$floor/PINS" 2>/dev/null; then
+  rm -rf "$floor"
+  "$venv/bin/python" -m pip install -q --no-deps --target "$floor" -r installer/transformers-floor.txt
+  cp installer/transformers-floor.txt "$floor/PINS"
+fi

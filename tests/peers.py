@@ -15,10 +15,16 @@ the context managers raise :class:`PeerUnavailable`; the fixtures turn that into
     def test_x(orthanc_module):
         orthanc_module.add_modality("HULU", "HULU", orthanc_module.network.host_ip, port)
         ...
+
+``orthanc_server(..., dicomweb=True, users={"user": "password"})`` loads Debian's
+``orthanc-dicomweb`` plugin (root ``/dicom-web/``, see ``OrthancServer.dicomweb_url``) with HTTP
+basic authentication on; :func:`tls_terminator` puts HTTPS in front of it (socat, as a site's
+reverse proxy would: Debian's Orthanc 1.10.1 resets its own HTTPS connections after the handshake).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import ipaddress
@@ -224,6 +230,7 @@ def _stop(proc: subprocess.Popen, timeout: float = 5.0) -> None:
 # ---------------------------------------------------------------------------------------------
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_DICOMWEB_PLUGIN_DIR = Path("/usr/lib/orthanc")
 
 
 @dataclass
@@ -238,14 +245,27 @@ class OrthancServer:
     storage_dir: Path
     log_path: Path
     process: subprocess.Popen = field(repr=False)
+    auth: tuple[str, str] | None = field(default=None, repr=False)  # HTTP basic user and password
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def dicomweb_url(self) -> str:
+        """The DICOMweb root of the orthanc-dicomweb plugin (when started with ``dicomweb=True``)."""
+        return f"{self.http_url}/dicom-web"
 
     # -- REST --------------------------------------------------------------------------------
     def rest(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
         """Call the REST API; JSON in and out (bytes out when the answer is not JSON)."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(f"http://{self.host}:{self.http_port}{path}", data=data, method=method)
+        req = urllib.request.Request(f"{self.http_url}{path}", data=data, method=method)
         if body is not None:
             req.add_header("Content-Type", "application/json")
+        if self.auth is not None:
+            token = base64.b64encode(":".join(self.auth).encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
         with _NO_PROXY.open(req, timeout=30) as resp:
             payload = resp.read()
             if "json" in resp.headers.get("Content-Type", ""):
@@ -303,6 +323,8 @@ def _orthanc_config(
     http_port: int,
     modalities: Mapping[str, tuple[str, str, int]],
     tls: Mapping[str, str] | None,
+    plugins: Sequence[str] = (),
+    users: Mapping[str, str] | None = None,
 ) -> dict:
     config: dict[str, Any] = {
         "Name": "hulu-test-orthanc",
@@ -318,12 +340,16 @@ def _orthanc_config(
         "DicomAssociationCloseDelay": 0,
         "DicomScuTimeout": 10,
         "SaveJobs": False,
-        "Plugins": [],
+        "Plugins": list(plugins),
         "StableAge": 2,
         "ConcurrentJobs": 2,
         "HttpThreadsCount": 8,
         "DeidentifyLogs": True,
     }
+    if plugins:
+        config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "EnableWado": False}
+    if users:
+        config.update({"AuthenticationEnabled": True, "RegisteredUsers": dict(users)})
     if tls:
         config.update(
             {
@@ -345,6 +371,8 @@ def orthanc_server(
     modalities: Mapping[str, tuple[str, str | None, int] | tuple[str | None, int]] | None = None,
     network: PrivateNetwork | None = None,
     tls: Mapping[str, str] | None = None,
+    dicomweb: bool = False,
+    users: Mapping[str, str] | None = None,
     timeout: float = 20.0,
 ) -> Iterator[OrthancServer]:
     """Run Orthanc in a private namespace for the duration of the ``with`` block.
@@ -354,13 +382,22 @@ def orthanc_server(
     listener should bind. Modalities can
     also be added later with :meth:`OrthancServer.add_modality`. ``tls`` (``cert``, ``key``,
     ``ca`` paths, optional ``require_client_cert``) switches its DICOM port to TLS only.
+    ``dicomweb`` loads the orthanc-dicomweb plugin; ``users`` (name -> password) turns HTTP basic
+    authentication on.
     """
     binary = shutil.which("Orthanc")
     if binary is None:
         raise PeerUnavailable("Orthanc is not installed (Debian package 'orthanc')")
+    plugins = []
+    if dicomweb:
+        found = sorted(_DICOMWEB_PLUGIN_DIR.glob("libOrthancDicomWeb.so*"))
+        if not found:
+            raise PeerUnavailable("the Orthanc DICOMweb plugin is not installed (Debian 'orthanc-dicomweb')")
+        plugins.append(str(found[-1]))
     _require_root("Orthanc")
     tmp = Path(tmp_path) / f"orthanc-{random.getrandbits(24):06x}"
     tmp.mkdir(parents=True)
+
     with _network_or_new(network) as net:
         dicom_port, http_port = net.allocate_port(), net.allocate_port()
         mods = {}
@@ -369,7 +406,10 @@ def orthanc_server(
             mods[name] = (aet, host if host is not None else net.host_ip, port)
         config_path = tmp / "orthanc.json"
         config_path.write_text(
-            json.dumps(_orthanc_config(tmp, aet, dicom_port, http_port, mods, tls), indent=1)
+            json.dumps(
+                _orthanc_config(tmp, aet, dicom_port, http_port, mods, tls, plugins, users),
+                indent=1,
+            )
         )
         log_path = tmp / "orthanc.log"
         with open(log_path, "wb") as log:
@@ -390,6 +430,7 @@ def orthanc_server(
                 storage_dir=tmp / "storage",
                 log_path=log_path,
                 process=proc,
+                auth=next(iter(users.items())) if users else None,
             )
             _wait_orthanc_ready(server, timeout)
             yield server
@@ -409,6 +450,31 @@ def _wait_orthanc_ready(server: OrthancServer, timeout: float) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Orthanc REST not ready:\n{_tail(server.log_path)}") from None
             time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def tls_terminator(tmp_path: Path, server: OrthancServer, material: TlsMaterial) -> Iterator[str]:
+    """HTTPS in front of ``server``'s HTTP port (``socat``, inside its namespace, with
+    ``material``'s server certificate); yields the base URL, e.g. ``https://10.213.0.2:4250``."""
+    binary = shutil.which("socat")
+    if binary is None:
+        raise PeerUnavailable("socat is not installed (Debian package 'socat')")
+    port = server.network.allocate_port()
+    log_path = Path(tmp_path) / f"socat-{port}.log"
+    listen = (
+        f"OPENSSL-LISTEN:{port},reuseaddr,fork,cert={material.server_cert},key={material.server_key},verify=0"
+    )
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*server.network.exec_prefix(), binary, listen, f"TCP:127.0.0.1:{server.http_port}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_port(server.host, port, proc, log_path, 10.0)
+        yield f"https://{server.host}:{port}"
+    finally:
+        _stop(proc, timeout=3.0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -63,13 +63,16 @@ def cine_durations_ms(volume: Volume) -> tuple[list[float], str]:
     return frame_durations_ms(volume.metadata, n)
 
 
-def cine_start_times_ms(volume: Volume) -> list[float]:
-    """Start time (ms from the first frame) of every frame of a multi-frame volume: the one
-    timing the player, the chips and the model's video sampling all use."""
+def cine_start_times_ms(volume: Volume) -> list[float] | None:
+    """Start time (ms from the first frame) of every frame of a multi-frame volume as recorded
+    (its frame times, else its DICOM timing attributes); None when the recording has none: a
+    timing is never invented for the model (the player alone falls back to ``DEFAULT_FPS``)."""
+    durations, source = cine_durations_ms(volume)
+    if source == "default":
+        return None
     starts = volume.frame_times_ms
     if starts is not None and len(starts) == volume.voxels.shape[0]:
         return [float(t) for t in starts]
-    durations, _ = cine_durations_ms(volume)
     return np.concatenate([[0.0], np.cumsum(durations[:-1])]).tolist()
 
 

@@ -9,11 +9,18 @@ Two paths:
   pylibjpeg / openjpeg / gdcm / pyjpegls (JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000,
   HTJ2K, RLE, deflate), big endian, YBR colour (YBR_FULL/422 converted to RGB here, with
   pydicom's rounding; JPEG 2000 RCT/ICT by the codec) and palette colour (expanded to 8-bit RGB).
+  12-bit lossy JPEG (Process 2/4) is decoded by GDCM directly, which gives DCMTK's values
+  (pydicom's GDCM plug-in refuses 12-bit precision; pylibjpeg's IDCT differs by a few units).
+
+Colour deeper than 8 bits (16/32-bit RGB) keeps the top 8 bits of Bits Stored per channel, as
+palette entries do: colour is displayed and sent to the AI as 8-bit RGB. 1-bit images become 0/1.
 
 The modality transform is Rescale Slope/Intercept (classic or Enhanced per-frame Pixel Value
 Transformation, RT Dose Grid Scaling) or a Modality LUT. The output dtype is the smallest exact
 one: the stored type when there is no rescale, int16 for integral slope/intercept (int32 when the
-values do not fit), float32 otherwise.
+values do not fit), float32 otherwise. :func:`unsupported_reason` says in words why an
+instance cannot be decoded (header values out of range, a Modality LUT without its table) so the
+loader skips that one file instead of failing on it.
 """
 
 from __future__ import annotations
@@ -26,10 +33,17 @@ import numpy as np
 import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.pixels.decoders.base import get_decoder
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +107,7 @@ def pixel_layout(ds: Dataset) -> PixelLayout:
         rows=_us(ds, "Rows"),
         columns=_us(ds, "Columns"),
         samples=_us(ds, "SamplesPerPixel", 1) or 1,
-        frames=int(_text(ds, "NumberOfFrames") or 1) or 1,
+        frames=_number_of_frames(ds),
         bits_allocated=bits_allocated,
         bits_stored=_us(ds, "BitsStored", bits_allocated) or bits_allocated,
         signed=_us(ds, "PixelRepresentation", 0) == 1,
@@ -102,6 +116,32 @@ def pixel_layout(ds: Dataset) -> PixelLayout:
         transfer_syntax=tsyntax,
         pixel_offset=offset,
     )
+
+
+def _number_of_frames(ds: Dataset) -> int:
+    text = _text(ds, "NumberOfFrames")
+    try:
+        return max(int(text or 1), 1)
+    except ValueError:
+        raise DecodeError(f"Number of Frames {text!r} is not a number") from None
+
+
+def unsupported_reason(layout: PixelLayout, ds: Dataset) -> str | None:
+    """Why the pixels of an instance cannot be shown (None when they can)."""
+    if layout.rows < 1 or layout.columns < 1:
+        return f"image size {layout.rows}x{layout.columns} is empty"
+    if layout.bits_allocated not in (1, 8, 16, 32):
+        return f"Bits Allocated {layout.bits_allocated} is not supported"
+    if not 1 <= layout.bits_stored <= layout.bits_allocated:
+        return f"Bits Stored {layout.bits_stored} does not fit Bits Allocated {layout.bits_allocated}"
+    if layout.samples not in (1, 3):
+        return f"Samples per Pixel {layout.samples} is not supported"
+    if has_modality_lut(ds):
+        items = ds.get("ModalityLUTSequence") or []
+        item = items[0] if len(items) else None
+        if item is None or "LUTData" not in item or len(item.get("LUTDescriptor") or []) != 3:
+            return "Modality LUT Sequence has no usable item (LUT Descriptor and LUT Data)"
+    return None
 
 
 _TAGS = {
@@ -161,7 +201,7 @@ def stored_range(layout: PixelLayout) -> tuple[int, int]:
 
 def _stored_dtype(layout: PixelLayout) -> np.dtype:
     kind = "i" if layout.signed else "u"
-    return np.dtype(f"<{kind}{layout.bits_allocated // 8}")
+    return np.dtype(f"<{kind}{max(layout.bits_allocated // 8, 1)}")
 
 
 def modality_dtype(layout: PixelLayout, rescales: list[tuple[float, float]]) -> tuple[np.dtype, bool]:
@@ -176,7 +216,7 @@ def modality_dtype(layout: PixelLayout, rescales: list[tuple[float, float]]) -> 
     if layout.photometric == "PALETTE COLOR":
         return np.dtype(np.uint8), False
     if layout.is_color:
-        return (np.dtype(np.uint8) if layout.bits_allocated == 8 else np.dtype(np.uint16)), False
+        return np.dtype(np.uint8), False  # deeper colour is reduced to 8 bits (colour_to_8bit)
     if all(s == 1 and b == 0 for s, b in rescales):
         return _stored_dtype(layout).newbyteorder("="), False
     if not all(float(s).is_integer() and float(b).is_integer() for s, b in rescales):
@@ -213,6 +253,13 @@ def read_native_frame(path: str | Path, layout: PixelLayout, frame: int = 0) -> 
     return arr.reshape(layout.rows, layout.columns, layout.samples)
 
 
+def colour_to_8bit(stored: np.ndarray, bits_stored: int) -> np.ndarray:
+    """Colour samples of more than 8 bits: their top 8 bits (of Bits Stored)."""
+    if stored.dtype.itemsize == 1 or bits_stored <= 8:
+        return stored
+    return (stored >> (bits_stored - 8)).astype(np.uint8)
+
+
 def _mask_to_bits_stored(arr: np.ndarray, layout: PixelLayout) -> np.ndarray:
     """Drop bits above Bits Stored (overlays, garbage) and sign-extend signed values."""
     shift = layout.bits_allocated - layout.bits_stored
@@ -225,6 +272,9 @@ def decode_with_pydicom(ds: Dataset, frames: list[int] | None = None) -> np.ndar
     """Stored values (frames, rows, cols[, 3]) decoded by pydicom's plug-ins; colour as RGB."""
     nframes = int(ds.get("NumberOfFrames", 1) or 1)
     tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", ImplicitVRLittleEndian)
+    if _gdcm_12_bit(str(tsyntax), int(ds.get("BitsStored", 8) or 8)) and getattr(ds, "filename", None):
+        decoded_all = decode_with_gdcm(str(ds.filename))
+        return decoded_all if frames is None else decoded_all[frames]
     try:
         decoder = get_decoder(tsyntax)
         decoded = []
@@ -239,6 +289,44 @@ def decode_with_pydicom(ds: Dataset, frames: list[int] | None = None) -> np.ndar
     if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR":
         out = palette_to_rgb8(out, ds)
     return out
+
+
+def _gdcm_12_bit(transfer_syntax: str, bits_stored: int) -> bool:
+    return transfer_syntax == JPEGExtended12Bit and bits_stored > 8
+
+
+def decodes_whole_file(layout: PixelLayout) -> bool:
+    """Whether decoding any frame decodes them all (12-bit JPEG through GDCM): the loader then
+    decodes a multi-frame file in one task instead of chunks."""
+    return _gdcm_12_bit(layout.transfer_syntax, layout.bits_stored)
+
+
+def decode_with_gdcm(path: str) -> np.ndarray:
+    """Stored values (frames, rows, cols) of a greyscale file decoded by GDCM's own reader (used for
+    12-bit JPEG Process 2/4, which it decodes as DCMTK does)."""
+    import gdcm  # python-gdcm; imported here, it is only needed for this syntax
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(path)
+    if not reader.Read():
+        raise DecodeError(f"GDCM cannot read {Path(path).name}")
+    image = reader.GetImage()
+    fmt = image.GetPixelFormat()
+    if fmt.GetSamplesPerPixel() != 1:
+        raise DecodeError("12-bit JPEG colour is not supported")
+    kinds = {gdcm.PixelFormat.UINT8: "u1", gdcm.PixelFormat.INT8: "i1", gdcm.PixelFormat.UINT16: "<u2"}
+    kinds[gdcm.PixelFormat.INT16] = "<i2"
+    dtype = kinds.get(fmt.GetScalarType())
+    if dtype is None:
+        raise DecodeError(f"GDCM decoded an unexpected sample type {fmt.GetScalarTypeAsString()}")
+    raw = image.GetBuffer().encode("utf-8", "surrogateescape")  # SWIG hands the bytes over as str
+    dims = [image.GetDimension(i) for i in range(image.GetNumberOfDimensions())]
+    columns, rows = dims[0], dims[1]
+    frames = dims[2] if len(dims) > 2 else 1
+    arr = np.frombuffer(raw, dtype=dtype)
+    if arr.size != frames * rows * columns:
+        raise DecodeError(f"GDCM decoded {arr.size} samples, expected {frames * rows * columns}")
+    return arr.reshape(frames, rows, columns)
 
 
 def palette_to_rgb8(indices: np.ndarray, ds: Dataset) -> np.ndarray:
@@ -330,6 +418,26 @@ def apply_lut(stored: np.ndarray, ds: Dataset) -> np.ndarray:
 def read_dataset(path: str | Path) -> Dataset:
     """Full parse of a file, for the pydicom decode path."""
     try:
-        return pydicom.dcmread(path)
+        return dcmread_tolerant(path)
     except Exception as exc:
         raise DecodeError(f"cannot read {Path(path).name}: {exc}") from exc
+
+
+def dcmread_tolerant(path: str | Path, defer_size: int | None = None) -> Dataset:
+    """``pydicom.dcmread``, also of a bare data set without the Part 10 preamble and file meta
+    header (older modalities and archives write those; DCMTK and GDCM read them): accepted when
+    it names its SOP Class and Instance, with the transfer syntax it was found to use."""
+    try:
+        return pydicom.dcmread(path, defer_size=defer_size)
+    except InvalidDicomError:
+        ds = pydicom.dcmread(path, defer_size=defer_size, force=True)
+        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+            raise
+    implicit, little = ds.original_encoding
+    meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+    ds.file_meta = meta
+    return ds

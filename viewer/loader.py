@@ -5,6 +5,12 @@ Public API (used by the Qt viewer, the snapshot command and the AI input)::
     result = load_series(paths, on_slice=callback, workers=None, memory_budget_bytes=None)
     result.volumes   # list[Volume], largest geometric stack of each series first
     result.warnings  # list[str] for the user: tilt, irregular spacing, split series, bad files
+    result.skipped   # list[SkippedFile]: files left out (not images, unreadable), each with why
+
+One odd file never fails a load: a non-image object (SR, KOS, PR, SEG, RTSTRUCT, PDF; by SOP
+Class, :mod:`viewer.object_kinds`) or a file that cannot be read or decoded is left out with a
+:class:`~viewer.series.SkippedFile` (also in ``warnings``); :class:`LoadError` only when nothing
+is left.
 
 Progress: ``on_slice(SliceEvent)`` is called in the *calling* thread (run ``load_series`` in a
 worker thread and forward the events to the GUI thread). The first event (``preview=True``)
@@ -21,14 +27,20 @@ DICOM video objects (MPEG-2, H.264, HEVC transfer syntaxes) are decoded by :mod:
 the Cine attributes or, without them, the stream (``metadata["frame_timing_source"]``); a video
 larger than the memory budget keeps one frame in n (with a warning) instead of being refused.
 
-Decoding runs in a thread pool (numpy and the JPEG/J2K decoders release the GIL). The volume is
+Decoding runs in a thread pool: native pixels are read with numpy and greyscale JPEG Lossless /
+JPEG 2000 decoded by imagecodecs (:mod:`viewer.decode_gil_free`), both without the GIL; other
+compressed single-frame files (JPEG-LS, RLE, colour ...), whose pydicom decoders hold the GIL,
+go to worker processes (:mod:`viewer.decode_processes`), except the first (middle) slices. The volume is
 allocated once in its final dtype (int16 for usual CT); no float copy is made unless rescale
 slope/intercept are not integral. ``memory_budget_bytes`` (default: half the available RAM)
 refuses a series whose volumes would not fit, with a clear :class:`MemoryBudgetError`.
 
 ``Volume.metadata`` keys: ``modality``, ``series_uid``, ``study_uid``, ``series_number``,
 ``series_description``, ``frame_of_reference_uid``, ``sop_instance_uids`` (per slice, sorted
-order), ``sources`` (per slice ``(path, frame)``), ``file_windows`` (``[(width, centre, name)]``),
+order), ``sources`` (per slice ``(path, frame)``), ``file_windows`` (``[(width, centre, name)]``
+of the *middle* slice, the one the views open on: scanners such as Siemens MR store a window per
+slice and the first slice's can be far off; the views and the AI input open with the first of
+these), ``slice_windows`` (per slice ``(width, centre)`` or None; empty once resampled),
 ``photometric``, ``invert`` (MONOCHROME1), ``has_patient_geometry`` (False for cine/projection
 images: the direction is then identity and planes other than the native one are meaningless),
 ``rescale_type`` (e.g. ``"HU"``), ``patient_orientation`` (projection images), ``warnings``,
@@ -49,7 +61,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,20 +73,27 @@ from viewer.decode import (
     DecodeError,
     RangeOverflow,
     apply_lut,
+    colour_to_8bit,
     decode_with_pydicom,
+    decodes_whole_file,
     has_modality_lut,
     modality_dtype,
     read_dataset,
     read_native_frame,
     to_modality,
 )
+from viewer.decode_gil_free import GilFreeUnsuitable, decode_frames, gil_free_decodable
+from viewer.decode_processes import decode_file, decode_processes, start_in_background
+from viewer.decode_processes import forget as _forget_processes
 from viewer.geometry import analyse_positions, resample_to_regular
 from viewer.series import (
     FrameRef,
     InstanceHeader,
+    SkippedFile,
     Stack,
     build_stacks,
     drop_duplicate_instances,
+    nominal_slice_spacing,
     read_header,
     scan_headers,
     text_value,
@@ -85,6 +105,8 @@ from viewer.volume import Volume
 log = logging.getLogger(__name__)
 
 _CHUNK_FRAMES = 8  # compressed multi-frame: frames decoded per task
+_IN_PROCESS_HEAD = 2  # first tasks (middle slices) decoded here even when worker processes help
+_PROCESS_MIN_TASKS = 8  # fewer compressed files than this: not worth the worker processes
 _US_UNITS_CM = 3  # Physical Units X/Y Direction (0018,6024/6026): 3 = cm
 
 
@@ -117,6 +139,7 @@ class SliceEvent:
 class LoadResult:
     volumes: list[Volume]
     warnings: list[str] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
 
 
 SliceCallback = Callable[[SliceEvent], None]
@@ -142,13 +165,24 @@ def load_series(
     workers = workers or default_workers()
     if on_slice is not None:
         _emit_preview(paths[len(paths) // 2], on_slice)
-    headers, warnings = scan_headers(paths)
+    if len(paths) >= _PROCESS_MIN_TASKS and _looks_compressed(paths[len(paths) // 2]):
+        start_in_background()
+    headers, skipped = scan_headers(paths)
     headers, duplicates = drop_duplicate_instances(headers)
-    warnings += duplicates
     if not headers:
-        raise LoadError("no DICOM image in the given files" + (f": {warnings[0]}" if warnings else ""))
-    stacks = build_stacks(headers)
-    plans = [_plan(s) for s in stacks]
+        raise LoadError(
+            "no DICOM image in the given files" + (f" ({describe_skipped(skipped)})" if skipped else "")
+        )
+    plans: list[_Plan] = []
+    for stack in build_stacks(headers):
+        try:
+            plans.append(_plan(stack))
+        except Exception as exc:  # noqa: BLE001 - an odd stack must not cost the other series
+            log.warning("stack of series %s not loadable: %s", stack.series_uid, exc)
+            skipped += _skipped_stack(stack, f"cannot be shown ({type(exc).__name__}: {exc})")
+    warnings = [str(s) for s in skipped] + duplicates
+    if not plans:
+        raise LoadError("no loadable image in the given files: " + describe_skipped(skipped))
     budget = (
         memory_budget_bytes if memory_budget_bytes is not None else psutil.virtual_memory().available // 2
     )
@@ -170,6 +204,7 @@ def load_series(
                     plan = _plan(plan.stack, wide=True)
                     _fill(plan, index, pool, on_slice)
             except DecodeError as exc:
+                skipped += _skipped_stack(plan.stack, f"cannot be decoded ({exc})")
                 warnings.append(f"series {plan.stack.series_uid}: {exc}; stack skipped")
                 continue
             volume = _finish(plan)
@@ -180,7 +215,18 @@ def load_series(
         raise LoadError("no volume could be decoded: " + "; ".join(warnings[:3]))
     for w in warnings:
         log.info("load: %s", w)
-    return LoadResult(volumes, list(dict.fromkeys(warnings)))
+    return LoadResult(volumes, list(dict.fromkeys(warnings)), skipped)
+
+
+def _skipped_stack(stack: Stack, reason: str) -> list[SkippedFile]:
+    paths = dict.fromkeys(fr.header.path for fr in stack.frames)
+    return [SkippedFile(p, "unreadable", reason) for p in paths]
+
+
+def describe_skipped(skipped: Sequence[SkippedFile]) -> str:
+    """The files left out of a load and why, in a line for the user (the first three named)."""
+    text = "; ".join(str(s) for s in skipped[:3])
+    return text + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -234,7 +280,7 @@ def _plan(stack: Stack, wide: bool = False, stride: int = 1) -> _Plan:
         dtype = np.dtype(np.int32)
     else:
         dtype, checked = modality_dtype(layout, sorted({(f.slope, f.intercept) for f in stack.frames}))
-    shape: tuple[int, ...] = (n, layout.rows, layout.columns)
+    shape: tuple[int, ...] = (n, *first.header.image_shape)
     if layout.is_color:
         shape += (3,)
     voxels = np.zeros(shape, dtype=dtype)
@@ -242,7 +288,7 @@ def _plan(stack: Stack, wide: bool = False, stride: int = 1) -> _Plan:
     if stack.has_geometry:
         positions = np.stack([f.position for f in stack.frames])
         geom = analyse_positions(
-            positions, first.row_dir, first.col_dir, first.pixel_spacing, _fallback_slice_spacing(ds)
+            positions, first.row_dir, first.col_dir, first.pixel_spacing, nominal_slice_spacing(ds)
         )
         metadata["warnings"] = stack.warnings + geom.warnings
         metadata["geometry_corrected"] = geom.needs_resampling
@@ -283,17 +329,6 @@ def _thin_videos(plans: list[_Plan], budget: int) -> list[_Plan]:
             return thinned
         stride += 1
     return plans
-
-
-def _fallback_slice_spacing(ds: object) -> float:
-    for key in ("SpacingBetweenSlices", "SliceThickness"):
-        try:
-            value = float(getattr(ds, key))
-            if value > 0:
-                return value
-        except (AttributeError, TypeError, ValueError):
-            continue
-    return 1.0
 
 
 def pixel_spacing_source(ds: object) -> tuple[tuple[float, float] | None, str | None, list[str]]:
@@ -359,19 +394,7 @@ def _frame_times(ds: object, n: int) -> list[float] | None:
 
 def _metadata(stack: Stack) -> dict[str, object]:
     ds = stack.first.header.ds
-    windows: list[tuple[float, float, str]] = []
-    wc, ww = ds.get("WindowCenter"), ds.get("WindowWidth")
-    if stack.first.window is not None:
-        windows.append((stack.first.window[0], stack.first.window[1], ""))
-    if wc is not None and ww is not None:
-        centres = list(wc) if hasattr(wc, "__len__") and not isinstance(wc, str) else [wc]
-        widths = list(ww) if hasattr(ww, "__len__") and not isinstance(ww, str) else [ww]
-        names = ds.get("WindowCenterWidthExplanation") or []
-        names = [names] if isinstance(names, str) else list(names)
-        for i, (c, w) in enumerate(zip(centres, widths)):
-            entry = (float(w), float(c), str(names[i]) if i < len(names) else "")
-            if not windows or (windows[0][0], windows[0][1]) != entry[:2]:
-                windows.append(entry)
+    windows = _file_windows(stack.frames[len(stack.frames) // 2])
     return {
         "modality": str(ds.get("Modality", "")),
         "series_uid": str(ds.get("SeriesInstanceUID", "")),
@@ -382,6 +405,7 @@ def _metadata(stack: Stack) -> dict[str, object]:
         "sop_instance_uids": [text_value(f.header.ds, "SOPInstanceUID") for f in stack.frames],
         "sources": [(str(f.header.path), f.frame) for f in stack.frames],
         "file_windows": windows,
+        "slice_windows": [f.window for f in stack.frames],
         "photometric": stack.first.header.layout.photometric,
         "invert": stack.first.header.layout.photometric == "MONOCHROME1",
         "has_patient_geometry": stack.has_geometry,
@@ -391,6 +415,29 @@ def _metadata(stack: Stack) -> dict[str, object]:
         "geometry_corrected": False,
         "tilt_degrees": 0.0,
     }
+
+
+def _file_windows(frame: FrameRef) -> list[tuple[float, float, str]]:
+    """The VOI windows ``(width, centre, explanation)`` of one frame: its own (Enhanced per-frame
+    VOI) first, then every Window Center/Width pair of its instance."""
+    ds = frame.header.ds
+    windows: list[tuple[float, float, str]] = []
+    wc, ww = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if frame.window is not None:
+        windows.append((frame.window[0], frame.window[1], ""))
+    if wc is not None and ww is not None:
+        centres = list(wc) if hasattr(wc, "__len__") and not isinstance(wc, str) else [wc]
+        widths = list(ww) if hasattr(ww, "__len__") and not isinstance(ww, str) else [ww]
+        names = ds.get("WindowCenterWidthExplanation") or []
+        names = [names] if isinstance(names, str) else list(names)
+        for i, (c, w) in enumerate(zip(centres, widths)):
+            try:
+                entry = (float(w), float(c), str(names[i]) if i < len(names) else "")
+            except (TypeError, ValueError):
+                continue  # a malformed window is no reason to refuse the image
+            if not windows or (windows[0][0], windows[0][1]) != entry[:2]:
+                windows.append(entry)
+    return windows
 
 
 def _rescale_unit(rescale_type: str, modality: str) -> str:
@@ -404,22 +451,50 @@ def _rescale_unit(rescale_type: str, modality: str) -> str:
 def _decode_task(
     frames: list[tuple[int, FrameRef]], out: np.ndarray, dataset: object = None, checked: bool = False
 ) -> list[int]:
-    """Decode frames into ``out[k]``; returns the slice indices written."""
+    """Decode frames (all of one instance) into ``out[k]``; returns the slice indices written.
+
+    Native pixels are read straight from the file, greyscale JPEG Lossless / JPEG 2000 decoded
+    without the GIL (:mod:`viewer.decode_gil_free`), everything else by pydicom (``dataset``: the
+    instance already parsed in full)."""
     header = frames[0][1].header
+    indices = sorted({fr.frame for _, fr in frames})
+    stored: list[np.ndarray] | None = None
     if header.layout.native_fast_path and not has_modality_lut(header.ds):
-        for k, fr in frames:
-            stored = read_native_frame(header.path, header.layout, fr.frame)
-            to_modality(stored, fr.slope, fr.intercept, out.dtype, out=out[k], checked=checked)
-        return [k for k, _ in frames]
-    ds = dataset if dataset is not None else read_dataset(header.path)
-    nframes = header.layout.frames
-    stored = decode_with_pydicom(ds, None if nframes == 1 else [fr.frame for _, fr in frames])  # type: ignore[arg-type]
-    for (k, fr), arr in zip(frames, stored):
-        if has_modality_lut(header.ds):
-            np.copyto(out[k], apply_lut(arr, header.ds), casting="unsafe")
+        stored = [read_native_frame(header.path, header.layout, f) for f in indices]
+    elif _gil_free(header):
+        try:
+            stored = decode_frames(header.path, header.layout, indices, header.ds)
+        except GilFreeUnsuitable as exc:
+            log.debug("%s: %s; decoding with pydicom", header.path.name, exc)
+    if stored is None:
+        ds = dataset if dataset is not None else read_dataset(header.path)
+        stored = list(decode_with_pydicom(ds, None if header.layout.frames == 1 else indices))  # type: ignore[arg-type]
+        dataset = ds
+    _store(frames, dict(zip(indices, stored)), out, dataset, checked)
+    return [k for k, _ in frames]
+
+
+def _store(
+    frames: list[tuple[int, FrameRef]],
+    stored: dict[int, np.ndarray],
+    out: np.ndarray,
+    dataset: object = None,
+    checked: bool = False,
+) -> None:
+    """Stored values of one instance's frames -> modality values in ``out[k]`` (a mosaic frame
+    takes its tile; colour is reduced to 8 bits; Modality LUT or rescale otherwise)."""
+    header = frames[0][1].header
+    for k, fr in frames:
+        arr = stored[fr.frame]
+        if fr.tile is not None and header.mosaic is not None:
+            arr = header.mosaic.tile(arr, fr.tile)
+        if header.layout.is_color:
+            np.copyto(out[k], colour_to_8bit(arr, header.layout.bits_stored), casting="unsafe")
+        elif has_modality_lut(header.ds):
+            lut_source = dataset if dataset is not None else header.ds
+            np.copyto(out[k], apply_lut(arr, lut_source), casting="unsafe")  # type: ignore[arg-type]
         else:
             to_modality(arr, fr.slope, fr.intercept, out.dtype, out=out[k], checked=checked)
-    return [k for k, _ in frames]
 
 
 def _middle_out(n: int) -> list[int]:
@@ -469,9 +544,97 @@ def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCall
         return
     frames = plan.stack.frames
     voxels = plan.volume.voxels
-    order = _middle_out(len(frames))
+    tasks, shared = _tasks(frames, _middle_out(len(frames)))
+    # Compressed files whose decoders hold the GIL go to worker processes; the first tasks
+    # (middle slices) stay in this process so the first image does not wait for them.
+    in_processes = [i >= _IN_PROCESS_HEAD and _process_decodable(t) for i, t in enumerate(tasks)]
+    if sum(in_processes) < _PROCESS_MIN_TASKS:
+        in_processes = [False] * len(tasks)
+    futures: list[Future | None] = [None] * len(tasks)
+
+    def here(i: int) -> None:
+        in_processes[i] = False
+        futures[i] = pool.submit(
+            _decode_task, tasks[i], voxels, shared.get(tasks[i][0][1].header.path), plan.checked
+        )
+
+    for i in range(len(tasks)):  # first what this process decodes: it must not wait for the pool
+        if not in_processes[i]:
+            here(i)
+    loaded = 0
+    failed: dict[int, str] = {}
+    started: ProcessPoolExecutor | None = None
+
+    def consume(i: int) -> None:
+        nonlocal loaded
+        task, fut = tasks[i], futures[i]
+        assert fut is not None
+        try:
+            if in_processes[i]:
+                done = _stored_from_process(fut, task, voxels, plan.checked, started)
+            else:
+                done = fut.result()
+        except RangeOverflow:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad file must not cost the whole series
+            failed.update((k, f"{fr.header.path.name}: {exc}") for k, fr in task)
+            return
+        for k in done:
+            loaded += 1
+            if on_slice is not None:
+                on_slice(SliceEvent(index, k, voxels[k], plan.volume, loaded, len(frames)))
+
+    try:
+        head = min(_IN_PROCESS_HEAD, len(tasks))
+        for i in range(head):  # the middle slices, decoded here, are shown before the pool is awaited
+            consume(i)
+        processes = started = decode_processes() if any(in_processes) else None
+        for i in (i for i, remote in enumerate(in_processes) if remote):
+            if processes is not None:
+                try:
+                    futures[i] = processes.submit(decode_file, str(tasks[i][0][1].header.path))
+                    continue
+                except (BrokenProcessPool, RuntimeError):  # a worker died earlier, or the pool shut down
+                    _forget_processes(processes)
+                    processes = None
+            here(i)
+        for i in range(head, len(tasks)):  # then outwards, in order
+            consume(i)
+    except BaseException:
+        for fut in futures:
+            if fut is not None:
+                fut.cancel()
+        raise
+    if failed:
+        _blank_failed_slices(plan, failed)
+
+
+def _stored_from_process(
+    fut: Future,
+    task: list[tuple[int, FrameRef]],
+    voxels: np.ndarray,
+    checked: bool,
+    processes: ProcessPoolExecutor | None,
+) -> list[int]:
+    """Store what a worker process decoded; if the pool broke (a worker was killed), forget it
+    and decode the file here instead."""
+    try:
+        stored = fut.result()
+    except BrokenProcessPool:
+        _forget_processes(processes)
+        return _decode_task(task, voxels, None, checked)
+    _store(task, {0: stored[0]}, voxels, None, checked)
+    return [k for k, _ in task]
+
+
+def _tasks(
+    frames: list[FrameRef], order: list[int]
+) -> tuple[list[list[tuple[int, FrameRef]]], dict[Path, object]]:
+    """Decode tasks in ``order``: one per single-frame file, every tile of a mosaic file in one,
+    and chunks of a compressed multi-frame file (parsed once here, shared by its tasks)."""
     tasks: list[list[tuple[int, FrameRef]]] = []
     shared: dict[Path, object] = {}
+    mosaics: dict[int, list[tuple[int, FrameRef]]] = {}
     current: list[tuple[int, FrameRef]] = []
     for k in order:
         fr = frames[k]
@@ -481,39 +644,54 @@ def _fill(plan: _Plan, index: int, pool: ThreadPoolExecutor, on_slice: SliceCall
                 ds = read_dataset(fr.header.path)
                 _ = ds.PixelData  # parse once here, not concurrently in the workers
                 shared[fr.header.path] = ds
-            if current and (current[0][1].header is not fr.header or len(current) >= _CHUNK_FRAMES):
+            chunk = fr.header.layout.frames if decodes_whole_file(fr.header.layout) else _CHUNK_FRAMES
+            if current and (current[0][1].header is not fr.header or len(current) >= chunk):
                 tasks.append(current)
                 current = []
             current.append((k, fr))
+            continue
+        if current:
+            tasks.append(current)
+            current = []
+        if fr.header.mosaic is not None:
+            if id(fr.header) not in mosaics:
+                mosaics[id(fr.header)] = []
+                tasks.append(mosaics[id(fr.header)])
+            mosaics[id(fr.header)].append((k, fr))
         else:
-            if current:
-                tasks.append(current)
-                current = []
             tasks.append([(k, fr)])
     if current:
         tasks.append(current)
-    futures: list[Future] = [
-        pool.submit(_decode_task, t, voxels, shared.get(t[0][1].header.path), plan.checked) for t in tasks
-    ]
-    loaded = 0
-    failed: dict[int, str] = {}
+    return tasks, shared
+
+
+def _looks_compressed(path: Path) -> bool:
+    """Whether a file of the load holds a compressed single-frame image (a hint, read early)."""
     try:
-        for task, fut in zip(tasks, futures):  # in submission order: middle slice first, then outwards
-            try:
-                done = fut.result()
-            except DecodeError as exc:  # one bad file must not cost the whole series
-                failed.update((k, f"{fr.header.path.name}: {exc}") for k, fr in task)
-                continue
-            for k in done:
-                loaded += 1
-                if on_slice is not None:
-                    on_slice(SliceEvent(index, k, voxels[k], plan.volume, loaded, len(frames)))
-    except BaseException:
-        for fut in futures:
-            fut.cancel()
-        raise
-    if failed:
-        _blank_failed_slices(plan, failed)
+        header = read_header(path)
+    except DecodeError:
+        return False
+    return _process_decodable([(0, FrameRef(header, 0, None, None, None, None))])
+
+
+def _gil_free(header: InstanceHeader) -> bool:
+    """Single-frame greyscale JPEG Lossless / JPEG 2000: decoded in threads without the GIL."""
+    return header.layout.frames == 1 and gil_free_decodable(header.layout)
+
+
+def _process_decodable(task: list[tuple[int, FrameRef]]) -> bool:
+    """A task worth a worker process: one compressed single-frame image (no mosaic, no video)."""
+    header = task[0][1].header
+    layout = header.layout
+    return (
+        len(task) == 1
+        and layout.frames == 1
+        and header.mosaic is None
+        and not layout.native_fast_path
+        and not has_modality_lut(header.ds)
+        and not is_video_syntax(layout.transfer_syntax)
+        and not _gil_free(header)
+    )
 
 
 def _blank_failed_slices(plan: _Plan, failed: dict[int, str]) -> None:
@@ -542,6 +720,7 @@ def _finish(plan: _Plan) -> Volume:
     metadata = dict(volume.metadata)
     # Slices were resampled: per-slice sources no longer map one to one; the acquired ones are
     # kept for viewer.sources (nearest acquired slice of a plane or point).
+    metadata["slice_windows"] = []
     metadata["acquired_sop_instance_uids"] = metadata["sop_instance_uids"]
     metadata["acquired_sources"] = metadata["sources"]
     metadata["sources"] = []
@@ -569,7 +748,7 @@ def _emit_preview(path: Path, on_slice: SliceCallback) -> None:
             fr = stack.frames[len(stack.frames) // 2]
             plan = _plan(Stack(stack.series_uid, [fr]))
             _decode_task([(0, fr)], plan.volume.voxels)
-    except (DecodeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - the preview is a courtesy; the load reports problems
         log.debug("preview skipped: %s", exc)
         return
     on_slice(SliceEvent(-1, 0, plan.volume.voxels[0], None, 0, 0, preview=True))

@@ -49,7 +49,11 @@ def presets_for(metadata: dict[str, object]) -> list[WindowPreset]:
 
 
 def default_window(metadata: dict[str, object], value_range: tuple[float, float]) -> WindowPreset:
-    """The window to open a volume with: the file's first window, else the full value range."""
+    """The window to open a volume with: the file's first window, else the full value range.
+
+    The loader takes ``file_windows`` from the middle slice, the one the views open on (Siemens MR
+    stores a window per slice, and the first slice's can be W 8 / L 4 on noise); the AI input
+    uses this same window unless the user changed it on screen."""
     presets = presets_for(metadata)
     if presets and metadata.get("file_windows"):
         return presets[0]

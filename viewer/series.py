@@ -11,25 +11,32 @@ Frames come from classic single-frame instances (Image Position/Orientation (Pat
 Enhanced CT/MR multi-frames (Per-Frame and Shared Functional Groups: Plane Position, Plane
 Orientation, Pixel Measures, Pixel Value Transformation, Frame Content) and from multi-frame
 instances without patient geometry (ultrasound cine, XA, secondary capture), which become one
-stack per instance with frames in file order.
+stack per instance with frames in file order. A Siemens mosaic gives one frame per tile
+(:mod:`viewer.mosaic`).
+
+The header scan keeps only images: objects of other kinds (SR, KOS, PR, SEG, RTSTRUCT, PDF ...;
+:mod:`viewer.object_kinds`, by SOP Class) and files that cannot be read or decoded (truncated,
+header values out of range) are left out one by one, each as a :class:`SkippedFile` saying why.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
-from viewer.decode import DecodeError, PixelLayout, pixel_layout
+from viewer.decode import DecodeError, PixelLayout, dcmread_tolerant, pixel_layout, unsupported_reason
+from viewer.mosaic import Mosaic, mosaic_of
+from viewer.object_kinds import KIND_LABELS, object_kind
 
 ORIENTATION_TOLERANCE = 1e-3
 POSITION_TOLERANCE_MM = 1e-3
@@ -43,6 +50,34 @@ class InstanceHeader:
     path: Path
     ds: Dataset
     layout: PixelLayout
+    mosaic: Mosaic | None = None
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(rows, columns) of one frame as shown: a mosaic's tile, else the stored image."""
+        if self.mosaic is not None:
+            return self.mosaic.rows, self.mosaic.columns
+        return self.layout.rows, self.layout.columns
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file left out of a load, and why (for the user: the app and the CLI list these)."""
+
+    path: Path
+    kind: str  # an object kind of viewer.object_kinds other than "image", or "unreadable"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path.name}: {self.reason}"
+
+
+class NotLoadable(DecodeError):
+    """A file the image loader does not take: not an image, or unreadable (``kind`` says which)."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 @dataclass
@@ -61,6 +96,7 @@ class FrameRef:
     stack_id: str = ""
     window: tuple[float, float] | None = None  # (width, centre) from the frame's VOI
     rescale_type: str = ""  # Rescale Type of the frame's own rescale (e.g. "HU"; "US" = unspecified)
+    tile: int | None = None  # the tile of a mosaic frame
 
     @property
     def has_geometry(self) -> bool:
@@ -253,7 +289,29 @@ def frames_of(header: InstanceHeader) -> list[FrameRef]:
                 rescale_type,
             )
         )
+    if header.mosaic is not None and len(frames) == 1:
+        return _mosaic_frames(frames[0], header.mosaic)
     return frames
+
+
+def _mosaic_frames(base: FrameRef, mosaic: Mosaic) -> list[FrameRef]:
+    """One frame per tile of a mosaic, placed as :mod:`viewer.mosaic` describes."""
+    positions: list[np.ndarray | None] = [None] * mosaic.count
+    if base.has_geometry:
+        spacing = nominal_slice_spacing(base.header.ds)
+        positions = mosaic.positions(base.position, base.row_dir, base.col_dir, base.pixel_spacing, spacing)  # type: ignore[arg-type]
+    return [
+        replace(base, position=p, tile=t, order_key=(*base.order_key, t)) for t, p in enumerate(positions)
+    ]
+
+
+def nominal_slice_spacing(ds: Dataset) -> float:
+    """Spacing Between Slices, else Slice Thickness, else 1 mm."""
+    for key in ("SpacingBetweenSlices", "SliceThickness"):
+        value = _floats(text_values(ds, key)[:1], 1)
+        if value is not None and value[0] > 0:
+            return float(value[0])
+    return 1.0
 
 
 def _grid_frame_position(
@@ -289,28 +347,71 @@ def _orthonormal(iop: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]
 
 
 def read_header(path: str | Path) -> InstanceHeader:
-    """Parse a file's header; Pixel Data is skipped (its offset kept) when stored natively."""
+    """Parse an image file's header; Pixel Data is skipped (its offset kept) when stored natively.
+
+    Raises :class:`NotLoadable` for a file that is not an image or cannot be read or decoded."""
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE)
+        ds = dcmread_tolerant(path, defer_size=_DEFER_SIZE)
+    except InvalidDicomError:
+        raise NotLoadable("unreadable", "not a DICOM file") from None
     except Exception as exc:
-        raise DecodeError(f"{path.name}: not a readable DICOM file ({exc})") from exc
-    return InstanceHeader(path, ds, pixel_layout(ds))
+        raise NotLoadable("unreadable", f"not a readable DICOM file ({exc})") from exc
+    truncated = _truncation(ds, path)
+    if truncated:
+        raise NotLoadable("unreadable", truncated)
+    meta = getattr(ds, "file_meta", None)
+    sop_class = text_value(ds, "SOPClassUID") or str(meta.get("MediaStorageSOPClassUID", "") if meta else "")
+    kind = object_kind(sop_class, "PixelData" in ds and "Rows" in ds)
+    if kind != "image":
+        raise NotLoadable(kind, f"{KIND_LABELS[kind]}, not an image: left out")
+    try:
+        layout = pixel_layout(ds)
+        problem = unsupported_reason(layout, ds)
+        mosaic = mosaic_of(ds, layout.rows, layout.columns) if layout.frames == 1 else None
+    except DecodeError as exc:
+        raise NotLoadable("unreadable", str(exc)) from exc
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as exc:
+        raise NotLoadable("unreadable", f"invalid image attributes ({exc})") from exc
+    if problem:
+        raise NotLoadable("unreadable", problem)
+    return InstanceHeader(path, ds, layout, mosaic)
 
 
-def scan_headers(paths: Sequence[str | Path]) -> tuple[list[InstanceHeader], list[str]]:
-    """Headers of all image files; non-image or unreadable files give a warning each.
+def _truncation(ds: Dataset, path: Path) -> str | None:
+    """Why the file is cut short, if it is: pydicom reads a truncated file without an error, as an
+    empty data set (end of file inside encapsulated pixel data) or with a short last value."""
+    if not len(ds):
+        size = path.stat().st_size
+        return f"file ends early ({size} bytes): no data set could be read (truncated?)"
+    last = ds.get_item(next(reversed(ds.keys())), keep_deferred=True)
+    if isinstance(last, RawDataElement) and last.length != 0xFFFFFFFF:
+        # (deferred native Pixel Data cut short is left to the decoder: the slice keeps its place
+        # in the stack, shown blank, instead of leaving a gap)
+        end = last.value_tell + last.length
+        size = path.stat().st_size
+        if last.value is not None and len(last.value) < last.length:
+            return f"file is truncated: element {last.tag} declares {last.length} bytes, fewer are present"
+        if "PixelData" not in ds and 0 < size - end < 8:  # a cut element header pydicom ignored
+            return f"file is truncated after element {last.tag} ({size - end} stray bytes)"
+    return None
+
+
+def scan_headers(paths: Sequence[str | Path]) -> tuple[list[InstanceHeader], list[SkippedFile]]:
+    """Headers of all image files, and the files left out (not images, unreadable) with why.
 
     Sequential on purpose: header parsing is pure Python, and threads only fight over the GIL
     (measured slower with 2 threads on 2 cores)."""
     headers: list[InstanceHeader] = []
-    warnings: list[str] = []
-    for p in paths:
+    skipped: list[SkippedFile] = []
+    for p in map(Path, paths):
         try:
             headers.append(read_header(p))
-        except DecodeError as exc:
-            warnings.append(str(exc) if Path(p).name in str(exc) else f"{Path(p).name}: {exc}")
-    return headers, warnings
+        except NotLoadable as exc:
+            skipped.append(SkippedFile(p, exc.kind, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one odd file must never cost the others
+            skipped.append(SkippedFile(p, "unreadable", f"cannot be read ({type(exc).__name__}: {exc})"))
+    return headers, skipped
 
 
 def _plane_family(f: FrameRef) -> tuple[float, ...]:

@@ -7,7 +7,8 @@ Used by the ``ask`` command, the chat panel and report drafting. Every image com
 pan are not applied: the model gets the whole plane at full resolution.
 
 Modes: ``2d`` the current slice/frame; ``3d`` N slices sampled uniformly through the whole
-stack in the chosen plane (no duplicates); ``video`` a cine sampled at ``fps`` with timestamps.
+stack in the chosen plane (no duplicates); ``video`` a cine sampled at ``fps`` with timestamps,
+or, without frame timing, frames spread uniformly and labelled by number (timing unknown).
 """
 
 from __future__ import annotations
@@ -158,6 +159,7 @@ def visual_item_for(volume: Volume, view: AIView | None = None) -> VisualItem:
     if mode == "video":
         window = resolve_window(volume, view)
         invert = bool(volume.metadata.get("invert", False)) if view.invert is None else view.invert
+        # No frame timing: no invented times (video_item labels the frames by number instead).
         # video_item windows only the frames it samples (same DICOM formula as the display).
         return video_item(
             volume.voxels,

@@ -159,6 +159,11 @@ class ScopeSummary:
         ]
 
 
+def conversation_id_for(study_uid: str) -> str:
+    """The engine conversation (KV cache) of a study's chat."""
+    return f"chat-{study_uid}"
+
+
 def default_scope(ctx: ScreenContext, kind: ScopeKind | None = None, slices: int = 32) -> AskScope:
     """The scope for what is on screen: the first of :func:`offered_scopes` (the cine for a cine,
     else the current image, else the series); ValueError for a kind that is not offered."""
@@ -202,9 +207,11 @@ def frame_count(volume: Volume, scope: AskScope) -> int:
         return 1
     if scope.kind == "volume":
         return min(scope.slices, len(plane_positions(volume, scope.view().plane or scope.plane)))
-    from inference.frames import sample_video_indices
+    from inference.frames import video_frame_indices
 
-    return len(sample_video_indices(cine_start_times_ms(volume), scope.fps, scope.max_frames))
+    return len(
+        video_frame_indices(volume.voxels.shape[0], cine_start_times_ms(volume), scope.fps, scope.max_frames)
+    )
 
 
 def summarise(volume: Volume, scope: AskScope, max_tokens: int = MAX_TOKENS) -> ScopeSummary:
@@ -228,7 +235,8 @@ def summarise(volume: Volume, scope: AskScope, max_tokens: int = MAX_TOKENS) -> 
     elif scope.kind == "volume":
         slices = f"{images} slices"
     else:
-        slices = f"cine {images} frames @ {scope.fps:g} fps"
+        timing = f"@ {scope.fps:g} fps" if cine_start_times_ms(volume) else "(timing unknown)"
+        slices = f"cine {images} frames {timing}"
     window = f"{scope.window[0]:g}/{scope.window[1]:g}" if scope.window else "as stored"
     return ScopeSummary(
         scope.series_label, scope.plane if scope.kind != "cine" else "cine", slices, window, images, tokens
@@ -261,6 +269,57 @@ class ChatMessage:
     slices: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Phase:
+    """Where a question stands: ``preparing`` (images for the model), ``seeing`` (vision tower,
+    frames), ``reading`` (prompt tokens), ``writing`` (new tokens); ``total`` 0 = unknown."""
+
+    name: str
+    done: int
+    total: int
+    elapsed_s: float
+
+    def describe(self) -> str:
+        if self.name == "preparing":
+            return "Preparing images ..."
+        if self.name == "seeing":
+            return f"Looking at the images: frame {self.done} of {self.total}"
+        if self.name == "reading":
+            return f"Reading {self.total} prompt tokens: {self.done} done"
+        return f"Writing: {self.done} of at most {self.total} tokens"
+
+
+class _PhaseLog:
+    """Relays phases to a callback and logs each phase change with the time spent (counts only)."""
+
+    def __init__(self, study_uid: str, callback: Callable[[Phase], None] | None) -> None:
+        self.study_uid, self.callback = study_uid, callback
+        self.started = self.phase_started = time.perf_counter()
+        self.current = ""
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if name != self.current:
+            if self.current:
+                log.info("chat %s: %s took %.2f s", self.study_uid, self.current, now - self.phase_started)
+            log.info("chat %s: %s (%d)", self.study_uid, name, total)
+            self.current, self.phase_started = name, now
+        if self.callback is not None:
+            self.callback(Phase(name, done, total, now - self.started))
+
+    def finished(self, reason: str, new_tokens: int) -> None:
+        now = time.perf_counter()
+        log.info(
+            "chat %s: %s took %.2f s; answer %s, %d tokens, %.2f s in all",
+            self.study_uid,
+            self.current,
+            now - self.phase_started,
+            reason,
+            new_tokens,
+            now - self.started,
+        )
+
+
 class ChatSession:
     """One study's conversation with the model, its visible history and audit of model calls."""
 
@@ -275,7 +334,7 @@ class ChatSession:
 
     @property
     def conversation_id(self) -> str:
-        return f"chat-{self.study_uid}"
+        return conversation_id_for(self.study_uid)
 
     @staticmethod
     def path_for(study_uid: str) -> Path:
@@ -338,8 +397,11 @@ class ChatSession:
         max_tokens: int = MAX_TOKENS,
         on_delta: Callable[[str, str], None] | None = None,
         cancel: threading.Event | None = None,
+        on_phase: Callable[[Phase], None] | None = None,
     ) -> ChatMessage:
-        """Ask on the calling (worker) thread; ``on_delta(reasoning, answer)`` per streamed piece.
+        """Ask on the calling (worker) thread; ``on_delta(reasoning, answer)`` per streamed piece,
+        ``on_phase`` at each step of the work (preparing images, seeing, reading, writing).
+        ``cancel`` stops the request at its next step, whichever phase it is in.
 
         Returns the assistant message (also appended to :attr:`history`).
         """
@@ -350,7 +412,9 @@ class ChatSession:
             raise RuntimeError(service.state.message)
         if not question.strip():
             raise ValueError("type a question first")
+        phases = _PhaseLog(self.study_uid, on_phase)
         attach = self._last_scope != scope
+        phases("preparing", 0, 0)
         visuals = [visual_item_for(volume, scope.view())] if attach else []
         summary = summarise(volume, scope, max_tokens)
         turn_count = len(self.conversation.turns)
@@ -392,12 +456,27 @@ class ChatSession:
         self.generations.append(generation)
         answer = ChatMessage("assistant", "", finished=False)
         self.history.append(answer)
-        splitter = ReasoningStream()
-        handle = service.submit(
-            GenerationRequest(
-                inputs=inputs, conversation_id=self.conversation_id, max_new_tokens=max_new_tokens
+        splitter = ReasoningStream(inputs.think_open)
+        handles: list[Any] = []
+
+        def progress(phase: str, done: int, total: int) -> None:  # on the engine thread
+            if cancel is not None and cancel.is_set() and handles:
+                handles[0].cancel()
+            phases(phase, done, total)
+
+        handles.append(
+            service.submit(
+                GenerationRequest(
+                    inputs=inputs,
+                    conversation_id=self.conversation_id,
+                    max_new_tokens=max_new_tokens,
+                    on_progress=progress,
+                )
             )
         )
+        handle = handles[0]
+        if cancel is not None and cancel.is_set():
+            handle.cancel()
         for chunk in handle:
             if cancel is not None and cancel.is_set():
                 handle.cancel()
@@ -406,6 +485,8 @@ class ChatSession:
         reasoning, text = splitter.push("", final=True)
         self._grow(answer, reasoning, text, on_delta)
         result = handle.result()
+        service.record_speed(result)
+        phases.finished(result.finish_reason, result.new_tokens)
         answer.finished = True
         generation.finished_at = now_iso()
         generation.new_tokens = result.new_tokens
@@ -419,7 +500,7 @@ class ChatSession:
         )
         if result.finish_reason == "error":
             answer.text = answer.text or f"(the model failed: {result.error})"
-        self.conversation.add_assistant(result.text)
+        self.conversation.add_assistant(result.text, inputs.think_open)
         self._last_scope = replace(scope)
         self._last_slices = list(shown)
         self.save()

@@ -53,9 +53,10 @@ def _hold_back_partial_header(text: str) -> str:
     return text
 
 
-def split_draft(text: str, *, final: bool = True) -> dict[str, str]:
-    """Findings and Impression of a (possibly partial) model answer."""
-    _reasoning, answer = split_reasoning(text)
+def split_draft(text: str, *, final: bool = True, think_open: bool = False) -> dict[str, str]:
+    """Findings and Impression of a (possibly partial) model answer. ``think_open``: the prompt
+    pre-opened ``<think>`` (``ModelInputs.think_open``), so the output starts as reasoning."""
+    _reasoning, answer = split_reasoning(text, think_open)
     if "<think>" in text and "</think>" not in text:
         answer = ""  # still reasoning
     if not final:
@@ -136,7 +137,7 @@ def draft_report(
     )
 
     def show(text: str, final: bool) -> None:
-        for key, value in split_draft(text, final=final).items():
+        for key, value in split_draft(text, final=final, think_open=inputs.think_open).items():
             report.set_ai_text(key, base[key], value)
         if on_update is not None:
             on_update()

@@ -24,6 +24,11 @@ HOW_TO_INSTALL = (
 )
 
 
+SLOW_MODE_CHAT_NOTICE = (
+    "CPU slow mode: no usable GPU, the model runs on the processor; answers take much longer"
+)
+
+
 @dataclass(frozen=True)
 class ModelState:
     kind: str  # absent | loading | ready | failed
@@ -34,12 +39,31 @@ class ModelState:
         return self.kind == "ready"
 
 
+def hash_cache_path() -> Path:
+    """Verified SHA-256 sums of the weights (by size and mtime): a 7B checkpoint (16 GB) is hashed
+    once, not at every start (tens of seconds before the first answer)."""
+    from dicom_net.paths import data_dir
+
+    return data_dir() / "model-hashes.json"
+
+
 def model_checksum(folder: Path) -> str:
     """SHA-256 of the checkpoint's SHA256SUMS manifest (it pins every file), or a note when absent."""
     manifest = Path(folder) / "SHA256SUMS"
     if not manifest.is_file():
         return "unverified: no SHA256SUMS"
     return "sha256:" + hashlib.sha256(manifest.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Measured prompt-reading and writing speed (tokens/s) of the loaded model on this machine."""
+
+    read_tokens_per_s: float
+    write_tokens_per_s: float
+
+    def estimate_seconds(self, prompt_tokens: int, new_tokens: int) -> float:
+        return prompt_tokens / self.read_tokens_per_s + new_tokens / self.write_tokens_per_s
 
 
 class ModelService:
@@ -61,6 +85,7 @@ class ModelService:
         self._last_foreground = 0.0
         self._generation = 0  # bumped by reconfigure: a load started before it is discarded
         self._state = self._initial_state()
+        self.speed: Speed | None = None  # measured on this machine by the last answers
 
     def _initial_state(self) -> ModelState:
         if self.folder is None or not self.folder.is_dir():
@@ -100,6 +125,30 @@ class ModelService:
     def checksum(self) -> str:
         return model_checksum(self.folder) if self.folder else ""
 
+    @property
+    def slow_mode(self) -> bool:
+        """The model runs on the CPU (no usable GPU): answers take much longer."""
+        report = getattr(self.loaded, "report", None)
+        return bool(getattr(report, "slow_mode", False))
+
+    def record_speed(self, result: Any) -> None:
+        """Remember how fast the last answer read its prompt and wrote (for time estimates)."""
+        if result.finish_reason == "error" or result.ttft_seconds <= 0 or result.prefill_tokens <= 0:
+            return
+        write = result.decode_tokens_per_second or (self.speed.write_tokens_per_s if self.speed else 0.0)
+        if write > 0:
+            self.speed = Speed(result.prefill_tokens / result.ttft_seconds, write)
+
+    def estimate_seconds(self, prompt_tokens: int, new_tokens: int) -> float | None:
+        """Expected seconds for a question from the measured speed (None before any answer)."""
+        return None if self.speed is None else self.speed.estimate_seconds(prompt_tokens, new_tokens)
+
+    def forget_conversation(self, conversation_id: str) -> None:
+        """Free the engine's cached KV of a conversation (its study was closed)."""
+        engine = self.engine
+        if engine is not None:
+            engine.forget(conversation_id)
+
     def on_state(self, callback: Callable[[ModelState], None]) -> None:
         self._listeners.append(callback)
 
@@ -132,11 +181,25 @@ class ModelService:
 
     def _load(self) -> None:
         generation, folder = self._generation, self.folder
+        started = time.perf_counter()
+
+        def phase(name: str) -> None:
+            log.info("model loading: %s (%.1f s)", name, time.perf_counter() - started)
+            if generation == self._generation:
+                self._set_state(ModelState("loading", f"Loading the model from {folder.name}: {name} ..."))
+
         try:
+            phase("starting the AI runtime (torch, transformers)")
             from inference.engine import Engine
             from inference.loading import load_model
 
-            loaded = load_model(folder, device=self.device, quantization=self.quantization)
+            loaded = load_model(
+                folder,
+                device=self.device,
+                quantization=self.quantization,
+                hash_cache=hash_cache_path(),
+                on_phase=phase,
+            )
             engine = Engine(loaded)
         except Exception as exc:  # a bad folder must not take the app down
             log.exception("model loading failed")
@@ -149,6 +212,8 @@ class ModelService:
         else:
             log.info("model ready: %s", loaded.report.summary())
             state = ModelState("ready", f"Model ready: {loaded.report.summary()}")
+            if loaded.report.slow_mode:
+                state = ModelState("ready", f"{state.message}. {SLOW_MODE_CHAT_NOTICE}")
         with self._lock:
             current = generation == self._generation
             if current:

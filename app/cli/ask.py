@@ -27,6 +27,7 @@ from inference.frames import DEFAULT_VIDEO_FPS, DEFAULT_VOLUME_SLICES, image_ite
 from inference.preprocess import VisualItem
 from inference.preprocess_budget import MAX_TOKENS, MIN_TOKENS
 from inference.prompting import Conversation, ReasoningStream, split_reasoning
+from inference.token_reduction import REDUCTION_MODES
 from viewer.loader import load_volume
 
 if TYPE_CHECKING:  # torch loads with inference.inputs: keep it out of every other command's start-up
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # torch loads with inference.inputs: keep it out of every oth
 log = logging.getLogger(__name__)
 PLANES = ("axial", "coronal", "sagittal", "native")
 EXIT_BAD_INPUT = 2
+UNTIMED_CINE_WARNING = "the cine has no frame timing: frames are sampled evenly and labelled by number"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -79,9 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--token-reduction",
-        choices=("off", "intended"),
+        choices=REDUCTION_MODES,
         default="off",
-        help="drop video/3D tokens that barely change between frames (speed mode; default off)",
+        help="drop video/3D tokens that barely change between frames: intended = speed mode; "
+        "reference = the released code's mask bit for bit, its bug included (research only; "
+        "see inference/README.md); default off",
     )
     p.add_argument("--think", action="store_true", help="thinking mode: step-by-step reasoning, boxed answer")
     p.add_argument("--system-prompt", default=None, help="system prompt (default: none, as the reference)")
@@ -95,7 +99,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    p.add_argument("--quantization", default="auto", help="auto, none, nf4 or int8")
+    p.add_argument(
+        "--quantization",
+        default="auto",
+        help="auto, none, nf4, int8 (bitsandbytes) or int4 (torchao, compiled static-cache decode)",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the SHA256SUMS check of the weights")
     p.add_argument("--dry-run", action="store_true", help="load no weights; report the input token counts")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
@@ -107,6 +115,10 @@ def _view(args: argparse.Namespace) -> AIView:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.fps <= 0:
+        raise ValueError("--fps must be > 0")
+    if args.temperature < 0:
+        raise ValueError("--temperature must be >= 0 (0 = greedy)")
     return AIView(
         mode=args.mode,
         plane=args.plane,
@@ -196,9 +208,15 @@ def run_ask(args: argparse.Namespace) -> int:
     try:
         view = _view(args)
         started = time.perf_counter()
+        if not args.dry_run:  # a device that is not there fails before anything is read
+            from inference.devices import normalise_device
+
+            normalise_device(args.device)
         # the checkpoint folder is checked first: a wrong --model fails before any pixel is read
         tokenizer, template, processor = _tokenizer_only(args.model)
         item, warnings = _visual_item(args, view)
+        if item.kind == "video" and item.timestamps_s is None:
+            warnings = [*warnings, UNTIMED_CINE_WARNING]
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
         if args.dry_run:
@@ -226,7 +244,9 @@ def _generate(args: argparse.Namespace, loaded: Any, item: VisualItem, inputs: M
     from inference.engine import Engine, GenerationRequest
 
     print(f"[{loaded.report.summary()}] AI draft - review before use", file=sys.stderr)
-    stream = ReasoningStream()
+    if loaded.report.slow_mode:
+        print(f"note: {loaded.report.reason}", file=sys.stderr)
+    stream = ReasoningStream(inputs.think_open)
     with Engine(loaded) as engine:
         handle = engine.submit(
             GenerationRequest(inputs=inputs, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
@@ -242,7 +262,7 @@ def _generate(args: argparse.Namespace, loaded: Any, item: VisualItem, inputs: M
         _write(*stream.push("", final=True))
         print()
     else:
-        reasoning, answer = split_reasoning(result.text)
+        reasoning, answer = split_reasoning(result.text, inputs.think_open)
         print(
             json.dumps(
                 {

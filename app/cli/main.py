@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "app.cli.snapshot",  # snapshot
     "app.cli.ask",  # ask
     "app.cli.report",  # report draft|send
+    "app.cli.users",  # users add|list|remove|passwd
 )
 
 

@@ -4,7 +4,8 @@ this module only resolves SERIES (through the archive, which is why it lives in 
 
 SERIES is a folder (or file) of DICOM files, or a Series Instance UID looked up in the archive
 (``--archive DIR``, default the workstation's own archive). Geometry warnings (gantry tilt,
-irregular spacing, split series) are printed on stderr; the exit code is 0 on success, 2 on bad
+irregular spacing, split series) and the files left out (non-image objects such as SEG or SR,
+unreadable files), one line each, are printed on stderr; the exit code is 0 on success, 2 on bad
 input (unknown series, no images, position outside the volume).
 """
 

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QTextBrowser,
@@ -33,7 +34,9 @@ from app.assistant.chat import (
     AI_NOTICE,
     AskScope,
     ChatSession,
+    Phase,
     ScreenContext,
+    conversation_id_for,
     default_scope,
     offered_scopes,
     summarise,
@@ -48,6 +51,11 @@ CHIP_STYLE = "background:#2d4a6b;color:#e0f0ff;padding:2px 6px;"
 
 
 RETENTION_CHECK_MS = 3600 * 1000  # chat histories past their retention are deleted hourly
+PROMPT_TEXT_TOKENS = 64  # question + chat markup, for the time estimate
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 class ChatPanel(QWidget):
@@ -56,6 +64,7 @@ class ChatPanel(QWidget):
     delta_arrived = Signal(str, str)  # reasoning, answer (from the worker thread)
     answer_finished = Signal(str)  # error text or ""
     model_state_changed = Signal(object)
+    phase_changed = Signal(object)  # Phase (from the worker / engine thread)
 
     def __init__(
         self,
@@ -91,6 +100,17 @@ class ChatPanel(QWidget):
         self.model_label = QLabel(self)
         self.model_label.setWordWrap(True)
         self.model_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.slow_label = QLabel(self)  # CPU slow mode and the time a question will take
+        self.slow_label.setObjectName("slowMode")
+        self.slow_label.setWordWrap(True)
+        self.slow_label.setStyleSheet("color:#ffb060;")
+        self.phase_label = QLabel(self)  # what the model is doing now
+        self.phase_label.setObjectName("phase")
+        self.progress = QProgressBar(self)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(8)
+        self.phase_label.setVisible(False)
+        self.progress.setVisible(False)
 
         self.kind_box = QComboBox(self)
         for kind, label in KIND_LABELS.items():
@@ -146,7 +166,10 @@ class ChatPanel(QWidget):
         layout.addLayout(scope_row)
         layout.addLayout(window_row)
         layout.addWidget(self.chips)
+        layout.addWidget(self.slow_label)
         layout.addWidget(self.history_view, 1)
+        layout.addWidget(self.phase_label)
+        layout.addWidget(self.progress)
         layout.addWidget(self.quick_box)
         layout.addWidget(self.input)
         layout.addLayout(buttons)
@@ -172,6 +195,7 @@ class ChatPanel(QWidget):
         self.delta_arrived.connect(self._on_delta)
         self.answer_finished.connect(self._on_finished)
         self.model_state_changed.connect(self._show_model_state)
+        self.phase_changed.connect(self._on_phase)
         service.on_state(self.model_state_changed.emit)
         self._show_model_state(service.state)
         self.refresh_from_screen()
@@ -180,7 +204,31 @@ class ChatPanel(QWidget):
     def _show_model_state(self, state: ModelState) -> None:
         self.model_label.setText(state.message)
         self.model_label.setVisible(not state.ready)
+        self._show_estimate()
         self._update_enabled()
+
+    def _show_estimate(self) -> None:
+        """In CPU slow mode, say so before asking, with the time this question will take as
+        measured on this machine (unknown until the first answer)."""
+        if not (self.service.state.ready and self.service.slow_mode):
+            self.slow_label.setVisible(False)
+            return
+        text = "CPU slow mode: no usable GPU, the model runs on the processor."
+        speed = self.service.speed
+        if self.scope is not None and self.context is not None and speed is not None:
+            session = self.session
+            new_images = session is None or session._last_scope != self.scope
+            summary = summarise(self.context.volume, self.scope, self.max_visual_tokens)
+            prompt = (summary.visual_tokens if new_images else 0) + PROMPT_TEXT_TOKENS
+            seconds = speed.estimate_seconds(prompt, self.max_new_tokens)
+            text += (
+                f" This question: about {_duration(seconds)} at most (measured here: reading "
+                f"{speed.read_tokens_per_s:.0f} tokens/s, writing {speed.write_tokens_per_s:.1f} tokens/s)."
+            )
+        else:
+            text += " The first answer measures how long answers take here."
+        self.slow_label.setText(text)
+        self.slow_label.setVisible(True)
 
     def _update_enabled(self) -> None:
         busy = self._worker is not None
@@ -303,7 +351,13 @@ class ChatPanel(QWidget):
             )
         finally:
             self._updating = False
+            self._show_estimate()
             self._update_enabled()
+
+    def forget_study(self, study_uid: str) -> None:
+        """The study was closed: free the model's cached KV of its conversation (the visible
+        history stays; a later question reads the images again)."""
+        self.service.forget_conversation(conversation_id_for(study_uid))
 
     def _depth(self, scope: AskScope) -> int:
         from viewer.reslice import plane_positions
@@ -360,6 +414,7 @@ class ChatPanel(QWidget):
                     max_tokens=self.max_visual_tokens,
                     on_delta=self.delta_arrived.emit,
                     cancel=cancel,
+                    on_phase=self.phase_changed.emit,
                 )
                 self.answer_finished.emit("")
             except Exception as exc:  # shown in the panel; the app keeps working
@@ -369,9 +424,19 @@ class ChatPanel(QWidget):
         self._answering = session.study_uid
         self._worker = threading.Thread(target=work, name="chat-request", daemon=True)
         self._worker.start()
+        self._on_phase(Phase("preparing", 0, 0, 0.0))
         self._render_history()
         self._update_enabled()
         return True
+
+    def _on_phase(self, phase: Phase) -> None:
+        if self._worker is None:
+            return  # a late signal of a finished request
+        self.phase_label.setText(f"{phase.describe()} ({phase.elapsed_s:.0f} s)")
+        self.progress.setRange(0, phase.total)  # 0..0: busy indicator when the total is unknown
+        self.progress.setValue(min(phase.done, phase.total))
+        self.phase_label.setVisible(True)
+        self.progress.setVisible(True)
 
     def stop(self) -> None:
         if self._cancel is not None:
@@ -393,6 +458,9 @@ class ChatPanel(QWidget):
         self._worker = None
         self._answering = None
         self._cancel = None
+        self.phase_label.setVisible(False)
+        self.progress.setVisible(False)
+        self._show_estimate()
         if error:
             self.history_view.append(f"<p style='color:#ff8080'>{html.escape(error)}</p>")
         else:
@@ -496,4 +564,5 @@ def attach_chat_panel(window, service: ModelService) -> ChatPanel:
     purge_history()
     window.reading.loaded.connect(lambda _index: panel.refresh_from_screen())
     window.study_opened.connect(lambda _uid: panel.refresh_from_screen())
+    window.study_closed.connect(panel.forget_study)
     return panel

@@ -20,8 +20,10 @@ from PySide6.QtCore import QObject, Signal
 
 from app.assistant.model_service import ModelService
 from app.gui.chat_panel import ChatPanel, attach_chat_panel
+from app.gui.lock import WorkstationLock
 from app.gui.main_window import MainWindow
 from app.gui.report_editor import PredraftSwitch, ReportEditor, attach_report_editor
+from app.services.delivery_service import ensure_delivery_service
 from app.services.listener_supervisor import ListenerSupervisor
 from app.services.settings_store import SettingsStore
 from app.services.status import ModelState as StatusState
@@ -52,6 +54,7 @@ class Workstation:
     chat_panel: ChatPanel
     report_editor: ReportEditor
     predrafting: PredraftSwitch
+    lock: WorkstationLock
 
 
 class _StateBridge(QObject):
@@ -68,6 +71,15 @@ _STATUS_OF_MODEL = {
 }
 
 
+def _detail(service: ModelService, state) -> str:
+    """Status-bar detail: CPU slow mode once ready on the CPU, the loading phase while loading."""
+    if state.ready and service.slow_mode:
+        return "CPU slow mode"
+    if state.kind == "loading" and ": " in state.message:
+        return state.message.rsplit(": ", 1)[1].rstrip(" .")
+    return ""
+
+
 def build_model_service(window: MainWindow) -> ModelService:
     """One model service per window, loading in the background from Settings > Model; its state
     is shown in the status bar and it follows settings changes."""
@@ -76,7 +88,9 @@ def build_model_service(window: MainWindow) -> ModelService:
         settings.folder or None, device=settings.device, quantization=settings.quantization or "auto"
     )
     bridge = _StateBridge(window)
-    bridge.changed.connect(lambda state: window.set_model_state(_STATUS_OF_MODEL[state.kind]))
+    bridge.changed.connect(
+        lambda state: window.set_model_state(_STATUS_OF_MODEL[state.kind], _detail(service, state))
+    )
     service.on_state(bridge.changed.emit)
     window.destroyed.connect(lambda *_: service.close())
 
@@ -96,7 +110,14 @@ def attach_assistant(window: MainWindow) -> Workstation:
     service = build_model_service(window)
     chat_panel = attach_chat_panel(window, service)
     report_editor, predrafting = attach_report_editor(window, service)
-    return Workstation(window, service, chat_panel, report_editor, predrafting)
+    return Workstation(window, service, chat_panel, report_editor, predrafting, attach_idle_lock(window))
+
+
+def attach_idle_lock(window: MainWindow) -> WorkstationLock:
+    """Lock the window after Settings > General > lock-after minutes without input."""
+    lock = WorkstationLock(window, timeout_ms=window.settings.general.lock_after_minutes * 60_000)
+    window.settings_changed.connect(lambda s: lock.set_timeout_ms(s.general.lock_after_minutes * 60_000))
+    return lock
 
 
 def build_workstation(*, start_listener: bool = True, create_demo: bool | None = None) -> Workstation:
@@ -108,6 +129,7 @@ def build_workstation(*, start_listener: bool = True, create_demo: bool | None =
     supervisor = ListenerSupervisor(archive.root, settings.listener)
     if start_listener:
         supervisor.start()
+        ensure_delivery_service()  # signed reports keep going to the RIS/PACS while the app is closed
     window = MainWindow(archive, store, supervisor)
     workstation = attach_assistant(window)
     if create_demo is None:

@@ -58,7 +58,9 @@ class MainWindow(QMainWindow):
     """Studies | Reading tabs in the centre, AI chat/report dock on the right."""
 
     study_opened = Signal(str)
+    study_closed = Signal(str)  # the reading tab no longer shows this study (another opened, or deleted)
     settings_changed = Signal(object)  # the new AppSettings, after Settings > OK
+    pacs_nodes_changed = Signal()  # a PACS node was added, changed or removed in Settings
 
     def __init__(
         self,
@@ -78,6 +80,9 @@ class MainWindow(QMainWindow):
         self.settings: AppSettings = store.load()
         self.supervisor = supervisor
         self.stop_listener_on_exit = False
+        self.quit_keeps_listener = False  # the user saw that the listener keeps receiving, and agreed
+        self.quit_box: QMessageBox | None = None
+        self.settings_dialog = None
         self.tasks = TaskManager(self)
         self.thumbnails = ThumbnailCache()
         self.session: ReadingSession | None = None
@@ -100,6 +105,7 @@ class MainWindow(QMainWindow):
         page_layout.addWidget(self.browser, 1)
 
         self.reading = ReadingWidget(self.tasks, self.thumbnails, self)
+        self.reading.status_message.connect(lambda text: self.statusBar().showMessage(text, 30000))
         self.tabs = QTabWidget(self)
         self.tabs.addTab(browser_page, "Studies")
         self.tabs.addTab(self.reading, "Reading")
@@ -185,6 +191,9 @@ class MainWindow(QMainWindow):
                 status.state, "#e0a030"
             )
             self.listener_label.setStyleSheet(f"color: {colour}")
+            dialog = self.settings_dialog
+            if dialog is not None and dialog.isVisible():
+                dialog.show_listener_status(status.describe(), status.state is ListenerState.FAILED)
         else:
             self.listener_label.setText("Listener: not supervised")
         self.last_study_label.setText(last_study_text(self.browser_logic.last_received))
@@ -214,7 +223,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction("Settings...", self.show_settings)
         file_menu.addSeparator()
-        file_menu.addAction("Quit (keep receiving)", self.close)
+        file_menu.addAction("Quit (keep receiving)", self.quit_keep_listener)
         file_menu.addAction("Quit and stop receiving", self.quit_and_stop_listener)
         listener_menu = menu.addMenu("&Listener")
         listener_menu.addAction("Start / restart", self.restart_listener)
@@ -285,8 +294,11 @@ class MainWindow(QMainWindow):
                 f"This study is {self.browser_logic.busy[study_uid]}; it cannot be opened.", 10000
             )
             return None
+        closed = self.session.study_uid if self.session is not None else None
         self.session = ReadingSession(self.archive, study_uid, self.preferred_layouts)
         self.reading.open_session(self.session)
+        if closed is not None and closed != study_uid:
+            self.study_closed.emit(closed)
         self.tabs.setCurrentWidget(self.reading)
         self.study_opened.emit(study_uid)
         return self.session
@@ -308,6 +320,7 @@ class MainWindow(QMainWindow):
         if self.session and self.session.study_uid == study_uid:
             self.session = None
             self.reading.close_session()
+            self.study_closed.emit(study_uid)
         elif self.session:
             self.session.forget_prior(study_uid)  # a prior shown for comparison goes off screen
         self.browser_logic.mark_busy(study_uid, "deleting")
@@ -440,8 +453,10 @@ class MainWindow(QMainWindow):
 
         dialog = SettingsDialog(self.store, parent=self)
         dialog.applied.connect(self.apply_settings)
+        dialog.pacs_nodes_changed.connect(self.pacs_nodes_changed)
         dialog.open()
         self.settings_dialog = dialog
+        self.refresh_status()  # the listener's state in the dialog at once
 
     def apply_settings(self, settings: AppSettings) -> None:
         old = self.settings
@@ -485,10 +500,43 @@ class MainWindow(QMainWindow):
             self.supervisor.stop()
             self.refresh_status()
 
+    def quit_keep_listener(self) -> None:
+        """Quit, leaving the listener receiving (chosen knowingly: no question asked)."""
+        self.quit_keeps_listener = True
+        self.close()
+
     def quit_and_stop_listener(self) -> None:
         self.stop_listener_on_exit = True
         self.stop_listener()
         self.close()
+
+    def _listener_outlives_window(self) -> bool:
+        return (
+            self.supervisor is not None
+            and not self.stop_listener_on_exit
+            and not self.quit_keeps_listener
+            and self.supervisor.status().state is ListenerState.RUNNING
+        )
+
+    def _ask_about_listener(self) -> None:
+        if self.quit_box is not None and self.quit_box.isVisible():
+            return
+        box = QMessageBox(QMessageBox.Icon.Information, "The listener keeps receiving", "", parent=self)
+        box.setText(self.supervisor.keeps_receiving_notice())
+        keep = box.addButton("Quit, keep receiving", QMessageBox.ButtonRole.AcceptRole)
+        stop = box.addButton("Stop receiving and quit", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+
+        def chosen(button: object) -> None:
+            if button is keep:
+                self.quit_keep_listener()
+            elif button is stop:
+                self.quit_and_stop_listener()
+
+        box.buttonClicked.connect(chosen)
+        box.open()
+        self.quit_box = box
 
     # -- window state ---------------------------------------------------------------------------------
     def _restore_ui_state(self) -> None:
@@ -523,7 +571,13 @@ class MainWindow(QMainWindow):
         self.ui_state.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Closing keeps the listener running unless the user chose to stop receiving."""
+        """Closing keeps the listener running unless the user chose to stop receiving. Closing the
+        window (title bar, Alt+F4) while the listener runs first tells the user so and how to stop
+        it; the File menu's two Quit entries say it in their names and do not ask."""
+        if self._listener_outlives_window():
+            event.ignore()
+            self._ask_about_listener()
+            return
         self.save_ui_state()
         self.status_timer.stop()
         self.browser.timer.stop()

@@ -1,7 +1,8 @@
 """Query a configured PACS node and retrieve studies, in background tasks with progress and cancel.
 
 C-MOVE asks the PACS to send to our listener's AE title (the listener process stores the files);
-C-GET receives on the query association and stores straight into the archive. Either way the
+C-GET receives on the query association and stores straight into the archive, as WADO-RS does
+from a DICOMweb node (the node list says which kind each node is). Either way the
 study then appears in the browser and opens like a local one.
 """
 
@@ -26,7 +27,7 @@ from PySide6.QtWidgets import (
 from app.gui.tasks import TaskManager
 from app.reading.study_list import StudyFilter, format_date
 from dicom_net.archive import Archive
-from dicom_net.pacs_nodes import PacsNodeError, PacsNodes
+from dicom_net.pacs_nodes import AnyNode, DicomWebNode, PacsNodeError, PacsNodes
 
 RESULT_COLUMNS = (
     ("PatientName", "Patient"),
@@ -54,6 +55,13 @@ def matches_description(answer: dict, study_filter: StudyFilter) -> bool:
     return not wanted or wanted in str(answer.get("StudyDescription", "")).casefold()
 
 
+def node_kind_text(node: AnyNode) -> str:
+    """One line saying which kind of node this is, where it is and how it retrieves."""
+    if isinstance(node, DicomWebNode):
+        return f"{node.describe()}, retrieve by WADO-RS"
+    return f"DICOM {node.aet}@{node.host}:{node.port}, retrieve by C-{node.retrieve_method.upper()}"
+
+
 class PacsDialog(QDialog):
     retrieved = Signal(str)  # study UID
 
@@ -70,6 +78,8 @@ class PacsDialog(QDialog):
         self.tasks, self.archive, self.listener_aet = tasks, archive, listener_aet
         self.nodes = nodes or PacsNodes()
         self.node_box = QComboBox(self)
+        self.node_kind = QLabel("", self)  # which kind the chosen node is, and where
+        self.node_box.currentIndexChanged.connect(self._show_node_kind)
         self.fields = {
             k: QLineEdit(self)
             for k in (
@@ -84,6 +94,7 @@ class PacsDialog(QDialog):
         }
         form = QFormLayout()
         form.addRow("PACS node", self.node_box)
+        form.addRow("", self.node_kind)
         for key, label in (
             ("patient_name", "Patient name"),
             ("patient_id", "Patient ID"),
@@ -122,14 +133,23 @@ class PacsDialog(QDialog):
 
     def _load_nodes(self) -> None:
         try:
-            names = sorted(self.nodes.load())
+            nodes = self.nodes.load()
         except PacsNodeError as exc:
-            names = []
+            nodes = {}
             self.status.setText(str(exc))
+        names = sorted(nodes)
         self.node_box.clear()
-        self.node_box.addItems(names)
+        for name in names:
+            self.node_box.addItem(name, node_kind_text(nodes[name]))
+            self.node_box.setItemData(
+                self.node_box.count() - 1, node_kind_text(nodes[name]), Qt.ItemDataRole.ToolTipRole
+            )
+        self._show_node_kind()
         if not names:
             self.status.setText("No PACS node configured: add one in Settings > PACS nodes.")
+
+    def _show_node_kind(self) -> None:
+        self.node_kind.setText(self.node_box.currentData() or "")
 
     def current_filter(self) -> StudyFilter:
         return StudyFilter(**{k: e.text() for k, e in self.fields.items()})

@@ -35,6 +35,7 @@ from app.reading.layouts import Layout, ViewKind
 from app.reading.session import ReadingSession
 from app.reading.study_list import format_date, patient_banner
 from app.reading.thumbnails import ThumbnailCache
+from viewer.loader import describe_skipped
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +292,9 @@ class ReadingWidget(QWidget):
         caption = f"PRIOR {format_date(prior.study_date)} {prior.description}".strip() if prior else ""
         view = vp.show_volume(series_uid, kind, self.session.volumes[series_uid], caption)
         self._set_view_tool(view, self.tool)
+        skipped = self.session.skipped.get(series_uid)
+        if skipped:
+            self.status_message.emit(f"Not loaded from this series: {describe_skipped(skipped)}")
         if vp.index == self.active:
             self._show_active()
         self.loaded.emit(vp.index)

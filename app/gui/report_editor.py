@@ -1,8 +1,11 @@
 """The report editor dock: draft with AI, edit, attach key images, sign, export, outbox status.
 
 A Qt view over :class:`app.reporting.workflow.ReportWorkflow`. AI-written text is shown on an
-amber background (tooltip "AI-written, not reviewed") until the radiologist edits that passage
-or presses "Accept AI text"; signing refuses while any remains. The draft streams from a worker
+amber background (tooltip "AI-written, not reviewed") character by character until the
+radiologist retypes those characters or presses "Accept AI text" (which asks first, naming how
+many passages it accepts); signing refuses while any remains. Signing asks for a workstation
+user's password every time (:class:`app.gui.credentials.SignDialog`); the signer is that user.
+Pasted text is cleaned like any text entering the report. The draft streams from a worker
 thread into read-only editors; nothing is sent until a signed report's export button is pressed.
 With Settings > General > pre-draft on, new studies are pre-drafted in the background while the
 model is idle (drafts only: never signed or sent). Settings changes apply without a restart.
@@ -20,13 +23,14 @@ from PySide6.QtCore import QCoreApplication, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPixmap, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
+    QDialog,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
     QTextEdit,
     QVBoxLayout,
@@ -36,11 +40,15 @@ from PySide6.QtWidgets import (
 from app.assistant.chat import AI_NOTICE, ScreenContext, default_scope, offered_scopes
 from app.assistant.drafting import DraftSettings, draft_report
 from app.assistant.model_service import ModelService
+from app.gui.credentials import SignDialog
 from app.gui.tasks import TaskHandle, TaskManager
+from app.reporting.delivery import Routes
 from app.reporting.key_images import capture_key_image
-from app.reporting.outbox import State
-from app.reporting.report import ReportError, ReportStatus, Span, StudyInfo
+from app.reporting.outbox import State, attention
+from app.reporting.pdf import pdf_file_name
+from app.reporting.report import ReportError, ReportStatus, Span, StudyInfo, display_name, format_dicom_date
 from app.reporting.templates import best_template, load_templates
+from app.reporting.users import AuthenticationError, UserError
 from app.reporting.workflow import PdfJob, ReportWorkflow
 
 log = logging.getLogger(__name__)
@@ -49,17 +57,13 @@ AI_TOOLTIP = "AI-written, not reviewed: edit it or press Accept AI text"
 SECTIONS = (("findings", "Findings"), ("impression", "Impression"))
 
 
-def _dicom_date(value: str) -> str:
-    return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if len(value) >= 8 and value[:8].isdigit() else ""
-
-
 def patient_line(info: StudyInfo) -> str:
     """Who and what the report is for, as the radiologist must see it before signing."""
     name = ", ".join(p for p in info.patient_name.split("^")[:2] if p) or "(no name)"
-    born = _dicom_date(info.patient_birth_date)
+    born = format_dicom_date(info.patient_birth_date)
     patient = f"{name} - ID {info.patient_id or '(none)'}" + (f" - born {born}" if born else "")
     patient += f" {info.patient_sex}" if info.patient_sex else ""
-    study_date = _dicom_date(info.study_datetime)
+    study_date = format_dicom_date(info.study_datetime)
     study = f"{info.study_description or info.modality or 'Study'}" + (
         f" of {study_date}" if study_date else ""
     )
@@ -126,8 +130,6 @@ class ReportEditor(QWidget):
         self.key_list = QListWidget(self)
         self.key_list.setViewMode(QListWidget.ViewMode.IconMode)
         self.key_list.setMaximumHeight(90)
-        self.radiologist = QLineEdit(self)
-        self.radiologist.setPlaceholderText("Signing radiologist (Family, Given)")
         self.sign_buttons = {
             ReportStatus.PRELIMINARY: QPushButton("Sign preliminary", self),
             ReportStatus.FINAL: QPushButton("Sign final", self),
@@ -141,6 +143,9 @@ class ReportEditor(QWidget):
         self.outbox_list = QListWidget(self)
         self.outbox_list.setMaximumHeight(80)
         self.retry_button = QPushButton("Retry failed", self)
+        self.sign_dialog: SignDialog | None = None  # while it asks for the signer's password
+        self.accept_box: QMessageBox | None = None  # while it asks to confirm accepting AI text
+        self.pdf_folder = _documents_folder()  # where the last PDF was saved
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.notice)
@@ -162,15 +167,14 @@ class ReportEditor(QWidget):
         layout.addWidget(self.key_button)
         layout.addWidget(self.key_list)
         grid = QGridLayout()
-        grid.addWidget(self.radiologist, 0, 0, 1, 2)
-        grid.addWidget(self.sign_buttons[ReportStatus.PRELIMINARY], 1, 0)
-        grid.addWidget(self.sign_buttons[ReportStatus.FINAL], 1, 1)
-        grid.addWidget(self.amend_button, 2, 0)
-        grid.addWidget(self.sign_buttons[ReportStatus.CORRECTED], 2, 1)
-        grid.addWidget(self.ris_button, 3, 0)
-        grid.addWidget(self.pdf_button, 3, 1)
-        grid.addWidget(self.pacs_box, 4, 0)
-        grid.addWidget(self.pacs_button, 4, 1)
+        grid.addWidget(self.sign_buttons[ReportStatus.PRELIMINARY], 0, 0)
+        grid.addWidget(self.sign_buttons[ReportStatus.FINAL], 0, 1)
+        grid.addWidget(self.amend_button, 1, 0)
+        grid.addWidget(self.sign_buttons[ReportStatus.CORRECTED], 1, 1)
+        grid.addWidget(self.ris_button, 2, 0)
+        grid.addWidget(self.pdf_button, 2, 1)
+        grid.addWidget(self.pacs_box, 3, 0)
+        grid.addWidget(self.pacs_button, 3, 1)
         layout.addLayout(grid)
         layout.addWidget(QLabel("Outbox", self))
         layout.addWidget(self.outbox_list)
@@ -248,8 +252,9 @@ class ReportEditor(QWidget):
             self.template_box.addItem(template.name, template)
         if chosen is not None:
             self.template_box.setCurrentText(chosen.name)
-        self.pacs_box.clear()
-        self.pacs_box.addItems(self.pacs_nodes())
+        self.refresh_pacs_nodes()
+        for name, label in self.workflow.key_labels.items():  # the report's saved key images
+            self._show_key_image(label, self.workflow.key_pixels[name])
         log.info("report editor: study %s, report %s", info.study_instance_uid, report.report_id)
         self._render()
 
@@ -320,7 +325,7 @@ class ReportEditor(QWidget):
             if report is None
             else f"Status: {status.value}"
             + (" (amendment open)" if report.amendment_open else "")
-            + (f" - signed by {report.radiologist}" if report.radiologist else "")
+            + (f" - signed by {display_name(report.radiologist)}" if report.radiologist else "")
             + (" - changed since signed: sign again before sending" if edited else "")
             + (
                 f" - {report.unreviewed_ai_spans()} AI passage(s) to review"
@@ -366,17 +371,42 @@ class ReportEditor(QWidget):
             return
         report.set_text(section, text)
         self.save_timer.start()  # saved when typing pauses (atomic write + fsync per keystroke is too slow)
+        editor = self.editors[section]
+        if report.text(section) != text:  # cleaned (e.g. a pasted vertical tab): show what is kept
+            position = editor.textCursor().position()
+            self._render()
+            cursor = editor.textCursor()
+            cursor.setPosition(min(position, len(report.text(section))))
+            editor.setTextCursor(cursor)
+            return
         self._rendering = True
         try:
-            self._apply_formats(self.editors[section], report.spans(section))
+            self._apply_formats(editor, report.spans(section))
         finally:
             self._rendering = False
         self._update_buttons()
 
     def accept_ai(self) -> None:
+        """Accept every unreviewed AI passage as the radiologist's, after a confirmation that
+        says how many passages that is."""
         report = self.workflow.report
-        if report is None:
+        if report is None or not report.unreviewed_ai_spans():
             return
+        passages = report.unreviewed_ai_spans()
+        self.accept_box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Accept AI text",
+            f"Accept {passages} AI-written passage(s) as your own text, unchanged?\n"
+            "They stay recorded as AI-written, and the exports say so.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        self.accept_box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        try:
+            if self.accept_box.exec() != QMessageBox.StandardButton.Yes:
+                return
+        finally:
+            self.accept_box = None
         count = report.accept_ai()
         self.workflow.audit.add_event("accepted AI text", passages=str(count))
         self.workflow.save()
@@ -478,12 +508,15 @@ class ReportEditor(QWidget):
             return
         scope = default_scope(context, "image")
         key, pixels = capture_key_image(context, scope.plane, scope.slice_index, scope.window)
-        label = f"{scope.plane} {scope.slice_index + 1}"
+        label = f"{scope.plane} {scope.slice_index + 1}" + ("" if key else " (reformat)")
         try:
             self.workflow.add_key_image(key, pixels, label)
-        except ReportError as exc:
+        except (ReportError, OSError) as exc:
             self._say(str(exc), error=True)
             return
+        self._show_key_image(label, pixels)
+
+    def _show_key_image(self, label: str, pixels: np.ndarray) -> None:
         image = QImage(
             np.ascontiguousarray(pixels).data,
             pixels.shape[1],
@@ -491,18 +524,54 @@ class ReportEditor(QWidget):
             pixels.shape[1] * 3,
             QImage.Format.Format_RGB888,
         ).copy()
-        item = QListWidgetItem(label + ("" if key else " (reformat)"))
+        item = QListWidgetItem(label)
         item.setIcon(QPixmap.fromImage(image).scaled(64, 64, Qt.AspectRatioMode.KeepAspectRatio))
         self.key_list.addItem(item)
 
     def sign(self, status: ReportStatus) -> bool:
+        """Ask who signs, with their password, then sign as that user (nothing is remembered for
+        the next report)."""
+        report = self.workflow.report
+        if report is None:
+            return False
+        self.flush()
+        if report.unreviewed_ai_spans():
+            self._say(
+                f"{report.unreviewed_ai_spans()} AI-written passage(s) not reviewed: edit or accept them first",
+                error=True,
+            )
+            return False
         try:
-            self.workflow.sign(status, self.radiologist.text())
-        except ReportError as exc:
+            users = self.workflow.users.list()
+        except UserError as exc:
             self._say(str(exc), error=True)
             return False
-        self._say(f"Signed {status.value}. Use the export buttons to send it.")
-        self._render()
+        action = {"preliminary": "Sign preliminary", "final": "Sign final", "corrected": "Sign correction"}
+        self.sign_dialog = SignDialog(users, action[status.value], patient_line(report.study), self)
+        try:
+            if self.sign_dialog.exec() != QDialog.DialogCode.Accepted:
+                self._say("Not signed.")
+                return False
+            login, password = self.sign_dialog.form.login, self.sign_dialog.form.take_password()
+        finally:
+            self.sign_dialog.deleteLater()
+            self.sign_dialog = None
+        routes = Routes(ris=self.ris_address(), msh=self.ris_msh()) if self.ris_address() else None
+        try:  # with Settings > RIS "send when signed" on, the same step queues it for the RIS
+            user, messages = self.workflow.sign(status, login, password, routes=routes)
+        except AuthenticationError:
+            self._say("Wrong user or password: the report is not signed.", error=True)
+            return False
+        except (ReportError, UserError) as exc:
+            self._say(str(exc), error=True)
+            return False
+        finally:
+            self._render()
+        if messages:
+            self._say(f"Signed {status.value} by {user.display_name} and queued for the RIS.")
+            self.refresh_outbox()
+        else:
+            self._say(f"Signed {status.value} by {user.display_name}. Use the export buttons to send it.")
         return True
 
     def amend(self) -> None:
@@ -539,10 +608,16 @@ class ReportEditor(QWidget):
             self._say("A PDF is still being written; wait for it to finish.", error=True)
             return None
         if path is None:
-            chosen, _ = QFileDialog.getSaveFileName(self, "Export report as PDF", "report.pdf", "PDF (*.pdf)")
+            if self.workflow.report is None:
+                return None
+            suggested = self.pdf_folder / pdf_file_name(self.workflow.report)
+            chosen, _ = QFileDialog.getSaveFileName(
+                self, "Export report as PDF", str(suggested), "PDF (*.pdf)"
+            )
             if not chosen:
                 return None
             path = Path(chosen)
+            self.pdf_folder = path.parent
         try:
             job = self.workflow.pdf_job(path)
         except ReportError as exc:
@@ -584,6 +659,15 @@ class ReportEditor(QWidget):
         self._say(f"PDF not written: {message}", error=True)
         self._update_buttons()
 
+    def refresh_pacs_nodes(self) -> None:
+        """The PACS node list again (after Settings changed it), keeping the chosen node."""
+        current = self.pacs_box.currentText()
+        self.pacs_box.clear()
+        self.pacs_box.addItems(self.pacs_nodes())
+        if current:
+            self.pacs_box.setCurrentText(current)
+        self._update_buttons()
+
     def refresh_outbox(self) -> None:
         messages = self.workflow.messages()
         self.outbox_list.clear()
@@ -592,7 +676,11 @@ class ReportEditor(QWidget):
             text = f"{route} {m.result_status}: {m.state.value} (attempts {m.attempts})"
             if m.last_error and m.state is not State.DELIVERED:
                 text += f" - {m.last_error[:80]}"
-            self.outbox_list.addItem(text)
+            item = QListWidgetItem(text)
+            if attention(m):
+                item.setToolTip(attention(m))
+                item.setText(f"{text}\n  {attention(m)}")
+            self.outbox_list.addItem(item)
         self.retry_button.setEnabled(any(m.state is State.FAILED for m in messages))
 
     def retry_failed(self) -> None:
@@ -600,6 +688,12 @@ class ReportEditor(QWidget):
             if m.state is State.FAILED:
                 self.workflow.outbox.retry(m.message_id)
         self.refresh_outbox()
+
+
+def _documents_folder() -> Path:
+    """The user's Documents folder (home when there is none): never the current directory."""
+    documents = Path.home() / "Documents"
+    return documents if documents.is_dir() else Path.home()
 
 
 class PredraftSwitch:
@@ -642,7 +736,10 @@ def attach_report_editor(window, service: ModelService) -> tuple[ReportEditor, P
     from app.reporting.outbox import Outbox, OutboxWorker
     from dicom_net.pacs_nodes import PacsNodes
 
-    outbox = Outbox(retention_days=window.settings.general.outbox_retention_days)
+    outbox = Outbox(
+        retention_days=window.settings.general.outbox_retention_days,
+        ack_timeout=float(window.settings.ris.ack_timeout),
+    )
     worker = OutboxWorker(outbox)
     worker.start()
     workflow = ReportWorkflow(ReportStore(), outbox, lambda uid: _study_paths(window.archive, uid))
@@ -698,10 +795,12 @@ def attach_report_editor(window, service: ModelService) -> tuple[ReportEditor, P
 
     def settings_changed(settings) -> None:
         outbox.retention_days = settings.general.outbox_retention_days
+        outbox.ack_timeout = float(settings.ris.ack_timeout)
         predrafting.apply(settings.general.predraft)
         editor._update_buttons()
 
     window.settings_changed.connect(settings_changed)
+    window.pacs_nodes_changed.connect(editor.refresh_pacs_nodes)
     app = QCoreApplication.instance()
     if app is not None:
         app.aboutToQuit.connect(editor.flush)

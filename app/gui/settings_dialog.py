@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.services.settings_model import DEVICES, QUANTIZATIONS, AppSettings, SettingsError, bool_keys
 from app.services.settings_store import SettingsStore
-from dicom_net.pacs_nodes import DEFAULT_CALLING_AET, PacsNode, PacsNodeError, PacsNodes
+from dicom_net.pacs_nodes import DEFAULT_CALLING_AET, DicomWebNode, PacsNode, PacsNodeError, PacsNodes
 
 LABELS = {
     "listener.aet": "AE title",
@@ -39,21 +39,30 @@ LABELS = {
     "listener.allowed_aets": "Allowed calling AEs",
     "listener.tls_cert": "TLS certificate",
     "listener.tls_key": "TLS private key",
-    "listener.tls_ca": "TLS CA",
+    "listener.tls_ca": "TLS CA (client certificates)",
+    "listener.tls_no_client_auth": "Accept TLS clients without a certificate (no client authentication)",
+    "listener.acse_timeout": "Association request timeout (seconds)",
     "ris.host": "Host",
     "ris.port": "Port",
     "ris.sending_application": "Sending application",
     "ris.sending_facility": "Sending facility",
     "ris.receiving_application": "Receiving application",
     "ris.receiving_facility": "Receiving facility",
+    "ris.ack_timeout": "ACK timeout (seconds)",
     "model.folder": "Model folder",
     "model.device": "Device",
     "model.quantization": "Quantization",
     "general.create_demo_if_empty": "Create demo study when archive is empty",
-    "ris.enabled": "Send signed reports to the RIS",
+    "ris.enabled": "Send each report to the RIS when it is signed",
     "general.predraft": "Pre-draft reports of new studies while the AI is idle (drafts only, never sent)",
     "general.outbox_retention_days": "Keep delivered report messages and chat histories (days)",
+    "general.lock_after_minutes": "Lock the workstation after this many idle minutes (0: never)",
 }
+OPEN_TLS_TEXT = (
+    "TLS without a CA: traffic is encrypted, but ANY computer that can reach this port may send "
+    "studies (no client certificate is checked; only the allowed calling AEs restrict senders). "
+    "Give the CA that signs your modalities' certificates to authenticate them."
+)
 ECHO_TIMEOUT_S = 5.0
 PAGES = (("listener", "Listener"), ("ris", "RIS"), ("model", "Model"), ("general", "General"))
 
@@ -77,6 +86,7 @@ class PacsNodesPage(QWidget):
     """List, add/replace, remove and C-ECHO the configured PACS nodes."""
 
     echo_result = Signal(str)
+    changed = Signal()  # a node was saved or removed
 
     def __init__(self, nodes: PacsNodes, parent: QWidget | None = None):
         super().__init__(parent)
@@ -128,7 +138,13 @@ class PacsNodesPage(QWidget):
             node = self.nodes.load().get(name)
         except PacsNodeError:
             return
-        if node:
+        if isinstance(node, DicomWebNode):  # edited on the command line: pacs nodes add --dicomweb
+            for field in self.fields.values():
+                field.clear()
+            self.status.setText(
+                f"{name}: {node.describe()} (change it with: hulu-workstation pacs nodes add)"
+            )
+        elif node:
             for key in self.fields:
                 self.fields[key].setText(str(getattr(node, key)))
             self.method.setCurrentText(node.retrieve_method)
@@ -145,6 +161,7 @@ class PacsNodesPage(QWidget):
             return False
         self.status.setText(f"Saved node {node.name}")
         self.reload()
+        self.changed.emit()
         return True
 
     def remove_node(self) -> None:
@@ -156,6 +173,7 @@ class PacsNodesPage(QWidget):
             return
         self.status.setText(f"Removed node {name}")
         self.reload()
+        self.changed.emit()
 
     def echo(self) -> None:
         """C-ECHO the node in the form on a worker thread; the answer arrives as ``echo_result``."""
@@ -183,6 +201,7 @@ class SettingsDialog(QDialog):
     """Listener, PACS nodes, RIS, model and general settings."""
 
     applied = Signal(object)  # the new AppSettings
+    pacs_nodes_changed = Signal()  # saved at once by the PACS nodes page, not by OK
 
     def __init__(self, store: SettingsStore, nodes: PacsNodes | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -217,7 +236,9 @@ class SettingsDialog(QDialog):
                 form.addRow(LABELS.get(key, key), widget)
             tabs.addTab(page, title)
             if section == "listener":
+                self._add_listener_notes(form, page)
                 self.pacs_page = PacsNodesPage(nodes or PacsNodes(), tabs)
+                self.pacs_page.changed.connect(self.pacs_nodes_changed)
                 tabs.addTab(self.pacs_page, "PACS nodes")
         self.tabs = tabs
         buttons = QDialogButtonBox(
@@ -233,6 +254,32 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.error_label)
         layout.addWidget(buttons)
         self.last_errors: dict[str, str] = {}
+
+    def _add_listener_notes(self, form: QFormLayout, page: QWidget) -> None:
+        """The running listener's state (why it failed, if it did), and a warning while TLS
+        would let any client in."""
+        self.listener_status_label = QLabel("Listener: -", page)
+        self.listener_status_label.setObjectName("listenerStatusDetail")
+        self.listener_status_label.setWordWrap(True)
+        form.insertRow(0, "Status", self.listener_status_label)
+        self.tls_warning = QLabel(OPEN_TLS_TEXT, page)
+        self.tls_warning.setObjectName("tlsWarning")
+        self.tls_warning.setWordWrap(True)
+        self.tls_warning.setStyleSheet("color: #e06060")
+        form.addRow(self.tls_warning)
+        for key in ("listener.tls_cert", "listener.tls_key", "listener.tls_ca"):
+            self.inputs[key].textChanged.connect(self._update_tls_warning)
+        self.inputs["listener.tls_no_client_auth"].toggled.connect(self._update_tls_warning)
+        self._update_tls_warning()
+
+    def _update_tls_warning(self) -> None:
+        values = self.form()
+        open_tls = bool(values["listener.tls_cert"].strip() and not values["listener.tls_ca"].strip())
+        self.tls_warning.setVisible(open_tls)
+
+    def show_listener_status(self, text: str, failed: bool) -> None:
+        self.listener_status_label.setText(text)
+        self.listener_status_label.setStyleSheet("color: #e06060" if failed else "")
 
     def form(self) -> dict[str, str]:
         out = {}

@@ -33,6 +33,7 @@ from app.services.task_types import Cancelled
 from dicom_net.archive import Archive
 from dicom_net.archive_index import SeriesRecord, StudyRecord
 from viewer.loader import SliceEvent, load_series
+from viewer.series import SkippedFile
 from viewer.view_state import ViewState
 from viewer.volume import Volume
 
@@ -72,6 +73,7 @@ class ReadingSession:
         self.priors: list[StudyRecord] = find_priors(archive, self.study)
         self.prior_series: dict[str, tuple[SeriesInfo, StudyRecord]] = {}  # shown priors' series
         self.volumes: dict[str, Volume] = {}
+        self.skipped: dict[str, list[SkippedFile]] = {}  # per series: files the load left out
         self._lock = threading.Lock()
         self.listeners: list[Callable[[str], None]] = []
         self.preferred_layouts = preferred_layouts if preferred_layouts is not None else {}
@@ -120,6 +122,7 @@ class ReadingSession:
             del self.prior_series[uid]
             self.paths.pop(uid, None)
             self.volumes.pop(uid, None)
+            self.skipped.pop(uid, None)
         self.slots = [Slot(None, ViewKind.STACK) if s.series_uid in gone else s for s in self.slots]
         self._pad_slots()
         self._changed("priors")
@@ -260,6 +263,7 @@ class ReadingSession:
         result = load_series(self.paths[series_uid], on_slice=on_slice)
         volume = max(result.volumes, key=lambda v: v.voxels.shape[0])
         with self._lock:  # a second load of the same series (a rebuilt grid) keeps the first volume
+            self.skipped.setdefault(series_uid, list(result.skipped))
             return self.volumes.setdefault(series_uid, volume)
 
 

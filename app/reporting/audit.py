@@ -5,6 +5,8 @@ report in the data directory (``<data_dir>/reports/<report_id>/``)."""
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import io
 import logging
 import threading
 from collections.abc import Iterator
@@ -14,7 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.reporting.atomic import read_json, write_json_atomic
+import numpy as np
+from PIL import Image
+
+from app.reporting.atomic import read_json, write_bytes_atomic, write_json_atomic
 from app.reporting.report import Report
 from dicom_net.paths import data_dir
 
@@ -67,6 +72,16 @@ class AuditRecord:
         """A signature, export, ACK ... ``details`` carry names/ids, never report text."""
         self.events.append({"at": now_iso(), "kind": kind, **{k: str(v) for k, v in details.items()}})
 
+    def ai_models(self) -> list[tuple[str, str]]:
+        """(model id, version) of each model that wrote report text, in first-use order; the
+        version is the checkpoint's checksum."""
+        found: list[tuple[str, str]] = []
+        for generation in self.generations:
+            model = (generation.model_id, generation.model_checksum)
+            if generation.purpose in ("draft", "predraft") and model not in found:
+                found.append(model)
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -85,6 +100,7 @@ def reports_dir() -> Path:
 
 
 INDEX_NAME = "index.json"
+KEY_IMAGES_NAME = "key_images.json"
 INDEX_VERSION = 1
 
 
@@ -114,6 +130,42 @@ class ReportStore:
         self._index_add(report.study.study_instance_uid, report.report_id)
         write_json_atomic(folder / "audit.json", audit.to_dict())
         write_json_atomic(folder / "report.json", report.to_dict())
+
+    def save_key_image(self, report_id: str, name: str, label: str, pixels: np.ndarray) -> None:
+        """Keep a key image's displayed pixels (PNG) beside the report, listed in its manifest."""
+        folder = self._folder(report_id)
+        file = f"key-{hashlib.sha256(name.encode()).hexdigest()[:16]}.png"
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
+        write_bytes_atomic(folder / file, buffer.getvalue())
+        manifest = [entry for entry in self._key_manifest(folder) if entry["name"] != name]
+        manifest.append({"name": name, "label": label, "file": file})
+        write_json_atomic(folder / KEY_IMAGES_NAME, manifest)
+
+    def key_images(self, report_id: str) -> list[tuple[str, str, np.ndarray]]:
+        """(name, label, pixels) of the report's saved key images, in the order they were added;
+        an unreadable image is skipped (logged)."""
+        folder = self._folder(report_id)
+        found = []
+        for entry in self._key_manifest(folder):
+            try:
+                with Image.open(folder / entry["file"]) as image:
+                    found.append((entry["name"], entry["label"], np.asarray(image.convert("RGB"))))
+            except (OSError, ValueError) as exc:
+                log.warning("report %s: key image unreadable (%s); skipped", report_id, type(exc).__name__)
+        return found
+
+    @staticmethod
+    def _key_manifest(folder: Path) -> list[dict[str, str]]:
+        path = folder / KEY_IMAGES_NAME
+        if not path.exists():
+            return []
+        try:
+            entries = read_json(path)
+            return [e for e in entries if {"name", "label", "file"} <= set(e) and "/" not in e["file"]]
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("key image list %s unreadable (%s)", folder.name, type(exc).__name__)
+            return []
 
     def load(self, report_id: str) -> tuple[Report, AuditRecord]:
         folder = self._folder(report_id)

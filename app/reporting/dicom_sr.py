@@ -6,7 +6,13 @@ Tree: CONTAINER (18748-4 LN "Diagnostic Imaging Report", TID 2000)
   HAS OBS CONTEXT  TID 1002 person observer (the signing radiologist)
   CONTAINS CONTAINER 121070 "Findings"    > CONTAINS TEXT 121071 "Finding"
                                              > INFERRED FROM IMAGE 121080 (each key image)
+                                             > HAS CONCEPT MOD TID 4019 (when AI-written)
   CONTAINS CONTAINER 121072 "Impressions" > CONTAINS TEXT 121073 "Impression"
+                                             > HAS CONCEPT MOD TID 4019 (when AI-written)
+
+A TEXT item whose text holds characters written by the model (accepted by the radiologist) has
+the TID 4019 Algorithm Identification (111001 Algorithm Name, 111003 Algorithm Version) of each
+model that wrote report text; a report without AI text has none.
 
 The SR goes in the study it reports on, in a new series, with the key images (or, without key
 images, the instances passed as evidence) listed as Current Requested Procedure Evidence.
@@ -47,11 +53,12 @@ def _text_section(
     item_code: hd.sr.CodedConcept,
     text: str,
     images: Sequence[hd.sr.ImageContentItem] = (),
+    algorithms: Sequence[Dataset] = (),
 ) -> hd.sr.ContainerContentItem:
     section = hd.sr.ContainerContentItem(name=container_code, relationship_type="CONTAINS")
     text_item = hd.sr.TextContentItem(name=item_code, value=text, relationship_type="CONTAINS")
-    if images:
-        text_item.ContentSequence = hd.sr.ContentSequence(list(images), is_root=False)
+    if images or algorithms:
+        text_item.ContentSequence = hd.sr.ContentSequence([*algorithms, *images], is_root=False)
     section.ContentSequence = hd.sr.ContentSequence([text_item], is_root=False)
     return section
 
@@ -64,11 +71,13 @@ def build_report_sr(
     institution_name: str = "",
     series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
+    ai_models: Sequence[tuple[str, str]] = (),
 ) -> hd.sr.ComprehensiveSR:
     """The SR for the report's current signature.
 
     ``evidence``: headers of the key images (and at least one instance of the study; pixel data
     not needed). ``previous_versions``: earlier SRs of this report (for a correction).
+    ``ai_models``: (model id, version) of the models that wrote report text.
     """
     if report.status is ReportStatus.DRAFT or report.amendment_open:
         raise SrError("only a signed report (preliminary, final or corrected) becomes an SR")
@@ -105,20 +114,44 @@ def build_report_sr(
             relationship_type="HAS CONCEPT MOD",
         ),
     ]
+    signer = report.signatures[-1]
     if radiologist:
         observer = hd.sr.ObserverContext(
             observer_type=codes.DCM.Person,
             observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
-                name=dicom_person_name(radiologist)
+                name=dicom_person_name(radiologist), login_name=signer.user or None
             ),
         )
         items.extend(observer)
+    models = list(ai_models) or [("model not recorded", "unknown")]
+
+    def algorithms(section: str) -> list[Dataset]:
+        if not any(report.ai_lines(section)):
+            return []
+        return [
+            item
+            for name, version in models
+            for item in hd.sr.AlgorithmIdentification(name, version or "unknown")
+        ]
+
     findings = report.text("findings")
     impression = report.text("impression")
     if findings or images:
-        items.append(_text_section(codes.DCM.Findings, codes.DCM.Finding, findings or "(see images)", images))
+        items.append(
+            _text_section(
+                codes.DCM.Findings,
+                codes.DCM.Finding,
+                findings or "(see images)",
+                images,
+                algorithms("findings"),
+            )
+        )
     if impression:
-        items.append(_text_section(codes.DCM.Impressions, codes.DCM.Impression, impression))
+        items.append(
+            _text_section(
+                codes.DCM.Impressions, codes.DCM.Impression, impression, (), algorithms("impression")
+            )
+        )
     root.ContentSequence = hd.sr.ContentSequence(items, is_root=False)
 
     signed_at = datetime.fromisoformat(report.signatures[-1].at)
@@ -142,6 +175,12 @@ def build_report_sr(
         series_description="Report (Hulu-Med Workstation)",
     )
     if verified:
-        sr.VerifyingObserverSequence[0].VerificationDateTime = signed_at.strftime("%Y%m%d%H%M%S")
+        verifier = sr.VerifyingObserverSequence[0]
+        verifier.VerificationDateTime = signed_at.strftime("%Y%m%d%H%M%S")
+        if signer.licence:  # the signer's licence/ID number (local coding scheme)
+            code = Dataset()
+            code.CodeValue, code.CodingSchemeDesignator = signer.licence[:16], "L"
+            code.CodeMeaning = "Licence/ID number"
+            verifier.VerifyingObserverIdentificationCodeSequence = [code]
     sr.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: names and text may hold any script
     return sr

@@ -19,6 +19,7 @@ from app.reporting.hl7_oru import OruR01
 from app.reporting.mllp import MllpEndpoint
 from app.reporting.outbox import Outbox, OutboxMessage, State
 from app.reporting.report import Report, ReportError, ReportStatus
+from app.reporting.ris_status import first_final_status
 
 
 class AlreadyQueued(ReportError):
@@ -69,6 +70,8 @@ def queue_report_to_ris(
         sending_facility=sending_facility,
         receiving_application=receiving_application,
         receiving_facility=receiving_facility,
+        result_status=first_final_status(outbox, report, str(endpoint)),
+        ai_models=audit.ai_models(),
     )
     message = OutboxMessage(
         message_id=control_id,
@@ -124,6 +127,7 @@ def queue_report_to_pacs(
         evidence,
         previous_versions=previous_sr_versions(outbox, report),
         institution_name=institution_name,
+        ai_models=audit.ai_models(),
     )
     buffer = io.BytesIO()
     sr.save_as(buffer, enforce_file_format=True)

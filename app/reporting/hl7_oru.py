@@ -3,7 +3,10 @@
 MSH, PID, ORC, OBR, then one OBX (HD) with the Study Instance UID (``113014^DICOM Study^DCM``)
 and one TX OBX per report line, OBX-3 naming the section (LOINC 59776-5 Findings, 19005-8
 Impression). Result status goes to OBR-25 and every OBX-11; the accession number to OBR-18; the
-signing radiologist to OBR-32 and OBX-16. Text is escaped here (``\\`` first), never by a library
+signing user (licence/ID number and name, XCN) to OBR-32 and OBX-16. When the signed text holds
+text written by the model, an NTE after the OBR says so with the model id and version, and each
+text OBX with AI-written characters names the model in OBX-17 (observation method); a report
+without AI text carries neither. Text is escaped here (``\\`` first), never by a library
 (python-hl7's ``escape`` mangles newlines and non-Latin-1 letters), and the message is UTF-8 with
 MSH-18 ``UNICODE UTF-8``.
 
@@ -14,6 +17,7 @@ message cannot be built.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 
 from app.reporting.report import SECTION_KINDS, Report, ReportStatus
@@ -22,6 +26,7 @@ SEGMENT_END = "\r"
 ENCODING_CHARACTERS = "^~\\&"
 CHARSET = "UNICODE UTF-8"
 STUDY_UID_OBX3 = "113014^DICOM Study^DCM"
+AI_METHOD_CODE = "HULU-AI"  # OBX-17 identifier (local coding system L) of AI-written text
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
 _FORBIDDEN_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -63,6 +68,14 @@ def person_components(name: str) -> tuple[str, str]:
     return name.strip(), ""
 
 
+def ai_note(models: Sequence[tuple[str, str]], *, reviewed: bool = True) -> str:
+    """One sentence naming the models (id, version) whose text the report keeps; ``reviewed``:
+    the radiologist accepted it all (a signed report)."""
+    named = "; ".join(f"{model} version {version or 'unknown'}" for model, version in models)
+    whose = "reviewed and accepted by the signing radiologist" if reviewed else "not all of it reviewed yet"
+    return f"Contains AI-generated text, {whose} ({named or 'model not recorded'})."
+
+
 def _xpn_from_dicom(pn: str) -> str:
     """DICOM PN (Family^Given^Middle^Prefix^Suffix, first group) as HL7 XPN components."""
     parts = (pn.split("=")[0].split("^") + [""] * 5)[:5]
@@ -84,7 +97,11 @@ class OruR01:
         receiving_facility: str = "",
         message_time: datetime | None = None,
         processing_id: str = "P",
+        result_status: str | None = None,
+        ai_models: Sequence[tuple[str, str]] = (),
     ) -> None:
+        """``result_status``: "F" sends a correction as the first final (the RIS never received
+        an F for it); ``ai_models``: (model id, version) of the models that wrote report text."""
         if not control_id or len(control_id) > 20 or not control_id.isascii() or not control_id.isalnum():
             raise Hl7ValueError("MSH-10 message control id: 1-20 ASCII letters/digits required")
         if not sending_application:
@@ -120,6 +137,12 @@ class OruR01:
         self.report = report
         self.control_id = control_id
         self.status_code = report.status.hl7_code
+        if result_status is not None:
+            if (report.status, result_status) != (ReportStatus.CORRECTED, "F"):
+                raise Hl7ValueError(
+                    "OBR-25 result status: only a correction may be sent as a first final (F)"
+                )
+            self.status_code = result_status
         self._header = [
             escape_text(v, f"MSH-{i}")
             for i, v in (
@@ -133,7 +156,22 @@ class OruR01:
         self.processing_id = processing_id
         self.signed_at = datetime.fromisoformat(signature.at)
         family, given = person_components(signature.radiologist)
-        self._interpreter = (escape_text(family, "OBR-32"), escape_text(given, "OBR-32"))
+        self._interpreter = tuple(escape_text(v, "OBR-32") for v in (signature.licence, family, given))
+        self._ai_lines = {kind.key: report.ai_lines(kind.key) for kind in SECTION_KINDS}
+        self._ai_note = escape_text(ai_note(ai_models), "NTE-3") if report.contains_ai_text else ""
+        self._ai_method = (
+            "^".join(
+                [
+                    AI_METHOD_CODE,
+                    escape_text(
+                        "AI-generated: " + ", ".join(f"{m} {v}".strip() for m, v in ai_models), "OBX-17"
+                    ),
+                    "L",
+                ]
+            )
+            if ai_models
+            else f"{AI_METHOD_CODE}^AI-generated^L"
+        )
         self._lines = {
             kind.key: [escape_text(line, f"OBX-5 ({kind.title} text)") for line in report.lines(kind.key)]
             for kind in SECTION_KINDS
@@ -142,7 +180,7 @@ class OruR01:
     def segments(self) -> list[str]:
         study, status = self.report.study, self.status_code
         signed = hl7_datetime(self.signed_at)
-        family, given = self._interpreter
+        licence, family, given = self._interpreter
         msh = "|".join(
             [
                 "MSH",
@@ -194,14 +232,17 @@ class OruR01:
         obr[22] = signed
         obr[24] = "RAD"
         obr[25] = status
-        obr[32] = f"&{family}&{given}".rstrip("&")
+        obr[32] = f"{licence}&{family}&{given}".rstrip("&")
         segments = [msh, pid, orc, "|".join(obr)]
-        observer = f"^{family}^{given}".rstrip("^")
+        if self._ai_note:
+            segments.append(f"NTE|1|L|{self._ai_note}")
+        first_obx = len(segments)
+        observer = f"{licence}^{family}^{given}".rstrip("^")
 
-        def obx(value_type: str, code: str, sub_id: str, value: str) -> str:
+        def obx(value_type: str, code: str, sub_id: str, value: str, method: str = "") -> str:
             fields = [
                 "OBX",
-                str(len(segments) - 3),
+                str(len(segments) - first_obx + 1),
                 value_type,
                 code,
                 sub_id,
@@ -217,14 +258,15 @@ class OruR01:
                 signed,
                 "",
                 observer,
+                *([method] if method else []),
             ]
             return "|".join(fields)
 
         segments.append(obx("HD", STUDY_UID_OBX3, "", study.study_instance_uid))
         for index, kind in enumerate(SECTION_KINDS, start=1):
             code = f"{kind.loinc}^{kind.loinc_meaning}^LN"
-            for line in self._lines[kind.key]:
-                segments.append(obx("TX", code, str(index), line))
+            for line, ai in zip(self._lines[kind.key], self._ai_lines[kind.key]):
+                segments.append(obx("TX", code, str(index), line, self._ai_method if ai else ""))
         return segments
 
     def to_er7(self) -> str:

@@ -1,21 +1,29 @@
 """MLLP client: one HL7 message out (0x0B message 0x1C 0x0D, UTF-8), one ACK back.
 
-Outcomes: an :class:`Ack` (AA/AE/AR or CA/CE/CR), or :class:`NoAck` when the connection fails,
-closes or times out before a whole ACK arrives - the message may or may not have been received,
-so the caller resends it with the same MSH-10.
+Outcomes: an :class:`Ack` (AA/AE/AR or CA/CE/CR); :class:`NotSent` when no connection could be
+made (nothing left this machine); or :class:`NoAck` when the connection closes, the overall
+deadline passes or the reply grows past :data:`MAX_ACK_BYTES` before a whole ACK arrives - the
+message may or may not have been received, so the caller resends it with the same MSH-10.
 """
 
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
+DEFAULT_ACK_TIMEOUT = 30.0  # seconds from connecting to a complete ACK
+MAX_ACK_BYTES = 1 << 20  # an ACK is a few hundred bytes; a babbling peer is cut off here
 
 
 class NoAck(ConnectionError):
     """No complete acknowledgement: the message's fate is unknown."""
+
+
+class NotSent(NoAck):
+    """No connection: the message did not leave this machine."""
 
 
 @dataclass(frozen=True)
@@ -72,22 +80,46 @@ def parse_ack(payload: str) -> Ack:
     return Ack(msa[1], msa[2], text)
 
 
-def send_message(endpoint: MllpEndpoint, message: bytes, *, timeout: float = 10.0) -> Ack:
-    """Send one framed message and wait up to ``timeout`` seconds for its ACK."""
+def send_message(
+    endpoint: MllpEndpoint,
+    message: bytes,
+    *,
+    timeout: float = DEFAULT_ACK_TIMEOUT,
+    max_ack_bytes: int = MAX_ACK_BYTES,
+) -> Ack:
+    """Send one framed message and wait for its ACK; ``timeout`` bounds the whole exchange
+    (connect, send and every byte of the reply), however slowly the peer dribbles."""
+    framed = frame(message)
+    deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as sock:
+        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
+    except OSError as exc:
+        raise NotSent(f"{type(exc).__name__}: {exc}") from exc
+    buffer = bytearray()
+    with sock:
+        try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(frame(message))
-            buffer = b""
-            while END_BLOCK not in buffer:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.sendall(framed)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                sock.settimeout(remaining)
                 chunk = sock.recv(65536)
                 if not chunk:
                     raise NoAck("connection closed before an ACK arrived")
                 buffer += chunk
-    except OSError as exc:
-        if isinstance(exc, NoAck):
+                if END_BLOCK in buffer[-(len(chunk) + 1) :]:
+                    break
+                if len(buffer) > max_ack_bytes:
+                    raise NoAck(f"the reply passed {max_ack_bytes} bytes without an MLLP end block")
+        except TimeoutError as exc:
+            raise NoAck(f"no complete ACK within {timeout:g} s") from exc
+        except NoAck:
             raise
-        raise NoAck(f"{type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            raise NoAck(f"{type(exc).__name__}: {exc}") from exc
     start = buffer.find(START_BLOCK)
-    body = buffer[start + 1 : buffer.find(END_BLOCK)]
+    body = bytes(buffer[start + 1 : buffer.find(END_BLOCK)])
     return parse_ack(body.decode("utf-8", errors="replace"))

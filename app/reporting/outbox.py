@@ -8,9 +8,18 @@ SAME payload (same MSH-10 / SOP Instance UID) and the receiver de-duplicates. Ou
 - AE or a DICOM failure status: retried with backoff, at most ``max_error_attempts`` times, then
   ``failed`` (visible; :meth:`Outbox.retry` re-queues it by hand);
 - AR: ``rejected``, not retried;
-- no ACK / receiver down: retried with backoff (capped), without limit - never lost.
+- receiver down (no connection, nothing left this machine): retried with backoff (capped),
+  without limit - never lost;
+- sent but not acknowledged within the ACK timeout: resent with the same id, at most
+  ``max_unacknowledged`` copies, then ``failed`` - a RIS that ACKs too late or not at all never
+  receives an endless stream of copies.
+:func:`attention` says, for a failed or rejected message, what happened and what to do.
 
-Several processes may share one outbox (the app and the CLI): a file lock lets one deliver at a time.
+Several processes share one outbox (the app, the CLI, the delivery service): a short file lock
+guards only the records. A message is *claimed* under the lock (state ``sending`` with the
+claiming process), sent with the lock released - no process ever holds it across a network wait -
+and its outcome is recorded under the lock again. A ``sending`` message whose claimer has died is
+sent again after a crash; one whose claimer is alive is left to it.
 
 Retention: a delivered message's payload (the report text with the patient's identity) is deleted
 ``retention_days`` after delivery; its record stays as the delivery log. Payloads of messages
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +40,7 @@ from enum import Enum
 from pathlib import Path
 
 from app.reporting.atomic import read_json, write_bytes_atomic, write_json_atomic
-from app.reporting.mllp import MllpEndpoint, NoAck, send_message
+from app.reporting.mllp import DEFAULT_ACK_TIMEOUT, MllpEndpoint, NoAck, NotSent, send_message
 from dicom_net.paths import data_dir
 
 log = logging.getLogger(__name__)
@@ -49,7 +59,8 @@ class State(str, Enum):
 
 class Outcome(str, Enum):
     DELIVERED = "delivered"
-    UNKNOWN = "unknown"  # no answer: resend, unbounded
+    UNREACHABLE = "unreachable"  # nothing left this machine: resend, unbounded
+    UNKNOWN = "unknown"  # sent, no answer: resend, bounded copies
     ERROR = "error"  # receiver error: resend, bounded
     REJECTED = "rejected"  # do not resend
 
@@ -72,6 +83,8 @@ class OutboxMessage:
     state: State = State.PENDING
     attempts: int = 0
     error_attempts: int = 0
+    unacknowledged: int = 0  # copies that left without an answer
+    claimed_by: list[float] | None = None  # [pid, process start time] of the sender while ``sending``
     next_attempt_at: float = 0.0
     last_error: str = ""
     created_at: float = field(default_factory=time.time)
@@ -94,12 +107,14 @@ class OutboxMessage:
 Transport = Callable[[OutboxMessage, Path], Result]
 
 
-def hl7_transport(timeout: float = 10.0) -> Transport:
-    """Deliver an HL7 payload over MLLP and map the ACK to an outcome."""
+def hl7_transport(timeout: float = DEFAULT_ACK_TIMEOUT) -> Transport:
+    """Deliver an HL7 payload over MLLP and map the ACK to an outcome (``timeout``: whole exchange)."""
 
     def deliver(message: OutboxMessage, payload: Path) -> Result:
         try:
             ack = send_message(MllpEndpoint.parse(message.destination), payload.read_bytes(), timeout=timeout)
+        except NotSent as exc:
+            return Result(Outcome.UNREACHABLE, str(exc))
         except NoAck as exc:
             return Result(Outcome.UNKNOWN, str(exc))
         if ack.control_id != message.message_id:
@@ -132,8 +147,8 @@ def dicom_transport() -> Transport:
             result = send(node, [payload])
         except AssociationRejected as exc:
             return Result(Outcome.ERROR, str(exc))
-        except PacsError as exc:
-            return Result(Outcome.UNKNOWN, str(exc))
+        except PacsError as exc:  # the PACS keeps one copy per SOP Instance UID: resending is safe
+            return Result(Outcome.UNREACHABLE, str(exc))
         if result.ok and result.sent == 1:
             return Result(Outcome.DELIVERED, "C-STORE success")
         failed = result.failed[0] if result.failed else None
@@ -147,6 +162,53 @@ def outbox_dir() -> Path:
     return data_dir() / "outbox"
 
 
+def _process_identity(pid: int) -> list[float] | None:
+    """[pid, start time] of a running process (the start time tells a reused pid apart)."""
+    import psutil
+
+    try:
+        return [float(pid), psutil.Process(pid).create_time()]
+    except psutil.Error:
+        return None
+
+
+_SENDING_HERE: set[str] = set()  # ids this process is sending right now (any thread, any Outbox)
+_SENDING_HERE_LOCK = threading.Lock()
+
+
+def _claim_alive(message_id: str, claim: list[float] | None) -> bool:
+    """Whether the process that claimed a ``sending`` message is still sending it."""
+    if not claim or _process_identity(int(claim[0])) != list(claim):
+        return False
+    if int(claim[0]) != os.getpid():
+        return True
+    with _SENDING_HERE_LOCK:  # our own claim: live only while one of our threads sends it
+        return message_id in _SENDING_HERE
+
+
+def attention(message: OutboxMessage) -> str:
+    """What a failed or rejected message needs from a person ("" for the others)."""
+    retry = f"`hulu-workstation report outbox --retry {message.message_id}` (or Retry in the report panel)"
+    target = "the RIS" if message.kind == "hl7" else f"PACS node {message.destination}"
+    if message.state is State.REJECTED:
+        return (
+            f"{target} rejected the report ({message.last_error or 'no reason given'}); it is not resent. "
+            "Check the report's patient and order details with the RIS team, correct them "
+            f"(Amend) and send again, or have the RIS accept it and then run {retry}."
+        )
+    if message.state is State.FAILED:
+        if message.unacknowledged and message.last_error.startswith("no complete ACK"):
+            why = (
+                f"{target} did not acknowledge {message.unacknowledged} copies in time ({message.last_error}); "
+                "it may have received them: check there before sending again, consider a longer ACK timeout "
+                "(Settings > RIS, `report send --ack-timeout`)"
+            )
+        else:
+            why = f"{target} refused it {message.error_attempts or message.attempts} times ({message.last_error})"
+        return f"{why}. To send it again: {retry}."
+    return ""
+
+
 class Outbox:
     """Messages on disk in ``root`` (``<id>.json`` record + ``<id>.payload``)."""
 
@@ -156,6 +218,8 @@ class Outbox:
         *,
         transports: dict[str, Transport] | None = None,
         max_error_attempts: int = 5,
+        max_unacknowledged: int = 3,
+        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
         base_delay: float = 5.0,
         max_delay: float = 300.0,
         retention_days: int = DEFAULT_RETENTION_DAYS,
@@ -164,8 +228,14 @@ class Outbox:
             raise ValueError("the outbox keeps delivered payloads at least 1 day")
         self.root = Path(root) if root else outbox_dir()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.transports = {"hl7": hl7_transport(), "dicom": dicom_transport(), **(transports or {})}
+        self.ack_timeout = ack_timeout  # read at each send: Settings > RIS may change it
+        self.transports = {
+            "hl7": lambda message, payload: hl7_transport(self.ack_timeout)(message, payload),
+            "dicom": dicom_transport(),
+            **(transports or {}),
+        }
         self.max_error_attempts = max_error_attempts
+        self.max_unacknowledged = max_unacknowledged
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.retention_days = retention_days
@@ -221,7 +291,8 @@ class Outbox:
                 raise ValueError(
                     f"only failed messages are retried by hand, this one is {message.state.value}"
                 )
-            message.state, message.error_attempts, message.next_attempt_at = State.PENDING, 0, 0.0
+            message.state, message.next_attempt_at = State.PENDING, 0.0
+            message.error_attempts = message.unacknowledged = 0
             message.history.append({"at": time.time(), "event": "manual retry"})
             self._save(message)
             return message
@@ -271,29 +342,54 @@ class Outbox:
 
     def process_due(self, now: float | None = None, *, ignore_backoff: bool = False) -> list[OutboxMessage]:
         """Try every due message once (every pending one with ``ignore_backoff``); returns those
-        attempted (empty if another process is delivering right now). Then applies retention."""
-        attempted = []
-        with self._lock(blocking=False) as locked:
-            if not locked:
-                return []
+        attempted (a message another live process is sending is left to it). Then applies retention."""
+        with self._lock(blocking=True):
             self.purge_delivered(now)
-            for message in self.messages():
-                current = time.time() if now is None else now
-                due = message.state is State.SENDING or (
-                    message.state is State.PENDING and (ignore_backoff or message.next_attempt_at <= current)
-                )
-                if due:
-                    attempted.append(self._attempt(message, current))
+            candidates = [m.message_id for m in self.messages()]
+        attempted = []
+        for message_id in candidates:
+            current = time.time() if now is None else now
+            message = self._claim(message_id, current, ignore_backoff=ignore_backoff)
+            if message is not None:
+                attempted.append(self._send_claimed(message, current))
         return attempted
 
-    def _attempt(self, message: OutboxMessage, now: float) -> OutboxMessage:
-        message.state = State.SENDING
-        message.attempts += 1
-        self._save(message)  # a crash from here on means "resend the same payload"
+    def _claim(self, message_id: str, now: float, *, ignore_backoff: bool) -> OutboxMessage | None:
+        """Mark a due message ``sending`` by this process (under the lock); None if not due."""
+        with self._lock(blocking=True):
+            try:
+                message = self.get(message_id)
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+            if message.state is State.SENDING:
+                if _claim_alive(message_id, message.claimed_by):
+                    return None  # another sender (or another thread of ours) is on it
+            elif message.state is not State.PENDING or (not ignore_backoff and message.next_attempt_at > now):
+                return None
+            message.state = State.SENDING
+            message.claimed_by = _process_identity(os.getpid())
+            message.attempts += 1
+            self._save(message)  # a crash from here on means "resend the same payload"
+            with _SENDING_HERE_LOCK:
+                _SENDING_HERE.add(message_id)
+            return message
+
+    def _send_claimed(self, message: OutboxMessage, now: float) -> OutboxMessage:
+        """Send a claimed message without the lock, then record the outcome under it."""
         try:
-            result = self.transports[message.kind](message, self.payload_path(message.message_id))
-        except Exception as exc:  # a transport bug must not lose the message
-            result = Result(Outcome.ERROR, f"{type(exc).__name__}: {exc}")
+            try:
+                result = self.transports[message.kind](message, self.payload_path(message.message_id))
+            except Exception as exc:  # a transport bug must not lose the message
+                result = Result(Outcome.ERROR, f"{type(exc).__name__}: {exc}")
+            with self._lock(blocking=True):
+                self._record_outcome(message, result, now)
+        finally:
+            with _SENDING_HERE_LOCK:
+                _SENDING_HERE.discard(message.message_id)
+        return message
+
+    def _record_outcome(self, message: OutboxMessage, result: Result, now: float) -> None:
+        message.claimed_by = None
         message.last_error = "" if result.outcome is Outcome.DELIVERED else result.detail
         if result.outcome is Outcome.DELIVERED:
             message.state, message.delivered_at = State.DELIVERED, time.time()
@@ -304,6 +400,11 @@ class Outbox:
             exhausted = message.error_attempts >= self.max_error_attempts
             message.state = State.FAILED if exhausted else State.PENDING
             message.next_attempt_at = now + self._delay(message.error_attempts)
+        elif result.outcome is Outcome.UNKNOWN:
+            message.unacknowledged += 1
+            exhausted = message.unacknowledged >= self.max_unacknowledged
+            message.state = State.FAILED if exhausted else State.PENDING
+            message.next_attempt_at = now + self._delay(message.attempts)
         else:
             message.state = State.PENDING
             message.next_attempt_at = now + self._delay(message.attempts)
@@ -317,17 +418,16 @@ class Outbox:
             message.attempts,
             message.state.value,
         )
-        return message
 
     def deliver_now(self, message_id: str, *, attempts: int = 1, wait: float = 0.0) -> OutboxMessage:
-        """Send one message immediately, up to ``attempts`` tries ``wait`` seconds apart (CLI use)."""
+        """Send one message immediately, up to ``attempts`` tries ``wait`` seconds apart (CLI use).
+        A message another live process is sending is returned as it stands (``sending``)."""
         message = self.get(message_id)
         for attempt in range(attempts):
-            with self._lock(blocking=True):
-                message = self.get(message_id)
-                if message.state not in (State.PENDING, State.SENDING):
-                    return message
-                message = self._attempt(message, time.time())
+            claimed = self._claim(message_id, time.time(), ignore_backoff=True)
+            if claimed is None:
+                return self.get(message_id)
+            message = self._send_claimed(claimed, time.time())
             if message.state is not State.PENDING:
                 return message
             if attempt + 1 < attempts:

@@ -1,15 +1,18 @@
 """The report as a PDF (fpdf2) with a Unicode font (DejaVu, Debian ``fonts-dejavu-core``).
 
-Headers (patient, study, status, signature), Findings and Impression with unreviewed AI text in
-another colour and a banner while the report is not signed, key-image thumbnails, and a footer
-with the report id and version. Without the DejaVu font the PDF falls back to a core font that
-only has Latin-1 letters; it then says so on the page and in the returned warnings. Characters
-the font has no glyph for (e.g. Chinese with DejaVu) are counted in the warnings too.
+Headers (patient, study with dates as YYYY-MM-DD, status, the signing user with licence/ID),
+Findings and Impression with unreviewed AI text in another colour and a banner while the report
+is not signed, key-image thumbnails, and a footer with the report id and version that also says,
+with the model id and version, when the report keeps AI-written text. Without the DejaVu font
+the PDF falls back to a core font that only has Latin-1 letters; it then says so on the page
+and in the returned warnings. Characters the font has no glyph for (e.g. Chinese with DejaVu)
+are counted in the warnings too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +22,15 @@ from fpdf.enums import XPos, YPos
 from PIL import Image
 
 from app.reporting.atomic import write_bytes_atomic
-from app.reporting.hl7_oru import person_components
-from app.reporting.report import SECTION_KINDS, Report, ReportStatus
+from app.reporting.hl7_oru import ai_note, person_components
+from app.reporting.report import (
+    SECTION_KINDS,
+    Report,
+    ReportStatus,
+    display_name,
+    format_dicom_date,
+    format_dicom_datetime,
+)
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT_MISSING = (
@@ -31,10 +41,19 @@ AI_COLOUR = (176, 84, 0)
 TEXT_COLOUR = (0, 0, 0)
 
 
-def _display_name(dicom_pn: str) -> str:
-    parts = dicom_pn.split("=")[0].split("^")
-    family, given = (parts + ["", ""])[:2]
-    return f"{family}, {given}" if given else family
+def pdf_file_name(report: Report) -> str:
+    """A file name that identifies the study and the report version, e.g.
+    ``report_ACC123_CT_2026-01-01_final_v1.pdf`` (accession, modality, study date, status)."""
+    study = report.study
+    parts = [
+        "report",
+        study.accession_number or study.study_instance_uid,
+        study.modality,
+        format_dicom_date(study.study_datetime),
+        report.status.value,
+        f"v{report.version}",
+    ]
+    return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", p).strip("-") for p in parts if p) + ".pdf"
 
 
 class _ReportPdf(FPDF):
@@ -42,10 +61,12 @@ class _ReportPdf(FPDF):
     font_family_name = "helvetica"
 
     def footer(self) -> None:
-        self.set_y(-12)
-        self.set_font(self.font_family_name, size=8)
+        lines = f"{self.footer_text}  page {self.page_no()}/{{nb}}".split("\n")
+        self.set_y(-8 - 4 * len(lines))
+        self.set_font(self.font_family_name, size=7)
         self.set_text_color(*TEXT_COLOUR)
-        self.cell(0, 5, f"{self.footer_text}  page {self.page_no()}/{{nb}}", align="C")
+        for line in lines:
+            self.cell(0, 4, line, align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
 def render_pdf(
@@ -55,10 +76,12 @@ def render_pdf(
     key_images: Mapping[str, np.ndarray] | None = None,
     institution: str = "",
     font_dir: Path = FONT_DIR,
+    ai_models: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     """Write the report PDF to ``path`` atomically; returns warnings (missing font/glyphs).
 
-    ``key_images``: SOP Instance UID -> displayed pixels (H, W) or (H, W, 3) uint8.
+    ``key_images``: key image name -> displayed pixels (H, W) or (H, W, 3) uint8.
+    ``ai_models``: (model id, version) of the models that wrote report text.
     """
     warnings: list[str] = []
     pdf = _ReportPdf(format="A4")
@@ -78,9 +101,17 @@ def render_pdf(
         return text
 
     family = pdf.font_family_name
+    signed = (
+        report.status is not ReportStatus.DRAFT
+        and not report.amendment_open
+        and not report.edited_since_signed
+    )
     pdf.footer_text = f"Report {report.report_id} version {report.version}"
+    if report.contains_ai_text:
+        note = ai_note(ai_models, reviewed=signed and not report.unreviewed_ai_spans())
+        pdf.footer_text = clean(note) + "\n" + pdf.footer_text
     pdf.set_title("Radiology report")
-    pdf.set_auto_page_break(True, margin=18)
+    pdf.set_auto_page_break(True, margin=24)
     pdf.add_page()
     if glyphs is None:
         pdf.set_font(family, size=8)
@@ -89,11 +120,6 @@ def render_pdf(
     pdf.set_text_color(*TEXT_COLOUR)
     pdf.set_font(family, "B", 15)
     pdf.cell(0, 9, clean(institution or "Radiology report"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    signed = (
-        report.status is not ReportStatus.DRAFT
-        and not report.amendment_open
-        and not report.edited_since_signed
-    )
     if not signed or report.unreviewed_ai_spans():
         pdf.set_fill_color(255, 236, 200)
         pdf.set_font(family, "B", 10)
@@ -108,11 +134,11 @@ def render_pdf(
         )
     study = report.study
     rows = [
-        ("Patient", _display_name(study.patient_name)),
+        ("Patient", display_name(study.patient_name)),
         ("Patient ID", study.patient_id),
-        ("Birth date / sex", f"{study.patient_birth_date} {study.patient_sex}".strip()),
+        ("Birth date / sex", f"{format_dicom_date(study.patient_birth_date)} {study.patient_sex}".strip()),
         ("Study", study.study_description or study.modality),
-        ("Study date", study.study_datetime[:8]),
+        ("Study date", format_dicom_datetime(study.study_datetime)),
         ("Accession", study.accession_number),
         ("Study UID", study.study_instance_uid),
         ("Status", report.status.value + (" (amendment in progress)" if report.amendment_open else "")),
@@ -120,6 +146,8 @@ def render_pdf(
     for signature in report.signatures:
         family_name, given = person_components(signature.radiologist)
         who = f"{given} {family_name}".strip() or "(unnamed)"
+        if signature.licence:
+            who += f" (licence/ID {signature.licence})"
         rows.append((f"Signed {signature.status.value}", f"{who}, {signature.at[:19].replace('T', ' ')}"))
     pdf.ln(2)
     for label, value in rows:

@@ -1,11 +1,17 @@
-"""The radiology report: sections of text whose AI-written parts stay marked until the radiologist
-edits or accepts them, and a status machine draft -> preliminary -> final -> corrected.
+"""The radiology report: sections of text whose AI-written characters stay marked until the
+radiologist retypes or accepts them, and a status machine draft -> preliminary -> final -> corrected.
 
 Rules (clinical safety):
 - Only ``draft`` and ``preliminary`` reports are editable; a ``final`` or ``corrected`` report
   changes only through an amendment (:meth:`Report.open_amendment`), signed as ``corrected``.
+- AI marks are kept per character: an edit makes only the characters it typed the radiologist's;
+  the AI characters around them stay marked. Accepted AI text is remembered as AI-written
+  (``Span.kept_ai``) so that every export can say the signed report contains it.
 - A report leaves ``draft`` only when no unreviewed AI text remains.
-- ``final`` and ``corrected`` need the named radiologist who signs.
+- ``final`` and ``corrected`` need the named radiologist who signs (an authenticated workstation
+  user: :mod:`app.reporting.users`, checked by the workflow).
+- Text is cleaned where it enters (:func:`clean_text`): no control characters that an export
+  would refuse.
 - A draft is never exported (the HL7 and SR builders refuse it).
 """
 
@@ -73,10 +79,16 @@ SECTION_BY_KEY = {kind.key: kind for kind in SECTION_KINDS}
 
 @dataclass
 class Span:
-    """A run of section text; ``ai`` marks text written by the model and not yet reviewed."""
+    """A run of section text; ``ai`` marks text written by the model and not yet reviewed,
+    ``kept_ai`` text written by the model that the radiologist accepted unchanged."""
 
     text: str
     ai: bool = False
+    kept_ai: bool = False
+
+    @property
+    def flags(self) -> tuple[bool, bool]:
+        return self.ai, self.kept_ai
 
 
 @dataclass
@@ -142,10 +154,30 @@ class KeyImage:
 
 @dataclass
 class Signature:
-    radiologist: str
+    radiologist: str  # display name, "Family^Given" (HL7 XCN / DICOM PN order) or "Family, Given"
     status: ReportStatus
     at: str  # ISO 8601 with offset
     content: str = ""  # Report.content_digest() when signed ("" in records from before it existed)
+    user: str = ""  # the authenticated workstation user's login ("" in records from before users)
+    licence: str = ""  # the signer's licence/ID number (XCN-1), if configured
+
+
+def display_name(pn: str) -> str:
+    """ "Family, Given" of a DICOM PN / HL7 XCN-ordered ``Family^Given[^...]`` (first group)."""
+    parts = pn.split("=")[0].split("^")
+    family, given = (parts + ["", ""])[:2]
+    return f"{family}, {given}" if given else family
+
+
+def format_dicom_date(value: str) -> str:
+    """``YYYY-MM-DD`` of a DICOM DA (or the date part of a DA+TM), "" when it is not one."""
+    return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if len(value) >= 8 and value[:8].isdigit() else ""
+
+
+def format_dicom_datetime(value: str) -> str:
+    """``YYYY-MM-DD HH:MM`` of a DICOM DA+TM (just the date when there is no time)."""
+    date, time = format_dicom_date(value), value[8:12]
+    return f"{date} {time[:2]}:{time[2:]}" if date and len(time) == 4 and time.isdigit() else date
 
 
 def _now() -> datetime:
@@ -164,58 +196,58 @@ def normalise_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+_BREAKS = re.compile(r"[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # vertical tab, form feed, separators
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """Text as the report keeps it: line breaks as LF (vertical tabs, form feeds and Unicode line
+    separators become LF), other control characters dropped; tabs kept."""
+    return _CONTROL.sub("", _BREAKS.sub("\n", normalise_newlines(text)))
+
+
+_MIN_KEPT_RUN = 3
+
+
 def _apply_edit(spans: list[Span], new_text: str) -> list[Span]:
     """Spans after the radiologist changed the text to ``new_text``.
 
-    Text kept from an untouched AI span stays marked; an AI span with any character changed,
-    removed or inserted inside it becomes the radiologist's text; inserted text is the
-    radiologist's. Lines are aligned first, then characters within changed lines.
+    Every character kept from the old text keeps its marks (AI, unreviewed or accepted); every
+    character typed, or typed over, is the radiologist's. Lines are aligned first, then
+    characters within changed lines, so that a line edited in place keeps its untouched
+    characters marked. Inside a rewritten line a match of one or two characters ("e", ".") is
+    a coincidence of retyping, not kept text: it is the radiologist's too.
     """
     old_text = "".join(span.text for span in spans)
-    origin = [index for index, span in enumerate(spans) for _ in span.text]
+    flags = [span.flags for span in spans for _ in span.text]
     old_lines, new_lines = split_lines_keepends(old_text), split_lines_keepends(new_text)
     starts = [0]
     for line in old_lines:
         starts.append(starts[-1] + len(line))
-    edited: set[int] = set()
-    new_origin: list[int | None] = []
+    human = (False, False)
+    new_flags: list[tuple[bool, bool]] = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
         None, old_lines, new_lines, autojunk=False
     ).get_opcodes():
-        old_block, block_origin = old_text[starts[i1] : starts[i2]], origin[starts[i1] : starts[i2]]
+        old_block, block_flags = old_text[starts[i1] : starts[i2]], flags[starts[i1] : starts[i2]]
         new_block = "".join(new_lines[j1:j2])
         if tag == "equal":
-            new_origin.extend(block_origin)
+            new_flags.extend(block_flags)
         elif tag == "replace":
-            new_origin.extend(_char_edit(old_block, block_origin, new_block, edited))
+            for ctag, c1, c2, d1, d2 in difflib.SequenceMatcher(
+                None, old_block, new_block, autojunk=False
+            ).get_opcodes():
+                kept = ctag == "equal" and (c2 - c1 >= _MIN_KEPT_RUN or len(old_block) < _MIN_KEPT_RUN)
+                new_flags.extend(block_flags[c1:c2] if kept else [human] * (d2 - d1))
         else:
-            edited.update(block_origin)
-            new_origin.extend([None] * len(new_block))
+            new_flags.extend([human] * len(new_block))
     result: list[Span] = []
-    previous_key: object = object()
-    for char, source in zip(new_text, new_origin):
-        ai = source is not None and spans[source].ai and source not in edited
-        key = ("ai", source) if ai else "human"
-        if result and key == previous_key:
+    for char, (ai, kept) in zip(new_text, new_flags):
+        if result and result[-1].flags == (ai, kept):
             result[-1].text += char
         else:
-            result.append(Span(char, ai))
-        previous_key = key
+            result.append(Span(char, ai, kept))
     return result
-
-
-def _char_edit(old: str, origin: list[int], new: str, edited: set[int]) -> list[int | None]:
-    """Character-level origins of ``new`` within one changed block; records touched spans."""
-    new_origin: list[int | None] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
-        if tag == "equal":
-            new_origin.extend(origin[i1:i2])
-            continue
-        edited.update(origin[i1:i2])
-        if tag == "insert" and 0 < i1 < len(old) and origin[i1 - 1] == origin[i1]:
-            edited.add(origin[i1])
-        new_origin.extend([None] * (j2 - j1))
-    return new_origin
 
 
 @dataclass
@@ -258,59 +290,58 @@ class Report:
 
     def spans(self, section: str) -> list[Span]:
         self._kind(section)
-        return [Span(span.text, span.ai) for span in self.sections[section]]
+        return [Span(span.text, span.ai, span.kept_ai) for span in self.sections[section]]
 
     def append_ai_text(self, section: str, text: str) -> None:
-        """Add model output (streamed pieces) to a section, marked AI, one span per line."""
+        """Add model output (streamed pieces) to a section, marked AI."""
         self._kind(section)
         self._require_editable()
         spans = self.sections[section]
+        text = clean_text(text)
         if text and spans and not spans[-1].ai and not spans[-1].text.endswith("\n"):
-            spans[-1] = Span(spans[-1].text + "\n")  # AI text starts on its own line after the radiologist's
-        for piece in split_lines_keepends(normalise_newlines(text)):
-            if spans and spans[-1].ai and not spans[-1].text.endswith("\n"):
-                spans[-1].text += piece
-            else:
-                spans.append(Span(piece, ai=True))
+            spans.append(Span("\n"))  # AI text starts on its own line after the radiologist's
+        spans.append(Span(text, ai=True))
+        self.sections[section] = _merge_adjacent(spans)
 
     def human_spans(self, section: str) -> list[Span]:
         """The radiologist's text of a section (AI spans left out)."""
         return [span for span in self.spans(section) if not span.ai]
 
     def set_ai_text(self, section: str, base: list[Span], ai_text: str) -> None:
-        """Section = ``base`` (the radiologist's spans) followed by ``ai_text`` marked AI, one span
-        per line. A streaming draft calls this with the whole text so far on every update."""
+        """Section = ``base`` (the radiologist's spans) followed by ``ai_text`` marked AI.
+        A streaming draft calls this with the whole text so far on every update."""
         self._kind(section)
         self._require_editable()
-        spans = [Span(span.text, span.ai) for span in base]
-        text = normalise_newlines(ai_text)
+        spans = [Span(span.text, span.ai, span.kept_ai) for span in base]
+        text = clean_text(ai_text)
         if spans and text and not spans[-1].text.endswith("\n"):
             spans.append(Span("\n"))
-        spans.extend(Span(piece, ai=True) for piece in split_lines_keepends(text))
+        spans.append(Span(text, ai=True))
         self.sections[section] = _merge_adjacent(spans)
 
     def set_text(self, section: str, new_text: str) -> None:
         """The radiologist's edit: the section becomes ``new_text`` (AI marks follow the diff)."""
         self._kind(section)
         self._require_editable()
-        self.sections[section] = _apply_edit(self.sections[section], normalise_newlines(new_text))
+        self.sections[section] = _apply_edit(self.sections[section], clean_text(new_text))
 
     def replace_with_template(self, section: str, text: str) -> None:
         """Start a section from a site template (radiologist-owned text)."""
         self._kind(section)
         self._require_editable()
-        self.sections[section] = [Span(normalise_newlines(text))] if text else []
+        text = clean_text(text)
+        self.sections[section] = [Span(text)] if text else []
 
     def accept_ai(self, section: str | None = None) -> int:
-        """The radiologist accepts the AI text of one section (or all); returns spans accepted."""
+        """The radiologist accepts the AI text of one section (or all) as it stands; it stays
+        recorded as AI-written (``kept_ai``). Returns the number of passages accepted."""
         self._require_editable()
         keys = [self._kind(section).key] if section else list(self.sections)
-        accepted = 0
+        accepted = sum(self._ai_passages(key) for key in keys)
         for key in keys:
             for span in self.sections[key]:
                 if span.ai:
-                    span.ai = False
-                    accepted += 1
+                    span.ai, span.kept_ai = False, True
             self.sections[key] = _merge_adjacent(self.sections[key])
         return accepted
 
@@ -331,8 +362,30 @@ class Report:
             return False
         return self.signatures[-1].content != self.content_digest()
 
+    def _ai_passages(self, section: str) -> int:
+        """Unreviewed AI passages of a section: runs of AI characters between the radiologist's."""
+        return sum(1 for span in _merge_adjacent(self.spans(section)) if span.ai)
+
     def unreviewed_ai_spans(self) -> int:
-        return sum(1 for spans in self.sections.values() for span in spans if span.ai and span.text)
+        """Unreviewed AI passages in the whole report."""
+        return sum(self._ai_passages(key) for key in self.sections)
+
+    @property
+    def contains_ai_text(self) -> bool:
+        """Some text of the report was written by the model (accepted or not)."""
+        return any(span.ai or span.kept_ai for spans in self.sections.values() for span in spans if span.text)
+
+    def ai_lines(self, section: str) -> list[bool]:
+        """For each of :meth:`lines`: whether it holds characters written by the model."""
+        marks, current = [], False
+        for span in self.sections[self._kind(section).key]:
+            pieces = span.text.split("\n")
+            for index, piece in enumerate(pieces):
+                if index:
+                    marks.append(current)
+                    current = False
+                current = current or (bool(piece) and (span.ai or span.kept_ai))
+        return [*marks, current] if self.text(section) else []
 
     def lines(self, section: str) -> list[str]:
         """Section text split at line breaks (what goes into one HL7 OBX / SR TEXT item each)."""
@@ -353,8 +406,17 @@ class Report:
             self.amendment_open = True
             self.version += 1
 
-    def sign(self, status: ReportStatus | str, radiologist: str = "", *, at: datetime | None = None) -> None:
-        """Move to ``status`` (preliminary, final, corrected) signed by ``radiologist``."""
+    def sign(
+        self,
+        status: ReportStatus | str,
+        radiologist: str = "",
+        *,
+        user: str = "",
+        licence: str = "",
+        at: datetime | None = None,
+    ) -> None:
+        """Move to ``status`` (preliminary, final, corrected) signed by ``radiologist`` (the
+        authenticated user ``user`` with licence/ID ``licence``; the workflow authenticates)."""
         status = ReportStatus(status)
         radiologist = radiologist.strip()
         resign = status is self.status is ReportStatus.PRELIMINARY and self.edited_since_signed
@@ -373,7 +435,7 @@ class Report:
         self.status = status
         self.amendment_open = False
         self.signatures.append(
-            Signature(radiologist, status, (at or _now()).isoformat(), self.content_digest())
+            Signature(radiologist, status, (at or _now()).isoformat(), self.content_digest(), user, licence)
         )
 
     # -- persistence -------------------------------------------------------------------------
@@ -385,10 +447,7 @@ class Report:
             "status": self.status.value,
             "sections": {k: [asdict(s) for s in v] for k, v in self.sections.items()},
             "key_images": [asdict(k) for k in self.key_images],
-            "signatures": [
-                {"radiologist": s.radiologist, "status": s.status.value, "at": s.at, "content": s.content}
-                for s in self.signatures
-            ],
+            "signatures": [{**asdict(s), "status": s.status.value} for s in self.signatures],
             "amendment_open": self.amendment_open,
             "version": self.version,
             "created_at": self.created_at,
@@ -398,7 +457,7 @@ class Report:
     def from_dict(cls, data: dict[str, Any]) -> Report:
         sections = {kind.key: [] for kind in SECTION_KINDS}
         for key, spans in data.get("sections", {}).items():
-            sections[key] = [Span(s["text"], bool(s["ai"])) for s in spans]
+            sections[key] = [Span(s["text"], bool(s["ai"]), bool(s.get("kept_ai", False))) for s in spans]
         return cls(
             study=StudyInfo(**data["study"]),
             report_id=data["report_id"],
@@ -406,7 +465,14 @@ class Report:
             sections=sections,
             key_images=[KeyImage(**k) for k in data.get("key_images", [])],
             signatures=[
-                Signature(s["radiologist"], ReportStatus(s["status"]), s["at"], s.get("content", ""))
+                Signature(
+                    s["radiologist"],
+                    ReportStatus(s["status"]),
+                    s["at"],
+                    s.get("content", ""),
+                    s.get("user", ""),
+                    s.get("licence", ""),
+                )
                 for s in data.get("signatures", [])
             ],
             amendment_open=bool(data.get("amendment_open", False)),
@@ -416,10 +482,11 @@ class Report:
 
 
 def _merge_adjacent(spans: list[Span]) -> list[Span]:
+    """Adjacent spans with the same marks joined, empty ones dropped."""
     merged: list[Span] = []
     for span in spans:
-        if merged and not span.ai and not merged[-1].ai:
+        if merged and span.flags == merged[-1].flags:
             merged[-1].text += span.text
         elif span.text:
-            merged.append(Span(span.text, span.ai))
+            merged.append(Span(span.text, span.ai, span.kept_ai))
     return merged

@@ -3,13 +3,14 @@
 The listener (`hulu-workstation receive ...`) is a separate process in its own session, so closing
 the window never stops receiving; the supervisor starts it when absent, adopts one that is already
 running for the same archive (from ``listener-status.json``), restarts it when it dies, and stops it
-only when asked. Rapid repeated deaths (e.g. port taken) end in a FAILED state with the reason.
+only when asked. A listener that cannot start (port taken, bad TLS files) writes why in its status
+file: the supervisor then stops in a FAILED state with that reason (e.g. "port 11112 is in use by
+process 4242 (storescp)"); repeated unexplained deaths end FAILED too, with the exit code.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import os
 import subprocess
@@ -22,10 +23,9 @@ from pathlib import Path
 import psutil
 
 from app.services.settings_model import ListenerSettings
+from dicom_net.listener_status import is_listener_process, read_status
 
 log = logging.getLogger(__name__)
-
-STATUS_FILE = "listener-status.json"
 
 
 class ListenerState(enum.Enum):
@@ -50,6 +50,8 @@ class ListenerStatus:
             text = f"Listener running {where}".rstrip() + f" (pid {self.pid})"
             if self.restarts:
                 text += f", restarted {self.restarts}x"
+            if self.report.get("tls") and self.report.get("tls_client_auth") is False:
+                text += "; TLS accepts ANY client (no client certificates)"
             return text
         return f"Listener {self.state.value}" + (f": {self.message}" if self.message else "")
 
@@ -72,36 +74,20 @@ def listener_command(settings: ListenerSettings, archive: Path, python: str = sy
     ]
     for aet in settings.allowed_aets:
         cmd += ["--allow", aet]
+    cmd += ["--acse-timeout", str(settings.acse_timeout)]
     if settings.tls_enabled:
         cmd += ["--tls-cert", settings.tls_cert, "--tls-key", settings.tls_key]
         if settings.tls_ca:
             cmd += ["--tls-ca", settings.tls_ca]
+        elif settings.tls_no_client_auth:
+            cmd += ["--tls-no-client-auth"]
     return cmd
 
 
 def read_status_report(archive: Path) -> dict:
-    """The listener's own status file, or {} when absent/unreadable (it is rewritten atomically)."""
-    try:
-        data = json.loads((archive / STATUS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _is_listener_for(pid: int, archive: Path) -> bool:
-    """Whether ``pid`` is a `receive` process serving this archive (guards against pid reuse)."""
-    try:
-        cmdline = psutil.Process(pid).cmdline()
-    except psutil.Error:
-        return False
-    return "receive" in cmdline and str(archive) in cmdline
+    """The listener's status file (:func:`dicom_net.listener_status.read_status`: a dead
+    listener's "running" reads "dead"), or {} when there is none."""
+    return read_status(archive) or {}
 
 
 class ListenerSupervisor:
@@ -125,6 +111,7 @@ class ListenerSupervisor:
         self.rapid_window_s = rapid_window_s
         self._proc: subprocess.Popen | None = None
         self._adopted_pid: int | None = None
+        self._adopted_started: float | None = None
         self._wanted = False
         self._deaths: list[float] = []
         self.restarts = 0
@@ -138,13 +125,13 @@ class ListenerSupervisor:
     def start(self) -> ListenerStatus:
         """Make sure a listener runs: adopt a live one for this archive, or spawn one."""
         self._wanted = True
-        if self.pid and _alive(self.pid):
+        if self.pid and self._alive():
             return self.status()
-        report_pid = read_status_report(self.archive).get("pid")
-        if isinstance(report_pid, int) and _alive(report_pid) and _is_listener_for(report_pid, self.archive):
-            self._adopted_pid, self._proc = report_pid, None
+        report = read_status_report(self.archive)
+        if report.get("state") == "running":  # checked: that process is alive and wrote it
+            self._adopted_pid, self._adopted_started, self._proc = report["pid"], report["pid_started"], None
             self._state, self._message = ListenerState.RUNNING, "adopted running listener"
-            log.info("adopted listener pid %d", report_pid)
+            log.info("adopted listener pid %d", report["pid"])
             return self.status()
         self._spawn()
         return self.status()
@@ -173,13 +160,17 @@ class ListenerSupervisor:
         if not self._wanted:
             return self.status()
         pid = self.pid
-        dead = pid is None or (self._proc.poll() is not None if self._proc else not _alive(pid))
-        if dead:
+        if pid is None or not self._alive():
             code = self._proc.returncode if self._proc else None
             now = time.monotonic()
             self._deaths = [t for t in self._deaths if now - t < self.rapid_window_s] + [now]
             self._proc, self._adopted_pid = None, None
-            if len(self._deaths) >= self.max_rapid_failures:
+            cause = self._start_failure(pid)
+            if cause:  # port in use, bad TLS files...: restarting cannot help
+                self._wanted = False
+                self._state, self._message = ListenerState.FAILED, f"{cause} (see {self.log_path})"
+                log.error("listener cannot start: %s", cause)
+            elif len(self._deaths) >= self.max_rapid_failures:
                 self._wanted = False
                 self._state = ListenerState.FAILED
                 self._message = (
@@ -194,6 +185,18 @@ class ListenerSupervisor:
                 self._message = f"restarted after exit code {code}"
         return self.status()
 
+    def _alive(self) -> bool:
+        if self._proc is not None:
+            return self._proc.poll() is None
+        return self._adopted_pid is not None and is_listener_process(self._adopted_pid, self._adopted_started)
+
+    def _start_failure(self, pid: int | None) -> str:
+        """Why process ``pid`` could not start, as it wrote in the status file ('' if it did not)."""
+        report = read_status_report(self.archive)
+        if pid is not None and report.get("state") == "failed" and report.get("pid") == pid:
+            return str(report.get("error") or "")
+        return ""
+
     def status(self) -> ListenerStatus:
         report = read_status_report(self.archive) if self._state is ListenerState.RUNNING else {}
         return ListenerStatus(self._state, self.pid, self.restarts, self._message, report)
@@ -202,7 +205,7 @@ class ListenerSupervisor:
         """Stop receiving (only when the user asks, or in tests)."""
         self._wanted = False
         pid = self.pid
-        if pid:
+        if pid and self._alive():  # never signal a PID that has since been given to another process
             try:
                 proc = psutil.Process(pid)
                 proc.terminate()
@@ -215,6 +218,16 @@ class ListenerSupervisor:
             self._proc.wait(timeout_s)
         self._proc, self._adopted_pid = None, None
         self._state, self._message = ListenerState.STOPPED, "stopped by user"
+
+    def keeps_receiving_notice(self) -> str:
+        """What quitting the app leaves running, and how to stop it."""
+        s = self.settings
+        return (
+            f"The DICOM listener {s.aet} on port {s.port} (process {self.pid}) keeps receiving "
+            "studies into the archive after you quit; modalities and PACS can go on sending.\n\n"
+            "To stop it later: open the workstation and choose Listener > Stop receiving, or run\n"
+            f"    hulu-workstation receive --stop --archive {self.archive}"
+        )
 
     def restart_with(self, settings: ListenerSettings) -> ListenerStatus:
         """Apply new listener settings: stop the old process, start a new one."""

@@ -18,7 +18,8 @@ HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-:]{0,252})$")
 HL7_NAME_RE = re.compile(r"^[^|^~\\&\r\n]{1,180}$")  # must not contain HL7 delimiters
 
 DEVICES = ("auto", "cuda", "cpu")
-QUANTIZATIONS = ("none", "int8", "nf4")
+# auto: bf16 when the GPU holds it, else NF4; CPU: none. The rest: inference.quantization.QUANTIZATIONS
+QUANTIZATIONS = ("auto", "none", "int8", "nf4", "int4")
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,17 @@ class ListenerSettings:
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
+    # TLS without a CA authenticates no client: only with this explicit choice (listener's --tls-no-client-auth)
+    tls_no_client_auth: bool = False
+    acse_timeout: int = 30  # seconds a connection has to send its whole association request (ARTIM)
 
     @property
     def tls_enabled(self) -> bool:
         return bool(self.tls_cert and self.tls_key)
+
+    @property
+    def tls_open_to_any_client(self) -> bool:
+        return self.tls_enabled and not self.tls_ca
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class RisSettings:
     sending_facility: str = "RADIOLOGY"
     receiving_application: str = "RIS"
     receiving_facility: str = "HOSPITAL"
+    ack_timeout: int = 30  # seconds from connecting to a complete ACK (slow RIS: raise it)
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ class ModelSettings:
 
     folder: str = ""
     device: str = "auto"
-    quantization: str = "nf4"
+    quantization: str = "auto"  # NF4 on a CPU is many times slower than fp32: never the default
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class GeneralSettings:
     outbox_retention_days: int = (
         30  # delivered report payloads and chat histories (PHI) are deleted after this
     )
+    lock_after_minutes: int = 15  # the workstation locks after this long without input (0: never)
 
 
 @dataclass(frozen=True)
@@ -171,13 +181,14 @@ def parse_settings(
 
     Keys absent from ``form`` keep their value from ``base``. Raises :class:`SettingsError`
     listing every invalid field; nothing is partially applied. ``check_paths=False`` (loading a
-    saved file) keeps TLS files and the model folder even when they are missing right now: the
-    listener and the model then say what is missing, instead of TLS being silently dropped.
+    saved file) keeps TLS files and the model folder even when they are missing right now, and TLS
+    without a CA even when open to any client was not chosen: the listener and the model then say
+    what is wrong, instead of TLS being silently dropped.
     """
     merged = (base or AppSettings()).to_form()
     unknown = set(form) - set(merged)
     errors: dict[str, str] = {k: "unknown setting" for k in sorted(unknown)}
-    path_errors: dict[str, str] = errors if check_paths else {}
+    apply_errors: dict[str, str] = errors if check_paths else {}  # checked only when a form is applied
     merged.update({k: v for k, v in form.items() if k in merged})
     g = merged.get
 
@@ -185,8 +196,8 @@ def parse_settings(
     for a in allowed:
         if not AE_TITLE_RE.match(a):
             errors["listener.allowed_aets"] = f"not a valid AE title: {a!r}"
-    cert = _existing_file(g("listener.tls_cert", ""), path_errors, "listener.tls_cert")
-    key = _existing_file(g("listener.tls_key", ""), path_errors, "listener.tls_key")
+    cert = _existing_file(g("listener.tls_cert", ""), apply_errors, "listener.tls_cert")
+    key = _existing_file(g("listener.tls_key", ""), apply_errors, "listener.tls_key")
     if bool(cert) != bool(key):
         errors.setdefault(
             "listener.tls_key" if cert else "listener.tls_cert", "TLS needs both a certificate and a key"
@@ -203,8 +214,19 @@ def parse_settings(
         allowed_aets=allowed,
         tls_cert=cert,
         tls_key=key,
-        tls_ca=_existing_file(g("listener.tls_ca", ""), path_errors, "listener.tls_ca"),
+        tls_ca=_existing_file(g("listener.tls_ca", ""), apply_errors, "listener.tls_ca"),
+        tls_no_client_auth=_bool(g("listener.tls_no_client_auth", ""), errors, "listener.tls_no_client_auth"),
+        acse_timeout=_int_range(g("listener.acse_timeout", ""), errors, "listener.acse_timeout", 1, 600),
     )
+    if listener.tls_open_to_any_client and not listener.tls_no_client_auth:
+        # checked when the form is applied; a stored file keeps its values and the listener,
+        # which refuses to start so, says why in the status bar
+        apply_errors["listener.tls_ca"] = (
+            "without a CA any client gets in: give the CA that signs your modalities' certificates, "
+            "or tick 'accept TLS clients without a certificate'"
+        )
+    elif listener.tls_no_client_auth and listener.tls_ca:
+        errors["listener.tls_no_client_auth"] = "with a CA, clients must present a certificate: untick this"
 
     host = g("ris.host", "").strip()
     ris_enabled = _bool(g("ris.enabled", ""), errors, "ris.enabled")
@@ -222,11 +244,12 @@ def parse_settings(
             g("ris.receiving_application", ""), errors, "ris.receiving_application"
         ),
         receiving_facility=_hl7_name(g("ris.receiving_facility", ""), errors, "ris.receiving_facility"),
+        ack_timeout=_int_range(g("ris.ack_timeout", ""), errors, "ris.ack_timeout", 1, 600),
     )
 
     folder = g("model.folder", "").strip()
     if folder and not Path(folder).is_dir():
-        path_errors["model.folder"] = f"folder not found: {folder}"
+        apply_errors["model.folder"] = f"folder not found: {folder}"
     device = g("model.device", "").strip().lower()
     if device not in DEVICES:
         errors["model.device"] = f"one of {', '.join(DEVICES)}"
@@ -242,6 +265,9 @@ def parse_settings(
         predraft=_bool(g("general.predraft", ""), errors, "general.predraft"),
         outbox_retention_days=_int_range(
             g("general.outbox_retention_days", ""), errors, "general.outbox_retention_days", 1, 3650
+        ),
+        lock_after_minutes=_int_range(
+            g("general.lock_after_minutes", ""), errors, "general.lock_after_minutes", 0, 720
         ),
     )
     if errors:

@@ -60,7 +60,8 @@ def make_window(themed_app, qtbot):
 
     def make(archive: Archive, supervisor=None, size=(1400, 860)):
         window = MainWindow(archive, SettingsStore(), supervisor, poll_ms=200)
-        qtbot.addWidget(window)
+        # the harness closes it at the end: as File > Quit (keep receiving), without the question
+        qtbot.addWidget(window, before_close_func=lambda w: setattr(w, "quit_keeps_listener", True))
         if size:
             window.resize(*size)
         window.show()

@@ -173,3 +173,73 @@ def test_ask_streams_the_answer_with_the_tiny_model(checkpoint: Path, tmp_path: 
     assert result["frames"] == 4 and result["visual_tokens"] == 64
     # greedy: the streamed text is exactly the final answer
     assert streamed.out.strip() == result["answer"] and result["answer"]
+
+
+def test_ask_with_int4_weights(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    """--quantization int4: torchao int4 decoder, static-cache decode (eager on the CPU)."""
+    pytest.importorskip("torchao")
+    write_datasets(ct_series(SeriesGeometry(rows=64, columns=64, slices=6)), tmp_path)
+    argv = ["ask", "--model", str(checkpoint), "--series", str(tmp_path), "--slices", "4", "--device", "cpu"]
+    assert main([*argv, "--quantization", "int4", "--max-new-tokens", "8", "--json", "Describe."]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["new_tokens"] == 8 and result["finish_reason"] == "length" and result["answer"]
+    assert "quantization=int4" in captured.err
+
+
+def test_reference_token_reduction_is_reachable_for_research(checkpoint: Path, ct64: Path, capsys) -> None:
+    common = ["--model", str(checkpoint), "--series", str(ct64), "--slices", "16", "--token-reduction"]
+    intended = _ask_json(capsys, *common, "intended", "Describe.")
+    reference = _ask_json(capsys, *common, "reference", "Describe.")
+    assert reference["visual_tokens"] == intended["visual_tokens"] == 16 * 324
+    # the released mask keeps only the first token of frame 0 (its bug); the intended rule all 324
+    assert reference["visual_tokens_after_reduction"] == intended["visual_tokens_after_reduction"] - 323
+
+
+def test_cine_without_timing_is_said_in_one_warning(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    cine = ultrasound_cine(frames=60, rows=64, columns=80, frame_time_ms=40.0)
+    for keyword in ("FrameTime", "FrameIncrementPointer", "CineRate", "RecommendedDisplayFrameRate"):
+        delattr(cine, keyword)
+    write_datasets([cine], tmp_path)
+    argv = ["ask", "--model", str(checkpoint), "--series", str(tmp_path), "--mode", "video"]
+    assert main([*argv, "--dry-run", "--json", "What moves?"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["kind"] == "video" and out["timestamps_s"] is None and out["frames"] == 32
+    assert "warning: the cine has no frame timing" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--fps", "0"], "--fps must be > 0"),
+        (["--temperature", "-1"], "--temperature must be >= 0"),
+        (["--device", "tpu"], "device must be auto, cpu, cuda"),
+        (["--quantization", "int3"], "quantization must be auto or one of"),
+    ],
+)
+def test_each_bad_option_is_one_line_and_exit_2(checkpoint, tmp_path, capsys, extra, message) -> None:
+    write_datasets(ct_series(SeriesGeometry(rows=64, columns=64, slices=4)), tmp_path)
+    argv = ["ask", "--model", str(checkpoint), "--series", str(tmp_path), "--no-verify", *extra, "q"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err, err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_asked_for_without_cuda_is_one_line_and_exit_2(checkpoint, tmp_path, capsys) -> None:
+    write_datasets(ct_series(SeriesGeometry(rows=64, columns=64, slices=4)), tmp_path)
+    argv = ["ask", "--model", str(checkpoint), "--series", str(tmp_path), "--device", "cuda", "q"]
+    assert main(argv) == 2  # was a RuntimeError traceback (exit 1)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "CUDA is not available" in err, err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_nf4_without_a_gpu_says_it_runs_on_the_cpu(checkpoint, tmp_path, capsys) -> None:
+    write_datasets(ct_series(SeriesGeometry(rows=64, columns=64, slices=4)), tmp_path)
+    argv = ["ask", "--model", str(checkpoint), "--series", str(tmp_path), "--slices", "2"]
+    assert main([*argv, "--quantization", "nf4", "--max-new-tokens", "2", "q"]) == 0
+    err = capsys.readouterr().err
+    assert "quantization=nf4" in err and "SLOW MODE" in err
+    assert "note: " in err and "nf4 requested without a GPU: it runs on the CPU" in err, err

@@ -86,6 +86,19 @@ def test_cine_becomes_video_at_one_frame_per_second(tmp_path: Path) -> None:
         visual_item_for(volume, AIView(mode="3d"))
 
 
+def test_cine_without_frame_timing_gets_no_invented_timestamps(tmp_path: Path) -> None:
+    cine = ultrasound_cine(frames=60, rows=64, columns=80, frame_time_ms=40.0)
+    for keyword in ("FrameTime", "FrameIncrementPointer", "CineRate", "RecommendedDisplayFrameRate"):
+        delattr(cine, keyword)  # the timing is unknown
+    files = write_datasets([cine], tmp_path)
+    volume, _ = load_volume(files)
+    assert not volume.frame_times_ms
+    item = visual_item_for(volume, AIView(mode="video"))
+    assert item.kind == "video" and item.timestamps_s is None  # was 0.0, 0.1, 0.2 ... (invented 10 fps)
+    assert item.sampled_indices == np.linspace(0, 59, 32).astype(int).tolist()
+    assert item.frames[:, 0, 0, 0].tolist() == item.sampled_indices
+
+
 def test_series_files_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="holds no files"):
         series_files(str(tmp_path))

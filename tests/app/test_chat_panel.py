@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import Qt, QUrl
 
 from app.assistant.ai_inputs import visual_item_for
 from app.assistant.chat import AI_NOTICE, ScreenContext, default_scope, summarise
@@ -279,3 +281,142 @@ def test_mounted_panel_applies_the_configured_retention_at_start_and_on_settings
     assert workstation.chat_panel.retention_timer.isActive()
     window.apply_settings(SettingsStore().apply_form({"general.outbox_retention_days": "5"}))
     assert not ChatSession.path_for("1.2.9.2").exists()
+
+
+def test_phases_show_with_progress_while_the_model_works_then_hide(qtbot, ct_context, tiny_model_service):
+    panel = ChatPanel(tiny_model_service, lambda: ct_context, max_new_tokens=6, max_visual_tokens=256)
+    qtbot.addWidget(panel)
+    panel.show()
+    shown = []  # what the real widgets displayed at each phase signal (GUI thread)
+    panel.phase_changed.connect(
+        lambda phase: shown.append(
+            (phase.name, panel.phase_label.text(), panel.progress.isVisible(), panel.progress.maximum())
+        ),
+        Qt.ConnectionType.QueuedConnection,  # after the panel's own slot has updated the widgets
+    )
+    assert not panel.phase_label.isVisible() and not panel.progress.isVisible()
+    assert panel.ask("Describe the findings.")
+    assert panel.phase_label.isVisible() and panel.phase_label.text().startswith("Preparing images")
+    qtbot.waitUntil(lambda: panel._worker is None, timeout=60000)
+    qtbot.wait(50)
+    names = [name for name, *_ in shown]
+    assert names[0] == "preparing" and {"seeing", "reading", "writing"} <= set(names)
+    reading = next(s for s in shown if s[0] == "reading")
+    prompt_tokens = panel.session.generations[-1].prompt_tokens
+    assert (
+        reading[1].startswith(f"Reading {prompt_tokens} prompt tokens")
+        and reading[2]
+        and reading[3] == prompt_tokens
+    )
+    writing = [s for s in shown if s[0] == "writing"]
+    assert writing and writing[0][1].startswith("Writing: 0 of at most 6 tokens")
+    assert all(visible for _n, _t, visible, _m in shown)
+    assert not panel.phase_label.isVisible() and not panel.progress.isVisible()  # hidden when done
+
+
+def test_stop_while_the_prompt_is_read_cancels_before_any_answer(qtbot, ct_context, tiny_model_service):
+    panel = ChatPanel(tiny_model_service, lambda: ct_context, max_new_tokens=200, max_visual_tokens=256)
+    qtbot.addWidget(panel)
+    panel.show()
+
+    def press_stop(phase) -> None:
+        if phase.name == "reading" and panel.stop_button.isEnabled():
+            qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+
+    panel.phase_changed.connect(press_stop)
+    engine = tiny_model_service.engine
+    original = engine._decoder_step
+
+    def reading_until_stopped(embeds, cache):  # the tiny model reads faster than a click
+        deadline = time.monotonic() + 10
+        while not (panel._cancel is not None and panel._cancel.is_set()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return original(embeds, cache)
+
+    engine._decoder_step = reading_until_stopped
+    try:
+        assert panel.ask("Describe the findings.")
+        qtbot.waitUntil(lambda: panel._worker is None, timeout=60000)
+    finally:
+        del engine._decoder_step
+    generation = panel.session.generations[-1]
+    assert generation.outcome == "cancelled" and generation.new_tokens == 0
+    assert panel.send_button.isEnabled() and not panel.progress.isVisible()
+
+
+def test_cpu_slow_mode_is_said_before_asking_with_an_estimate_once_measured(
+    qtbot, ct_context, tiny_model_folder
+):
+    service = ModelService(tiny_model_folder, device="cpu", quantization="none")
+    assert service.load_now().ready and service.slow_mode
+    try:
+        panel = ChatPanel(service, lambda: ct_context, max_new_tokens=8, max_visual_tokens=256)
+        qtbot.addWidget(panel)
+        panel.show()
+        assert panel.slow_label.isVisible() and panel.slow_label.text().startswith("CPU slow mode")
+        assert "first answer measures" in panel.slow_label.text()
+        assert panel.ask("Describe the findings.")
+        qtbot.waitUntil(lambda: panel._worker is None, timeout=60000)
+        speed = service.speed
+        assert speed is not None and speed.read_tokens_per_s > 0 and speed.write_tokens_per_s > 0
+        text = panel.slow_label.text()
+        assert "This question: about " in text and f"writing {speed.write_tokens_per_s:.1f} tokens/s" in text
+        assert panel.slow_label.isVisible()
+    finally:
+        service.close()
+
+
+def test_closing_a_study_frees_its_cached_conversation(qtbot, ct_context, tiny_model_service):
+    from app.assistant.chat import conversation_id_for
+
+    panel = ChatPanel(tiny_model_service, lambda: ct_context, max_new_tokens=4, max_visual_tokens=256)
+    qtbot.addWidget(panel)
+    assert panel.ask("Describe the findings.")
+    qtbot.waitUntil(lambda: panel._worker is None, timeout=60000)
+    engine = tiny_model_service.engine
+    assert engine.cached_tokens(conversation_id_for(ct_context.study_uid)) > 0
+    panel.forget_study(ct_context.study_uid)
+    assert engine.cached_tokens(conversation_id_for(ct_context.study_uid)) == 0
+
+
+def test_status_bar_names_cpu_slow_mode_and_a_closed_study_frees_its_cache(
+    demo_archive, make_window, qtbot, tiny_model_folder
+):
+    from app.assistant.chat import conversation_id_for
+    from app.gui.launch import attach_assistant
+    from app.services.settings_store import SettingsStore
+    from app.services.status import ModelState as StatusState
+
+    SettingsStore().apply_form({"model.folder": str(tiny_model_folder), "model.device": "cpu"})
+    window = make_window(demo_archive)
+    workstation = attach_assistant(window)
+    assert workstation.model_service.quantization == "auto"  # not NF4 on a CPU by default
+    qtbot.waitUntil(lambda: window.model_state is StatusState.READY, timeout=60000)
+    assert window.model_label.text() == "Model: ready (CPU slow mode)"
+    assert workstation.model_service.loaded.report.quantization == "none"
+    study_uid = window.browser_logic.rows[0].study_uid
+    window.open_study(study_uid)
+    panel = workstation.chat_panel
+    qtbot.waitUntil(lambda: panel.send_button.isEnabled(), timeout=60000)
+    panel.max_new_tokens, panel.max_visual_tokens = 4, 256
+    assert panel.ask("Describe the findings.")
+    qtbot.waitUntil(lambda: panel._worker is None, timeout=60000)
+    engine = workstation.model_service.engine
+    assert engine.cached_tokens(conversation_id_for(study_uid)) > 0
+    window.delete_study(study_uid, confirm=False)  # the study shown is closed
+    assert engine.cached_tokens(conversation_id_for(study_uid)) == 0
+    window.tasks.wait(30000)
+
+
+def test_the_weights_are_hashed_once_not_at_every_start(tiny_model_folder):
+    from app.assistant.model_service import hash_cache_path
+
+    cache = hash_cache_path()
+    cache.unlink(missing_ok=True)
+    service = ModelService(tiny_model_folder, device="cpu", quantization="none")
+    try:
+        assert service.load_now().ready
+    finally:
+        service.close()
+    remembered = __import__("json").loads(cache.read_text())
+    assert any(name.endswith(".safetensors") for name in remembered)  # the next start re-hashes nothing

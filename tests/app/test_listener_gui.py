@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+from dataclasses import replace
 
 import psutil
 import pytest
+from PySide6.QtCore import Qt
 
 from app.services.listener_supervisor import ListenerState, ListenerSupervisor, read_status_report
 from app.services.settings_model import ListenerSettings
@@ -65,7 +68,14 @@ def test_closing_the_window_keeps_receiving_and_a_new_supervisor_adopts_it(
     window = make_window(archive, supervisor)
     wait_listening(qtbot, supervisor)
     pid = supervisor.pid
-    window.close()
+    window.close()  # as the title bar's close button: first the user is told what keeps running
+    assert window.isVisible() and window.quit_box is not None and window.quit_box.isVisible()
+    notice = window.quit_box.text()
+    assert f"process {pid}" in notice and "keeps receiving" in notice
+    assert f"hulu-workstation receive --stop --archive {archive.root}" in notice
+    keep = next(b for b in window.quit_box.buttons() if b.text() == "Quit, keep receiving")
+    qtbot.mouseClick(keep, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
     assert psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     again = ListenerSupervisor(archive.root, supervisor.settings)
     assert again.start().pid == pid  # adopted, not a second listener fighting for the port
@@ -121,3 +131,59 @@ def test_study_sent_by_storescu_appears_live_and_opens(
     frame = stack.render_to_array(overlays=False)
     h, w = frame.shape[:2]
     assert frame[h // 2, w // 2, 0] in (127, 128)  # soft tissue 40 HU at W400/L40 in the body centre
+
+
+def test_a_port_in_use_is_named_in_the_status_bar_and_the_settings_dialog(archive, make_window, qtbot):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    sup = ListenerSupervisor(archive.root, ListenerSettings(aet="HULUTEST", port=port))
+    try:
+        sup.start()
+        window = make_window(archive, sup)
+        cause = f"port {port} is in use by process {os.getpid()}"
+        qtbot.waitUntil(lambda: cause in window.listener_label.text(), timeout=30000)
+        assert sup.status().state is ListenerState.FAILED
+        assert "exited" not in window.listener_label.text()  # the cause, not a restart count
+        window.show_settings()
+        qtbot.waitUntil(lambda: cause in window.settings_dialog.listener_status_label.text(), timeout=5000)
+        window.settings_dialog.reject()
+    finally:
+        sup.stop()
+        holder.close()
+
+
+def test_tls_open_to_any_client_is_flagged_in_the_dialog_and_the_status_bar(
+    archive, make_window, qtbot, tmp_path
+):
+    from tests.peers import PeerUnavailable, make_tls_material
+
+    try:
+        pki = make_tls_material(tmp_path / "pki")
+    except PeerUnavailable as exc:
+        pytest.skip(str(exc))
+    window = make_window(archive)
+    window.show_settings()
+    dialog = window.settings_dialog
+    assert not dialog.tls_warning.isVisible()
+    dialog.inputs["listener.tls_cert"].setText(str(pki.server_cert))
+    dialog.inputs["listener.tls_key"].setText(str(pki.server_key))
+    assert dialog.tls_warning.isVisible() and "ANY computer" in dialog.tls_warning.text()
+    assert dialog.try_apply() is None and "listener.tls_ca" in dialog.last_errors  # not without choosing
+    dialog.inputs["listener.tls_no_client_auth"].setChecked(True)
+    settings = dialog.try_apply()
+    assert settings is not None and settings.listener.tls_no_client_auth
+    dialog.inputs["listener.tls_ca"].setText(str(pki.ca_cert))
+    assert not dialog.tls_warning.isVisible()
+    dialog.reject()
+
+    sup = ListenerSupervisor(
+        archive.root, replace(settings.listener, aet="HULUTEST", port=free_port(), host="127.0.0.1")
+    )
+    try:
+        sup.start()
+        wait_listening(qtbot, sup)
+        assert "TLS accepts ANY client" in sup.poll().describe()
+    finally:
+        sup.stop()

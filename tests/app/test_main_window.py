@@ -196,8 +196,8 @@ def test_browser_filter_bar_filters_and_sorts_through_widgets(demo_archive, make
 
 
 def test_hulu_workstation_command_opens_gui_and_listener_outlives_it(_private_home):
-    """`hulu-workstation` with no sub-command (app.cli.main -> run_gui) starts the listener as its own
-    process; when the GUI process ends, the listener keeps receiving."""
+    """`hulu-workstation` with no sub-command (app.cli.main -> run_gui) starts the listener and the
+    report delivery service as their own processes; when the GUI process ends, both keep working."""
     import json
     import os
     import signal
@@ -207,6 +207,7 @@ def test_hulu_workstation_command_opens_gui_and_listener_outlives_it(_private_ho
 
     import psutil
 
+    from app.services.delivery_service import running_service_pid
     from tests.conftest import free_port
 
     home = _private_home
@@ -218,7 +219,7 @@ def test_hulu_workstation_command_opens_gui_and_listener_outlives_it(_private_ho
         [sys.executable, "-m", "app.cli.main"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     status = home / "archive" / "listener-status.json"
-    listener_pid = None
+    listener_pid = service_pid = None
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and listener_pid is None:
@@ -230,18 +231,24 @@ def test_hulu_workstation_command_opens_gui_and_listener_outlives_it(_private_ho
                     listener_pid = report["pid"]
         assert listener_pid is not None and listener_pid != gui.pid
         assert psutil.Process(listener_pid).ppid() == gui.pid  # spawned by the GUI's supervisor
+        while time.monotonic() < deadline and service_pid is None:
+            service_pid = running_service_pid()
+            time.sleep(0.1)
+        assert service_pid is not None and service_pid not in (gui.pid, listener_pid)
         gui.send_signal(signal.SIGTERM)
         gui.wait(20)
         time.sleep(0.5)
         assert psutil.Process(listener_pid).status() != psutil.STATUS_ZOMBIE  # still receiving
         assert run_echoscu_ok(port)
+        assert running_service_pid() == service_pid  # signed reports still go out
     finally:
         if gui.poll() is None:
             gui.kill()
             gui.wait()
-        if listener_pid is not None and psutil.pid_exists(listener_pid):
-            os.kill(listener_pid, signal.SIGTERM)
-            psutil.Process(listener_pid).wait(10)
+        for pid in (listener_pid, service_pid or running_service_pid()):
+            if pid and pid > 0 and psutil.pid_exists(pid):
+                os.kill(pid, signal.SIGTERM)
+                psutil.Process(pid).wait(10)
 
 
 def run_echoscu_ok(port: int) -> bool:

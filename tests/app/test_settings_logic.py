@@ -19,6 +19,8 @@ def test_valid_form_parses_every_section(tmp_path):
             "listener.allowed_aets": "CT1, MR_2 PACS",
             "listener.tls_cert": str(tmp_path / "cert.pem"),
             "listener.tls_key": str(tmp_path / "key.pem"),
+            "listener.tls_no_client_auth": "true",
+            "listener.acse_timeout": "45",
             "ris.host": "ris.example.org",
             "ris.port": "2576",
             "ris.sending_facility": "RAD",
@@ -30,7 +32,7 @@ def test_valid_form_parses_every_section(tmp_path):
     )
     assert (s.listener.aet, s.listener.port, s.listener.host) == ("READROOM1", 11113, "0.0.0.0")
     assert s.listener.allowed_aets == ("CT1", "MR_2", "PACS")
-    assert s.listener.tls_enabled
+    assert s.listener.tls_enabled and s.listener.acse_timeout == 45
     assert (s.ris.host, s.ris.port, s.ris.sending_facility) == ("ris.example.org", 2576, "RAD")
     assert (s.model.device, s.model.quantization) == ("cpu", "int8")
     assert s.general.create_demo_if_empty is True
@@ -45,6 +47,7 @@ def test_invalid_form_names_every_bad_field(tmp_path):
                 "listener.host": "not-an-ip",
                 "listener.allowed_aets": "OK, BAD\\AE",
                 "listener.tls_cert": str(tmp_path / "cert.pem"),
+                "listener.acse_timeout": "0",
                 "ris.port": "abc",
                 "ris.sending_facility": "RAD|X",
                 "model.folder": str(tmp_path / "missing"),
@@ -59,6 +62,7 @@ def test_invalid_form_names_every_bad_field(tmp_path):
         "listener.allowed_aets",
         "listener.tls_cert",
         "listener.tls_key",
+        "listener.acse_timeout",
         "ris.port",
         "ris.sending_facility",
         "model.folder",
@@ -73,6 +77,40 @@ def test_tls_key_without_certificate_is_refused(tmp_path):
     with pytest.raises(SettingsError) as info:
         parse_settings({"listener.tls_key": str(tmp_path / "key.pem")})
     assert "listener.tls_cert" in info.value.errors
+
+
+def test_tls_without_a_ca_is_refused_unless_any_client_is_explicitly_accepted(tmp_path):
+    from app.services.listener_supervisor import listener_command
+
+    for name in ("cert.pem", "key.pem", "ca.pem"):
+        (tmp_path / name).write_text("x")
+    tls = {"listener.tls_cert": str(tmp_path / "cert.pem"), "listener.tls_key": str(tmp_path / "key.pem")}
+    with pytest.raises(SettingsError) as info:
+        parse_settings(tls)
+    assert set(info.value.errors) == {"listener.tls_ca"}
+    assert "any client" in info.value.errors["listener.tls_ca"]
+
+    open_tls = parse_settings({**tls, "listener.tls_no_client_auth": "true"}).listener
+    assert open_tls.tls_open_to_any_client
+    assert listener_command(open_tls, tmp_path)[-1] == "--tls-no-client-auth"
+    command = listener_command(open_tls, tmp_path)
+    assert command[command.index("--acse-timeout") + 1] == "30"  # storescp's default ARTIM
+    with_ca = parse_settings({**tls, "listener.tls_ca": str(tmp_path / "ca.pem")}).listener
+    assert not with_ca.tls_open_to_any_client and "--tls-no-client-auth" not in listener_command(
+        with_ca, tmp_path
+    )
+    with pytest.raises(SettingsError) as info:
+        parse_settings(
+            {**tls, "listener.tls_ca": str(tmp_path / "ca.pem"), "listener.tls_no_client_auth": "1"}
+        )
+    assert set(info.value.errors) == {"listener.tls_no_client_auth"}
+
+    # a stored file from before the choice existed keeps its TLS files (the listener says why it
+    # cannot start) instead of silently falling back to a plain listener
+    store = SettingsStore()
+    store.write_values(tls)
+    assert store.load().listener.tls_cert == str(tmp_path / "cert.pem")
+    assert "listener.tls_ca" in store.load_errors
 
 
 def test_round_trip_through_the_file_and_refusal_keeps_old_values(tmp_path):
@@ -115,7 +153,9 @@ def test_missing_tls_files_are_kept_so_tls_is_never_silently_dropped(tmp_path):
     cert.write_text("x")
     key.write_text("x")
     store = SettingsStore()
-    store.apply_form({"listener.tls_cert": str(cert), "listener.tls_key": str(key)})
+    store.apply_form(
+        {"listener.tls_cert": str(cert), "listener.tls_key": str(key), "listener.tls_no_client_auth": "true"}
+    )
     cert.unlink()
     fresh = SettingsStore()
     loaded = fresh.load()
@@ -164,3 +204,10 @@ def test_new_switches_are_validated_and_round_trip():
     assert set(info.value.errors) == {"ris.host", "general.predraft", "general.outbox_retention_days"}
     with pytest.raises(SettingsError, match="outbox_retention_days"):
         parse_settings({"general.outbox_retention_days": "thirty"})
+
+
+def test_settings_offer_every_quantization_the_runtime_loads():
+    from app.services.settings_model import QUANTIZATIONS
+    from inference.quantization import QUANTIZATIONS as RUNTIME
+
+    assert set(QUANTIZATIONS) == {"auto", *RUNTIME}  # auto: the runtime plans one of them

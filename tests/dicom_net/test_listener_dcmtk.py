@@ -137,6 +137,8 @@ def test_wrong_called_ae_title_is_rejected(listener) -> None:
         (["GOODAE"], "BADAE", False),
         (["GOODAE@127.0.0.1"], "GOODAE", True),
         (["GOODAE@10.255.0.9"], "GOODAE", False),  # right AE title, wrong host
+        (["GOODAE@localhost"], "GOODAE", True),  # a host name is resolved, not compared as text
+        (["GOODAE@no-such-host.invalid", "OTHER@localhost"], "GOODAE", False),
     ],
 )
 def test_allow_list_of_calling_ae_titles_and_hosts(
@@ -151,8 +153,23 @@ def test_allow_list_of_calling_ae_titles_and_hosts(
         assert (result.returncode == 0) is accepted, result.stderr
         assert handle.archive.instance_count() == (1 if accepted else 0)
         assert handle.stats.snapshot()["counts"]["rejected"] == (0 if accepted else 1)
+        if not accepted:  # an A-ASSOCIATE-RJ the sender can report, not a dropped connection
+            said = result.stdout + result.stderr
+            assert "Association Rejected" in said and "Rejected Permanent" in said, said
+            assert "Calling AE Title Not Recognized" in said, said
     finally:
         handle.stop(grace_s=1.0)
+
+
+def test_echoscu_from_a_calling_ae_not_on_the_allow_list_reports_the_rejection(tmp_path: Path) -> None:
+    config = ListenerConfig(aet=LISTENER_AET, port=0, archive_dir=tmp_path / "arc", allow=["GOODAE"])
+    with start_listener(config, write_status=False) as handle:
+        result = echoscu(handle.port, aet="BADAE")
+        said = result.stdout + result.stderr
+        assert result.returncode != 0
+        assert "Result: Rejected Permanent, Source: Service User" in said, said
+        assert "Reason: Calling AE Title Not Recognized" in said, said
+        assert echoscu(handle.port, aet="GOODAE").returncode == 0
 
 
 def _wait_for(predicate, timeout: float = 20.0) -> None:

@@ -281,3 +281,71 @@ def test_close_cancels_running_and_queued_work_and_refuses_new_work(loaded):
     inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Findings?", ())
     with pytest.raises(RuntimeError, match="closed"):
         engine.submit(GenerationRequest(inputs))
+
+
+def test_forget_during_the_conversations_generation_is_not_undone(loaded):
+    inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Describe.", (IMAGE,))
+    started, release = threading.Event(), threading.Event()
+
+    def hold(_text: str) -> None:
+        started.set()
+        release.wait(30)
+
+    with Engine(loaded) as engine:
+        running = engine.submit(
+            GenerationRequest(
+                inputs, conversation_id="study-9", max_new_tokens=6, ignore_eos=True, on_text=hold
+            )
+        )
+        queued = engine.submit(GenerationRequest(inputs, conversation_id="study-8", max_new_tokens=2))
+        assert started.wait(60)
+        engine.forget("study-9")  # the study is closed while its answer is being written
+        engine.forget("study-8")  # ...and another one whose question still waits in the queue
+        release.set()
+        assert running.result(timeout=60).new_tokens == 6
+        assert queued.result(timeout=60).new_tokens > 0
+        assert engine.cached_tokens("study-9") == 0  # was the whole prompt + answer (stored at the end)
+        assert engine.cached_tokens("study-8") == 0
+        again = engine.submit(
+            GenerationRequest(inputs, conversation_id="study-9", max_new_tokens=2, ignore_eos=True)
+        ).result(timeout=60)
+        assert again.reused_tokens == 0 and engine.cached_tokens("study-9") > 0  # a new question caches again
+
+
+def test_progress_reports_seeing_reading_and_writing_in_order(loaded):
+    inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Describe.", (IMAGE, VIDEO))
+    seen: list[tuple[str, int, int]] = []
+    with Engine(loaded, prefill_chunk=16) as engine:
+        result = engine.submit(
+            GenerationRequest(
+                inputs, max_new_tokens=5, ignore_eos=True, on_progress=lambda *p: seen.append(p)
+            )
+        ).result(timeout=60)
+    phases = [name for name, _, _ in seen]
+    assert phases == sorted(phases, key=["seeing", "reading", "writing"].index)  # never back
+    assert [p for p in seen if p[0] == "seeing"] == [
+        ("seeing", 0, 4),
+        ("seeing", 1, 4),
+    ]  # image, 3-frame stack
+    reading = [p for p in seen if p[0] == "reading"]
+    assert reading[0] == ("reading", 0, inputs.prompt_tokens) and len(reading) == -(
+        -inputs.prompt_tokens // 16
+    )
+    assert [p for p in seen if p[0] == "writing"] == [("writing", n, 5) for n in range(5)]
+    assert result.new_tokens == 5
+
+
+def test_a_cancel_seen_at_a_progress_step_stops_before_writing(loaded):
+    inputs = chat_inputs(loaded.tokenizer, loaded.image_token_id, "Describe.", (IMAGE,))
+    handles = []
+
+    def stop_while_reading(phase: str, done: int, _total: int) -> None:
+        if phase == "reading" and done > 0:
+            handles[0].cancel()  # the Stop button pressed while the prompt is read
+
+    with Engine(loaded, prefill_chunk=8) as engine:
+        handles.append(
+            engine.submit(GenerationRequest(inputs, max_new_tokens=50, on_progress=stop_while_reading))
+        )
+        result = handles[0].result(timeout=60)
+    assert result.finish_reason == "cancelled" and result.new_tokens == 0

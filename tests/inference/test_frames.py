@@ -13,6 +13,7 @@ from inference.frames import (
     sample_video_indices,
     study_items,
     to_rgb_uint8,
+    video_frame_indices,
     video_item,
     volume_item,
 )
@@ -123,6 +124,17 @@ def test_bad_cine_timing_is_rejected() -> None:
 def test_cine_timestamps_count_from_the_first_frame() -> None:
     item = video_item(np.zeros((3, 4, 4), dtype=np.uint8), [5000.0, 5500.0, 6000.0])
     assert item.sampled_indices == [0, 2] and item.timestamps_s == pytest.approx([0.0, 1.0])
+
+
+def test_cine_without_timing_gets_no_invented_times() -> None:
+    frames = np.zeros((120, 8, 8), dtype=np.uint8)
+    frames[:, 0, 0] = np.arange(120)
+    item = video_item(frames, None)
+    assert item.kind == "video" and item.timestamps_s is None
+    assert item.sampled_indices == np.linspace(0, 119, 32).astype(int).tolist()
+    assert item.frames[:, 0, 0, 0].tolist() == item.sampled_indices
+    assert video_frame_indices(120, [], max_frames=8).tolist() == [0, 17, 34, 51, 68, 85, 102, 119]
+    assert video_frame_indices(3, None).tolist() == [0, 1, 2]
 
 
 def test_study_with_up_to_five_images_stays_separate_images() -> None:

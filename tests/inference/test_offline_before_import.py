@@ -38,7 +38,6 @@ print(json.dumps(seen))
         "inference.engine",
         "inference.config_translation",
         "inference.quantization",
-        "inference.onnx_vision",
     ],
 )
 def test_offline_flags_are_set_before_transformers_is_imported(module: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference.inputs import build_model_inputs
 from inference.loading import load_tokenizer
 from inference.preprocess import VisualItem
 from inference.prompting import (
@@ -18,6 +19,7 @@ from inference.prompting import (
     ReasoningStream,
     boxed_answer,
     image_token_id,
+    opens_reasoning,
     render_prompt,
     split_reasoning,
     strip_reasoning,
@@ -60,6 +62,18 @@ def test_real_video_frames_carry_timestamps(tokenizer) -> None:
     conv.add_user("Motion?", [_stack(3, "video", [0.0, 1.04, 2.0])])
     text = render_prompt(tokenizer, conv)
     assert "user\nTime 0.0s:<image>,Time 1.0s:<image>,Time 2.0s:<image>\nMotion?<|im_end|>" in text
+
+
+def test_video_without_timing_is_labelled_by_frame_number_not_time(tokenizer) -> None:
+    conv = Conversation()
+    untimed = VisualItem(np.zeros((3, 56, 56, 3), dtype=np.uint8), kind="video", sampled_indices=[0, 5, 9])
+    conv.add_user("Motion?", [untimed])
+    text = render_prompt(tokenizer, conv)
+    assert "Time " not in text
+    assert (
+        "user\n<image>,<image>,<image>\nThe frame timing of this cine is unknown; its 3 frames are shown "
+        "in order and are frames 1, 6, 10 of the cine.\nMotion?<|im_end|>"
+    ) in text
 
 
 def test_thinking_mode_appends_instruction(tokenizer) -> None:
@@ -136,12 +150,44 @@ def test_report_prompt_is_the_authors_evaluation_prompt() -> None:
             "The answer is \\boxed{B}.",
         ),
         ("<think>still thinking", "still thinking", ""),  # streaming, not closed yet
-        ("reasoning from template</think>final", "reasoning from template", "final"),
         ("plain answer", "", "plain answer"),
+        ("stray</think> tag", "", "stray tag"),  # a closing tag outside reasoning is never shown
     ],
 )
 def test_split_reasoning(output: str, reasoning: str, answer: str) -> None:
     assert split_reasoning(output) == (reasoning, answer)
+
+
+TEMPLATE_OPENS_THINK = (
+    "{%- for message in messages -%}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{%- endfor -%}{%- if add_generation_prompt -%}<|im_start|>assistant\n<think>\n{%- endif -%}"
+)
+
+
+def test_a_template_that_pre_opens_think_streams_and_splits_alike(tokenizer) -> None:
+    conv = Conversation()
+    conv.add_user("Is there a fracture?")
+    prompt = render_prompt(tokenizer, conv, TEMPLATE_OPENS_THINK)
+    assert prompt.endswith("assistant\n<think>") and opens_reasoning(prompt)
+    assert build_model_inputs(tokenizer, conv, chat_template=TEMPLATE_OPENS_THINK).think_open
+    assert not build_model_inputs(tokenizer, conv).think_open
+    output = "The cortex is intact.\n</think>\n\nNo fracture."
+    stream = ReasoningStream(opens_reasoning(prompt))
+    pieces = [stream.push(output[i : i + 3]) for i in range(0, len(output), 3)] + [
+        stream.push("", final=True)
+    ]
+    streamed = ("".join(r for r, _ in pieces), "".join(a for _, a in pieces))
+    assert "</think>" not in streamed[1]  # was shown as answer text
+    assert (streamed[0].strip(), streamed[1].strip()) == split_reasoning(output, True)
+    assert split_reasoning(output, True) == ("The cortex is intact.", "No fracture.")
+    conv.add_assistant(output, think_open=True)
+    assert conv.turns[-1].text == "No fracture."
+
+
+def test_prompts_that_do_not_leave_think_open() -> None:
+    assert not opens_reasoning("<|im_start|>assistant\n")
+    assert not opens_reasoning("<|im_start|>assistant\n<think>\n\n</think>\n\n")  # thinking switched off
+    assert not opens_reasoning("<|im_start|>user\nwhat is <think>?<|im_end|>\n<|im_start|>assistant\n")
 
 
 def test_boxed_answer_handles_nested_braces() -> None:

@@ -104,3 +104,9 @@ def test_no_model_says_how_to_install_and_signed_reports_are_not_redrafted(tmp_p
     report.sign("final", "Dr A")
     with pytest.raises(ReportError, match="only a draft"):
         draft_report(tiny_model_service, report, AuditRecord(report.report_id, "1"), [item], [sent])
+
+
+def test_a_template_that_pre_opens_think_keeps_the_reasoning_out_of_the_report() -> None:
+    reasoning_then_report = "The lungs look clear.\n</think>\n**Findings:** A\n**Impression:** B"
+    assert split_draft(reasoning_then_report, think_open=True) == {"findings": "A", "impression": "B"}
+    assert split_draft("The lungs look", final=False, think_open=True) == {"findings": "", "impression": ""}

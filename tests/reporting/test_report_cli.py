@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import hl7
 import pytest
 
@@ -9,28 +11,19 @@ from app.cli.main import main
 from app.reporting.audit import ReportStore
 from app.reporting.outbox import Outbox, State
 from app.reporting.report import ReportStatus
-from dicom_net.archive import Archive
+from app.reporting.users import UserStore
 from dicom_net.pacs_nodes import PacsNode, PacsNodes
-from dicom_net.paths import default_archive_dir
-from dicom_net.synthetic import SeriesGeometry, ct_series, write_datasets
 from tests.peers import PeerUnavailable, orthanc_server
 from tests.reporting.hl7_receivers import python_hl7_receiver
 
 TEXT = "Findings: Lungs clear | no ^ nodule & ~ \\ Müller.\nHeart normal.\nImpression: Normal 中文."
 
 
-@pytest.fixture
-def archived_study(tmp_path):
-    datasets = list(
-        ct_series(
-            SeriesGeometry(rows=24, columns=24, slices=6), patient={"id": "CLI-PID", "accession": "CLI-ACC"}
-        )
-    )
-    paths = write_datasets(datasets, tmp_path / "incoming")
-    with Archive(default_archive_dir()) as archive:
-        for path in paths:
-            archive.store_file(path)
-    return datasets[0].StudyInstanceUID, paths
+@pytest.fixture(autouse=True)
+def signer(monkeypatch):
+    """The workstation user who signs, and their password on stdin for every command."""
+    UserStore().add("boster", "Øster^Ben", "correct horse", licence="LIC-0042")
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse\n" * 10))
 
 
 def test_draft_prints_an_unsent_ai_draft(archived_study, tiny_model_folder, capsys):
@@ -89,8 +82,9 @@ def test_send_final_then_correction_to_ris_and_pacs(archived_study, tmp_path, ca
                     str(text_file),
                     "--status",
                     "F",
-                    "--radiologist",
-                    "Øster, Ben",
+                    "--user",
+                    "boster",
+                    "--password-stdin",
                     "--ris",
                     ris.address,
                     "--pacs",
@@ -99,27 +93,26 @@ def test_send_final_then_correction_to_ris_and_pacs(archived_study, tmp_path, ca
             )
             assert code == 0, capsys.readouterr()
             capsys.readouterr()
-            assert (
-                main(
-                    [
-                        "report",
-                        "send",
-                        "--study",
-                        study_uid,
-                        "--text-file",
-                        str(text_file),
-                        "--status",
-                        "F",
-                        "--radiologist",
-                        "Øster, Ben",
-                        "--ris",
-                        ris.address,
-                    ]
-                )
-                == 2
-            )
-            assert "use a correction" in capsys.readouterr().err
+            send_final_again = [
+                "report",
+                "send",
+                "--study",
+                study_uid,
+                "--text-file",
+                str(text_file),
+                "--status",
+                "F",
+                "--user",
+                "boster",
+                "--password-stdin",
+                "--ris",
+                ris.address,
+            ]
+            assert main(send_final_again) == 0  # the same signature again: nothing new is sent
+            assert "already signed final" in capsys.readouterr().out and len(ris.messages) == 1
             text_file.write_text(TEXT + "\nAddendum.", encoding="utf-8")
+            assert main(send_final_again) == 2  # other text as a second final
+            assert "use a correction" in capsys.readouterr().err
             assert (
                 main(
                     [
@@ -131,8 +124,9 @@ def test_send_final_then_correction_to_ris_and_pacs(archived_study, tmp_path, ca
                         str(text_file),
                         "--status",
                         "C",
-                        "--radiologist",
-                        "Øster, Ben",
+                        "--user",
+                        "boster",
+                        "--password-stdin",
                         "--ris",
                         ris.address,
                         "--pacs",
@@ -180,8 +174,9 @@ def test_send_to_a_ris_that_is_down_stays_queued(archived_study, tmp_path, capsy
                 str(text_file),
                 "--status",
                 "P",
-                "--radiologist",
-                "Dr A",
+                "--user",
+                "boster",
+                "--password-stdin",
                 "--ris",
                 f"127.0.0.1:{port}",
             ]
@@ -217,8 +212,9 @@ def test_outbox_command_applies_the_retention_days_from_settings(archived_study,
             str(text_file),
             "--status",
             "F",
-            "--radiologist",
-            "Dr A",
+            "--user",
+            "boster",
+            "--password-stdin",
             "--ris",
             ris.address,
         ]
@@ -233,3 +229,33 @@ def test_outbox_command_applies_the_retention_days_from_settings(archived_study,
     assert main(["report", "outbox", "--process"]) == 0
     assert not Outbox().payload_path(message.message_id).exists()
     assert Outbox().get(message.message_id).state is State.DELIVERED
+
+
+def test_a_wrong_password_signs_nothing_and_sends_nothing(archived_study, tmp_path, monkeypatch, capsys):
+    study_uid, _ = archived_study
+    text_file = tmp_path / "report.txt"
+    text_file.write_text("Normal.", encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horsE\n"))
+    with python_hl7_receiver("AA") as ris:
+        args = ["report", "send", "--study", study_uid, "--text-file", str(text_file), "--status", "F"]
+        code = main([*args, "--user", "boster", "--password-stdin", "--ris", ris.address])
+        assert code == 4 and "nothing signed, nothing sent" in capsys.readouterr().err
+        monkeypatch.setattr("sys.stdin", io.StringIO("correct horse\n"))
+        assert main([*args, "--user", "nobody", "--password-stdin", "--ris", ris.address]) == 4
+    assert ris.messages == [] and Outbox().messages() == []
+    assert ReportStore().reports_for_study(study_uid) == []
+
+
+def test_the_signed_message_names_the_authenticated_user(archived_study, tmp_path):
+    study_uid, _ = archived_study
+    text_file = tmp_path / "report.txt"
+    text_file.write_text("Normal.", encoding="utf-8")
+    with python_hl7_receiver("AA") as ris:
+        args = ["report", "send", "--study", study_uid, "--text-file", str(text_file), "--status", "F"]
+        assert main([*args, "--user", "boster", "--password-stdin", "--ris", ris.address]) == 0
+    message = hl7.parse(ris.messages[0])
+    assert str(message.segment("OBR")[32]) == "LIC-0042&Øster&Ben"
+    [report] = ReportStore().reports_for_study(study_uid)
+    assert report.signatures[-1].user == "boster"
+    events = ReportStore().load(report.report_id)[1].events
+    assert [e["user"] for e in events if e["kind"] == "signed"] == ["boster"]

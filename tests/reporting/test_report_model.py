@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.reporting.audit import AuditRecord, Generation, ReportStore, SentInput
-from app.reporting.report import Report, ReportError, ReportStatus, Span, StudyInfo
+from app.reporting.report import Report, ReportError, ReportStatus, Span, StudyInfo, clean_text
 
 
 def make_report() -> Report:
@@ -17,15 +17,13 @@ def test_report_needs_a_study_uid():
         Report(StudyInfo(study_instance_uid=""))
 
 
-def test_ai_text_is_marked_per_line_and_signing_refused_until_reviewed():
+def test_ai_text_is_marked_and_signing_refused_until_reviewed():
     report = make_report()
     for piece in ["Liver norm", "al.\nNo effusion", ".\n"]:
         report.append_ai_text("findings", piece)
     assert report.text("findings") == "Liver normal.\nNo effusion.\n"
-    assert [(s.text, s.ai) for s in report.spans("findings")] == [
-        ("Liver normal.\n", True),
-        ("No effusion.\n", True),
-    ]
+    assert [(s.text, s.ai) for s in report.spans("findings")] == [("Liver normal.\nNo effusion.\n", True)]
+    report.append_ai_text("impression", "Normal.")
     with pytest.raises(ReportError, match="2 AI-written passage"):
         report.sign("final", "Müller, Anna")
     assert report.status is ReportStatus.DRAFT
@@ -41,16 +39,14 @@ def test_ai_text_after_the_radiologists_starts_on_a_new_line():
     ]
 
 
-def test_editing_one_ai_line_unmarks_only_that_line():
+def test_editing_one_ai_line_unmarks_only_the_typed_characters():
     report = make_report()
     report.append_ai_text("findings", "Liver normal.\nNo effusion.\n")
     report.set_text("findings", "Liver normal.\nSmall left effusion.\nBones intact.")
     spans = report.spans("findings")
-    assert [(s.text, s.ai) for s in spans] == [
-        ("Liver normal.\n", True),
-        ("Small left effusion.\nBones intact.", False),
-    ]
-    assert report.unreviewed_ai_spans() == 1
+    assert "".join(s.text for s in spans if s.ai) == "Liver normal.\n effusion.\n"
+    assert "".join(s.text for s in spans if not s.ai) == "Small leftBones intact."
+    assert report.unreviewed_ai_spans() == 2
     # a pure insertion between two lines leaves both AI lines marked
     report2 = make_report()
     report2.append_ai_text("impression", "A.\nB.\n")
@@ -66,7 +62,7 @@ def test_accept_unmarks_and_then_final_needs_a_named_radiologist():
     report = make_report()
     report.append_ai_text("impression", "No acute findings.")
     assert report.accept_ai("impression") == 1
-    assert report.spans("impression") == [Span("No acute findings.", False)]
+    assert report.spans("impression") == [Span("No acute findings.", False, kept_ai=True)]
     with pytest.raises(ReportError, match="named radiologist"):
         report.sign("final", "  ")
     report.sign("final", "Müller, Anna")
@@ -151,7 +147,7 @@ def test_random_edits_keep_the_text_exactly_and_never_mark_typed_text_as_ai():
         text = report.text("findings")
         i, j = sorted(rng.randrange(len(text) + 1) for _ in range(2))
         typed = "".join(rng.choice(alphabet) for _ in range(rng.randrange(4)))
-        new = text[:i] + typed + text[j:]
+        new = clean_text(text[:i] + typed + text[j:])  # \x1c becomes a line break
         ai_before = "".join(s.text for s in report.spans("findings") if s.ai)
         report.set_text("findings", new)
         spans = report.spans("findings")
@@ -195,3 +191,55 @@ def test_records_signed_before_content_digests_stay_sendable():
     del data["signatures"][0]["content"]
     old = Report.from_dict(data)
     assert old.signatures[0].content == "" and not old.edited_since_signed
+
+
+LONG_AI = (
+    "The liver is normal in size and attenuation without a focal lesion. The gallbladder is "
+    "unremarkable. The pancreas, spleen and adrenal glands are normal. No free fluid."
+)
+
+
+def test_typing_inside_a_long_ai_passage_unmarks_only_what_was_typed():
+    report = make_report()
+    report.append_ai_text("findings", LONG_AI)
+    at = LONG_AI.index("without")
+    report.set_text("findings", LONG_AI[:at] + "(checked) " + LONG_AI[at:])  # 10 characters typed
+    spans = report.spans("findings")
+    [typed] = [s.text for s in spans if not s.ai]
+    assert typed.strip() == "(checked)" and len(typed) == 10
+    assert "".join(s.text for s in spans if s.ai) == LONG_AI  # every untouched AI character stays marked
+    assert report.unreviewed_ai_spans() == 2
+    with pytest.raises(ReportError, match="2 AI-written passage"):
+        report.sign("final", "Dr A")
+    # overtyping one word inside it: the rest stays AI
+    report.set_text("findings", report.text("findings").replace("gallbladder", "gall bladder"))
+    assert "gallbladder".replace("ll", "ll ") not in "".join(s.text for s in report.spans("findings") if s.ai)
+    assert "The pancreas, spleen" in "".join(s.text for s in report.spans("findings") if s.ai)
+
+
+def test_accepted_ai_text_stays_known_as_ai_written_until_retyped():
+    report = make_report()
+    report.set_text("impression", "Mine.")
+    assert not report.contains_ai_text
+    report.append_ai_text("findings", "Line A.\nLine B.")
+    assert report.accept_ai() == 1 and report.unreviewed_ai_spans() == 0
+    assert report.contains_ai_text and report.ai_lines("findings") == [True, True]
+    report.set_text("findings", "Line A.\nTyped.")
+    assert report.ai_lines("findings") == [True, False]
+    reloaded = Report.from_dict(report.to_dict())
+    assert reloaded.ai_lines("findings") == [True, False] and reloaded.contains_ai_text
+    report.set_text("findings", "Typed.")
+    assert not report.contains_ai_text
+
+
+@pytest.mark.parametrize("entry", ["ai_stream", "edit", "template"])
+def test_control_characters_are_cleaned_where_text_enters(entry):
+    report = make_report()
+    dirty = "Lungs clear.\x0bHeart normal.\x0c\x01End\u2028x\tTab"
+    if entry == "ai_stream":
+        report.set_ai_text("findings", [], dirty)
+    elif entry == "edit":
+        report.set_text("findings", dirty)
+    else:
+        report.replace_with_template("findings", dirty)
+    assert report.text("findings") == "Lungs clear.\nHeart normal.\nEnd\nx\tTab"
