@@ -441,7 +441,8 @@ class ReadingWidget(QWidget):
                     if len(m.plane_key) > 1 and isinstance(m.plane_key[1], int)
                     else m.plane_key[0]
                 )
-                text = f"{m.kind.title()} ({where}): {m.text(unit)}".replace("\n", "  ")
+                value = m.text(unit).replace("\n", "  ")
+                text = f"{m.kind.title()} ({where})" + (f": {value}" if value else "")
                 item = QListWidgetItem(text)
                 item.setToolTip(text)
                 item.setData(MEASUREMENT_ROLE, (state, m))
