@@ -31,6 +31,7 @@ from app.assistant.ai_inputs import (
     visual_item_for,
 )
 from app.assistant.model_service import ModelService
+from app.reading.layouts import ViewKind
 from app.reporting.atomic import read_json, write_json_atomic
 from app.reporting.audit import Generation, SentInput, now_iso
 from app.reporting.outbox import DAY_SECONDS
@@ -75,16 +76,13 @@ def offered_scopes(ctx: ScreenContext) -> tuple[ScopeKind, ...]:
     current image whenever a 2D image is on screen; the series as a volume for a stack with
     patient geometry (never a cine for a CT, nor a current image for a 3D rendering)."""
     volume = ctx.volume
+    cine = ctx.shows == "cine" or is_cine(volume)  # a cine viewport, also one without frame timing
     kinds: list[ScopeKind] = []
-    if is_cine(volume):
+    if cine and volume.voxels.shape[0] > 1:
         kinds.append("cine")
     if ctx.shows != "3d":
         kinds.append("image")
-    if (
-        not is_cine(volume)
-        and volume.voxels.shape[0] > 1
-        and volume.metadata.get("has_patient_geometry", True)
-    ):
+    if not cine and volume.voxels.shape[0] > 1 and volume.metadata.get("has_patient_geometry", True):
         kinds.append("volume")
     return tuple(kinds)
 
@@ -542,7 +540,7 @@ def screen_context_from(main_window: Any) -> ScreenContext | None:
     if state.source is not volume:
         return None  # its view is not built yet
     m = state.display_matrix()
-    cine = is_cine(volume)
+    cine = model.kind is ViewKind.CINE or is_cine(volume)
     return replace(
         base,
         plane=state.plane,

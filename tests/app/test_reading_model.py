@@ -56,3 +56,18 @@ def test_stacks_on_one_frame_of_reference_scroll_together(demo_archive):
     assert b.slice_index == 5
     b.scroll(3)
     assert a.slice_index == 8
+
+
+def test_a_cine_without_frame_timing_is_offered_as_a_cine_with_unknown_timing(tmp_path):
+    from app.assistant.chat import ScreenContext, default_scope, offered_scopes, summarise
+    from dicom_net.synthetic import ultrasound_cine, write_datasets
+    from viewer.loader import load_volume
+
+    cine = ultrasound_cine(frames=40, rows=32, columns=40, frame_time_ms=40.0)
+    for keyword in ("FrameTime", "FrameIncrementPointer", "CineRate", "RecommendedDisplayFrameRate"):
+        delattr(cine, keyword)
+    volume, _ = load_volume(write_datasets([cine], tmp_path))
+    shown = ScreenContext("1.2.3", "1.2.3.4", volume, shows="cine", slice_index=7, frame_index=7)
+    assert offered_scopes(shown) == ("cine", "image")  # the cine first, never "series as volume"
+    scope = default_scope(shown)
+    assert scope.kind == "cine" and "cine 32 frames (timing unknown)" in summarise(volume, scope).chips()
