@@ -1,7 +1,8 @@
 """Cine playback logic (no Qt): the recorded frame timing and a clock-driven player.
 
-Timing comes from, in order: Frame Time Vector (0018,1065) or Frame Time (0018,1063) in ms,
-Cine Rate (0018,0040) and Recommended Display Frame Rate (0008,2144) in frames/s.
+Timing comes from the volume's frame start times (a video stream's), else, in order: Frame Time
+Vector (0018,1065) or Frame Time (0018,1063) in ms, Cine Rate (0018,0040) and Recommended Display
+Frame Rate (0008,2144) in frames/s.
 The player is driven by any monotonic clock in seconds, so tests use a fake clock and assert
 exact frames without timing anything.
 """
@@ -13,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from viewer.volume import Volume
 
 DEFAULT_FPS = 10.0
 LOOP_MODES = ("loop", "once", "bounce")
@@ -26,8 +29,9 @@ def _positive_float(value: Any) -> float | None:
     return number if number > 0 else None
 
 
-def frame_times_ms(metadata: Mapping[str, Any], frames: int) -> tuple[list[float], str]:
-    """Display duration of each frame in ms and the attribute it came from.
+def frame_durations_ms(metadata: Mapping[str, Any], frames: int) -> tuple[list[float], str]:
+    """Display duration of each frame in ms and the attribute it came from (``DEFAULT_FPS``
+    when there is none).
 
     ``metadata`` maps DICOM keywords to values (a pydicom Dataset works too).
     """
@@ -45,6 +49,31 @@ def frame_times_ms(metadata: Mapping[str, Any], frames: int) -> tuple[list[float
         if fps is not None:
             return [1000.0 / fps] * frames, keyword
     return [1000.0 / DEFAULT_FPS] * frames, "default"
+
+
+def cine_durations_ms(volume: Volume) -> tuple[list[float], str]:
+    """Per-frame durations (ms) of a multi-frame volume and where they came from: its frame start
+    times (``Volume.frame_times_ms``, e.g. a video stream's), else its DICOM timing attributes."""
+    n = volume.voxels.shape[0]
+    starts = volume.frame_times_ms
+    if starts is not None and len(starts) == n and n > 1:
+        durations = np.diff(np.asarray(starts, dtype=np.float64))
+        if np.all(durations > 0):
+            return [*durations.tolist(), float(durations[-1])], "frame times"
+    return frame_durations_ms(volume.metadata, n)
+
+
+def cine_start_times_ms(volume: Volume) -> list[float] | None:
+    """Start time (ms from the first frame) of every frame of a multi-frame volume as recorded
+    (its frame times, else its DICOM timing attributes); None when the recording has none: a
+    timing is never invented for the model (the player alone falls back to ``DEFAULT_FPS``)."""
+    durations, source = cine_durations_ms(volume)
+    if source == "default":
+        return None
+    starts = volume.frame_times_ms
+    if starts is not None and len(starts) == volume.voxels.shape[0]:
+        return [float(t) for t in starts]
+    return np.concatenate([[0.0], np.cumsum(durations[:-1])]).tolist()
 
 
 class CinePlayer:

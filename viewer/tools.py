@@ -148,7 +148,8 @@ def roi_stats(
 
 @dataclass
 class Measurement:
-    """One measurement drawn on a plane: ``kind`` is length, angle, rectangle or ellipse."""
+    """One measurement or annotation drawn on a plane: ``kind`` is length, angle, rectangle,
+    ellipse, arrow (two points, the head at the second) or text (one point and ``label``)."""
 
     kind: str
     points: list[Point]
@@ -156,6 +157,7 @@ class Measurement:
     value: float | RoiStats  # a length is in ``calibration.length_unit`` (mm or px)
     calibration: Calibration = MM
     points_lps: list[tuple[float, float, float]] | None = None  # the points in patient space, when known
+    label: str = ""  # an annotation's text (arrow, text)
 
     def to_dict(self, unit: str = "") -> dict[str, object]:
         """Plain JSON-serialisable record: kind, points (plane pixels and LPS mm), the plane it is
@@ -172,7 +174,9 @@ class Measurement:
             "calibration_note": cal.note,
             "text": self.text(unit),
         }
-        if self.kind == "length":
+        if self.kind in ANNOTATIONS:
+            record.update(label=self.label)
+        elif self.kind == "length":
             record.update(length=float(self.value), unit=cal.length_unit)  # type: ignore[arg-type]
         elif self.kind == "angle":
             record.update(angle_deg=float(self.value), unit="deg")  # type: ignore[arg-type]
@@ -194,6 +198,8 @@ class Measurement:
 
     def text(self, unit: str = "") -> str:
         cal = self.calibration
+        if self.kind in ANNOTATIONS:
+            return self.label
         if self.kind == "length":
             return f"{self.value:.1f} {cal.length_unit}{cal.suffix()}"
         if self.kind == "angle":
@@ -223,7 +229,8 @@ def plain_data(value: object) -> object:
     return str(value)
 
 
-POINTS_NEEDED = {"length": 2, "angle": 3, "rectangle": 2, "ellipse": 2}
+POINTS_NEEDED = {"length": 2, "angle": 3, "rectangle": 2, "ellipse": 2, "arrow": 2, "text": 1}
+ANNOTATIONS = ("arrow", "text")  # drawn marks without a measured value
 
 
 def measure(
@@ -234,13 +241,23 @@ def measure(
     plane_key: tuple[object, ...],
     calibration: Calibration = MM,
     points_lps: list[tuple[float, float, float]] | None = None,
+    label: str = "",
 ) -> Measurement:
     """Build a finished measurement of ``kind`` from its points on ``image``; with an unknown
-    calibration ``spacing`` is ignored and lengths/areas are in pixels."""
+    calibration ``spacing`` is ignored and lengths/areas are in pixels. Annotations (arrow,
+    text) carry ``label``. Raises ValueError for a degenerate one (a zero-size ROI or arrow)."""
     if len(points) != POINTS_NEEDED.get(kind, -1):
         raise ValueError(f"{kind} needs {POINTS_NEEDED.get(kind)} points, got {len(points)}")
     if not calibration.known:
         spacing = (1.0, 1.0)
+    if kind in ("rectangle", "ellipse") and (
+        abs(points[1][0] - points[0][0]) < 1.0 or abs(points[1][1] - points[0][1]) < 1.0
+    ):
+        raise ValueError(f"a {kind} ROI must span at least one pixel each way")
+    if kind in ANNOTATIONS:
+        if kind == "arrow" and math.dist(points[0], points[1]) < 1.0:
+            raise ValueError("an arrow needs two distinct points")
+        return Measurement(kind, list(points), plane_key, 0.0, calibration, points_lps, label)
     if kind == "length":
         value: float | RoiStats = length_mm(points[0], points[1], spacing)
     elif kind == "angle":

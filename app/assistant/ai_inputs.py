@@ -1,9 +1,10 @@
 """Glue from what the viewer shows to what Hulu-Med sees: a Volume + view settings -> a VisualItem.
 
-Used by the ``ask`` command, the chat panel and report drafting. The viewer reslices (planes in
-radiological convention) and windows exactly as it displays; :mod:`inference.frames` turns the
-result into model frames. Zoom, pan, flips and rotations are display-only and are NOT applied:
-the model always gets the plane in standard radiological orientation at full resolution.
+Used by the ``ask`` command, the chat panel and report drafting. Every image comes from
+``viewer.view_state.displayed_image``, the function the 2D views render from: the same plane
+(standard, oblique or the native acquisition), slab, window, inversion and on-screen orientation
+(flips, quarter turns) as the view; :mod:`inference.frames` turns it into model frames. Zoom and
+pan are not applied: the model gets the whole plane at full resolution.
 
 Modes: ``2d`` the current slice/frame; ``3d`` N slices sampled uniformly through the whole
 stack in the chosen plane (no duplicates); ``video`` a cine sampled at ``fps`` with timestamps,
@@ -27,10 +28,11 @@ from inference.frames import (
     video_item,
 )
 from inference.preprocess import VisualItem
+from viewer.cine import cine_start_times_ms
 from viewer.loader import expand_paths
 from viewer.presets import default_window
-from viewer.reslice import plane_image, plane_positions, value_range, window_to_uint8
-from viewer.view_state import ViewState
+from viewer.reslice import Plane, plane_positions, value_range
+from viewer.view_state import DisplayedImage, ViewState, displayed_image
 from viewer.volume import Volume
 
 AIMode = Literal["auto", "2d", "3d", "video"]
@@ -42,7 +44,7 @@ class AIView:
     """What to show the model. ``None`` means "as the viewer would open the series"."""
 
     mode: AIMode = "auto"
-    plane: str | None = None  # axial/coronal/sagittal/native; None: axial with geometry, else native
+    plane: Plane | None = None  # axial/coronal/sagittal/native or an Oblique; None: axial, else native
     index: int | None = None  # 2D: slice (or cine frame) index in the plane; None: the middle one
     slices: int = DEFAULT_VOLUME_SLICES  # 3D: slices sampled through the stack
     window: float | None = None
@@ -50,20 +52,30 @@ class AIView:
     invert: bool | None = None  # None: MONOCHROME1 images are inverted, as displayed
     fps: float = DEFAULT_VIDEO_FPS
     max_frames: int = MAX_VIDEO_FRAMES
+    position_mm: float | None = None  # 2D: the exact position shown (MPR crosshair), over ``index``
+    slab_mm: float = 0.0
+    slab_mode: str = "mip"
+    display: tuple[tuple[float, float], tuple[float, float]] | None = None  # on-screen flips/turns
 
     @classmethod
     def from_view_state(
         cls, state: ViewState, mode: AIMode = "2d", slices: int = DEFAULT_VOLUME_SLICES
     ) -> AIView:
-        """What a 2D view currently shows: its plane, slice, window and invert (not zoom/flips)."""
+        """What a 2D view currently shows: plane, slice or position, slab, window, invert and
+        orientation (not zoom/pan)."""
+        m = state.display_matrix()
         return cls(
             mode=mode,
-            plane=state.plane,
+            plane=state.geometry,
             index=state.slice_index,
             slices=slices,
             window=state.window_width,
             level=state.window_center,
             invert=state.invert,
+            position_mm=state.position_mm,
+            slab_mm=state.slab_mm,
+            slab_mode=state.slab_mode,
+            display=((float(m[0, 0]), float(m[0, 1])), (float(m[1, 0]), float(m[1, 1]))),
         )
 
 
@@ -90,7 +102,7 @@ def resolve_mode(volume: Volume, view: AIView) -> Literal["2d", "3d", "video"]:
     return "2d"
 
 
-def resolve_plane(volume: Volume, view: AIView) -> str:
+def resolve_plane(volume: Volume, view: AIView) -> Plane:
     if view.plane is not None:
         return view.plane
     return "axial" if volume.metadata.get("has_patient_geometry", True) else "native"
@@ -110,56 +122,78 @@ def resolve_window(volume: Volume, view: AIView) -> tuple[float, float] | None:
     return float(width), float(level)
 
 
-def _displayed(pixels: np.ndarray, window: tuple[float, float] | None, invert: bool) -> np.ndarray:
-    """RGB uint8 exactly as the viewer displays it (its own window function)."""
-    if window is None:
-        return to_rgb_uint8(pixels if pixels.dtype == np.uint8 else np.clip(pixels, 0, 255).astype(np.uint8))
-    return to_rgb_uint8(window_to_uint8(pixels, window[0], window[1], invert=invert))
+def plane_name(plane: Plane) -> str:
+    return plane if isinstance(plane, str) else "oblique"
+
+
+def view_state_for(volume: Volume, view: AIView) -> ViewState:
+    """The 2D view state ``view`` describes (what a view showing it would hold)."""
+    state = ViewState()
+    plane = resolve_plane(volume, view)
+    depth = len(plane_positions(volume, plane))
+    state.set_geometry(plane, depth, view.position_mm)
+    index = depth // 2 if view.index is None else view.index
+    if view.position_mm is None and not 0 <= index < depth:
+        raise ValueError(f"slice index {index} outside 0..{depth - 1} of the {plane_name(plane)} plane")
+    state.slice_index = min(max(index, 0), depth - 1)
+    state.slab_mm, state.slab_mode = float(view.slab_mm), view.slab_mode  # type: ignore[assignment]
+    window = resolve_window(volume, view)
+    if window is not None:
+        state.window_width, state.window_center = window
+    state.invert = bool(volume.metadata.get("invert", False)) if view.invert is None else view.invert
+    if view.display is not None:
+        state.set_display_matrix(np.asarray(view.display, dtype=np.float64))
+    return state
+
+
+def shown_image(volume: Volume, view: AIView) -> DisplayedImage:
+    """The image a 2D view set as ``view`` says shows (``viewer.view_state.displayed_image``)."""
+    return displayed_image(volume, view_state_for(volume, view))
 
 
 def visual_item_for(volume: Volume, view: AIView | None = None) -> VisualItem:
     """The model input for ``volume`` shown as ``view`` says (see the module docstring)."""
     view = view or AIView()
     mode = resolve_mode(volume, view)
-    window = resolve_window(volume, view)
-    invert = bool(volume.metadata.get("invert", False)) if view.invert is None else view.invert
     series = str(volume.metadata.get("series_uid", ""))
     if mode == "video":
+        window = resolve_window(volume, view)
+        invert = bool(volume.metadata.get("invert", False)) if view.invert is None else view.invert
         # No frame timing: no invented times (video_item labels the frames by number instead).
         # video_item windows only the frames it samples (same DICOM formula as the display).
         return video_item(
             volume.voxels,
-            volume.frame_times_ms or None,
+            cine_start_times_ms(volume),
             fps=view.fps,
             max_frames=view.max_frames,
             window=window,
             invert=invert,
             source=f"series {series} cine",
         )
-    plane = resolve_plane(volume, view)
-    depth = len(plane_positions(volume, plane))
+    state = view_state_for(volume, view)
+    name = plane_name(state.geometry)
     if mode == "3d":
-        indices = sample_slice_indices(depth, view.slices)
-        first = _displayed(plane_image(volume, plane, index=int(indices[0])).pixels, window, invert)
+        indices = sample_slice_indices(state.slice_count, view.slices)
+        state.position_mm = None
+        state.slice_index = int(indices[0])
+        first = to_rgb_uint8(displayed_image(volume, state).on_screen())
         frames = np.empty((len(indices), *first.shape), dtype=first.dtype)
         frames[0] = first
         for out, i in zip(frames[1:], indices[1:]):
-            out[...] = _displayed(plane_image(volume, plane, index=int(i)).pixels, window, invert)
+            state.slice_index = int(i)
+            out[...] = to_rgb_uint8(displayed_image(volume, state).on_screen())
         return VisualItem(
             frames,
             kind="volume",
-            source=f"series {series} {plane} {len(indices)} slices",
+            source=f"series {series} {name} {len(indices)} slices",
             sampled_indices=indices.tolist(),
         )
-    index = depth // 2 if view.index is None else view.index
-    if not 0 <= index < depth:
-        raise ValueError(f"slice index {index} outside 0..{depth - 1} of the {plane} plane")
-    pixels = plane_image(volume, plane, index=index).pixels
+    shown = displayed_image(volume, state)
     return VisualItem(
-        _displayed(pixels, window, invert)[None],
+        to_rgb_uint8(shown.on_screen())[None],
         kind="image",
-        source=f"series {series} {plane} slice {index}",
-        sampled_indices=[index],
+        source=f"series {series} {name} slice {state.slice_index}",
+        sampled_indices=[state.slice_index],
     )
 
 

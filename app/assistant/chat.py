@@ -1,8 +1,10 @@
 """Asking the local model about what is on screen (plain Python; the chat panel is its view).
 
-A :class:`ScreenContext` is what the viewer shows (series, plane, slice, window, cine frame); an
-:class:`AskScope` is what will be sent, derived from it and editable (the panel's chips):
-the current image, the series as a volume (N slices through the displayed plane) or the cine.
+A :class:`ScreenContext` is what the active viewport shows (read from the reading model:
+series, plane or oblique geometry, slice or exact position, slab, window, orientation, cine
+frame); an :class:`AskScope` is what will be sent, derived from it and editable (the panel's
+chips): the current image (exactly the image on screen), the series as a volume (N slices
+through the displayed plane) or the cine. Only scopes that fit are offered (:func:`offered_scopes`).
 :class:`ChatSession` keeps one conversation per study: follow-up questions reuse it (and the
 engine's prefix cache); visuals are attached again only when the scope changed. Every answer
 is an AI draft; nothing here stores or sends anything outside the workstation.
@@ -19,10 +21,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
-from app.assistant.ai_inputs import AIView, is_cine, resolve_plane, resolve_window, visual_item_for
+from app.assistant.ai_inputs import (
+    AIView,
+    is_cine,
+    plane_name,
+    resolve_plane,
+    resolve_window,
+    shown_image,
+    visual_item_for,
+)
 from app.assistant.model_service import ModelService
+from app.reading.layouts import ViewKind
 from app.reporting.atomic import read_json, write_json_atomic
 from app.reporting.audit import Generation, SentInput, now_iso
 from app.reporting.outbox import DAY_SECONDS
@@ -30,12 +39,14 @@ from dicom_net.paths import data_dir
 from inference.frames import DEFAULT_VIDEO_FPS, MAX_VIDEO_FRAMES
 from inference.preprocess_budget import MAX_TOKENS, MIN_TOKENS, merge_size_for, target_size, tokens_per_frame
 from inference.prompting import Conversation, ReasoningStream
-from viewer.reslice import plane_image, plane_positions
+from viewer.cine import cine_start_times_ms
+from viewer.reslice import Plane, plane_positions
 from viewer.volume import Volume
 
 log = logging.getLogger(__name__)
 
 ScopeKind = Literal["image", "volume", "cine"]
+Display = tuple[tuple[float, float], tuple[float, float]]
 AI_NOTICE = "AI-generated answers can be wrong. Review them against the images; not for diagnosis."
 
 
@@ -53,6 +64,27 @@ class ScreenContext:
     window: tuple[float, float] | None = None  # (width, level) as displayed
     invert: bool | None = None
     frame_index: int | None = None  # cine: the frame on screen
+    shows: Literal["image", "3d", "cine"] = "image"  # a 2D image, a 3D rendering or a cine
+    geometry: Plane | None = None  # the plane as resliced (an Oblique in a rotated MPR)
+    position_mm: float | None = None  # the exact position shown (MPR), else the slice's
+    slab: tuple[float, str] = (0.0, "mip")  # (thickness mm, mode) as displayed
+    display: Display | None = None  # on-screen flips and quarter turns
+
+
+def offered_scopes(ctx: ScreenContext) -> tuple[ScopeKind, ...]:
+    """The scopes that fit what the viewport shows, the default first: a cine for a cine; the
+    current image whenever a 2D image is on screen; the series as a volume for a stack with
+    patient geometry (never a cine for a CT, nor a current image for a 3D rendering)."""
+    volume = ctx.volume
+    cine = ctx.shows == "cine" or is_cine(volume)  # a cine viewport, also one without frame timing
+    kinds: list[ScopeKind] = []
+    if cine and volume.voxels.shape[0] > 1:
+        kinds.append("cine")
+    if ctx.shows != "3d":
+        kinds.append("image")
+    if not cine and volume.voxels.shape[0] > 1 and volume.metadata.get("has_patient_geometry", True):
+        kinds.append("volume")
+    return tuple(kinds)
 
 
 @dataclass
@@ -69,13 +101,18 @@ class AskScope:
     invert: bool | None = None
     fps: float = DEFAULT_VIDEO_FPS
     max_frames: int = MAX_VIDEO_FRAMES
+    geometry: Plane | None = None  # the exact on-screen plane (oblique), until the plane is edited
+    position_mm: float | None = None
+    slab_mm: float = 0.0
+    slab_mode: str = "mip"
+    display: Display | None = None
 
     def view(self) -> AIView:
         mode = {"image": "2d", "volume": "3d", "cine": "video"}[self.kind]
         width, level = self.window if self.window else (None, None)
         return AIView(
             mode=mode,
-            plane=self.plane or None,
+            plane=self.geometry if self.geometry is not None else (self.plane or None),
             index=self.slice_index,
             slices=self.slices,
             window=width,
@@ -83,7 +120,19 @@ class AskScope:
             invert=self.invert,
             fps=self.fps,
             max_frames=self.max_frames,
+            position_mm=self.position_mm if self.kind == "image" else None,
+            slab_mm=self.slab_mm,
+            slab_mode=self.slab_mode,
+            display=self.display,
         )
+
+    def choose(self, plane: str, slice_index: int) -> None:
+        """The reader edited plane or slice: a named plane at a scroll step from now on (the
+        exact on-screen geometry and position no longer apply)."""
+        if plane != self.plane or slice_index != self.slice_index:
+            if plane != self.plane:
+                self.geometry = None
+            self.plane, self.slice_index, self.position_mm = plane, slice_index, None
 
 
 @dataclass(frozen=True)
@@ -114,17 +163,23 @@ def conversation_id_for(study_uid: str) -> str:
 
 
 def default_scope(ctx: ScreenContext, kind: ScopeKind | None = None, slices: int = 32) -> AskScope:
-    """The scope for what is on screen: the cine for a cine, else the current image."""
+    """The scope for what is on screen: the first of :func:`offered_scopes` (the cine for a cine,
+    else the current image, else the series); ValueError for a kind that is not offered."""
     volume = ctx.volume
+    offered = offered_scopes(ctx)
     if kind is None:
-        kind = "cine" if is_cine(volume) else "image"
+        if not offered:
+            raise ValueError("nothing on screen can be sent")
+        kind = offered[0]
+    if kind not in offered:
+        raise ValueError(f"{kind!r} does not fit this series (offered: {', '.join(offered)})")
     base_view = AIView(
-        plane=ctx.plane,
+        plane=ctx.geometry if ctx.geometry is not None else ctx.plane,
         window=ctx.window[0] if ctx.window else None,
         level=ctx.window[1] if ctx.window else None,
     )
-    plane = resolve_plane(volume, base_view)
-    depth = len(plane_positions(volume, plane))
+    geometry = resolve_plane(volume, base_view)
+    depth = len(plane_positions(volume, geometry))
     index = ctx.frame_index if kind == "cine" and ctx.frame_index is not None else ctx.slice_index
     index = depth // 2 if index is None else min(max(int(index), 0), depth - 1)
     window = ctx.window if ctx.window is not None else resolve_window(volume, base_view)
@@ -132,11 +187,16 @@ def default_scope(ctx: ScreenContext, kind: ScopeKind | None = None, slices: int
         kind=kind,
         series_uid=ctx.series_uid,
         series_label=ctx.series_label or ctx.series_uid[-12:],
-        plane=plane,
+        plane=plane_name(geometry),
         slice_index=index,
         slices=min(slices, depth),
         window=window,
         invert=ctx.invert,
+        geometry=geometry if not isinstance(geometry, str) else None,
+        position_mm=ctx.position_mm,
+        slab_mm=float(ctx.slab[0]),
+        slab_mode=ctx.slab[1],
+        display=ctx.display,
     )
 
 
@@ -144,11 +204,11 @@ def frame_count(volume: Volume, scope: AskScope) -> int:
     if scope.kind == "image":
         return 1
     if scope.kind == "volume":
-        return min(scope.slices, len(plane_positions(volume, scope.plane)))
+        return min(scope.slices, len(plane_positions(volume, scope.view().plane or scope.plane)))
     from inference.frames import video_frame_indices
 
     return len(
-        video_frame_indices(volume.voxels.shape[0], volume.frame_times_ms, scope.fps, scope.max_frames)
+        video_frame_indices(volume.voxels.shape[0], cine_start_times_ms(volume), scope.fps, scope.max_frames)
     )
 
 
@@ -158,7 +218,9 @@ def summarise(volume: Volume, scope: AskScope, max_tokens: int = MAX_TOKENS) -> 
     if scope.kind == "cine":
         height, width = volume.voxels.shape[1:3]
     else:
-        height, width = plane_image(volume, scope.plane, index=scope.slice_index).pixels.shape[:2]
+        view = scope.view()
+        view.mode = "2d"
+        height, width = shown_image(volume, view).on_screen().shape[:2]
     merge = merge_size_for(scope.kind != "image")
     new_h, new_w = target_size(
         height, width, merge_size=merge, frame_count=images, max_tokens=max_tokens, min_tokens=MIN_TOKENS
@@ -166,10 +228,12 @@ def summarise(volume: Volume, scope: AskScope, max_tokens: int = MAX_TOKENS) -> 
     tokens = tokens_per_frame(new_h, new_w, merge) * images
     if scope.kind == "image":
         slices = f"slice {scope.slice_index + 1}"
+        if scope.slab_mm:
+            slices += f", {scope.slab_mode.upper()} {scope.slab_mm:g} mm"
     elif scope.kind == "volume":
         slices = f"{images} slices"
     else:
-        timing = f"@ {scope.fps:g} fps" if volume.frame_times_ms else "(timing unknown)"
+        timing = f"@ {scope.fps:g} fps" if cine_start_times_ms(volume) else "(timing unknown)"
         slices = f"cine {images} frames {timing}"
     window = f"{scope.window[0]:g}/{scope.window[1]:g}" if scope.window else "as stored"
     return ScopeSummary(
@@ -453,33 +517,40 @@ class ChatSession:
 
 
 def screen_context_from(main_window: Any) -> ScreenContext | None:
-    """What the main window's active viewport shows (public attributes of the reading widget)."""
+    """What the main window's active viewport shows, read from the reading model (the session's
+    active viewport and its view state), never from the widgets."""
     reading = getattr(main_window, "reading", None)
     session = getattr(reading, "session", None)
-    if reading is None or session is None or not reading.viewports:
-        return None
-    slot = session.slots[reading.active] if reading.active < len(session.slots) else None
-    series_uid = getattr(slot, "series_uid", None)
+    model = session.active_viewport() if session is not None else None
+    series_uid = model.series_uid if model is not None else None
     volume = session.volumes.get(series_uid) if series_uid else None
-    prior_of = getattr(session, "prior_of", None)
-    if volume is None or (prior_of is not None and prior_of(series_uid) is not None):
+    if volume is None or session.prior_of(series_uid) is not None:
         return None  # a prior's series (comparison) is never asked about or keyed into this study's report
-    state = reading.active_state()
     info = session.info(series_uid)
-    window = (float(state.window_width), float(state.window_center)) if state is not None else None
-    plane = getattr(state, "plane", None) if state is not None else None
-    index = int(state.slice_index) if state is not None else None
-    if isinstance(volume.voxels, np.ndarray) and volume.is_color:
-        window = None
-    return ScreenContext(
+    base = ScreenContext(
         study_uid=session.study_uid,
         series_uid=series_uid,
         volume=volume,
         modality=getattr(info, "modality", "") or "",
         series_label=getattr(info, "description", "") or series_uid[-12:],
-        plane=plane if plane in ("axial", "coronal", "sagittal", "native") else None,
-        slice_index=index,
-        window=window,
-        invert=getattr(state, "invert", None),
-        frame_index=index if is_cine(volume) else None,
+    )
+    state = model.active_state()
+    if state is None:  # a 3D rendering: the series can be sent, not an image of it
+        return replace(base, shows="3d")
+    if state.source is not volume:
+        return None  # its view is not built yet
+    m = state.display_matrix()
+    cine = model.kind is ViewKind.CINE or is_cine(volume)
+    return replace(
+        base,
+        plane=state.plane,
+        slice_index=int(state.slice_index),
+        window=None if volume.is_color else (float(state.window_width), float(state.window_center)),
+        invert=state.invert,
+        frame_index=int(state.slice_index) if cine else None,
+        shows="cine" if cine else "image",
+        geometry=state.geometry,
+        position_mm=state.position_mm,
+        slab=(state.slab_mm, state.slab_mode),
+        display=((float(m[0, 0]), float(m[0, 1])), (float(m[1, 0]), float(m[1, 1]))),
     )

@@ -38,6 +38,7 @@ from app.assistant.chat import (
     ScreenContext,
     conversation_id_for,
     default_scope,
+    offered_scopes,
     summarise,
 )
 from app.assistant.model_service import ModelService, ModelState
@@ -84,6 +85,7 @@ class ChatPanel(QWidget):
         self.sessions: dict[str, ChatSession] = {}
         self.context: ScreenContext | None = None
         self.scope: AskScope | None = None
+        self.chosen_kind: str | None = None  # the scope kind the reader picked (None: follow the screen)
         self._cancel: threading.Event | None = None
         self._worker: threading.Thread | None = None
         self._answering: str | None = None  # study UID of the question being answered
@@ -255,6 +257,11 @@ class ChatPanel(QWidget):
             context.window,
             context.invert,
             context.frame_index,
+            context.shows,
+            repr(context.geometry),
+            context.position_mm,
+            context.slab,
+            context.display,
         )
 
     def _poll_screen(self) -> None:
@@ -273,11 +280,12 @@ class ChatPanel(QWidget):
         self._screen_key = self._key(context)
         study_changed = context is None or self.context is None or context.study_uid != self.context.study_uid
         self.context = context
-        kind = self.scope.kind if self.scope is not None and not study_changed else None
-        try:
-            self.scope = default_scope(context, kind) if context is not None else None
-        except ValueError:
-            self.scope = default_scope(context) if context is not None else None
+        if study_changed:
+            self.chosen_kind = None
+        kind = self.chosen_kind  # the reader's choice holds while it fits; else what the viewport shows
+        if context is not None and kind not in offered_scopes(context):
+            kind = None
+        self.scope = default_scope(context, kind) if context is not None and offered_scopes(context) else None
         if study_changed:
             self._fill_quick_prompts()
             self._render_history()
@@ -312,7 +320,12 @@ class ChatPanel(QWidget):
                 self.chips.setText("<i>Open a series to ask about it.</i>")
                 return
             self.kind_box.setVisible(True)
+            self.kind_box.clear()  # only the scopes that fit what the viewport shows
+            for kind in offered_scopes(self.context):
+                self.kind_box.addItem(KIND_LABELS[kind], kind)
             self.kind_box.setCurrentIndex(self.kind_box.findData(scope.kind))
+            if self.plane_box.findText(scope.plane) < 0:  # e.g. "oblique": shown, not choosable
+                self.plane_box.addItem(scope.plane)
             self.plane_box.setCurrentText(scope.plane)
             depth = self._depth(scope)
             self.slice_spin.setRange(1, max(depth, 1))
@@ -351,7 +364,7 @@ class ChatPanel(QWidget):
 
         if scope.kind == "cine":
             return int(self.context.volume.voxels.shape[0])
-        return len(plane_positions(self.context.volume, scope.plane))
+        return len(plane_positions(self.context.volume, scope.view().plane or scope.plane))
 
     def _scope_edited(self) -> None:
         if self._updating or self.scope is None or self.context is None:
@@ -359,16 +372,16 @@ class ChatPanel(QWidget):
         self.follow_screen = False
         kind = self.kind_box.currentData()
         if kind != self.scope.kind:
+            self.chosen_kind = kind
             try:
                 self.scope = default_scope(self.context, kind, slices=self.slices_spin.value())
             except ValueError as exc:
                 self.chips.setText(html.escape(str(exc)))
                 return
         else:
-            plane = self.plane_box.currentText()
-            self.scope.plane = plane
+            self.scope.choose(self.plane_box.currentText(), self.slice_spin.value() - 1)
             depth = self._depth(self.scope)
-            self.scope.slice_index = min(self.slice_spin.value() - 1, depth - 1)
+            self.scope.slice_index = min(self.scope.slice_index, depth - 1)
             self.scope.slices = min(self.slices_spin.value(), depth)
             if self.scope.window is not None:
                 self.scope.window = (self.width_spin.value(), self.level_spin.value())

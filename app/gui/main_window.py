@@ -33,10 +33,10 @@ from app.gui.reading_widget import ReadingWidget
 from app.gui.study_browser import StudyBrowser
 from app.gui.tasks import TaskHandle, TaskManager
 from app.gui.ui_state import UiState
-from app.reading.keymap import SHORTCUTS, help_html
+from app.reading.keymap import SHORTCUTS, VIEW_SHORTCUTS, help_html
 from app.reading.layouts import Layout
 from app.reading.session import ReadingSession
-from app.reading.study_list import StudyBrowserLogic
+from app.reading.study_list import StudyBrowserLogic, study_files
 from app.reading.thumbnails import ThumbnailCache
 from app.services.importing import describe_import, import_into_archive
 from app.services.listener_supervisor import ListenerState, ListenerSupervisor
@@ -76,6 +76,7 @@ class MainWindow(QMainWindow):
         self.archive = archive
         self.store = store
         self.ui_state = UiState()
+        self.preferred_layouts = self._stored_layouts()  # the reader's layout per modality
         self.settings: AppSettings = store.load()
         self.supervisor = supervisor
         self.stop_listener_on_exit = False
@@ -245,24 +246,15 @@ class MainWindow(QMainWindow):
     def _shortcut_handlers(self) -> dict:
         r = self.reading
         h = {
-            "next_slice": lambda: r.apply("Down"),
-            "previous_slice": lambda: r.apply("Up"),
-            "first_slice": lambda: r.apply("Home"),
-            "last_slice": lambda: r.apply("End"),
+            **{sc.action: (lambda a=sc.action: r.apply(a)) for sc in VIEW_SHORTCUTS},
             "default_window": lambda: r.apply_preset_number(0),
-            "invert": lambda: r.apply("I"),
-            "zoom_in": lambda: r.apply("+"),
-            "zoom_out": lambda: r.apply("-"),
-            "reset_view": lambda: r.apply("Escape"),
-            "flip_h": lambda: r.apply("H"),
-            "flip_v": lambda: r.apply("V"),
-            "rotate": lambda: r.apply("R"),
             "cine_play": r.toggle_cine,
             "next_viewport": r.next_viewport,
             "layout_1x1": lambda: r.set_layout(Layout.ONE),
             "layout_1x2": lambda: r.set_layout(Layout.ONE_BY_TWO),
             "layout_2x2": lambda: r.set_layout(Layout.TWO_BY_TWO),
             "layout_mpr_3d": lambda: r.set_layout(Layout.MPR_3D),
+            "toggle_mpr": r.toggle_mpr,
             "show_browser": lambda: self.tabs.setCurrentIndex(0),
             "import_files": self.choose_import,
             "settings": self.show_settings,
@@ -303,7 +295,7 @@ class MainWindow(QMainWindow):
             )
             return None
         closed = self.session.study_uid if self.session is not None else None
-        self.session = ReadingSession(self.archive, study_uid)
+        self.session = ReadingSession(self.archive, study_uid, self.preferred_layouts)
         self.reading.open_session(self.session)
         if closed is not None and closed != study_uid:
             self.study_closed.emit(closed)
@@ -374,9 +366,7 @@ class MainWindow(QMainWindow):
                 f"This study is {self.browser_logic.busy[study_uid]}; it cannot be exported.", 10000
             )
             return
-        files = [
-            Path(i.path) for s in self.archive.series(study_uid) for i in self.archive.instances(s.series_uid)
-        ]
+        files = study_files(self.archive, study_uid)
         self.tasks.submit(
             "Anonymised export",
             lambda progress, cancel: export_anonymized(files, destination, progress=progress, cancel=cancel),
@@ -564,7 +554,17 @@ class MainWindow(QMainWindow):
         if splitter is not None:
             self.browser.splitter.restoreState(splitter)
 
+    def _stored_layouts(self) -> dict[str, Layout]:
+        """Layouts last chosen per modality ("CT=MPR + 3D;MR=1x1"); unknown entries are skipped."""
+        stored, names = str(self.ui_state.value("layouts", "") or ""), {lay.value: lay for lay in Layout}
+        pairs = (item.split("=", 1) for item in stored.split(";") if "=" in item)
+        return {modality: names[value] for modality, value in pairs if value in names}
+
     def save_ui_state(self) -> None:
+        layouts = ";".join(
+            f"{modality}={layout.value}" for modality, layout in self.preferred_layouts.items()
+        )
+        self.ui_state.set_value("layouts", layouts)
         self.ui_state.set_value("geometry", QByteArray(self.saveGeometry()))
         self.ui_state.set_value("window_state", QByteArray(self.saveState()))
         self.ui_state.set_value("browser_splitter", QByteArray(self.browser.splitter.saveState()))

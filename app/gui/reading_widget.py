@@ -1,7 +1,9 @@
 """The reading workspace: series strip, viewer toolbar and the viewport grid of one open study.
 
-State lives in :class:`app.reading.session.ReadingSession`; volumes load in background tasks
-with progress and cancel; key/toolbar actions go to the active viewport's view state.
+State lives in the reading model (:class:`app.reading.session.ReadingSession` and its
+:class:`app.reading.viewports.ViewportModel` per viewport); this widget observes it and sends it
+intents: key/toolbar actions go to the active viewport's view state. Volumes load in background
+tasks with progress and cancel.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QMenu,
     QSizePolicy,
     QToolBar,
@@ -31,7 +35,7 @@ from app.gui.study_browser import OBJECT_KIND_ROLE, OBJECT_PATH_ROLE, STUDY_UID_
 from app.gui.tasks import TaskHandle, TaskManager
 from app.gui.viewport import Viewport
 from app.reading.layouts import Layout, ViewKind
-from app.reading.session import ReadingSession, linked_slice_index
+from app.reading.session import ReadingSession
 from app.reading.study_list import format_date, patient_banner
 from app.reading.thumbnails import ThumbnailCache
 from viewer.loader import describe_skipped
@@ -71,8 +75,10 @@ TOOL_LABELS = {
     "cobb": "Cobb",
     "rectangle": "ROI",
     "ellipse": "Ellipse ROI",
-    "point": "HU",
+    "arrow": "Arrow",
+    "text": "Text",
 }
+MEASUREMENT_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 class ReadingWidget(QWidget):
@@ -87,8 +93,8 @@ class ReadingWidget(QWidget):
         self.thumbnails = thumbnails
         self.session: ReadingSession | None = None
         self.viewports: list[Viewport] = []
-        self.active = 0
-        self._syncing = False
+        self.tool = "window"  # the mouse tool of every view
+        self._observed: list[tuple[object, Callable[[str], None]]] = []  # states the list follows
         self._loads: list[TaskHandle] = []  # series loads started for the open study
 
         self.strip = SeriesStrip(self, vertical=True)
@@ -132,11 +138,12 @@ class ReadingWidget(QWidget):
         self.slab_box.currentIndexChanged.connect(lambda _i: self.set_slab(*self.slab_box.currentData()))
         self.image_toolbar.addWidget(self.slab_box)
         for text, slot in (
-            ("Invert", lambda: self.apply("I")),
-            ("Flip H", lambda: self.apply("H")),
-            ("Flip V", lambda: self.apply("V")),
-            ("Rotate", lambda: self.apply("R")),
-            ("Reset", lambda: self.apply("Escape")),
+            ("Invert", lambda: self.apply("invert")),
+            ("Flip H", lambda: self.apply("flip_h")),
+            ("Flip V", lambda: self.apply("flip_v")),
+            ("Rotate", lambda: self.apply("rotate")),
+            ("Reset", self.reset_view),
+            ("Clear measurements", self.clear_measurements),
             ("Play", self.toggle_cine),
             ("Tags", self.show_image_tags),
         ):
@@ -162,12 +169,18 @@ class ReadingWidget(QWidget):
         self.prior_box.setFixedWidth(140)
         self.prior_box.currentIndexChanged.connect(self._show_prior_series)
         self.prior_strip = SeriesStrip(self, vertical=True)  # drag a prior's series into a viewport
+        self.measurements_label = QLabel("Measurements", self)
+        self.measurement_list = QListWidget(self)  # the active viewport's, with values; click: go there
+        self.measurement_list.setFixedWidth(140)
+        self.measurement_list.itemClicked.connect(self._measurement_clicked)
         left = QVBoxLayout()
         left.setContentsMargins(0, 0, 0, 0)
         left.addWidget(self.strip, 2)
         left.addWidget(self.priors_label)
         left.addWidget(self.prior_box)
         left.addWidget(self.prior_strip, 1)
+        left.addWidget(self.measurements_label)
+        left.addWidget(self.measurement_list, 1)
         self._show_priors([])
         outer = QHBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -185,6 +198,12 @@ class ReadingWidget(QWidget):
         self._rebuild()
 
     def _session_changed(self, what: str) -> None:
+        if what == "active":
+            self._show_active()
+            return
+        if what == "maximised":
+            self._show_maximised()
+            return
         if what == "priors" and self.session is not None:
             self._show_priors(self.session.priors)
         self._rebuild()
@@ -216,11 +235,14 @@ class ReadingWidget(QWidget):
         for handle in self._loads:
             handle.cancel()
         self._loads = []
+        self._observe([])
         for vp in self.viewports:
+            vp.release()
             self.grid.removeWidget(vp)
             vp.hide()
             vp.deleteLater()
         self.viewports = []
+        self.measurement_list.clear()
         self.strip.clear()
         self._show_priors([])
         self.patient_bar.setText("")
@@ -370,25 +392,24 @@ class ReadingWidget(QWidget):
         if session is None:
             return
         for vp in self.viewports:
+            vp.release()
             self.grid.removeWidget(vp)
             vp.hide()
             vp.deleteLater()
         self.viewports = []
-        rows, cols = session.layout.grid
-        for r in range(2):
-            self.grid.setRowStretch(r, 1 if r < rows else 0)
-        for c in range(2):
-            self.grid.setColumnStretch(c, 1 if c < cols else 0)
+        cols = session.layout.grid[1]
         for i, slot in enumerate(session.slots):
-            vp = Viewport(i, self.grid_host)
+            vp = Viewport(i, session.viewports[i], self.grid_host)
             vp.activated.connect(self.set_active)
+            vp.maximise_requested.connect(self.toggle_maximised)
             vp.series_dropped.connect(self.assign)
             self.grid.addWidget(vp, i // cols, i % cols)
             self.viewports.append(vp)
             if slot.series_uid:
                 self._load_into(vp, slot.series_uid, slot.kind)
         self.layout_actions[session.layout].setChecked(True)
-        self.set_active(min(self.active, len(self.viewports) - 1))
+        self._show_maximised()
+        self._show_active()
 
     def _load_into(self, vp: Viewport, series_uid: str, kind: ViewKind) -> None:
         session = self.session
@@ -421,95 +442,197 @@ class ReadingWidget(QWidget):
         prior = self.session.prior_of(series_uid)
         caption = f"PRIOR {format_date(prior.study_date)} {prior.description}".strip() if prior else ""
         view = vp.show_volume(series_uid, kind, self.session.volumes[series_uid], caption)
+        self._set_view_tool(view, self.tool)
         skipped = self.session.skipped.get(series_uid)
         if skipped:
             self.status_message.emit(f"Not loaded from this series: {describe_skipped(skipped)}")
-        signal = getattr(view, "slice_changed", None)
-        if signal is not None:
-            signal.connect(lambda k, i=vp.index: self._sync_linked(i, k))
+        if vp.index == self.active:
+            self._show_active()
         self.loaded.emit(vp.index)
 
     # -- active viewport and actions --------------------------------------------------------------
-    def set_active(self, index: int) -> None:
+    @property
+    def active(self) -> int:
+        return self.session.active if self.session is not None else 0
+
+    def set_active(self, index: int, focus: str = "") -> None:
+        """A click in viewport ``index`` (``focus``: the MPR plane clicked) makes it active."""
+        if self.session is not None:
+            self.session.activate(index, focus)
+
+    def _show_active(self) -> None:
+        """Highlight the active viewport; the slab box and measurement list follow it."""
         if not self.viewports:
             return
-        self.active = max(0, min(index, len(self.viewports) - 1))
         for vp in self.viewports:
             vp.set_active(vp.index == self.active)
+        state = self.active_state()
+        self.slab_box.blockSignals(True)
+        wanted = (state.slab_mm, state.slab_mode) if state is not None and state.slab_mm else (0.0, "mip")
+        found = next((i for i in range(self.slab_box.count()) if self.slab_box.itemData(i) == wanted), 0)
+        self.slab_box.setCurrentIndex(found)
+        self.slab_box.setEnabled(
+            self.active_model() is not None and self.active_model().kind in (ViewKind.MPR, ViewKind.STACK)
+        )
+        self.slab_box.blockSignals(False)
+        model = self.active_model()
+        self._observe(model.view_states() if model is not None else [])
 
     def next_viewport(self) -> None:
         self.set_active((self.active + 1) % max(len(self.viewports), 1))
+
+    def toggle_maximised(self, index: int) -> None:
+        if self.session is not None:
+            self.session.toggle_maximised(index)
+
+    def _show_maximised(self) -> None:
+        """One viewport alone (double-clicked), or the grid of the layout."""
+        if self.session is None:
+            return
+        rows, cols = self.session.layout.grid
+        alone = self.session.maximised
+        for vp in self.viewports:
+            vp.setVisible(alone is None or vp.index == alone)
+        for r in range(2):
+            shown = r < rows and (alone is None or alone // cols == r)
+            self.grid.setRowStretch(r, 1 if shown else 0)
+        for c in range(2):
+            shown = c < cols and (alone is None or alone % cols == c)
+            self.grid.setColumnStretch(c, 1 if shown else 0)
+
+    def toggle_mpr(self) -> None:
+        """M: the active series in MPR + 3D, or back to 1x1."""
+        if self.session is not None:
+            self.set_layout(Layout.ONE if self.session.layout is Layout.MPR_3D else Layout.MPR_3D)
+
+    def active_model(self):
+        return self.session.active_viewport() if self.session is not None else None
 
     def active_view(self) -> QWidget | None:
         return self.viewports[self.active].view if self.viewports else None
 
     def active_plane(self) -> QWidget | None:
-        """The 2D view keys act on: the focused MPR plane (axial by default) or the view itself."""
+        """The 2D view keys act on: the focused MPR plane or the view itself (a cine's frames)."""
         view = self.active_view()
         planes = getattr(view, "views", None)
-        if isinstance(planes, dict) and planes:
-            return next(
-                (v for v in planes.values() if v.hasFocus()),
-                planes.get("axial") or next(iter(planes.values())),
-            )
-        return getattr(view, "display", None) or view  # CineView shows its frames in a StackView
+        model = self.active_model()
+        if isinstance(planes, dict) and model is not None:
+            return planes.get(model.focus)
+        return getattr(view, "display", None) or view
 
     def active_state(self):
-        return getattr(self.active_plane(), "state", None)
+        """The active viewport's 2D view state (None: a 3D view or nothing shown)."""
+        model = self.active_model()
+        return model.active_state() if model is not None else None
 
-    def apply(self, key_name: str) -> bool:
-        """Run a view-state key binding (``viewer.view_state.ViewState.key_bindings``) on the active view."""
+    def apply(self, action: str) -> bool:
+        """Run a view key binding (``viewer.view_state.VIEW_BINDINGS``) on the active view."""
         state = self.active_state()
-        action = state.key_bindings().get(key_name) if state is not None else None
-        if action is None:
-            return False
-        action()
-        return True
+        return state.run(action) if state is not None else False
 
-    def call_state(self, fn: Callable) -> None:
-        state = self.active_state()
-        if state is not None:
-            fn(state)
+    def reset_view(self) -> None:
+        """Toolbar Reset: the active view's window and transforms, and an MPR's oblique rotation."""
+        model = self.active_model()
+        if model is not None and model.kind is ViewKind.MPR:
+            model.crosshair.reset_rotation()
+        self.apply("reset_view")
+
+    @staticmethod
+    def _set_view_tool(view: QWidget | None, tool: str) -> None:
+        planes = getattr(view, "views", None)
+        display = getattr(view, "display", None)
+        for target in planes.values() if isinstance(planes, dict) else [display or view]:
+            setter = getattr(target, "set_tool", None)
+            if setter:
+                setter(tool)
 
     def set_tool(self, tool: str) -> None:
+        self.tool = tool
         for vp in self.viewports:
-            planes = getattr(vp.view, "views", None)
-            for view in planes.values() if isinstance(planes, dict) else [vp.view]:
-                setter = getattr(view, "set_tool", None)
-                if setter:
-                    setter(tool)
+            self._set_view_tool(vp.view, tool)
         if tool in self.tool_actions:
             self.tool_actions[tool].setChecked(True)
 
     def set_slab(self, thickness_mm: float, mode: str = "mip") -> None:
-        """Thick-slab MIP/MinIP/average in every MPR viewport (0 mm: thin planes)."""
-        for vp in self.viewports:
-            setter = getattr(vp.view, "set_slab", None)
-            if setter:
-                setter(thickness_mm, mode)
+        """Thick-slab MIP/MinIP/average of the active viewport (0 mm: thin planes)."""
+        model = self.active_model()
+        if model is not None:
+            model.set_slab(thickness_mm, mode)
+
+    def clear_measurements(self) -> None:
+        """Every measurement and annotation of the active viewport."""
+        model = self.active_model()
+        if model is not None:
+            model.clear_measurements()
+
+    # -- measurement list -----------------------------------------------------------------------------
+    def _observe(self, states: list) -> None:
+        for state, callback in self._observed:
+            if callback in state.changed:
+                state.changed.disconnect(callback)
+        self._observed = []
+        for state in states:
+            callback = self._measurements_changed
+            state.changed.connect(callback)
+            self._observed.append((state, callback))
+        self._fill_measurement_list()
+
+    def _measurements_changed(self, what: str) -> None:
+        if what in ("measurements", "selection"):
+            self._fill_measurement_list()
+
+    def _fill_measurement_list(self) -> None:
+        self.measurement_list.clear()
+        view = self.active_plane()
+        unit = getattr(view, "unit", "")
+        for state, _callback in self._observed:
+            for m in state.measurements:
+                where = (
+                    f"Im {m.plane_key[1] + 1}"
+                    if len(m.plane_key) > 1 and isinstance(m.plane_key[1], int)
+                    else m.plane_key[0]
+                )
+                value = m.text(unit).replace("\n", "  ")
+                text = f"{m.kind.title()} ({where})" + (f": {value}" if value else "")
+                item = QListWidgetItem(text)
+                item.setToolTip(text)
+                item.setData(MEASUREMENT_ROLE, (state, m))
+                self.measurement_list.addItem(item)
+                item.setSelected(m is state.selected)
+        count = self.measurement_list.count()
+        self.measurements_label.setText(f"Measurements ({count})" if count else "No measurements")
+
+    def _measurement_clicked(self, item: QListWidgetItem) -> None:
+        state, measurement = item.data(MEASUREMENT_ROLE)
+        if measurement in state.measurements:
+            state.show_measurement(measurement)
 
     def presets(self) -> list:
         """W/L presets of the active 2D view (WindowPreset), or 3D rendering presets (names)."""
+        model = self.active_model()
+        if model is not None and model.kind is ViewKind.VOLUME:
+            return list(model.volume.presets)
         getter = getattr(self.active_plane(), "presets", None)
         return list(getter()) if getter else []
 
     def apply_preset_number(self, number: int) -> bool:
         """Number keys: preset ``number`` (1-based) of the active view; 0 restores the default."""
+        model = self.active_model()
+        presets = self.presets()
+        if model is not None and model.kind is ViewKind.VOLUME:
+            if not 1 <= number <= len(presets):
+                return False
+            model.volume.set_preset(presets[number - 1])
+            return True
         state = self.active_state()
         if state is None:
             return False
         if number == 0:
             state.set_window(*state.default_window)
             return True
-        presets = self.presets()
         if not 1 <= number <= len(presets):
             return False
-        preset = presets[number - 1]
-        if isinstance(preset, str):  # 3D view: rendering preset by name
-            self.active_view().set_preset(preset)
-        else:  # MprView.set_window links its three planes
-            target = self.active_view() if hasattr(self.active_view(), "set_window") else self.active_plane()
-            target.set_window(preset.window, preset.level)
+        state.set_window(presets[number - 1].window, presets[number - 1].level)  # MPR links its planes
         return True
 
     def _fill_preset_menu(self) -> None:
@@ -531,24 +654,3 @@ class ReadingWidget(QWidget):
         player = getattr(view, "player", None)
         if player is not None:
             player.toggle()
-
-    def _sync_linked(self, index: int, k: int) -> None:
-        """Linked scrolling: other stacks on the same Frame of Reference follow this one."""
-        if self._syncing or self.session is None:
-            return
-        source_uid = self.session.slots[index].series_uid
-        source = self.session.volumes.get(source_uid or "")
-        if source is None:
-            return
-        self._syncing = True
-        try:
-            for group in self.session.linked_viewports().values():
-                if index not in group:
-                    continue
-                for other in group:
-                    vp = self.viewports[other]
-                    target = self.session.volumes.get(vp.series_uid or "")
-                    if other != index and target is not None and vp.view is not None:
-                        vp.view.state.set_slice(linked_slice_index(source, k, target))
-        finally:
-            self._syncing = False

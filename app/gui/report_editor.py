@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.assistant.chat import AI_NOTICE, ScreenContext, default_scope
+from app.assistant.chat import AI_NOTICE, ScreenContext, default_scope, offered_scopes
 from app.assistant.drafting import DraftSettings, draft_report
 from app.assistant.model_service import ModelService
 from app.gui.credentials import SignDialog
@@ -502,6 +502,9 @@ class ReportEditor(QWidget):
     def add_key_image(self) -> None:
         context = self.context_provider()
         if context is None or self.workflow.report is None:
+            return
+        if "image" not in offered_scopes(context) or context.plane == "oblique":
+            self._say("Activate a 2D pane in a standard plane to keep its image as a key image.", error=True)
             return
         scope = default_scope(context, "image")
         key, pixels = capture_key_image(context, scope.plane, scope.slice_index, scope.window)

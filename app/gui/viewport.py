@@ -1,8 +1,10 @@
 """A viewport frame: hosts one viewer widget (stack, MPR, 3D or cine), accepts dropped series.
 
-The viewer widgets come from ``viewer.qt``; this frame only chooses which one to build for a
-:class:`app.reading.layouts.ViewKind`, shows a hint while empty or loading, and reports activation and
-drops to the reading widget.
+The viewer widgets come from ``viewer.qt``; this frame builds the one for a
+:class:`app.reading.layouts.ViewKind` around the viewport's model
+(:class:`app.reading.viewports.ViewportModel`: the view states it observes), shows a hint while
+empty or loading, and reports clicks anywhere in it (activation, double-click) and drops to the
+reading widget.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import importlib
 import logging
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QMouseEvent
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from app.gui.study_browser import SERIES_MIME
 from app.reading.layouts import ViewKind
+from app.reading.viewports import MPR_PLANES, ViewportModel
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +47,14 @@ def view_class(kind: ViewKind) -> type:
 class Viewport(QFrame):
     """One cell of the layout grid."""
 
-    activated = Signal(int)
+    activated = Signal(int, str)  # viewport index, the MPR plane clicked ("" elsewhere)
+    maximise_requested = Signal(int)  # double-click
     series_dropped = Signal(int, str)
 
-    def __init__(self, index: int, parent: QWidget | None = None):
+    def __init__(self, index: int, model: ViewportModel, parent: QWidget | None = None):
         super().__init__(parent)
         self.index = index
+        self.model = model
         self.setObjectName("viewport")
         self.setAcceptDrops(True)
         self.view: QWidget | None = None
@@ -78,8 +83,15 @@ class Viewport(QFrame):
         self.hint.setText(text)
         self.hint.show()
 
+    def release(self) -> None:
+        """The viewport is going away: its view stops observing the model (which lives on)."""
+        self._clear_view()
+
     def _clear_view(self) -> None:
         if self.view is not None:
+            detach = getattr(self.view, "detach", None)
+            if detach is not None:
+                detach()
             self._layout.removeWidget(self.view)
             self.view.close()
             self.view.deleteLater()
@@ -92,21 +104,40 @@ class Viewport(QFrame):
         self.hint.hide()
         self.caption.setText(caption)
         self.caption.setVisible(bool(caption))
-        view = view_class(kind)(self)
+        view = self._build_view(kind)
         view.set_volume(volume)
-        view.installEventFilter(self)
+        for widget in (view, *view.findChildren(QWidget)):  # a click anywhere inside counts
+            widget.installEventFilter(self)
         self._layout.addWidget(view)
         self.view, self.kind, self.series_uid = view, kind, series_uid
         return view
 
-    def eventFilter(self, obj, event) -> bool:
-        if event.type() == event.Type.MouseButtonPress:
-            self.activated.emit(self.index)
+    def _build_view(self, kind: ViewKind) -> QWidget:
+        """The viewer widget for ``kind``, observing this viewport's model."""
+        cls = view_class(kind)
+        model = self.model
+        if cls.__name__ != VIEW_CLASSES[kind][1] or kind in (ViewKind.STACK, ViewKind.CINE):
+            return cls(self, state=model.stack)
+        if kind is ViewKind.MPR:
+            return cls(self, states=model.planes, crosshair=model.crosshair)
+        return cls(self, state=model.volume)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.MouseButtonPress:
+            name = getattr(obj, "name", "")
+            self.activated.emit(self.index, name if name in MPR_PLANES else "")
+        elif event.type() == QEvent.Type.MouseButtonDblClick:
+            self.maximise_requested.emit(self.index)
         return False
 
-    def mousePressEvent(self, event: QMouseEvent) -> None:
-        self.activated.emit(self.index)
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        self.activated.emit(self.index, "")
         super().mousePressEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self.view is None:  # with a view, the event filter has already seen it
+            self.maximise_requested.emit(self.index)
+        super().mouseDoubleClickEvent(event)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasFormat(SERIES_MIME):

@@ -2,14 +2,15 @@
 
 A layout is a grid of viewports; each viewport shows one series in one kind of view
 (``stack`` 2D slices, ``mpr`` three orthogonal planes, ``volume`` 3D rendering, ``cine`` for
-multi-frame playback). The hanging protocol picks the first layout for a study:
-CT/MR -> MPR + 3D, CR/DX/MG -> 1x1, US/XA/ES (cine) -> cine.
+multi-frame playback). The hanging protocol picks the first layout for a study: 1x1 with the
+first series as a stack (CT/MR: the axial acquisition; MPR + 3D is one key away), a cine for
+US/XA/ES, unless the reader last chose another layout for that modality (``preferred``).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -85,16 +86,19 @@ def _priority(s: SeriesInfo) -> tuple[int, int]:
     )
 
 
-def default_hanging(series: Sequence[SeriesInfo]) -> Hanging:
-    """The first layout and series placement when a study opens."""
+def default_hanging(series: Sequence[SeriesInfo], preferred: Mapping[str, Layout] | None = None) -> Hanging:
+    """The first layout and series placement when a study opens: the layout last chosen for the
+    first series' modality (``preferred``), else 1x1."""
     if not series:
         return Hanging(Layout.ONE, ())
     first = min(series, key=_priority)
-    if first.is_volume:
-        return Hanging(Layout.MPR_3D, ((first.series_uid, ViewKind.MPR), (first.series_uid, ViewKind.VOLUME)))
-    if first.is_cine:
-        return Hanging(Layout.ONE, ((first.series_uid, ViewKind.CINE),))
-    return Hanging(Layout.ONE, ((first.series_uid, ViewKind.STACK),))
+    layout = (preferred or {}).get(first.modality, Layout.ONE)
+    uids = relayout([first.series_uid], layout, series)
+    by_uid = {s.series_uid: s for s in series}
+    return Hanging(
+        layout,
+        tuple((uid, view_kind_for(by_uid[uid], layout, i)) for i, uid in enumerate(uids) if uid is not None),
+    )
 
 
 def relayout(current: Sequence[str | None], layout: Layout, series: Sequence[SeriesInfo]) -> list[str | None]:

@@ -11,11 +11,17 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from dicom_net.archive import Archive
 from dicom_net.archive_index import StudyRecord
 
 RECEIVING_WINDOW_S = 5.0
+
+
+def study_files(archive: Archive, study_uid: str) -> list[Path]:
+    """Every archived file of a study, series by series (export, SR evidence)."""
+    return [Path(i.path) for s in archive.series(study_uid) for i in archive.instances(s.series_uid)]
 
 
 @dataclass(frozen=True)

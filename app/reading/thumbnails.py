@@ -1,7 +1,7 @@
 """Cheap series thumbnails: the middle image (or middle frame), windowed, downsampled, cached.
 
 Reads one file with pydicom, applies the rescale and the stored window (or the 1st-99th
-percentile range when none is stored) and keeps a small uint8 array; cached as ``.npy`` under
+percentile range when none is stored) with the viewer's window function and keeps a small uint8 array; cached as ``.npy`` under
 the data directory keyed by series UID, instance count and image size, so a second request costs a file read.
 """
 
@@ -18,6 +18,7 @@ import pydicom
 from pydicom.pixels import pixel_array
 
 from dicom_net.paths import data_dir
+from viewer.reslice import window_to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,6 @@ def _first(value: object) -> float:
     if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
         value = value[0]
     return float(value)
-
-
-def window_to_uint8(image: np.ndarray, center: float, width: float) -> np.ndarray:
-    """DICOM linear window (PS3.3 C.11.2.1.2, simplified) to 0..255."""
-    low = center - width / 2.0
-    out = (image.astype(np.float32) - low) / max(width, 1.0) * 255.0
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def downsample(image: np.ndarray, size: int) -> np.ndarray:
@@ -64,10 +58,8 @@ def render_thumbnail(path: Path, size: int = THUMB_SIZE) -> np.ndarray:
     else:
         lo, hi = np.percentile(values, (1, 99))
         center, width = (lo + hi) / 2, max(hi - lo, 1.0)
-    grey = window_to_uint8(values, center, width)
-    if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
-        grey = 255 - grey
-    return downsample(grey, size)
+    monochrome1 = str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
+    return downsample(window_to_uint8(values, width, center, invert=monochrome1), size)
 
 
 class ThumbnailCache:

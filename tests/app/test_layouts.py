@@ -10,8 +10,10 @@ DX = SeriesInfo("dx", "DX", 1)
 US = SeriesInfo("us", "US", 1, frames=30)
 
 
-def test_ct_hangs_as_mpr_plus_3d():
+def test_ct_hangs_as_a_1x1_stack_unless_the_reader_chose_another_layout_for_ct():
     h = default_hanging([DX, US, CT])
+    assert h.layout is Layout.ONE and h.slots == (("ct", ViewKind.STACK),)
+    h = default_hanging([DX, US, CT], preferred={"CT": Layout.MPR_3D, "DX": Layout.TWO_BY_TWO})
     assert h.layout is Layout.MPR_3D
     assert h.slots == (("ct", ViewKind.MPR), ("ct", ViewKind.VOLUME))
 

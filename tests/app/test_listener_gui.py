@@ -127,8 +127,8 @@ def test_study_sent_by_storescu_appears_live_and_opens(
         lambda: window.reading.viewports and all(vp.view is not None for vp in window.reading.viewports),
         timeout=30000,
     )
-    mpr = window.reading.viewports[0].view
-    frame = mpr.render_to_array("axial", overlays=False)
+    stack = window.reading.viewports[0].view  # a CT opens as a 1x1 axial stack
+    frame = stack.render_to_array(overlays=False)
     h, w = frame.shape[:2]
     assert frame[h // 2, w // 2, 0] in (127, 128)  # soft tissue 40 HU at W400/L40 in the body centre
 

@@ -50,12 +50,17 @@ def reading(demo_archive, make_window, qtbot):
     window = make_window(demo_archive)
     ct_uid = window.browser_logic.rows[0].study_uid
     session = window.open_study(ct_uid)
-    wait_views(qtbot, window, 2)
+    wait_views(qtbot, window, 1)
     return window, session
 
 
-def test_ct_opens_as_mpr_plus_3d_with_correct_grey_values(reading, screenshot_dir):
+def test_ct_opens_as_a_stack_then_mpr_plus_3d_one_key_away_with_correct_grey_values(
+    reading, qtbot, screenshot_dir
+):
     window, session = reading
+    assert session.layout is Layout.ONE and type(window.reading.viewports[0].view).__name__ == "StackView"
+    qtbot.keyClick(window, Qt.Key.Key_M)  # MPR + 3D of the shown series
+    wait_views(qtbot, window, 2)
     assert session.layout is Layout.MPR_3D
     banner = window.reading.patient_bar
     assert banner.isVisible()

@@ -5,13 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 
-from app.reading.thumbnails import ThumbnailCache, render_thumbnail, window_to_uint8
+from app.reading.thumbnails import ThumbnailCache, render_thumbnail
 from dicom_net.synthetic import demo_study
+from viewer.reslice import window_to_uint8
 
 
-def test_window_maps_bounds_to_black_and_white():
-    out = window_to_uint8(np.array([-1000, -160, 40, 240, 3000]), center=40, width=400)
-    assert out.tolist() == [0, 0, 128, 255, 255]
+def test_thumbnail_grey_is_the_viewers_grey(tmp_path):
+    """A value where the old thumbnail formula (c - w/2, /w) and the viewer's DICOM window
+    (c - 0.5 - (w-1)/2, /(w-1)) round differently: -142 HU in 40/400 is 12 on screen, not 11."""
+    demo = demo_study(tmp_path / "d", ct_slices=3, ct_matrix=64)
+    path = sorted(p for p in demo.files if p.parent.name == "ct")[1]
+    ds = pydicom.dcmread(path)
+    stored = round((-142 - float(ds.RescaleIntercept)) / float(ds.RescaleSlope))
+    ds.PixelData = np.full(ds.pixel_array.shape, stored, dtype=ds.pixel_array.dtype).tobytes()
+    ds.WindowCenter, ds.WindowWidth = 40, 400
+    ds.save_as(path)
+    assert window_to_uint8(np.array([-142.0]), 400, 40)[0] == 12
+    assert set(render_thumbnail(path, size=64).ravel().tolist()) == {12}
 
 
 def test_ct_thumbnail_shows_soft_tissue_air_and_bone_at_known_places(tmp_path):

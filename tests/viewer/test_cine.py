@@ -2,7 +2,7 @@
 
 import pytest
 
-from viewer.cine import CinePlayer, frame_times_ms
+from viewer.cine import CinePlayer, frame_durations_ms
 
 
 class FakeClock:
@@ -14,11 +14,14 @@ class FakeClock:
 
 
 def test_timing_attribute_precedence():
-    assert frame_times_ms({"FrameTime": 40, "CineRate": 10}, 3) == ([40.0] * 3, "FrameTime")
-    assert frame_times_ms({"CineRate": 20}, 2) == ([50.0, 50.0], "CineRate")
-    assert frame_times_ms({"RecommendedDisplayFrameRate": 25}, 1) == ([40.0], "RecommendedDisplayFrameRate")
-    assert frame_times_ms({"FrameTimeVector": [0, 30, 60]}, 3) == ([30.0, 60.0, 60.0], "FrameTimeVector")
-    assert frame_times_ms({"FrameTime": "0"}, 2)[1] == "default"
+    assert frame_durations_ms({"FrameTime": 40, "CineRate": 10}, 3) == ([40.0] * 3, "FrameTime")
+    assert frame_durations_ms({"CineRate": 20}, 2) == ([50.0, 50.0], "CineRate")
+    assert frame_durations_ms({"RecommendedDisplayFrameRate": 25}, 1) == (
+        [40.0],
+        "RecommendedDisplayFrameRate",
+    )
+    assert frame_durations_ms({"FrameTimeVector": [0, 30, 60]}, 3) == ([30.0, 60.0, 60.0], "FrameTimeVector")
+    assert frame_durations_ms({"FrameTime": "0"}, 2)[1] == "default"
 
 
 def test_player_advances_at_the_recorded_rate():

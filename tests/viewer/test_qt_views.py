@@ -406,7 +406,7 @@ def test_angle_and_ellipse_tools_in_the_view(stack):
 def test_overlay_text_reports_location_thickness_image_number_and_window(stack):
     stack.set_slice(31)  # z = -1.25 mm: 1.2 mm towards the feet
     corners = stack.overlay_corners()
-    assert corners["bottom_left"][0] == "Loc: F 1.2 mm  Thk: 2.5 mm"
+    assert corners["bottom_left"][:2] == ["Loc: F 1.2 mm", "Thk: 2.5 mm"]
     assert "Im: 32/64" in corners["top_right"] and "PHANTOM^CT" in corners["top_left"]
     stack.set_window(1500, -600)
     assert stack.overlay_corners()["bottom_right"][0] == "W: 1500 L: -600"

@@ -69,7 +69,7 @@ def test_reset_restores_series_window_and_transforms():
 def test_key_bindings_drive_the_model():
     state = ViewState()
     state.set_slice_count(20)
-    state.key_bindings()["PageDown"]()
+    state.key_bindings()["PgDown"]()
     state.key_bindings()["I"]()
     assert state.slice_index == 10 and state.invert
 

@@ -15,21 +15,11 @@ import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
-from viewer.cine import LOOP_MODES, CinePlayer, frame_times_ms
+from viewer.cine import LOOP_MODES, CinePlayer, cine_durations_ms
 from viewer.qt.slice_view import StackView
+from viewer.view_state import ViewState
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
-
-
-def frame_durations(volume: Any, metadata: dict[str, Any]) -> tuple[list[float], str]:
-    """Per-frame durations (ms): from the volume's frame start times, else the DICOM attributes."""
-    n = volume.voxels.shape[0]
-    starts = volume.frame_times_ms
-    if starts is not None and len(starts) == n and n > 1:
-        durations = np.diff(np.asarray(starts, dtype=np.float64))
-        if np.all(durations > 0):
-            return [*durations.tolist(), float(durations[-1])], "frame times"
-    return frame_times_ms(metadata, n)
 
 
 class CineView(QWidget):
@@ -37,12 +27,17 @@ class CineView(QWidget):
 
     frame_changed = Signal(int)
 
-    def __init__(self, parent: QWidget | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        state: ViewState | None = None,
+    ) -> None:
         super().__init__(parent)
         self._clock = clock
         self.player: CinePlayer | None = None
         self.timing_source = ""
-        self.display = StackView(self)
+        self.display = StackView(self, state)  # the frames; ``state`` is the model it observes
         self.play_button = QPushButton("Play")
         self.loop_box = QComboBox()
         self.loop_box.addItems(list(LOOP_MODES))
@@ -68,8 +63,7 @@ class CineView(QWidget):
 
     def set_volume(self, volume: Any, metadata: dict[str, Any] | None = None) -> None:
         """Show a multi-frame ``Volume`` (frames along ``voxels`` axis 0) from its first frame."""
-        merged = {**volume.metadata, **(metadata or {})}
-        durations, self.timing_source = frame_durations(volume, merged)
+        durations, self.timing_source = cine_durations_ms(volume)
         self.pause()
         self.player = CinePlayer(durations, self._clock)
         self.player.set_loop(self.loop_box.currentText())
@@ -78,6 +72,14 @@ class CineView(QWidget):
         self.scrubber.setRange(0, self.player.frame_count - 1)
         self._show(0)
         self._shown(0)
+
+    @property
+    def state(self) -> ViewState:
+        return self.display.state
+
+    def detach(self) -> None:
+        self.pause()
+        self.display.detach()
 
     # -- transport ------------------------------------------------------------------------
     def play(self) -> None:

@@ -1,25 +1,28 @@
 """Linked axial/coronal/sagittal views around one crosshair, with oblique planes and thick slabs.
 
-Clicking or dragging in a view (crosshair tool) moves the shared ``Crosshair``; the other views
-reslice through the new point. Shift+drag rotates the other two planes about the view's normal
-(oblique MPR). Each view draws the other planes' intersection lines (reference lines) through
+Clicking or dragging in a view with the crosshair tool (or Ctrl with any tool) moves the shared
+``Crosshair``; the other views reslice through the new point. Dragging a reference line by its disc
+handle (or Shift+drag) rotates the other two planes about the view's normal (oblique MPR).
+Each plane's ``ViewState`` holds its geometry, position and slab; the views render from it.
+Each view draws the other planes' intersection lines (reference lines) through
 the crosshair. Window/level is linked across the three views.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QColor, QMouseEvent
+from PySide6.QtGui import QColor, QMouseEvent, QPainter
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from viewer.presets import default_window
-from viewer.qt.slice_view import SliceView, modality_unit
-from viewer.reslice import STANDARD_PLANES, Oblique, plane_image, plane_positions, value_range
-from viewer.view_state import Crosshair
+from viewer.qt.slice_view import HANDLE_PX, SliceView, modality_unit
+from viewer.reslice import STANDARD_PLANES, Oblique, plane_positions, value_range
+from viewer.view_state import Crosshair, Event, ViewState
 
 PLANES = ("axial", "coronal", "sagittal")
 PLANE_COLOURS = {
@@ -27,7 +30,9 @@ PLANE_COLOURS = {
     "coronal": QColor(80, 220, 80),
     "sagittal": QColor(255, 90, 90),
 }
-SLAB_MODES = ("mip", "minip", "mean")
+PANE_GAP_PX = 6
+GUTTER_COLOUR = "#5a5a5a"  # between the panes
+ROTATE_HANDLE_SHARE = 0.35  # rotation handles sit this share of the pane's size from the centre
 
 
 def rotation_about(axis: np.ndarray, radians: float) -> np.ndarray:
@@ -38,35 +43,98 @@ def rotation_about(axis: np.ndarray, radians: float) -> np.ndarray:
 
 
 class MprPlaneView(SliceView):
-    """A SliceView whose crosshair tool also rotates (Shift+drag) the other planes."""
+    """One plane of the MPR: with the crosshair tool a click or drag moves the crosshair; a drag
+    from a rotation handle (the discs on the reference lines) rotates the other two planes about
+    this plane's normal (oblique MPR, as in Slicer/Horos); Shift+drag sets that angle directly."""
 
-    angle_picked = Signal(float)  # radians, in-plane angle of the mouse around the crosshair
+    angle_picked = Signal(float)  # radians, in-plane angle of the other planes around the crosshair
 
-    def __init__(self, name: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+    def __init__(self, name: str, parent: QWidget | None = None, state: ViewState | None = None) -> None:
+        super().__init__(parent, state)
         self.name = name
-        self.state.plane = name
+        self.state.plane = self.state.geometry = name
         self.tool = "crosshair"
         self.centre_lps = np.zeros(3)
+        self.angle = lambda: 0.0  # this plane's rotation of the others (set by MprView)
+        self._rotating: tuple[float, float] | None = None  # (mouse angle, plane angle) at the press
+
+    def show_displayed(self) -> None:
+        if self.state.position_mm is not None:  # MPR planes are placed by the crosshair only
+            super().show_displayed()
+
+    def plane_key_for(self, plane) -> tuple[object, ...]:
+        normal = np.cross(plane.row_dir, plane.col_dir)
+        key = (self.name, round(plane.position_mm, 3), tuple(np.round(normal, 4)))
+        return key + ((self.state.slab_mm, self.state.slab_mode) if self.state.slab_mm else ())
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if (
-            self.tool == "crosshair"
-            and self._button == Qt.MouseButton.LeftButton
-            and self.plane is not None
-            and event.modifiers() & Qt.KeyboardModifier.ShiftModifier
-        ):
-            self._last = event.position()
-            self.angle_picked.emit(self._plane_angle(event.position()))
-            return
+        if self.plane is not None and self._button == Qt.MouseButton.LeftButton:
+            if self._rotating is not None:
+                start_mouse, start_angle = self._rotating
+                self._last = event.position()
+                self.angle_picked.emit(start_angle + self._plane_angle(event.position()) - start_mouse)
+                return
+            if self.tool == "crosshair" and event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+                self._last = event.position()
+                self.angle_picked.emit(self._plane_angle(event.position()))
+                return
         super().mouseMoveEvent(event)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if event.modifiers() & Qt.KeyboardModifier.ShiftModifier and self.tool == "crosshair":
-            self._press = self._last = event.position()
-            self._button = event.button()
-            return
+        self._rotating = None
+        if (
+            self.tool == "crosshair"
+            and self.plane is not None
+            and event.button() == Qt.MouseButton.LeftButton
+        ):
+            if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+                self._press = self._last = event.position()
+                self._button = event.button()
+                return
+            if self.on_line_end(event.position()):
+                self._press = self._last = event.position()
+                self._button = event.button()
+                self._rotating = (self._plane_angle(event.position()), self.angle())
+                return
         super().mousePressEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        self._rotating = None
+        super().mouseReleaseEvent(event)
+
+    def rotation_handles(self) -> list[QPointF]:
+        """Screen points on the reference lines (a fixed share of the pane from the centre) where a
+        crosshair-tool drag rotates the other planes; drawn as small discs."""
+        if self.plane is None:
+            return []
+        centre = self.lps_to_screen(self.centre_lps)
+        reach = ROTATE_HANDLE_SHARE * min(self.width(), self.height())
+        handles = []
+        for a, b, _colour in self.lines_lps:
+            pa, pb = self.lps_to_screen(a), self.lps_to_screen(b)
+            dx, dy = pb.x() - pa.x(), pb.y() - pa.y()
+            norm = math.hypot(dx, dy)
+            if norm > 0:
+                for sign in (-1, 1):
+                    handles.append(
+                        QPointF(centre.x() + sign * reach * dx / norm, centre.y() + sign * reach * dy / norm)
+                    )
+        return handles
+
+    def on_line_end(self, pos: QPointF) -> bool:
+        """``pos`` is on a rotation handle of a reference line."""
+        return any(
+            math.dist((pos.x(), pos.y()), (h.x(), h.y())) <= HANDLE_PX for h in self.rotation_handles()
+        )
+
+    def _paint_lines(self, painter: QPainter) -> None:
+        super()._paint_lines(painter)
+        painter.save()
+        painter.setClipRect(self.image_rect())
+        painter.setBrush(QColor(255, 255, 255))
+        for handle in self.rotation_handles():
+            painter.drawEllipse(handle, 3.5, 3.5)
+        painter.restore()
 
     def _plane_angle(self, pos: QPointF) -> float:
         """Angle of the mouse around the crosshair in plane mm (clockwise as displayed unflipped)."""
@@ -80,34 +148,71 @@ class MprPlaneView(SliceView):
 class MprView(QWidget):
     """Three linked planes. Public API: ``set_volume``, ``set_crosshair``, ``crosshair_position``,
     ``rotate_crosshair``, ``reset_rotation``, ``set_slab``, ``set_window``, ``window_level``,
-    ``views`` (name -> view), ``render_to_array(name)``, ``describe``."""
+    ``views`` (name -> view), ``render_to_array(name)``, ``describe``. ``states`` (name ->
+    ViewState) and ``crosshair`` are the models it observes (given by the app, or its own)."""
 
     crosshair_moved = Signal(object)  # LPS point (np.ndarray)
     window_changed = Signal(float, float)
     slab_changed = Signal(float, str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        states: dict[str, ViewState] | None = None,
+        crosshair: Crosshair | None = None,
+    ) -> None:
         super().__init__(parent)
         self.volume: Any = None
-        self.crosshair = Crosshair()
-        self.slab_mm = 0.0
-        self.slab_mode = "mip"
-        self.views: dict[str, MprPlaneView] = {name: MprPlaneView(name, self) for name in PLANES}
+        self.crosshair = crosshair if crosshair is not None else Crosshair()
+        states = states or {}
+        self.views: dict[str, MprPlaneView] = {
+            name: MprPlaneView(name, self, states.get(name)) for name in PLANES
+        }
         self._syncing = False
+        self._links: list[tuple[Event, Callable[..., None]]] = []
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(2)
+        layout.setSpacing(PANE_GAP_PX)  # a visible gutter: three panes, not one image
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)  # a theme cannot hide it
+        self.setStyleSheet(f"MprView {{ background: {GUTTER_COLOUR}; }}")
         for name, view in self.views.items():
             layout.addWidget(view)
+            view.angle = lambda n=name: self.crosshair.angles[n]
             view.point_picked.connect(self.set_crosshair)
             view.angle_picked.connect(lambda angle, n=name: self.rotate_crosshair(n, angle))
             view.window_changed.connect(self._link_window)
-            view.state.changed.connect(lambda what, n=name: self._on_view_state(n, what))
-        self.crosshair.moved.connect(lambda _point: self._update_planes())
-        self.crosshair.rotated.connect(lambda _plane, _angle: self._update_planes())
+            link = lambda what, n=name: self._on_view_state(n, what)  # noqa: E731
+            view.state.changed.connect(link)
+            self._links.append((view.state.changed, link))
+        for event in (self.crosshair.moved, self.crosshair.rotated):
+            event.connect(self._on_crosshair)
+            self._links.append((event, self._on_crosshair))
+
+    def detach(self) -> None:
+        """Stop observing the models (the widget is going away; they live on in the app)."""
+        for event, callback in self._links:
+            if callback in event:
+                event.disconnect(callback)
+        self._links = []
+        for view in self.views.values():
+            view.detach()
+
+    def _on_crosshair(self, *_args: object) -> None:
+        self._update_planes()
+
+    @property
+    def slab_mm(self) -> float:
+        return self.views["axial"].state.slab_mm
+
+    @property
+    def slab_mode(self) -> str:
+        return self.views["axial"].state.slab_mode
 
     # -- public API -----------------------------------------------------------------------
     def set_volume(self, volume: Any, metadata: dict[str, Any] | None = None) -> None:
+        """Show ``volume`` with its crosshair at the centre, thin planes and the default window;
+        the volume the states already show (a rebuilt viewport) keeps what the reader set."""
+        same = all(view.state.source is volume for view in self.views.values())
         self.volume = volume
         merged = {**volume.metadata, **(metadata or {})}
         lo, hi = value_range(volume)
@@ -115,15 +220,19 @@ class MprView(QWidget):
         unit = modality_unit(merged)
         self._syncing = True
         for name, view in self.views.items():
-            view.metadata, view.unit = merged, unit
+            view.volume, view.metadata, view.unit = volume, merged, unit
             view.state.default_window = (preset.window, preset.level)
             view.state.wl_step_per_pixel = max(hi - lo, 1.0) / 512.0
             view.state.slice_count = len(plane_positions(volume, name))
-            view.state.reset()
+            if not same:
+                view.state.clear_measurements()
+                view.state.slab_mm, view.state.slab_mode = 0.0, "mip"
+                view.state.source = volume
+                view.state.reset()
         self._syncing = False
-        corners = self._bounds()
-        self.crosshair.angles = dict.fromkeys(PLANES, 0.0)
-        self.crosshair.point = corners.mean(axis=0)
+        if not same:
+            self.crosshair.angles = dict.fromkeys(PLANES, 0.0)
+            self.crosshair.point = self._bounds().mean(axis=0)
         self._update_planes()
 
     def set_crosshair(self, lps: np.ndarray) -> None:
@@ -143,9 +252,8 @@ class MprView(QWidget):
 
     def set_slab(self, thickness_mm: float, mode: str = "mip") -> None:
         """Thick slab (MIP/MinIP/mean) of ``thickness_mm`` in every view; 0 for thin planes."""
-        if mode not in SLAB_MODES:
-            raise ValueError(f"slab mode must be one of {SLAB_MODES}")
-        self.slab_mm, self.slab_mode = max(float(thickness_mm), 0.0), mode
+        for view in self.views.values():
+            view.state.set_slab(thickness_mm, mode)  # type: ignore[arg-type]
         self._update_planes()
         self.slab_changed.emit(self.slab_mm, mode)
 
@@ -191,50 +299,48 @@ class MprView(QWidget):
         u, v = rotation @ u, rotation @ v
         return u, v, np.cross(u, v)
 
-    def _plane(self, name: str):
-        point = self.crosshair.point
-        kwargs = {"slab_mm": self.slab_mm, "slab_mode": self.slab_mode}
-        u, v, normal = self.plane_axes(name)
-        if np.allclose((u, v), STANDARD_PLANES[name][:2]):
-            return plane_image(
-                self.volume, name, float(point @ np.asarray(STANDARD_PLANES[name][2])), **kwargs
-            )
-        return plane_image(self.volume, Oblique(tuple(u), tuple(v), tuple(point)), 0.0, **kwargs)
-
     def _update_planes(self) -> None:
+        """Place every plane's state through the crosshair (oblique once rotated); the plane
+        views render from their states."""
         if self.volume is None:
             return
         point = self.crosshair.point
-        for name, view in self.views.items():
-            plane = self._plane(name)
-            view.centre_lps = point
-            key = (
-                name,
-                round(plane.position_mm, 3),
-                tuple(np.round(np.cross(plane.row_dir, plane.col_dir), 4)),
-            )
-            view.set_plane(plane, key)
-            view.lines_lps = []
-            normal = np.cross(plane.row_dir, plane.col_dir)
-            for other in PLANES:
-                if other == name:
-                    continue
-                direction = np.cross(normal, self.plane_axes(other)[2])
-                if np.linalg.norm(direction) > 1e-6:
-                    direction = direction / np.linalg.norm(direction) * 2000.0
-                    view.lines_lps.append((point - direction, point + direction, PLANE_COLOURS[other]))
-            self._syncing = True
-            positions = plane_positions(self.volume, name)
-            view.state.set_slice(
-                int(np.argmin(np.abs(positions - point @ np.asarray(STANDARD_PLANES[name][2]))))
-            )
+        self._syncing = True
+        try:
+            for name, view in self.views.items():
+                u, v, normal = self.plane_axes(name)
+                axis = np.asarray(STANDARD_PLANES[name][2])
+                aligned = bool(np.allclose((u, v), STANDARD_PLANES[name][:2]))
+                state = view.state
+                state.geometry = name if aligned else Oblique(tuple(u), tuple(v), tuple(point))
+                state.plane = name if aligned else "oblique"
+                view.centre_lps = point
+                view.lines_lps = []
+                for other in PLANES:
+                    if other == name:
+                        continue
+                    direction = np.cross(normal, self.plane_axes(other)[2])
+                    if np.linalg.norm(direction) > 1e-6:
+                        direction = direction / np.linalg.norm(direction) * 2000.0
+                        view.lines_lps.append((point - direction, point + direction, PLANE_COLOURS[other]))
+                along = float(point @ axis)
+                positions = plane_positions(self.volume, name)
+                state.set_position(along if aligned else 0.0, int(np.argmin(np.abs(positions - along))))
+        finally:
             self._syncing = False
         self.crosshair_moved.emit(point.copy())
 
     # -- linking --------------------------------------------------------------------------
     def _on_view_state(self, name: str, what: str) -> None:
-        """Scrolling a view moves the crosshair along that view's normal by the scroll steps."""
-        if what != "slice" or self._syncing or self.volume is None:
+        """Scrolling a view moves the crosshair along that view's normal by the scroll steps; a
+        measurement picked from the list brings the crosshair to it."""
+        if self._syncing or self.volume is None:
+            return
+        target_m = self.views[name].state.goto_target
+        if what == "goto" and target_m is not None and target_m.points_lps:
+            self.set_crosshair(np.mean(np.asarray(target_m.points_lps, dtype=np.float64), axis=0))
+            return
+        if what != "slice":
             return
         axis = np.asarray(STANDARD_PLANES[name][2])
         target = float(plane_positions(self.volume, name)[self.views[name].state.slice_index])

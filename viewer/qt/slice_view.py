@@ -11,23 +11,26 @@ All state lives in ``self.state`` (``viewer.view_state.ViewState``); the widget 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import vtk
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
+    QFontMetrics,
     QImage,
     QKeyEvent,
+    QKeySequence,
     QMouseEvent,
     QPainter,
     QPen,
     QTransform,
     QWheelEvent,
 )
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QInputDialog, QWidget
 from vtk.util import numpy_support
 
 from viewer.objects.overlays import OverlayFrame
@@ -43,24 +46,20 @@ from viewer.tools import (
     measure,
     pixel_value,
 )
-from viewer.view_state import OrientationLabels, ViewState, patient_orientation_axes
+from viewer.view_state import (
+    OrientationLabels,
+    ViewState,
+    displayed_image,
+    patient_orientation_axes,
+)
 
 MEASUREMENT_TOOLS = tuple(POINTS_NEEDED)
 TOOLS = ("window", "pan", "zoom", "crosshair") + MEASUREMENT_TOOLS
-_KEY_NAMES = {
-    Qt.Key.Key_Up: "Up",
-    Qt.Key.Key_Down: "Down",
-    Qt.Key.Key_PageUp: "PageUp",
-    Qt.Key.Key_PageDown: "PageDown",
-    Qt.Key.Key_Home: "Home",
-    Qt.Key.Key_End: "End",
-    Qt.Key.Key_Escape: "Escape",
-    Qt.Key.Key_Plus: "+",
-    Qt.Key.Key_Minus: "-",
-}
+HANDLE_PX = 7.0  # how close (screen px) a click must be to grab a measurement's handle or line
 OVERLAY_PARTS = ("lines", "measurements", "text", "labels", "scale")  # what ``overlay_parts`` may hold
 _YELLOW = QColor(255, 220, 0)
 _TEXT = QColor(230, 230, 230)
+_SELECTED = QColor(0, 230, 255)
 
 
 def meta_text(metadata: dict[str, Any], *keys: str) -> str:
@@ -89,6 +88,14 @@ def nice_length(max_mm: float) -> float:
     return float(10**exponent)
 
 
+def segment_distance(p: QPointF, a: QPointF, b: QPointF) -> float:
+    """Screen distance from ``p`` to the segment ``a``-``b``."""
+    ab = np.array([b.x() - a.x(), b.y() - a.y()])
+    ap = np.array([p.x() - a.x(), p.y() - a.y()])
+    t = float(np.clip(ap @ ab / max(float(ab @ ab), 1e-9), 0.0, 1.0))
+    return float(np.linalg.norm(ap - t * ab))
+
+
 def _shadowed_text(painter: QPainter, x: int, y: int, w: int, h: int, flags: object, text: str) -> None:
     """Text with a 1 px dark shadow, readable on bright and dark image areas alike."""
     pen = painter.pen()
@@ -107,10 +114,11 @@ class SliceView(VtkCanvas):
     cursor_value_changed = Signal(object)  # dict(col, row, value, lps) or None
     point_picked = Signal(object)  # LPS point clicked/dragged with the crosshair tool
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, state: ViewState | None = None) -> None:
         super().__init__(parent)
-        self.state = ViewState()
+        self.state = state if state is not None else ViewState()  # the model this view observes
         self.state.changed.connect(self._on_state_changed)
+        self.volume: Any = None
         self.plane: PlaneImage | None = None
         self.plane_key: tuple[object, ...] = ()
         self.metadata: dict[str, Any] = {}
@@ -123,6 +131,9 @@ class SliceView(VtkCanvas):
         self.overlay_parts: set[str] = set(OVERLAY_PARTS)  # drawn when show_overlay is on
         self.slice_thickness_mm: float | None = None  # shown in the overlay when known
         self._pending: list[Point] = []
+        self._dragging: tuple[Measurement, int | None] | None = None  # a measurement handle being moved
+        self.ask_text: Callable[[], str | None] = self._ask_annotation_text  # the text tool's prompt
+        self.overlay_texts: list[tuple[str, QRectF]] = []  # texts of the last paint and where they went
         self._press: QPointF | None = None
         self._last: QPointF | None = None
         self._button = Qt.MouseButton.NoButton
@@ -232,15 +243,48 @@ class SliceView(VtkCanvas):
         row, col = self.plane.from_lps(lps)
         return self.pixel_to_screen(col, row)
 
+    def detach(self) -> None:
+        """Stop observing the state (the view is going away; the state lives on in the model)."""
+        if self._on_state_changed in self.state.changed:
+            self.state.changed.disconnect(self._on_state_changed)
+
     # -- model -> view --------------------------------------------------------------------
+    def displayed(self):
+        """What this view shows (``viewer.view_state.displayed_image`` of its volume and state)."""
+        return displayed_image(self.volume, self.state)
+
+    def show_displayed(self) -> None:
+        """Render the plane the state asks for (slice, exact position, geometry, slab)."""
+        plane = self.displayed().plane
+        self.set_plane(plane, self.plane_key_for(plane))
+
+    def plane_key_for(self, plane: PlaneImage) -> tuple[object, ...]:
+        """What identifies the shown plane for the measurements drawn on it."""
+        state = self.state
+        if state.position_mm is not None:
+            return (state.geometry, "mm", round(plane.position_mm, 3), state.slab_mm)
+        if state.slab_mm:
+            return (state.geometry, state.slice_index, state.slab_mm, state.slab_mode)
+        return (state.geometry, state.slice_index)
+
     def _on_state_changed(self, what: str) -> None:
+        if what in ("slice", "plane", "slab") and self.volume is not None:
+            self.show_displayed()
         if what == "window":
             self.window_changed.emit(self.state.window_width, self.state.window_center)
         elif what == "invert":
             self._set_lut(self.state.invert)
         elif what == "slice":
             self.slice_changed.emit(self.state.slice_index)
+        elif what == "goto" and self.state.goto_target is not None:
+            self.go_to(self.state.goto_target)
         self.request_render()
+
+    def go_to(self, measurement: Measurement) -> None:
+        """Show the plane ``measurement`` is on (its slice of this stack)."""
+        key = measurement.plane_key
+        if len(key) >= 2 and key[0] == self.state.geometry and isinstance(key[1], int):
+            self.state.set_slice(key[1])
 
     def _set_lut(self, inverted: bool) -> None:
         for i in range(256):
@@ -250,6 +294,10 @@ class SliceView(VtkCanvas):
 
     def before_render(self) -> None:
         prop = self._actor.GetProperty()
+        if self.state.interpolation == "linear":
+            prop.SetInterpolationTypeToLinear()
+        else:
+            prop.SetInterpolationTypeToNearest()
         prop.SetColorWindow(self.state.window_width)
         prop.SetColorLevel(self.state.window_center)
         if self.plane is None:
@@ -298,15 +346,28 @@ class SliceView(VtkCanvas):
     def _event_pixel(self, pos: QPointF) -> Point:
         return self.screen_to_pixel(pos.x(), pos.y())
 
+    def _moves_crosshair(self, event: QMouseEvent) -> bool:
+        """The crosshair follows the mouse with the crosshair tool, or Ctrl with any tool."""
+        return self.tool == "crosshair" or bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         self._press = self._last = event.position()
         self._button = event.button()
+        self._dragging = None
         if self.plane is None or self._button != Qt.MouseButton.LeftButton:
             return
-        if self.tool == "crosshair":
-            self._pick(event.position())
-        elif self.tool in MEASUREMENT_TOOLS:
-            self._add_point(self._event_pixel(event.position()))
+        pos = event.position()
+        if self._moves_crosshair(event):
+            self._pick(pos)
+            return
+        hit = None if self._pending else self.measurement_at(pos)
+        if hit is not None:
+            self.state.select(hit[0])
+            self._dragging = hit
+            return
+        self.state.select(None)
+        if self.tool in MEASUREMENT_TOOLS:
+            self._add_point(self._event_pixel(pos))
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         pos = event.position()
@@ -316,14 +377,16 @@ class SliceView(VtkCanvas):
             action = {Qt.MouseButton.RightButton: "zoom", Qt.MouseButton.MiddleButton: "pan"}.get(
                 self._button, self.tool
             )
-            if action == "window":
+            if self._dragging is not None:
+                self._move_handle(pos)
+            elif self._button == Qt.MouseButton.LeftButton and self._moves_crosshair(event):
+                self._pick(pos)
+            elif action == "window":
                 self.state.drag_window(dx, dy)
             elif action == "pan":
                 self.state.pan_by(-dx / ppmm, -dy / ppmm)
             elif action == "zoom":
                 self.state.zoom_by(math.exp(-dy / 200.0))
-            elif action == "crosshair":
-                self._pick(pos)
             self._last = pos
         self._update_cursor(pos)
 
@@ -332,12 +395,14 @@ class SliceView(VtkCanvas):
         dragged = self._press is not None and (pos - self._press).manhattanLength() > 3
         if (
             self._button == Qt.MouseButton.LeftButton
-            and self.tool in ("length", "rectangle", "ellipse")
+            and self._dragging is None
+            and self.tool in ("length", "rectangle", "ellipse", "arrow")
             and dragged
             and self._pending
         ):
             self._add_point(self._event_pixel(pos))
         self._press = self._last = None
+        self._dragging = None
         self._button = Qt.MouseButton.NoButton
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
@@ -348,7 +413,7 @@ class SliceView(VtkCanvas):
             self.state.scroll(-steps)  # wheel away from the user: previous slice
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
-        name = _KEY_NAMES.get(Qt.Key(event.key())) or event.text().upper()
+        name = QKeySequence(event.key()).toString()
         action = self.state.key_bindings().get(name)
         if action is None:
             super().keyPressEvent(event)
@@ -360,23 +425,86 @@ class SliceView(VtkCanvas):
         col, row = self._event_pixel(pos)
         self.point_picked.emit(self.plane.to_lps(row, col))
 
+    # -- measurements and annotations ---------------------------------------------------------
+    def measurement_at(self, pos: QPointF) -> tuple[Measurement, int | None] | None:
+        """The measurement under the mouse on the shown plane and the handle grabbed (None: the
+        whole shape, moved as one), topmost first."""
+        for m in reversed(self.state.measurements_on(self.plane_key)):
+            pts = [self.pixel_to_screen(*p) for p in m.points]
+            for i, p in enumerate(pts):
+                if math.dist((p.x(), p.y()), (pos.x(), pos.y())) <= HANDLE_PX:
+                    return m, i
+            if m.kind in ("rectangle", "ellipse"):
+                box = (
+                    QRectF(pts[0], pts[1]).normalized().adjusted(-HANDLE_PX, -HANDLE_PX, HANDLE_PX, HANDLE_PX)
+                )
+                if box.contains(pos):
+                    return m, None
+            elif m.kind == "text":
+                if self._label_rect(pts[0]).contains(pos):
+                    return m, None
+            elif any(segment_distance(pos, a, b) <= HANDLE_PX for a, b in zip(pts, pts[1:])):
+                return m, None
+        return None
+
+    def _move_handle(self, pos: QPointF) -> None:
+        """Drag a handle (or, with ``None``, the whole measurement) and measure again."""
+        assert self.plane is not None and self._dragging is not None and self._last is not None
+        m, handle = self._dragging
+        col, row = self._event_pixel(pos)
+        if handle is None:
+            c0, r0 = self._event_pixel(self._last)
+            points = [(c + col - c0, r + row - r0) for c, r in m.points]
+        else:
+            points = list(m.points)
+            points[handle] = (col, row)
+        try:
+            moved = self._measure(m.kind, points, m.label)
+        except ValueError:
+            return  # degenerate while dragging (e.g. an empty ROI): keep the last valid shape
+        self.state.replace_measurement(m, moved)
+        self._dragging = (moved, handle)
+
+    def _measure(self, kind: str, points: list[Point], label: str = "") -> Measurement:
+        assert self.plane is not None
+        points_lps = None
+        if self.metadata.get("has_patient_geometry", True):
+            points_lps = [tuple(float(v) for v in self.plane.to_lps(r, c)) for c, r in points]
+        return measure(
+            kind,
+            points,
+            self.plane.pixels,
+            self.spacing,
+            self.plane_key,
+            self.calibration,
+            points_lps,  # type: ignore[arg-type]
+            label=label,
+        )
+
+    def _ask_annotation_text(self) -> str | None:
+        text, ok = QInputDialog.getText(self, "Annotation", "Text:")
+        return text.strip() if ok and text.strip() else None
+
     def _add_point(self, point: Point) -> None:
         assert self.plane is not None
+        if self._pending and math.dist(self._pending[-1], point) < 1.0:
+            self._pending.clear()  # a second click on the same spot: no zero-size measurement
+            self.update()
+            return
         self._pending.append(point)
         if len(self._pending) == POINTS_NEEDED[self.tool]:
-            points_lps = None
-            if self.metadata.get("has_patient_geometry", True):
-                points_lps = [tuple(float(v) for v in self.plane.to_lps(r, c)) for c, r in self._pending]
-            m = measure(
-                self.tool,
-                list(self._pending),
-                self.plane.pixels,
-                self.spacing,
-                self.plane_key,
-                self.calibration,
-                points_lps,  # type: ignore[arg-type]
-            )
-            self._pending.clear()
+            points, self._pending = list(self._pending), []
+            label = ""
+            if self.tool == "text":
+                label = self.ask_text() or ""
+                if not label:
+                    self.update()
+                    return
+            try:
+                m = self._measure(self.tool, points, label)
+            except ValueError:  # e.g. an ROI too thin to hold a pixel centre: nothing is added
+                self.update()
+                return
             self.state.add_measurement(m)
             self.measurement_added.emit(m)
         self.update()
@@ -404,12 +532,11 @@ class SliceView(VtkCanvas):
         """Corner texts; subclasses add patient/series lines."""
         ww, wc = self.window_level()
         where = self.location_text() if self.plane is not None else ""
-        location = f"Loc: {where}" if where else ""
+        bottom_left = [f"Loc: {where}" if where else ""]
         if self.plane is not None and self.plane.slab_mm:
-            location += f"  Slab: {self.plane.slab_mm:g} mm {self.plane.slab_mode.upper()}"
+            bottom_left.append(f"Slab: {self.plane.slab_mm:g} mm {self.plane.slab_mode.upper()}")
         elif self.slice_thickness_mm:
-            location += f"  Thk: {self.slice_thickness_mm:.1f} mm"
-        bottom_left = [location]
+            bottom_left.append(f"Thk: {self.slice_thickness_mm:.1f} mm")
         if self._cursor is not None:
             c = self._cursor
             bottom_left.append(f"({c['col']}, {c['row']}): {c['value']:.0f} {self.unit}".rstrip())
@@ -421,6 +548,7 @@ class SliceView(VtkCanvas):
         }
 
     def paint_overlay(self, painter: QPainter) -> None:
+        self.overlay_texts = []
         if self.plane is None or not self.show_overlay:
             return
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -433,48 +561,56 @@ class SliceView(VtkCanvas):
             self._paint_lines(painter)
         if "measurements" in parts:
             self._paint_measurements(painter)
-        self._paint_texts(painter, corners="text" in parts, labels="labels" in parts)
+        if "labels" in parts:
+            self._paint_orientation_labels(painter)
+        if "text" in parts:
+            self._paint_corners(painter)
         if "scale" in parts:
             self._paint_scale_bar(painter)
 
-    def _paint_texts(self, painter: QPainter, corners: bool = True, labels: bool = True) -> None:
-        w, h, line = self.width(), self.height(), 14
-        painter.setPen(_TEXT)
-        for corner, lines in self.overlay_corners().items() if corners else ():
-            top = corner.startswith("top")
-            align = Qt.AlignmentFlag.AlignRight if corner.endswith("right") else Qt.AlignmentFlag.AlignLeft
-            lines = [text for text in lines if text.strip()]
-            for n, text in enumerate(lines):
-                y = 4 + n * line if top else h - 4 - (len(lines) - n) * line
-                _shadowed_text(painter, 4, y, w - 8, line, align, text)
-        if labels:
-            self._paint_orientation_labels(painter)
+    def _place_text(self, painter: QPainter, rect: QRectF, flags: Qt.AlignmentFlag, text: str) -> bool:
+        """Draw ``text`` in ``rect`` unless it would overlap text already placed; records where."""
+        drawn = QFontMetrics(painter.font()).boundingRect(rect.toRect(), int(flags), text)
+        if not text.strip() or any(drawn.intersects(r.toRect()) for _, r in self.overlay_texts):
+            return False
+        _shadowed_text(painter, *rect.toRect().getRect(), flags, text)
+        self.overlay_texts.append((text, QRectF(drawn)))
+        return True
 
     def _paint_orientation_labels(self, painter: QPainter) -> None:
+        """The four edge letters, in boxes the corner texts keep clear of."""
         w, h = self.width(), self.height()
         labels = self.orientation_labels()
         painter.setPen(_YELLOW)
-        centre = Qt.AlignmentFlag.AlignCenter
-        _shadowed_text(
-            painter,
-            2,
-            h // 2 - 10,
-            30,
-            20,
-            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            labels.left,
+        vcentre, centre = Qt.AlignmentFlag.AlignVCenter, Qt.AlignmentFlag.AlignCenter
+        self._place_text(
+            painter, QRectF(2, h / 2 - 10, 30, 20), Qt.AlignmentFlag.AlignLeft | vcentre, labels.left
         )
-        _shadowed_text(
-            painter,
-            w - 32,
-            h // 2 - 10,
-            30,
-            20,
-            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-            labels.right,
+        self._place_text(
+            painter, QRectF(w - 32, h / 2 - 10, 30, 20), Qt.AlignmentFlag.AlignRight | vcentre, labels.right
         )
-        _shadowed_text(painter, w // 2 - 20, 2, 40, 16, centre, labels.top)
-        _shadowed_text(painter, w // 2 - 20, h - 18, 40, 16, centre, labels.bottom)
+        self._place_text(painter, QRectF(w / 2 - 20, 2, 40, 16), centre, labels.top)
+        self._place_text(painter, QRectF(w / 2 - 20, h - 18, 40, 16), centre, labels.bottom)
+
+    def _paint_corners(self, painter: QPainter) -> None:
+        """Corner texts, each line elided to end before the centred edge letters; lines that
+        would reach the side letters are left out."""
+        w, h, line = self.width(), self.height(), 14
+        painter.setPen(_TEXT)
+        metrics = QFontMetrics(painter.font())
+        room = max(int(w / 2 - 26), 10)
+        for corner, lines in self.overlay_corners().items():
+            top = corner.startswith("top")
+            right = corner.endswith("right")
+            align = Qt.AlignmentFlag.AlignRight if right else Qt.AlignmentFlag.AlignLeft
+            lines = [text for text in lines if text.strip()]
+            for n, text in enumerate(lines):
+                y = 4 + n * line if top else h - 4 - (len(lines) - n) * line
+                if abs(y + line / 2 - h / 2) < 10 + line / 2 + 2:
+                    continue  # would touch the L/R letters at mid height
+                x = w - 4 - room if right else 4
+                text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, room)
+                self._place_text(painter, QRectF(x, y, room, line), align, text)
 
     def _paint_scale_bar(self, painter: QPainter) -> None:
         """A vertical ruler along the right edge, below the orientation label; none when the pixel
@@ -490,12 +626,9 @@ class SliceView(VtkCanvas):
         painter.drawLine(QPointF(x, y0), QPointF(x, y0 + px))
         for y in (y0, y0 + px / 2, y0 + px):
             painter.drawLine(QPointF(x - (5 if y != y0 + px / 2 else 3), y), QPointF(x, y))
-        _shadowed_text(
+        self._place_text(
             painter,
-            int(x) - 150,
-            int(y0 + px) + 2,
-            146,
-            14,
+            QRectF(int(x) - 150, int(y0 + px) + 2, 146, 14),
             Qt.AlignmentFlag.AlignRight,
             f"{length:g} mm{calibration.suffix()}",
         )
@@ -548,34 +681,58 @@ class SliceView(VtkCanvas):
                         Qt.AlignmentFlag.AlignLeft, line.label,
                     )  # fmt: skip
 
-    def _paint_lines(self, painter: QPainter) -> None:
+    def image_rect(self) -> QRectF:
+        """The screen rectangle the shown plane covers (inside the widget)."""
         assert self.plane is not None
+        rows, cols = self.plane.pixels.shape[:2]
+        corners = [self.pixel_to_screen(c, r) for c in (-0.5, cols - 0.5) for r in (-0.5, rows - 0.5)]
+        xs, ys = [p.x() for p in corners], [p.y() for p in corners]
+        box = QRectF(QPointF(min(xs), min(ys)), QPointF(max(xs), max(ys)))
+        return box.intersected(QRectF(self.rect()))
+
+    def _paint_lines(self, painter: QPainter) -> None:
+        """Crosshair/reference lines, clipped to the image so they never reach the pane's edge."""
+        assert self.plane is not None
+        painter.save()
+        painter.setClipRect(self.image_rect())
         for a, b, colour in self.lines_lps:
             painter.setPen(QPen(colour, 1))
             painter.drawLine(self.lps_to_screen(a), self.lps_to_screen(b))
+        painter.restore()
+
+    def _label_rect(self, anchor: QPointF) -> QRectF:
+        return QRectF(anchor.x() + 6, anchor.y() + 4, 260, 30)
 
     def _paint_measurements(self, painter: QPainter) -> None:
-        painter.setPen(QPen(_YELLOW, 1.5))
         painter.setBrush(Qt.BrushStyle.NoBrush)
         for m in self.state.measurements_on(self.plane_key):
+            selected = m is self.state.selected
+            painter.setPen(QPen(_SELECTED if selected else _YELLOW, 2.5 if selected else 1.5))
             pts = [self.pixel_to_screen(*p) for p in m.points]
             if m.kind in ("length", "angle"):
                 painter.drawPolyline(pts)
-            else:
+            elif m.kind == "arrow":
+                self._paint_arrow(painter, pts[0], pts[1])
+            elif m.kind in ("rectangle", "ellipse"):
                 self._paint_roi_shape(painter, m.kind, pts)
-            anchor = pts[-1]
-            _shadowed_text(
-                painter,
-                int(anchor.x()) + 6,
-                int(anchor.y()) + 4,
-                260,
-                30,
-                Qt.AlignmentFlag.AlignLeft,
-                m.text(self.unit),
-            )
+            if selected:
+                for p in pts:
+                    painter.drawRect(QRectF(p.x() - 3, p.y() - 3, 6, 6))
+            anchor = pts[-1] if m.kind != "arrow" else pts[0]
+            rect = self._label_rect(anchor)
+            _shadowed_text(painter, *rect.toRect().getRect(), Qt.AlignmentFlag.AlignLeft, m.text(self.unit))
+        painter.setPen(QPen(_YELLOW, 1.5))
         for p in self._pending:
             q = self.pixel_to_screen(*p)
             painter.drawEllipse(q, 2.5, 2.5)
+
+    @staticmethod
+    def _paint_arrow(painter: QPainter, tail: QPointF, head: QPointF) -> None:
+        painter.drawLine(tail, head)
+        angle = math.atan2(head.y() - tail.y(), head.x() - tail.x())
+        for side in (-1, 1):
+            a = angle + math.pi - side * math.radians(25)
+            painter.drawLine(head, QPointF(head.x() + 10 * math.cos(a), head.y() + 10 * math.sin(a)))
 
     @staticmethod
     def _paint_roi_shape(painter: QPainter, kind: str, pts: list[QPointF]) -> None:
@@ -617,47 +774,56 @@ class StackView(SliceView):
     plane at any position. ``viewer.qt.snapshot`` renders through this class, so a snapshot is what
     this view shows."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.volume: Any = None
-        self.stack_plane: Plane = "native"
-        self.slab_mm = 0.0
-        self.slab_mode: SlabMode = "mip"
-        self._pinned: PlaneImage | None = None  # shown once instead of the indexed slice
+    @property
+    def stack_plane(self) -> Plane:
+        return self.state.geometry
+
+    @property
+    def slab_mm(self) -> float:
+        return self.state.slab_mm
+
+    @property
+    def slab_mode(self) -> SlabMode:
+        return self.state.slab_mode
 
     def set_volume(
         self, volume: Any, metadata: dict[str, Any] | None = None, plane: Plane = "native"
     ) -> None:
         """Show ``volume`` (a ``viewer.volume.Volume``) from its middle slice with its default window;
-        ``plane`` picks the stack ("native": the acquired slices). Measurements are kept when the
-        same volume is shown again (e.g. in another plane) and cleared for a new one."""
-        if volume is not self.volume:
-            self.state.clear_measurements()
+        ``plane`` picks the stack ("native": the acquired slices). A new volume starts thin, without
+        measurements; the volume the state already shows (a rebuilt viewport, another plane) keeps
+        its measurements, and in the same plane everything the reader set."""
+        state = self.state
+        same = volume is state.source
         self.volume = volume
-        self.stack_plane = plane
-        self.slab_mm, self.slab_mode = 0.0, "mip"
         self.metadata = {**volume.metadata, **(metadata or {})}
         self.unit = modality_unit(self.metadata)
         lo, hi = value_range(volume)
         if volume.is_color:  # RGB is shown as stored: window 0..255 maps each channel to itself
-            self.state.default_window = (255.0, 127.5)
+            state.default_window = (255.0, 127.5)
         else:
             preset = default_window(self.metadata, (lo, hi))
-            self.state.default_window = (preset.window, preset.level)
-        self.state.wl_step_per_pixel = max(hi - lo, 1.0) / 512.0
-        self.state.plane = plane if isinstance(plane, str) else "oblique"
+            state.default_window = (preset.window, preset.level)
+        state.wl_step_per_pixel = max(hi - lo, 1.0) / 512.0
         self.slice_thickness_mm = (
             float(volume.spacing[2])
             if self.metadata.get("has_patient_geometry", True) and plane == "native"
             else None
         )
         count = volume.voxels.shape[0] if plane == "native" else len(plane_positions(volume, plane))
-        self.state.slice_count = count
-        self.state.slice_index = count // 2
-        self.state.reset()
+        if same and state.geometry == plane and state.slice_count == count:
+            self.show_displayed()
+            return
+        if not same:
+            state.clear_measurements()
+            state.slab_mm, state.slab_mode = 0.0, "mip"  # slab settings do not carry to another series
+            state.source = volume
+        state.geometry, state.plane = plane, plane if isinstance(plane, str) else "oblique"
+        state.slice_count, state.slice_index, state.position_mm = count, count // 2, None
+        state.reset()
         if self.metadata.get("invert"):  # MONOCHROME1: low values are displayed bright
-            self.state.toggle_invert()
-        self._show_slice()
+            state.toggle_invert()
+        self.show_displayed()
 
     def presets(self) -> list[WindowPreset]:
         """The file's own windows first, then the modality's standard presets."""
@@ -675,49 +841,21 @@ class StackView(SliceView):
 
     def set_slab(self, thickness_mm: float, mode: SlabMode = "mip") -> None:
         """Thick-slab rendering of the stack (0: thin)."""
-        self.slab_mm, self.slab_mode = float(thickness_mm), mode
-        if self.volume is not None:
-            self._show_slice()
+        self.state.set_slab(thickness_mm, mode)
 
     def show_position(self, position_mm: float) -> None:
         """Show the stack's plane at ``position_mm`` (mm along its normal, as
         ``viewer.reslice.plane_positions``); the slice counter shows the nearest slice.
         Raises ValueError for a position outside the volume (nothing changes then)."""
-        image = plane_image(
-            self.volume, self.stack_plane, position_mm, slab_mm=self.slab_mm, slab_mode=self.slab_mode
-        )
+        plane_image(self.volume, self.stack_plane, position_mm)  # refuses a position outside
         positions = plane_positions(self.volume, self.stack_plane)
-        nearest = int(np.argmin(np.abs(positions - position_mm)))
-        self._pinned = image
-        if nearest != self.state.slice_index:
-            self.state.set_slice(nearest)  # shows the pinned image
-        else:
-            self._show_slice()
+        self.state.set_position(position_mm, int(np.argmin(np.abs(positions - position_mm))))
 
     def current_slice_index(self) -> int:
         return self.state.slice_index
 
     def current_plane(self) -> PlaneImage | None:
         return self.plane
-
-    def _on_state_changed(self, what: str) -> None:
-        if what == "slice" and self.volume is not None:
-            self._show_slice()
-        super()._on_state_changed(what)
-
-    def _show_slice(self) -> None:
-        k = self.state.slice_index
-        pinned, self._pinned = self._pinned, None
-        if pinned is not None:
-            self.set_plane(pinned, (self.stack_plane, "mm", round(pinned.position_mm, 3), self.slab_mm))
-            return
-        image = plane_image(
-            self.volume, self.stack_plane, index=k, slab_mm=self.slab_mm, slab_mode=self.slab_mode
-        )
-        key = (
-            (self.stack_plane, k) if not self.slab_mm else (self.stack_plane, k, self.slab_mm, self.slab_mode)
-        )
-        self.set_plane(image, key)
 
     def overlay_corners(self) -> dict[str, list[str]]:
         corners = super().overlay_corners()

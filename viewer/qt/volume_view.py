@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QWidget
 from vtk.util import numpy_support
 
 from viewer.qt.canvas import VtkCanvas
+from viewer.view_state import VOLUME_PRESETS, VolumeState
 
 # (value, r, g, b) colour points and (value, opacity) points per preset; values in HU.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -40,6 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "MIP": {"blend": "mip", "color": [], "opacity": []},  # grey ramp over the volume's value range
 }
+assert tuple(PRESETS) == VOLUME_PRESETS, "the 3D presets are named once, in viewer.view_state"
 FULL_IMAGE_SAMPLE_DISTANCE = 1.0
 INTERACTIVE_IMAGE_SAMPLE_DISTANCE = 2.0  # cast one ray per 2x2 screen pixels while dragging
 INTERACTIVE_STEP_FACTOR = 2.0  # and step twice as far along each ray
@@ -51,11 +53,12 @@ class VolumeRenderView(VtkCanvas):
     preset_changed = Signal(str)
     camera_changed = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, state: VolumeState | None = None) -> None:
         super().__init__(parent)
+        self.state = state if state is not None else VolumeState(VOLUME_PRESETS)  # the model it observes
+        self.state.changed.connect(self._on_state_changed)
         self.volume: Any = None
         self._voxels: np.ndarray | None = None
-        self.preset = "CT bone"
         self.interacting = False
         self._value_range = (0.0, 1.0)
         self._image = vtk.vtkImageData()
@@ -98,16 +101,32 @@ class VolumeRenderView(VtkCanvas):
         self._base_step = float(min(volume.spacing)) / 2.0
         if self.renderer.GetVolumes().GetNumberOfItems() == 0:
             self.renderer.AddVolume(self.actor)
-        modality = str({**volume.metadata, **(metadata or {})}.get("modality", "")).upper()
-        self.set_preset(self.preset if modality == "CT" else "MIP")
+        if self.state.source is not volume:  # a new series: its modality's preset
+            modality = str({**volume.metadata, **(metadata or {})}.get("modality", "")).upper()
+            self.state.source = volume
+            self.state.preset = "CT bone" if modality == "CT" else "MIP"
+        self._apply_preset(self.state.preset)
         self.reset_camera()
 
+    @property
+    def preset(self) -> str:
+        return self.state.preset
+
     def presets(self) -> list[str]:
-        return list(PRESETS)
+        return list(self.state.presets)
 
     def set_preset(self, name: str) -> None:
-        if name not in PRESETS:
-            raise KeyError(f"unknown volume preset {name!r}; one of {list(PRESETS)}")
+        self.state.set_preset(name)
+
+    def detach(self) -> None:
+        if self._on_state_changed in self.state.changed:
+            self.state.changed.disconnect(self._on_state_changed)
+
+    def _on_state_changed(self, what: str) -> None:
+        if what == "preset":
+            self._apply_preset(self.state.preset)
+
+    def _apply_preset(self, name: str) -> None:
         preset = PRESETS[name]
         color, opacity = vtk.vtkColorTransferFunction(), vtk.vtkPiecewiseFunction()
         if preset["blend"] == "mip":
@@ -125,7 +144,6 @@ class VolumeRenderView(VtkCanvas):
             self.mapper.SetBlendModeToComposite()
         self.property.SetColor(color)
         self.property.SetScalarOpacity(opacity)
-        self.preset = name
         self.preset_changed.emit(name)
         self.request_render()
 
