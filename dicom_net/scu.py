@@ -53,6 +53,7 @@ from dicom_net.scu_assoc import (
 )
 from dicom_net.scu_contexts import storage_contexts_for_get, storage_contexts_for_send
 from dicom_net.scu_find import answer_to_dict, build_identifier, query_model
+from hulu_common.files import expand_paths
 
 __all__ = [
     "AssociationRejected",
@@ -542,18 +543,12 @@ class SendItem:
     error: str = ""
 
 
-def expand_paths(items: Iterable[str | Path | Dataset]) -> list[str | Path | Dataset]:
-    """Directories become the files below them (sorted); files and datasets stay as given."""
+def expand_items(items: Iterable[str | Path | Dataset]) -> list[str | Path | Dataset]:
+    """Folders become the files below them (:func:`hulu_common.files.expand_paths`); files and
+    in-memory datasets stay as given, in order."""
     out: list[str | Path | Dataset] = []
     for item in items:
-        if isinstance(item, Dataset):
-            out.append(item)
-            continue
-        path = Path(item)
-        if path.is_dir():
-            out.extend(p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith("."))
-        else:
-            out.append(path)
+        out.extend([item] if isinstance(item, Dataset) else expand_paths([item]))
     return out
 
 
@@ -593,7 +588,7 @@ def begin_send(
 ) -> tuple[SendResult, list[SendItem], int]:
     """Describe ``items`` (directories walked): a result already holding the statuses of those that
     cannot be sent, the sendable ones, and the total (reported as the first progress)."""
-    described = [describe_item(i) for i in expand_paths(items)]
+    described = [describe_item(i) for i in expand_items(items)]
     result = SendResult()
     result.statuses.extend(
         InstanceStatus(d.label, d.sop_uid or None, None, d.error) for d in described if d.error

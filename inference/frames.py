@@ -137,24 +137,24 @@ def frame_times_from_durations_ms(frame_durations_ms: Sequence[float]) -> np.nda
     return np.concatenate([[0.0], np.cumsum(durations[:-1])])
 
 
-def _start_times_s(frame_times_ms: Sequence[float]) -> np.ndarray:
-    times = np.asarray(frame_times_ms, dtype=np.float64)
+def _start_times_s(frame_start_times_ms: Sequence[float]) -> np.ndarray:
+    times = np.asarray(frame_start_times_ms, dtype=np.float64)
     if times.ndim != 1 or len(times) == 0 or np.any(np.diff(times) <= 0):
         raise ValueError("frame times must be a non-empty, strictly increasing list of milliseconds")
     return (times - times[0]) / 1000.0
 
 
 def sample_video_indices(
-    frame_times_ms: Sequence[float], fps: float = DEFAULT_VIDEO_FPS, max_frames: int = MAX_VIDEO_FRAMES
+    frame_start_times_ms: Sequence[float], fps: float = DEFAULT_VIDEO_FPS, max_frames: int = MAX_VIDEO_FRAMES
 ) -> np.ndarray:
     """Frames shown at ``fps``: for each sampling time k/fps within the cine, the frame on screen.
 
-    ``frame_times_ms`` is each frame's start time; the last frame lasts as long as the one before
+    ``frame_start_times_ms`` is each frame's start time; the last frame lasts as long as the one before
     it. When more than ``max_frames`` result, ``max_frames`` of them are kept, spread uniformly.
     """
     if fps <= 0 or max_frames < 1:
         raise ValueError("fps and max_frames must be positive")
-    starts = _start_times_s(frame_times_ms)
+    starts = _start_times_s(frame_start_times_ms)
     duration = starts[-1] + (starts[-1] - starts[-2] if len(starts) > 1 else 0.0)
     times = np.arange(0.0, max(duration, 1e-6) - 1e-9, 1.0 / fps)
     indices = np.unique(np.searchsorted(starts, times + 1e-9, side="right") - 1)
@@ -165,20 +165,20 @@ def sample_video_indices(
 
 def video_frame_indices(
     frame_count: int,
-    frame_times_ms: Sequence[float] | None,
+    frame_start_times_ms: Sequence[float] | None,
     fps: float = DEFAULT_VIDEO_FPS,
     max_frames: int = MAX_VIDEO_FRAMES,
 ) -> np.ndarray:
     """Indices of the frames a cine is shown with: sampled at ``fps`` from its frame timing, or,
     when the timing is unknown (None or empty), up to ``UNTIMED_VIDEO_FRAMES`` spread uniformly."""
-    if frame_times_ms is None or len(frame_times_ms) == 0:
+    if frame_start_times_ms is None or len(frame_start_times_ms) == 0:
         return sample_slice_indices(frame_count, min(max_frames, UNTIMED_VIDEO_FRAMES))
-    return sample_video_indices(frame_times_ms, fps, max_frames)
+    return sample_video_indices(frame_start_times_ms, fps, max_frames)
 
 
 def video_item(
     frames: np.ndarray,
-    frame_times_ms: Sequence[float] | None,
+    frame_start_times_ms: Sequence[float] | None,
     fps: float = DEFAULT_VIDEO_FPS,
     max_frames: int = MAX_VIDEO_FRAMES,
     window: tuple[float, float] | None = None,
@@ -187,15 +187,15 @@ def video_item(
 ) -> VisualItem:
     """A video item from a (T, H, W[, 3]) cine sampled at ``fps``, stamped with frame start times.
 
-    ``frame_times_ms`` None (or empty): the timing is unknown, see :func:`video_frame_indices`;
+    ``frame_start_times_ms`` None (or empty): the timing is unknown, see :func:`video_frame_indices`;
     the item then has no timestamps.
     """
     frames = np.asarray(frames)
-    timed = frame_times_ms is not None and len(frame_times_ms) > 0
-    if frames.ndim not in (3, 4) or (timed and len(frames) != len(frame_times_ms)):
+    timed = frame_start_times_ms is not None and len(frame_start_times_ms) > 0
+    if frames.ndim not in (3, 4) or (timed and len(frames) != len(frame_start_times_ms)):
         raise ValueError("a cine needs (T, H, W[, 3]) frames and one start time per frame")
-    indices = video_frame_indices(len(frames), frame_times_ms, fps, max_frames)
-    starts = _start_times_s(frame_times_ms) if timed else None
+    indices = video_frame_indices(len(frames), frame_start_times_ms, fps, max_frames)
+    starts = _start_times_s(frame_start_times_ms) if timed else None
     sampled = np.empty((len(indices), *frames.shape[1:3], 3), dtype=np.uint8)
     for out, i in zip(sampled, indices):
         out[...] = to_rgb_uint8(frames[i], window, invert)

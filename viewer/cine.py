@@ -53,9 +53,9 @@ def frame_durations_ms(metadata: Mapping[str, Any], frames: int) -> tuple[list[f
 
 def cine_durations_ms(volume: Volume) -> tuple[list[float], str]:
     """Per-frame durations (ms) of a multi-frame volume and where they came from: its frame start
-    times (``Volume.frame_times_ms``, e.g. a video stream's), else its DICOM timing attributes."""
+    times (``Volume.frame_start_times_ms``, e.g. a video stream's), else its DICOM timing attributes."""
     n = volume.voxels.shape[0]
-    starts = volume.frame_times_ms
+    starts = volume.frame_start_times_ms
     if starts is not None and len(starts) == n and n > 1:
         durations = np.diff(np.asarray(starts, dtype=np.float64))
         if np.all(durations > 0):
@@ -70,7 +70,7 @@ def cine_start_times_ms(volume: Volume) -> list[float] | None:
     durations, source = cine_durations_ms(volume)
     if source == "default":
         return None
-    starts = volume.frame_times_ms
+    starts = volume.frame_start_times_ms
     if starts is not None and len(starts) == volume.voxels.shape[0]:
         return [float(t) for t in starts]
     return np.concatenate([[0.0], np.cumsum(durations[:-1])]).tolist()

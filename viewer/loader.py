@@ -23,7 +23,7 @@ opened another series), raise :class:`LoadCancelled` from ``on_slice``: queued d
 dropped and the exception propagates.
 
 DICOM video objects (MPEG-2, H.264, HEVC transfer syntaxes) are decoded by :mod:`viewer.video`
-(PyAV/FFmpeg) frame by frame in order into the same RGB cine volume, with ``frame_times_ms`` from
+(PyAV/FFmpeg) frame by frame in order into the same RGB cine volume, with ``frame_start_times_ms`` from
 the Cine attributes or, without them, the stream (``metadata["frame_timing_source"]``); a video
 larger than the memory budget keeps one frame in n (with a warning) instead of being refused.
 
@@ -52,8 +52,8 @@ since a standard plane's index counts from the feet/anterior/right, not in voxel
 ``pixel_spacing_known`` (False: no trustworthy spacing,
 e.g. ultrasound without calibrated regions, secondary capture, video: ``Volume.spacing`` is then 1
 and lengths/areas must be given in pixels) and ``pixel_spacing_source`` (``"PixelSpacing"``,
-``"ImagerPixelSpacing (at detector, not calibrated)"``, ``"US regions"`` or None). ``Volume.frame_times_ms`` holds, for cine, the
-time of each frame from the start of the cine (ms).
+``"ImagerPixelSpacing (at detector, not calibrated)"``, ``"US regions"`` or None).
+``Volume.frame_start_times_ms`` holds, for cine, the time of each frame from the start of the cine (ms).
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from hulu_common.files import expand_paths
 from viewer.decode import (
     DecodeError,
     RangeOverflow,
@@ -227,17 +228,6 @@ def describe_skipped(skipped: Sequence[SkippedFile]) -> str:
     """The files left out of a load and why, in a line for the user (the first three named)."""
     text = "; ".join(str(s) for s in skipped[:3])
     return text + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
-
-
-def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given; folders replaced by the files below them (sorted, hidden ones skipped)."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")))
-        else:
-            out.append(p)
-    return out
 
 
 def load_volume(paths: Sequence[str | Path], **kwargs: object) -> tuple[Volume, list[str]]:
@@ -531,10 +521,10 @@ def _fill_video(plan: _Plan, index: int, on_slice: SliceCallback | None) -> None
         volume.metadata["warnings"] = list(volume.metadata.get("warnings", [])) + [  # type: ignore[arg-type]
             f"the video holds {loaded} decodable frames, not the {len(frames)} its header declares"
         ]
-        if volume.frame_times_ms is not None:
-            volume.frame_times_ms = volume.frame_times_ms[:loaded]
-    if volume.frame_times_ms is None and len(times) > 1:  # no Cine timing attributes: the stream's
-        volume.frame_times_ms = [times[fr.frame] for fr in frames[:loaded]]
+        if volume.frame_start_times_ms is not None:
+            volume.frame_start_times_ms = volume.frame_start_times_ms[:loaded]
+    if volume.frame_start_times_ms is None and len(times) > 1:  # no Cine timing attributes: the stream's
+        volume.frame_start_times_ms = [times[fr.frame] for fr in frames[:loaded]]
         volume.metadata["frame_timing_source"] = "video stream"
 
 
@@ -731,7 +721,7 @@ def _finish(plan: _Plan) -> Volume:
         grid.spacing,
         tuple(float(x) for x in grid.origin),
         grid.direction,
-        volume.frame_times_ms,
+        volume.frame_start_times_ms,
         metadata,
     )
 

@@ -22,7 +22,7 @@ class Volume:
     spacing: tuple[float, float, float]
     origin: tuple[float, float, float]
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
-    frame_times_ms: list[float] | None = None
+    frame_start_times_ms: list[float] | None = None
     metadata: dict[str, object] = field(default_factory=dict)
 
     @property

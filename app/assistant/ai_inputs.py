@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from hulu_common.files import expand_paths
 from inference.frames import (
     DEFAULT_VIDEO_FPS,
     DEFAULT_VOLUME_SLICES,
@@ -29,7 +30,6 @@ from inference.frames import (
 )
 from inference.preprocess import VisualItem
 from viewer.cine import cine_start_times_ms
-from viewer.loader import expand_paths
 from viewer.presets import default_window
 from viewer.reslice import Plane, plane_positions, value_range
 from viewer.view_state import DisplayedImage, ViewState, displayed_image
@@ -81,7 +81,7 @@ class AIView:
 
 def is_cine(volume: Volume) -> bool:
     """A multi-frame acquisition in time (ultrasound, XA) rather than a stack in space."""
-    return bool(volume.frame_times_ms) and not volume.metadata.get("has_patient_geometry", True)
+    return bool(volume.frame_start_times_ms) and not volume.metadata.get("has_patient_geometry", True)
 
 
 def resolve_mode(volume: Volume, view: AIView) -> Literal["2d", "3d", "video"]:

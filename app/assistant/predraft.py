@@ -84,7 +84,7 @@ class PreDrafter:
             volume, _warnings = load_volume(paths)
             context = ScreenContext(study_uid, series_uid, volume, modality=modality)
             depth = volume.voxels.shape[0]
-            geometric = volume.metadata.get("has_patient_geometry", True) and not volume.frame_times_ms
+            geometric = volume.metadata.get("has_patient_geometry", True) and not volume.frame_start_times_ms
             scope = default_scope(context, "volume" if depth > 1 and geometric else None, slices=self.slices)
             item = visual_item_for(volume, scope.view() if scope else AIView())
             report = Report(study_info(paths))

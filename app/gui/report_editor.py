@@ -42,6 +42,7 @@ from app.assistant.drafting import DraftSettings, draft_report
 from app.assistant.model_service import ModelService
 from app.gui.credentials import SignDialog
 from app.gui.tasks import TaskHandle, TaskManager
+from app.reading.study_list import study_files
 from app.reporting.delivery import Routes
 from app.reporting.key_images import capture_key_image
 from app.reporting.outbox import State, attention
@@ -436,7 +437,7 @@ class ReportEditor(QWidget):
             else (
                 "volume"
                 if context.volume.metadata.get("has_patient_geometry", True)
-                and not context.volume.frame_times_ms
+                and not context.volume.frame_start_times_ms
                 else None
             )
         )
@@ -722,10 +723,6 @@ class PredraftSwitch:
         return self.predrafter is not None
 
 
-def _study_paths(archive, study_uid: str) -> list[Path]:
-    return [Path(i.path) for s in archive.series(study_uid) for i in archive.instances(s.series_uid)]
-
-
 def attach_report_editor(window, service: ModelService) -> tuple[ReportEditor, PredraftSwitch]:
     """Add the report editor to the main window's dock and start the outbox delivery thread; also
     returns the pre-drafting switch that follows Settings > General."""
@@ -742,7 +739,7 @@ def attach_report_editor(window, service: ModelService) -> tuple[ReportEditor, P
     )
     worker = OutboxWorker(outbox)
     worker.start()
-    workflow = ReportWorkflow(ReportStore(), outbox, lambda uid: _study_paths(window.archive, uid))
+    workflow = ReportWorkflow(ReportStore(), outbox, lambda uid: study_files(window.archive, uid))
 
     def ris_address() -> str:
         ris = window.settings.ris
@@ -776,7 +773,7 @@ def attach_report_editor(window, service: ModelService) -> tuple[ReportEditor, P
     )
 
     def study_opened(study_uid: str) -> None:
-        paths = _study_paths(window.archive, study_uid)
+        paths = study_files(window.archive, study_uid)
         try:
             info = StudyInfo.from_dataset(dcmread(paths[0], stop_before_pixels=True)) if paths else None
         except Exception as exc:  # noqa: BLE001 - unreadable header: no report, never the previous one

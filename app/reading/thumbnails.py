@@ -8,8 +8,6 @@ the data directory keyed by series UID, instance count and image size, so a seco
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pydicom
 from pydicom.pixels import pixel_array
 
 from dicom_net.paths import data_dir
+from hulu_common.atomic import atomic_output
 from viewer.reslice import window_to_uint8
 
 log = logging.getLogger(__name__)
@@ -99,9 +98,6 @@ class ThumbnailCache:
         except Exception as exc:  # noqa: BLE001 - undecodable pixel data: the browser shows a text tile
             log.warning("no thumbnail for series %s: %s", series_uid, type(exc).__name__)
             return None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".npy.part")
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_output(cached) as tmp, open(tmp, "wb") as fh:
             np.save(fh, image)
-        os.replace(tmp, cached)
         return image

@@ -92,7 +92,7 @@ def test_cine_without_frame_timing_gets_no_invented_timestamps(tmp_path: Path) -
         delattr(cine, keyword)  # the timing is unknown
     files = write_datasets([cine], tmp_path)
     volume, _ = load_volume(files)
-    assert not volume.frame_times_ms
+    assert not volume.frame_start_times_ms
     item = visual_item_for(volume, AIView(mode="video"))
     assert item.kind == "video" and item.timestamps_s is None  # was 0.0, 0.1, 0.2 ... (invented 10 fps)
     assert item.sampled_indices == np.linspace(0, 59, 32).astype(int).tolist()

@@ -97,10 +97,10 @@ def test_ultrasound_cine_120_frames_rgb_with_timing() -> None:
         diff = np.abs(volume.voxels[frame].astype(int) - other)
         assert diff.max() <= 8 and diff.mean() < 0.1
     step = float(ds.FrameTime)
-    assert volume.frame_times_ms is not None and len(volume.frame_times_ms) == 120
-    assert volume.frame_times_ms[1] == pytest.approx(step) and volume.frame_times_ms[-1] == pytest.approx(
-        119 * step
-    )
+    assert volume.frame_start_times_ms is not None and len(volume.frame_start_times_ms) == 120
+    assert volume.frame_start_times_ms[1] == pytest.approx(step) and volume.frame_start_times_ms[
+        -1
+    ] == pytest.approx(119 * step)
     img = plane_image(volume, "native", index=59)
     assert np.array_equal(img.pixels, volume.voxels[59])
     with pytest.raises(ValueError, match="no patient geometry"):

@@ -137,4 +137,4 @@ def test_native_plane_of_volume_without_geometry(tmp_path: Path) -> None:
     assert volume.voxels.shape == (12, 48, 64, 3)
     for frame in (0, 5, 11):  # the generator writes the frame number into red of pixel (0, 0)
         assert plane_image(volume, "native", index=frame).pixels[0, 0, 0] == frame
-    assert volume.frame_times_ms[:3] == pytest.approx([0.0, 40.0, 80.0])
+    assert volume.frame_start_times_ms[:3] == pytest.approx([0.0, 40.0, 80.0])

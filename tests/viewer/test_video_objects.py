@@ -117,7 +117,7 @@ def test_h264_video_loads_as_a_timed_rgb_cine_with_the_disc_where_it_was(h264_fi
     assert volume.voxels.shape == (FRAMES, ROWS, COLS, 3) and volume.voxels.dtype == np.uint8
     assert volume.metadata["has_patient_geometry"] is False
     assert volume.metadata["pixel_spacing_known"] is False  # no spacing in a photograph: px only
-    assert volume.frame_times_ms == pytest.approx([i * 1000.0 / FPS for i in range(FRAMES)])
+    assert volume.frame_start_times_ms == pytest.approx([i * 1000.0 / FPS for i in range(FRAMES)])
     assert events[0].preview and events[0].pixels.shape == (ROWS, COLS, 3)
     assert [e.k for e in events[1:]] == list(range(FRAMES))  # decoded in order, one event each
     for frame in (0, 10, 29):
@@ -138,7 +138,7 @@ def test_mpeg2_and_hevc_videos_decode_too(tmp_path: Path, tsyntax: str) -> None:
 def test_without_cine_attributes_the_stream_rate_times_the_frames(tmp_path: Path) -> None:
     ds, _ = video_dataset(MPEG4HP41, timing=False)
     volume = load_series([write(ds, tmp_path)]).volumes[0]
-    assert volume.frame_times_ms == pytest.approx([i * 1000.0 / FPS for i in range(FRAMES)])
+    assert volume.frame_start_times_ms == pytest.approx([i * 1000.0 / FPS for i in range(FRAMES)])
     assert volume.metadata["frame_timing_source"] == "video stream"
 
 
@@ -146,7 +146,7 @@ def test_overstated_frame_count_keeps_the_decoded_frames_and_warns(tmp_path: Pat
     ds, _ = video_dataset(MPEG4HP41, frames=FRAMES + 5)
     result = load_series([write(ds, tmp_path)])
     volume = result.volumes[0]
-    assert len(volume.voxels) == FRAMES and len(volume.frame_times_ms) == FRAMES
+    assert len(volume.voxels) == FRAMES and len(volume.frame_start_times_ms) == FRAMES
     assert any("30 decodable frames, not the 35" in w for w in result.warnings)
 
 
@@ -155,7 +155,7 @@ def test_a_video_larger_than_the_budget_keeps_every_nth_frame(h264_file: Path) -
     result = load_series([h264_file], memory_budget_bytes=11 * frame_bytes)
     volume = result.volumes[0]
     assert len(volume.voxels) == 10  # every 3rd frame: 0, 3, ..., 27
-    assert volume.frame_times_ms == pytest.approx([k * 3 * 1000.0 / FPS for k in range(10)])
+    assert volume.frame_start_times_ms == pytest.approx([k * 3 * 1000.0 / FPS for k in range(10)])
     assert centre_column(volume.voxels[5]) == pytest.approx(disc_column(15), abs=1.5)
     assert any("keeping one frame in 3" in w for w in result.warnings)
     with pytest.raises(MemoryBudgetError):
