@@ -685,9 +685,15 @@ class ReportEditor(QWidget):
         self.retry_button.setEnabled(any(m.state is State.FAILED for m in messages))
 
     def retry_failed(self) -> None:
+        refused = []
         for m in self.workflow.messages():
             if m.state is State.FAILED:
-                self.workflow.outbox.retry(m.message_id)
+                try:
+                    self.workflow.outbox.retry(m.message_id)
+                except ValueError as exc:  # superseded by a later signature: never resent
+                    refused.append(str(exc))
+        if refused:
+            self._say("; ".join(refused), error=True)
         self.refresh_outbox()
 
 

@@ -129,20 +129,22 @@ def hl7_transport(timeout: float = DEFAULT_ACK_TIMEOUT) -> Transport:
 
 
 def dicom_transport() -> Transport:
-    """C-STORE a Part-10 payload to a configured PACS node (see ``dicom_net.pacs_nodes``).
+    """Send a Part-10 payload to a configured PACS node (see ``dicom_net.pacs_nodes``): C-STORE to a
+    DICOM node, STOW-RS to a DICOMweb one.
 
     Lost connections and timeouts are "unknown" (resent; the PACS keeps one copy per SOP
     Instance UID); a refused association or a failure status is an error (bounded retries).
     """
 
     def deliver(message: OutboxMessage, payload: Path) -> Result:
-        from dicom_net.pacs_nodes import PacsNodes, UnknownNodeError
+        from dicom_net.pacs_nodes import DicomWebNode, PacsNodes, UnknownNodeError
         from dicom_net.scu import AssociationRejected, PacsError, send
 
         try:
             node = PacsNodes().get(message.destination)
         except UnknownNodeError as exc:
             return Result(Outcome.ERROR, str(exc))
+        service = "STOW-RS" if isinstance(node, DicomWebNode) else "C-STORE"
         try:
             result = send(node, [payload])
         except AssociationRejected as exc:
@@ -150,10 +152,10 @@ def dicom_transport() -> Transport:
         except PacsError as exc:  # the PACS keeps one copy per SOP Instance UID: resending is safe
             return Result(Outcome.UNREACHABLE, str(exc))
         if result.ok and result.sent == 1:
-            return Result(Outcome.DELIVERED, "C-STORE success")
+            return Result(Outcome.DELIVERED, f"{service} success")
         failed = result.failed[0] if result.failed else None
         status = f"0x{failed.status:04X}" if failed and failed.status is not None else "not sent"
-        return Result(Outcome.ERROR, f"C-STORE {status} {failed.message if failed else ''}".strip())
+        return Result(Outcome.ERROR, f"{service} {status} {failed.message if failed else ''}".strip())
 
     return deliver
 
@@ -284,12 +286,26 @@ class Outbox:
         return sorted(found, key=lambda m: m.created_at)
 
     def retry(self, message_id: str) -> OutboxMessage:
-        """Re-queue a failed message by hand (same payload, same id)."""
+        """Re-queue a failed message by hand (same payload, same id). A message that a later
+        signature of its report superseded on the same route is refused: the receiver would
+        take the older report for the current one."""
         with self._lock(blocking=True):
             message = self.get(message_id)
             if message.state is not State.FAILED:
                 raise ValueError(
                     f"only failed messages are retried by hand, this one is {message.state.value}"
+                )
+            newer = [
+                m
+                for m in self.messages(message.report_id)
+                if (m.kind, m.destination) == (message.kind, message.destination)
+                and m.signature_count > message.signature_count
+            ]
+            if newer:
+                raise ValueError(
+                    f"message {message_id} carries signature {message.signature_count} of its report, which "
+                    f"signature {newer[-1].signature_count} (message {newer[-1].message_id}) replaced: "
+                    "it is not sent again"
                 )
             message.state, message.next_attempt_at = State.PENDING, 0.0
             message.error_attempts = message.unacknowledged = 0

@@ -249,3 +249,21 @@ def test_the_delivery_service_delivers_with_the_app_closed(tmp_path):
         assert service.wait(30) == 0
         service.stdout.close()
     assert running_service_pid() is None
+
+
+def test_a_failed_message_a_later_signature_replaced_is_not_resent(tmp_path):
+    """The RIS never gets an older signature after a newer one (a failed F retried after the correction)."""
+    outbox = Outbox(tmp_path / "outbox", base_delay=0.0, max_delay=0.0, max_error_attempts=1)
+    report = final_report()
+    audit = AuditRecord(report.report_id, "1.2.3.4.5")
+    with python_hl7_receiver("AE") as ris:
+        first = queue_report_to_ris(report, audit, outbox, ris.address)
+        outbox.process_due(ignore_backoff=True)
+        assert outbox.get(first.message_id).state is State.FAILED
+        report.open_amendment()
+        report.set_text("findings", "Normal chest. Addendum.")
+        report.sign("corrected", "Dr A")
+        second = queue_report_to_ris(report, audit, outbox, ris.address)
+        with pytest.raises(ValueError, match=f"message {second.message_id}"):
+            outbox.retry(first.message_id)
+    assert outbox.get(first.message_id).state is State.FAILED
