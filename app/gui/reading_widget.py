@@ -284,7 +284,8 @@ class ReadingWidget(QWidget):
     def _viewport_showing(
         self, series_uids: set[str] = frozenset(), sop_uids: set[str] = frozenset()
     ) -> Viewport:
-        """The viewport showing one of these series (or one of these images), else the active one."""
+        """The viewport showing one of these series (or one of these images). Never another one: an
+        overlay drawn on images it does not belong to would show findings on the wrong anatomy."""
         assert self.session is not None
         for vp in self.viewports:
             volume = self.session.volumes.get(vp.series_uid or "")
@@ -293,10 +294,7 @@ class ReadingWidget(QWidget):
             shown = set(map(str, volume.metadata.get("sop_instance_uids", []) or []))
             if vp.series_uid in series_uids or shown & sop_uids:
                 return vp
-        vp = self.viewports[self.active]
-        if vp.view is None or vp.series_uid not in self.session.volumes:
-            raise ValueError("show the images it belongs to in a viewport first")
-        return vp
+        raise ValueError("show the series it belongs to in a viewport first")
 
     def show_object_layer(self, path: Path) -> LayerPanel:
         """Draw a SEG's segments or an RTSTRUCT's contours over the viewport showing their series."""

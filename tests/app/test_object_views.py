@@ -254,3 +254,43 @@ def test_tags_of_the_image_on_screen(demo_archive, make_window, qtbot):
     dialog.tags.search.setText(shown.sop_instance_uid)
     assert "SOPInstanceUID" in dialog.tags.visible_names()  # the tags of exactly this image
     assert dialog.content is None and dialog.kind == "image"
+
+
+def test_a_segmentation_is_never_drawn_over_a_series_it_does_not_belong_to(
+    demo_archive, make_window, qtbot, tmp_path
+):
+    import highdicom as hd
+    import numpy as np
+    from pydicom.sr.codedict import codes
+
+    study_uid = demo_archive.studies()[0].study_uid
+    ct_uid, datasets = ct_datasets(demo_archive, study_uid)
+    mask = np.ones((len(datasets), datasets[0].Rows, datasets[0].Columns), dtype=bool)
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="body", segmented_property_category=codes.SCT.Tissue,
+        segmented_property_type=codes.SCT.Tissue, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+    )  # fmt: skip
+    seg = hd.seg.Segmentation(
+        datasets, mask, "BINARY", [description], generate_uid(), 98, generate_uid(), 1, "Hulu", "t", "1", "0"
+    )
+    seg.save_as(tmp_path / "seg.dcm")
+    demo_archive.store_file(tmp_path / "seg.dcm")
+    window = make_window(demo_archive)
+    window.open_study(study_uid)
+    shown_ct(window, qtbot, ct_uid)
+    window.reading.set_layout(Layout.ONE)
+    other = next(s.series_uid for s in demo_archive.series(study_uid) if s.modality == "DX")
+    window.reading.assign(0, other)
+    qtbot.waitUntil(
+        lambda: (
+            window.reading.viewports[0].series_uid == other and window.reading.viewports[0].view is not None
+        ),
+        timeout=60000,
+    )
+    messages = []
+    window.reading.status_message.connect(messages.append)
+    strip = window.reading.strip
+    qtbot.waitUntil(lambda: "seg" in strip_items(strip), timeout=30000)
+    strip.itemDoubleClicked.emit(strip_items(strip)["seg"])
+    assert messages and "show the series it belongs to" in messages[-1]
+    assert all(not v.object_layers for v in window.reading._slice_views(window.reading.viewports[0]))
