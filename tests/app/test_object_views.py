@@ -125,6 +125,22 @@ def ct_datasets(archive, study_uid):
     return series.series_uid, [dcmread(i.path) for i in archive.instances(series.series_uid)]
 
 
+def archive_seg(archive, datasets, mask, folder) -> None:
+    """A binary SEG of one segment over ``datasets``, stored in ``archive`` as a received file would be."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="lesion", segmented_property_category=codes.SCT.Tissue,
+        segmented_property_type=codes.SCT.Tissue, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+    )  # fmt: skip
+    seg = hd.seg.Segmentation(
+        datasets, mask, "BINARY", [description], generate_uid(), 95, generate_uid(), 1, "Hulu", "t", "1", "0"
+    )
+    seg.save_as(folder / "seg.dcm")
+    archive.store_file(folder / "seg.dcm")
+
+
 def shown_ct(window, qtbot, series_uid):
     def ready():
         return [vp for vp in window.reading.viewports if vp.series_uid == series_uid and vp.view is not None]
@@ -137,24 +153,14 @@ def shown_ct(window, qtbot, series_uid):
 def test_a_segmentation_is_drawn_over_its_series_and_segments_toggle(
     demo_archive, make_window, qtbot, tmp_path
 ):
-    import highdicom as hd
     import numpy as np
-    from pydicom.sr.codedict import codes
 
     study_uid = demo_archive.studies()[0].study_uid
     series_uid, datasets = ct_datasets(demo_archive, study_uid)
     datasets.sort(key=lambda d: float(d.ImagePositionPatient[2]))
     mask = np.zeros((len(datasets), datasets[0].Rows, datasets[0].Columns), dtype=bool)
     mask[:, 40:80, 50:90] = True  # a block through every slice: visible on whatever slice is shown
-    description = hd.seg.SegmentDescription(
-        segment_number=1, segment_label="liver", segmented_property_category=codes.SCT.Organ,
-        segmented_property_type=codes.SCT.Liver, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
-    )  # fmt: skip
-    seg = hd.seg.Segmentation(
-        datasets, mask, "BINARY", [description], generate_uid(), 95, generate_uid(), 1, "Hulu", "t", "1", "0"
-    )
-    seg.save_as(tmp_path / "seg.dcm")
-    demo_archive.store_file(tmp_path / "seg.dcm")
+    archive_seg(demo_archive, datasets, mask, tmp_path)
     window = make_window(demo_archive)
     window.open_study(study_uid)
     vp = shown_ct(window, qtbot, series_uid)
@@ -259,22 +265,12 @@ def test_tags_of_the_image_on_screen(demo_archive, make_window, qtbot):
 def test_a_segmentation_is_never_drawn_over_a_series_it_does_not_belong_to(
     demo_archive, make_window, qtbot, tmp_path
 ):
-    import highdicom as hd
     import numpy as np
-    from pydicom.sr.codedict import codes
 
     study_uid = demo_archive.studies()[0].study_uid
     ct_uid, datasets = ct_datasets(demo_archive, study_uid)
     mask = np.ones((len(datasets), datasets[0].Rows, datasets[0].Columns), dtype=bool)
-    description = hd.seg.SegmentDescription(
-        segment_number=1, segment_label="body", segmented_property_category=codes.SCT.Tissue,
-        segmented_property_type=codes.SCT.Tissue, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
-    )  # fmt: skip
-    seg = hd.seg.Segmentation(
-        datasets, mask, "BINARY", [description], generate_uid(), 98, generate_uid(), 1, "Hulu", "t", "1", "0"
-    )
-    seg.save_as(tmp_path / "seg.dcm")
-    demo_archive.store_file(tmp_path / "seg.dcm")
+    archive_seg(demo_archive, datasets, mask, tmp_path)
     window = make_window(demo_archive)
     window.open_study(study_uid)
     shown_ct(window, qtbot, ct_uid)
