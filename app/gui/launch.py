@@ -26,7 +26,6 @@ from app.gui.report_editor import PredraftSwitch, ReportEditor, attach_report_ed
 from app.services.delivery_service import ensure_delivery_service
 from app.services.listener_supervisor import ListenerSupervisor
 from app.services.settings_store import SettingsStore
-from app.services.status import ModelState as StatusState
 from dicom_net.archive import Archive
 from dicom_net.paths import default_archive_dir
 
@@ -63,14 +62,6 @@ class _StateBridge(QObject):
     changed = Signal(object)
 
 
-_STATUS_OF_MODEL = {
-    "absent": StatusState.NOT_INSTALLED,
-    "loading": StatusState.LOADING,
-    "ready": StatusState.READY,
-    "failed": StatusState.ERROR,
-}
-
-
 def _detail(service: ModelService, state) -> str:
     """Status-bar detail: CPU slow mode once ready on the CPU, the loading phase while loading."""
     if state.ready and service.slow_mode:
@@ -88,10 +79,9 @@ def build_model_service(window: MainWindow) -> ModelService:
         settings.folder or None, device=settings.device, quantization=settings.quantization or "auto"
     )
     bridge = _StateBridge(window)
-    bridge.changed.connect(
-        lambda state: window.set_model_state(_STATUS_OF_MODEL[state.kind], _detail(service, state))
-    )
+    bridge.changed.connect(lambda state: window.set_model_state(state, _detail(service, state)))
     service.on_state(bridge.changed.emit)
+    window.set_model_state(service.state, _detail(service, service.state))
     window.destroyed.connect(lambda *_: service.close())
 
     def settings_changed(new_settings) -> None:

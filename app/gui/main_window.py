@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.assistant.model_service import ModelState
 from app.gui.reading_widget import ReadingWidget
 from app.gui.study_browser import StudyBrowser
 from app.gui.tasks import TaskHandle, TaskManager
@@ -42,7 +43,7 @@ from app.services.importing import describe_import, import_into_archive
 from app.services.listener_supervisor import ListenerState, ListenerSupervisor
 from app.services.settings_model import AppSettings
 from app.services.settings_store import SettingsStore
-from app.services.status import ModelState, gpu_memory_text, initial_model_state, last_study_text, model_text
+from app.services.status import gpu_memory_text, last_study_text, model_text
 from dicom_net.archive import Archive
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,8 @@ class MainWindow(QMainWindow):
 
         self._build_status_bar()
         self._build_menus()
-        self.model_state = initial_model_state(self.settings.model)
-        self.set_model_state(self.model_state)
+        self.model_state: ModelState | None = None  # the model service's, once one reports
+        self.set_model_state(None)
         self.tasks.changed.connect(self._update_task_status)
         self.tasks.task_failed.connect(
             lambda title, msg: self.statusBar().showMessage(f"{title} failed: {msg}", 10000)
@@ -178,8 +179,8 @@ class MainWindow(QMainWindow):
             bar.addPermanentWidget(w)
         self._update_task_status()
 
-    def set_model_state(self, state: ModelState, detail: str = "") -> None:
-        """For the AI panel: not installed / loading / ready / busy."""
+    def set_model_state(self, state: ModelState | None, detail: str = "") -> None:
+        """Show the model service's state (not installed / loading / ready / error) in the status bar."""
         self.model_state = state
         self.model_label.setText(model_text(state, detail))
 
@@ -463,11 +464,6 @@ class MainWindow(QMainWindow):
         self.settings = settings
         if self.supervisor is not None and settings.listener != old.listener:
             self.supervisor.restart_with(settings.listener)
-        if settings.model != old.model and self.model_state in (
-            ModelState.NOT_INSTALLED,
-            ModelState.NOT_LOADED,
-        ):
-            self.set_model_state(initial_model_state(settings.model))
         self.refresh_status()
         self.settings_changed.emit(settings)
 

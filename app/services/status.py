@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import enum
 import sys
-from pathlib import Path
 
+from app.assistant.model_service import ModelState
 from app.reading.study_list import format_date
-from app.services.settings_model import ModelSettings
 from dicom_net.archive_index import StudyRecord
 
-
-class ModelState(enum.Enum):
-    NOT_INSTALLED = "not installed"
-    NOT_LOADED = "not loaded"
-    LOADING = "loading"
-    READY = "ready"
-    BUSY = "busy"
-    ERROR = "error"
+_MODEL_WORDS = {"absent": "not installed", "loading": "loading", "ready": "ready", "failed": "error"}
 
 
-def initial_model_state(settings: ModelSettings) -> ModelState:
-    """Installed means a folder with a ``config.json`` (weights are verified when loading)."""
-    folder = Path(settings.folder) if settings.folder else None
-    if folder is None or not (folder / "config.json").is_file():
-        return ModelState.NOT_INSTALLED
-    return ModelState.NOT_LOADED
-
-
-def model_text(state: ModelState, detail: str = "") -> str:
-    return f"Model: {state.value}" + (f" ({detail})" if detail else "")
+def model_text(state: ModelState | None, detail: str = "") -> str:
+    """The status bar's words for the model service's state (None: no service yet)."""
+    words = _MODEL_WORDS[state.kind] if state is not None else "not loaded"
+    return f"Model: {words}" + (f" ({detail})" if detail else "")
 
 
 def last_study_text(record: StudyRecord | None) -> str:

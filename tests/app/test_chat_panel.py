@@ -385,13 +385,12 @@ def test_status_bar_names_cpu_slow_mode_and_a_closed_study_frees_its_cache(
     from app.assistant.chat import conversation_id_for
     from app.gui.launch import attach_assistant
     from app.services.settings_store import SettingsStore
-    from app.services.status import ModelState as StatusState
 
     SettingsStore().apply_form({"model.folder": str(tiny_model_folder), "model.device": "cpu"})
     window = make_window(demo_archive)
     workstation = attach_assistant(window)
     assert workstation.model_service.quantization == "auto"  # not NF4 on a CPU by default
-    qtbot.waitUntil(lambda: window.model_state is StatusState.READY, timeout=60000)
+    qtbot.waitUntil(lambda: window.model_state is not None and window.model_state.ready, timeout=60000)
     assert window.model_label.text() == "Model: ready (CPU slow mode)"
     assert workstation.model_service.loaded.report.quantization == "none"
     study_uid = window.browser_logic.rows[0].study_uid

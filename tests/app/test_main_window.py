@@ -10,9 +10,9 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QLabel
 
+from app.assistant.model_service import ModelState
 from app.reading.keymap import SHORTCUTS, conflicts
 from app.services.settings_store import SettingsStore
-from app.services.status import ModelState
 from dicom_net.synthetic import radiograph, write_datasets
 
 from .conftest import save_screenshot
@@ -144,7 +144,8 @@ def test_side_dock_placeholder_is_replaced_by_mounted_panels(make_window, archiv
     index = window.add_side_panel(QLabel("chat"), "Assistant")
     window.add_side_panel(QLabel("report"), "Report")
     assert window.side_tabs.count() == 2 and window.side_tabs.tabText(index) == "Assistant"
-    window.set_model_state(ModelState.LOADING, "nf4")
+    assert window.model_label.text() == "Model: not loaded"  # no model service yet
+    window.set_model_state(ModelState("loading", "Loading the model"), "nf4")
     assert window.model_label.text() == "Model: loading (nf4)"
     assert window.gpu_label.text().startswith(("CPU", "GPU"))
 

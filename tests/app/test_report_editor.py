@@ -222,7 +222,6 @@ def test_configured_model_loads_in_the_background_and_the_status_bar_follows(
 ):
     from app.gui.launch import attach_assistant
     from app.services.settings_store import SettingsStore
-    from app.services.status import ModelState as StatusState
 
     SettingsStore().apply_form(
         {"model.folder": str(tiny_model_folder), "model.device": "cpu", "model.quantization": "none"}
@@ -233,7 +232,7 @@ def test_configured_model_loads_in_the_background_and_the_status_bar_follows(
     assert (
         workstation.chat_panel.service is service and workstation.report_editor.service is service
     )  # one model
-    qtbot.waitUntil(lambda: window.model_state is StatusState.READY, timeout=60000)
+    qtbot.waitUntil(lambda: window.model_state is not None and window.model_state.ready, timeout=60000)
     window.open_study(window.browser_logic.rows[0].study_uid)
     qtbot.waitUntil(lambda: workstation.chat_panel.send_button.isEnabled(), timeout=60000)
     assert workstation.report_editor.draft_button.isEnabled()
