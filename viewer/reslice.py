@@ -185,6 +185,11 @@ def plane_positions(volume: Volume, plane: Plane) -> np.ndarray:
     return np.arange(lo, hi + step * 1e-6, step)
 
 
+def stack_step_count(volume: Volume, plane: Plane) -> int:
+    """How many scroll steps a stack of ``plane`` has (``"native"``: the volume's own slices)."""
+    return volume.voxels.shape[0] if plane == "native" else len(plane_positions(volume, plane))
+
+
 def plane_point(
     volume: Volume, plane: Plane, position_mm: float | None = None, *, index: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

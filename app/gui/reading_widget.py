@@ -236,17 +236,20 @@ class ReadingWidget(QWidget):
             handle.cancel()
         self._loads = []
         self._observe([])
+        self._remove_viewports()
+        self.measurement_list.clear()
+        self.strip.clear()
+        self._show_priors([])
+        self.patient_bar.setText("")
+        self.patient_bar.setToolTip("")
+
+    def _remove_viewports(self) -> None:
         for vp in self.viewports:
             vp.release()
             self.grid.removeWidget(vp)
             vp.hide()
             vp.deleteLater()
         self.viewports = []
-        self.measurement_list.clear()
-        self.strip.clear()
-        self._show_priors([])
-        self.patient_bar.setText("")
-        self.patient_bar.setToolTip("")
 
     def set_layout(self, layout: Layout) -> None:
         if self.session:
@@ -389,12 +392,7 @@ class ReadingWidget(QWidget):
         session = self.session
         if session is None:
             return
-        for vp in self.viewports:
-            vp.release()
-            self.grid.removeWidget(vp)
-            vp.hide()
-            vp.deleteLater()
-        self.viewports = []
+        self._remove_viewports()
         cols = session.layout.grid[1]
         for i, slot in enumerate(session.slots):
             vp = Viewport(i, session.viewports[i], self.grid_host)

@@ -16,8 +16,14 @@ import numpy as np
 from viewer.objects.gsps import PresentationState
 from viewer.objects.rtstruct import Roi, contour_on_plane
 from viewer.objects.seg import SegOverlay
-from viewer.reslice import Plane, PlaneImage, plane_positions
-from viewer.sources import PARALLEL_TOLERANCE, acquired_slices, source_at_lps, source_for_plane
+from viewer.reslice import Plane, PlaneImage, stack_step_count
+from viewer.sources import (
+    PARALLEL_TOLERANCE,
+    SourceInstance,
+    acquired_slices,
+    source_at_lps,
+    source_for_plane,
+)
 from viewer.volume import Volume
 
 
@@ -66,11 +72,10 @@ class SegLayer:
                 alpha[..., None] * np.asarray(segment.colour, dtype=np.float32) * (1 - rgba[..., 3:])
             )
             rgba[..., 3] += alpha * (1 - rgba[..., 3])
-        out = rgba.copy()
-        shown = out[..., 3] > 0
-        out[shown, :3] /= out[shown, 3:4]  # straight (not premultiplied) colour
-        out[..., 3] *= 255
-        return OverlayFrame(rgba=np.clip(out, 0, 255).astype(np.uint8) if shown.any() else None)
+        shown = rgba[..., 3] > 0
+        rgba[shown, :3] /= rgba[shown, 3:4]  # straight (not premultiplied) colour
+        rgba[..., 3] *= 255
+        return OverlayFrame(rgba=np.clip(rgba, 0, 255).astype(np.uint8) if shown.any() else None)
 
 
 @dataclass
@@ -99,6 +104,18 @@ class StructureLayer:
         return OverlayFrame(polylines=lines)
 
 
+def shown_source(volume: Volume, plane: PlaneImage) -> SourceInstance | None:
+    """The acquired image a shown plane is (parallel to the acquired slices and within half a slice
+    of one), or None for a reformat that crosses many of them."""
+    normal = np.cross(plane.row_dir, plane.col_dir)
+    slice_axis = np.asarray(volume.direction, dtype=np.float64)[:, 2]
+    if abs(float(normal @ slice_axis)) < 1.0 - PARALLEL_TOLERANCE:
+        return None
+    rows, cols = plane.pixels.shape[:2]
+    source = source_at_lps(volume, plane.to_lps((rows - 1) / 2, (cols - 1) / 2))
+    return source if source is not None and source.distance_mm <= float(volume.spacing[2]) / 2 else None
+
+
 @dataclass
 class KeyImageLayer:
     """Frames the shown plane when it is one of a key object selection's images."""
@@ -109,17 +126,8 @@ class KeyImageLayer:
     hidden: set[int] = field(default_factory=set)
 
     def is_key(self, plane: PlaneImage) -> bool:
-        normal = np.cross(plane.row_dir, plane.col_dir)
-        slice_axis = np.asarray(self.volume.direction, dtype=np.float64)[:, 2]
-        if abs(float(normal @ slice_axis)) < 1.0 - PARALLEL_TOLERANCE:
-            return False  # a reformat crosses many acquired images
-        rows, cols = plane.pixels.shape[:2]
-        source = source_at_lps(self.volume, plane.to_lps((rows - 1) / 2, (cols - 1) / 2))
-        return (
-            source is not None
-            and source.distance_mm <= float(self.volume.spacing[2]) / 2
-            and source.sop_instance_uid in self.sop_instance_uids
-        )
+        source = shown_source(self.volume, plane)
+        return source is not None and source.sop_instance_uid in self.sop_instance_uids
 
     def frame_for(self, plane: PlaneImage) -> OverlayFrame:
         if self.hidden or not self.is_key(plane):
@@ -131,9 +139,8 @@ class KeyImageLayer:
 
 def key_plane_indices(volume: Volume, plane: Plane, sop_instance_uids: frozenset[str]) -> list[int]:
     """The scroll steps of ``plane`` that show one of the key images, in order."""
-    count = volume.voxels.shape[0] if plane == "native" else len(plane_positions(volume, plane))
     found = []
-    for index in range(count):
+    for index in range(stack_step_count(volume, plane)):
         source = source_for_plane(volume, plane, index)
         if source is not None and source.sop_instance_uid in sop_instance_uids:
             found.append(index)
@@ -174,13 +181,8 @@ class PresentationLayer:
     hidden: set[int] = field(default_factory=set)
 
     def frame_for(self, plane: PlaneImage) -> OverlayFrame:
-        rows, cols = plane.pixels.shape[:2]
-        normal = np.cross(plane.row_dir, plane.col_dir)
-        slice_axis = np.asarray(self.volume.direction, dtype=np.float64)[:, 2]
-        if self.hidden or abs(float(normal @ slice_axis)) < 1.0 - PARALLEL_TOLERANCE:
-            return OverlayFrame()
-        source = source_at_lps(self.volume, plane.to_lps((rows - 1) / 2, (cols - 1) / 2))
-        if source is None or source.distance_mm > float(self.volume.spacing[2]) / 2:
+        source = None if self.hidden else shown_source(self.volume, plane)
+        if source is None:
             return OverlayFrame()
         uid = source.sop_instance_uid
         if not self.state.applies_to(uid):

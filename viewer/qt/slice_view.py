@@ -36,7 +36,15 @@ from vtk.util import numpy_support
 from viewer.objects.overlays import OverlayFrame
 from viewer.presets import WindowPreset, default_window, presets_for
 from viewer.qt.canvas import VtkCanvas
-from viewer.reslice import Plane, PlaneImage, SlabMode, plane_image, plane_positions, value_range
+from viewer.reslice import (
+    Plane,
+    PlaneImage,
+    SlabMode,
+    plane_image,
+    plane_positions,
+    stack_step_count,
+    value_range,
+)
 from viewer.tools import (
     POINTS_NEEDED,
     Calibration,
@@ -810,7 +818,7 @@ class StackView(SliceView):
             if self.metadata.get("has_patient_geometry", True) and plane == "native"
             else None
         )
-        count = volume.voxels.shape[0] if plane == "native" else len(plane_positions(volume, plane))
+        count = stack_step_count(volume, plane)
         if same and state.geometry == plane and state.slice_count == count:
             self.show_displayed()
             return
